@@ -1,0 +1,249 @@
+//! Keys: issuing and blocking them, ESU orders, and disclosing key text.
+
+use std::collections::HashSet;
+
+use super::{
+    key_by_id, license, product, require_operator, Context, DISCLOSED_KEYS_MAX,
+    KMS_ACTIVATIONS_PER_HOST_DEFAULT, KMS_HOSTS_DEFAULT,
+};
+use crate::catalog::{DisclosureChannel, KeyKind, KeyRequirement, Program, Role};
+use crate::command::{BlockKey, DiscloseKeys, IssueKey, OrderEsu};
+use crate::event::{Coverage, EventBody};
+use crate::ids::Principal;
+use crate::refusal::Refusal;
+use crate::state::{Product, State};
+
+/// R5: embedded keys are shown from this SQL Server version on.
+pub const EMBEDDED_KEY_SHOWN_FROM_VERSION: u32 = 2022;
+/// R5: what earlier embedded-key products show instead of a key.
+pub const NO_KEY_REQUIRED_TEXT: &str = "This product does not require a product key";
+
+/// The counts a key is issued with: `(limit, hosts_max, per_host_max)`.
+type Allowance = (u64, u32, u32);
+
+pub(super) fn issue_key(
+    state: &State,
+    actor: &Principal,
+    c: &IssueKey,
+    ctx: &Context,
+) -> Result<Vec<EventBody>, Refusal> {
+    require_operator(state, actor, "R3")?;
+    let record = license(state, &c.license_id)?;
+    let product = product(state, &c.product)?;
+    check_requirement(c, product)?;
+    if c.kind == KeyKind::KmsHost
+        && matches!(
+            record.program,
+            Program::OpenValue | Program::OpenValueSubscription
+        )
+    {
+        return Err(Refusal::ProgramNotEligible {
+            program: record.program,
+        });
+    }
+    let (limit, hosts_max, per_host_max) = allowance(c, product)?;
+    let coverage = coverage(c)?;
+    let (fingerprint, last5) = match &c.product_key {
+        Some(text) => (
+            ctx.presented.expect("the caller fingerprints given key text"),
+            text.last5(),
+        ),
+        None => {
+            let material = ctx.new_key.expect("the caller generates key material");
+            (material.fingerprint, material.last5)
+        }
+    };
+    if state.key_by_fingerprint(&fingerprint).is_some() {
+        return Err(Refusal::AlreadyExists("a key with this product key text".to_owned()));
+    }
+    Ok(vec![EventBody::KeyIssued {
+        key_id: state.next_key_id(),
+        license_id: c.license_id.clone(),
+        product: c.product.clone(),
+        kind: c.kind,
+        limit,
+        hosts_max,
+        per_host_max,
+        coverage,
+        fingerprint,
+        last5,
+    }])
+}
+
+/// R4, R5, R6: which products get keys at all, and which kind.
+fn check_requirement(c: &IssueKey, product: &Product) -> Result<(), Refusal> {
+    let refuse = |detail| Refusal::NoKeyRequired {
+        product: c.product.clone(),
+        requirement: product.key_requirement,
+        detail,
+    };
+    match product.key_requirement {
+        KeyRequirement::None => Err(refuse("the product is used without a key")),
+        KeyRequirement::LicenseServer => Err(refuse(
+            "activate the license server with the license ID's number instead",
+        )),
+        KeyRequirement::Embedded => {
+            let shown = product
+                .version_number()
+                .is_some_and(|v| v >= EMBEDDED_KEY_SHOWN_FROM_VERSION);
+            if !shown {
+                return Err(refuse(NO_KEY_REQUIRED_TEXT));
+            }
+            if c.kind != KeyKind::Embedded {
+                return Err(Refusal::WrongKeyKind {
+                    key: format!("for product {}", c.product),
+                    kind: c.kind,
+                    expected: "an embedded-key product takes embedded keys only",
+                });
+            }
+            Ok(())
+        }
+        KeyRequirement::VlKey if c.kind == KeyKind::Embedded => Err(Refusal::WrongKeyKind {
+            key: format!("for product {}", c.product),
+            kind: c.kind,
+            expected: "embedded keys are for embedded-key products only",
+        }),
+        KeyRequirement::VlKey => Ok(()),
+    }
+}
+
+/// R8, R13, R20: counted kinds need a limit; KMS host keys take host bounds; others none.
+fn allowance(c: &IssueKey, product: &Product) -> Result<Allowance, Refusal> {
+    let invalid = |text: &str| Err(Refusal::Invalid(format!("{} key: {text}", c.kind)));
+    match c.kind {
+        KeyKind::Mak | KeyKind::EsuMak | KeyKind::Osa => {
+            if c.hosts.is_some() || c.per_host.is_some() {
+                return invalid("hosts and per_host are for kms_host keys only");
+            }
+            match c.limit {
+                Some(0) | None => invalid("limit must be given and greater than 0"),
+                Some(limit) => Ok((limit, 0, 0)),
+            }
+        }
+        KeyKind::KmsHost => {
+            if c.limit.is_some() {
+                return invalid("a KMS host key takes hosts and per_host, not limit");
+            }
+            if product.family.kms_line().is_none() {
+                return invalid("KMS host keys exist for Windows and Office products only");
+            }
+            let hosts = c.hosts.unwrap_or(KMS_HOSTS_DEFAULT);
+            let per_host = c.per_host.unwrap_or(KMS_ACTIVATIONS_PER_HOST_DEFAULT);
+            if hosts == 0 || per_host == 0 {
+                return invalid("hosts and per_host must be greater than 0");
+            }
+            Ok((0, hosts, per_host))
+        }
+        KeyKind::Setup | KeyKind::Embedded => {
+            if c.limit.is_some() || c.hosts.is_some() || c.per_host.is_some() {
+                return invalid("this kind carries no count (R16)");
+            }
+            Ok((0, 0, 0))
+        }
+    }
+}
+
+/// R12: ESU MAKs carry a coverage period; no other kind does.
+fn coverage(c: &IssueKey) -> Result<Option<Coverage>, Refusal> {
+    match (c.kind, c.coverage_start, c.coverage_end) {
+        (KeyKind::EsuMak, Some(start), Some(end)) => {
+            if end <= start {
+                return Err(Refusal::Invalid(
+                    "coverage_end must be after coverage_start".to_owned(),
+                ));
+            }
+            Ok(Some(Coverage { start, end }))
+        }
+        (KeyKind::EsuMak, _, _) => Err(Refusal::Invalid(
+            "esu_mak key: coverage_start and coverage_end are required".to_owned(),
+        )),
+        (_, None, None) => Ok(None),
+        (kind, _, _) => Err(Refusal::Invalid(format!(
+            "{kind} key: coverage is for esu_mak keys only"
+        ))),
+    }
+}
+
+pub(super) fn block_key(
+    state: &State,
+    actor: &Principal,
+    c: &BlockKey,
+) -> Result<Vec<EventBody>, Refusal> {
+    require_operator(state, actor, "R3")?;
+    let key = key_by_id(state, c.key_id)?;
+    if key.blocked {
+        return Err(Refusal::KeyBlocked(key.id));
+    }
+    Ok(vec![EventBody::KeyBlocked { key_id: c.key_id }])
+}
+
+/// R11: orders may be placed before coverage starts.
+pub(super) fn order_esu(
+    state: &State,
+    actor: &Principal,
+    c: &OrderEsu,
+) -> Result<Vec<EventBody>, Refusal> {
+    require_operator(state, actor, "R3")?;
+    if state.esu_order(&c.order_id).is_some() {
+        return Err(Refusal::AlreadyExists(format!("ESU order {}", c.order_id)));
+    }
+    license(state, &c.license_id)?;
+    product(state, &c.product)?;
+    if c.coverage_end <= c.coverage_start {
+        return Err(Refusal::Invalid(
+            "coverage_end must be after coverage_start".to_owned(),
+        ));
+    }
+    Ok(vec![EventBody::EsuOrdered {
+        order_id: c.order_id.clone(),
+        license_id: c.license_id.clone(),
+        product: c.product.clone(),
+        coverage: Coverage {
+            start: c.coverage_start,
+            end: c.coverage_end,
+        },
+    }])
+}
+
+/// R1: seeing key text needs `administrator` or `product_key_reader` on each key's license
+/// ID. R2: an export names the digest of its file; a copy names exactly one key.
+pub(super) fn disclose_keys(
+    state: &State,
+    actor: &Principal,
+    c: &DiscloseKeys,
+) -> Result<Vec<EventBody>, Refusal> {
+    if c.key_ids.is_empty() || c.key_ids.len() > DISCLOSED_KEYS_MAX {
+        return Err(Refusal::Invalid(format!(
+            "key_ids must name 1..={DISCLOSED_KEYS_MAX} keys, got {}",
+            c.key_ids.len()
+        )));
+    }
+    match (c.channel, &c.export_digest) {
+        (DisclosureChannel::Copy, None) if c.key_ids.len() == 1 => {}
+        (DisclosureChannel::Copy, _) => {
+            return Err(Refusal::Invalid(
+                "a copy discloses exactly one key and has no export_digest".to_owned(),
+            ))
+        }
+        (DisclosureChannel::Export, Some(_)) => {}
+        (DisclosureChannel::Export, None) => {
+            return Err(Refusal::Invalid(
+                "R2: an export must carry the export_digest of its file".to_owned(),
+            ))
+        }
+    }
+    let mut seen = HashSet::with_capacity(c.key_ids.len());
+    for &key_id in &c.key_ids {
+        if !seen.insert(key_id) {
+            return Err(Refusal::Invalid(format!("key_ids names key {key_id} twice")));
+        }
+        let key = key_by_id(state, key_id)?;
+        let roles = [Role::Administrator, Role::ProductKeyReader];
+        super::require_role(state, actor, &key.license_id, &roles, "R1")?;
+    }
+    Ok(vec![EventBody::KeysDisclosed {
+        key_ids: c.key_ids.clone(),
+        channel: c.channel,
+        export_digest: c.export_digest,
+    }])
+}

@@ -1,0 +1,246 @@
+//! Events: the facts the log keeps forever.
+//!
+//! Every variant is part of the on-disk format (docs/format.md). Variants are encoded by
+//! their index: append new ones at the end, never reorder or remove one, and change a
+//! variant's fields only with a new schema version and an upcast from the old one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{
+    ActivationMethod, ActivationStatus, ClientFamily, DisclosureChannel, Family, KeyKind,
+    KeyRequirement, KmsRequestReason, Program, Role,
+};
+use crate::ids::{
+    ClientId, HostId, KeyId, LicenseId, MachineId, OrderId, OrgId, Principal, ProductId,
+    RequestId, TenantId,
+};
+use crate::product_key::{Fingerprint, Last5};
+use crate::refusal::RefusalCode;
+use crate::{Digest, Timestamp};
+
+/// The schema version every event variant is written with today. A reader meeting a newer
+/// version refuses the record; an older one is upcast (none exists yet).
+pub const EVENT_SCHEMA_VERSION: u8 = 1;
+
+/// One fact, with when it happened (business time) and who caused it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub at: Timestamp,
+    pub actor: Principal,
+    pub body: EventBody,
+}
+
+/// A coverage period `[start, end)` (R11, R12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+impl Coverage {
+    /// Where `at` falls relative to the period.
+    pub fn phase_at(&self, at: Timestamp) -> CoveragePhase {
+        if at < self.start {
+            CoveragePhase::NotStarted
+        } else if at >= self.end {
+            CoveragePhase::Ended
+        } else {
+            CoveragePhase::Active
+        }
+    }
+}
+
+/// Where a moment falls relative to a coverage period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoveragePhase {
+    NotStarted,
+    Active,
+    Ended,
+}
+
+/// What an activation attempt asked for; kept with a recorded refusal (R10).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivationAttempt {
+    Mak {
+        org: OrgId,
+        method: ActivationMethod,
+        machines: u32,
+    },
+    KmsHost {
+        org: OrgId,
+        host: HostId,
+    },
+    KmsClient {
+        host: HostId,
+        client: ClientId,
+        family: ClientFamily,
+    },
+    Osa {
+        tenant: TenantId,
+    },
+}
+
+/// Every event type. Past tense: these happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventBody {
+    /// R3: a principal became an operator (the first one by `init`).
+    OperatorAdded { principal: Principal },
+    OrgRegistered {
+        org: OrgId,
+        name: String,
+        parent: Option<OrgId>,
+    },
+    LicenseIdRegistered {
+        license_id: LicenseId,
+        org: OrgId,
+        program: Program,
+        agreement_number: String,
+        authorization_number: Option<String>,
+        purchase_account: Option<String>,
+    },
+    ProductRegistered {
+        product: ProductId,
+        name: String,
+        family: Family,
+        version: String,
+        edition: String,
+        key_requirement: KeyRequirement,
+    },
+    /// R7/R24: licenses bought; kept apart from activation counts.
+    PurchaseRecorded {
+        license_id: LicenseId,
+        product: ProductId,
+        quantity: u64,
+    },
+    /// A key was issued. `limit` counts activations or seats (0 for kinds without a count);
+    /// `hosts_max`/`per_host_max` bound KMS host keys (0 otherwise).
+    KeyIssued {
+        key_id: KeyId,
+        license_id: LicenseId,
+        product: ProductId,
+        kind: KeyKind,
+        limit: u64,
+        hosts_max: u32,
+        per_host_max: u32,
+        coverage: Option<Coverage>,
+        fingerprint: Fingerprint,
+        last5: Last5,
+    },
+    KeyBlocked { key_id: KeyId },
+    /// R11.
+    EsuOrdered {
+        order_id: OrderId,
+        license_id: LicenseId,
+        product: ProductId,
+        coverage: Coverage,
+    },
+    /// R9: `machines` are the newly consumed ones; `already_active` counts machines of the
+    /// request that were active on the key before and consumed nothing.
+    MachinesActivated {
+        key_id: KeyId,
+        org: OrgId,
+        method: ActivationMethod,
+        machines: Vec<MachineId>,
+        already_active: u32,
+    },
+    /// R13: `activation` is 1 for a host's first activation on this key, up to `per_host_max`.
+    KmsHostActivated {
+        key_id: KeyId,
+        org: OrgId,
+        host: HostId,
+        activation: u32,
+    },
+    /// R14: a client contacted a host; `count` is the host's count for the client's line
+    /// (Windows or Office) including this contact.
+    KmsClientContacted {
+        host: HostId,
+        client: ClientId,
+        family: ClientFamily,
+        count: u32,
+        status: ActivationStatus,
+    },
+    /// R20.
+    OsaRedeemed { key_id: KeyId, tenant: TenantId },
+    /// R10: a refused activation, with the reason and, for R9, the remaining count.
+    ActivationRefused {
+        key_id: Option<KeyId>,
+        attempt: ActivationAttempt,
+        code: RefusalCode,
+        remaining: Option<u64>,
+    },
+    /// R17.
+    MakIncreaseRequested {
+        request_id: RequestId,
+        license_id: LicenseId,
+        product: ProductId,
+        key_id: KeyId,
+        activations_needed: u64,
+        justification: String,
+    },
+    /// R18. `key_id` is the KMS host key to raise, for `additional_hosts`.
+    KmsRequested {
+        request_id: RequestId,
+        license_id: LicenseId,
+        product: ProductId,
+        reason: KmsRequestReason,
+        key_id: Option<KeyId>,
+        host_activations_needed: u32,
+        justification: String,
+    },
+    /// R19: the actor granted `amount` (activations or KMS host activations).
+    RequestGranted { request_id: RequestId, amount: u64 },
+    /// R19.
+    RequestDenied { request_id: RequestId, reason: String },
+    RoleAssigned {
+        principal: Principal,
+        license_id: LicenseId,
+        role: Role,
+    },
+    RoleRevoked {
+        principal: Principal,
+        license_id: LicenseId,
+        role: Role,
+    },
+    /// R1/R2: the actor saw these keys' text.
+    KeysDisclosed {
+        key_ids: Vec<KeyId>,
+        channel: DisclosureChannel,
+        export_digest: Option<Digest>,
+    },
+}
+
+impl EventBody {
+    /// The schema version this variant is written with (see [`EVENT_SCHEMA_VERSION`]).
+    pub fn schema_version(&self) -> u8 {
+        EVENT_SCHEMA_VERSION
+    }
+
+    /// The stable snake_case name of the variant, as exports and reports print it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventBody::OperatorAdded { .. } => "operator_added",
+            EventBody::OrgRegistered { .. } => "org_registered",
+            EventBody::LicenseIdRegistered { .. } => "license_id_registered",
+            EventBody::ProductRegistered { .. } => "product_registered",
+            EventBody::PurchaseRecorded { .. } => "purchase_recorded",
+            EventBody::KeyIssued { .. } => "key_issued",
+            EventBody::KeyBlocked { .. } => "key_blocked",
+            EventBody::EsuOrdered { .. } => "esu_ordered",
+            EventBody::MachinesActivated { .. } => "machines_activated",
+            EventBody::KmsHostActivated { .. } => "kms_host_activated",
+            EventBody::KmsClientContacted { .. } => "kms_client_contacted",
+            EventBody::OsaRedeemed { .. } => "osa_redeemed",
+            EventBody::ActivationRefused { .. } => "activation_refused",
+            EventBody::MakIncreaseRequested { .. } => "mak_increase_requested",
+            EventBody::KmsRequested { .. } => "kms_requested",
+            EventBody::RequestGranted { .. } => "request_granted",
+            EventBody::RequestDenied { .. } => "request_denied",
+            EventBody::RoleAssigned { .. } => "role_assigned",
+            EventBody::RoleRevoked { .. } => "role_revoked",
+            EventBody::KeysDisclosed { .. } => "keys_disclosed",
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Use rights derived from the catalog and purchases (R21, R22, R23). Pure reads of
+//! [`State`]: reports show them, no command changes them.
+
+use crate::catalog::Program;
+use crate::ids::{LicenseId, ProductId};
+use crate::state::State;
+
+/// R21: earlier versions of the same family and edition in the catalog, newest first.
+pub fn downgrade_targets(state: &State, product: &ProductId) -> Vec<ProductId> {
+    let Some(this) = state.product(product) else {
+        return Vec::new();
+    };
+    let Some(version) = this.version_number() else {
+        return Vec::new();
+    };
+    let mut targets: Vec<(u32, &ProductId)> = state
+        .products()
+        .filter(|(_, p)| p.family == this.family && p.edition == this.edition)
+        .filter_map(|(id, p)| p.version_number().map(|v| (v, id)))
+        .filter(|(v, _)| *v < version)
+        .collect();
+    targets.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    targets.into_iter().map(|(_, id)| id.clone()).collect()
+}
+
+/// R22: whether OEM or retail copies of `product` may be reimaged with VL media.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reimage {
+    pub eligible: bool,
+    pub reason: &'static str,
+}
+
+pub fn reimage(state: &State, license_id: &LicenseId, product: &ProductId) -> Reimage {
+    let Some(record) = state.license(license_id) else {
+        return Reimage {
+            eligible: false,
+            reason: "unknown license ID",
+        };
+    };
+    if record.program != Program::OpenLicense {
+        return Reimage {
+            eligible: true,
+            reason: "every volume-licensing customer may reimage identical products",
+        };
+    }
+    if state.purchased(license_id, product) > 0 {
+        Reimage {
+            eligible: true,
+            reason: "open_license: at least one unit purchased under this license ID",
+        }
+    } else {
+        Reimage {
+            eligible: false,
+            reason: "open_license: no unit of this product purchased under this license ID",
+        }
+    }
+}
+
+/// R23: limited training, backup and evaluation rights.
+pub fn training_backup_evaluation(program: Program) -> bool {
+    program.has_training_backup_evaluation_rights()
+}
