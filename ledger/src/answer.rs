@@ -1,0 +1,82 @@
+//! The answer to one command (DOMAIN.md §3): `{"ok": true, "seq": N, ...}` or
+//! `{"ok": false, "code": "...", "message": "..."}`. Every field name is public API
+//! (docs/api.md); absent fields are omitted, never null.
+
+use keyledger_core::{ActivationStatus, Refusal};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Answer {
+    pub ok: bool,
+    /// The seq of the command's last appended event (accepted, or a recorded refusal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// The stable refusal or error code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The rule a `forbidden` refusal cites.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Activations: `activated`, `already_active` or `pending_threshold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ActivationStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<u64>,
+    /// The last five characters of an issued key: never the whole text (R1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last5: Option<String>,
+    /// MAK activations consumed by this command (R9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumed: Option<u64>,
+    /// Machines of the request that were already active (R9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub already_active: Option<u32>,
+    /// Activations left on the key after this command, or at the refusal (R9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
+    /// The KMS host's count for the client's line, this contact included (R14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// The n-th activation of this KMS host on the key (R13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<u32>,
+}
+
+impl Answer {
+    pub fn accepted(seq: u64) -> Answer {
+        Answer {
+            ok: true,
+            seq: Some(seq),
+            ..Answer::default()
+        }
+    }
+
+    pub fn refused(refusal: &Refusal, recorded_seq: Option<u64>) -> Answer {
+        Answer {
+            ok: false,
+            seq: recorded_seq,
+            code: Some(refusal.code().as_str().to_owned()),
+            message: Some(refusal.to_string()),
+            rule: refusal.rule().map(str::to_owned),
+            remaining: refusal.remaining(),
+            ..Answer::default()
+        }
+    }
+
+    /// A failure that is not a business refusal (limits, storage), with its code.
+    pub fn error(code: &str, message: impl Into<String>) -> Answer {
+        Answer {
+            ok: false,
+            code: Some(code.to_owned()),
+            message: Some(message.into()),
+            ..Answer::default()
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("answers serialize")
+    }
+}

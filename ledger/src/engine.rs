@@ -1,0 +1,373 @@
+//! The engine: owns the decision `State`, the store and the chain head, and turns a batch
+//! of submissions into one durable block.
+//!
+//! Order of work for a batch: decide each command against the live state (applying each
+//! accepted event before the next decision), encode and chain its events into one block,
+//! then commit the block, the head, new key secrets and idempotency answers in one redb
+//! write transaction. Answers are released only after that commit returns. If it fails,
+//! every command of the batch gets an error and the state is rebuilt from disk, so it never
+//! runs ahead of what is durable.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use keyledger_core::{
+    handle, Command, CommandBody, Context, Event, EventBody, Fingerprint, NewKeyMaterial,
+    Outcome, ProductKeyText, State,
+};
+use rand::Rng;
+
+use crate::answer::Answer;
+use crate::block::BlockWriter;
+use crate::chain::link;
+use crate::codec::encode_record;
+use crate::error::{Error, Result};
+use crate::store::{BatchWrite, Head, Store};
+use crate::walk::walk;
+use crate::Limits;
+
+/// Commands submitted together: applied one by one, or all-or-nothing when `atomic`.
+#[derive(Debug)]
+pub struct Submission {
+    pub commands: Vec<Command>,
+    pub atomic: bool,
+}
+
+/// The BLAKE3 fingerprint of normalized key text (DOMAIN.md §1).
+pub fn fingerprint(text: &ProductKeyText) -> Fingerprint {
+    Fingerprint(*blake3::hash(text.reveal().as_bytes()).as_bytes())
+}
+
+/// New key text from the operating system's CSPRNG (via `rand`'s thread RNG).
+pub fn generate_key_text() -> ProductKeyText {
+    let mut rng = rand::rng();
+    let indices: [u8; 25] = std::array::from_fn(|_| rng.random_range(0..24u8));
+    ProductKeyText::from_alphabet_indices(&indices)
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    store: Store,
+    state: State,
+    head: Head,
+    limits: Limits,
+}
+
+/// What a batch has produced so far, before its commit.
+struct Pending {
+    block: Option<BlockWriter>,
+    head: Head,
+    secrets: Vec<(u64, String)>,
+    answers: Vec<(String, Vec<u8>)>,
+    seen: HashMap<String, Answer>,
+}
+
+impl Engine {
+    /// Opens a store: walks and verifies the whole chain while replaying it into `State`.
+    pub fn open(store: Store, limits: Limits) -> Result<Engine> {
+        let mut state = State::default();
+        let head = walk(&store, 1, |record| {
+            state.apply(&record.event);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(Engine {
+            store,
+            state,
+            head,
+            limits,
+        })
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Runs a batch of submissions and commits it; one answer list per submission.
+    pub fn run_batch(&mut self, submissions: &[Submission]) -> Vec<Result<Vec<Answer>>> {
+        let mut pending = Pending {
+            block: None,
+            head: self.head,
+            secrets: Vec::new(),
+            answers: Vec::new(),
+            seen: HashMap::new(),
+        };
+        let mut results: Vec<Result<Vec<Answer>>> = submissions
+            .iter()
+            .map(|s| self.run_submission(s, &mut pending))
+            .collect();
+        let write = BatchWrite {
+            block: pending.block.map(|b| (self.head.seq + 1, b.finish(&pending.head.hash))),
+            head: (pending.head != self.head).then_some(pending.head),
+            secrets: pending.secrets,
+            answers: pending.answers,
+        };
+        if write.is_empty() {
+            return results;
+        }
+        match self.store.commit(&write) {
+            Ok(()) => self.head = pending.head,
+            Err(err) => {
+                let message = err.to_string();
+                for result in &mut results {
+                    *result = Err(Error::CommitFailed(message.clone()));
+                }
+                self.rebuild_after_failed_commit();
+            }
+        }
+        results
+    }
+
+    /// The state ran ahead of disk during the batch: fold it again from what is durable.
+    fn rebuild_after_failed_commit(&mut self) {
+        let mut state = State::default();
+        match walk(&self.store, 1, |record| {
+            state.apply(&record.event);
+            Ok(ControlFlow::Continue(()))
+        }) {
+            Ok(head) => {
+                self.state = state;
+                self.head = head;
+            }
+            // The store cannot even be read back: refuse to go on with a state that may
+            // disagree with the disk.
+            Err(err) => panic!("ledger unreadable after a failed commit: {err}"),
+        }
+    }
+
+    fn run_submission(&mut self, s: &Submission, pending: &mut Pending) -> Result<Vec<Answer>> {
+        if s.commands.len() > self.limits.batch_commands_max {
+            return Err(Error::BatchTooLarge {
+                count: s.commands.len(),
+                limit: self.limits.batch_commands_max,
+            });
+        }
+        if s.atomic && s.commands.len() > 1 {
+            return Ok(self.run_atomic(&s.commands, pending));
+        }
+        let mut state = std::mem::take(&mut self.state);
+        let answers = s
+            .commands
+            .iter()
+            .map(|c| self.run_command(&mut state, c, pending))
+            .collect();
+        self.state = state;
+        Ok(answers)
+    }
+
+    /// All commands or none: decide against a copy, keep it only if every one is accepted.
+    fn run_atomic(&mut self, commands: &[Command], pending: &mut Pending) -> Vec<Answer> {
+        let mut scratch = self.state.clone();
+        let saved = (pending.head, pending.secrets.len(), pending.answers.len());
+        let saved_block = pending.block.as_ref().map(BlockWriter::checkpoint);
+        let mut answers = Vec::with_capacity(commands.len());
+        for (i, command) in commands.iter().enumerate() {
+            let id = command.command_id.as_ref().map(|id| id.as_str().to_owned());
+            let first = match &id {
+                Some(id) => self.first_answer(id, pending).unwrap_or_else(|e| {
+                    Some(Answer::error("storage", e.to_string()))
+                }),
+                None => None,
+            };
+            let answer = match first {
+                Some(answer) => answer,
+                None => self.run_command_atomic(&mut scratch, command, pending),
+            };
+            if !answer.ok {
+                if let (Some(block), Some(mark)) = (pending.block.as_mut(), saved_block) {
+                    block.rollback(mark);
+                } else {
+                    pending.block = None;
+                }
+                pending.head = saved.0;
+                pending.secrets.truncate(saved.1);
+                pending.answers.truncate(saved.2);
+                return atomic_refusal(commands.len(), i, answer);
+            }
+            answers.push(answer);
+        }
+        for (command, answer) in commands.iter().zip(&answers) {
+            if let Some(id) = &command.command_id {
+                let id = id.as_str().to_owned();
+                pending.answers.push((id.clone(), answer.to_json().into_bytes()));
+                pending.seen.insert(id, answer.clone());
+            }
+        }
+        self.state = scratch;
+        answers
+    }
+
+    fn run_command_atomic(&mut self, state: &mut State, c: &Command, p: &mut Pending) -> Answer {
+        // Inside an atomic submission a refusal appends nothing, not even its R10 record.
+        let ctx = self.context(&c.body);
+        match handle(state, c, &ctx.0) {
+            Outcome::Accepted(events) => self.append(state, c, &ctx, events, None, p),
+            Outcome::Refused { refusal, .. } => Answer::refused(&refusal, None),
+        }
+    }
+
+    fn run_command(&mut self, state: &mut State, c: &Command, p: &mut Pending) -> Answer {
+        let command_id = c.command_id.as_ref().map(|id| id.as_str().to_owned());
+        if let Some(id) = &command_id {
+            match self.first_answer(id, p) {
+                Ok(Some(answer)) => return answer,
+                Ok(None) => {}
+                Err(err) => return Answer::error("storage", err.to_string()),
+            }
+        }
+        let ctx = self.context(&c.body);
+        let answer = match handle(state, c, &ctx.0) {
+            Outcome::Accepted(events) => self.append(state, c, &ctx, events, None, p),
+            Outcome::Refused {
+                refusal,
+                recorded: Some(event),
+            } => self.append(state, c, &ctx, vec![event], Some(&refusal), p),
+            Outcome::Refused { refusal, .. } => Answer::refused(&refusal, None),
+        };
+        if let Some(id) = command_id {
+            p.answers.push((id.clone(), answer.to_json().into_bytes()));
+            p.seen.insert(id, answer.clone());
+        }
+        answer
+    }
+
+    fn first_answer(&self, id: &str, p: &Pending) -> Result<Option<Answer>> {
+        if let Some(answer) = p.seen.get(id) {
+            return Ok(Some(answer.clone()));
+        }
+        let Some(bytes) = self.store.answer(id)? else {
+            return Ok(None);
+        };
+        let answer = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Storage(format!("stored answer of command_id {id:?} is unreadable: {e}"))
+        })?;
+        Ok(Some(answer))
+    }
+
+    /// The context `decide` needs: the presented key's fingerprint and, for commands that
+    /// may issue a key, freshly generated key text.
+    fn context(&self, body: &CommandBody) -> (Context, Option<ProductKeyText>) {
+        let presented = body.presented_key().map(fingerprint);
+        let generated = body.may_generate_key().then(generate_key_text);
+        let new_key = generated.as_ref().map(|text| NewKeyMaterial {
+            fingerprint: fingerprint(text),
+            last5: text.last5(),
+        });
+        (Context { presented, new_key }, generated)
+    }
+
+    /// Encodes, chains and applies a command's events; answers with what they produced.
+    fn append(
+        &mut self,
+        state: &mut State,
+        c: &Command,
+        ctx: &(Context, Option<ProductKeyText>),
+        events: Vec<Event>,
+        refusal: Option<&keyledger_core::Refusal>,
+        p: &mut Pending,
+    ) -> Answer {
+        let records: Vec<Vec<u8>> = events.iter().map(encode_record).collect();
+        if let Some(big) = records.iter().find(|r| r.len() > self.limits.record_bytes_max) {
+            let err = Error::RecordTooLarge {
+                bytes: big.len(),
+                limit: self.limits.record_bytes_max,
+            };
+            return Answer::error("record_too_large", err.to_string());
+        }
+        for (event, record) in events.iter().zip(&records) {
+            let seq = p.head.seq + 1;
+            let hash = link(&p.head.hash, seq, record);
+            p.block.get_or_insert_with(|| BlockWriter::new(seq)).push(record);
+            p.head = Head { seq, hash };
+            state.apply(event);
+            if let EventBody::KeyIssued { key_id, .. } = &event.body {
+                let text = match &c.body {
+                    CommandBody::IssueKey(issue) if issue.product_key.is_some() => {
+                        issue.product_key.clone()
+                    }
+                    _ => ctx.1.clone(),
+                };
+                let text = text.expect("an issued key has text: given or generated");
+                p.secrets.push((key_id.0, text.reveal().to_owned()));
+            }
+        }
+        match refusal {
+            Some(refusal) => Answer::refused(refusal, Some(p.head.seq)),
+            None => accepted_answer(state, p.head.seq, &events),
+        }
+    }
+}
+
+/// The answer of an atomic submission refused at command `failed`: that command's refusal,
+/// and for every other command a note that nothing of the submission was applied.
+fn atomic_refusal(count: usize, failed: usize, refusal: Answer) -> Vec<Answer> {
+    (0..count)
+        .map(|i| {
+            if i == failed {
+                refusal.clone()
+            } else {
+                Answer::error(
+                    "atomic_batch_refused",
+                    format!("nothing applied: command {} of this atomic batch was refused", failed + 1),
+                )
+            }
+        })
+        .collect()
+}
+
+/// Fills the answer's details from the events a command produced.
+fn accepted_answer(state: &State, seq: u64, events: &[Event]) -> Answer {
+    let mut answer = Answer::accepted(seq);
+    for event in events {
+        match &event.body {
+            EventBody::MachinesActivated {
+                key_id,
+                machines,
+                already_active,
+                ..
+            } => {
+                answer.status = Some(if machines.is_empty() {
+                    keyledger_core::ActivationStatus::AlreadyActive
+                } else {
+                    keyledger_core::ActivationStatus::Activated
+                });
+                answer.key_id = Some(key_id.0);
+                answer.consumed = Some(machines.len() as u64);
+                answer.already_active = Some(*already_active);
+                answer.remaining = state.key(*key_id).map(|k| k.remaining());
+            }
+            EventBody::KmsHostActivated {
+                key_id, activation, ..
+            } => {
+                answer.status = Some(keyledger_core::ActivationStatus::Activated);
+                answer.key_id = Some(key_id.0);
+                answer.activation = Some(*activation);
+            }
+            EventBody::KmsClientContacted { count, status, .. } => {
+                answer.status = Some(*status);
+                answer.count = Some(*count);
+            }
+            EventBody::OsaRedeemed { key_id, .. } => {
+                answer.status = Some(keyledger_core::ActivationStatus::Activated);
+                answer.key_id = Some(key_id.0);
+            }
+            EventBody::KeyIssued { key_id, last5, .. } => {
+                answer.key_id = Some(key_id.0);
+                answer.last5 = Some(last5.to_string());
+            }
+            _ => {}
+        }
+    }
+    answer
+}

@@ -1,0 +1,308 @@
+//! The redb file: tables, format check, one write transaction per batch, block reads.
+//!
+//! Tables:
+//! - `blocks`  u64 (first seq) → block bytes (see [`crate::block`]); O(log n) to any seq.
+//! - `meta`    str → bytes: `format_version` (1 byte) and `head` (u64 LE seq, 32-byte hash).
+//! - `secrets` u64 (key id) → key text. Apart from the chain, so it can be erased.
+//! - `answers` str (command id) → the first answer's JSON, for idempotent resends.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::chain::{ChainHash, GENESIS};
+use crate::error::{Error, Result};
+
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const SECRETS: TableDefinition<u64, &str> = TableDefinition::new("secrets");
+const ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("answers");
+
+const FORMAT_VERSION_KEY: &str = "format_version";
+const HEAD_KEY: &str = "head";
+
+/// The database format this build writes and reads. A change of any table's layout, the
+/// block layout or the record layout bumps it and adds an upgrade path.
+pub const DB_FORMAT_VERSION: u8 = 1;
+
+/// The end of the log: the last seq and the chain hash after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: ChainHash,
+}
+
+impl Head {
+    pub const EMPTY: Head = Head {
+        seq: 0,
+        hash: GENESIS,
+    };
+
+    fn to_bytes(self) -> [u8; 40] {
+        let mut bytes = [0u8; 40];
+        bytes[..8].copy_from_slice(&self.seq.to_le_bytes());
+        bytes[8..].copy_from_slice(&self.hash);
+        bytes
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Head> {
+        let bytes: &[u8; 40] = bytes.try_into().ok()?;
+        Some(Head {
+            seq: u64::from_le_bytes(bytes[..8].try_into().ok()?),
+            hash: bytes[8..].try_into().ok()?,
+        })
+    }
+}
+
+/// Everything one batch writes, in one write transaction.
+#[derive(Debug, Default)]
+pub struct BatchWrite {
+    /// `(first seq, block bytes)`, absent when the batch appended no event.
+    pub block: Option<(u64, Vec<u8>)>,
+    pub head: Option<Head>,
+    pub secrets: Vec<(u64, String)>,
+    pub answers: Vec<(String, Vec<u8>)>,
+}
+
+impl BatchWrite {
+    pub fn is_empty(&self) -> bool {
+        self.block.is_none() && self.secrets.is_empty() && self.answers.is_empty()
+    }
+}
+
+/// The open redb database of one ledger.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    label: String,
+}
+
+impl Store {
+    /// Creates a new ledger file; refuses to touch an existing one.
+    pub fn create(path: &Path) -> Result<Store> {
+        if path.exists() {
+            return Err(Error::Exists(path.display().to_string()));
+        }
+        let db = Database::create(path)?;
+        Store::initialize(db, path.display().to_string())
+    }
+
+    /// Opens an existing ledger file and checks its format version.
+    pub fn open(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(Error::Missing(path.display().to_string()));
+        }
+        let db = Database::open(path)?;
+        Store::checked(db, path.display().to_string())
+    }
+
+    /// Opens (creating if empty) a ledger on any redb backend; used by fault-injection tests.
+    pub fn with_backend(backend: impl redb::StorageBackend, label: &str) -> Result<Store> {
+        let db = redb::Builder::new().create_with_backend(backend)?;
+        let fresh = {
+            let read = db.begin_read()?;
+            match read.open_table(META) {
+                Ok(_) => false,
+                Err(redb::TableError::TableDoesNotExist(_)) => true,
+                Err(err) => return Err(err.into()),
+            }
+        };
+        if fresh {
+            Store::initialize(db, label.to_owned())
+        } else {
+            Store::checked(db, label.to_owned())
+        }
+    }
+
+    fn initialize(db: Database, label: String) -> Result<Store> {
+        let write = db.begin_write()?;
+        {
+            let mut meta = write.open_table(META)?;
+            meta.insert(FORMAT_VERSION_KEY, &[DB_FORMAT_VERSION][..])?;
+            meta.insert(HEAD_KEY, &Head::EMPTY.to_bytes()[..])?;
+            write.open_table(BLOCKS)?;
+            write.open_table(SECRETS)?;
+            write.open_table(ANSWERS)?;
+        }
+        write.commit()?;
+        Ok(Store { db, label })
+    }
+
+    fn checked(db: Database, label: String) -> Result<Store> {
+        let version = {
+            let read = db.begin_read()?;
+            let meta = match read.open_table(META) {
+                Ok(meta) => meta,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Err(Error::NotALedger(label)),
+                Err(err) => return Err(err.into()),
+            };
+            let version = meta.get(FORMAT_VERSION_KEY)?;
+            version.map(|v| v.value().first().copied().unwrap_or(0))
+        };
+        match version {
+            None => Err(Error::NotALedger(label)),
+            Some(DB_FORMAT_VERSION) => Ok(Store { db, label }),
+            Some(found) => Err(Error::FormatVersion {
+                path: label,
+                found,
+                expected: DB_FORMAT_VERSION,
+            }),
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The stored head. A head that does not parse is corruption at seq 0.
+    pub fn head(&self) -> Result<Head> {
+        let read = self.db.begin_read()?;
+        let meta = read.open_table(META)?;
+        let bytes = meta.get(HEAD_KEY)?.map(|v| v.value().to_vec());
+        bytes
+            .as_deref()
+            .and_then(Head::from_bytes)
+            .ok_or_else(|| {
+                Error::Corrupt(crate::error::Corruption::Undecodable {
+                    seq: 0,
+                    why: "the stored head is missing or malformed".to_owned(),
+                })
+            })
+    }
+
+    /// Writes one batch durably: the block, the new head, secrets and answers commit
+    /// together or not at all.
+    pub fn commit(&self, batch: &BatchWrite) -> Result<()> {
+        let mut write = self.db.begin_write()?;
+        write
+            .set_durability(Durability::Immediate)
+            .map_err(Error::storage)?;
+        {
+            if let Some((first_seq, bytes)) = &batch.block {
+                let mut blocks = write.open_table(BLOCKS)?;
+                let previous = blocks.insert(*first_seq, bytes.as_slice())?;
+                assert!(previous.is_none(), "a block is written once");
+            }
+            if let Some(head) = batch.head {
+                let mut meta = write.open_table(META)?;
+                meta.insert(HEAD_KEY, &head.to_bytes()[..])?;
+            }
+            let mut secrets = write.open_table(SECRETS)?;
+            for (key_id, text) in &batch.secrets {
+                secrets.insert(*key_id, text.as_str())?;
+            }
+            let mut answers = write.open_table(ANSWERS)?;
+            for (command_id, answer) in &batch.answers {
+                answers.insert(command_id.as_str(), answer.as_slice())?;
+            }
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// Calls `visit(first_seq_key, block_bytes)` for each block whose key is `>= from_key`,
+    /// in seq order, inside one read transaction.
+    pub fn for_each_block(
+        &self,
+        from_key: u64,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        let read = self.db.begin_read()?;
+        let blocks = read.open_table(BLOCKS)?;
+        for entry in blocks.range(from_key..)? {
+            let (key, value) = entry?;
+            if visit(key.value(), value.value())?.is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The key of the block holding `seq` (the greatest first seq `<= seq`), and the chain
+    /// hash before that block (the previous block's head, or genesis).
+    pub fn block_containing(&self, seq: u64) -> Result<Option<(u64, ChainHash)>> {
+        let read = self.db.begin_read()?;
+        let blocks = read.open_table(BLOCKS)?;
+        let Some(entry) = blocks.range(..=seq)?.next_back() else {
+            return Ok(None);
+        };
+        let key = entry?.0.value();
+        let prev = match blocks.range(..key)?.next_back() {
+            None => GENESIS,
+            Some(entry) => {
+                let (_, value) = entry?;
+                let block = crate::block::Block::parse(value.value()).map_err(|e| {
+                    crate::error::Corruption::Undecodable {
+                        seq: key.saturating_sub(1),
+                        why: e.to_string(),
+                    }
+                })?;
+                block.head
+            }
+        };
+        Ok(Some((key, prev)))
+    }
+
+    /// The last block's bytes, for the tail check at open.
+    pub fn last_block(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        let read = self.db.begin_read()?;
+        let blocks = read.open_table(BLOCKS)?;
+        let last = blocks.last()?;
+        Ok(last.map(|(k, v)| (k.value(), v.value().to_vec())))
+    }
+
+    pub fn secret(&self, key_id: u64) -> Result<Option<String>> {
+        let read = self.db.begin_read()?;
+        let secrets = read.open_table(SECRETS)?;
+        Ok(secrets.get(key_id)?.map(|v| v.value().to_owned()))
+    }
+
+    /// Erases a key's text; the chain is untouched (DOMAIN.md §1).
+    pub fn erase_secret(&self, key_id: u64) -> Result<bool> {
+        let write = self.db.begin_write()?;
+        let existed = {
+            let mut secrets = write.open_table(SECRETS)?;
+            let removed = secrets.remove(key_id)?;
+            removed.is_some()
+        };
+        write.commit()?;
+        Ok(existed)
+    }
+
+    pub fn answer(&self, command_id: &str) -> Result<Option<Vec<u8>>> {
+        let read = self.db.begin_read()?;
+        let answers = read.open_table(ANSWERS)?;
+        Ok(answers.get(command_id)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Overwrites a block's bytes in place. Only tamper tests use this: it is how an
+    /// attacker with write access to the file would alter history.
+    #[doc(hidden)]
+    pub fn tamper_block(&self, key: u64, bytes: Option<&[u8]>) -> Result<()> {
+        let write = self.db.begin_write()?;
+        {
+            let mut blocks = write.open_table(BLOCKS)?;
+            match bytes {
+                Some(bytes) => {
+                    blocks.insert(key, bytes)?;
+                }
+                None => {
+                    blocks.remove(key)?;
+                }
+            }
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// All block keys, in order (tamper tests and verification reports).
+    pub fn block_keys(&self) -> Result<Vec<u64>> {
+        let mut keys = Vec::new();
+        self.for_each_block(0, |key, _| {
+            keys.push(key);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(keys)
+    }
+}

@@ -1,0 +1,149 @@
+//! Commands as JSON (DOMAIN.md §3): one flat object with `type`, `at`, `actor`, optional
+//! `command_id`, and the fields of that type.
+//!
+//! Malformed input is not a refusal: [`parse_command`] names the field that is wrong, and
+//! such a command never reaches the writer. The body is read through
+//! `serde_path_to_error` from an externally tagged form (`{type: fields}`), which, unlike an
+//! internally tagged enum, keeps the path to the failing field.
+
+use keyledger_core::{Command, CommandBody, CommandId, Principal, Timestamp};
+use serde_json::{Map, Value};
+
+/// The most bytes one JSON command may take (10,000 machines of 128 bytes fit).
+pub const COMMAND_BYTES_MAX: usize = 2 * 1024 * 1024;
+
+/// Why a JSON text is not a command: the field (when one is to blame) and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", field.as_ref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
+pub struct InputError {
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl InputError {
+    fn new(field: Option<&str>, message: impl Into<String>) -> InputError {
+        InputError {
+            field: field.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses one command from its JSON text.
+pub fn parse_command(text: &str) -> Result<Command, InputError> {
+    if text.len() > COMMAND_BYTES_MAX {
+        return Err(InputError::new(
+            None,
+            format!("command is {} bytes; at most {COMMAND_BYTES_MAX} are allowed", text.len()),
+        ));
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| InputError::new(None, format!("not JSON: {e}")))?;
+    command_from_value(value)
+}
+
+/// Parses one command from a JSON value (one element of an HTTP array, say).
+pub fn command_from_value(value: Value) -> Result<Command, InputError> {
+    let Value::Object(mut fields) = value else {
+        return Err(InputError::new(None, "a command must be a JSON object"));
+    };
+    let type_name = match fields.remove("type") {
+        Some(Value::String(name)) => name,
+        Some(other) => return Err(InputError::new(Some("type"), format!("expected a string, got {other}"))),
+        None => return Err(InputError::new(Some("type"), "missing field")),
+    };
+    let at: Timestamp = take(&mut fields, "at")?;
+    let actor: Principal = take(&mut fields, "actor")?;
+    let command_id: Option<CommandId> = match fields.get("command_id") {
+        None | Some(Value::Null) => {
+            fields.remove("command_id");
+            None
+        }
+        Some(_) => Some(take(&mut fields, "command_id")?),
+    };
+    let mut tagged = Map::new();
+    tagged.insert(type_name.clone(), Value::Object(fields));
+    let body: CommandBody = serde_path_to_error::deserialize(Value::Object(tagged))
+        .map_err(|e| body_error(&type_name, e))?;
+    Ok(Command {
+        at,
+        actor,
+        command_id,
+        body,
+    })
+}
+
+fn take<T: serde::de::DeserializeOwned>(fields: &mut Map<String, Value>, name: &str) -> Result<T, InputError> {
+    let value = fields
+        .remove(name)
+        .ok_or_else(|| InputError::new(Some(name), "missing field"))?;
+    serde_json::from_value(value).map_err(|e| InputError::new(Some(name), e.to_string()))
+}
+
+fn body_error(type_name: &str, err: serde_path_to_error::Error<serde_json::Error>) -> InputError {
+    let message = err.inner().to_string();
+    let path = err.path().to_string();
+    // The first path segment is the type itself; what follows is the field.
+    let field = path
+        .strip_prefix(type_name)
+        .map(|rest| rest.trim_start_matches('.'))
+        .filter(|rest| !rest.is_empty())
+        .map(str::to_owned)
+        .or_else(|| quoted_field(&message));
+    if message.starts_with("unknown variant") {
+        return InputError::new(Some("type"), format!("unknown command type `{type_name}`"));
+    }
+    InputError {
+        field,
+        message,
+    }
+}
+
+/// serde names unknown and missing fields in backquotes: "unknown field `x`, expected …".
+fn quoted_field(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_owned())
+}
+
+/// Writes a command as its flat JSON object (absent optional fields omitted).
+pub fn command_to_json(command: &Command) -> Value {
+    let body = serde_json::to_value(&command.body).expect("commands serialize");
+    let Value::Object(tagged) = body else {
+        unreachable!("a command body serializes as {{type: fields}}")
+    };
+    let (type_name, fields) = tagged.into_iter().next().expect("one tag");
+    let mut flat = Map::new();
+    flat.insert("type".to_owned(), Value::String(type_name));
+    flat.insert("at".to_owned(), Value::String(command.at.to_string()));
+    flat.insert("actor".to_owned(), Value::String(command.actor.to_string()));
+    if let Some(id) = &command.command_id {
+        flat.insert("command_id".to_owned(), Value::String(id.to_string()));
+    }
+    if let Value::Object(fields) = fields {
+        flat.extend(fields.into_iter().filter(|(_, v)| !v.is_null()));
+    }
+    Value::Object(flat)
+}
+
+/// Writes an event as a flat JSON object: `at`, `actor`, `type` and the event's fields.
+pub fn event_to_json(event: &keyledger_core::Event) -> Value {
+    let body = serde_json::to_value(&event.body).expect("events serialize");
+    let mut flat = Map::new();
+    flat.insert("at".to_owned(), Value::String(event.at.to_string()));
+    flat.insert("actor".to_owned(), Value::String(event.actor.to_string()));
+    match body {
+        Value::Object(tagged) => {
+            let (type_name, fields) = tagged.into_iter().next().expect("one tag");
+            flat.insert("type".to_owned(), Value::String(type_name));
+            if let Value::Object(fields) = fields {
+                flat.extend(fields);
+            }
+        }
+        Value::String(type_name) => {
+            flat.insert("type".to_owned(), Value::String(type_name));
+        }
+        other => unreachable!("an event body serializes as a tag, got {other}"),
+    }
+    Value::Object(flat)
+}
