@@ -216,7 +216,8 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 impl fmt::Display for Timestamp {
-    /// RFC 3339 in UTC; the fraction is printed only when it is not zero.
+    /// RFC 3339 in UTC; the fraction is printed only when it is not zero, without trailing
+    /// zeros.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let seconds = self.0.div_euclid(MICROS_PER_SECOND);
         let micros = self.0.rem_euclid(MICROS_PER_SECOND);
@@ -231,7 +232,8 @@ impl fmt::Display for Timestamp {
             sod % 60
         )?;
         if micros != 0 {
-            write!(f, ".{micros:06}")?;
+            let digits = format!("{micros:06}");
+            write!(f, ".{}", digits.trim_end_matches('0'))?;
         }
         f.write_str("Z")
     }
@@ -296,6 +298,7 @@ mod tests {
             "2024-02-29T23:59:59.000001Z",
             "1900-01-01T00:00:00Z",
             "9999-12-31T23:59:59.999999Z",
+            "2026-03-01T09:30:00.5Z",
         ] {
             assert_eq!(ts(text).to_string(), text);
         }

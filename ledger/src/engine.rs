@@ -51,6 +51,9 @@ pub struct Engine {
     state: State,
     head: Head,
     limits: Limits,
+    /// Set when a failed commit left the store unreadable: the engine then refuses every
+    /// batch, since its state may disagree with the disk, until the ledger is reopened.
+    poisoned: Option<String>,
 }
 
 /// What a batch has produced so far, before its commit.
@@ -75,6 +78,7 @@ impl Engine {
             state,
             head,
             limits,
+            poisoned: None,
         })
     }
 
@@ -90,12 +94,23 @@ impl Engine {
         &self.store
     }
 
+    /// Why the engine refuses writes, if it does (see [`Error::Poisoned`]).
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
     /// Runs a batch of submissions and commits it; one answer list per submission.
     pub fn run_batch(&mut self, submissions: &[Submission]) -> Vec<Result<Vec<Answer>>> {
+        if let Some(why) = &self.poisoned {
+            return submissions
+                .iter()
+                .map(|_| Err(Error::Poisoned(why.clone())))
+                .collect();
+        }
         let mut pending = Pending {
             block: None,
             head: self.head,
@@ -142,7 +157,7 @@ impl Engine {
             }
             // The store cannot even be read back: refuse to go on with a state that may
             // disagree with the disk.
-            Err(err) => panic!("ledger unreadable after a failed commit: {err}"),
+            Err(err) => self.poisoned = Some(err.to_string()),
         }
     }
 

@@ -79,6 +79,9 @@ pub enum Error {
     /// The batch this command was part of failed to commit; nothing of it was written.
     #[error("commit failed, nothing of this batch was written: {0}")]
     CommitFailed(String),
+    /// A commit failed and the store could not be read back; reopen the ledger.
+    #[error("the ledger stopped writing after a storage failure ({0}); reopen it")]
+    Poisoned(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -84,15 +84,17 @@ fn body_error(type_name: &str, err: serde_path_to_error::Error<serde_json::Error
     let message = err.inner().to_string();
     let path = err.path().to_string();
     // The first path segment is the type itself; what follows is the field.
-    let field = path
+    let from_path = path
         .strip_prefix(type_name)
         .map(|rest| rest.trim_start_matches('.'))
         .filter(|rest| !rest.is_empty())
-        .map(str::to_owned)
-        .or_else(|| quoted_field(&message));
-    if message.starts_with("unknown variant") {
+        .map(str::to_owned);
+    // With no path below the type, an unknown variant is the type itself.
+    let at_top = !path.starts_with(type_name);
+    if at_top && message.starts_with("unknown variant") {
         return InputError::new(Some("type"), format!("unknown command type `{type_name}`"));
     }
+    let field = from_path.or_else(|| quoted_field(&message));
     InputError {
         field,
         message,

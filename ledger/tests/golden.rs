@@ -1,0 +1,181 @@
+//! Golden byte vectors: the record bytes of one event of every type, and the chain head over
+//! them, exactly as this build writes them. The log is forever, so a change of any byte here
+//! fails until docs/format.md, the format version and `golden/records.hex` change together.
+//!
+//! To write the fixture after a deliberate format change: `KEYLEDGER_BLESS=1 cargo test -p
+//! keyledger-ledger --test golden`, then review the diff.
+
+use keyledger_core::event::{ActivationAttempt, Coverage};
+use keyledger_core::*;
+use keyledger_ledger::chain::{link, GENESIS};
+use keyledger_ledger::codec::{decode_record, encode_record};
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/records.hex");
+
+fn ts(text: &str) -> Timestamp {
+    Timestamp::parse(text).unwrap()
+}
+
+fn id<T: TryFrom<String>>(text: &str) -> T
+where
+    T::Error: std::fmt::Debug,
+{
+    T::try_from(text.to_owned()).unwrap()
+}
+
+/// One event of every type, with every optional field set in some and absent in others.
+fn samples() -> Vec<Event> {
+    let coverage = Coverage {
+        start: ts("2026-01-01T00:00:00Z"),
+        end: ts("2027-01-01T00:00:00Z"),
+    };
+    let bodies = vec![
+        EventBody::OperatorAdded { principal: id("olga") },
+        EventBody::OrgRegistered { org: id("contoso-east"), name: "Contoso East".into(), parent: Some(id("contoso")) },
+        EventBody::LicenseIdRegistered {
+            license_id: id("V1234567"),
+            org: id("contoso"),
+            program: Program::OpenLicense,
+            agreement_number: "AGR-1".into(),
+            authorization_number: Some("AUTH-9".into()),
+            purchase_account: None,
+        },
+        EventBody::ProductRegistered {
+            product: id("ws2022-std"),
+            name: "Windows Server 2022 Standard".into(),
+            family: Family::WindowsServer,
+            version: "2022".into(),
+            edition: "standard".into(),
+            key_requirement: KeyRequirement::VlKey,
+        },
+        EventBody::PurchaseRecorded { license_id: id("V1234567"), product: id("ws2022-std"), quantity: 40 },
+        EventBody::KeyIssued {
+            key_id: KeyId(1),
+            license_id: id("V1234567"),
+            product: id("ws2022-std"),
+            kind: KeyKind::EsuMak,
+            limit: 500,
+            hosts_max: 0,
+            per_host_max: 0,
+            coverage: Some(coverage),
+            fingerprint: Fingerprint([0x5a; 32]),
+            last5: Last5::parse("6789B").unwrap(),
+        },
+        EventBody::KeyBlocked { key_id: KeyId(1) },
+        EventBody::EsuOrdered { order_id: id("esu-1"), license_id: id("V1234567"), product: id("ws2022-std"), coverage },
+        EventBody::MachinesActivated {
+            key_id: KeyId(1),
+            org: id("contoso"),
+            method: ActivationMethod::Proxy,
+            machines: vec![id("pc-1"), id("pc-2")],
+            already_active: 3,
+        },
+        EventBody::KmsHostActivated { key_id: KeyId(2), org: id("contoso"), host: id("kms-1"), activation: 2 },
+        EventBody::KmsClientContacted {
+            host: id("kms-1"),
+            client: id("pc-9"),
+            family: ClientFamily::WindowsClient,
+            count: 24,
+            status: ActivationStatus::PendingThreshold,
+        },
+        EventBody::OsaRedeemed { key_id: KeyId(3), tenant: id("contoso.onmicrosoft.com") },
+        EventBody::ActivationRefused {
+            key_id: Some(KeyId(1)),
+            attempt: ActivationAttempt::Mak { org: id("contoso"), method: ActivationMethod::Online, machines: 1 },
+            code: RefusalCode::InsufficientActivations,
+            remaining: Some(0),
+        },
+        EventBody::MakIncreaseRequested {
+            request_id: id("rq-1"),
+            license_id: id("V1234567"),
+            product: id("ws2022-std"),
+            key_id: KeyId(1),
+            activations_needed: 100,
+            justification: "new branch".into(),
+        },
+        EventBody::KmsRequested {
+            request_id: id("rq-2"),
+            license_id: id("V1234567"),
+            product: id("ws2022-std"),
+            reason: KmsRequestReason::AdditionalHosts,
+            key_id: Some(KeyId(2)),
+            host_activations_needed: 2,
+            justification: "second site".into(),
+        },
+        EventBody::RequestGranted { request_id: id("rq-1"), amount: 100 },
+        EventBody::RequestDenied { request_id: id("rq-2"), reason: "not needed".into() },
+        EventBody::RoleAssigned { principal: id("rita"), license_id: id("V1234567"), role: Role::ProductKeyReader },
+        EventBody::RoleRevoked { principal: id("rita"), license_id: id("V1234567"), role: Role::ProductKeyReader },
+        EventBody::KeysDisclosed {
+            key_ids: vec![KeyId(1), KeyId(2)],
+            channel: DisclosureChannel::Export,
+            export_digest: Some(Digest([0xd1; 32])),
+        },
+    ];
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| Event {
+            at: ts("2026-03-01T09:30:00.5Z").plus(Span::seconds(i as i64)),
+            actor: id("olga"),
+            body,
+        })
+        .collect()
+}
+
+fn render() -> String {
+    let mut out = String::new();
+    let mut head = GENESIS;
+    for (i, event) in samples().iter().enumerate() {
+        let record = encode_record(event);
+        head = link(&head, i as u64 + 1, &record);
+        out.push_str(&format!("{} {}\n", event.body.type_name(), hex::encode(&record)));
+    }
+    out.push_str(&format!("chain_head {}\n", hex::encode(head)));
+    out
+}
+
+#[test]
+fn every_event_type_has_a_golden_record() {
+    let names: std::collections::BTreeSet<_> = samples().iter().map(|e| e.body.type_name()).collect();
+    assert_eq!(names.len(), 20, "add a sample for each new event type");
+}
+
+#[test]
+fn record_bytes_and_chain_head_match_the_golden_file() {
+    let rendered = render();
+    if std::env::var_os("KEYLEDGER_BLESS").is_some() {
+        std::fs::write(FIXTURE, &rendered).unwrap();
+    }
+    let golden = std::fs::read_to_string(FIXTURE).expect("golden/records.hex exists");
+    for (want, got) in golden.lines().zip(rendered.lines()) {
+        assert_eq!(got, want, "record bytes changed: bump the format version (docs/format.md)");
+    }
+    assert_eq!(golden.lines().count(), rendered.lines().count());
+}
+
+#[test]
+fn golden_records_decode_to_the_same_events() {
+    let golden = std::fs::read_to_string(FIXTURE).expect("golden/records.hex exists");
+    let events: Vec<Event> = golden
+        .lines()
+        .filter(|l| !l.starts_with("chain_head"))
+        .map(|l| decode_record(&hex::decode(l.split_once(' ').unwrap().1).unwrap()).unwrap())
+        .collect();
+    assert_eq!(events, samples());
+}
+
+#[test]
+fn the_record_layout_is_the_documented_one() {
+    // OperatorAdded{principal:"olga"} at 2026-03-01T09:30:00.5Z by "olga":
+    // version 1 | at: zigzag varint i64 | actor: len 4 "olga" | variant 0 | principal: len 4 "olga"
+    let record = encode_record(&samples()[0]);
+    assert_eq!(record[0], 1, "format version byte");
+    assert_eq!(record[1], 0xfd, "a varint i64 over u32 range starts with the 0xfd marker");
+    let micros = ts("2026-03-01T09:30:00.5Z").unix_micros();
+    let zigzag = (micros << 1) ^ (micros >> 63);
+    assert_eq!(&record[2..10], &(zigzag as u64).to_le_bytes());
+    assert_eq!(&record[10..15], b"\x04olga");
+    assert_eq!(record[15], 0, "EventBody variant index");
+    assert_eq!(&record[16..], b"\x04olga");
+}
