@@ -1,0 +1,270 @@
+//! The engine and the single writer over a real redb file: what is acknowledged is durable
+//! and replays to the same state; refused or failed work leaves no trace; resends are
+//! idempotent; limits are typed errors; concurrent submissions are group-committed without
+//! over-activating; exports verify offline and edits are caught.
+//! Method: real temporary ledgers, commands written as client JSON, assertions on answers,
+//! on the state after reopening, and on the file bytes.
+
+mod support;
+
+use std::io::BufReader;
+use std::sync::Arc;
+
+use keyledger_core::{KeyId, State};
+use keyledger_ledger::{export, open, verify, Engine, Error, Limits, Store, Submission, Writer};
+use serde_json::json;
+use support::*;
+
+fn replayed(engine: &Engine) -> State {
+    let mut state = State::default();
+    keyledger_ledger::walk(engine.store(), 1, |r| {
+        state.apply(&r.event);
+        Ok(std::ops::ControlFlow::Continue(()))
+    })
+    .unwrap();
+    state
+}
+
+#[test]
+fn acknowledged_events_survive_reopen_and_replay_to_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = new_ledger(dir.path(), 10);
+    let answers = run(&mut engine, (0..12).map(|i| activation(&format!("pc-{i}"))).collect());
+    assert_eq!(answers.iter().filter(|a| a.ok).count(), 10);
+    assert_eq!(answers[10].code.as_deref(), Some("insufficient_activations"));
+    assert_eq!(answers[10].seq, Some(16), "R10: the refusal is recorded at its own seq");
+    assert_eq!(answers[9].remaining, Some(0));
+    let head = engine.head();
+    assert_eq!(head.seq, 17, "1 operator + 4 catalog + 10 activations + 2 refusals");
+    let state = engine.state().clone();
+    drop(engine);
+    let engine = open(&dir.path().join("ledger.redb")).unwrap();
+    assert_eq!(engine.head(), head);
+    assert_eq!(engine.state(), &state);
+    assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 10);
+    assert_eq!(verify(engine.store()).unwrap().events, 17);
+}
+
+#[test]
+fn a_refused_atomic_batch_leaves_the_ledger_byte_for_byte_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    drop(new_ledger(dir.path(), 2));
+    let digest_before = open(&path).unwrap().store().content_digest().unwrap();
+    let mut engine = open(&path).unwrap();
+    let state = engine.state().clone();
+    let commands = (0..3).map(|i| activation(&format!("pc-{i}"))).collect();
+    let answers = engine
+        .run_batch(&[Submission { commands, atomic: true }])
+        .remove(0)
+        .unwrap();
+    assert!(answers.iter().all(|a| !a.ok));
+    assert_eq!(answers[2].code.as_deref(), Some("insufficient_activations"));
+    assert_eq!(answers[2].seq, None, "nothing recorded inside an atomic batch");
+    assert_eq!(answers[0].code.as_deref(), Some("atomic_batch_refused"));
+    assert_eq!(engine.state(), &state);
+    assert_eq!(engine.store().content_digest().unwrap(), digest_before);
+    drop(engine);
+    assert_eq!(open(&path).unwrap().store().content_digest().unwrap(), digest_before);
+}
+
+#[test]
+fn an_accepted_atomic_batch_is_one_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = new_ledger(dir.path(), 5);
+    let blocks_before = engine.store().block_keys().unwrap().len();
+    let commands = (0..3).map(|i| activation(&format!("pc-{i}"))).collect();
+    let answers = engine
+        .run_batch(&[Submission { commands, atomic: true }])
+        .remove(0)
+        .unwrap();
+    assert_eq!(answers.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![Some(6), Some(7), Some(8)]);
+    assert_eq!(engine.store().block_keys().unwrap().len(), blocks_before + 1);
+    assert_eq!(engine.state(), &replayed(&engine));
+}
+
+#[test]
+fn a_resent_command_id_gets_the_first_answer_and_appends_nothing_even_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = new_ledger(dir.path(), 5);
+    let first = run(&mut engine, vec![with_id(activation("pc-1"), "retry-1")]).remove(0);
+    assert!(first.ok);
+    let head = engine.head();
+    // Same id, even with a different body: the first answer, nothing appended.
+    let again = run(&mut engine, vec![with_id(activation("pc-2"), "retry-1")]).remove(0);
+    assert_eq!(again, first);
+    assert_eq!(engine.head(), head);
+    // Twice inside one batch.
+    let both = run(
+        &mut engine,
+        vec![with_id(activation("pc-3"), "retry-2"), with_id(activation("pc-3"), "retry-2")],
+    );
+    assert_eq!(both[0], both[1]);
+    assert_eq!(engine.head().seq, head.seq + 1);
+    drop(engine);
+    let mut engine = open(&dir.path().join("ledger.redb")).unwrap();
+    let after_restart = run(&mut engine, vec![with_id(activation("pc-9"), "retry-1")]).remove(0);
+    assert_eq!(after_restart, first);
+    assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 2);
+}
+
+#[test]
+fn refusals_are_remembered_under_their_command_id_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = new_ledger(dir.path(), 1);
+    run(&mut engine, vec![activation("pc-1")]);
+    let refused = run(&mut engine, vec![with_id(activation("pc-2"), "r")]).remove(0);
+    assert_eq!(refused.code.as_deref(), Some("insufficient_activations"));
+    let head = engine.head();
+    assert_eq!(run(&mut engine, vec![with_id(activation("pc-2"), "r")]).remove(0), refused);
+    assert_eq!(engine.head(), head, "the resend is not recorded again");
+}
+
+#[test]
+fn an_event_over_the_record_limit_is_a_typed_error_and_appends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(new_ledger(dir.path(), 20_000));
+    let limits = Limits {
+        record_bytes_max: 2_000,
+        ..Limits::default()
+    };
+    let store = Store::open(&dir.path().join("ledger.redb")).unwrap();
+    let mut engine = Engine::open(store, limits).unwrap();
+    let head = engine.head();
+    let machines: Vec<String> = (0..500).map(|i| format!("machine-{i:04}")).collect();
+    let proxy = cmd(json!({"type": "activate", "at": AT, "actor": "vamt", "product_key": MAK_TEXT,
+                           "org": "contoso", "method": "proxy", "machines": machines}));
+    let answer = run(&mut engine, vec![proxy]).remove(0);
+    assert_eq!(answer.code.as_deref(), Some("record_too_large"));
+    assert_eq!(engine.head(), head);
+    assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 0, "state did not run ahead");
+}
+
+#[test]
+fn a_submission_over_the_batch_limit_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = new_ledger(dir.path(), 5);
+    let writer = Writer::spawn(engine);
+    let handle = writer.handle();
+    let commands = (0..4097).map(|i| activation(&format!("pc-{i}"))).collect();
+    let err = handle.submit_blocking(commands, false).unwrap_err();
+    assert!(matches!(err, Error::BatchTooLarge { count: 4097, limit: 4096 }), "{err}");
+    drop(handle);
+    assert_eq!(writer.stop().head().seq, 5);
+}
+
+#[test]
+fn key_text_lives_in_the_secrets_table_not_in_the_log_or_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = new_ledger(dir.path(), 5);
+    let generated = cmd(json!({"type": "issue_key", "at": AT, "actor": OPERATOR, "license_id": "V100",
+                               "product": "win11-pro", "kind": "mak", "limit": 3}));
+    let answer = run(&mut engine, vec![generated]).remove(0);
+    assert_eq!(answer.key_id, Some(2));
+    let text = engine.store().secret(2).unwrap().expect("generated text is stored");
+    let parsed = keyledger_core::ProductKeyText::parse(&text).unwrap();
+    assert_eq!(answer.last5.as_deref(), Some(parsed.last5().as_str()));
+    assert!(!answer.to_json().contains(&text[..5]));
+    assert_eq!(engine.store().secret(1).unwrap().as_deref(), Some(MAK_TEXT));
+    let mut exported = Vec::new();
+    export::export(engine.store(), &mut exported, |_| {}).unwrap();
+    let exported = String::from_utf8(exported).unwrap();
+    assert!(!exported.contains(MAK_TEXT) && !exported.contains(&text));
+    // Erasing a secret keeps the chain intact.
+    assert!(engine.store().erase_secret(1).unwrap());
+    assert_eq!(engine.store().secret(1).unwrap(), None);
+    assert!(verify(engine.store()).is_ok());
+}
+
+#[test]
+fn concurrent_submissions_are_group_committed_and_never_over_activate() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = new_ledger(dir.path(), 50);
+    let blocks_before = engine.store().block_keys().unwrap().len();
+    let writer = Writer::spawn(engine);
+    let handle = Arc::new(writer.handle());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let handle = Arc::clone(&handle);
+            std::thread::spawn(move || {
+                // Pipelined: send 25 submissions, then collect the answers.
+                let pending: Vec<_> = (0..25)
+                    .map(|i| handle.send_blocking(vec![activation(&format!("t{t}-pc{i}"))], false).unwrap())
+                    .collect();
+                pending
+                    .into_iter()
+                    .map(|rx| rx.blocking_recv().unwrap().unwrap().remove(0))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let answers: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    drop(handle);
+    let engine = writer.stop();
+    assert_eq!(answers.iter().filter(|a| a.ok).count(), 50);
+    let refused: Vec<_> = answers.iter().filter(|a| !a.ok).collect();
+    assert_eq!(refused.len(), 150);
+    assert!(refused.iter().all(|a| a.code.as_deref() == Some("insufficient_activations")));
+    assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 50);
+    let blocks = engine.store().block_keys().unwrap().len() - blocks_before;
+    assert!(blocks < 200, "200 submissions were grouped into {blocks} blocks");
+    assert_eq!(verify(engine.store()).unwrap().events, 5 + 200);
+    assert_eq!(engine.state(), &replayed(&engine));
+}
+
+#[test]
+fn an_export_verifies_offline_and_any_edit_is_caught_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = new_ledger(dir.path(), 3);
+    run(&mut engine, (0..5).map(|i| activation(&format!("pc-{i}"))).collect());
+    let mut out = Vec::new();
+    let head = export::export(engine.store(), &mut out, |_| {}).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(export::verify_export(BufReader::new(text.as_bytes())).unwrap(), head);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 10);
+    let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(first["prev"], export::genesis_hex());
+    assert_eq!(first["event"]["type"], "operator_added");
+
+    let edit = |line: usize, f: &dyn Fn(&mut serde_json::Value)| {
+        let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        let mut value: serde_json::Value = serde_json::from_str(&edited[line]).unwrap();
+        f(&mut value);
+        edited[line] = value.to_string();
+        export::verify_export(BufReader::new(edited.join("\n").as_bytes())).unwrap_err()
+    };
+    let err = edit(6, &|v| v["event"]["machines"] = json!(["someone-else"]));
+    assert_eq!(err.line, 7);
+    assert!(err.why.contains("differs from its record"), "{}", err.why);
+    let err = edit(3, &|v| v["hash"] = json!("00".repeat(32)));
+    assert_eq!(err.line, 4);
+    let err = edit(8, &|v| v["seq"] = json!(42));
+    assert_eq!(err.line, 9);
+    let dropped: Vec<&str> = lines.iter().enumerate().filter(|(i, _)| *i != 4).map(|(_, l)| *l).collect();
+    let err = export::verify_export(BufReader::new(dropped.join("\n").as_bytes())).unwrap_err();
+    assert_eq!(err.line, 5);
+}
+
+#[test]
+fn a_database_of_another_format_version_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    drop(new_ledger(dir.path(), 3));
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let write = db.begin_write().unwrap();
+        {
+            let mut meta = write
+                .open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))
+                .unwrap();
+            meta.insert("format_version", &[9u8][..]).unwrap();
+        }
+        write.commit().unwrap();
+    }
+    let err = open(&path).unwrap_err();
+    assert!(matches!(err, Error::FormatVersion { found: 9, expected: 1, .. }), "{err}");
+    assert!(err.to_string().contains("format version 9"), "{err}");
+    let missing = open(&dir.path().join("nope.redb")).unwrap_err();
+    assert!(missing.to_string().contains("keyledger init"), "{missing}");
+}
