@@ -1,0 +1,141 @@
+//! Tamper detection: whatever is done to the stored blocks — a flipped bit anywhere, a block
+//! deleted, two blocks swapped, the tail truncated — `verify()` fails, and the seq it names
+//! lies in the damaged block (the chain stores one head per block, so the block is the
+//! finest grain a hash mismatch can name; an undecodable record is named exactly).
+//! Method: one ledger of several blocks is built once; each proptest case copies the file,
+//! damages the copy through redb (as an attacker with write access would), and verifies it.
+
+mod support;
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use keyledger_ledger::{verify, Corruption, Error, Store};
+use proptest::prelude::*;
+use support::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    /// `(first seq, last seq, bytes)` of every block.
+    blocks: Vec<(u64, u64, Vec<u8>)>,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = new_ledger(dir.path(), 100);
+        for batch in 0..6 {
+            let size = 1 + batch * 2;
+            let commands = (0..size).map(|i| activation(&format!("b{batch}-pc{i}"))).collect();
+            run(&mut engine, commands);
+        }
+        let mut blocks = Vec::new();
+        engine
+            .store()
+            .for_each_block(0, |key, bytes| {
+                let block = keyledger_ledger::block::Block::parse(bytes).unwrap();
+                blocks.push((key, block.last_seq(), bytes.to_vec()));
+                Ok(ControlFlow::Continue(()))
+            })
+            .unwrap();
+        assert_eq!(blocks.len(), 8);
+        let path = dir.path().join("ledger.redb");
+        drop(engine);
+        Fixture { _dir: dir, path, blocks }
+    })
+}
+
+/// A private copy of the fixture ledger.
+fn copy(dir: &Path) -> Store {
+    let path = dir.join("copy.redb");
+    std::fs::copy(&fixture().path, &path).unwrap();
+    Store::open(&path).unwrap()
+}
+
+fn corruption(store: &Store) -> Corruption {
+    match verify(store) {
+        Err(Error::Corrupt(c)) => c,
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_untouched_fixture_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = verify(&copy(dir.path())).unwrap();
+    assert_eq!(report.events, fixture().blocks.last().unwrap().1);
+    assert_eq!(report.blocks, 8);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_flipped_bit_anywhere_in_a_block_is_found_in_that_block(
+        block in 0..8usize, position in any::<prop::sample::Index>(), bit in 0..8u8,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = copy(dir.path());
+        let (first, last, bytes) = &fixture().blocks[block];
+        let mut damaged = bytes.clone();
+        let at = position.index(damaged.len());
+        damaged[at] ^= 1 << bit;
+        store.tamper_block(*first, Some(&damaged)).unwrap();
+        let found = corruption(&store);
+        prop_assert!((*first..=*last).contains(&found.seq()), "{found} not in {first}..={last}");
+    }
+
+    #[test]
+    fn a_deleted_block_is_found_at_its_first_seq(block in 0..8usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = copy(dir.path());
+        let (first, _, _) = fixture().blocks[block];
+        store.tamper_block(first, None).unwrap();
+        let found = corruption(&store);
+        prop_assert_eq!(found.seq(), first, "{}", found);
+    }
+
+    #[test]
+    fn two_swapped_blocks_are_found_at_the_earlier(a in 0..8usize, b in 0..8usize) {
+        prop_assume!(a != b);
+        let (a, b) = (a.min(b), a.max(b));
+        let dir = tempfile::tempdir().unwrap();
+        let store = copy(dir.path());
+        let blocks = &fixture().blocks;
+        store.tamper_block(blocks[a].0, Some(&blocks[b].2)).unwrap();
+        store.tamper_block(blocks[b].0, Some(&blocks[a].2)).unwrap();
+        let found = corruption(&store);
+        prop_assert_eq!(found.seq(), blocks[a].0, "{}", found);
+    }
+
+    #[test]
+    fn a_truncated_tail_is_found_where_it_was_cut(keep in 1..8usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = copy(dir.path());
+        for (first, _, _) in &fixture().blocks[keep..] {
+            store.tamper_block(*first, None).unwrap();
+        }
+        let found = corruption(&store);
+        prop_assert!(matches!(found, Corruption::MissingBlock { .. }), "{}", found);
+        prop_assert_eq!(found.seq(), fixture().blocks[keep].0);
+    }
+}
+
+#[test]
+fn opening_a_tampered_ledger_fails_with_the_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = copy(dir.path());
+    let (first, _, bytes) = &fixture().blocks[3];
+    let mut damaged = bytes.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x80;
+    store.tamper_block(*first, Some(&damaged)).unwrap();
+    let err = keyledger_ledger::Engine::open(store, Default::default()).unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupt(Corruption::BadHash { first_seq, .. }) if first_seq == *first),
+        "{err}"
+    );
+}
