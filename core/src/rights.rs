@@ -1,12 +1,21 @@
-//! Use rights derived from the catalog and purchases (R21, R22, R23). Pure reads of
-//! [`State`]: reports show them, no command changes them.
+//! Use rights derived from the catalog and purchases (R21, R22, R23). Pure reads of any
+//! [`Catalog`] (the decision `State` or a projection): reports show them, no command
+//! changes them.
 
 use crate::catalog::Program;
 use crate::ids::{LicenseId, ProductId};
-use crate::state::State;
+use crate::state::{LicenseRecord, Product};
+
+/// What the rights rules read: the product catalog, license IDs and purchases.
+pub trait Catalog {
+    fn product(&self, id: &ProductId) -> Option<&Product>;
+    fn products(&self) -> Box<dyn Iterator<Item = (&ProductId, &Product)> + '_>;
+    fn license(&self, id: &LicenseId) -> Option<&LicenseRecord>;
+    fn purchased(&self, license_id: &LicenseId, product: &ProductId) -> u64;
+}
 
 /// R21: earlier versions of the same family and edition in the catalog, newest first.
-pub fn downgrade_targets(state: &State, product: &ProductId) -> Vec<ProductId> {
+pub fn downgrade_targets(state: &impl Catalog, product: &ProductId) -> Vec<ProductId> {
     let Some(this) = state.product(product) else {
         return Vec::new();
     };
@@ -24,13 +33,13 @@ pub fn downgrade_targets(state: &State, product: &ProductId) -> Vec<ProductId> {
 }
 
 /// R22: whether OEM or retail copies of `product` may be reimaged with VL media.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reimage {
     pub eligible: bool,
     pub reason: &'static str,
 }
 
-pub fn reimage(state: &State, license_id: &LicenseId, product: &ProductId) -> Reimage {
+pub fn reimage(state: &impl Catalog, license_id: &LicenseId, product: &ProductId) -> Reimage {
     let Some(record) = state.license(license_id) else {
         return Reimage {
             eligible: false,

@@ -29,7 +29,7 @@ pub struct Org {
     pub root: OrgId,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LicenseRecord {
     pub org: OrgId,
     pub program: Program,
@@ -55,7 +55,7 @@ impl LicenseRecord {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Product {
     pub name: String,
     pub family: Family,
@@ -247,6 +247,24 @@ pub struct State {
     requests: HashMap<RequestId, Request>,
     esu_orders: HashMap<OrderId, EsuOrder>,
     roles: HashMap<(LicenseId, Principal), BTreeSet<Role>>,
+}
+
+impl crate::rights::Catalog for State {
+    fn product(&self, id: &ProductId) -> Option<&Product> {
+        self.products.get(id)
+    }
+
+    fn products(&self) -> Box<dyn Iterator<Item = (&ProductId, &Product)> + '_> {
+        Box::new(self.products.iter())
+    }
+
+    fn license(&self, id: &LicenseId) -> Option<&LicenseRecord> {
+        self.license_ids.get(id)
+    }
+
+    fn purchased(&self, license_id: &LicenseId, product: &ProductId) -> u64 {
+        State::purchased(self, license_id, product)
+    }
 }
 
 impl State {

@@ -1,1 +1,18 @@
-//! placeholder
+//! keyledger's read models: everything reports show, folded from the log's events only.
+//!
+//! The one design decision: projections are deterministic data (`BTreeMap`s, no clocks, no
+//! hash-ordered maps), so a projection reached by snapshot + catch-up encodes to exactly the
+//! bytes of one folded from zero, and one BLAKE3 digest proves it. Reports take their moment
+//! (`report_time`) from the caller, never from a clock.
+#![forbid(unsafe_code)]
+
+pub mod fold;
+pub mod forecast;
+pub mod keys;
+pub mod model;
+pub mod report;
+pub mod snapshot;
+mod table;
+
+pub use model::Projections;
+pub use report::{license_report, Format, LicenseReport};

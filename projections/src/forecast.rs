@@ -1,0 +1,68 @@
+//! When does a key run out? Activations per day over a trailing window, projected forward.
+
+use keyledger_core::{KeyId, Span, Timestamp};
+use serde::Serialize;
+
+use crate::model::{KeyView, Projections};
+
+/// The default trailing window, in days.
+pub const WINDOW_DAYS_DEFAULT: u32 = 30;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Forecast {
+    pub key_id: u64,
+    pub license_id: String,
+    pub product: String,
+    pub used: u64,
+    pub total: u64,
+    pub remaining: u64,
+    pub window_days: u32,
+    /// Activations per day over the window ending at `at`.
+    pub rate_per_day: f64,
+    /// When `remaining` runs out at that rate; absent while idle. Equal to `at` when the key
+    /// is exhausted already.
+    pub exhaustion: Option<Timestamp>,
+}
+
+/// Forecast for one MAK or ESU MAK at business time `at`.
+pub fn forecast(key_id: KeyId, key: &KeyView, at: Timestamp, window_days: u32) -> Forecast {
+    assert!(window_days > 0, "a forecast window has at least one day");
+    let today = at.unix_day();
+    let first = today - i64::from(window_days) + 1;
+    let consumed: u64 = key.daily.range(first..=today).map(|(_, n)| n).sum();
+    let rate_per_day = consumed as f64 / f64::from(window_days);
+    let remaining = key.remaining();
+    let exhaustion = if remaining == 0 {
+        Some(at)
+    } else if consumed == 0 {
+        None
+    } else {
+        // Whole seconds are precise enough for a date a planner reads; saturate far out.
+        let seconds = (remaining as f64 / rate_per_day * 86_400.0).min(1e15) as i64;
+        Some(at.plus(Span::seconds(seconds)))
+    };
+    Forecast {
+        key_id: key_id.0,
+        license_id: key.license_id.to_string(),
+        product: key.product.to_string(),
+        used: key.used,
+        total: key.total(),
+        remaining,
+        window_days,
+        rate_per_day,
+        exhaustion,
+    }
+}
+
+/// Forecasts for every MAK and ESU MAK, optionally of one license ID, soonest exhaustion first.
+pub fn forecasts(p: &Projections, license: Option<&str>, at: Timestamp, window_days: u32) -> Vec<Forecast> {
+    let mut all: Vec<Forecast> = p
+        .keys
+        .iter()
+        .filter(|(_, k)| k.kind.is_mak())
+        .filter(|(_, k)| license.is_none_or(|l| k.license_id.as_str() == l))
+        .map(|(id, k)| forecast(*id, k, at, window_days))
+        .collect();
+    all.sort_by_key(|f| (f.exhaustion.is_none(), f.exhaustion, f.key_id));
+    all
+}

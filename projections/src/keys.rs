@@ -1,0 +1,164 @@
+//! The key export of R2: tab-separated text with a header row, one row a key, in the
+//! admin center's column order; and reading such a file back (import).
+
+use keyledger_core::{KeyId, LicenseId, Principal, ProductId, Role};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Projections;
+
+/// The header row of a key export (R2), in this order.
+pub const EXPORT_COLUMNS: [&str; 8] = [
+    "License ID",
+    "Parent program",
+    "Organization name",
+    "Product",
+    "Product key",
+    "Key type",
+    "Activations or seats",
+    "OSA status",
+];
+
+/// Which keys an export covers (R2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExportScope {
+    LicenseIds(Vec<LicenseId>),
+    Product(ProductId),
+    /// Every key the principal may see.
+    All,
+}
+
+/// A built export: the file's bytes and the keys whose text it discloses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyExport {
+    pub tsv: Vec<u8>,
+    /// Keys shown in full: the disclosure event must name exactly these (R1).
+    pub disclosed: Vec<KeyId>,
+    pub rows: usize,
+}
+
+/// Builds the export for `principal`. A row appears for each key in scope under a license ID
+/// on which the principal holds any role (operators see every license ID); its text is shown
+/// only with `administrator` or `product_key_reader` there (R1), masked otherwise, and masked
+/// too when the text was erased.
+pub fn export_keys(
+    p: &Projections,
+    scope: &ExportScope,
+    principal: &Principal,
+    secret: impl Fn(KeyId) -> Option<String>,
+) -> KeyExport {
+    let mut out = csv::WriterBuilder::new().delimiter(b'\t').from_writer(Vec::new());
+    out.write_record(EXPORT_COLUMNS).expect("writes to memory");
+    let mut disclosed = Vec::new();
+    let mut rows = 0;
+    for (key_id, key) in &p.keys {
+        let in_scope = match scope {
+            ExportScope::LicenseIds(ids) => ids.contains(&key.license_id),
+            ExportScope::Product(product) => &key.product == product,
+            ExportScope::All => true,
+        };
+        let roles = p.roles.get(&(key.license_id.clone(), principal.clone()));
+        let visible = p.operators.contains(principal) || roles.is_some_and(|r| !r.is_empty());
+        if !in_scope || !visible {
+            continue;
+        }
+        let may_see = roles.is_some_and(|r| r.iter().any(|role| role.may_see_key_text()));
+        let text = if may_see { secret(*key_id) } else { None };
+        if text.is_some() {
+            disclosed.push(*key_id);
+        }
+        let license = &p.licenses[&key.license_id];
+        out.write_record([
+            key.license_id.as_str(),
+            license.record.program.as_str(),
+            &p.orgs[&license.record.org].name,
+            &p.products[&key.product].name,
+            &text.unwrap_or_else(|| key.last5.masked()),
+            key.kind.as_str(),
+            &key.used_of_total(),
+            key.osa_status().as_str(),
+        ])
+        .expect("writes to memory");
+        rows += 1;
+    }
+    KeyExport {
+        tsv: out.into_inner().expect("flushes to memory"),
+        disclosed,
+        rows,
+    }
+}
+
+/// Whether `principal` may see key text on `license_id` (R1).
+pub fn may_see_text(p: &Projections, principal: &Principal, license_id: &LicenseId) -> bool {
+    p.roles
+        .get(&(license_id.clone(), principal.clone()))
+        .is_some_and(|roles| roles.iter().any(|r: &Role| r.may_see_key_text()))
+}
+
+/// One row of a key export, as read back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRowIn {
+    #[serde(rename = "License ID")]
+    pub license_id: String,
+    #[serde(rename = "Parent program")]
+    pub program: String,
+    #[serde(rename = "Organization name")]
+    pub organization: String,
+    #[serde(rename = "Product")]
+    pub product_name: String,
+    #[serde(rename = "Product key")]
+    pub product_key: String,
+    #[serde(rename = "Key type")]
+    pub key_type: String,
+    #[serde(rename = "Activations or seats")]
+    pub used_of_total: String,
+    #[serde(rename = "OSA status")]
+    pub osa_status: String,
+}
+
+impl KeyRowIn {
+    /// The `total` of `used/total`, when the key has a count.
+    pub fn total(&self) -> Result<Option<u64>, String> {
+        if self.used_of_total == "n/a" {
+            return Ok(None);
+        }
+        let (_, total) = self
+            .used_of_total
+            .split_once('/')
+            .ok_or_else(|| format!("Activations or seats {:?} is not used/total", self.used_of_total))?;
+        total
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("Activations or seats {:?} has no whole total", self.used_of_total))
+    }
+}
+
+/// A row that could not be read, by its line number in the file (the header is line 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowError {
+    pub line: u64,
+    pub why: String,
+}
+
+/// Reads a key export: the good rows with their line numbers, and the bad rows' errors.
+pub fn read_key_export(input: impl std::io::Read) -> Result<(Vec<(u64, KeyRowIn)>, Vec<RowError>), String> {
+    let mut reader = csv::ReaderBuilder::new().delimiter(b'\t').from_reader(input);
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| format!("line 1: unreadable header: {e}"))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    if header != EXPORT_COLUMNS {
+        return Err(format!("line 1: header must be {}", EXPORT_COLUMNS.join(" | ")));
+    }
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for (index, row) in reader.deserialize::<KeyRowIn>().enumerate() {
+        let line = index as u64 + 2;
+        match row {
+            Ok(row) => good.push((line, row)),
+            Err(e) => bad.push(RowError { line, why: e.to_string() }),
+        }
+    }
+    Ok((good, bad))
+}

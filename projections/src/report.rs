@@ -1,0 +1,426 @@
+//! The compliance report of one license ID, as JSON (stable field names, docs/api.md),
+//! tab-separated text (one row a key) or a human table.
+
+use std::collections::BTreeMap;
+
+use keyledger_core::event::CoveragePhase;
+use keyledger_core::rights::{self, Catalog};
+use keyledger_core::state::KMS_CONTACT_WINDOW;
+use keyledger_core::{
+    ClientFamily, KeyId, KeyKind, KeyRequirement, KmsRequestReason, LicenseId, Program, Role,
+    Timestamp,
+};
+use serde::Serialize;
+
+use crate::forecast::{forecast, WINDOW_DAYS_DEFAULT};
+use crate::model::*;
+
+/// R24, printed with every report.
+pub const ACTIVATION_NOTE: &str =
+    "activation counts are kept apart from purchases: they are not license-compliance or billing figures (R7, R24)";
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LicenseReport {
+    pub license_id: String,
+    /// The business time counts and coverage are evaluated at.
+    pub report_time: Timestamp,
+    /// The last seq folded into this report.
+    pub at_seq: u64,
+    pub org: OrgRow,
+    pub program: Program,
+    pub agreement_number: String,
+    pub authorization_number: Option<String>,
+    pub purchase_account: Option<String>,
+    /// R6: what an RDS license server is activated with.
+    pub rds_activation_number: String,
+    pub purchases: Vec<PurchaseRow>,
+    pub keys: Vec<KeyRow>,
+    pub kms_hosts: Vec<KmsHostRow>,
+    pub requests: Vec<RequestRow>,
+    pub esu_orders: Vec<EsuOrderRow>,
+    pub roles: Vec<RoleRow>,
+    pub rights: Vec<RightsRow>,
+    pub note: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OrgRow {
+    pub org: String,
+    pub name: String,
+    /// Parents, nearest first, up to the root of the ownership structure (R7).
+    pub parent_chain: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PurchaseRow {
+    pub product: String,
+    pub quantity: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyRow {
+    pub key_id: u64,
+    pub product: String,
+    pub kind: KeyKind,
+    /// Always masked in reports (R1): `*****-*****-*****-*****-ABCDE`.
+    pub key: String,
+    pub limit: u64,
+    pub granted: u64,
+    pub total: u64,
+    pub used: u64,
+    pub remaining: u64,
+    /// Units of the key's product bought under the license ID (R8: may differ from limit).
+    pub purchased: u64,
+    pub blocked: bool,
+    pub osa_status: &'static str,
+    pub esu_coverage: Option<CoveragePhase>,
+    pub coverage_start: Option<Timestamp>,
+    pub coverage_end: Option<Timestamp>,
+    pub kms_hosts: Option<u64>,
+    pub kms_hosts_limit: Option<u64>,
+    pub refusals: BTreeMap<String, u64>,
+    pub rate_per_day: Option<f64>,
+    pub exhaustion: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct KmsHostRow {
+    pub host: String,
+    pub key_id: u64,
+    pub line: &'static str,
+    pub activations: u32,
+    /// Distinct Windows machines (clients and servers) in the last 30 days (R14).
+    pub windows_count: u64,
+    pub office_count: u64,
+    pub windows_server_threshold_met: bool,
+    pub windows_client_threshold_met: bool,
+    pub office_threshold_met: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestRow {
+    pub request_id: String,
+    pub kind: &'static str,
+    pub product: String,
+    pub key_id: Option<u64>,
+    pub needed: u64,
+    pub justification: String,
+    pub requested_by: String,
+    pub requested_at: Timestamp,
+    /// `pending`, `granted` or `denied`.
+    pub outcome: &'static str,
+    pub amount: Option<u64>,
+    pub reason: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EsuOrderRow {
+    pub order_id: String,
+    pub product: String,
+    pub coverage_start: Timestamp,
+    pub coverage_end: Timestamp,
+    pub phase: CoveragePhase,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RoleRow {
+    pub principal: String,
+    pub roles: Vec<Role>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RightsRow {
+    pub product: String,
+    pub name: String,
+    pub purchased: u64,
+    pub key_requirement: KeyRequirement,
+    /// What a user sees instead of, or about, a key (R4, R5, R6).
+    pub key_note: Option<String>,
+    /// R21.
+    pub downgrade_to: Vec<String>,
+    /// R22.
+    pub reimage_eligible: bool,
+    pub reimage_reason: &'static str,
+    /// R23.
+    pub training_backup_evaluation: bool,
+}
+
+/// Builds the report of `license_id` from projections folded up to the report's moment.
+pub fn license_report(p: &Projections, license_id: &LicenseId, at: Timestamp) -> Option<LicenseReport> {
+    let license = p.licenses.get(license_id)?;
+    let record = &license.record;
+    let keys: Vec<KeyRow> = license.keys.iter().map(|id| key_row(p, *id, at)).collect();
+    Some(LicenseReport {
+        license_id: license_id.to_string(),
+        report_time: at,
+        at_seq: p.last_seq,
+        org: org_row(p, &record.org),
+        program: record.program,
+        agreement_number: record.agreement_number.clone(),
+        authorization_number: record.authorization_number.clone(),
+        purchase_account: record.purchase_account.clone(),
+        rds_activation_number: record.license_server_number().to_owned(),
+        purchases: license
+            .purchases
+            .iter()
+            .map(|(product, quantity)| PurchaseRow { product: product.to_string(), quantity: *quantity })
+            .collect(),
+        kms_hosts: kms_host_rows(p, license, at),
+        requests: license.requests.iter().map(|id| request_row(p, id)).collect(),
+        esu_orders: license
+            .esu_orders
+            .iter()
+            .map(|id| {
+                let order = &p.esu_orders[id];
+                EsuOrderRow {
+                    order_id: id.to_string(),
+                    product: order.product.to_string(),
+                    coverage_start: order.coverage.start,
+                    coverage_end: order.coverage.end,
+                    phase: order.coverage.phase_at(at),
+                }
+            })
+            .collect(),
+        roles: p
+            .roles
+            .range((license_id.clone(), min_principal())..)
+            .take_while(|((l, _), _)| l == license_id)
+            .filter(|(_, roles)| !roles.is_empty())
+            .map(|((_, principal), roles)| RoleRow {
+                principal: principal.to_string(),
+                roles: roles.iter().copied().collect(),
+            })
+            .collect(),
+        rights: rights_rows(p, license_id, license),
+        keys,
+        note: ACTIVATION_NOTE,
+    })
+}
+
+fn min_principal() -> keyledger_core::Principal {
+    keyledger_core::Principal::new("\u{20}").expect("a space is a valid, minimal principal")
+}
+
+fn org_row(p: &Projections, org: &keyledger_core::OrgId) -> OrgRow {
+    let mut chain = Vec::new();
+    let mut next = p.orgs[org].parent.clone();
+    while let Some(parent) = next {
+        next = p.orgs[&parent].parent.clone();
+        chain.push(parent.to_string());
+    }
+    OrgRow { org: org.to_string(), name: p.orgs[org].name.clone(), parent_chain: chain }
+}
+
+fn key_row(p: &Projections, id: KeyId, at: Timestamp) -> KeyRow {
+    let key = &p.keys[&id];
+    let forecast = key.kind.is_mak().then(|| forecast(id, key, at, WINDOW_DAYS_DEFAULT));
+    KeyRow {
+        key_id: id.0,
+        product: key.product.to_string(),
+        kind: key.kind,
+        key: key.last5.masked(),
+        limit: key.limit,
+        granted: key.granted,
+        total: key.total(),
+        used: key.used,
+        remaining: key.remaining(),
+        purchased: p.purchased(&key.license_id, &key.product),
+        blocked: key.blocked,
+        osa_status: key.osa_status().as_str(),
+        esu_coverage: key.coverage_phase(at),
+        coverage_start: key.coverage.map(|c| c.start),
+        coverage_end: key.coverage.map(|c| c.end),
+        kms_hosts: key.kms.as_ref().map(|k| k.hosts.len() as u64),
+        kms_hosts_limit: key.kms.as_ref().map(|k| u64::from(k.hosts_max) + k.hosts_granted),
+        refusals: key.refusals.iter().map(|(c, n)| (c.as_str().to_owned(), *n)).collect(),
+        rate_per_day: forecast.as_ref().map(|f| f.rate_per_day),
+        exhaustion: forecast.and_then(|f| f.exhaustion),
+    }
+}
+
+/// R14: distinct clients whose last contact lies in the 30 days before `at`.
+pub fn contacts_at(contacts: &BTreeMap<keyledger_core::ClientId, Timestamp>, at: Timestamp) -> u64 {
+    let cutoff = at.minus(KMS_CONTACT_WINDOW);
+    contacts.values().filter(|seen| **seen > cutoff && **seen <= at).count() as u64
+}
+
+fn kms_host_rows(p: &Projections, license: &LicenseView, at: Timestamp) -> Vec<KmsHostRow> {
+    let mut rows = Vec::new();
+    for key_id in &license.keys {
+        let Some(kms) = &p.keys[key_id].kms else { continue };
+        for (host, activations) in &kms.hosts {
+            let view = &p.kms_hosts[host];
+            let line = if view.office_key == Some(*key_id) { "office" } else { "windows" };
+            let windows_count = contacts_at(&view.windows_contacts, at);
+            let office_count = contacts_at(&view.office_contacts, at);
+            rows.push(KmsHostRow {
+                host: host.to_string(),
+                key_id: key_id.0,
+                line,
+                activations: *activations,
+                windows_count,
+                office_count,
+                windows_server_threshold_met: windows_count >= u64::from(ClientFamily::WindowsServer.kms_threshold()),
+                windows_client_threshold_met: windows_count >= u64::from(ClientFamily::WindowsClient.kms_threshold()),
+                office_threshold_met: office_count >= u64::from(ClientFamily::Office.kms_threshold()),
+            });
+        }
+    }
+    rows
+}
+
+fn request_row(p: &Projections, id: &keyledger_core::RequestId) -> RequestRow {
+    let request = &p.requests[id];
+    let (kind, key_id, needed) = match &request.kind {
+        RequestKindView::MakIncrease { key_id, activations_needed } => ("mak_increase", Some(key_id.0), *activations_needed),
+        RequestKindView::Kms { reason, key_id, host_activations_needed } => (
+            match reason {
+                KmsRequestReason::OpenValueException => "open_value_exception",
+                KmsRequestReason::AdditionalHosts => "additional_hosts",
+            },
+            key_id.map(|k| k.0),
+            u64::from(*host_activations_needed),
+        ),
+    };
+    let (outcome, amount, reason, decided) = match &request.outcome {
+        Outcome::Pending => ("pending", None, None, None),
+        Outcome::Granted { amount, decided_by, decided_at } => ("granted", Some(*amount), None, Some((decided_by, decided_at))),
+        Outcome::Denied { reason, decided_by, decided_at } => ("denied", None, Some(reason.clone()), Some((decided_by, decided_at))),
+    };
+    RequestRow {
+        request_id: id.to_string(),
+        kind,
+        product: request.product.to_string(),
+        key_id,
+        needed,
+        justification: request.justification.clone(),
+        requested_by: request.requested_by.to_string(),
+        requested_at: request.requested_at,
+        outcome,
+        amount,
+        reason,
+        decided_by: decided.map(|(by, _)| by.to_string()),
+        decided_at: decided.map(|(_, at)| *at),
+    }
+}
+
+fn rights_rows(p: &Projections, license_id: &LicenseId, license: &LicenseView) -> Vec<RightsRow> {
+    let mut products: Vec<&keyledger_core::ProductId> = license
+        .purchases
+        .keys()
+        .chain(license.keys.iter().map(|id| &p.keys[id].product))
+        .collect();
+    products.sort();
+    products.dedup();
+    products
+        .into_iter()
+        .map(|id| {
+            let product = &p.products[id];
+            let reimage = rights::reimage(p, license_id, id);
+            RightsRow {
+                product: id.to_string(),
+                name: product.name.clone(),
+                purchased: p.purchased(license_id, id),
+                key_requirement: product.key_requirement,
+                key_note: key_note(product, &license.record),
+                downgrade_to: rights::downgrade_targets(p, id).iter().map(|t| t.to_string()).collect(),
+                reimage_eligible: reimage.eligible,
+                reimage_reason: reimage.reason,
+                training_backup_evaluation: rights::training_backup_evaluation(license.record.program),
+            }
+        })
+        .collect()
+}
+
+/// R4, R5, R6: what a user sees for products without an ordinary VL key.
+pub fn key_note(product: &keyledger_core::state::Product, record: &keyledger_core::state::LicenseRecord) -> Option<String> {
+    match product.key_requirement {
+        KeyRequirement::VlKey => None,
+        KeyRequirement::None => Some("no product key required".to_owned()),
+        KeyRequirement::Embedded => {
+            let shown = product.version_number().is_some_and(|v| v >= 2022);
+            Some(if shown {
+                "the product key is embedded in the setup media and shown here".to_owned()
+            } else {
+                "This product does not require a product key".to_owned()
+            })
+        }
+        KeyRequirement::LicenseServer => Some(format!(
+            "no product key: activate the license server with {}",
+            record.license_server_number()
+        )),
+    }
+}
+
+/// Output formats of a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Tsv,
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Format, String> {
+        match text {
+            "table" => Ok(Format::Table),
+            "tsv" => Ok(Format::Tsv),
+            "json" => Ok(Format::Json),
+            other => Err(format!("unknown format {other:?}; expected table, tsv or json")),
+        }
+    }
+}
+
+impl LicenseReport {
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Json => serde_json::to_string_pretty(self).expect("reports serialize") + "\n",
+            Format::Tsv => self.to_tsv(),
+            Format::Table => crate::table::render(self),
+        }
+    }
+
+    /// One header row, then one row a key.
+    pub fn to_tsv(&self) -> String {
+        let mut out = csv::WriterBuilder::new().delimiter(b'\t').from_writer(Vec::new());
+        out.write_record([
+            "license_id", "org", "program", "product", "key_id", "kind", "key", "used", "total",
+            "remaining", "purchased", "osa_status", "esu_coverage", "blocked", "refusals",
+        ])
+        .expect("writes to memory");
+        for key in &self.keys {
+            let refusals: Vec<String> = key.refusals.iter().map(|(c, n)| format!("{c}={n}")).collect();
+            out.write_record([
+                self.license_id.as_str(),
+                &self.org.org,
+                self.program.as_str(),
+                &key.product,
+                &key.key_id.to_string(),
+                key.kind.as_str(),
+                &key.key,
+                &key.used.to_string(),
+                &key.total.to_string(),
+                &key.remaining.to_string(),
+                &key.purchased.to_string(),
+                key.osa_status,
+                key.esu_coverage.map_or("", phase_name),
+                if key.blocked { "yes" } else { "no" },
+                &refusals.join(","),
+            ])
+            .expect("writes to memory");
+        }
+        String::from_utf8(out.into_inner().expect("flushes to memory")).expect("UTF-8 in, UTF-8 out")
+    }
+}
+
+pub fn phase_name(phase: CoveragePhase) -> &'static str {
+    match phase {
+        CoveragePhase::NotStarted => "not_started",
+        CoveragePhase::Active => "active",
+        CoveragePhase::Ended => "ended",
+    }
+}

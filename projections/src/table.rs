@@ -1,0 +1,117 @@
+//! The human-readable report: a heading and one table a section.
+
+use comfy_table::{presets, Table};
+
+use crate::report::{phase_name, LicenseReport};
+
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::ASCII_MARKDOWN).set_header(header.to_vec());
+    table
+}
+
+fn opt<T: ToString>(value: &Option<T>) -> String {
+    value.as_ref().map_or_else(|| "-".to_owned(), T::to_string)
+}
+
+pub fn render(r: &LicenseReport) -> String {
+    let mut out = String::new();
+    let parents = if r.org.parent_chain.is_empty() {
+        String::new()
+    } else {
+        format!(" (part of {})", r.org.parent_chain.join(" > "))
+    };
+    out.push_str(&format!(
+        "License ID {} — {} [{}]{}\nprogram {} · agreement {} · authorization {} · purchase account {}\nRDS license server activation number: {}\nreport time {} · as of seq {}\n",
+        r.license_id, r.org.name, r.org.org, parents, r.program, r.agreement_number,
+        opt(&r.authorization_number), opt(&r.purchase_account), r.rds_activation_number,
+        r.report_time, r.at_seq
+    ));
+    let mut keys = table(&["key", "product", "kind", "key text", "used/total", "remaining", "purchased", "OSA", "ESU", "refusals"]);
+    for k in &r.keys {
+        let refusals: Vec<String> = k.refusals.iter().map(|(c, n)| format!("{c}={n}")).collect();
+        let counts = match (k.kms_hosts, k.kms_hosts_limit) {
+            (Some(hosts), Some(limit)) => format!("{hosts}/{limit} hosts"),
+            _ => format!("{}/{}", k.used, k.total),
+        };
+        let kind = if k.blocked { format!("{} (blocked)", k.kind) } else { k.kind.to_string() };
+        keys.add_row(vec![
+            k.key_id.to_string(), k.product.clone(), kind, k.key.clone(), counts,
+            k.remaining.to_string(), k.purchased.to_string(), k.osa_status.to_owned(),
+            k.esu_coverage.map_or("-", phase_name).to_owned(), refusals.join(" "),
+        ]);
+    }
+    section(&mut out, "Keys", keys, r.keys.is_empty());
+    let mut purchases = table(&["product", "quantity"]);
+    for p in &r.purchases {
+        purchases.add_row(vec![p.product.clone(), p.quantity.to_string()]);
+    }
+    section(&mut out, "Purchases (compliance, apart from activations)", purchases, r.purchases.is_empty());
+    let mut hosts = table(&["host", "key", "line", "activations", "windows (30d)", "office (30d)", "thresholds met"]);
+    for h in &r.kms_hosts {
+        let met: Vec<&str> = [
+            (h.windows_server_threshold_met, "servers"),
+            (h.windows_client_threshold_met, "clients"),
+            (h.office_threshold_met, "office"),
+        ]
+        .iter()
+        .filter(|(m, _)| *m)
+        .map(|(_, n)| *n)
+        .collect();
+        hosts.add_row(vec![
+            h.host.clone(), h.key_id.to_string(), h.line.to_owned(), h.activations.to_string(),
+            h.windows_count.to_string(), h.office_count.to_string(), met.join(", "),
+        ]);
+    }
+    section(&mut out, "KMS hosts", hosts, r.kms_hosts.is_empty());
+    let mut requests = table(&["request", "kind", "product", "needed", "by", "outcome"]);
+    for q in &r.requests {
+        let by = q.decided_by.as_deref().unwrap_or("");
+        let summary = match q.outcome {
+            "granted" => format!("granted {} by {by}", q.amount.unwrap_or(0)),
+            "denied" => format!("denied by {by}: {}", q.reason.as_deref().unwrap_or("")),
+            other => other.to_owned(),
+        };
+        requests.add_row(vec![
+            q.request_id.clone(), q.kind.to_owned(), q.product.clone(), q.needed.to_string(),
+            q.requested_by.clone(), summary,
+        ]);
+    }
+    section(&mut out, "Requests", requests, r.requests.is_empty());
+    let mut orders = table(&["order", "product", "coverage", "phase"]);
+    for o in &r.esu_orders {
+        orders.add_row(vec![
+            o.order_id.clone(), o.product.clone(),
+            format!("{} .. {}", o.coverage_start, o.coverage_end), phase_name(o.phase).to_owned(),
+        ]);
+    }
+    section(&mut out, "ESU orders", orders, r.esu_orders.is_empty());
+    let mut roles = table(&["principal", "roles"]);
+    for role in &r.roles {
+        let names: Vec<&str> = role.roles.iter().map(|r| r.as_str()).collect();
+        roles.add_row(vec![role.principal.clone(), names.join(", ")]);
+    }
+    section(&mut out, "Roles", roles, r.roles.is_empty());
+    let mut rights = table(&["product", "downgrade to", "reimage", "training/backup/eval", "key note"]);
+    for x in &r.rights {
+        rights.add_row(vec![
+            x.product.clone(), x.downgrade_to.join(", "),
+            format!("{} ({})", if x.reimage_eligible { "yes" } else { "no" }, x.reimage_reason),
+            if x.training_backup_evaluation { "yes" } else { "no" }.to_owned(),
+            x.key_note.clone().unwrap_or_default(),
+        ]);
+    }
+    section(&mut out, "Rights", rights, r.rights.is_empty());
+    out.push_str(&format!("\nNote: {}\n", r.note));
+    out
+}
+
+fn section(out: &mut String, title: &str, table: Table, empty: bool) {
+    out.push_str(&format!("\n{title}\n"));
+    if empty {
+        out.push_str("(none)\n");
+    } else {
+        out.push_str(&table.to_string());
+        out.push('\n');
+    }
+}

@@ -1,0 +1,225 @@
+//! Read models are rebuilt identically however they are reached, and their edge cases hold.
+//! Method: histories are produced by running random commands through the real rules (core's
+//! test harness); projections are folded from those events, snapshotted at every split
+//! point, decoded and caught up, and compared by digest with a fold from zero.
+
+#[path = "../../core/tests/harness/mod.rs"]
+mod harness;
+
+use harness::*;
+use keyledger_core::event::CoveragePhase;
+use keyledger_core::*;
+use keyledger_projections::report::contacts_at;
+use keyledger_projections::{license_report, snapshot, Projections};
+use proptest::prelude::*;
+
+fn fold(events: &[Event]) -> Projections {
+    let mut p = Projections::default();
+    for (i, event) in events.iter().enumerate() {
+        p.apply(i as u64 + 1, event);
+    }
+    p
+}
+
+/// A history from random activations, KMS traffic, grants, blocks and time steps.
+fn history(ops: &[(u8, u8, u8)]) -> Vec<Event> {
+    let mut h = Harness::with_catalog();
+    h.role("adam", "V-SELECT", Role::Administrator);
+    let (_, mak) = h.mak("V-SELECT", "win11-pro", 6);
+    let esu = issue_spec("V-SELECT", "ws2016-std", KeyKind::EsuMak)
+        .limit(4)
+        .coverage("2026-01-05T00:00:00Z", "2026-02-01T00:00:00Z");
+    let (_, esu) = h.issue(esu);
+    let (_, kms) = h.kms_key("V-SELECT", "ws2022-std");
+    let mut requests = 0;
+    for &(op, a, b) in ops {
+        match op % 6 {
+            0 => drop(h.run("vamt", online(&mak, ["contoso", "fabrikam"][usize::from(a % 2)], &format!("m{b}")))),
+            1 => drop(h.run("vamt", online(&esu, "contoso", &format!("s{b}")))),
+            2 => drop(h.run("kms", kms_host(&kms, "contoso", &format!("h{}", a % 8)))),
+            3 => drop(h.run("kms", kms_client(&format!("h{}", a % 8), &format!("c{b}"), ClientFamily::ALL[usize::from(b % 3)]))),
+            4 => {
+                requests += 1;
+                let id = format!("rq{requests}");
+                let body = command::CommandBody::RequestMakIncrease(command::RequestMakIncrease {
+                    request_id: RequestId::new(id.clone()).unwrap(),
+                    license_id: LicenseId::new("V-SELECT").unwrap(),
+                    authorization_number: None,
+                    product: ProductId::new("win11-pro").unwrap(),
+                    key_last5: mak.last5(),
+                    activations_needed: u64::from(a) + 1,
+                    justification: "growth".into(),
+                });
+                if h.run("adam", body).is_ok() && b % 2 == 0 {
+                    let grant = command::CommandBody::GrantRequest(command::GrantRequest {
+                        request_id: RequestId::new(id).unwrap(),
+                        amount: u64::from(b % 5) + 1,
+                    });
+                    h.ok(OPERATOR, grant);
+                }
+            }
+            _ => h.now = h.now.plus(Span::seconds(i64::from(a) * 3600 * 6)),
+        }
+    }
+    h.events
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn snapshot_and_catch_up_equal_a_rebuild_from_zero_at_every_split(
+        ops in prop::collection::vec((any::<u8>(), any::<u8>(), any::<u8>()), 20..120),
+    ) {
+        let events = history(&ops);
+        let whole = snapshot::digest(&fold(&events));
+        for split in 0..=events.len() {
+            let bytes = snapshot::encode(&fold(&events[..split]));
+            let mut p = snapshot::decode(&bytes).unwrap();
+            for (i, event) in events.iter().enumerate().skip(split) {
+                p.apply(i as u64 + 1, event);
+            }
+            prop_assert_eq!(snapshot::digest(&p), whole, "split at {}", split);
+        }
+    }
+
+    #[test]
+    fn as_of_n_from_a_snapshot_equals_a_fresh_fold_of_the_first_n(
+        ops in prop::collection::vec((any::<u8>(), any::<u8>(), any::<u8>()), 20..80),
+        snap in any::<prop::sample::Index>(), n in any::<prop::sample::Index>(),
+    ) {
+        let events = history(&ops);
+        let snap = snap.index(events.len());
+        let n = snap + n.index(events.len() - snap + 1);
+        let mut p = snapshot::decode(&snapshot::encode(&fold(&events[..snap]))).unwrap();
+        for (i, event) in events.iter().enumerate().take(n).skip(snap) {
+            p.apply(i as u64 + 1, event);
+        }
+        prop_assert_eq!(p, fold(&events[..n]));
+    }
+}
+
+#[test]
+fn a_damaged_snapshot_is_refused_not_used() {
+    let events = history(&[(0, 0, 1), (2, 1, 0), (3, 1, 2)]);
+    let bytes = snapshot::encode(&fold(&events));
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert_eq!(snapshot::decode(&flipped), Err(snapshot::SnapshotError::Digest));
+    let mut version = bytes.clone();
+    version[0] = 2;
+    assert_eq!(snapshot::decode(&version), Err(snapshot::SnapshotError::Version(2)));
+    assert_eq!(snapshot::decode(&bytes[..10]), Err(snapshot::SnapshotError::Truncated(10)));
+}
+
+fn lid() -> LicenseId {
+    LicenseId::new("V-SELECT").unwrap()
+}
+
+#[test]
+fn r12_esu_coverage_flips_exactly_at_start_and_end() {
+    let mut h = Harness::with_catalog();
+    let spec = issue_spec("V-SELECT", "ws2016-std", KeyKind::EsuMak)
+        .limit(4)
+        .coverage("2026-06-01T00:00:00Z", "2027-06-01T00:00:00Z");
+    h.issue(spec);
+    let p = fold(&h.events);
+    let phase = |t: &str| license_report(&p, &lid(), ts(t)).unwrap().keys[0].esu_coverage;
+    assert_eq!(phase("2026-05-31T23:59:59.999999Z"), Some(CoveragePhase::NotStarted));
+    assert_eq!(phase("2026-06-01T00:00:00Z"), Some(CoveragePhase::Active));
+    assert_eq!(phase("2027-05-31T23:59:59.999999Z"), Some(CoveragePhase::Active));
+    assert_eq!(phase("2027-06-01T00:00:00Z"), Some(CoveragePhase::Ended));
+}
+
+#[test]
+fn r14_a_kms_client_contact_expires_30_days_after_it_was_made() {
+    let mut h = Harness::with_catalog();
+    let (_, kms) = h.kms_key("V-SELECT", "ws2022-std");
+    h.ok("kms", kms_host(&kms, "contoso", "h1"));
+    h.at("2026-01-10T12:00:00Z");
+    for i in 0..5 {
+        h.ok("kms", kms_client("h1", &format!("srv{i}"), ClientFamily::WindowsServer));
+    }
+    let p = fold(&h.events);
+    let host = &p.kms_hosts[&HostId::new("h1").unwrap()];
+    assert_eq!(contacts_at(&host.windows_contacts, ts("2026-02-09T11:59:59Z")), 5);
+    assert_eq!(contacts_at(&host.windows_contacts, ts("2026-02-09T12:00:00Z")), 0);
+    let report = |t: &str| license_report(&p, &lid(), ts(t)).unwrap().kms_hosts[0].clone();
+    assert!(report("2026-02-01T00:00:00Z").windows_server_threshold_met);
+    assert!(!report("2026-02-01T00:00:00Z").windows_client_threshold_met);
+    assert!(!report("2026-02-10T00:00:00Z").windows_server_threshold_met);
+}
+
+#[test]
+fn r19_a_grant_raises_remaining_from_zero_in_the_report() {
+    let mut h = Harness::with_catalog();
+    let (_, mak) = h.mak("V-SELECT", "win11-pro", 1);
+    h.role("adam", "V-SELECT", Role::Administrator);
+    h.ok("vamt", online(&mak, "contoso", "pc-1"));
+    h.refused("vamt", online(&mak, "contoso", "pc-2"));
+    let remaining = |h: &Harness| license_report(&fold(&h.events), &lid(), h.now).unwrap().keys[0].clone();
+    let before = remaining(&h);
+    assert_eq!((before.used, before.remaining), (1, 0));
+    assert_eq!(before.refusals.get("insufficient_activations"), Some(&1));
+    let request = command::CommandBody::RequestMakIncrease(command::RequestMakIncrease {
+        request_id: RequestId::new("rq").unwrap(),
+        license_id: lid(),
+        authorization_number: None,
+        product: ProductId::new("win11-pro").unwrap(),
+        key_last5: mak.last5(),
+        activations_needed: 10,
+        justification: "more laptops".into(),
+    });
+    h.ok("adam", request);
+    let grant = command::CommandBody::GrantRequest(command::GrantRequest {
+        request_id: RequestId::new("rq").unwrap(),
+        amount: 10,
+    });
+    h.ok(OPERATOR, grant);
+    let after = remaining(&h);
+    assert_eq!((after.total, after.remaining, after.granted), (11, 10, 10));
+    let report = license_report(&fold(&h.events), &lid(), h.now).unwrap();
+    assert_eq!(report.requests[0].requested_by, "adam");
+    let outcome = serde_json::to_value(&report.requests[0]).unwrap();
+    assert_eq!(outcome["outcome"], "granted");
+    assert_eq!(outcome["decided_by"], OPERATOR);
+}
+
+#[test]
+fn r01_disclosure_holders_at_a_past_seq_follow_role_history() {
+    let mut h = Harness::with_catalog();
+    h.role("rita", "V-SELECT", Role::ProductKeyReader);
+    let assigned_at = h.events.len() as u64;
+    let revoke = command::CommandBody::RevokeRole(command::RevokeRole {
+        principal: principal("rita"),
+        license_id: lid(),
+        role: Role::ProductKeyReader,
+    });
+    h.ok(OPERATOR, revoke);
+    h.role("vic", "V-SELECT", Role::KeyViewer);
+    let p = fold(&h.events);
+    assert_eq!(
+        p.disclosure_holders_at(&lid(), assigned_at),
+        vec![(principal("rita"), vec![Role::ProductKeyReader])]
+    );
+    assert!(p.disclosure_holders_at(&lid(), p.last_seq).is_empty(), "viewers cannot see text");
+}
+
+#[test]
+fn the_history_index_lists_the_events_of_a_license_id_and_of_a_key() {
+    let mut h = Harness::with_catalog();
+    let (key, mak) = h.mak("V-SELECT", "win11-pro", 2);
+    h.ok("vamt", online(&mak, "contoso", "pc-1"));
+    h.mak("V-EA", "win11-pro", 2);
+    let p = fold(&h.events);
+    let seqs = &p.key_history[&key];
+    assert_eq!(seqs.len(), 2);
+    for seq in seqs {
+        let body = &h.events[*seq as usize - 1].body;
+        assert!(matches!(body, EventBody::KeyIssued { key_id, .. } | EventBody::MachinesActivated { key_id, .. } if *key_id == key));
+    }
+    let license = &p.license_history[&lid()];
+    assert!(license.contains(&seqs[1]), "activations are indexed under their license ID");
+    assert!(!license.contains(&(h.events.len() as u64)), "the EA key is not");
+}
