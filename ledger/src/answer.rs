@@ -43,6 +43,12 @@ pub struct Answer {
     /// The n-th activation of this KMS host on the key (R13).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activation: Option<u32>,
+    /// For malformed input only: the 1-based line of the input that was wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// For malformed input only: the field that was wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl Answer {
@@ -72,6 +78,19 @@ impl Answer {
             ok: false,
             code: Some(code.to_owned()),
             message: Some(message.into()),
+            ..Answer::default()
+        }
+    }
+
+    /// Malformed input (DOMAIN.md §3): not a refusal, never reaches the log.
+    pub fn malformed(line: Option<u64>, err: &crate::wire::InputError) -> Answer {
+        let at = line.map(|n| format!("line {n}: ")).unwrap_or_default();
+        Answer {
+            ok: false,
+            code: Some("malformed".to_owned()),
+            message: Some(format!("{at}{err}")),
+            line,
+            field: err.field.clone(),
             ..Answer::default()
         }
     }

@@ -31,7 +31,7 @@ pub use engine::{Engine, Submission};
 pub use error::{Corruption, Error, Result};
 pub use store::{Head, Store};
 pub use walk::{verify, walk, LoggedRecord, VerifyReport};
-pub use writer::{Writer, WriterHandle};
+pub use writer::{AnswerReceiver, Writer, WriterHandle};
 
 /// Bounds on everything that grows in the writer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

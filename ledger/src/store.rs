@@ -5,6 +5,7 @@
 //! - `meta`    str → bytes: `format_version` (1 byte) and `head` (u64 LE seq, 32-byte hash).
 //! - `secrets` u64 (key id) → key text. Apart from the chain, so it can be erased.
 //! - `answers` str (command id) → the first answer's JSON, for idempotent resends.
+//! - `snapshots` u64 (last seq folded) → projection snapshot bytes, opaque to the ledger.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -18,6 +19,10 @@ const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SECRETS: TableDefinition<u64, &str> = TableDefinition::new("secrets");
 const ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("answers");
+const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
+
+/// How many projection snapshots are kept; older ones are pruned as new ones are written.
+pub const SNAPSHOTS_KEPT: usize = 8;
 
 const FORMAT_VERSION_KEY: &str = "format_version";
 const HEAD_KEY: &str = "head";
@@ -124,6 +129,7 @@ impl Store {
             write.open_table(BLOCKS)?;
             write.open_table(SECRETS)?;
             write.open_table(ANSWERS)?;
+            write.open_table(SNAPSHOTS)?;
         }
         write.commit()?;
         Ok(Store { db, label })
@@ -276,6 +282,32 @@ impl Store {
         Ok(answers.get(command_id)?.map(|v| v.value().to_vec()))
     }
 
+    /// Stores a projection snapshot taken at `seq`, keeping the newest [`SNAPSHOTS_KEPT`].
+    pub fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()> {
+        let write = self.db.begin_write()?;
+        {
+            let mut snapshots = write.open_table(SNAPSHOTS)?;
+            snapshots.insert(seq, bytes)?;
+            let keys: Vec<u64> = snapshots
+                .iter()?
+                .map(|entry| entry.map(|(k, _)| k.value()))
+                .collect::<std::result::Result<_, _>>()?;
+            for old in keys.iter().rev().skip(SNAPSHOTS_KEPT) {
+                snapshots.remove(*old)?;
+            }
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// The newest snapshot taken at or below `seq`.
+    pub fn snapshot_at_or_below(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        let read = self.db.begin_read()?;
+        let snapshots = read.open_table(SNAPSHOTS)?;
+        let found = snapshots.range(..=seq)?.next_back().transpose()?;
+        Ok(found.map(|(k, v)| (k.value(), v.value().to_vec())))
+    }
+
     /// Overwrites a block's bytes in place. Only tamper tests use this: it is how an
     /// attacker with write access to the file would alter history.
     #[doc(hidden)]
@@ -322,6 +354,10 @@ impl Store {
         for entry in read.open_table(ANSWERS)?.iter()? {
             let (k, v) = entry?;
             feed("answers", k.value().as_bytes(), v.value());
+        }
+        for entry in read.open_table(SNAPSHOTS)?.iter()? {
+            let (k, v) = entry?;
+            feed("snapshots", &k.value().to_le_bytes(), v.value());
         }
         Ok(*hasher.finalize().as_bytes())
     }

@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 
 type Reply = oneshot::Sender<Result<Vec<Answer>>>;
 
+/// Where the answers of a submission arrive, once its batch is durable.
+pub type AnswerReceiver = oneshot::Receiver<Result<Vec<Answer>>>;
+
 struct Job {
     submission: Submission,
     reply: Reply,
@@ -114,7 +117,7 @@ impl WriterHandle {
     }
 
     /// Submits without waiting for the answer (a pipelining caller collects them later).
-    pub fn send_blocking(&self, commands: Vec<Command>, atomic: bool) -> Result<oneshot::Receiver<Result<Vec<Answer>>>> {
+    pub fn send_blocking(&self, commands: Vec<Command>, atomic: bool) -> Result<AnswerReceiver> {
         let (job, rx) = self.job(commands, atomic)?;
         self.tx
             .blocking_send(job)

@@ -30,8 +30,9 @@ pub fn render(r: &LicenseReport) -> String {
     let mut keys = table(&["key", "product", "kind", "key text", "used/total", "remaining", "purchased", "OSA", "ESU", "refusals"]);
     for k in &r.keys {
         let refusals: Vec<String> = k.refusals.iter().map(|(c, n)| format!("{c}={n}")).collect();
-        let counts = match (k.kms_hosts, k.kms_hosts_limit) {
-            (Some(hosts), Some(limit)) => format!("{hosts}/{limit} hosts"),
+        let counts = match (k.kind, k.kms_hosts, k.kms_hosts_limit) {
+            (_, Some(hosts), Some(limit)) => format!("{hosts}/{limit} hosts"),
+            (keyledger_core::KeyKind::Setup | keyledger_core::KeyKind::Embedded, _, _) => "n/a".to_owned(),
             _ => format!("{}/{}", k.used, k.total),
         };
         let kind = if k.blocked { format!("{} (blocked)", k.kind) } else { k.kind.to_string() };

@@ -1,0 +1,169 @@
+//! The command line: what each subcommand takes. Behaviour lives in `cmd/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyledger",
+    version,
+    about = "An event-sourced, hash-chained ledger for volume-license product keys",
+    long_about = "keyledger records every key issuance, activation (and refusal), limit-increase request \
+and grant in an append-only, BLAKE3-hash-chained log, and reports counts, OSA status, ESU coverage, \
+KMS thresholds and rights per license ID, as of any moment.\n\nStart with: keyledger demo"
+)]
+pub struct Cli {
+    /// The ledger file.
+    #[arg(long, global = true, env = "KEYLEDGER_DATA", default_value = "keyledger.redb")]
+    pub data: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a ledger and its first operator (R3).
+    ///
+    /// Example: keyledger init --operator olga
+    Init {
+        /// The first operator's principal name.
+        #[arg(long)]
+        operator: String,
+        /// Business time of the init event (RFC 3339); now by default.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Run commands from a JSON Lines file (or - for stdin), one answer per line, in order.
+    ///
+    /// A refusal is an answer. A malformed line is answered with code "malformed", its line
+    /// number and field, and nothing from it is appended; the exit code is then 1.
+    ///
+    /// Example: keyledger apply commands.jsonl
+    Apply {
+        /// The .jsonl file, or - for standard input.
+        file: PathBuf,
+        /// Apply the whole file as one batch, or nothing of it.
+        #[arg(long)]
+        atomic: bool,
+    },
+    /// Build a realistic sample ledger and say what to try next.
+    ///
+    /// Example: keyledger demo --machines 1000000 --seed 7
+    Demo {
+        /// Machines activated on the demo's large enterprise MAK.
+        #[arg(long, default_value_t = 20_000)]
+        machines: u64,
+        /// Seed of the generated workload (machine names, key texts, times).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Compliance report of one license ID.
+    ///
+    /// Example: keyledger report --license-id V3000003 --as-of 2026-06-30T00:00:00Z --format json
+    Report {
+        #[arg(long)]
+        license_id: String,
+        #[command(flatten)]
+        moment: Moment,
+        /// table, tsv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Export keys as tab-separated text (R2), role-checked (R1); the disclosure is recorded.
+    ///
+    /// Example: keyledger keys --license-id V3000003 --as rita --out keys.tsv
+    Keys {
+        #[command(flatten)]
+        scope: KeyScope,
+        /// The principal exporting: key text is shown only with administrator or
+        /// product_key_reader on the key's license ID.
+        #[arg(long = "as")]
+        principal: String,
+        /// Write the file here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show events, optionally of one license ID or one key.
+    ///
+    /// Example: keyledger log --license-id V3000003 --from 100
+    Log {
+        #[arg(long, conflicts_with = "key")]
+        license_id: Option<String>,
+        #[arg(long)]
+        key: Option<u64>,
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// table or jsonl.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Verify the chain, every block and the projection snapshot; exit 1 at the first bad seq.
+    ///
+    /// Example: keyledger verify
+    Verify,
+    /// Export the log as JSON Lines for auditors (no key text inside).
+    ///
+    /// Example: keyledger export --out ledger.jsonl
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an export on its own, without the database.
+    ///
+    /// Example: keyledger verify-export ledger.jsonl
+    VerifyExport { file: PathBuf },
+    /// Load keys from an admin-center style key export (the R2 columns).
+    ///
+    /// Example: keyledger import-keys keys.tsv --as olga --atomic
+    ImportKeys {
+        file: PathBuf,
+        /// The operator issuing the keys.
+        #[arg(long = "as")]
+        operator: String,
+        /// Apply every row or none.
+        #[arg(long)]
+        atomic: bool,
+    },
+    /// When each MAK runs out at its recent rate.
+    ///
+    /// Example: keyledger forecast --license-id V3000003
+    Forecast {
+        #[arg(long)]
+        license_id: Option<String>,
+        /// Trailing window of the rate, in days.
+        #[arg(long, default_value_t = 30)]
+        window_days: u32,
+        /// Business time of the forecast (RFC 3339); the newest event's by default.
+        #[arg(long)]
+        at: Option<String>,
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+}
+
+/// The moment a report describes.
+#[derive(Debug, Args)]
+pub struct Moment {
+    /// Business time (RFC 3339): the report shows the ledger as it stood then.
+    #[arg(long, conflicts_with = "at_seq")]
+    pub as_of: Option<String>,
+    /// Log position: the report shows the ledger after this seq.
+    #[arg(long)]
+    pub at_seq: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct KeyScope {
+    /// Keys of these license IDs (repeatable).
+    #[arg(long = "license-id")]
+    pub license_ids: Vec<String>,
+    /// All keys of one product.
+    #[arg(long)]
+    pub product: Option<String>,
+    /// Every key the principal may see.
+    #[arg(long)]
+    pub all: bool,
+}

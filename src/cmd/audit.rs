@@ -1,0 +1,103 @@
+//! The auditor's commands: `verify`, `export`, `verify-export`.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use keyledger_ledger::{export as log_export, Error};
+use keyledger_projections::snapshot;
+
+use crate::progress::Progress;
+use crate::view::open_store;
+
+pub fn verify(data: &Path) -> Result<ExitCode> {
+    let store = match keyledger_ledger::Store::open(data) {
+        Ok(store) => store,
+        Err(err) => return Err(err).with_context(|| format!("cannot open ledger {}", data.display())),
+    };
+    let report = match keyledger_ledger::verify(&store) {
+        Ok(report) => report,
+        Err(Error::Corrupt(corruption)) => {
+            eprintln!("FAILED at seq {}: {corruption}", corruption.seq());
+            return Ok(ExitCode::from(1));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    println!(
+        "chain ok: {} events in {} blocks; head seq {} hash {}",
+        report.events,
+        report.blocks,
+        report.head.seq,
+        hex::encode(report.head.hash)
+    );
+    match store.snapshot_at_or_below(u64::MAX)? {
+        None => println!("snapshot: none yet"),
+        Some((seq, bytes)) => match snapshot::decode(&bytes) {
+            Err(err) => {
+                eprintln!("FAILED: the projection snapshot at seq {seq} is unusable: {err}");
+                return Ok(ExitCode::from(1));
+            }
+            Ok(stored) => {
+                let rebuilt = fold_from_zero(&store, seq)?;
+                if snapshot::digest(&stored) != snapshot::digest(&rebuilt) {
+                    eprintln!("FAILED: the projection snapshot at seq {seq} differs from a fold of the log");
+                    return Ok(ExitCode::from(1));
+                }
+                println!("snapshot ok: seq {seq}, digest {}", hex::encode(snapshot::digest(&stored)));
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fold_from_zero(store: &keyledger_ledger::Store, seq: u64) -> Result<keyledger_projections::Projections> {
+    let mut p = keyledger_projections::Projections::default();
+    keyledger_ledger::walk(store, 1, |record| {
+        if record.seq > seq {
+            return Ok(std::ops::ControlFlow::Break(()));
+        }
+        p.apply(record.seq, &record.event);
+        Ok(std::ops::ControlFlow::Continue(()))
+    })?;
+    Ok(p)
+}
+
+pub fn export(data: &Path, out: &Path) -> Result<ExitCode> {
+    let store = open_store(data)?;
+    let head = store.head()?;
+    let file = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut writer = BufWriter::new(file);
+    let progress = Progress::new("exporting", head.seq);
+    let written = log_export::export(&store, &mut writer, |_| progress.inc());
+    progress.finish();
+    match written {
+        Ok(head) => {
+            writer.flush()?;
+            println!("exported {} events to {}; head hash {}", head.seq, out.display(), hex::encode(head.hash));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(Error::Corrupt(corruption)) => {
+            drop(writer);
+            let _ = std::fs::remove_file(out);
+            eprintln!("FAILED at seq {}: {corruption}; no export written", corruption.seq());
+            Ok(ExitCode::from(1))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+pub fn verify_export(file: &Path) -> Result<ExitCode> {
+    let input = File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match log_export::verify_export(BufReader::new(input)) {
+        Ok(head) => {
+            println!("export ok: {} events; head hash {}", head.seq, hex::encode(head.hash));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("FAILED: {}: {err}", file.display());
+            Ok(ExitCode::from(1))
+        }
+    }
+}

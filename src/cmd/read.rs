@@ -1,0 +1,171 @@
+//! Read-only views: `report`, `log`, `forecast`.
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use keyledger_core::{KeyId, LicenseId};
+use keyledger_ledger::wire::event_to_json;
+use keyledger_projections::forecast::forecasts;
+use keyledger_projections::{license_report, Format};
+
+use crate::cli::Moment;
+use crate::view::{now_at_least, open_store, parse_time, projections, Until};
+
+pub fn report(data: &Path, license_id: &str, moment: &Moment, format: &str) -> Result<ExitCode> {
+    let format: Format = format.parse().map_err(anyhow::Error::msg).context("--format")?;
+    let license = LicenseId::new(license_id).context("--license-id")?;
+    let store = open_store(data)?;
+    let (until, at) = match (&moment.as_of, moment.at_seq) {
+        (Some(text), _) => {
+            let at = parse_time(text, "as-of")?;
+            (Until::Time(at), Some(at))
+        }
+        (None, Some(seq)) => (Until::Seq(seq), None),
+        (None, None) => (Until::Head, None),
+    };
+    let p = projections(&store, until)?;
+    if let Until::Seq(seq) = until {
+        if seq > p.last_seq {
+            bail!("--at-seq {seq} is past the end of the log (seq {})", p.last_seq);
+        }
+    }
+    let at = match (at, until) {
+        (Some(at), _) => at,
+        (None, Until::Seq(_)) => p.last_at.unwrap_or_default(),
+        _ => now_at_least(p.last_at),
+    };
+    let Some(report) = license_report(&p, &license, at) else {
+        bail!("no license ID {license} in the ledger (as of seq {})", p.last_seq);
+    };
+    print!("{}", report.render(format));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn log(data: &Path, license: Option<&str>, key: Option<u64>, from: u64, format: &str) -> Result<ExitCode> {
+    let jsonl = match format {
+        "jsonl" => true,
+        "table" => false,
+        other => bail!("--format {other:?}: expected table or jsonl"),
+    };
+    let store = open_store(data)?;
+    // The history index names the seqs, so a filtered log does not decode the whole log.
+    let wanted: Option<BTreeSet<u64>> = match (license, key) {
+        (None, None) => None,
+        (license, key) => {
+            let p = projections(&store, Until::Head)?;
+            let seqs = match (license, key) {
+                (Some(l), _) => {
+                    let id = LicenseId::new(l).context("--license-id")?;
+                    if !p.licenses.contains_key(&id) {
+                        bail!("no license ID {id} in the ledger");
+                    }
+                    p.license_history.get(&id).cloned().unwrap_or_default()
+                }
+                (None, Some(k)) => match p.key_history.get(&KeyId(k)) {
+                    Some(seqs) => seqs.clone(),
+                    None => bail!("no key {k} in the ledger"),
+                },
+                (None, None) => unreachable!("handled above"),
+            };
+            Some(seqs.into_iter().filter(|s| *s >= from).collect())
+        }
+    };
+    let start = wanted.as_ref().map_or(from, |w| w.first().copied().unwrap_or(u64::MAX));
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    use std::io::Write;
+    if !jsonl {
+        writeln!(out, "{:>8}  {:<27}  {:<16}  {:<24}  summary", "seq", "at", "actor", "type")?;
+    }
+    if start != u64::MAX {
+        keyledger_ledger::walk(&store, start, |record| {
+            if wanted.as_ref().is_some_and(|w| !w.contains(&record.seq)) {
+                return Ok(ControlFlow::Continue(()));
+            }
+            let event = event_to_json(&record.event);
+            let written = if jsonl {
+                writeln!(out, "{}", serde_json::json!({"seq": record.seq, "event": event}))
+            } else {
+                writeln!(
+                    out,
+                    "{:>8}  {:<27}  {:<16}  {:<24}  {}",
+                    record.seq,
+                    record.event.at.to_string(),
+                    record.event.actor.as_str(),
+                    record.event.body.type_name(),
+                    summary(&event)
+                )
+            };
+            written?;
+            Ok(ControlFlow::Continue(()))
+        })?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The event's fields other than at, actor and type, as `name=value`, shortened.
+fn summary(event: &serde_json::Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(fields) = event.as_object() {
+        for (name, value) in fields {
+            if matches!(name.as_str(), "at" | "actor" | "type" | "fingerprint") {
+                continue;
+            }
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Array(items) if items.len() > 3 => format!("[{} items]", items.len()),
+                other => other.to_string(),
+            };
+            parts.push(format!("{name}={text}"));
+        }
+    }
+    let line = parts.join(" ");
+    if line.chars().count() > 120 {
+        line.chars().take(117).collect::<String>() + "..."
+    } else {
+        line
+    }
+}
+
+pub fn forecast(data: &Path, license: Option<&str>, window_days: u32, at: Option<&str>, format: &str) -> Result<ExitCode> {
+    if window_days == 0 {
+        bail!("--window-days must be at least 1");
+    }
+    let store = open_store(data)?;
+    let p = projections(&store, Until::Head)?;
+    if let Some(l) = license {
+        let id = LicenseId::new(l).context("--license-id")?;
+        if !p.licenses.contains_key(&id) {
+            bail!("no license ID {id} in the ledger");
+        }
+    }
+    let at = match at {
+        Some(text) => parse_time(text, "at")?,
+        None => p.last_at.unwrap_or_default(),
+    };
+    let all = forecasts(&p, license, at, window_days);
+    match format {
+        "json" => println!("{}", serde_json::to_string_pretty(&all)?),
+        "table" => {
+            println!("forecast at {at}, rate over the last {window_days} days");
+            println!("{:>6}  {:<12}  {:<16}  {:>10}  {:>10}  {:>9}  exhaustion", "key", "license ID", "product", "used/total", "remaining", "per day");
+            for f in &all {
+                let when = match f.exhaustion {
+                    _ if f.remaining == 0 => "exhausted".to_owned(),
+                    Some(t) => t.to_string(),
+                    None => "idle: no recent activations".to_owned(),
+                };
+                println!(
+                    "{:>6}  {:<12}  {:<16}  {:>10}  {:>10}  {:>9.1}  {when}",
+                    f.key_id, f.license_id, f.product, format!("{}/{}", f.used, f.total), f.remaining, f.rate_per_day
+                );
+            }
+        }
+        other => bail!("--format {other:?}: expected table or json"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

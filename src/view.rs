@@ -1,0 +1,100 @@
+//! Reading the ledger for reports: projections from the newest usable snapshot plus the
+//! events after it, up to a seq or a business time.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use keyledger_core::Timestamp;
+use keyledger_ledger::{walk, Store};
+use keyledger_projections::{snapshot, Projections};
+
+use crate::progress::Progress;
+
+/// Write a new snapshot when a full fold went this many events past the last one.
+pub const SNAPSHOT_EVERY_EVENTS: u64 = 50_000;
+
+/// Where a fold stops.
+#[derive(Clone, Copy, Debug)]
+pub enum Until {
+    Head,
+    Seq(u64),
+    /// Every event whose business time is at or before this instant.
+    Time(Timestamp),
+}
+
+pub fn open_store(path: &Path) -> Result<Store> {
+    Store::open(path).with_context(|| format!("cannot open ledger {}", path.display()))
+}
+
+/// Projections up to `until`, from the newest snapshot at or below it when one is usable.
+pub fn projections(store: &Store, until: Until) -> Result<Projections> {
+    let limit = match until {
+        Until::Seq(seq) => seq,
+        Until::Head | Until::Time(_) => u64::MAX,
+    };
+    let mut projections = load_snapshot(store, limit, until)?;
+    let head = store.head()?.seq;
+    let progress = Progress::new("folding", head.min(limit).saturating_sub(projections.last_seq));
+    let loaded_at = projections.last_seq;
+    walk(store, loaded_at + 1, |record| {
+        let past_time = matches!(until, Until::Time(t) if record.event.at > t);
+        if record.seq > limit || past_time {
+            return Ok(ControlFlow::Break(()));
+        }
+        projections.apply(record.seq, &record.event);
+        progress.inc();
+        Ok(ControlFlow::Continue(()))
+    })?;
+    progress.finish();
+    // Only a fold to the head is worth keeping: as-of folds are partial on purpose.
+    if matches!(until, Until::Head) && projections.last_seq >= loaded_at + SNAPSHOT_EVERY_EVENTS {
+        write_snapshot(store, &projections)?;
+    }
+    Ok(projections)
+}
+
+/// The newest usable snapshot at or below `limit` (and, for a time-bounded fold, taken no
+/// later than that time), or empty projections. A snapshot that exists but cannot be used is
+/// reported on stderr and skipped.
+fn load_snapshot(store: &Store, limit: u64, until: Until) -> Result<Projections> {
+    let mut below = limit;
+    while let Some((seq, bytes)) = store.snapshot_at_or_below(below)? {
+        match snapshot::decode(&bytes) {
+            Ok(projections) => {
+                let too_late = matches!(until, Until::Time(t) if projections.last_at.is_some_and(|at| at > t));
+                if !too_late {
+                    return Ok(projections);
+                }
+            }
+            Err(err) => eprintln!("note: the projection snapshot at seq {seq} is unusable ({err}); not using it"),
+        }
+        let Some(next) = seq.checked_sub(1) else { break };
+        below = next;
+    }
+    Ok(Projections::default())
+}
+
+/// Writes a snapshot of projections folded to the head (demo, clean shutdown).
+pub fn write_snapshot(store: &Store, projections: &Projections) -> Result<()> {
+    store.put_snapshot(projections.last_seq, &snapshot::encode(projections))?;
+    Ok(())
+}
+
+/// The current business time for reports: the wall clock, never earlier than the newest
+/// event (business time never runs backwards).
+pub fn now_at_least(newest: Option<Timestamp>) -> Timestamp {
+    let now = wall_clock();
+    newest.map_or(now, |n| n.max(now))
+}
+
+pub fn wall_clock() -> Timestamp {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    Timestamp::from_unix_micros(i64::try_from(since.as_micros()).expect("micros fit in i64"))
+}
+
+pub fn parse_time(text: &str, what: &str) -> Result<Timestamp> {
+    Timestamp::parse(text).with_context(|| format!("--{what}"))
+}
