@@ -15,7 +15,12 @@ KMS thresholds and rights per license ID, as of any moment.\n\nStart with: keyle
 )]
 pub struct Cli {
     /// The ledger file.
-    #[arg(long, global = true, env = "KEYLEDGER_DATA", default_value = "keyledger.redb")]
+    #[arg(
+        long,
+        global = true,
+        env = "KEYLEDGER_DATA",
+        default_value = "keyledger.redb"
+    )]
     pub data: PathBuf,
     #[command(subcommand)]
     pub command: Command,

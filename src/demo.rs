@@ -41,7 +41,12 @@ where
 
 impl Script {
     fn push(&mut self, actor: &str, body: CommandBody) {
-        self.commands.push(Command { at: self.at, actor: id(actor), command_id: None, body });
+        self.commands.push(Command {
+            at: self.at,
+            actor: id(actor),
+            command_id: None,
+            body,
+        });
     }
 
     fn hours(&mut self, hours: i64) {
@@ -49,7 +54,11 @@ impl Script {
     }
 
     fn org(&mut self, org: &str, name: &str, parent: Option<&str>) {
-        let body = RegisterOrg { org: id(org), name: name.to_owned(), parent: parent.map(id) };
+        let body = RegisterOrg {
+            org: id(org),
+            name: name.to_owned(),
+            parent: parent.map(id),
+        };
         self.push(OPERATOR, CommandBody::RegisterOrg(body));
     }
 
@@ -61,14 +70,24 @@ impl Script {
                 license_id: id(license),
                 org: id(org),
                 program,
-                agreement_number: agreement.expect("every license ID has an agreement").to_owned(),
+                agreement_number: agreement
+                    .expect("every license ID has an agreement")
+                    .to_owned(),
                 authorization_number: authorization.map(str::to_owned),
                 purchase_account: account.map(str::to_owned),
             }),
         );
     }
 
-    fn product(&mut self, product: &str, name: &str, family: Family, version: &str, edition: &str, requirement: KeyRequirement) {
+    fn product(
+        &mut self,
+        product: &str,
+        name: &str,
+        family: Family,
+        version: &str,
+        edition: &str,
+        requirement: KeyRequirement,
+    ) {
         self.push(
             OPERATOR,
             CommandBody::RegisterProduct(RegisterProduct {
@@ -83,12 +102,20 @@ impl Script {
     }
 
     fn purchase(&mut self, license: &str, product: &str, quantity: u64) {
-        let body = RecordPurchase { license_id: id(license), product: id(product), quantity };
+        let body = RecordPurchase {
+            license_id: id(license),
+            product: id(product),
+            quantity,
+        };
         self.push(OPERATOR, CommandBody::RecordPurchase(body));
     }
 
     fn role(&mut self, who: &str, license: &str, role: Role) {
-        let body = AssignRole { principal: id(who), license_id: id(license), role };
+        let body = AssignRole {
+            principal: id(who),
+            license_id: id(license),
+            role,
+        };
         self.push(OPERATOR, CommandBody::AssignRole(body));
     }
 
@@ -97,7 +124,13 @@ impl Script {
         let indices: [u8; 25] = std::array::from_fn(|_| self.rng.random_range(0..24u8));
         let text = ProductKeyText::from_alphabet_indices(&indices);
         self.keys.insert(name, text.clone());
-        self.push(OPERATOR, CommandBody::IssueKey(IssueKey { product_key: Some(text), ..spec }));
+        self.push(
+            OPERATOR,
+            CommandBody::IssueKey(IssueKey {
+                product_key: Some(text),
+                ..spec
+            }),
+        );
     }
 
     fn activate(&mut self, key: &str, org: &str, method: ActivationMethod, machines: Vec<String>) {
@@ -111,12 +144,20 @@ impl Script {
     }
 
     fn kms_host(&mut self, key: &str, org: &str, host: &str) {
-        let body = ActivateKmsHost { product_key: self.keys[key].clone(), org: id(org), host: id(host) };
+        let body = ActivateKmsHost {
+            product_key: self.keys[key].clone(),
+            org: id(org),
+            host: id(host),
+        };
         self.push("kms-admin", CommandBody::ActivateKmsHost(body));
     }
 
     fn kms_client(&mut self, host: &str, client: &str, family: ClientFamily) {
-        let body = ActivateKmsClient { host: id(host), client: id(client), family };
+        let body = ActivateKmsClient {
+            host: id(host),
+            client: id(client),
+            family,
+        };
         self.push(client, CommandBody::ActivateKmsClient(body));
     }
 }
@@ -144,74 +185,277 @@ fn catalog(s: &mut Script, machines: u64) {
     s.org("contoso-east", "Contoso East KK", Some("contoso"));
     s.org("contoso-west", "Contoso West GmbH", Some("contoso"));
     s.org("fabrikam", "Fabrikam Inc", None);
-    s.license("V1000001", "contoso", Program::OpenLicense, [Some("OL-778812"), Some("AUTH-5531-0042"), None]);
-    s.license("V2000002", "contoso-east", Program::OpenValue, [Some("OV-220341"), None, None]);
-    s.license("V3000003", "contoso", Program::EnterpriseAgreement, [Some("EA-9910022"), None, None]);
-    s.license("V4000004", "contoso-west", Program::Mpsa, [Some("MPSA-77120"), None, Some("PA-4410-7781")]);
-    s.license("V5000005", "fabrikam", Program::SelectPlus, [Some("SP-30011"), None, None]);
+    s.license(
+        "V1000001",
+        "contoso",
+        Program::OpenLicense,
+        [Some("OL-778812"), Some("AUTH-5531-0042"), None],
+    );
+    s.license(
+        "V2000002",
+        "contoso-east",
+        Program::OpenValue,
+        [Some("OV-220341"), None, None],
+    );
+    s.license(
+        "V3000003",
+        "contoso",
+        Program::EnterpriseAgreement,
+        [Some("EA-9910022"), None, None],
+    );
+    s.license(
+        "V4000004",
+        "contoso-west",
+        Program::Mpsa,
+        [Some("MPSA-77120"), None, Some("PA-4410-7781")],
+    );
+    s.license(
+        "V5000005",
+        "fabrikam",
+        Program::SelectPlus,
+        [Some("SP-30011"), None, None],
+    );
     use Family::*;
     use KeyRequirement::{Embedded, LicenseServer, VlKey};
-    s.product("win10-pro", "Windows 10 Pro", WindowsClient, "10", "pro", VlKey);
-    s.product("win11-pro", "Windows 11 Pro", WindowsClient, "11", "pro", VlKey);
-    s.product("win10-ent", "Windows 10 Enterprise", WindowsClient, "10", "enterprise", VlKey);
-    s.product("win11-ent", "Windows 11 Enterprise", WindowsClient, "11", "enterprise", VlKey);
-    s.product("ws2016-std", "Windows Server 2016 Standard", WindowsServer, "2016", "standard", VlKey);
-    s.product("ws2019-std", "Windows Server 2019 Standard", WindowsServer, "2019", "standard", VlKey);
-    s.product("ws2022-std", "Windows Server 2022 Standard", WindowsServer, "2022", "standard", VlKey);
-    s.product("office-2019", "Office LTSC Professional Plus 2019", Office, "2019", "pro-plus", VlKey);
-    s.product("office-2021", "Office LTSC Professional Plus 2021", Office, "2021", "pro-plus", VlKey);
-    s.product("project-2021", "Project Professional 2021", Office, "2021", "professional", VlKey);
-    s.product("m365-apps", "Microsoft 365 Apps for enterprise", Office, "2024", "enterprise", KeyRequirement::None);
-    s.product("sql-2019-std", "SQL Server 2019 Standard", SqlServer, "2019", "standard", Embedded);
-    s.product("sql-2022-std", "SQL Server 2022 Standard", SqlServer, "2022", "standard", Embedded);
-    s.product("rds-2022-ucal", "Windows Server 2022 RDS User CAL", Rds, "2022", "user-cal", LicenseServer);
+    s.product(
+        "win10-pro",
+        "Windows 10 Pro",
+        WindowsClient,
+        "10",
+        "pro",
+        VlKey,
+    );
+    s.product(
+        "win11-pro",
+        "Windows 11 Pro",
+        WindowsClient,
+        "11",
+        "pro",
+        VlKey,
+    );
+    s.product(
+        "win10-ent",
+        "Windows 10 Enterprise",
+        WindowsClient,
+        "10",
+        "enterprise",
+        VlKey,
+    );
+    s.product(
+        "win11-ent",
+        "Windows 11 Enterprise",
+        WindowsClient,
+        "11",
+        "enterprise",
+        VlKey,
+    );
+    s.product(
+        "ws2016-std",
+        "Windows Server 2016 Standard",
+        WindowsServer,
+        "2016",
+        "standard",
+        VlKey,
+    );
+    s.product(
+        "ws2019-std",
+        "Windows Server 2019 Standard",
+        WindowsServer,
+        "2019",
+        "standard",
+        VlKey,
+    );
+    s.product(
+        "ws2022-std",
+        "Windows Server 2022 Standard",
+        WindowsServer,
+        "2022",
+        "standard",
+        VlKey,
+    );
+    s.product(
+        "office-2019",
+        "Office LTSC Professional Plus 2019",
+        Office,
+        "2019",
+        "pro-plus",
+        VlKey,
+    );
+    s.product(
+        "office-2021",
+        "Office LTSC Professional Plus 2021",
+        Office,
+        "2021",
+        "pro-plus",
+        VlKey,
+    );
+    s.product(
+        "project-2021",
+        "Project Professional 2021",
+        Office,
+        "2021",
+        "professional",
+        VlKey,
+    );
+    s.product(
+        "m365-apps",
+        "Microsoft 365 Apps for enterprise",
+        Office,
+        "2024",
+        "enterprise",
+        KeyRequirement::None,
+    );
+    s.product(
+        "sql-2019-std",
+        "SQL Server 2019 Standard",
+        SqlServer,
+        "2019",
+        "standard",
+        Embedded,
+    );
+    s.product(
+        "sql-2022-std",
+        "SQL Server 2022 Standard",
+        SqlServer,
+        "2022",
+        "standard",
+        Embedded,
+    );
+    s.product(
+        "rds-2022-ucal",
+        "Windows Server 2022 RDS User CAL",
+        Rds,
+        "2022",
+        "user-cal",
+        LicenseServer,
+    );
     for (license, product, quantity) in [
-        ("V1000001", "win11-pro", 40), ("V1000001", "office-2021", 25),
-        ("V2000002", "win11-pro", 120), ("V2000002", "ws2022-std", 8),
-        ("V3000003", "win11-ent", machines.max(1)), ("V3000003", "ws2022-std", 60),
-        ("V3000003", "ws2016-std", 30), ("V3000003", "office-2021", 500),
-        ("V3000003", "project-2021", 125), ("V3000003", "sql-2022-std", 12),
-        ("V3000003", "sql-2019-std", 4), ("V3000003", "rds-2022-ucal", 300),
-        ("V3000003", "m365-apps", 1000), ("V4000004", "win11-pro", 200),
-        ("V4000004", "rds-2022-ucal", 50), ("V5000005", "win11-pro", 15),
+        ("V1000001", "win11-pro", 40),
+        ("V1000001", "office-2021", 25),
+        ("V2000002", "win11-pro", 120),
+        ("V2000002", "ws2022-std", 8),
+        ("V3000003", "win11-ent", machines.max(1)),
+        ("V3000003", "ws2022-std", 60),
+        ("V3000003", "ws2016-std", 30),
+        ("V3000003", "office-2021", 500),
+        ("V3000003", "project-2021", 125),
+        ("V3000003", "sql-2022-std", 12),
+        ("V3000003", "sql-2019-std", 4),
+        ("V3000003", "rds-2022-ucal", 300),
+        ("V3000003", "m365-apps", 1000),
+        ("V4000004", "win11-pro", 200),
+        ("V4000004", "rds-2022-ucal", 50),
+        ("V5000005", "win11-pro", 15),
     ] {
         s.purchase(license, product, quantity);
     }
     for (who, license, role) in [
-        ("amy", "V1000001", Role::Administrator), ("owen", "V2000002", Role::Administrator),
-        ("adam", "V3000003", Role::Administrator), ("rita", "V3000003", Role::ProductKeyReader),
-        ("kim", "V3000003", Role::KeyAdministrator), ("wes", "V4000004", Role::Administrator),
-        ("vic", "V4000004", Role::KeyViewer), ("fay", "V5000005", Role::Administrator),
+        ("amy", "V1000001", Role::Administrator),
+        ("owen", "V2000002", Role::Administrator),
+        ("adam", "V3000003", Role::Administrator),
+        ("rita", "V3000003", Role::ProductKeyReader),
+        ("kim", "V3000003", Role::KeyAdministrator),
+        ("wes", "V4000004", Role::Administrator),
+        ("vic", "V4000004", Role::KeyViewer),
+        ("fay", "V5000005", Role::Administrator),
     ] {
         s.role(who, license, role);
     }
 }
 
 fn keys(s: &mut Script, machines: u64) {
-    s.key("ol-win11", IssueKey { limit: Some(50), ..spec("V1000001", "win11-pro", KeyKind::Mak) });
-    s.key("ea-win11", IssueKey { limit: Some(machines.max(1)), ..spec("V3000003", "win11-ent", KeyKind::Mak) });
-    s.key("esu-y1", IssueKey {
-        limit: Some(30),
-        coverage_start: Some(t("2025-10-14T00:00:00Z")),
-        coverage_end: Some(t("2026-10-13T00:00:00Z")),
-        ..spec("V3000003", "ws2016-std", KeyKind::EsuMak)
-    });
-    s.key("esu-y2", IssueKey {
-        limit: Some(30),
-        coverage_start: Some(t("2026-10-13T00:00:00Z")),
-        coverage_end: Some(t("2027-10-12T00:00:00Z")),
-        ..spec("V3000003", "ws2016-std", KeyKind::EsuMak)
-    });
-    s.key("ea-kms-win", spec("V3000003", "ws2022-std", KeyKind::KmsHost));
-    s.key("ea-kms-office", spec("V3000003", "office-2021", KeyKind::KmsHost));
+    s.key(
+        "ol-win11",
+        IssueKey {
+            limit: Some(50),
+            ..spec("V1000001", "win11-pro", KeyKind::Mak)
+        },
+    );
+    s.key(
+        "ea-win11",
+        IssueKey {
+            limit: Some(machines.max(1)),
+            ..spec("V3000003", "win11-ent", KeyKind::Mak)
+        },
+    );
+    s.key(
+        "esu-y1",
+        IssueKey {
+            limit: Some(30),
+            coverage_start: Some(t("2025-10-14T00:00:00Z")),
+            coverage_end: Some(t("2026-10-13T00:00:00Z")),
+            ..spec("V3000003", "ws2016-std", KeyKind::EsuMak)
+        },
+    );
+    s.key(
+        "esu-y2",
+        IssueKey {
+            limit: Some(30),
+            coverage_start: Some(t("2026-10-13T00:00:00Z")),
+            coverage_end: Some(t("2027-10-12T00:00:00Z")),
+            ..spec("V3000003", "ws2016-std", KeyKind::EsuMak)
+        },
+    );
+    s.key(
+        "ea-kms-win",
+        spec("V3000003", "ws2022-std", KeyKind::KmsHost),
+    );
+    s.key(
+        "ea-kms-office",
+        spec("V3000003", "office-2021", KeyKind::KmsHost),
+    );
     s.key("ea-setup", spec("V3000003", "win11-ent", KeyKind::Setup));
-    s.key("ea-osa-1", IssueKey { limit: Some(100), ..spec("V3000003", "project-2021", KeyKind::Osa) });
-    s.key("ea-osa-2", IssueKey { limit: Some(25), ..spec("V3000003", "project-2021", KeyKind::Osa) });
-    s.key("ea-sql", spec("V3000003", "sql-2022-std", KeyKind::Embedded));
-    s.key("mpsa-win11", IssueKey { limit: Some(150), ..spec("V4000004", "win11-pro", KeyKind::Mak) });
-    s.key("mpsa-win10", IssueKey { limit: Some(10), ..spec("V4000004", "win10-pro", KeyKind::Mak) });
-    s.key("sp-win11", IssueKey { limit: Some(15), ..spec("V5000005", "win11-pro", KeyKind::Mak) });
-    for (order, start, end) in [("esu-2016-y1", "2025-10-14T00:00:00Z", "2026-10-13T00:00:00Z"), ("esu-2016-y2", "2026-10-13T00:00:00Z", "2027-10-12T00:00:00Z")] {
+    s.key(
+        "ea-osa-1",
+        IssueKey {
+            limit: Some(100),
+            ..spec("V3000003", "project-2021", KeyKind::Osa)
+        },
+    );
+    s.key(
+        "ea-osa-2",
+        IssueKey {
+            limit: Some(25),
+            ..spec("V3000003", "project-2021", KeyKind::Osa)
+        },
+    );
+    s.key(
+        "ea-sql",
+        spec("V3000003", "sql-2022-std", KeyKind::Embedded),
+    );
+    s.key(
+        "mpsa-win11",
+        IssueKey {
+            limit: Some(150),
+            ..spec("V4000004", "win11-pro", KeyKind::Mak)
+        },
+    );
+    s.key(
+        "mpsa-win10",
+        IssueKey {
+            limit: Some(10),
+            ..spec("V4000004", "win10-pro", KeyKind::Mak)
+        },
+    );
+    s.key(
+        "sp-win11",
+        IssueKey {
+            limit: Some(15),
+            ..spec("V5000005", "win11-pro", KeyKind::Mak)
+        },
+    );
+    for (order, start, end) in [
+        (
+            "esu-2016-y1",
+            "2025-10-14T00:00:00Z",
+            "2026-10-13T00:00:00Z",
+        ),
+        (
+            "esu-2016-y2",
+            "2026-10-13T00:00:00Z",
+            "2027-10-12T00:00:00Z",
+        ),
+    ] {
         let body = OrderEsu {
             order_id: id(order),
             license_id: id("V3000003"),
@@ -240,28 +484,60 @@ fn offices(s: &mut Script) {
     s.activate("ol-win11", "contoso", Online, machines("ol-pc", 0..1)); // already active
     s.activate("ol-win11", "fabrikam", Online, machines("fab-pc", 0..1)); // R7
     let last5 = s.keys["ol-win11"].last5();
-    s.push("amy", CommandBody::RequestMakIncrease(RequestMakIncrease {
-        request_id: id("RQ-OL-1"),
-        license_id: id("V1000001"),
-        authorization_number: Some("AUTH-5531-0042".into()),
-        product: id("win11-pro"),
-        key_last5: last5,
-        activations_needed: 20,
-        justification: "new branch office in Osaka, 20 laptops".into(),
-    }));
+    s.push(
+        "amy",
+        CommandBody::RequestMakIncrease(RequestMakIncrease {
+            request_id: id("RQ-OL-1"),
+            license_id: id("V1000001"),
+            authorization_number: Some("AUTH-5531-0042".into()),
+            product: id("win11-pro"),
+            key_last5: last5,
+            activations_needed: 20,
+            justification: "new branch office in Osaka, 20 laptops".into(),
+        }),
+    );
     s.hours(48);
-    s.push(OPERATOR, CommandBody::GrantRequest(GrantRequest { request_id: id("RQ-OL-1"), amount: 20 }));
+    s.push(
+        OPERATOR,
+        CommandBody::GrantRequest(GrantRequest {
+            request_id: id("RQ-OL-1"),
+            amount: 20,
+        }),
+    );
     s.hours(2);
     s.activate("ol-win11", "contoso", Proxy, machines("ol-pc", 50..62));
     // MPSA: two subsidiaries share the structure; Fabrikam does not.
-    s.activate("mpsa-win11", "contoso-west", Proxy, machines("west-pc", 0..90));
-    s.activate("mpsa-win11", "contoso-east", Proxy, machines("east-pc", 0..30));
+    s.activate(
+        "mpsa-win11",
+        "contoso-west",
+        Proxy,
+        machines("west-pc", 0..90),
+    );
+    s.activate(
+        "mpsa-win11",
+        "contoso-east",
+        Proxy,
+        machines("east-pc", 0..30),
+    );
     s.activate("sp-win11", "fabrikam", Proxy, machines("fab-pc", 0..15));
     s.activate("sp-win11", "fabrikam", Online, machines("fab-pc", 15..16)); // exhausted
-    // A leaked key is blocked; the next attempt is refused.
-    s.activate("mpsa-win10", "contoso-west", Online, machines("west-old", 0..1));
-    s.push(OPERATOR, CommandBody::BlockKey(BlockKey { key_id: KeyId(12) }));
-    s.activate("mpsa-win10", "contoso-west", Online, machines("west-old", 1..2));
+                                                                            // A leaked key is blocked; the next attempt is refused.
+    s.activate(
+        "mpsa-win10",
+        "contoso-west",
+        Online,
+        machines("west-old", 0..1),
+    );
+    s.push(
+        OPERATOR,
+        CommandBody::BlockKey(BlockKey { key_id: KeyId(12) }),
+    );
+    s.activate(
+        "mpsa-win10",
+        "contoso-west",
+        Online,
+        machines("west-old", 1..2),
+    );
     // Setup and embedded keys are never activated through the ledger.
     s.activate("ea-setup", "contoso", Online, machines("setup-pc", 0..1));
     s.activate("ea-sql", "contoso", Online, machines("sql-box", 0..1));
@@ -273,25 +549,43 @@ fn enterprise(s: &mut Script) {
     s.activate("esu-y1", "contoso", Proxy, machines("srv2016", 0..12));
     s.activate("esu-y2", "contoso", Online, machines("srv2016", 0..1)); // not started
     for host in 1..=7 {
-        s.kms_host("ea-kms-win", if host % 2 == 0 { "contoso-east" } else { "contoso" }, &format!("kms-{host:02}"));
+        s.kms_host(
+            "ea-kms-win",
+            if host % 2 == 0 {
+                "contoso-east"
+            } else {
+                "contoso"
+            },
+            &format!("kms-{host:02}"),
+        );
     }
     s.kms_host("ea-kms-win", "contoso", "kms-01"); // a re-activation
     s.kms_host("ea-kms-office", "contoso", "kms-01");
-    s.push("adam", CommandBody::RequestKms(RequestKms {
-        request_id: id("RQ-EA-KMS-1"),
-        license_id: id("V3000003"),
-        product: id("ws2022-std"),
-        reason: KmsRequestReason::AdditionalHosts,
-        host_activations_needed: 2,
-        justification: "disaster-recovery site in Frankfurt".into(),
-    }));
+    s.push(
+        "adam",
+        CommandBody::RequestKms(RequestKms {
+            request_id: id("RQ-EA-KMS-1"),
+            license_id: id("V3000003"),
+            product: id("ws2022-std"),
+            reason: KmsRequestReason::AdditionalHosts,
+            host_activations_needed: 2,
+            justification: "disaster-recovery site in Frankfurt".into(),
+        }),
+    );
     s.hours(24);
-    s.push(OPERATOR, CommandBody::DenyRequest(DenyRequest {
-        request_id: id("RQ-EA-KMS-1"),
-        reason: "use the existing six hosts; DR hosts can share kms-05 and kms-06".into(),
-    }));
+    s.push(
+        OPERATOR,
+        CommandBody::DenyRequest(DenyRequest {
+            request_id: id("RQ-EA-KMS-1"),
+            reason: "use the existing six hosts; DR hosts can share kms-05 and kms-06".into(),
+        }),
+    );
     for i in 0..6 {
-        s.kms_client("kms-01", &format!("srv-{i:03}"), ClientFamily::WindowsServer);
+        s.kms_client(
+            "kms-01",
+            &format!("srv-{i:03}"),
+            ClientFamily::WindowsServer,
+        );
         s.hours(1);
     }
     for i in 0..30 {
@@ -301,27 +595,42 @@ fn enterprise(s: &mut Script) {
         s.kms_client("kms-01", &format!("pc-{i:03}"), ClientFamily::Office);
     }
     s.kms_client("kms-02", "pc-100", ClientFamily::Office); // R15
-    s.push("portal", CommandBody::RedeemOsa(RedeemOsa {
-        product_key: s.keys["ea-osa-1"].clone(),
-        tenant: id("contoso.onmicrosoft.com"),
-    }));
+    s.push(
+        "portal",
+        CommandBody::RedeemOsa(RedeemOsa {
+            product_key: s.keys["ea-osa-1"].clone(),
+            tenant: id("contoso.onmicrosoft.com"),
+        }),
+    );
     // Open Value: a KMS key only by exception.
-    s.push("owen", CommandBody::RequestKms(RequestKms {
-        request_id: id("RQ-OV-KMS-1"),
-        license_id: id("V2000002"),
-        product: id("ws2022-std"),
-        reason: KmsRequestReason::OpenValueException,
-        host_activations_needed: 2,
-        justification: "factory network without internet access".into(),
-    }));
+    s.push(
+        "owen",
+        CommandBody::RequestKms(RequestKms {
+            request_id: id("RQ-OV-KMS-1"),
+            license_id: id("V2000002"),
+            product: id("ws2022-std"),
+            reason: KmsRequestReason::OpenValueException,
+            host_activations_needed: 2,
+            justification: "factory network without internet access".into(),
+        }),
+    );
     s.hours(24);
-    s.push(OPERATOR, CommandBody::GrantRequest(GrantRequest { request_id: id("RQ-OV-KMS-1"), amount: 2 }));
+    s.push(
+        OPERATOR,
+        CommandBody::GrantRequest(GrantRequest {
+            request_id: id("RQ-OV-KMS-1"),
+            amount: 2,
+        }),
+    );
     // Rita copies one key to set up a reimage.
-    s.push("rita", CommandBody::DiscloseKeys(DiscloseKeys {
-        key_ids: vec![KeyId(2)],
-        channel: DisclosureChannel::Copy,
-        export_digest: None,
-    }));
+    s.push(
+        "rita",
+        CommandBody::DiscloseKeys(DiscloseKeys {
+            key_ids: vec![KeyId(2)],
+            channel: DisclosureChannel::Copy,
+            export_digest: None,
+        }),
+    );
 }
 
 /// The large MAK: proxy batches of 10,000 spread over the year, then one more that is refused.
@@ -331,18 +640,36 @@ fn rollout(s: &mut Script, total: u64) {
     let mut done = 0;
     while done < total {
         let size = (total - done).min(10_000);
-        s.activate("ea-win11", "contoso", ActivationMethod::Proxy, machines("ea-pc", done..done + size));
+        s.activate(
+            "ea-win11",
+            "contoso",
+            ActivationMethod::Proxy,
+            machines("ea-pc", done..done + size),
+        );
         done += size;
         s.hours(step_hours);
     }
-    s.activate("ea-win11", "contoso-east", ActivationMethod::Proxy, machines("ea-late", 0..25));
+    s.activate(
+        "ea-win11",
+        "contoso-east",
+        ActivationMethod::Proxy,
+        machines("ea-late", 0..25),
+    );
 }
 
 pub fn run(data: &Path, machines_total: u64, seed: u64) -> Result<ExitCode> {
     if data.exists() {
-        bail!("{} exists already; pass --data NEW.redb or remove it", data.display());
+        bail!(
+            "{} exists already; pass --data NEW.redb or remove it",
+            data.display()
+        );
     }
-    let mut s = Script { commands: Vec::new(), at: t(START), rng: StdRng::seed_from_u64(seed), keys: BTreeMap::new() };
+    let mut s = Script {
+        commands: Vec::new(),
+        at: t(START),
+        rng: StdRng::seed_from_u64(seed),
+        keys: BTreeMap::new(),
+    };
     catalog(&mut s, machines_total);
     keys(&mut s, machines_total);
     s.hours(24);
@@ -351,7 +678,8 @@ pub fn run(data: &Path, machines_total: u64, seed: u64) -> Result<ExitCode> {
     enterprise(&mut s);
     s.hours(24);
     rollout(&mut s, machines_total);
-    let engine = keyledger_ledger::init(data, id(OPERATOR), t(START)).with_context(|| format!("cannot create {}", data.display()))?;
+    let engine = keyledger_ledger::init(data, id(OPERATOR), t(START))
+        .with_context(|| format!("cannot create {}", data.display()))?;
     let answers = submit(engine, s.commands)?;
     summarize(data, &answers)
 }
@@ -382,16 +710,31 @@ fn submit(engine: keyledger_ledger::Engine, commands: Vec<Command>) -> Result<Ve
 fn summarize(data: &Path, answers: &[Answer]) -> Result<ExitCode> {
     let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
     for answer in answers.iter().filter(|a| !a.ok) {
-        *refusals.entry(answer.code.clone().unwrap_or_default()).or_default() += 1;
+        *refusals
+            .entry(answer.code.clone().unwrap_or_default())
+            .or_default() += 1;
     }
     let store = keyledger_ledger::Store::open(data)?;
     let head = store.head()?;
-    println!("built demo ledger {}: {} events, head hash {}", data.display(), head.seq, hex::encode(head.hash));
-    println!("{} commands accepted, {} refused:", answers.iter().filter(|a| a.ok).count(), answers.len() - answers.iter().filter(|a| a.ok).count());
+    println!(
+        "built demo ledger {}: {} events, head hash {}",
+        data.display(),
+        head.seq,
+        hex::encode(head.hash)
+    );
+    println!(
+        "{} commands accepted, {} refused:",
+        answers.iter().filter(|a| a.ok).count(),
+        answers.len() - answers.iter().filter(|a| a.ok).count()
+    );
     for (code, count) in &refusals {
         println!("  {count:>4}  {code}");
     }
-    let flag = if data == Path::new("keyledger.redb") { String::new() } else { format!(" --data {}", data.display()) };
+    let flag = if data == Path::new("keyledger.redb") {
+        String::new()
+    } else {
+        format!(" --data {}", data.display())
+    };
     println!("\nTry next:");
     for line in [
         "report --license-id V3000003",

@@ -14,9 +14,11 @@ impl Progress {
             return Progress(None);
         }
         let bar = ProgressBar::new(total);
-        let style = ProgressStyle::with_template("{msg:>10} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}")
-            .expect("the template is valid")
-            .progress_chars("=> ");
+        let style = ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(what.to_owned());
         Progress(Some(bar))

@@ -35,7 +35,10 @@ pub fn projections(store: &Store, until: Until) -> Result<Projections> {
     };
     let mut projections = load_snapshot(store, limit, until)?;
     let head = store.head()?.seq;
-    let progress = Progress::new("folding", head.min(limit).saturating_sub(projections.last_seq));
+    let progress = Progress::new(
+        "folding",
+        head.min(limit).saturating_sub(projections.last_seq),
+    );
     let loaded_at = projections.last_seq;
     walk(store, loaded_at + 1, |record| {
         let past_time = matches!(until, Until::Time(t) if record.event.at > t);
@@ -62,14 +65,19 @@ fn load_snapshot(store: &Store, limit: u64, until: Until) -> Result<Projections>
     while let Some((seq, bytes)) = store.snapshot_at_or_below(below)? {
         match snapshot::decode(&bytes) {
             Ok(projections) => {
-                let too_late = matches!(until, Until::Time(t) if projections.last_at.is_some_and(|at| at > t));
+                let too_late =
+                    matches!(until, Until::Time(t) if projections.last_at.is_some_and(|at| at > t));
                 if !too_late {
                     return Ok(projections);
                 }
             }
-            Err(err) => eprintln!("note: the projection snapshot at seq {seq} is unusable ({err}); not using it"),
+            Err(err) => eprintln!(
+                "note: the projection snapshot at seq {seq} is unusable ({err}); not using it"
+            ),
         }
-        let Some(next) = seq.checked_sub(1) else { break };
+        let Some(next) = seq.checked_sub(1) else {
+            break;
+        };
         below = next;
     }
     Ok(Projections::default())

@@ -13,8 +13,8 @@ use crate::catalog::{
     KmsRequestReason, Program, Role,
 };
 use crate::ids::{
-    ClientId, CommandId, HostId, KeyId, LicenseId, MachineId, OrderId, OrgId, Principal,
-    ProductId, RequestId, TenantId,
+    ClientId, CommandId, HostId, KeyId, LicenseId, MachineId, OrderId, OrgId, Principal, ProductId,
+    RequestId, TenantId,
 };
 use crate::product_key::{Last5, ProductKeyText};
 use crate::{Digest, Timestamp};

@@ -11,8 +11,8 @@ use crate::catalog::{
     KeyRequirement, KmsRequestReason, Program, Role,
 };
 use crate::ids::{
-    ClientId, HostId, KeyId, LicenseId, MachineId, OrderId, OrgId, Principal, ProductId,
-    RequestId, TenantId,
+    ClientId, HostId, KeyId, LicenseId, MachineId, OrderId, OrgId, Principal, ProductId, RequestId,
+    TenantId,
 };
 use crate::product_key::{Fingerprint, Last5};
 use crate::refusal::RefusalCode;
@@ -87,7 +87,9 @@ pub enum ActivationAttempt {
 #[serde(rename_all = "snake_case")]
 pub enum EventBody {
     /// R3: a principal became an operator (the first one by `init`).
-    OperatorAdded { principal: Principal },
+    OperatorAdded {
+        principal: Principal,
+    },
     OrgRegistered {
         org: OrgId,
         name: String,
@@ -129,7 +131,9 @@ pub enum EventBody {
         fingerprint: Fingerprint,
         last5: Last5,
     },
-    KeyBlocked { key_id: KeyId },
+    KeyBlocked {
+        key_id: KeyId,
+    },
     /// R11.
     EsuOrdered {
         order_id: OrderId,
@@ -163,7 +167,10 @@ pub enum EventBody {
         status: ActivationStatus,
     },
     /// R20.
-    OsaRedeemed { key_id: KeyId, tenant: TenantId },
+    OsaRedeemed {
+        key_id: KeyId,
+        tenant: TenantId,
+    },
     /// R10: a refused activation, with the reason and, for R9, the remaining count.
     ActivationRefused {
         key_id: Option<KeyId>,
@@ -191,9 +198,15 @@ pub enum EventBody {
         justification: String,
     },
     /// R19: the actor granted `amount` (activations or KMS host activations).
-    RequestGranted { request_id: RequestId, amount: u64 },
+    RequestGranted {
+        request_id: RequestId,
+        amount: u64,
+    },
     /// R19.
-    RequestDenied { request_id: RequestId, reason: String },
+    RequestDenied {
+        request_id: RequestId,
+        reason: String,
+    },
     RoleAssigned {
         principal: Principal,
         license_id: LicenseId,

@@ -29,8 +29,8 @@ pub use command::{Command, CommandBody};
 pub use decide::{decide, handle, Context, NewKeyMaterial, Outcome};
 pub use event::{Event, EventBody, EVENT_SCHEMA_VERSION};
 pub use ids::{
-    ClientId, CommandId, HostId, IdError, KeyId, LicenseId, MachineId, OrderId, OrgId,
-    Principal, ProductId, RequestId, Seq, TenantId,
+    ClientId, CommandId, HostId, IdError, KeyId, LicenseId, MachineId, OrderId, OrgId, Principal,
+    ProductId, RequestId, Seq, TenantId,
 };
 pub use product_key::{Digest, Fingerprint, KeyTextError, Last5, ProductKeyText};
 pub use refusal::{Refusal, RefusalCode};

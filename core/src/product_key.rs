@@ -64,7 +64,10 @@ impl ProductKeyText {
     pub fn from_alphabet_indices(indices: &[u8; GROUPS * GROUP_LEN]) -> ProductKeyText {
         let mut text = String::with_capacity(KEY_TEXT_LEN);
         for (i, &index) in indices.iter().enumerate() {
-            assert!(usize::from(index) < KEY_ALPHABET.len(), "alphabet index out of range");
+            assert!(
+                usize::from(index) < KEY_ALPHABET.len(),
+                "alphabet index out of range"
+            );
             if i > 0 && i % GROUP_LEN == 0 {
                 text.push('-');
             }
@@ -126,7 +129,10 @@ impl Last5 {
         for (i, &c) in chars.iter().enumerate() {
             let upper = c.to_ascii_uppercase();
             if !upper.is_ascii() || !KEY_ALPHABET.contains(&(upper as u8)) {
-                return Err(KeyTextError::BadCharacter { position: i + 1, found: c });
+                return Err(KeyTextError::BadCharacter {
+                    position: i + 1,
+                    found: c,
+                });
             }
             bytes[i] = upper as u8;
         }
@@ -253,11 +259,17 @@ mod tests {
     fn bad_key_text_names_the_character_and_position() {
         assert_eq!(
             ProductKeyText::parse("BCDFG-HJKMP-QRTVW-XY234-6789A"),
-            Err(KeyTextError::BadCharacter { position: 29, found: 'A' })
+            Err(KeyTextError::BadCharacter {
+                position: 29,
+                found: 'A'
+            })
         );
         assert_eq!(
             ProductKeyText::parse("BCDFG-HJKMP-QRTVW-XY234+6789B"),
-            Err(KeyTextError::MissingDash { position: 24, found: '+' })
+            Err(KeyTextError::MissingDash {
+                position: 24,
+                found: '+'
+            })
         );
         assert_eq!(
             ProductKeyText::parse("BCDFG-HJKMP"),
@@ -266,7 +278,10 @@ mod tests {
         // 'E' and '1' look plausible but are not in the alphabet.
         assert_eq!(
             ProductKeyText::parse("BCDFE-HJKMP-QRTVW-XY234-6789B"),
-            Err(KeyTextError::BadCharacter { position: 5, found: 'E' })
+            Err(KeyTextError::BadCharacter {
+                position: 5,
+                found: 'E'
+            })
         );
     }
 

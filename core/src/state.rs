@@ -11,8 +11,8 @@ use crate::catalog::{
 };
 use crate::event::{Coverage, Event, EventBody};
 use crate::ids::{
-    ClientId, HostId, KeyId, LicenseId, MachineId, OrderId, OrgId, Principal, ProductId,
-    RequestId, TenantId,
+    ClientId, HostId, KeyId, LicenseId, MachineId, OrderId, OrgId, Principal, ProductId, RequestId,
+    TenantId,
 };
 use crate::product_key::{Fingerprint, Last5};
 use crate::time::{Span, Timestamp};
@@ -584,7 +584,10 @@ impl State {
         let line = self.products[&product].family.kms_line();
         let allowance = self.key_mut(*key_id).kms.as_mut().expect("KMS host key");
         allowance.hosts.insert(host.clone(), *activation);
-        assert!(allowance.hosts.len() as u64 <= allowance.hosts_limit(), "R13: hosts over limit");
+        assert!(
+            allowance.hosts.len() as u64 <= allowance.hosts_limit(),
+            "R13: hosts over limit"
+        );
         let record = self.kms_hosts.entry(host.clone()).or_default();
         match line {
             Some(KmsLine::Office) => record.office_key = Some(*key_id),

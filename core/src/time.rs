@@ -280,8 +280,14 @@ mod tests {
     #[test]
     fn parses_epoch_and_known_instants() {
         assert_eq!(ts("1970-01-01T00:00:00Z").unix_micros(), 0);
-        assert_eq!(ts("2000-03-01T00:00:00Z").unix_micros(), 951_868_800_000_000);
-        assert_eq!(ts("2024-02-29T12:30:45.25Z").unix_micros(), 1_709_209_845_250_000);
+        assert_eq!(
+            ts("2000-03-01T00:00:00Z").unix_micros(),
+            951_868_800_000_000
+        );
+        assert_eq!(
+            ts("2024-02-29T12:30:45.25Z").unix_micros(),
+            1_709_209_845_250_000
+        );
         assert_eq!(ts("1969-12-31T23:59:59Z").unix_micros(), -1_000_000);
     }
 
@@ -310,12 +316,24 @@ mod tests {
             ("2026-02-30T00:00:00Z", "day out of range for the month"),
             ("2025-02-29T00:00:00Z", "day out of range for the month"),
             ("2026-13-01T00:00:00Z", "month out of range 01..12"),
-            ("2026-01-01T24:00:00Z", "time of day out of range (leap seconds are not accepted)"),
+            (
+                "2026-01-01T24:00:00Z",
+                "time of day out of range (leap seconds are not accepted)",
+            ),
             ("2026-01-01 00:00:00Z", "expected 'T' between date and time"),
-            ("2026-01-01T00:00:00", "too short; expected YYYY-MM-DDTHH:MM:SSZ"),
-            ("2026-01-01T00:00:00+0900", "bad time zone offset; expected Z or ±HH:MM"),
+            (
+                "2026-01-01T00:00:00",
+                "too short; expected YYYY-MM-DDTHH:MM:SSZ",
+            ),
+            (
+                "2026-01-01T00:00:00+0900",
+                "bad time zone offset; expected Z or ±HH:MM",
+            ),
             ("2026-01-01T00:00:00.Z", "expected digits after '.'"),
-            ("2026-01-01T00:00:00.0000001Z", "sub-microsecond precision is not supported"),
+            (
+                "2026-01-01T00:00:00.0000001Z",
+                "sub-microsecond precision is not supported",
+            ),
             ("20x6-01-01T00:00:00Z", "expected a digit"),
         ];
         for (text, reason) in cases {
@@ -325,6 +343,9 @@ mod tests {
 
     #[test]
     fn trailing_zero_nanoseconds_are_accepted() {
-        assert_eq!(ts("2026-01-01T00:00:00.123456000Z"), ts("2026-01-01T00:00:00.123456Z"));
+        assert_eq!(
+            ts("2026-01-01T00:00:00.123456000Z"),
+            ts("2026-01-01T00:00:00.123456Z")
+        );
     }
 }

@@ -16,13 +16,35 @@ use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Activate { key: usize, org: usize, proxy: bool, machines: Vec<u8> },
-    KmsHost { key: usize, org: usize, host: u8 },
-    KmsClient { host: u8, client: u8, family: u8 },
-    RequestAndGrant { key: usize, amount: u8 },
-    Block { key: usize },
-    Redeem { tenant: u8 },
-    Advance { hours: u16 },
+    Activate {
+        key: usize,
+        org: usize,
+        proxy: bool,
+        machines: Vec<u8>,
+    },
+    KmsHost {
+        key: usize,
+        org: usize,
+        host: u8,
+    },
+    KmsClient {
+        host: u8,
+        client: u8,
+        family: u8,
+    },
+    RequestAndGrant {
+        key: usize,
+        amount: u8,
+    },
+    Block {
+        key: usize,
+    },
+    Redeem {
+        tenant: u8,
+    },
+    Advance {
+        hours: u16,
+    },
     Regress,
 }
 
@@ -64,16 +86,30 @@ fn world() -> World {
         h.issue(esu),
         h.mak("V-EA", "win11-pro", 3),
     ];
-    let kms = vec![h.kms_key("V-SELECT", "ws2022-std"), h.kms_key("V-SELECT", "office-2021")];
+    let kms = vec![
+        h.kms_key("V-SELECT", "ws2022-std"),
+        h.kms_key("V-SELECT", "office-2021"),
+    ];
     let (_, osa) = h.issue(issue_spec("V-EA", "office-2021", KeyKind::Osa).limit(50));
-    World { h, macs, kms, osa, requests: 0 }
+    World {
+        h,
+        macs,
+        kms,
+        osa,
+        requests: 0,
+    }
 }
 
 impl World {
     fn body(&mut self, op: &Op) -> Option<(String, CommandBody)> {
         let vamt = "vamt".to_owned();
         Some(match op {
-            Op::Activate { key, org, proxy, machines } => {
+            Op::Activate {
+                key,
+                org,
+                proxy,
+                machines,
+            } => {
                 let names: Vec<MachineId> = machines
                     .iter()
                     .map(|m| MachineId::new(format!("m-{m}")).unwrap())
@@ -83,14 +119,25 @@ impl World {
                 } else {
                     (ActivationMethod::Online, names[..1].to_vec())
                 };
-                (vamt, activate(&self.macs[*key].1, ORGS[*org], method, names))
+                (
+                    vamt,
+                    activate(&self.macs[*key].1, ORGS[*org], method, names),
+                )
             }
-            Op::KmsHost { key, org, host } => {
-                (vamt, kms_host(&self.kms[*key].1, ORGS[*org], &format!("host-{host}")))
-            }
-            Op::KmsClient { host, client, family } => {
+            Op::KmsHost { key, org, host } => (
+                vamt,
+                kms_host(&self.kms[*key].1, ORGS[*org], &format!("host-{host}")),
+            ),
+            Op::KmsClient {
+                host,
+                client,
+                family,
+            } => {
                 let family = ClientFamily::ALL[usize::from(*family)];
-                (vamt, kms_client(&format!("host-{host}"), &format!("c-{client}"), family))
+                (
+                    vamt,
+                    kms_client(&format!("host-{host}"), &format!("c-{client}"), family),
+                )
             }
             Op::RequestAndGrant { key, amount } => return self.request(*key, *amount),
             Op::Block { key } => {
@@ -129,10 +176,23 @@ impl World {
 
 fn check_limits(state: &State) {
     for key in state.keys() {
-        assert!(key.used() <= key.total(), "R9: key {} used {} > {}", key.id, key.used(), key.total());
+        assert!(
+            key.used() <= key.total(),
+            "R9: key {} used {} > {}",
+            key.id,
+            key.used(),
+            key.total()
+        );
         if let Some(kms) = &key.kms {
-            assert!(kms.hosts.len() as u64 <= kms.hosts_limit(), "R13: key {} hosts", key.id);
-            assert!(kms.hosts.values().all(|n| *n <= kms.per_host_max), "R13: per host");
+            assert!(
+                kms.hosts.len() as u64 <= kms.hosts_limit(),
+                "R13: key {} hosts",
+                key.id
+            );
+            assert!(
+                kms.hosts.values().all(|n| *n <= kms.per_host_max),
+                "R13: per host"
+            );
         }
     }
 }

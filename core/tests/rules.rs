@@ -71,7 +71,11 @@ fn r01_a_role_on_another_license_id_does_not_disclose() {
     let (select_key, _) = h.mak("V-SELECT", "win11-pro", 10);
     let (ea_key, _) = h.mak("V-EA", "win11-pro", 10);
     h.role(READER, "V-SELECT", Role::ProductKeyReader);
-    let both = disclose(&[select_key, ea_key], DisclosureChannel::Export, Some(Digest([7; 32])));
+    let both = disclose(
+        &[select_key, ea_key],
+        DisclosureChannel::Export,
+        Some(Digest([7; 32])),
+    );
     assert_eq!(h.refused(READER, both), RefusalCode::Forbidden);
 }
 
@@ -82,7 +86,10 @@ fn r02_an_export_disclosure_carries_the_file_digest() {
     let (b, _) = h.kms_key("V-SELECT", "ws2022-std");
     h.role(ADMIN, "V-SELECT", Role::Administrator);
     let digest = Digest([0xab; 32]);
-    let events = h.ok(ADMIN, disclose(&[a, b], DisclosureChannel::Export, Some(digest)));
+    let events = h.ok(
+        ADMIN,
+        disclose(&[a, b], DisclosureChannel::Export, Some(digest)),
+    );
     assert_eq!(
         events,
         vec![EventBody::KeysDisclosed {
@@ -159,7 +166,10 @@ fn r03_init_creates_the_first_operator_and_only_the_first() {
 fn r04_a_product_needing_no_key_gets_none() {
     let mut h = Harness::with_catalog();
     let spec = issue_spec("V-SELECT", "m365-apps", KeyKind::Mak).limit(5);
-    assert_eq!(h.refused(OPERATOR, CommandBody::IssueKey(spec)), RefusalCode::NoKeyRequired);
+    assert_eq!(
+        h.refused(OPERATOR, CommandBody::IssueKey(spec)),
+        RefusalCode::NoKeyRequired
+    );
     assert!(h.state.keys().is_empty());
 }
 
@@ -190,10 +200,23 @@ fn r05_embedded_keys_are_issued_from_sql_server_2022_only() {
 fn r06_license_server_products_get_no_key_and_show_the_program_number() {
     let mut h = Harness::with_catalog();
     let spec = issue_spec("V-SELECT", "rds-cal-2022", KeyKind::Mak).limit(5);
-    assert_eq!(h.refused(OPERATOR, CommandBody::IssueKey(spec)), RefusalCode::NoKeyRequired);
-    let number = |h: &Harness, id: &str| h.state.license(&lid(id)).unwrap().license_server_number().to_owned();
+    assert_eq!(
+        h.refused(OPERATOR, CommandBody::IssueKey(spec)),
+        RefusalCode::NoKeyRequired
+    );
+    let number = |h: &Harness, id: &str| {
+        h.state
+            .license(&lid(id))
+            .unwrap()
+            .license_server_number()
+            .to_owned()
+    };
     assert_eq!(number(&h, "V-OPEN"), "AUTH-77");
-    assert_eq!(number(&h, "V-MPSA"), "PA-4242", "MPSA uses the purchase account");
+    assert_eq!(
+        number(&h, "V-MPSA"),
+        "PA-4242",
+        "MPSA uses the purchase account"
+    );
     assert_eq!(number(&h, "V-EA"), "AGR-V-EA");
 }
 
@@ -276,16 +299,30 @@ fn r09_activations_up_to_exactly_the_limit_then_one_over_is_refused() {
 fn r09_proxy_activation_is_all_or_nothing() {
     let mut h = Harness::with_catalog();
     let (key, text) = h.mak("V-SELECT", "win11-pro", 10);
-    h.ok("vamt", activate(&text, "contoso", ActivationMethod::Proxy, numbered_machines("a", 7)));
+    h.ok(
+        "vamt",
+        activate(
+            &text,
+            "contoso",
+            ActivationMethod::Proxy,
+            numbered_machines("a", 7),
+        ),
+    );
     let batch = numbered_machines("b", 4);
     let refusal = h
-        .run("vamt", activate(&text, "contoso", ActivationMethod::Proxy, batch))
+        .run(
+            "vamt",
+            activate(&text, "contoso", ActivationMethod::Proxy, batch),
+        )
         .unwrap_err();
     assert_eq!(refusal.code(), RefusalCode::InsufficientActivations);
     assert_eq!(refusal.remaining(), Some(3));
     assert_eq!(h.key(key).used(), 7, "nothing consumed");
     let fits = numbered_machines("b", 3);
-    h.ok("vamt", activate(&text, "contoso", ActivationMethod::Proxy, fits));
+    h.ok(
+        "vamt",
+        activate(&text, "contoso", ActivationMethod::Proxy, fits),
+    );
     assert_eq!(h.key(key).used(), 10);
 }
 
@@ -308,7 +345,10 @@ fn r09_an_already_active_machine_consumes_nothing() {
     // At the limit, a proxy batch of known machines plus duplicates still fits.
     h.ok("vamt", online(&text, "contoso", "pc-2"));
     let repeat = machines(&["pc-1", "pc-2", "pc-2"]);
-    h.ok("vamt", activate(&text, "contoso", ActivationMethod::Proxy, repeat));
+    h.ok(
+        "vamt",
+        activate(&text, "contoso", ActivationMethod::Proxy, repeat),
+    );
     assert_eq!(h.key(key).used(), 2);
 }
 
@@ -316,13 +356,28 @@ fn r09_an_already_active_machine_consumes_nothing() {
 fn r09_independent_activation_names_exactly_one_machine_and_proxy_at_most_10000() {
     let mut h = Harness::with_catalog();
     let (_, text) = h.mak("V-SELECT", "win11-pro", 20_000);
-    let two = activate(&text, "contoso", ActivationMethod::Phone, machines(&["a", "b"]));
+    let two = activate(
+        &text,
+        "contoso",
+        ActivationMethod::Phone,
+        machines(&["a", "b"]),
+    );
     assert_eq!(h.refused("vamt", two), RefusalCode::Invalid);
     let none = activate(&text, "contoso", ActivationMethod::Proxy, vec![]);
     assert_eq!(h.refused("vamt", none), RefusalCode::Invalid);
-    let over = activate(&text, "contoso", ActivationMethod::Proxy, numbered_machines("m", 10_001));
+    let over = activate(
+        &text,
+        "contoso",
+        ActivationMethod::Proxy,
+        numbered_machines("m", 10_001),
+    );
     assert_eq!(h.refused("vamt", over), RefusalCode::Invalid);
-    let max = activate(&text, "contoso", ActivationMethod::Proxy, numbered_machines("m", 10_000));
+    let max = activate(
+        &text,
+        "contoso",
+        ActivationMethod::Proxy,
+        numbered_machines("m", 10_000),
+    );
     h.ok("vamt", max);
 }
 
@@ -355,7 +410,11 @@ fn r10_refused_activations_are_recorded_with_their_reason_and_remaining() {
     h.refused("vamt", online(&key_text(999_999_999), "contoso", "pc-2"));
     assert!(matches!(
         h.last_event(),
-        EventBody::ActivationRefused { key_id: None, code: RefusalCode::UnknownKey, .. }
+        EventBody::ActivationRefused {
+            key_id: None,
+            code: RefusalCode::UnknownKey,
+            ..
+        }
     ));
 }
 
@@ -402,7 +461,10 @@ fn r11_esu_orders_may_precede_coverage_and_need_a_real_period() {
             coverage_end: ts(end),
         })
     };
-    h.ok(OPERATOR, order("esu-y1", "2027-01-12T00:00:00Z", "2028-01-11T00:00:00Z"));
+    h.ok(
+        OPERATOR,
+        order("esu-y1", "2027-01-12T00:00:00Z", "2028-01-11T00:00:00Z"),
+    );
     let stored = h.state.esu_order(&OrderId::new("esu-y1").unwrap()).unwrap();
     assert_eq!(stored.coverage.start, ts("2027-01-12T00:00:00Z"));
     let backwards = order("esu-bad", "2027-01-12T00:00:00Z", "2027-01-12T00:00:00Z");
@@ -419,7 +481,9 @@ fn r12_esu_mak_is_usable_from_the_coverage_start_instant_until_its_end() {
         .coverage("2026-06-01T00:00:00Z", "2027-06-01T00:00:00Z");
     let (key, text) = h.issue(spec);
     h.at("2026-05-31T23:59:59.999999Z");
-    let early = h.run("vamt", online(&text, "contoso", "srv-1")).unwrap_err();
+    let early = h
+        .run("vamt", online(&text, "contoso", "srv-1"))
+        .unwrap_err();
     assert_eq!(early.code(), RefusalCode::EsuCoverageNotStarted);
     h.at("2026-06-01T00:00:00Z");
     h.ok("vamt", online(&text, "contoso", "srv-1"));
@@ -437,11 +501,17 @@ fn r12_esu_mak_is_usable_from_the_coverage_start_instant_until_its_end() {
 fn r12_esu_mak_needs_coverage_and_other_kinds_take_none() {
     let mut h = Harness::with_catalog();
     let bare = issue_spec("V-SELECT", "ws2016-std", KeyKind::EsuMak).limit(10);
-    assert_eq!(h.refused(OPERATOR, CommandBody::IssueKey(bare)), RefusalCode::Invalid);
+    assert_eq!(
+        h.refused(OPERATOR, CommandBody::IssueKey(bare)),
+        RefusalCode::Invalid
+    );
     let mak = issue_spec("V-SELECT", "ws2016-std", KeyKind::Mak)
         .limit(10)
         .coverage("2026-06-01T00:00:00Z", "2027-06-01T00:00:00Z");
-    assert_eq!(h.refused(OPERATOR, CommandBody::IssueKey(mak)), RefusalCode::Invalid);
+    assert_eq!(
+        h.refused(OPERATOR, CommandBody::IssueKey(mak)),
+        RefusalCode::Invalid
+    );
 }
 
 // R13: KMS host limits.
@@ -454,7 +524,8 @@ fn r13_a_kms_host_key_activates_six_hosts_and_refuses_the_seventh() {
         h.ok("kms", kms_host(&text, "contoso", &format!("host-{i}")));
     }
     assert_eq!(
-        h.run("kms", kms_host(&text, "contoso", "host-7")).unwrap_err(),
+        h.run("kms", kms_host(&text, "contoso", "host-7"))
+            .unwrap_err(),
         Refusal::KmsHostLimitReached {
             key_id: key,
             hosts_max: 6
@@ -479,7 +550,10 @@ fn r13_one_host_activates_ten_times_and_the_eleventh_is_refused() {
         h.refused("kms", kms_host(&text, "contoso", "host-1")),
         RefusalCode::KmsHostReactivationLimit
     );
-    assert_eq!(h.key(key).kms.as_ref().unwrap().hosts[&HostId::new("host-1").unwrap()], 10);
+    assert_eq!(
+        h.key(key).kms.as_ref().unwrap().hosts[&HostId::new("host-1").unwrap()],
+        10
+    );
 }
 
 #[test]
@@ -490,7 +564,10 @@ fn r13_a_granted_additional_hosts_request_raises_the_host_limit() {
         h.ok("kms", kms_host(&text, "contoso", &format!("host-{i}")));
     }
     h.role(ADMIN, "V-SELECT", Role::Administrator);
-    h.ok(ADMIN, kms_request("rq-hosts", "V-SELECT", KmsRequestReason::AdditionalHosts));
+    h.ok(
+        ADMIN,
+        kms_request("rq-hosts", "V-SELECT", KmsRequestReason::AdditionalHosts),
+    );
     h.ok(OPERATOR, grant("rq-hosts", 2));
     assert_eq!(h.key(key).kms.as_ref().unwrap().hosts_limit(), 8);
     h.ok("kms", kms_host(&text, "contoso", "host-7"));
@@ -514,13 +591,22 @@ fn r14_windows_clients_need_a_count_of_25_so_the_24th_waits_and_the_25th_activat
     let mut h = Harness::with_catalog();
     kms_ready(&mut h);
     for i in 1..=24 {
-        let events = h.ok("kms", kms_client("host-1", &format!("pc-{i}"), ClientFamily::WindowsClient));
+        let events = h.ok(
+            "kms",
+            kms_client("host-1", &format!("pc-{i}"), ClientFamily::WindowsClient),
+        );
         assert_eq!(kms_status(&events), (i, ActivationStatus::PendingThreshold));
     }
-    let events = h.ok("kms", kms_client("host-1", "pc-25", ClientFamily::WindowsClient));
+    let events = h.ok(
+        "kms",
+        kms_client("host-1", "pc-25", ClientFamily::WindowsClient),
+    );
     assert_eq!(kms_status(&events), (25, ActivationStatus::Activated));
     // A client that contacted before is not counted twice, and is now activated.
-    let events = h.ok("kms", kms_client("host-1", "pc-1", ClientFamily::WindowsClient));
+    let events = h.ok(
+        "kms",
+        kms_client("host-1", "pc-1", ClientFamily::WindowsClient),
+    );
     assert_eq!(kms_status(&events), (25, ActivationStatus::Activated));
 }
 
@@ -529,10 +615,16 @@ fn r14_windows_servers_need_a_count_of_5_so_4_wait() {
     let mut h = Harness::with_catalog();
     kms_ready(&mut h);
     for i in 1..=4 {
-        let events = h.ok("kms", kms_client("host-1", &format!("srv-{i}"), ClientFamily::WindowsServer));
+        let events = h.ok(
+            "kms",
+            kms_client("host-1", &format!("srv-{i}"), ClientFamily::WindowsServer),
+        );
         assert_eq!(kms_status(&events), (i, ActivationStatus::PendingThreshold));
     }
-    let events = h.ok("kms", kms_client("host-1", "srv-5", ClientFamily::WindowsServer));
+    let events = h.ok(
+        "kms",
+        kms_client("host-1", "srv-5", ClientFamily::WindowsServer),
+    );
     assert_eq!(kms_status(&events), (5, ActivationStatus::Activated));
 }
 
@@ -541,9 +633,15 @@ fn r14_clients_and_servers_share_the_windows_count() {
     let mut h = Harness::with_catalog();
     kms_ready(&mut h);
     for i in 1..=4 {
-        h.ok("kms", kms_client("host-1", &format!("pc-{i}"), ClientFamily::WindowsClient));
+        h.ok(
+            "kms",
+            kms_client("host-1", &format!("pc-{i}"), ClientFamily::WindowsClient),
+        );
     }
-    let events = h.ok("kms", kms_client("host-1", "srv-1", ClientFamily::WindowsServer));
+    let events = h.ok(
+        "kms",
+        kms_client("host-1", "srv-1", ClientFamily::WindowsServer),
+    );
     assert_eq!(kms_status(&events), (5, ActivationStatus::Activated));
 }
 
@@ -553,15 +651,28 @@ fn r14_contacts_older_than_30_days_are_not_counted() {
     kms_ready(&mut h);
     h.at("2026-01-01T00:00:00Z");
     for i in 1..=3 {
-        h.ok("kms", kms_client("host-1", &format!("srv-{i}"), ClientFamily::WindowsServer));
+        h.ok(
+            "kms",
+            kms_client("host-1", &format!("srv-{i}"), ClientFamily::WindowsServer),
+        );
     }
     h.at("2026-01-20T00:00:00Z");
-    h.ok("kms", kms_client("host-1", "srv-4", ClientFamily::WindowsServer));
+    h.ok(
+        "kms",
+        kms_client("host-1", "srv-4", ClientFamily::WindowsServer),
+    );
     // 30 days after the first three contacts they expire: srv-4 and srv-5 remain.
     h.at("2026-01-31T00:00:00Z");
-    let events = h.ok("kms", kms_client("host-1", "srv-5", ClientFamily::WindowsServer));
+    let events = h.ok(
+        "kms",
+        kms_client("host-1", "srv-5", ClientFamily::WindowsServer),
+    );
     assert_eq!(kms_status(&events), (2, ActivationStatus::PendingThreshold));
-    let window = &h.state.kms_host(&HostId::new("host-1").unwrap()).unwrap().windows;
+    let window = &h
+        .state
+        .kms_host(&HostId::new("host-1").unwrap())
+        .unwrap()
+        .windows;
     // srv-4's contact expires exactly 30 days after it was made.
     assert_eq!(window.count_at(ts("2026-02-18T23:59:59Z")), 2);
     assert_eq!(window.count_at(ts("2026-02-19T00:00:00Z")), 1);
@@ -574,10 +685,16 @@ fn r14_the_office_count_is_kept_apart_and_needs_5() {
     let (_, office) = h.kms_key("V-SELECT", "office-2021");
     h.ok("kms", kms_host(&office, "contoso", "host-1"));
     for i in 1..=10 {
-        h.ok("kms", kms_client("host-1", &format!("pc-{i}"), ClientFamily::WindowsClient));
+        h.ok(
+            "kms",
+            kms_client("host-1", &format!("pc-{i}"), ClientFamily::WindowsClient),
+        );
     }
     for i in 1..=4 {
-        let events = h.ok("kms", kms_client("host-1", &format!("pc-{i}"), ClientFamily::Office));
+        let events = h.ok(
+            "kms",
+            kms_client("host-1", &format!("pc-{i}"), ClientFamily::Office),
+        );
         assert_eq!(kms_status(&events), (i, ActivationStatus::PendingThreshold));
     }
     let events = h.ok("kms", kms_client("host-1", "pc-5", ClientFamily::Office));
@@ -587,9 +704,15 @@ fn r14_the_office_count_is_kept_apart_and_needs_5() {
 #[test]
 fn r14_an_unknown_host_is_refused_and_recorded() {
     let mut h = Harness::with_catalog();
-    let code = h.refused("kms", kms_client("ghost", "pc-1", ClientFamily::WindowsClient));
+    let code = h.refused(
+        "kms",
+        kms_client("ghost", "pc-1", ClientFamily::WindowsClient),
+    );
     assert_eq!(code, RefusalCode::UnknownHost);
-    assert!(matches!(h.last_event(), EventBody::ActivationRefused { .. }));
+    assert!(matches!(
+        h.last_event(),
+        EventBody::ActivationRefused { .. }
+    ));
 }
 
 // R15: Office KMS keys.
@@ -624,7 +747,10 @@ fn r15_a_windows_client_needs_a_windows_kms_key_on_the_host() {
     let mut h = Harness::with_catalog();
     let (_, office) = h.kms_key("V-SELECT", "office-2021");
     h.ok("kms", kms_host(&office, "contoso", "host-1"));
-    let code = h.refused("kms", kms_client("host-1", "pc-1", ClientFamily::WindowsClient));
+    let code = h.refused(
+        "kms",
+        kms_client("host-1", "pc-1", ClientFamily::WindowsClient),
+    );
     assert_eq!(code, RefusalCode::NoWindowsKmsKeyOnHost);
 }
 
@@ -634,10 +760,19 @@ fn r15_a_windows_client_needs_a_windows_kms_key_on_the_host() {
 fn r16_setup_keys_carry_no_count_and_are_never_consumed() {
     let mut h = Harness::with_catalog();
     let with_limit = issue_spec("V-SELECT", "win11-pro", KeyKind::Setup).limit(5);
-    assert_eq!(h.refused(OPERATOR, CommandBody::IssueKey(with_limit)), RefusalCode::Invalid);
+    assert_eq!(
+        h.refused(OPERATOR, CommandBody::IssueKey(with_limit)),
+        RefusalCode::Invalid
+    );
     let (key, text) = h.issue(issue_spec("V-SELECT", "win11-pro", KeyKind::Setup));
-    assert_eq!(h.refused("vamt", online(&text, "contoso", "pc-1")), RefusalCode::WrongKeyKind);
-    assert_eq!(h.refused("kms", kms_host(&text, "contoso", "h")), RefusalCode::WrongKeyKind);
+    assert_eq!(
+        h.refused("vamt", online(&text, "contoso", "pc-1")),
+        RefusalCode::WrongKeyKind
+    );
+    assert_eq!(
+        h.refused("kms", kms_host(&text, "contoso", "h")),
+        RefusalCode::WrongKeyKind
+    );
     assert_eq!(h.key(key).used(), 0);
 }
 
@@ -683,16 +818,25 @@ fn r17_a_mak_increase_needs_a_key_role_and_the_right_last5() {
     let request = |id| mak_request(id, "V-SELECT", "win11-pro", &last5, 100);
     assert_eq!(h.refused(READER, request("rq-1")), RefusalCode::Forbidden);
     assert_eq!(
-        h.refused(VIEWER, mak_request("rq-1", "V-SELECT", "win11-pro", "BBBBB", 100)),
+        h.refused(
+            VIEWER,
+            mak_request("rq-1", "V-SELECT", "win11-pro", "BBBBB", 100)
+        ),
         RefusalCode::KeyLast5Mismatch
     );
     assert_eq!(
-        h.refused(VIEWER, mak_request("rq-1", "V-SELECT", "win10-pro", &last5, 100)),
+        h.refused(
+            VIEWER,
+            mak_request("rq-1", "V-SELECT", "win10-pro", &last5, 100)
+        ),
         RefusalCode::KeyLast5Mismatch,
         "the key must be of the named product"
     );
     assert_eq!(
-        h.refused(VIEWER, mak_request("rq-1", "V-SELECT", "win11-pro", &last5, 0)),
+        h.refused(
+            VIEWER,
+            mak_request("rq-1", "V-SELECT", "win11-pro", &last5, 0)
+        ),
         RefusalCode::Invalid
     );
     let events = h.ok(VIEWER, request("rq-1"));
@@ -700,7 +844,10 @@ fn r17_a_mak_increase_needs_a_key_role_and_the_right_last5() {
         events.as_slice(),
         [EventBody::MakIncreaseRequested { key_id, activations_needed: 100, .. }] if *key_id == key
     ));
-    assert_eq!(h.refused(VIEWER, request("rq-1")), RefusalCode::AlreadyExists);
+    assert_eq!(
+        h.refused(VIEWER, request("rq-1")),
+        RefusalCode::AlreadyExists
+    );
 }
 
 #[test]
@@ -720,9 +867,15 @@ fn r17_empty_justification_and_open_license_authorization_number() {
     let run = |h: &mut Harness, b: &RequestMakIncrease| {
         h.run(ADMIN, CommandBody::RequestMakIncrease(b.clone()))
     };
-    assert!(run(&mut h, &body).unwrap_err().to_string().contains("authorization_number"));
+    assert!(run(&mut h, &body)
+        .unwrap_err()
+        .to_string()
+        .contains("authorization_number"));
     body.authorization_number = Some("AUTH-77".into());
-    assert!(run(&mut h, &body).unwrap_err().to_string().contains("justification"));
+    assert!(run(&mut h, &body)
+        .unwrap_err()
+        .to_string()
+        .contains("justification"));
     body.justification = "new branch office".into();
     assert!(run(&mut h, &body).is_ok());
 }
@@ -748,7 +901,10 @@ fn r18_only_open_value_programs_may_ask_for_the_kms_exception() {
     h.ok(ADMIN, ov());
     // Open Value gets KMS keys only through the exception.
     let direct = issue_spec("V-OV", "ws2022-std", KeyKind::KmsHost);
-    assert_eq!(h.refused(OPERATOR, CommandBody::IssueKey(direct)), RefusalCode::ProgramNotEligible);
+    assert_eq!(
+        h.refused(OPERATOR, CommandBody::IssueKey(direct)),
+        RefusalCode::ProgramNotEligible
+    );
 }
 
 #[test]
@@ -758,10 +914,21 @@ fn r19_the_requester_cannot_grant_their_own_request() {
     // An operator who also holds a key role on the license ID asks…
     h.role(OPERATOR, "V-SELECT", Role::KeyAdministrator);
     let last5 = text.last5().to_string();
-    h.ok(OPERATOR, mak_request("rq-1", "V-SELECT", "win11-pro", &last5, 10));
-    assert_eq!(h.refused(OPERATOR, grant("rq-1", 10)), RefusalCode::SamePrincipal);
+    h.ok(
+        OPERATOR,
+        mak_request("rq-1", "V-SELECT", "win11-pro", &last5, 10),
+    );
+    assert_eq!(
+        h.refused(OPERATOR, grant("rq-1", 10)),
+        RefusalCode::SamePrincipal
+    );
     // …so another operator decides.
-    h.ok(OPERATOR, CommandBody::AddOperator(AddOperator { principal: principal("otto") }));
+    h.ok(
+        OPERATOR,
+        CommandBody::AddOperator(AddOperator {
+            principal: principal("otto"),
+        }),
+    );
     h.ok("otto", grant("rq-1", 10));
 }
 
@@ -773,17 +940,26 @@ fn r19_a_grant_raises_remaining_from_zero_and_a_request_is_decided_once() {
     h.ok("vamt", online(&text, "contoso", "pc-1"));
     assert_eq!(h.key(key).remaining(), 0);
     let last5 = text.last5().to_string();
-    h.ok(ADMIN, mak_request("rq-1", "V-SELECT", "win11-pro", &last5, 50));
+    h.ok(
+        ADMIN,
+        mak_request("rq-1", "V-SELECT", "win11-pro", &last5, 50),
+    );
     assert_eq!(h.refused(OPERATOR, grant("rq-1", 0)), RefusalCode::Invalid);
     h.ok(OPERATOR, grant("rq-1", 40));
     assert_eq!((h.key(key).total(), h.key(key).remaining()), (41, 40));
     h.ok("vamt", online(&text, "contoso", "pc-2"));
-    assert_eq!(h.refused(OPERATOR, grant("rq-1", 5)), RefusalCode::RequestAlreadyDecided);
+    assert_eq!(
+        h.refused(OPERATOR, grant("rq-1", 5)),
+        RefusalCode::RequestAlreadyDecided
+    );
     let deny = CommandBody::DenyRequest(DenyRequest {
         request_id: RequestId::new("rq-1").unwrap(),
         reason: "too late".into(),
     });
-    assert_eq!(h.refused(OPERATOR, deny), RefusalCode::RequestAlreadyDecided);
+    assert_eq!(
+        h.refused(OPERATOR, deny),
+        RefusalCode::RequestAlreadyDecided
+    );
     let unknown = grant("rq-none", 5);
     assert_eq!(h.refused(OPERATOR, unknown), RefusalCode::UnknownRequest);
 }
@@ -794,7 +970,10 @@ fn r19_a_denial_keeps_the_limit_and_records_the_reason() {
     let (key, text) = h.mak("V-SELECT", "win11-pro", 1);
     h.role(ADMIN, "V-SELECT", Role::Administrator);
     let last5 = text.last5().to_string();
-    h.ok(ADMIN, mak_request("rq-1", "V-SELECT", "win11-pro", &last5, 50));
+    h.ok(
+        ADMIN,
+        mak_request("rq-1", "V-SELECT", "win11-pro", &last5, 50),
+    );
     let deny = CommandBody::DenyRequest(DenyRequest {
         request_id: RequestId::new("rq-1").unwrap(),
         reason: "no purchase backs it".into(),
@@ -817,10 +996,18 @@ fn r19_a_denial_keeps_the_limit_and_records_the_reason() {
 fn r19_an_open_value_exception_grant_issues_a_kms_host_key() {
     let mut h = Harness::with_catalog();
     h.role(ADMIN, "V-OV", Role::Administrator);
-    h.ok(ADMIN, kms_request("rq-ov", "V-OV", KmsRequestReason::OpenValueException));
+    h.ok(
+        ADMIN,
+        kms_request("rq-ov", "V-OV", KmsRequestReason::OpenValueException),
+    );
     let events = h.ok(OPERATOR, grant("rq-ov", 3));
-    let [EventBody::RequestGranted { amount: 3, .. }, EventBody::KeyIssued { key_id, kind: KeyKind::KmsHost, hosts_max: 3, per_host_max: 10, .. }] =
-        events.as_slice()
+    let [EventBody::RequestGranted { amount: 3, .. }, EventBody::KeyIssued {
+        key_id,
+        kind: KeyKind::KmsHost,
+        hosts_max: 3,
+        per_host_max: 10,
+        ..
+    }] = events.as_slice()
     else {
         panic!("expected a grant and a KMS key, got {events:?}");
     };
@@ -845,7 +1032,10 @@ fn r20_an_osa_key_is_redeemed_into_one_tenant_once() {
         h.key(key).redeemed_into,
         Some(TenantId::new("fabrikam.onmicrosoft.com").unwrap())
     );
-    assert_eq!(h.refused("portal", redeem("other.onmicrosoft.com")), RefusalCode::AlreadyRedeemed);
+    assert_eq!(
+        h.refused("portal", redeem("other.onmicrosoft.com")),
+        RefusalCode::AlreadyRedeemed
+    );
     // A MAK is not an OSA key; an OSA key is not activated like a MAK.
     let (_, mak) = h.mak("V-EA", "office-2021", 5);
     let wrong = CommandBody::RedeemOsa(RedeemOsa {
@@ -853,7 +1043,10 @@ fn r20_an_osa_key_is_redeemed_into_one_tenant_once() {
         tenant: TenantId::new("t").unwrap(),
     });
     assert_eq!(h.refused("portal", wrong), RefusalCode::WrongKeyKind);
-    assert_eq!(h.refused("vamt", online(&text, "fabrikam", "pc")), RefusalCode::WrongKeyKind);
+    assert_eq!(
+        h.refused("vamt", online(&text, "fabrikam", "pc")),
+        RefusalCode::WrongKeyKind
+    );
 }
 
 #[test]
@@ -870,7 +1063,10 @@ fn r20_a_blocked_key_cannot_be_redeemed_or_activated() {
         tenant: TenantId::new("t").unwrap(),
     });
     assert_eq!(h.refused("portal", redeem), RefusalCode::KeyBlocked);
-    assert_eq!(h.refused("vamt", online(&mak_text, "fabrikam", "pc")), RefusalCode::KeyBlocked);
+    assert_eq!(
+        h.refused("vamt", online(&mak_text, "fabrikam", "pc")),
+        RefusalCode::KeyBlocked
+    );
     assert_eq!(
         h.refused(OPERATOR, CommandBody::BlockKey(BlockKey { key_id: mak })),
         RefusalCode::KeyBlocked
@@ -887,7 +1083,10 @@ fn r21_downgrade_targets_are_earlier_versions_of_the_same_family_and_edition() {
         vec![pid("ws2019-std"), pid("ws2016-std")]
     );
     // win10-ent is an earlier version but another edition.
-    assert_eq!(rights::downgrade_targets(&h.state, &pid("win11-pro")), vec![pid("win10-pro")]);
+    assert_eq!(
+        rights::downgrade_targets(&h.state, &pid("win11-pro")),
+        vec![pid("win10-pro")]
+    );
     assert!(rights::downgrade_targets(&h.state, &pid("ws2016-std")).is_empty());
 }
 
@@ -918,7 +1117,11 @@ fn r23_select_select_plus_and_ea_hold_training_backup_and_evaluation_rights() {
         .collect();
     assert_eq!(
         holders,
-        vec![Program::Select, Program::SelectPlus, Program::EnterpriseAgreement]
+        vec![
+            Program::Select,
+            Program::SelectPlus,
+            Program::EnterpriseAgreement
+        ]
     );
 }
 
@@ -956,7 +1159,10 @@ fn reused_ids_are_refused_as_already_exists() {
         product_key: Some(text),
         ..same_text
     };
-    assert_eq!(h.refused(OPERATOR, CommandBody::IssueKey(same_text)), RefusalCode::AlreadyExists);
+    assert_eq!(
+        h.refused(OPERATOR, CommandBody::IssueKey(same_text)),
+        RefusalCode::AlreadyExists
+    );
     let org = CommandBody::RegisterOrg(RegisterOrg {
         org: OrgId::new("contoso").unwrap(),
         name: "again".into(),
@@ -978,6 +1184,10 @@ fn generated_keys_are_issued_without_given_text() {
     let events = h.ok(OPERATOR, CommandBody::IssueKey(spec));
     assert!(matches!(
         events.as_slice(),
-        [EventBody::KeyIssued { key_id: KeyId(1), limit: 5, .. }]
+        [EventBody::KeyIssued {
+            key_id: KeyId(1),
+            limit: 5,
+            ..
+        }]
     ));
 }

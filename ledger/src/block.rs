@@ -84,7 +84,9 @@ pub struct Block<'a> {
 
 impl<'a> Block<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Block<'a>, BlockError> {
-        let header = bytes.get(..HEADER_BYTES).ok_or(BlockError::Truncated(bytes.len()))?;
+        let header = bytes
+            .get(..HEADER_BYTES)
+            .ok_or(BlockError::Truncated(bytes.len()))?;
         if header[0] != BLOCK_FORMAT_VERSION {
             return Err(BlockError::Version(header[0]));
         }
@@ -141,7 +143,10 @@ mod tests {
         assert_eq!(block.last_seq(), 9);
         assert_eq!(block.records, vec![&b"first"[..], b"", b"third record"]);
         assert_eq!(block.head, [9; 32]);
-        assert_eq!(Block::parse(&bytes[..bytes.len() - 1]).unwrap_err(), BlockError::Truncated(42));
+        assert_eq!(
+            Block::parse(&bytes[..bytes.len() - 1]).unwrap_err(),
+            BlockError::Truncated(42)
+        );
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(Block::parse(&longer).unwrap_err(), BlockError::Trailing(1));

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use keyledger_core::{
-    handle, Command, CommandBody, Context, Event, EventBody, Fingerprint, NewKeyMaterial,
-    Outcome, ProductKeyText, State,
+    handle, Command, CommandBody, Context, Event, EventBody, Fingerprint, NewKeyMaterial, Outcome,
+    ProductKeyText, State,
 };
 use rand::Rng;
 
@@ -123,7 +123,9 @@ impl Engine {
             .map(|s| self.run_submission(s, &mut pending))
             .collect();
         let write = BatchWrite {
-            block: pending.block.map(|b| (self.head.seq + 1, b.finish(&pending.head.hash))),
+            block: pending
+                .block
+                .map(|b| (self.head.seq + 1, b.finish(&pending.head.hash))),
             head: (pending.head != self.head).then_some(pending.head),
             secrets: pending.secrets,
             answers: pending.answers,
@@ -190,9 +192,9 @@ impl Engine {
         for (i, command) in commands.iter().enumerate() {
             let id = command.command_id.as_ref().map(|id| id.as_str().to_owned());
             let first = match &id {
-                Some(id) => self.first_answer(id, pending).unwrap_or_else(|e| {
-                    Some(Answer::error("storage", e.to_string()))
-                }),
+                Some(id) => self
+                    .first_answer(id, pending)
+                    .unwrap_or_else(|e| Some(Answer::error("storage", e.to_string()))),
                 None => None,
             };
             let answer = match first {
@@ -215,7 +217,9 @@ impl Engine {
         for (command, answer) in commands.iter().zip(&answers) {
             if let Some(id) = &command.command_id {
                 let id = id.as_str().to_owned();
-                pending.answers.push((id.clone(), answer.to_json().into_bytes()));
+                pending
+                    .answers
+                    .push((id.clone(), answer.to_json().into_bytes()));
                 pending.seen.insert(id, answer.clone());
             }
         }
@@ -247,7 +251,7 @@ impl Engine {
             Outcome::Refused {
                 refusal,
                 recorded: Some(event),
-            } => self.append(state, c, &ctx, vec![event], Some(&refusal), p),
+            } => self.append(state, c, &ctx, vec![*event], Some(&refusal), p),
             Outcome::Refused { refusal, .. } => Answer::refused(&refusal, None),
         };
         if let Some(id) = command_id {
@@ -265,7 +269,9 @@ impl Engine {
             return Ok(None);
         };
         let answer = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Storage(format!("stored answer of command_id {id:?} is unreadable: {e}"))
+            Error::Storage(format!(
+                "stored answer of command_id {id:?} is unreadable: {e}"
+            ))
         })?;
         Ok(Some(answer))
     }
@@ -293,7 +299,10 @@ impl Engine {
         p: &mut Pending,
     ) -> Answer {
         let records: Vec<Vec<u8>> = events.iter().map(encode_record).collect();
-        if let Some(big) = records.iter().find(|r| r.len() > self.limits.record_bytes_max) {
+        if let Some(big) = records
+            .iter()
+            .find(|r| r.len() > self.limits.record_bytes_max)
+        {
             let err = Error::RecordTooLarge {
                 bytes: big.len(),
                 limit: self.limits.record_bytes_max,
@@ -303,7 +312,9 @@ impl Engine {
         for (event, record) in events.iter().zip(&records) {
             let seq = p.head.seq + 1;
             let hash = link(&p.head.hash, seq, record);
-            p.block.get_or_insert_with(|| BlockWriter::new(seq)).push(record);
+            p.block
+                .get_or_insert_with(|| BlockWriter::new(seq))
+                .push(record);
             p.head = Head { seq, hash };
             state.apply(event);
             if let EventBody::KeyIssued { key_id, .. } = &event.body {
@@ -334,7 +345,10 @@ fn atomic_refusal(count: usize, failed: usize, refusal: Answer) -> Vec<Answer> {
             } else {
                 Answer::error(
                     "atomic_batch_refused",
-                    format!("nothing applied: command {} of this atomic batch was refused", failed + 1),
+                    format!(
+                        "nothing applied: command {} of this atomic batch was refused",
+                        failed + 1
+                    ),
                 )
             }
         })

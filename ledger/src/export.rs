@@ -75,18 +75,27 @@ pub fn verify_export(input: impl BufRead) -> std::result::Result<Head, ExportErr
 fn check_line(line: &ExportLine, before: Head) -> std::result::Result<Head, String> {
     let expected_seq = before.seq + 1;
     if line.seq != expected_seq {
-        return Err(format!("seq {} where {expected_seq} was expected", line.seq));
+        return Err(format!(
+            "seq {} where {expected_seq} was expected",
+            line.seq
+        ));
     }
     let prev = hash_from_hex("prev", &line.prev)?;
     if prev != before.hash {
-        return Err(format!("prev does not match the hash of seq {}", before.seq));
+        return Err(format!(
+            "prev does not match the hash of seq {}",
+            before.seq
+        ));
     }
     let record = BASE64
         .decode(&line.record)
         .map_err(|e| format!("record is not base64: {e}"))?;
     let hash = hash_from_hex("hash", &line.hash)?;
     if link(&prev, line.seq, &record) != hash {
-        return Err(format!("hash of seq {} does not match its record", line.seq));
+        return Err(format!(
+            "hash of seq {} does not match its record",
+            line.seq
+        ));
     }
     let event = decode_record(&record).map_err(|e| format!("record does not decode: {e}"))?;
     if event_to_json(&event) != line.event {

@@ -140,7 +140,9 @@ impl Store {
             let read = db.begin_read()?;
             let meta = match read.open_table(META) {
                 Ok(meta) => meta,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Err(Error::NotALedger(label)),
+                Err(redb::TableError::TableDoesNotExist(_)) => {
+                    return Err(Error::NotALedger(label))
+                }
                 Err(err) => return Err(err.into()),
             };
             let version = meta.get(FORMAT_VERSION_KEY)?;
@@ -166,15 +168,12 @@ impl Store {
         let read = self.db.begin_read()?;
         let meta = read.open_table(META)?;
         let bytes = meta.get(HEAD_KEY)?.map(|v| v.value().to_vec());
-        bytes
-            .as_deref()
-            .and_then(Head::from_bytes)
-            .ok_or_else(|| {
-                Error::Corrupt(crate::error::Corruption::Undecodable {
-                    seq: 0,
-                    why: "the stored head is missing or malformed".to_owned(),
-                })
+        bytes.as_deref().and_then(Head::from_bytes).ok_or_else(|| {
+            Error::Corrupt(crate::error::Corruption::Undecodable {
+                seq: 0,
+                why: "the stored head is missing or malformed".to_owned(),
             })
+        })
     }
 
     /// Writes one batch durably: the block, the new head, secrets and answers commit

@@ -34,11 +34,14 @@ pub fn parse_command(text: &str) -> Result<Command, InputError> {
     if text.len() > COMMAND_BYTES_MAX {
         return Err(InputError::new(
             None,
-            format!("command is {} bytes; at most {COMMAND_BYTES_MAX} are allowed", text.len()),
+            format!(
+                "command is {} bytes; at most {COMMAND_BYTES_MAX} are allowed",
+                text.len()
+            ),
         ));
     }
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| InputError::new(None, format!("not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| InputError::new(None, format!("not JSON: {e}")))?;
     command_from_value(value)
 }
 
@@ -49,7 +52,12 @@ pub fn command_from_value(value: Value) -> Result<Command, InputError> {
     };
     let type_name = match fields.remove("type") {
         Some(Value::String(name)) => name,
-        Some(other) => return Err(InputError::new(Some("type"), format!("expected a string, got {other}"))),
+        Some(other) => {
+            return Err(InputError::new(
+                Some("type"),
+                format!("expected a string, got {other}"),
+            ))
+        }
         None => return Err(InputError::new(Some("type"), "missing field")),
     };
     let at: Timestamp = take(&mut fields, "at")?;
@@ -73,7 +81,10 @@ pub fn command_from_value(value: Value) -> Result<Command, InputError> {
     })
 }
 
-fn take<T: serde::de::DeserializeOwned>(fields: &mut Map<String, Value>, name: &str) -> Result<T, InputError> {
+fn take<T: serde::de::DeserializeOwned>(
+    fields: &mut Map<String, Value>,
+    name: &str,
+) -> Result<T, InputError> {
     let value = fields
         .remove(name)
         .ok_or_else(|| InputError::new(Some(name), "missing field"))?;
@@ -95,10 +106,7 @@ fn body_error(type_name: &str, err: serde_path_to_error::Error<serde_json::Error
         return InputError::new(Some("type"), format!("unknown command type `{type_name}`"));
     }
     let field = from_path.or_else(|| quoted_field(&message));
-    InputError {
-        field,
-        message,
-    }
+    InputError { field, message }
 }
 
 /// serde names unknown and missing fields in backquotes: "unknown field `x`, expected …".

@@ -33,7 +33,9 @@ pub struct WriterHandle {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("commands", &self.submission.commands.len()).finish()
+        f.debug_struct("Job")
+            .field("commands", &self.submission.commands.len())
+            .finish()
     }
 }
 
@@ -69,12 +71,18 @@ impl Writer {
     /// the engine. Handles cloned earlier must be dropped for the writer to see the end.
     pub fn stop(self) -> Engine {
         drop(self.handle);
-        self.thread.join().expect("the writer thread does not panic")
+        self.thread
+            .join()
+            .expect("the writer thread does not panic")
     }
 }
 
 impl WriterHandle {
-    fn job(&self, commands: Vec<Command>, atomic: bool) -> Result<(Job, oneshot::Receiver<Result<Vec<Answer>>>)> {
+    fn job(
+        &self,
+        commands: Vec<Command>,
+        atomic: bool,
+    ) -> Result<(Job, oneshot::Receiver<Result<Vec<Answer>>>)> {
         if commands.len() > self.batch_commands_max {
             return Err(Error::BatchTooLarge {
                 count: commands.len(),
@@ -93,7 +101,8 @@ impl WriterHandle {
             .send(job)
             .await
             .map_err(|_| Error::Unavailable("the writer has stopped"))?;
-        rx.await.map_err(|_| Error::Unavailable("the writer dropped the reply"))?
+        rx.await
+            .map_err(|_| Error::Unavailable("the writer dropped the reply"))?
     }
 
     /// Submits without waiting for queue space: a full queue is an error (HTTP 503).
@@ -103,7 +112,8 @@ impl WriterHandle {
             mpsc::error::TrySendError::Full(_) => Error::Unavailable("the queue is full"),
             mpsc::error::TrySendError::Closed(_) => Error::Unavailable("the writer has stopped"),
         })?;
-        rx.await.map_err(|_| Error::Unavailable("the writer dropped the reply"))?
+        rx.await
+            .map_err(|_| Error::Unavailable("the writer dropped the reply"))?
     }
 
     /// Submits and waits, from a thread that is not an async task.

@@ -29,13 +29,26 @@ fn replayed(engine: &Engine) -> State {
 fn acknowledged_events_survive_reopen_and_replay_to_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = new_ledger(dir.path(), 10);
-    let answers = run(&mut engine, (0..12).map(|i| activation(&format!("pc-{i}"))).collect());
+    let answers = run(
+        &mut engine,
+        (0..12).map(|i| activation(&format!("pc-{i}"))).collect(),
+    );
     assert_eq!(answers.iter().filter(|a| a.ok).count(), 10);
-    assert_eq!(answers[10].code.as_deref(), Some("insufficient_activations"));
-    assert_eq!(answers[10].seq, Some(16), "R10: the refusal is recorded at its own seq");
+    assert_eq!(
+        answers[10].code.as_deref(),
+        Some("insufficient_activations")
+    );
+    assert_eq!(
+        answers[10].seq,
+        Some(16),
+        "R10: the refusal is recorded at its own seq"
+    );
     assert_eq!(answers[9].remaining, Some(0));
     let head = engine.head();
-    assert_eq!(head.seq, 17, "1 operator + 4 catalog + 10 activations + 2 refusals");
+    assert_eq!(
+        head.seq, 17,
+        "1 operator + 4 catalog + 10 activations + 2 refusals"
+    );
     let state = engine.state().clone();
     drop(engine);
     let engine = open(&dir.path().join("ledger.redb")).unwrap();
@@ -55,17 +68,26 @@ fn a_refused_atomic_batch_leaves_the_ledger_byte_for_byte_as_it_was() {
     let state = engine.state().clone();
     let commands = (0..3).map(|i| activation(&format!("pc-{i}"))).collect();
     let answers = engine
-        .run_batch(&[Submission { commands, atomic: true }])
+        .run_batch(&[Submission {
+            commands,
+            atomic: true,
+        }])
         .remove(0)
         .unwrap();
     assert!(answers.iter().all(|a| !a.ok));
     assert_eq!(answers[2].code.as_deref(), Some("insufficient_activations"));
-    assert_eq!(answers[2].seq, None, "nothing recorded inside an atomic batch");
+    assert_eq!(
+        answers[2].seq, None,
+        "nothing recorded inside an atomic batch"
+    );
     assert_eq!(answers[0].code.as_deref(), Some("atomic_batch_refused"));
     assert_eq!(engine.state(), &state);
     assert_eq!(engine.store().content_digest().unwrap(), digest_before);
     drop(engine);
-    assert_eq!(open(&path).unwrap().store().content_digest().unwrap(), digest_before);
+    assert_eq!(
+        open(&path).unwrap().store().content_digest().unwrap(),
+        digest_before
+    );
 }
 
 #[test]
@@ -75,11 +97,20 @@ fn an_accepted_atomic_batch_is_one_block() {
     let blocks_before = engine.store().block_keys().unwrap().len();
     let commands = (0..3).map(|i| activation(&format!("pc-{i}"))).collect();
     let answers = engine
-        .run_batch(&[Submission { commands, atomic: true }])
+        .run_batch(&[Submission {
+            commands,
+            atomic: true,
+        }])
         .remove(0)
         .unwrap();
-    assert_eq!(answers.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![Some(6), Some(7), Some(8)]);
-    assert_eq!(engine.store().block_keys().unwrap().len(), blocks_before + 1);
+    assert_eq!(
+        answers.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        vec![Some(6), Some(7), Some(8)]
+    );
+    assert_eq!(
+        engine.store().block_keys().unwrap().len(),
+        blocks_before + 1
+    );
     assert_eq!(engine.state(), &replayed(&engine));
 }
 
@@ -97,7 +128,10 @@ fn a_resent_command_id_gets_the_first_answer_and_appends_nothing_even_after_rest
     // Twice inside one batch.
     let both = run(
         &mut engine,
-        vec![with_id(activation("pc-3"), "retry-2"), with_id(activation("pc-3"), "retry-2")],
+        vec![
+            with_id(activation("pc-3"), "retry-2"),
+            with_id(activation("pc-3"), "retry-2"),
+        ],
     );
     assert_eq!(both[0], both[1]);
     assert_eq!(engine.head().seq, head.seq + 1);
@@ -116,7 +150,10 @@ fn refusals_are_remembered_under_their_command_id_too() {
     let refused = run(&mut engine, vec![with_id(activation("pc-2"), "r")]).remove(0);
     assert_eq!(refused.code.as_deref(), Some("insufficient_activations"));
     let head = engine.head();
-    assert_eq!(run(&mut engine, vec![with_id(activation("pc-2"), "r")]).remove(0), refused);
+    assert_eq!(
+        run(&mut engine, vec![with_id(activation("pc-2"), "r")]).remove(0),
+        refused
+    );
     assert_eq!(engine.head(), head, "the resend is not recorded again");
 }
 
@@ -132,12 +169,18 @@ fn an_event_over_the_record_limit_is_a_typed_error_and_appends_nothing() {
     let mut engine = Engine::open(store, limits).unwrap();
     let head = engine.head();
     let machines: Vec<String> = (0..500).map(|i| format!("machine-{i:04}")).collect();
-    let proxy = cmd(json!({"type": "activate", "at": AT, "actor": "vamt", "product_key": MAK_TEXT,
-                           "org": "contoso", "method": "proxy", "machines": machines}));
+    let proxy = cmd(
+        json!({"type": "activate", "at": AT, "actor": "vamt", "product_key": MAK_TEXT,
+                           "org": "contoso", "method": "proxy", "machines": machines}),
+    );
     let answer = run(&mut engine, vec![proxy]).remove(0);
     assert_eq!(answer.code.as_deref(), Some("record_too_large"));
     assert_eq!(engine.head(), head);
-    assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 0, "state did not run ahead");
+    assert_eq!(
+        engine.state().key(KeyId(1)).unwrap().used(),
+        0,
+        "state did not run ahead"
+    );
 }
 
 #[test]
@@ -148,7 +191,16 @@ fn a_submission_over_the_batch_limit_is_refused_whole() {
     let handle = writer.handle();
     let commands = (0..4097).map(|i| activation(&format!("pc-{i}"))).collect();
     let err = handle.submit_blocking(commands, false).unwrap_err();
-    assert!(matches!(err, Error::BatchTooLarge { count: 4097, limit: 4096 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::BatchTooLarge {
+                count: 4097,
+                limit: 4096
+            }
+        ),
+        "{err}"
+    );
     drop(handle);
     assert_eq!(writer.stop().head().seq, 5);
 }
@@ -157,11 +209,17 @@ fn a_submission_over_the_batch_limit_is_refused_whole() {
 fn key_text_lives_in_the_secrets_table_not_in_the_log_or_answers() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = new_ledger(dir.path(), 5);
-    let generated = cmd(json!({"type": "issue_key", "at": AT, "actor": OPERATOR, "license_id": "V100",
-                               "product": "win11-pro", "kind": "mak", "limit": 3}));
+    let generated = cmd(
+        json!({"type": "issue_key", "at": AT, "actor": OPERATOR, "license_id": "V100",
+                               "product": "win11-pro", "kind": "mak", "limit": 3}),
+    );
     let answer = run(&mut engine, vec![generated]).remove(0);
     assert_eq!(answer.key_id, Some(2));
-    let text = engine.store().secret(2).unwrap().expect("generated text is stored");
+    let text = engine
+        .store()
+        .secret(2)
+        .unwrap()
+        .expect("generated text is stored");
     let parsed = keyledger_core::ProductKeyText::parse(&text).unwrap();
     assert_eq!(answer.last5.as_deref(), Some(parsed.last5().as_str()));
     assert!(!answer.to_json().contains(&text[..5]));
@@ -189,7 +247,11 @@ fn concurrent_submissions_are_group_committed_and_never_over_activate() {
             std::thread::spawn(move || {
                 // Pipelined: send 25 submissions, then collect the answers.
                 let pending: Vec<_> = (0..25)
-                    .map(|i| handle.send_blocking(vec![activation(&format!("t{t}-pc{i}"))], false).unwrap())
+                    .map(|i| {
+                        handle
+                            .send_blocking(vec![activation(&format!("t{t}-pc{i}"))], false)
+                            .unwrap()
+                    })
                     .collect();
                 pending
                     .into_iter()
@@ -198,16 +260,24 @@ fn concurrent_submissions_are_group_committed_and_never_over_activate() {
             })
         })
         .collect();
-    let answers: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let answers: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     drop(handle);
     let engine = writer.stop();
     assert_eq!(answers.iter().filter(|a| a.ok).count(), 50);
     let refused: Vec<_> = answers.iter().filter(|a| !a.ok).collect();
     assert_eq!(refused.len(), 150);
-    assert!(refused.iter().all(|a| a.code.as_deref() == Some("insufficient_activations")));
+    assert!(refused
+        .iter()
+        .all(|a| a.code.as_deref() == Some("insufficient_activations")));
     assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 50);
     let blocks = engine.store().block_keys().unwrap().len() - blocks_before;
-    assert!(blocks < 200, "200 submissions were grouped into {blocks} blocks");
+    assert!(
+        blocks < 200,
+        "200 submissions were grouped into {blocks} blocks"
+    );
     assert_eq!(verify(engine.store()).unwrap().events, 5 + 200);
     assert_eq!(engine.state(), &replayed(&engine));
 }
@@ -216,11 +286,17 @@ fn concurrent_submissions_are_group_committed_and_never_over_activate() {
 fn an_export_verifies_offline_and_any_edit_is_caught_at_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = new_ledger(dir.path(), 3);
-    run(&mut engine, (0..5).map(|i| activation(&format!("pc-{i}"))).collect());
+    run(
+        &mut engine,
+        (0..5).map(|i| activation(&format!("pc-{i}"))).collect(),
+    );
     let mut out = Vec::new();
     let head = export::export(engine.store(), &mut out, |_| {}).unwrap();
     let text = String::from_utf8(out).unwrap();
-    assert_eq!(export::verify_export(BufReader::new(text.as_bytes())).unwrap(), head);
+    assert_eq!(
+        export::verify_export(BufReader::new(text.as_bytes())).unwrap(),
+        head
+    );
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 10);
     let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
@@ -241,7 +317,12 @@ fn an_export_verifies_offline_and_any_edit_is_caught_at_its_line() {
     assert_eq!(err.line, 4);
     let err = edit(8, &|v| v["seq"] = json!(42));
     assert_eq!(err.line, 9);
-    let dropped: Vec<&str> = lines.iter().enumerate().filter(|(i, _)| *i != 4).map(|(_, l)| *l).collect();
+    let dropped: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 4)
+        .map(|(_, l)| *l)
+        .collect();
     let err = export::verify_export(BufReader::new(dropped.join("\n").as_bytes())).unwrap_err();
     assert_eq!(err.line, 5);
 }
@@ -263,7 +344,17 @@ fn a_database_of_another_format_version_is_refused_with_a_clear_message() {
         write.commit().unwrap();
     }
     let err = open(&path).unwrap_err();
-    assert!(matches!(err, Error::FormatVersion { found: 9, expected: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::FormatVersion {
+                found: 9,
+                expected: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("format version 9"), "{err}");
     let missing = open(&dir.path().join("nope.redb")).unwrap_err();
     assert!(missing.to_string().contains("keyledger init"), "{missing}");

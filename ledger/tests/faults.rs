@@ -89,7 +89,11 @@ impl StorageBackend for FaultyBackend {
 /// Opens the ledger on a faulty backend whose countdown is armed only once the open is done,
 /// so the fault strikes while batches are written.
 fn faulty_engine(path: &Path, fault: Fault, countdown: i64, sticky: bool) -> Engine {
-    let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let armed = Arc::new(AtomicI64::new(i64::MAX));
     let backend = FaultyBackend {
         inner: FileBackend::new(file).unwrap(),
@@ -112,7 +116,10 @@ fn drive(engine: &mut Engine) -> Result<(Vec<String>, usize), TestCaseError> {
         let machines: Vec<String> = (0..3).map(|i| format!("b{batch}-m{i}")).collect();
         let commands = machines.iter().map(|m| activation(m)).collect();
         let result = engine
-            .run_batch(&[Submission { commands, atomic: false }])
+            .run_batch(&[Submission {
+                commands,
+                atomic: false,
+            }])
             .remove(0);
         match result {
             Ok(answers) => {
@@ -174,10 +181,20 @@ fn a_sticky_sync_failure_fails_the_batch_and_every_later_one() {
     let head = engine.head();
     for _ in 0..3 {
         let result = engine
-            .run_batch(&[Submission { commands: vec![activation("pc-1")], atomic: false }])
+            .run_batch(&[Submission {
+                commands: vec![activation("pc-1")],
+                atomic: false,
+            }])
             .remove(0);
-        assert!(matches!(result, Err(Error::CommitFailed(_) | Error::Poisoned(_))), "{result:?}");
-        assert_eq!(engine.head(), head, "the head never moves past a failed commit");
+        assert!(
+            matches!(result, Err(Error::CommitFailed(_) | Error::Poisoned(_))),
+            "{result:?}"
+        );
+        assert_eq!(
+            engine.head(),
+            head,
+            "the head never moves past a failed commit"
+        );
     }
     assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 0);
 }

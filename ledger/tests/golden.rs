@@ -30,8 +30,14 @@ fn samples() -> Vec<Event> {
         end: ts("2027-01-01T00:00:00Z"),
     };
     let bodies = vec![
-        EventBody::OperatorAdded { principal: id("olga") },
-        EventBody::OrgRegistered { org: id("contoso-east"), name: "Contoso East".into(), parent: Some(id("contoso")) },
+        EventBody::OperatorAdded {
+            principal: id("olga"),
+        },
+        EventBody::OrgRegistered {
+            org: id("contoso-east"),
+            name: "Contoso East".into(),
+            parent: Some(id("contoso")),
+        },
         EventBody::LicenseIdRegistered {
             license_id: id("V1234567"),
             org: id("contoso"),
@@ -48,7 +54,11 @@ fn samples() -> Vec<Event> {
             edition: "standard".into(),
             key_requirement: KeyRequirement::VlKey,
         },
-        EventBody::PurchaseRecorded { license_id: id("V1234567"), product: id("ws2022-std"), quantity: 40 },
+        EventBody::PurchaseRecorded {
+            license_id: id("V1234567"),
+            product: id("ws2022-std"),
+            quantity: 40,
+        },
         EventBody::KeyIssued {
             key_id: KeyId(1),
             license_id: id("V1234567"),
@@ -62,7 +72,12 @@ fn samples() -> Vec<Event> {
             last5: Last5::parse("6789B").unwrap(),
         },
         EventBody::KeyBlocked { key_id: KeyId(1) },
-        EventBody::EsuOrdered { order_id: id("esu-1"), license_id: id("V1234567"), product: id("ws2022-std"), coverage },
+        EventBody::EsuOrdered {
+            order_id: id("esu-1"),
+            license_id: id("V1234567"),
+            product: id("ws2022-std"),
+            coverage,
+        },
         EventBody::MachinesActivated {
             key_id: KeyId(1),
             org: id("contoso"),
@@ -70,7 +85,12 @@ fn samples() -> Vec<Event> {
             machines: vec![id("pc-1"), id("pc-2")],
             already_active: 3,
         },
-        EventBody::KmsHostActivated { key_id: KeyId(2), org: id("contoso"), host: id("kms-1"), activation: 2 },
+        EventBody::KmsHostActivated {
+            key_id: KeyId(2),
+            org: id("contoso"),
+            host: id("kms-1"),
+            activation: 2,
+        },
         EventBody::KmsClientContacted {
             host: id("kms-1"),
             client: id("pc-9"),
@@ -78,10 +98,17 @@ fn samples() -> Vec<Event> {
             count: 24,
             status: ActivationStatus::PendingThreshold,
         },
-        EventBody::OsaRedeemed { key_id: KeyId(3), tenant: id("contoso.onmicrosoft.com") },
+        EventBody::OsaRedeemed {
+            key_id: KeyId(3),
+            tenant: id("contoso.onmicrosoft.com"),
+        },
         EventBody::ActivationRefused {
             key_id: Some(KeyId(1)),
-            attempt: ActivationAttempt::Mak { org: id("contoso"), method: ActivationMethod::Online, machines: 1 },
+            attempt: ActivationAttempt::Mak {
+                org: id("contoso"),
+                method: ActivationMethod::Online,
+                machines: 1,
+            },
             code: RefusalCode::InsufficientActivations,
             remaining: Some(0),
         },
@@ -102,10 +129,24 @@ fn samples() -> Vec<Event> {
             host_activations_needed: 2,
             justification: "second site".into(),
         },
-        EventBody::RequestGranted { request_id: id("rq-1"), amount: 100 },
-        EventBody::RequestDenied { request_id: id("rq-2"), reason: "not needed".into() },
-        EventBody::RoleAssigned { principal: id("rita"), license_id: id("V1234567"), role: Role::ProductKeyReader },
-        EventBody::RoleRevoked { principal: id("rita"), license_id: id("V1234567"), role: Role::ProductKeyReader },
+        EventBody::RequestGranted {
+            request_id: id("rq-1"),
+            amount: 100,
+        },
+        EventBody::RequestDenied {
+            request_id: id("rq-2"),
+            reason: "not needed".into(),
+        },
+        EventBody::RoleAssigned {
+            principal: id("rita"),
+            license_id: id("V1234567"),
+            role: Role::ProductKeyReader,
+        },
+        EventBody::RoleRevoked {
+            principal: id("rita"),
+            license_id: id("V1234567"),
+            role: Role::ProductKeyReader,
+        },
         EventBody::KeysDisclosed {
             key_ids: vec![KeyId(1), KeyId(2)],
             channel: DisclosureChannel::Export,
@@ -129,7 +170,11 @@ fn render() -> String {
     for (i, event) in samples().iter().enumerate() {
         let record = encode_record(event);
         head = link(&head, i as u64 + 1, &record);
-        out.push_str(&format!("{} {}\n", event.body.type_name(), hex::encode(&record)));
+        out.push_str(&format!(
+            "{} {}\n",
+            event.body.type_name(),
+            hex::encode(&record)
+        ));
     }
     out.push_str(&format!("chain_head {}\n", hex::encode(head)));
     out
@@ -137,7 +182,8 @@ fn render() -> String {
 
 #[test]
 fn every_event_type_has_a_golden_record() {
-    let names: std::collections::BTreeSet<_> = samples().iter().map(|e| e.body.type_name()).collect();
+    let names: std::collections::BTreeSet<_> =
+        samples().iter().map(|e| e.body.type_name()).collect();
     assert_eq!(names.len(), 20, "add a sample for each new event type");
 }
 
@@ -149,7 +195,10 @@ fn record_bytes_and_chain_head_match_the_golden_file() {
     }
     let golden = std::fs::read_to_string(FIXTURE).expect("golden/records.hex exists");
     for (want, got) in golden.lines().zip(rendered.lines()) {
-        assert_eq!(got, want, "record bytes changed: bump the format version (docs/format.md)");
+        assert_eq!(
+            got, want,
+            "record bytes changed: bump the format version (docs/format.md)"
+        );
     }
     assert_eq!(golden.lines().count(), rendered.lines().count());
 }
@@ -171,7 +220,10 @@ fn the_record_layout_is_the_documented_one() {
     // version 1 | at: zigzag varint i64 | actor: len 4 "olga" | variant 0 | principal: len 4 "olga"
     let record = encode_record(&samples()[0]);
     assert_eq!(record[0], 1, "format version byte");
-    assert_eq!(record[1], 0xfd, "a varint i64 over u32 range starts with the 0xfd marker");
+    assert_eq!(
+        record[1], 0xfd,
+        "a varint i64 over u32 range starts with the 0xfd marker"
+    );
     let micros = ts("2026-03-01T09:30:00.5Z").unix_micros();
     let zigzag = (micros << 1) ^ (micros >> 63);
     assert_eq!(&record[2..10], &(zigzag as u64).to_le_bytes());

@@ -29,7 +29,9 @@ fn fixture() -> &'static Fixture {
         let mut engine = new_ledger(dir.path(), 100);
         for batch in 0..6 {
             let size = 1 + batch * 2;
-            let commands = (0..size).map(|i| activation(&format!("b{batch}-pc{i}"))).collect();
+            let commands = (0..size)
+                .map(|i| activation(&format!("b{batch}-pc{i}")))
+                .collect();
             run(&mut engine, commands);
         }
         let mut blocks = Vec::new();
@@ -44,7 +46,11 @@ fn fixture() -> &'static Fixture {
         assert_eq!(blocks.len(), 8);
         let path = dir.path().join("ledger.redb");
         drop(engine);
-        Fixture { _dir: dir, path, blocks }
+        Fixture {
+            _dir: dir,
+            path,
+            blocks,
+        }
     })
 }
 

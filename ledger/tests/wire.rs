@@ -56,8 +56,15 @@ fn every_command_type_round_trips_through_json() {
     for value in every_command_type() {
         let command = parse_command(&value.to_string()).unwrap_or_else(|e| panic!("{value}: {e}"));
         types.insert(command.body.type_name());
-        assert_eq!(command_to_json(&command), value, "flat JSON is what was read");
-        assert_eq!(parse_command(&command_to_json(&command).to_string()).unwrap(), command);
+        assert_eq!(
+            command_to_json(&command),
+            value,
+            "flat JSON is what was read"
+        );
+        assert_eq!(
+            parse_command(&command_to_json(&command).to_string()).unwrap(),
+            command
+        );
     }
     assert_eq!(types.len(), 19, "every command type is covered: {types:?}");
 }
@@ -137,7 +144,10 @@ fn unknown_fields_and_types_are_named() {
     v["type"] = json!("activate_everything");
     assert_eq!(
         error_of(v),
-        (Some("type".into()), "unknown command type `activate_everything`".into())
+        (
+            Some("type".into()),
+            "unknown command type `activate_everything`".into()
+        )
     );
     let mut v = activation();
     v["method"] = json!("carrier_pigeon");
@@ -147,5 +157,8 @@ fn unknown_fields_and_types_are_named() {
 #[test]
 fn not_json_and_not_an_object_are_errors_without_a_field() {
     assert_eq!(parse_command("{\"type\": ").unwrap_err().field, None);
-    assert_eq!(parse_command("[1, 2]").unwrap_err().message, "a command must be a JSON object");
+    assert_eq!(
+        parse_command("[1, 2]").unwrap_err().message,
+        "a command must be a JSON object"
+    );
 }

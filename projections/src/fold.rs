@@ -4,8 +4,7 @@
 use keyledger_core::rights::Catalog;
 use keyledger_core::state::{LicenseRecord, Product};
 use keyledger_core::{
-    ClientFamily, Event, EventBody, KeyId, KeyKind, KmsLine, KmsRequestReason, LicenseId,
-    ProductId,
+    ClientFamily, Event, EventBody, KeyId, KeyKind, KmsLine, KmsRequestReason, LicenseId, ProductId,
 };
 
 use crate::model::*;
@@ -39,17 +38,30 @@ impl Projections {
             | EsuOrdered { license_id, .. }
             | RoleAssigned { license_id, .. }
             | RoleRevoked { license_id, .. }
-            | KmsRequested { license_id, key_id: None, .. } => (Some(license_id.clone()), None),
-            KeyIssued { license_id, key_id, .. }
-            | MakIncreaseRequested { license_id, key_id, .. }
-            | KmsRequested { license_id, key_id: Some(key_id), .. } => {
-                (Some(license_id.clone()), Some(*key_id))
+            | KmsRequested {
+                license_id,
+                key_id: None,
+                ..
+            } => (Some(license_id.clone()), None),
+            KeyIssued {
+                license_id, key_id, ..
             }
+            | MakIncreaseRequested {
+                license_id, key_id, ..
+            }
+            | KmsRequested {
+                license_id,
+                key_id: Some(key_id),
+                ..
+            } => (Some(license_id.clone()), Some(*key_id)),
             KeyBlocked { key_id }
             | MachinesActivated { key_id, .. }
             | KmsHostActivated { key_id, .. }
             | OsaRedeemed { key_id, .. }
-            | ActivationRefused { key_id: Some(key_id), .. } => (None, Some(*key_id)),
+            | ActivationRefused {
+                key_id: Some(key_id),
+                ..
+            } => (None, Some(*key_id)),
             RequestGranted { request_id, .. } | RequestDenied { request_id, .. } => {
                 let request = &self.requests[request_id];
                 let key = match request.kind {
@@ -59,10 +71,13 @@ impl Projections {
                 (Some(request.license_id.clone()), key)
             }
             KmsClientContacted { host, family, .. } => {
-                let key = self.kms_hosts.get(host).and_then(|h| match family.kms_line() {
-                    KmsLine::Windows => h.windows_key,
-                    KmsLine::Office => h.office_key,
-                });
+                let key = self
+                    .kms_hosts
+                    .get(host)
+                    .and_then(|h| match family.kms_line() {
+                        KmsLine::Windows => h.windows_key,
+                        KmsLine::Office => h.office_key,
+                    });
                 (None, key)
             }
             OperatorAdded { .. }
@@ -81,10 +96,20 @@ impl Projections {
                 self.operators.insert(principal.clone());
             }
             OrgRegistered { org, name, parent } => {
-                let view = OrgView { name: name.clone(), parent: parent.clone() };
+                let view = OrgView {
+                    name: name.clone(),
+                    parent: parent.clone(),
+                };
                 self.orgs.insert(org.clone(), view);
             }
-            LicenseIdRegistered { license_id, org, program, agreement_number, authorization_number, purchase_account } => {
+            LicenseIdRegistered {
+                license_id,
+                org,
+                program,
+                agreement_number,
+                authorization_number,
+                purchase_account,
+            } => {
                 let record = LicenseRecord {
                     org: org.clone(),
                     program: *program,
@@ -101,7 +126,14 @@ impl Projections {
                 };
                 self.licenses.insert(license_id.clone(), view);
             }
-            ProductRegistered { product, name, family, version, edition, key_requirement } => {
+            ProductRegistered {
+                product,
+                name,
+                family,
+                version,
+                edition,
+                key_requirement,
+            } => {
                 let record = Product {
                     name: name.clone(),
                     family: *family,
@@ -111,12 +143,25 @@ impl Projections {
                 };
                 self.products.insert(product.clone(), record);
             }
-            PurchaseRecorded { license_id, product, quantity } => {
-                *self.license_mut(license_id).purchases.entry(product.clone()).or_default() += quantity;
+            PurchaseRecorded {
+                license_id,
+                product,
+                quantity,
+            } => {
+                *self
+                    .license_mut(license_id)
+                    .purchases
+                    .entry(product.clone())
+                    .or_default() += quantity;
             }
             KeyIssued { .. } => self.apply_key_issued(at, &event.body),
             KeyBlocked { key_id } => self.key_mut(*key_id).blocked = true,
-            EsuOrdered { order_id, license_id, product, coverage } => {
+            EsuOrdered {
+                order_id,
+                license_id,
+                product,
+                coverage,
+            } => {
                 let view = EsuOrderView {
                     license_id: license_id.clone(),
                     product: product.clone(),
@@ -124,9 +169,13 @@ impl Projections {
                     ordered_at: at,
                 };
                 self.esu_orders.insert(order_id.clone(), view);
-                self.license_mut(license_id).esu_orders.push(order_id.clone());
+                self.license_mut(license_id)
+                    .esu_orders
+                    .push(order_id.clone());
             }
-            MachinesActivated { key_id, machines, .. } => {
+            MachinesActivated {
+                key_id, machines, ..
+            } => {
                 let key = self.key_mut(*key_id);
                 let consumed = machines.len() as u64;
                 key.used += consumed;
@@ -134,8 +183,18 @@ impl Projections {
                     *key.daily.entry(at.unix_day()).or_default() += consumed;
                 }
             }
-            KmsHostActivated { key_id, host, activation, .. } => self.apply_kms_host(*key_id, host, *activation),
-            KmsClientContacted { host, client, family, .. } => {
+            KmsHostActivated {
+                key_id,
+                host,
+                activation,
+                ..
+            } => self.apply_kms_host(*key_id, host, *activation),
+            KmsClientContacted {
+                host,
+                client,
+                family,
+                ..
+            } => {
                 let view = self.kms_hosts.get_mut(host).expect("KMS host exists");
                 let contacts = match family {
                     ClientFamily::Office => &mut view.office_contacts,
@@ -143,7 +202,9 @@ impl Projections {
                 };
                 contacts.insert(client.clone(), at);
             }
-            OsaRedeemed { key_id, tenant } => self.key_mut(*key_id).osa_tenant = Some(tenant.clone()),
+            OsaRedeemed { key_id, tenant } => {
+                self.key_mut(*key_id).osa_tenant = Some(tenant.clone())
+            }
             ActivationRefused { key_id, code, .. } => {
                 if let Some(key_id) = key_id {
                     *self.key_mut(*key_id).refusals.entry(*code).or_default() += 1;
@@ -159,9 +220,21 @@ impl Projections {
                     decided_at: at,
                 };
             }
-            RoleAssigned { principal, license_id, role } | RoleRevoked { principal, license_id, role } => {
+            RoleAssigned {
+                principal,
+                license_id,
+                role,
+            }
+            | RoleRevoked {
+                principal,
+                license_id,
+                role,
+            } => {
                 let assigned = matches!(event.body, RoleAssigned { .. });
-                let held = self.roles.entry((license_id.clone(), principal.clone())).or_default();
+                let held = self
+                    .roles
+                    .entry((license_id.clone(), principal.clone()))
+                    .or_default();
                 if assigned {
                     held.insert(*role);
                 } else {
@@ -176,7 +249,11 @@ impl Projections {
                     assigned,
                 });
             }
-            KeysDisclosed { key_ids, channel, export_digest } => self.disclosures.push(DisclosureView {
+            KeysDisclosed {
+                key_ids,
+                channel,
+                export_digest,
+            } => self.disclosures.push(DisclosureView {
                 seq,
                 at,
                 actor: event.actor.clone(),
@@ -196,7 +273,19 @@ impl Projections {
     }
 
     fn apply_key_issued(&mut self, at: keyledger_core::Timestamp, body: &EventBody) {
-        let EventBody::KeyIssued { key_id, license_id, product, kind, limit, hosts_max, per_host_max, coverage, last5, .. } = body else {
+        let EventBody::KeyIssued {
+            key_id,
+            license_id,
+            product,
+            kind,
+            limit,
+            hosts_max,
+            per_host_max,
+            coverage,
+            last5,
+            ..
+        } = body
+        else {
             unreachable!("apply_key_issued takes KeyIssued")
         };
         let kms = (*kind == KeyKind::KmsHost).then(|| KmsKeyView {
@@ -239,18 +328,40 @@ impl Projections {
 
     fn apply_request(&mut self, event: &Event) {
         let (request_id, license_id, product, kind, justification) = match &event.body {
-            EventBody::MakIncreaseRequested { request_id, license_id, product, key_id, activations_needed, justification } => (
+            EventBody::MakIncreaseRequested {
                 request_id,
                 license_id,
                 product,
-                RequestKindView::MakIncrease { key_id: *key_id, activations_needed: *activations_needed },
+                key_id,
+                activations_needed,
+                justification,
+            } => (
+                request_id,
+                license_id,
+                product,
+                RequestKindView::MakIncrease {
+                    key_id: *key_id,
+                    activations_needed: *activations_needed,
+                },
                 justification,
             ),
-            EventBody::KmsRequested { request_id, license_id, product, reason, key_id, host_activations_needed, justification } => (
+            EventBody::KmsRequested {
                 request_id,
                 license_id,
                 product,
-                RequestKindView::Kms { reason: *reason, key_id: *key_id, host_activations_needed: *host_activations_needed },
+                reason,
+                key_id,
+                host_activations_needed,
+                justification,
+            } => (
+                request_id,
+                license_id,
+                product,
+                RequestKindView::Kms {
+                    reason: *reason,
+                    key_id: *key_id,
+                    host_activations_needed: *host_activations_needed,
+                },
                 justification,
             ),
             _ => unreachable!("apply_request takes request events"),
@@ -265,25 +376,48 @@ impl Projections {
             outcome: Outcome::Pending,
         };
         self.requests.insert(request_id.clone(), view);
-        self.license_mut(license_id).requests.push(request_id.clone());
+        self.license_mut(license_id)
+            .requests
+            .push(request_id.clone());
     }
 
     fn apply_grant(&mut self, event: &Event, request_id: &keyledger_core::RequestId, amount: u64) {
         let request = self.requests.get_mut(request_id).expect("request exists");
-        request.outcome = Outcome::Granted { amount, decided_by: event.actor.clone(), decided_at: event.at };
+        request.outcome = Outcome::Granted {
+            amount,
+            decided_by: event.actor.clone(),
+            decided_at: event.at,
+        };
         match request.kind.clone() {
             RequestKindView::MakIncrease { key_id, .. } => self.key_mut(key_id).granted += amount,
-            RequestKindView::Kms { reason: KmsRequestReason::AdditionalHosts, key_id: Some(key_id), .. } => {
-                self.key_mut(key_id).kms.as_mut().expect("KMS host key").hosts_granted += amount;
+            RequestKindView::Kms {
+                reason: KmsRequestReason::AdditionalHosts,
+                key_id: Some(key_id),
+                ..
+            } => {
+                self.key_mut(key_id)
+                    .kms
+                    .as_mut()
+                    .expect("KMS host key")
+                    .hosts_granted += amount;
             }
             RequestKindView::Kms { .. } => {}
         }
     }
 
     /// Who held a role allowing disclosure (R1) on `license_id` at the end of `seq`.
-    pub fn disclosure_holders_at(&self, license_id: &LicenseId, seq: u64) -> Vec<(keyledger_core::Principal, Vec<keyledger_core::Role>)> {
-        let mut held: std::collections::BTreeMap<_, std::collections::BTreeSet<_>> = Default::default();
-        for change in self.role_history.iter().filter(|c| c.seq <= seq && &c.license_id == license_id) {
+    pub fn disclosure_holders_at(
+        &self,
+        license_id: &LicenseId,
+        seq: u64,
+    ) -> Vec<(keyledger_core::Principal, Vec<keyledger_core::Role>)> {
+        let mut held: std::collections::BTreeMap<_, std::collections::BTreeSet<_>> =
+            Default::default();
+        for change in self
+            .role_history
+            .iter()
+            .filter(|c| c.seq <= seq && &c.license_id == license_id)
+        {
             let roles = held.entry(change.principal.clone()).or_default();
             if change.assigned {
                 roles.insert(change.role);
@@ -292,7 +426,15 @@ impl Projections {
             }
         }
         held.into_iter()
-            .map(|(p, roles)| (p, roles.into_iter().filter(|r| r.may_see_key_text()).collect::<Vec<_>>()))
+            .map(|(p, roles)| {
+                (
+                    p,
+                    roles
+                        .into_iter()
+                        .filter(|r| r.may_see_key_text())
+                        .collect::<Vec<_>>(),
+                )
+            })
             .filter(|(_, roles)| !roles.is_empty())
             .collect()
     }

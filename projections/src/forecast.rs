@@ -55,7 +55,12 @@ pub fn forecast(key_id: KeyId, key: &KeyView, at: Timestamp, window_days: u32) -
 }
 
 /// Forecasts for every MAK and ESU MAK, optionally of one license ID, soonest exhaustion first.
-pub fn forecasts(p: &Projections, license: Option<&str>, at: Timestamp, window_days: u32) -> Vec<Forecast> {
+pub fn forecasts(
+    p: &Projections,
+    license: Option<&str>,
+    at: Timestamp,
+    window_days: u32,
+) -> Vec<Forecast> {
     let mut all: Vec<Forecast> = p
         .keys
         .iter()

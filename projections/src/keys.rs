@@ -46,7 +46,9 @@ pub fn export_keys(
     principal: &Principal,
     secret: impl Fn(KeyId) -> Option<String>,
 ) -> KeyExport {
-    let mut out = csv::WriterBuilder::new().delimiter(b'\t').from_writer(Vec::new());
+    let mut out = csv::WriterBuilder::new()
+        .delimiter(b'\t')
+        .from_writer(Vec::new());
     out.write_record(EXPORT_COLUMNS).expect("writes to memory");
     let mut disclosed = Vec::new();
     let mut rows = 0;
@@ -121,14 +123,18 @@ impl KeyRowIn {
         if self.used_of_total == "n/a" {
             return Ok(None);
         }
-        let (_, total) = self
-            .used_of_total
-            .split_once('/')
-            .ok_or_else(|| format!("Activations or seats {:?} is not used/total", self.used_of_total))?;
-        total
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("Activations or seats {:?} has no whole total", self.used_of_total))
+        let (_, total) = self.used_of_total.split_once('/').ok_or_else(|| {
+            format!(
+                "Activations or seats {:?} is not used/total",
+                self.used_of_total
+            )
+        })?;
+        total.parse().map(Some).map_err(|_| {
+            format!(
+                "Activations or seats {:?} has no whole total",
+                self.used_of_total
+            )
+        })
     }
 }
 
@@ -139,9 +145,14 @@ pub struct RowError {
     pub why: String,
 }
 
+/// The rows of a key export that were read, with their line numbers, and those that were not.
+pub type ReadRows = (Vec<(u64, KeyRowIn)>, Vec<RowError>);
+
 /// Reads a key export: the good rows with their line numbers, and the bad rows' errors.
-pub fn read_key_export(input: impl std::io::Read) -> Result<(Vec<(u64, KeyRowIn)>, Vec<RowError>), String> {
-    let mut reader = csv::ReaderBuilder::new().delimiter(b'\t').from_reader(input);
+pub fn read_key_export(input: impl std::io::Read) -> Result<ReadRows, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(b'\t')
+        .from_reader(input);
     let header: Vec<String> = reader
         .headers()
         .map_err(|e| format!("line 1: unreadable header: {e}"))?
@@ -149,7 +160,10 @@ pub fn read_key_export(input: impl std::io::Read) -> Result<(Vec<(u64, KeyRowIn)
         .map(str::to_owned)
         .collect();
     if header != EXPORT_COLUMNS {
-        return Err(format!("line 1: header must be {}", EXPORT_COLUMNS.join(" | ")));
+        return Err(format!(
+            "line 1: header must be {}",
+            EXPORT_COLUMNS.join(" | ")
+        ));
     }
     let mut good = Vec::new();
     let mut bad = Vec::new();
@@ -157,7 +171,10 @@ pub fn read_key_export(input: impl std::io::Read) -> Result<(Vec<(u64, KeyRowIn)
         let line = index as u64 + 2;
         match row {
             Ok(row) => good.push((line, row)),
-            Err(e) => bad.push(RowError { line, why: e.to_string() }),
+            Err(e) => bad.push(RowError {
+                line,
+                why: e.to_string(),
+            }),
         }
     }
     Ok((good, bad))

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use keyledger_core::event::{Coverage, CoveragePhase};
 use keyledger_core::state::{LicenseRecord, Product};
 use keyledger_core::{
-    ClientId, DisclosureChannel, Digest, HostId, KeyId, KeyKind, KmsRequestReason, Last5,
+    ClientId, Digest, DisclosureChannel, HostId, KeyId, KeyKind, KmsRequestReason, Last5,
     LicenseId, OrderId, OrgId, Principal, ProductId, RefusalCode, RequestId, Role, TenantId,
     Timestamp,
 };
@@ -111,7 +111,11 @@ impl KeyView {
     pub fn used_of_total(&self) -> String {
         match self.kind {
             KeyKind::Osa => {
-                let used = if self.osa_tenant.is_some() { self.total() } else { 0 };
+                let used = if self.osa_tenant.is_some() {
+                    self.total()
+                } else {
+                    0
+                };
                 format!("{used}/{}", self.total())
             }
             KeyKind::KmsHost => {
@@ -154,8 +158,16 @@ pub enum RequestKindView {
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Pending,
-    Granted { amount: u64, decided_by: Principal, decided_at: Timestamp },
-    Denied { reason: String, decided_by: Principal, decided_at: Timestamp },
+    Granted {
+        amount: u64,
+        decided_by: Principal,
+        decided_at: Timestamp,
+    },
+    Denied {
+        reason: String,
+        decided_by: Principal,
+        decided_at: Timestamp,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

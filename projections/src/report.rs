@@ -148,7 +148,11 @@ pub struct RightsRow {
 }
 
 /// Builds the report of `license_id` from projections folded up to the report's moment.
-pub fn license_report(p: &Projections, license_id: &LicenseId, at: Timestamp) -> Option<LicenseReport> {
+pub fn license_report(
+    p: &Projections,
+    license_id: &LicenseId,
+    at: Timestamp,
+) -> Option<LicenseReport> {
     let license = p.licenses.get(license_id)?;
     let record = &license.record;
     let keys: Vec<KeyRow> = license.keys.iter().map(|id| key_row(p, *id, at)).collect();
@@ -165,10 +169,17 @@ pub fn license_report(p: &Projections, license_id: &LicenseId, at: Timestamp) ->
         purchases: license
             .purchases
             .iter()
-            .map(|(product, quantity)| PurchaseRow { product: product.to_string(), quantity: *quantity })
+            .map(|(product, quantity)| PurchaseRow {
+                product: product.to_string(),
+                quantity: *quantity,
+            })
             .collect(),
         kms_hosts: kms_host_rows(p, license, at),
-        requests: license.requests.iter().map(|id| request_row(p, id)).collect(),
+        requests: license
+            .requests
+            .iter()
+            .map(|id| request_row(p, id))
+            .collect(),
         esu_orders: license
             .esu_orders
             .iter()
@@ -210,12 +221,19 @@ fn org_row(p: &Projections, org: &keyledger_core::OrgId) -> OrgRow {
         next = p.orgs[&parent].parent.clone();
         chain.push(parent.to_string());
     }
-    OrgRow { org: org.to_string(), name: p.orgs[org].name.clone(), parent_chain: chain }
+    OrgRow {
+        org: org.to_string(),
+        name: p.orgs[org].name.clone(),
+        parent_chain: chain,
+    }
 }
 
 fn key_row(p: &Projections, id: KeyId, at: Timestamp) -> KeyRow {
     let key = &p.keys[&id];
-    let forecast = key.kind.is_mak().then(|| forecast(id, key, at, WINDOW_DAYS_DEFAULT));
+    let forecast = key
+        .kind
+        .is_mak()
+        .then(|| forecast(id, key, at, WINDOW_DAYS_DEFAULT));
     KeyRow {
         key_id: id.0,
         product: key.product.to_string(),
@@ -233,8 +251,15 @@ fn key_row(p: &Projections, id: KeyId, at: Timestamp) -> KeyRow {
         coverage_start: key.coverage.map(|c| c.start),
         coverage_end: key.coverage.map(|c| c.end),
         kms_hosts: key.kms.as_ref().map(|k| k.hosts.len() as u64),
-        kms_hosts_limit: key.kms.as_ref().map(|k| u64::from(k.hosts_max) + k.hosts_granted),
-        refusals: key.refusals.iter().map(|(c, n)| (c.as_str().to_owned(), *n)).collect(),
+        kms_hosts_limit: key
+            .kms
+            .as_ref()
+            .map(|k| u64::from(k.hosts_max) + k.hosts_granted),
+        refusals: key
+            .refusals
+            .iter()
+            .map(|(c, n)| (c.as_str().to_owned(), *n))
+            .collect(),
         rate_per_day: forecast.as_ref().map(|f| f.rate_per_day),
         exhaustion: forecast.and_then(|f| f.exhaustion),
     }
@@ -243,16 +268,25 @@ fn key_row(p: &Projections, id: KeyId, at: Timestamp) -> KeyRow {
 /// R14: distinct clients whose last contact lies in the 30 days before `at`.
 pub fn contacts_at(contacts: &BTreeMap<keyledger_core::ClientId, Timestamp>, at: Timestamp) -> u64 {
     let cutoff = at.minus(KMS_CONTACT_WINDOW);
-    contacts.values().filter(|seen| **seen > cutoff && **seen <= at).count() as u64
+    contacts
+        .values()
+        .filter(|seen| **seen > cutoff && **seen <= at)
+        .count() as u64
 }
 
 fn kms_host_rows(p: &Projections, license: &LicenseView, at: Timestamp) -> Vec<KmsHostRow> {
     let mut rows = Vec::new();
     for key_id in &license.keys {
-        let Some(kms) = &p.keys[key_id].kms else { continue };
+        let Some(kms) = &p.keys[key_id].kms else {
+            continue;
+        };
         for (host, activations) in &kms.hosts {
             let view = &p.kms_hosts[host];
-            let line = if view.office_key == Some(*key_id) { "office" } else { "windows" };
+            let line = if view.office_key == Some(*key_id) {
+                "office"
+            } else {
+                "windows"
+            };
             let windows_count = contacts_at(&view.windows_contacts, at);
             let office_count = contacts_at(&view.office_contacts, at);
             rows.push(KmsHostRow {
@@ -262,9 +296,12 @@ fn kms_host_rows(p: &Projections, license: &LicenseView, at: Timestamp) -> Vec<K
                 activations: *activations,
                 windows_count,
                 office_count,
-                windows_server_threshold_met: windows_count >= u64::from(ClientFamily::WindowsServer.kms_threshold()),
-                windows_client_threshold_met: windows_count >= u64::from(ClientFamily::WindowsClient.kms_threshold()),
-                office_threshold_met: office_count >= u64::from(ClientFamily::Office.kms_threshold()),
+                windows_server_threshold_met: windows_count
+                    >= u64::from(ClientFamily::WindowsServer.kms_threshold()),
+                windows_client_threshold_met: windows_count
+                    >= u64::from(ClientFamily::WindowsClient.kms_threshold()),
+                office_threshold_met: office_count
+                    >= u64::from(ClientFamily::Office.kms_threshold()),
             });
         }
     }
@@ -274,8 +311,15 @@ fn kms_host_rows(p: &Projections, license: &LicenseView, at: Timestamp) -> Vec<K
 fn request_row(p: &Projections, id: &keyledger_core::RequestId) -> RequestRow {
     let request = &p.requests[id];
     let (kind, key_id, needed) = match &request.kind {
-        RequestKindView::MakIncrease { key_id, activations_needed } => ("mak_increase", Some(key_id.0), *activations_needed),
-        RequestKindView::Kms { reason, key_id, host_activations_needed } => (
+        RequestKindView::MakIncrease {
+            key_id,
+            activations_needed,
+        } => ("mak_increase", Some(key_id.0), *activations_needed),
+        RequestKindView::Kms {
+            reason,
+            key_id,
+            host_activations_needed,
+        } => (
             match reason {
                 KmsRequestReason::OpenValueException => "open_value_exception",
                 KmsRequestReason::AdditionalHosts => "additional_hosts",
@@ -286,8 +330,26 @@ fn request_row(p: &Projections, id: &keyledger_core::RequestId) -> RequestRow {
     };
     let (outcome, amount, reason, decided) = match &request.outcome {
         Outcome::Pending => ("pending", None, None, None),
-        Outcome::Granted { amount, decided_by, decided_at } => ("granted", Some(*amount), None, Some((decided_by, decided_at))),
-        Outcome::Denied { reason, decided_by, decided_at } => ("denied", None, Some(reason.clone()), Some((decided_by, decided_at))),
+        Outcome::Granted {
+            amount,
+            decided_by,
+            decided_at,
+        } => (
+            "granted",
+            Some(*amount),
+            None,
+            Some((decided_by, decided_at)),
+        ),
+        Outcome::Denied {
+            reason,
+            decided_by,
+            decided_at,
+        } => (
+            "denied",
+            None,
+            Some(reason.clone()),
+            Some((decided_by, decided_at)),
+        ),
     };
     RequestRow {
         request_id: id.to_string(),
@@ -325,17 +387,25 @@ fn rights_rows(p: &Projections, license_id: &LicenseId, license: &LicenseView) -
                 purchased: p.purchased(license_id, id),
                 key_requirement: product.key_requirement,
                 key_note: key_note(product, &license.record),
-                downgrade_to: rights::downgrade_targets(p, id).iter().map(|t| t.to_string()).collect(),
+                downgrade_to: rights::downgrade_targets(p, id)
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect(),
                 reimage_eligible: reimage.eligible,
                 reimage_reason: reimage.reason,
-                training_backup_evaluation: rights::training_backup_evaluation(license.record.program),
+                training_backup_evaluation: rights::training_backup_evaluation(
+                    license.record.program,
+                ),
             }
         })
         .collect()
 }
 
 /// R4, R5, R6: what a user sees for products without an ordinary VL key.
-pub fn key_note(product: &keyledger_core::state::Product, record: &keyledger_core::state::LicenseRecord) -> Option<String> {
+pub fn key_note(
+    product: &keyledger_core::state::Product,
+    record: &keyledger_core::state::LicenseRecord,
+) -> Option<String> {
     match product.key_requirement {
         KeyRequirement::VlKey => None,
         KeyRequirement::None => Some("no product key required".to_owned()),
@@ -370,7 +440,9 @@ impl std::str::FromStr for Format {
             "table" => Ok(Format::Table),
             "tsv" => Ok(Format::Tsv),
             "json" => Ok(Format::Json),
-            other => Err(format!("unknown format {other:?}; expected table, tsv or json")),
+            other => Err(format!(
+                "unknown format {other:?}; expected table, tsv or json"
+            )),
         }
     }
 }
@@ -386,14 +458,33 @@ impl LicenseReport {
 
     /// One header row, then one row a key.
     pub fn to_tsv(&self) -> String {
-        let mut out = csv::WriterBuilder::new().delimiter(b'\t').from_writer(Vec::new());
+        let mut out = csv::WriterBuilder::new()
+            .delimiter(b'\t')
+            .from_writer(Vec::new());
         out.write_record([
-            "license_id", "org", "program", "product", "key_id", "kind", "key", "used", "total",
-            "remaining", "purchased", "osa_status", "esu_coverage", "blocked", "refusals",
+            "license_id",
+            "org",
+            "program",
+            "product",
+            "key_id",
+            "kind",
+            "key",
+            "used",
+            "total",
+            "remaining",
+            "purchased",
+            "osa_status",
+            "esu_coverage",
+            "blocked",
+            "refusals",
         ])
         .expect("writes to memory");
         for key in &self.keys {
-            let refusals: Vec<String> = key.refusals.iter().map(|(c, n)| format!("{c}={n}")).collect();
+            let refusals: Vec<String> = key
+                .refusals
+                .iter()
+                .map(|(c, n)| format!("{c}={n}"))
+                .collect();
             out.write_record([
                 self.license_id.as_str(),
                 &self.org.org,
@@ -413,7 +504,8 @@ impl LicenseReport {
             ])
             .expect("writes to memory");
         }
-        String::from_utf8(out.into_inner().expect("flushes to memory")).expect("UTF-8 in, UTF-8 out")
+        String::from_utf8(out.into_inner().expect("flushes to memory"))
+            .expect("UTF-8 in, UTF-8 out")
     }
 }
 

@@ -6,7 +6,9 @@ use crate::report::{phase_name, LicenseReport};
 
 fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
-    table.load_preset(presets::ASCII_MARKDOWN).set_header(header.to_vec());
+    table
+        .load_preset(presets::ASCII_MARKDOWN)
+        .set_header(header.to_vec());
     table
 }
 
@@ -27,19 +29,43 @@ pub fn render(r: &LicenseReport) -> String {
         opt(&r.authorization_number), opt(&r.purchase_account), r.rds_activation_number,
         r.report_time, r.at_seq
     ));
-    let mut keys = table(&["key", "product", "kind", "key text", "used/total", "remaining", "purchased", "OSA", "ESU", "refusals"]);
+    let mut keys = table(&[
+        "key",
+        "product",
+        "kind",
+        "key text",
+        "used/total",
+        "remaining",
+        "purchased",
+        "OSA",
+        "ESU",
+        "refusals",
+    ]);
     for k in &r.keys {
         let refusals: Vec<String> = k.refusals.iter().map(|(c, n)| format!("{c}={n}")).collect();
         let counts = match (k.kind, k.kms_hosts, k.kms_hosts_limit) {
             (_, Some(hosts), Some(limit)) => format!("{hosts}/{limit} hosts"),
-            (keyledger_core::KeyKind::Setup | keyledger_core::KeyKind::Embedded, _, _) => "n/a".to_owned(),
+            (keyledger_core::KeyKind::Setup | keyledger_core::KeyKind::Embedded, _, _) => {
+                "n/a".to_owned()
+            }
             _ => format!("{}/{}", k.used, k.total),
         };
-        let kind = if k.blocked { format!("{} (blocked)", k.kind) } else { k.kind.to_string() };
+        let kind = if k.blocked {
+            format!("{} (blocked)", k.kind)
+        } else {
+            k.kind.to_string()
+        };
         keys.add_row(vec![
-            k.key_id.to_string(), k.product.clone(), kind, k.key.clone(), counts,
-            k.remaining.to_string(), k.purchased.to_string(), k.osa_status.to_owned(),
-            k.esu_coverage.map_or("-", phase_name).to_owned(), refusals.join(" "),
+            k.key_id.to_string(),
+            k.product.clone(),
+            kind,
+            k.key.clone(),
+            counts,
+            k.remaining.to_string(),
+            k.purchased.to_string(),
+            k.osa_status.to_owned(),
+            k.esu_coverage.map_or("-", phase_name).to_owned(),
+            refusals.join(" "),
         ]);
     }
     section(&mut out, "Keys", keys, r.keys.is_empty());
@@ -47,8 +73,21 @@ pub fn render(r: &LicenseReport) -> String {
     for p in &r.purchases {
         purchases.add_row(vec![p.product.clone(), p.quantity.to_string()]);
     }
-    section(&mut out, "Purchases (compliance, apart from activations)", purchases, r.purchases.is_empty());
-    let mut hosts = table(&["host", "key", "line", "activations", "windows (30d)", "office (30d)", "thresholds met"]);
+    section(
+        &mut out,
+        "Purchases (compliance, apart from activations)",
+        purchases,
+        r.purchases.is_empty(),
+    );
+    let mut hosts = table(&[
+        "host",
+        "key",
+        "line",
+        "activations",
+        "windows (30d)",
+        "office (30d)",
+        "thresholds met",
+    ]);
     for h in &r.kms_hosts {
         let met: Vec<&str> = [
             (h.windows_server_threshold_met, "servers"),
@@ -60,8 +99,13 @@ pub fn render(r: &LicenseReport) -> String {
         .map(|(_, n)| *n)
         .collect();
         hosts.add_row(vec![
-            h.host.clone(), h.key_id.to_string(), h.line.to_owned(), h.activations.to_string(),
-            h.windows_count.to_string(), h.office_count.to_string(), met.join(", "),
+            h.host.clone(),
+            h.key_id.to_string(),
+            h.line.to_owned(),
+            h.activations.to_string(),
+            h.windows_count.to_string(),
+            h.office_count.to_string(),
+            met.join(", "),
         ]);
     }
     section(&mut out, "KMS hosts", hosts, r.kms_hosts.is_empty());
@@ -74,16 +118,22 @@ pub fn render(r: &LicenseReport) -> String {
             other => other.to_owned(),
         };
         requests.add_row(vec![
-            q.request_id.clone(), q.kind.to_owned(), q.product.clone(), q.needed.to_string(),
-            q.requested_by.clone(), summary,
+            q.request_id.clone(),
+            q.kind.to_owned(),
+            q.product.clone(),
+            q.needed.to_string(),
+            q.requested_by.clone(),
+            summary,
         ]);
     }
     section(&mut out, "Requests", requests, r.requests.is_empty());
     let mut orders = table(&["order", "product", "coverage", "phase"]);
     for o in &r.esu_orders {
         orders.add_row(vec![
-            o.order_id.clone(), o.product.clone(),
-            format!("{} .. {}", o.coverage_start, o.coverage_end), phase_name(o.phase).to_owned(),
+            o.order_id.clone(),
+            o.product.clone(),
+            format!("{} .. {}", o.coverage_start, o.coverage_end),
+            phase_name(o.phase).to_owned(),
         ]);
     }
     section(&mut out, "ESU orders", orders, r.esu_orders.is_empty());
@@ -93,12 +143,28 @@ pub fn render(r: &LicenseReport) -> String {
         roles.add_row(vec![role.principal.clone(), names.join(", ")]);
     }
     section(&mut out, "Roles", roles, r.roles.is_empty());
-    let mut rights = table(&["product", "downgrade to", "reimage", "training/backup/eval", "key note"]);
+    let mut rights = table(&[
+        "product",
+        "downgrade to",
+        "reimage",
+        "training/backup/eval",
+        "key note",
+    ]);
     for x in &r.rights {
         rights.add_row(vec![
-            x.product.clone(), x.downgrade_to.join(", "),
-            format!("{} ({})", if x.reimage_eligible { "yes" } else { "no" }, x.reimage_reason),
-            if x.training_backup_evaluation { "yes" } else { "no" }.to_owned(),
+            x.product.clone(),
+            x.downgrade_to.join(", "),
+            format!(
+                "{} ({})",
+                if x.reimage_eligible { "yes" } else { "no" },
+                x.reimage_reason
+            ),
+            if x.training_backup_evaluation {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_owned(),
             x.key_note.clone().unwrap_or_default(),
         ]);
     }

@@ -34,10 +34,24 @@ fn history(ops: &[(u8, u8, u8)]) -> Vec<Event> {
     let mut requests = 0;
     for &(op, a, b) in ops {
         match op % 6 {
-            0 => drop(h.run("vamt", online(&mak, ["contoso", "fabrikam"][usize::from(a % 2)], &format!("m{b}")))),
+            0 => drop(h.run(
+                "vamt",
+                online(
+                    &mak,
+                    ["contoso", "fabrikam"][usize::from(a % 2)],
+                    &format!("m{b}"),
+                ),
+            )),
             1 => drop(h.run("vamt", online(&esu, "contoso", &format!("s{b}")))),
             2 => drop(h.run("kms", kms_host(&kms, "contoso", &format!("h{}", a % 8)))),
-            3 => drop(h.run("kms", kms_client(&format!("h{}", a % 8), &format!("c{b}"), ClientFamily::ALL[usize::from(b % 3)]))),
+            3 => drop(h.run(
+                "kms",
+                kms_client(
+                    &format!("h{}", a % 8),
+                    &format!("c{b}"),
+                    ClientFamily::ALL[usize::from(b % 3)],
+                ),
+            )),
             4 => {
                 requests += 1;
                 let id = format!("rq{requests}");
@@ -106,11 +120,20 @@ fn a_damaged_snapshot_is_refused_not_used() {
     let mut flipped = bytes.clone();
     let last = flipped.len() - 1;
     flipped[last] ^= 1;
-    assert_eq!(snapshot::decode(&flipped), Err(snapshot::SnapshotError::Digest));
+    assert_eq!(
+        snapshot::decode(&flipped),
+        Err(snapshot::SnapshotError::Digest)
+    );
     let mut version = bytes.clone();
     version[0] = 2;
-    assert_eq!(snapshot::decode(&version), Err(snapshot::SnapshotError::Version(2)));
-    assert_eq!(snapshot::decode(&bytes[..10]), Err(snapshot::SnapshotError::Truncated(10)));
+    assert_eq!(
+        snapshot::decode(&version),
+        Err(snapshot::SnapshotError::Version(2))
+    );
+    assert_eq!(
+        snapshot::decode(&bytes[..10]),
+        Err(snapshot::SnapshotError::Truncated(10))
+    );
 }
 
 fn lid() -> LicenseId {
@@ -126,9 +149,15 @@ fn r12_esu_coverage_flips_exactly_at_start_and_end() {
     h.issue(spec);
     let p = fold(&h.events);
     let phase = |t: &str| license_report(&p, &lid(), ts(t)).unwrap().keys[0].esu_coverage;
-    assert_eq!(phase("2026-05-31T23:59:59.999999Z"), Some(CoveragePhase::NotStarted));
+    assert_eq!(
+        phase("2026-05-31T23:59:59.999999Z"),
+        Some(CoveragePhase::NotStarted)
+    );
     assert_eq!(phase("2026-06-01T00:00:00Z"), Some(CoveragePhase::Active));
-    assert_eq!(phase("2027-05-31T23:59:59.999999Z"), Some(CoveragePhase::Active));
+    assert_eq!(
+        phase("2027-05-31T23:59:59.999999Z"),
+        Some(CoveragePhase::Active)
+    );
     assert_eq!(phase("2027-06-01T00:00:00Z"), Some(CoveragePhase::Ended));
 }
 
@@ -139,12 +168,21 @@ fn r14_a_kms_client_contact_expires_30_days_after_it_was_made() {
     h.ok("kms", kms_host(&kms, "contoso", "h1"));
     h.at("2026-01-10T12:00:00Z");
     for i in 0..5 {
-        h.ok("kms", kms_client("h1", &format!("srv{i}"), ClientFamily::WindowsServer));
+        h.ok(
+            "kms",
+            kms_client("h1", &format!("srv{i}"), ClientFamily::WindowsServer),
+        );
     }
     let p = fold(&h.events);
     let host = &p.kms_hosts[&HostId::new("h1").unwrap()];
-    assert_eq!(contacts_at(&host.windows_contacts, ts("2026-02-09T11:59:59Z")), 5);
-    assert_eq!(contacts_at(&host.windows_contacts, ts("2026-02-09T12:00:00Z")), 0);
+    assert_eq!(
+        contacts_at(&host.windows_contacts, ts("2026-02-09T11:59:59Z")),
+        5
+    );
+    assert_eq!(
+        contacts_at(&host.windows_contacts, ts("2026-02-09T12:00:00Z")),
+        0
+    );
     let report = |t: &str| license_report(&p, &lid(), ts(t)).unwrap().kms_hosts[0].clone();
     assert!(report("2026-02-01T00:00:00Z").windows_server_threshold_met);
     assert!(!report("2026-02-01T00:00:00Z").windows_client_threshold_met);
@@ -158,7 +196,12 @@ fn r19_a_grant_raises_remaining_from_zero_in_the_report() {
     h.role("adam", "V-SELECT", Role::Administrator);
     h.ok("vamt", online(&mak, "contoso", "pc-1"));
     h.refused("vamt", online(&mak, "contoso", "pc-2"));
-    let remaining = |h: &Harness| license_report(&fold(&h.events), &lid(), h.now).unwrap().keys[0].clone();
+    let remaining = |h: &Harness| {
+        license_report(&fold(&h.events), &lid(), h.now)
+            .unwrap()
+            .keys[0]
+            .clone()
+    };
     let before = remaining(&h);
     assert_eq!((before.used, before.remaining), (1, 0));
     assert_eq!(before.refusals.get("insufficient_activations"), Some(&1));
@@ -203,7 +246,10 @@ fn r01_disclosure_holders_at_a_past_seq_follow_role_history() {
         p.disclosure_holders_at(&lid(), assigned_at),
         vec![(principal("rita"), vec![Role::ProductKeyReader])]
     );
-    assert!(p.disclosure_holders_at(&lid(), p.last_seq).is_empty(), "viewers cannot see text");
+    assert!(
+        p.disclosure_holders_at(&lid(), p.last_seq).is_empty(),
+        "viewers cannot see text"
+    );
 }
 
 #[test]
@@ -217,9 +263,17 @@ fn the_history_index_lists_the_events_of_a_license_id_and_of_a_key() {
     assert_eq!(seqs.len(), 2);
     for seq in seqs {
         let body = &h.events[*seq as usize - 1].body;
-        assert!(matches!(body, EventBody::KeyIssued { key_id, .. } | EventBody::MachinesActivated { key_id, .. } if *key_id == key));
+        assert!(
+            matches!(body, EventBody::KeyIssued { key_id, .. } | EventBody::MachinesActivated { key_id, .. } if *key_id == key)
+        );
     }
     let license = &p.license_history[&lid()];
-    assert!(license.contains(&seqs[1]), "activations are indexed under their license ID");
-    assert!(!license.contains(&(h.events.len() as u64)), "the EA key is not");
+    assert!(
+        license.contains(&seqs[1]),
+        "activations are indexed under their license ID"
+    );
+    assert!(
+        !license.contains(&(h.events.len() as u64)),
+        "the EA key is not"
+    );
 }

@@ -42,7 +42,8 @@ fn input(file: &Path) -> Result<(Box<dyn BufRead + Send>, u64)> {
 
 pub fn apply(data: &Path, file: &Path, atomic: bool) -> Result<ExitCode> {
     let (reader, size) = input(file)?;
-    let engine = keyledger_ledger::open(data).with_context(|| format!("cannot open ledger {}", data.display()))?;
+    let engine = keyledger_ledger::open(data)
+        .with_context(|| format!("cannot open ledger {}", data.display()))?;
     if atomic {
         return apply_atomic(engine, reader);
     }
@@ -82,11 +83,17 @@ pub fn apply(data: &Path, file: &Path, atomic: bool) -> Result<ExitCode> {
     progress.finish();
     drop(out_tx);
     let read_result = reading.join().expect("the reader thread does not panic");
-    let malformed = printing.join().expect("the printer thread does not panic")?;
+    let malformed = printing
+        .join()
+        .expect("the printer thread does not panic")?;
     drop(handle);
     writer.stop();
     read_result?;
-    Ok(if malformed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if malformed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn read_lines(reader: Box<dyn BufRead + Send>, tx: mpsc::SyncSender<(u64, String)>) -> Result<()> {
@@ -135,7 +142,10 @@ fn print_answers(rx: mpsc::Receiver<(Vec<Item>, Option<Pending>)>) -> Result<u64
 }
 
 /// `--atomic`: every line parses and every command is accepted, or nothing is appended.
-fn apply_atomic(engine: keyledger_ledger::Engine, reader: Box<dyn BufRead + Send>) -> Result<ExitCode> {
+fn apply_atomic(
+    engine: keyledger_ledger::Engine,
+    reader: Box<dyn BufRead + Send>,
+) -> Result<ExitCode> {
     let mut items = Vec::new();
     for (index, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("cannot read line {}", index + 1))?;

@@ -15,7 +15,9 @@ use crate::view::open_store;
 pub fn verify(data: &Path) -> Result<ExitCode> {
     let store = match keyledger_ledger::Store::open(data) {
         Ok(store) => store,
-        Err(err) => return Err(err).with_context(|| format!("cannot open ledger {}", data.display())),
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot open ledger {}", data.display()))
+        }
     };
     let report = match keyledger_ledger::verify(&store) {
         Ok(report) => report,
@@ -45,14 +47,20 @@ pub fn verify(data: &Path) -> Result<ExitCode> {
                     eprintln!("FAILED: the projection snapshot at seq {seq} differs from a fold of the log");
                     return Ok(ExitCode::from(1));
                 }
-                println!("snapshot ok: seq {seq}, digest {}", hex::encode(snapshot::digest(&stored)));
+                println!(
+                    "snapshot ok: seq {seq}, digest {}",
+                    hex::encode(snapshot::digest(&stored))
+                );
             }
         },
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn fold_from_zero(store: &keyledger_ledger::Store, seq: u64) -> Result<keyledger_projections::Projections> {
+fn fold_from_zero(
+    store: &keyledger_ledger::Store,
+    seq: u64,
+) -> Result<keyledger_projections::Projections> {
     let mut p = keyledger_projections::Projections::default();
     keyledger_ledger::walk(store, 1, |record| {
         if record.seq > seq {
@@ -75,13 +83,21 @@ pub fn export(data: &Path, out: &Path) -> Result<ExitCode> {
     match written {
         Ok(head) => {
             writer.flush()?;
-            println!("exported {} events to {}; head hash {}", head.seq, out.display(), hex::encode(head.hash));
+            println!(
+                "exported {} events to {}; head hash {}",
+                head.seq,
+                out.display(),
+                hex::encode(head.hash)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(Error::Corrupt(corruption)) => {
             drop(writer);
             let _ = std::fs::remove_file(out);
-            eprintln!("FAILED at seq {}: {corruption}; no export written", corruption.seq());
+            eprintln!(
+                "FAILED at seq {}: {corruption}; no export written",
+                corruption.seq()
+            );
             Ok(ExitCode::from(1))
         }
         Err(err) => Err(err.into()),
@@ -92,7 +108,11 @@ pub fn verify_export(file: &Path) -> Result<ExitCode> {
     let input = File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
     match log_export::verify_export(BufReader::new(input)) {
         Ok(head) => {
-            println!("export ok: {} events; head hash {}", head.seq, hex::encode(head.hash));
+            println!(
+                "export ok: {} events; head hash {}",
+                head.seq,
+                hex::encode(head.hash)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use keyledger_core::command::IssueKey;
-use keyledger_core::{Command, CommandBody, KeyKind, LicenseId, Principal, ProductId, ProductKeyText};
+use keyledger_core::{
+    Command, CommandBody, KeyKind, LicenseId, Principal, ProductId, ProductKeyText,
+};
 use keyledger_ledger::Submission;
 use keyledger_projections::keys::{read_key_export, KeyRowIn, RowError};
 use keyledger_projections::Projections;
@@ -16,9 +18,13 @@ use crate::view::{now_at_least, projections, Until};
 
 pub fn import_keys(data: &Path, file: &Path, who: &str, atomic: bool) -> Result<ExitCode> {
     let operator = principal(who, "as")?;
-    let input = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let (rows, mut bad) = read_key_export(input).map_err(anyhow::Error::msg).with_context(|| file.display().to_string())?;
-    let mut engine = keyledger_ledger::open(data).with_context(|| format!("cannot open ledger {}", data.display()))?;
+    let input =
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let (rows, mut bad) = read_key_export(input)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| file.display().to_string())?;
+    let mut engine = keyledger_ledger::open(data)
+        .with_context(|| format!("cannot open ledger {}", data.display()))?;
     let p = projections(engine.store(), Until::Head)?;
     let at = now_at_least(engine.state().newest_at());
     let names = product_names(&p);
@@ -38,27 +44,49 @@ pub fn import_keys(data: &Path, file: &Path, who: &str, atomic: bool) -> Result<
         eprintln!("{}: line {}: {}", file.display(), err.line, err.why);
     }
     if atomic && !bad.is_empty() {
-        bail!("{} unreadable row(s); with --atomic nothing was imported", bad.len());
+        bail!(
+            "{} unreadable row(s); with --atomic nothing was imported",
+            bad.len()
+        );
     }
     if atomic && commands.len() > engine.limits().batch_commands_max {
-        bail!("{} rows exceed one atomic batch ({} commands)", commands.len(), engine.limits().batch_commands_max);
+        bail!(
+            "{} rows exceed one atomic batch ({} commands)",
+            commands.len(),
+            engine.limits().batch_commands_max
+        );
     }
     let mut refused = 0;
     let mut imported = 0;
     let chunk = engine.limits().batch_commands_max;
     for (lines, commands) in lines.chunks(chunk).zip(commands.chunks(chunk)) {
-        let submission = Submission { commands: commands.to_vec(), atomic };
+        let submission = Submission {
+            commands: commands.to_vec(),
+            atomic,
+        };
         for (line, answer) in lines.iter().zip(engine.run_batch(&[submission]).remove(0)?) {
             if answer.ok {
                 imported += 1;
             } else {
                 refused += 1;
-                eprintln!("{}: line {line}: refused {}: {}", file.display(), answer.code.unwrap_or_default(), answer.message.unwrap_or_default());
+                eprintln!(
+                    "{}: line {line}: refused {}: {}",
+                    file.display(),
+                    answer.code.unwrap_or_default(),
+                    answer.message.unwrap_or_default()
+                );
             }
         }
     }
-    println!("imported {imported} keys; {refused} refused; {} unreadable rows", bad.len());
-    Ok(if refused + bad.len() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    println!(
+        "imported {imported} keys; {refused} refused; {} unreadable rows",
+        bad.len()
+    );
+    Ok(if refused + bad.len() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Product display name → id; names that appear twice cannot be resolved.
@@ -79,23 +107,45 @@ fn issue_command(
     operator: &Principal,
     at: keyledger_core::Timestamp,
 ) -> Result<Command, String> {
-    let license_id = LicenseId::new(row.license_id.as_str()).map_err(|e| format!("License ID: {e}"))?;
+    let license_id =
+        LicenseId::new(row.license_id.as_str()).map_err(|e| format!("License ID: {e}"))?;
     let product = match names.get(&row.product_name) {
         Some(Some(id)) => id.clone(),
-        Some(None) => return Err(format!("Product {:?} names more than one product", row.product_name)),
-        None => return Err(format!("Product {:?} is not in the catalog", row.product_name)),
+        Some(None) => {
+            return Err(format!(
+                "Product {:?} names more than one product",
+                row.product_name
+            ))
+        }
+        None => {
+            return Err(format!(
+                "Product {:?} is not in the catalog",
+                row.product_name
+            ))
+        }
     };
     let kind: KeyKind = row.key_type.parse().map_err(|e| format!("Key type: {e}"))?;
     if row.product_key.starts_with('*') {
-        return Err("Product key is masked: export with a role that shows key text (R1)".to_owned());
+        return Err(
+            "Product key is masked: export with a role that shows key text (R1)".to_owned(),
+        );
     }
     let text = ProductKeyText::parse(&row.product_key).map_err(|e| format!("Product key: {e}"))?;
     let total = row.total()?;
     let (limit, hosts) = match kind {
         KeyKind::Mak | KeyKind::Osa => (total, None),
-        KeyKind::KmsHost => (None, total.map(|t| u32::try_from(t).map_err(|_| "too many KMS hosts".to_owned())).transpose()?),
+        KeyKind::KmsHost => (
+            None,
+            total
+                .map(|t| u32::try_from(t).map_err(|_| "too many KMS hosts".to_owned()))
+                .transpose()?,
+        ),
         KeyKind::Setup | KeyKind::Embedded => (None, None),
-        KeyKind::EsuMak => return Err("an esu_mak row carries no coverage period; issue it with issue_key".to_owned()),
+        KeyKind::EsuMak => {
+            return Err(
+                "an esu_mak row carries no coverage period; issue it with issue_key".to_owned(),
+            )
+        }
     };
     Ok(Command {
         at,

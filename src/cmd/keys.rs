@@ -16,7 +16,8 @@ use crate::view::{now_at_least, projections, Until};
 
 pub fn keys(data: &Path, scope: &KeyScope, who: &str, out: Option<&Path>) -> Result<ExitCode> {
     let principal = principal(who, "as")?;
-    let mut engine = keyledger_ledger::open(data).with_context(|| format!("cannot open ledger {}", data.display()))?;
+    let mut engine = keyledger_ledger::open(data)
+        .with_context(|| format!("cannot open ledger {}", data.display()))?;
     let p = projections(engine.store(), Until::Head)?;
     let scope = if scope.all {
         ExportScope::All
@@ -38,7 +39,9 @@ pub fn keys(data: &Path, scope: &KeyScope, who: &str, out: Option<&Path>) -> Res
         ExportScope::LicenseIds(ids)
     };
     let store = engine.store();
-    let export = export_keys(&p, &scope, &principal, |key| store.secret(key.0).ok().flatten());
+    let export = export_keys(&p, &scope, &principal, |key| {
+        store.secret(key.0).ok().flatten()
+    });
     let digest = Digest(*blake3::hash(&export.tsv).as_bytes());
     let recorded = if export.disclosed.is_empty() {
         None
@@ -46,22 +49,34 @@ pub fn keys(data: &Path, scope: &KeyScope, who: &str, out: Option<&Path>) -> Res
         Some(record_disclosure(&mut engine, &principal, &export, digest)?)
     };
     match out {
-        Some(path) => std::fs::write(path, &export.tsv).with_context(|| format!("cannot write {}", path.display()))?,
+        Some(path) => std::fs::write(path, &export.tsv)
+            .with_context(|| format!("cannot write {}", path.display()))?,
         None => {
             use std::io::Write;
             std::io::stdout().write_all(&export.tsv)?;
         }
     }
     let disclosure = match recorded {
-        Some(seq) => format!("{} shown in full; disclosure recorded at seq {seq}", export.disclosed.len()),
+        Some(seq) => format!(
+            "{} shown in full; disclosure recorded at seq {seq}",
+            export.disclosed.len()
+        ),
         None => "all masked; nothing disclosed".to_owned(),
     };
-    eprintln!("{} keys exported ({disclosure}); file digest blake3:{digest}", export.rows);
+    eprintln!(
+        "{} keys exported ({disclosure}); file digest blake3:{digest}",
+        export.rows
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// Records the export as a disclosure (R1, R2); answers the seq it was recorded at.
-fn record_disclosure(engine: &mut Engine, principal: &keyledger_core::Principal, export: &KeyExport, digest: Digest) -> Result<u64> {
+fn record_disclosure(
+    engine: &mut Engine,
+    principal: &keyledger_core::Principal,
+    export: &KeyExport,
+    digest: Digest,
+) -> Result<u64> {
     let command = Command {
         at: now_at_least(engine.state().newest_at()),
         actor: principal.clone(),
@@ -73,7 +88,10 @@ fn record_disclosure(engine: &mut Engine, principal: &keyledger_core::Principal,
         }),
     };
     let answer = engine
-        .run_batch(&[Submission { commands: vec![command], atomic: false }])
+        .run_batch(&[Submission {
+            commands: vec![command],
+            atomic: false,
+        }])
         .remove(0)?
         .remove(0);
     if !answer.ok {

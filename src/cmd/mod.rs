@@ -21,24 +21,56 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init { operator, at } => init(data, &operator, at.as_deref()),
         Command::Apply { file, atomic } => apply::apply(data, &file, atomic),
         Command::Demo { machines, seed } => crate::demo::run(data, machines, seed),
-        Command::Report { license_id, moment, format } => read::report(data, &license_id, &moment, &format),
-        Command::Keys { scope, principal, out } => keys::keys(data, &scope, &principal, out.as_deref()),
-        Command::Log { license_id, key, from, format } => read::log(data, license_id.as_deref(), key, from, &format),
+        Command::Report {
+            license_id,
+            moment,
+            format,
+        } => read::report(data, &license_id, &moment, &format),
+        Command::Keys {
+            scope,
+            principal,
+            out,
+        } => keys::keys(data, &scope, &principal, out.as_deref()),
+        Command::Log {
+            license_id,
+            key,
+            from,
+            format,
+        } => read::log(data, license_id.as_deref(), key, from, &format),
         Command::Verify => audit::verify(data),
         Command::Export { out } => audit::export(data, &out),
         Command::VerifyExport { file } => audit::verify_export(&file),
-        Command::ImportKeys { file, operator, atomic } => import::import_keys(data, &file, &operator, atomic),
-        Command::Forecast { license_id, window_days, at, format } => {
-            read::forecast(data, license_id.as_deref(), window_days, at.as_deref(), &format)
-        }
+        Command::ImportKeys {
+            file,
+            operator,
+            atomic,
+        } => import::import_keys(data, &file, &operator, atomic),
+        Command::Forecast {
+            license_id,
+            window_days,
+            at,
+            format,
+        } => read::forecast(
+            data,
+            license_id.as_deref(),
+            window_days,
+            at.as_deref(),
+            &format,
+        ),
     }
 }
 
 fn init(data: &std::path::Path, operator: &str, at: Option<&str>) -> Result<ExitCode> {
     let operator = Principal::new(operator).context("--operator")?;
-    let at = at.map(|t| parse_time(t, "at")).transpose()?.unwrap_or_else(wall_clock);
+    let at = at
+        .map(|t| parse_time(t, "at"))
+        .transpose()?
+        .unwrap_or_else(wall_clock);
     keyledger_ledger::init(data, operator.clone(), at)?;
-    println!("created ledger {} with first operator {operator}", data.display());
+    println!(
+        "created ledger {} with first operator {operator}",
+        data.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

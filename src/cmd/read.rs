@@ -15,7 +15,10 @@ use crate::cli::Moment;
 use crate::view::{now_at_least, open_store, parse_time, projections, Until};
 
 pub fn report(data: &Path, license_id: &str, moment: &Moment, format: &str) -> Result<ExitCode> {
-    let format: Format = format.parse().map_err(anyhow::Error::msg).context("--format")?;
+    let format: Format = format
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context("--format")?;
     let license = LicenseId::new(license_id).context("--license-id")?;
     let store = open_store(data)?;
     let (until, at) = match (&moment.as_of, moment.at_seq) {
@@ -29,7 +32,10 @@ pub fn report(data: &Path, license_id: &str, moment: &Moment, format: &str) -> R
     let p = projections(&store, until)?;
     if let Until::Seq(seq) = until {
         if seq > p.last_seq {
-            bail!("--at-seq {seq} is past the end of the log (seq {})", p.last_seq);
+            bail!(
+                "--at-seq {seq} is past the end of the log (seq {})",
+                p.last_seq
+            );
         }
     }
     let at = match (at, until) {
@@ -38,13 +44,22 @@ pub fn report(data: &Path, license_id: &str, moment: &Moment, format: &str) -> R
         _ => now_at_least(p.last_at),
     };
     let Some(report) = license_report(&p, &license, at) else {
-        bail!("no license ID {license} in the ledger (as of seq {})", p.last_seq);
+        bail!(
+            "no license ID {license} in the ledger (as of seq {})",
+            p.last_seq
+        );
     };
     print!("{}", report.render(format));
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn log(data: &Path, license: Option<&str>, key: Option<u64>, from: u64, format: &str) -> Result<ExitCode> {
+pub fn log(
+    data: &Path,
+    license: Option<&str>,
+    key: Option<u64>,
+    from: u64,
+    format: &str,
+) -> Result<ExitCode> {
     let jsonl = match format {
         "jsonl" => true,
         "table" => false,
@@ -73,12 +88,18 @@ pub fn log(data: &Path, license: Option<&str>, key: Option<u64>, from: u64, form
             Some(seqs.into_iter().filter(|s| *s >= from).collect())
         }
     };
-    let start = wanted.as_ref().map_or(from, |w| w.first().copied().unwrap_or(u64::MAX));
+    let start = wanted
+        .as_ref()
+        .map_or(from, |w| w.first().copied().unwrap_or(u64::MAX));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     use std::io::Write;
     if !jsonl {
-        writeln!(out, "{:>8}  {:<27}  {:<16}  {:<24}  summary", "seq", "at", "actor", "type")?;
+        writeln!(
+            out,
+            "{:>8}  {:<27}  {:<16}  {:<24}  summary",
+            "seq", "at", "actor", "type"
+        )?;
     }
     if start != u64::MAX {
         keyledger_ledger::walk(&store, start, |record| {
@@ -87,7 +108,11 @@ pub fn log(data: &Path, license: Option<&str>, key: Option<u64>, from: u64, form
             }
             let event = event_to_json(&record.event);
             let written = if jsonl {
-                writeln!(out, "{}", serde_json::json!({"seq": record.seq, "event": event}))
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"seq": record.seq, "event": event})
+                )
             } else {
                 writeln!(
                     out,
@@ -117,7 +142,9 @@ fn summary(event: &serde_json::Value) -> String {
             }
             let text = match value {
                 serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Array(items) if items.len() > 3 => format!("[{} items]", items.len()),
+                serde_json::Value::Array(items) if items.len() > 3 => {
+                    format!("[{} items]", items.len())
+                }
                 other => other.to_string(),
             };
             parts.push(format!("{name}={text}"));
@@ -131,7 +158,13 @@ fn summary(event: &serde_json::Value) -> String {
     }
 }
 
-pub fn forecast(data: &Path, license: Option<&str>, window_days: u32, at: Option<&str>, format: &str) -> Result<ExitCode> {
+pub fn forecast(
+    data: &Path,
+    license: Option<&str>,
+    window_days: u32,
+    at: Option<&str>,
+    format: &str,
+) -> Result<ExitCode> {
     if window_days == 0 {
         bail!("--window-days must be at least 1");
     }
@@ -152,7 +185,10 @@ pub fn forecast(data: &Path, license: Option<&str>, window_days: u32, at: Option
         "json" => println!("{}", serde_json::to_string_pretty(&all)?),
         "table" => {
             println!("forecast at {at}, rate over the last {window_days} days");
-            println!("{:>6}  {:<12}  {:<16}  {:>10}  {:>10}  {:>9}  exhaustion", "key", "license ID", "product", "used/total", "remaining", "per day");
+            println!(
+                "{:>6}  {:<12}  {:<16}  {:>10}  {:>10}  {:>9}  exhaustion",
+                "key", "license ID", "product", "used/total", "remaining", "per day"
+            );
             for f in &all {
                 let when = match f.exhaustion {
                     _ if f.remaining == 0 => "exhausted".to_owned(),
@@ -161,7 +197,12 @@ pub fn forecast(data: &Path, license: Option<&str>, window_days: u32, at: Option
                 };
                 println!(
                     "{:>6}  {:<12}  {:<16}  {:>10}  {:>10}  {:>9.1}  {when}",
-                    f.key_id, f.license_id, f.product, format!("{}/{}", f.used, f.total), f.remaining, f.rate_per_day
+                    f.key_id,
+                    f.license_id,
+                    f.product,
+                    format!("{}/{}", f.used, f.total),
+                    f.remaining,
+                    f.rate_per_day
                 );
             }
         }

@@ -70,7 +70,9 @@ fn check_machine_count(c: &Activate) -> Result<(), Refusal> {
     }
     Err(Refusal::Invalid(match c.method {
         ActivationMethod::Proxy => {
-            format!("machines: proxy activation names 1..={PROXY_MACHINES_MAX} machines, got {count}")
+            format!(
+                "machines: proxy activation names 1..={PROXY_MACHINES_MAX} machines, got {count}"
+            )
         }
         method => format!("machines: {method} activation names exactly one machine, got {count}"),
     }))

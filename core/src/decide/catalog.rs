@@ -63,7 +63,10 @@ pub(super) fn register_license_id(
 ) -> Result<Vec<EventBody>, Refusal> {
     require_operator(state, actor, "R3")?;
     if state.license(&c.license_id).is_some() {
-        return Err(Refusal::AlreadyExists(format!("license ID {}", c.license_id)));
+        return Err(Refusal::AlreadyExists(format!(
+            "license ID {}",
+            c.license_id
+        )));
     }
     super::org_exists(state, &c.org)?;
     text("agreement_number", &c.agreement_number)?;
@@ -121,7 +124,9 @@ pub(super) fn record_purchase(
     license(state, &c.license_id)?;
     product(state, &c.product)?;
     if c.quantity == 0 {
-        return Err(Refusal::Invalid("quantity must be greater than 0".to_owned()));
+        return Err(Refusal::Invalid(
+            "quantity must be greater than 0".to_owned(),
+        ));
     }
     Ok(vec![EventBody::PurchaseRecorded {
         license_id: c.license_id.clone(),

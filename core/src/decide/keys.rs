@@ -45,7 +45,8 @@ pub(super) fn issue_key(
     let coverage = coverage(c)?;
     let (fingerprint, last5) = match &c.product_key {
         Some(text) => (
-            ctx.presented.expect("the caller fingerprints given key text"),
+            ctx.presented
+                .expect("the caller fingerprints given key text"),
             text.last5(),
         ),
         None => {
@@ -54,7 +55,9 @@ pub(super) fn issue_key(
         }
     };
     if state.key_by_fingerprint(&fingerprint).is_some() {
-        return Err(Refusal::AlreadyExists("a key with this product key text".to_owned()));
+        return Err(Refusal::AlreadyExists(
+            "a key with this product key text".to_owned(),
+        ));
     }
     Ok(vec![EventBody::KeyIssued {
         key_id: state.next_key_id(),
@@ -235,7 +238,9 @@ pub(super) fn disclose_keys(
     let mut seen = HashSet::with_capacity(c.key_ids.len());
     for &key_id in &c.key_ids {
         if !seen.insert(key_id) {
-            return Err(Refusal::Invalid(format!("key_ids names key {key_id} twice")));
+            return Err(Refusal::Invalid(format!(
+                "key_ids names key {key_id} twice"
+            )));
         }
         let key = key_by_id(state, key_id)?;
         let roles = [Role::Administrator, Role::ProductKeyReader];

@@ -50,7 +50,9 @@ pub(super) fn activate_host(
         }
         None => 1,
     };
-    let line = state.product(&key.product).and_then(|p| p.family.kms_line());
+    let line = state
+        .product(&key.product)
+        .and_then(|p| p.family.kms_line());
     if line == Some(KmsLine::Office) {
         let installed = state.kms_host(&c.host).and_then(|h| h.office_key);
         if let Some(other) = installed.filter(|other| *other != key.id) {

@@ -49,7 +49,8 @@ pub enum Outcome {
     Accepted(Vec<Event>),
     Refused {
         refusal: Refusal,
-        recorded: Option<Event>,
+        /// Boxed: most refusals record nothing, and an event is large.
+        recorded: Option<Box<Event>>,
     },
 }
 
@@ -86,7 +87,10 @@ pub fn decide(state: &State, command: &Command, ctx: &Context) -> Result<Vec<Eve
         CommandBody::GrantRequest(c) => requests::grant(state, actor, c, ctx)?,
         CommandBody::DenyRequest(c) => requests::deny(state, actor, c)?,
     };
-    debug_assert!(!bodies.is_empty(), "an accepted command appends at least one event");
+    debug_assert!(
+        !bodies.is_empty(),
+        "an accepted command appends at least one event"
+    );
     Ok(bodies
         .into_iter()
         .map(|body| Event {
@@ -103,7 +107,7 @@ pub fn handle(state: &State, command: &Command, ctx: &Context) -> Outcome {
     match decide(state, command, ctx) {
         Ok(events) => Outcome::Accepted(events),
         Err(refusal) => {
-            let recorded = refusal_record(state, command, ctx, &refusal);
+            let recorded = refusal_record(state, command, ctx, &refusal).map(Box::new);
             Outcome::Refused { refusal, recorded }
         }
     }
@@ -193,7 +197,10 @@ fn require_role(
     Err(Refusal::Forbidden {
         rule,
         actor: actor.to_string(),
-        needs: format!("holds none of {} on license ID {license_id}", names.join(", ")),
+        needs: format!(
+            "holds none of {} on license ID {license_id}",
+            names.join(", ")
+        ),
     })
 }
 

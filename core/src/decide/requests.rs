@@ -32,7 +32,9 @@ pub(super) fn request_mak_increase(
     product(state, &c.product)?;
     fresh_request_id(state, &c.request_id)?;
     if c.activations_needed == 0 {
-        return Err(Refusal::Invalid("activations_needed must be greater than 0".to_owned()));
+        return Err(Refusal::Invalid(
+            "activations_needed must be greater than 0".to_owned(),
+        ));
     }
     text("justification", &c.justification)?;
     let matching: Vec<KeyId> = state
@@ -193,9 +195,13 @@ pub(super) fn grant(
     };
     let hosts_max = u32::try_from(c.amount)
         .map_err(|_| Refusal::Invalid("amount: too many KMS hosts".to_owned()))?;
-    let material = ctx.new_key.expect("the caller generates key material for grants");
+    let material = ctx
+        .new_key
+        .expect("the caller generates key material for grants");
     if state.key_by_fingerprint(&material.fingerprint).is_some() {
-        return Err(Refusal::AlreadyExists("a key with this product key text".to_owned()));
+        return Err(Refusal::AlreadyExists(
+            "a key with this product key text".to_owned(),
+        ));
     }
     let issued = EventBody::KeyIssued {
         key_id: state.next_key_id(),

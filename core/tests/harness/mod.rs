@@ -68,7 +68,13 @@ impl Harness {
         h.org("contoso-east", Some("contoso"));
         h.org("fabrikam", None);
         h.license("V-SELECT", "contoso", Program::Select, None, None);
-        h.license("V-OPEN", "contoso", Program::OpenLicense, Some("AUTH-77"), None);
+        h.license(
+            "V-OPEN",
+            "contoso",
+            Program::OpenLicense,
+            Some("AUTH-77"),
+            None,
+        );
         h.license("V-OV", "contoso-east", Program::OpenValue, None, None);
         h.license("V-EA", "fabrikam", Program::EnterpriseAgreement, None, None);
         h.license("V-MPSA", "fabrikam", Program::Mpsa, None, Some("PA-4242"));
@@ -84,7 +90,13 @@ impl Harness {
         h.product("sql-2022", SqlServer, "2022", "standard", Embedded);
         h.product("sql-2019", SqlServer, "2019", "standard", Embedded);
         h.product("rds-cal-2022", Rds, "2022", "user-cal", LicenseServer);
-        h.product("m365-apps", Office, "2024", "enterprise", KeyRequirement::None);
+        h.product(
+            "m365-apps",
+            Office,
+            "2024",
+            "enterprise",
+            KeyRequirement::None,
+        );
         h
     }
 
@@ -130,7 +142,7 @@ impl Harness {
             Outcome::Refused { refusal, recorded } => {
                 if let Some(event) = recorded {
                     self.state.apply(&event);
-                    self.events.push(event);
+                    self.events.push(*event);
                 }
                 Err(refusal)
             }
@@ -216,7 +228,10 @@ impl Harness {
     /// Issues a key with given text; returns its id and text.
     pub fn issue(&mut self, spec: IssueKey) -> (KeyId, ProductKeyText) {
         self.generated += 1;
-        let text = spec.product_key.clone().unwrap_or_else(|| key_text(self.generated));
+        let text = spec
+            .product_key
+            .clone()
+            .unwrap_or_else(|| key_text(self.generated));
         let body = CommandBody::IssueKey(IssueKey {
             product_key: Some(text.clone()),
             ..spec

@@ -16,20 +16,30 @@ pub fn cmd(value: Value) -> Command {
 
 pub fn catalog(limit: u64) -> Vec<Command> {
     vec![
-        cmd(json!({"type": "register_org", "at": AT, "actor": OPERATOR, "org": "contoso", "name": "Contoso"})),
-        cmd(json!({"type": "register_license_id", "at": AT, "actor": OPERATOR, "license_id": "V100",
-                   "org": "contoso", "program": "select", "agreement_number": "A-1"})),
-        cmd(json!({"type": "register_product", "at": AT, "actor": OPERATOR, "product": "win11-pro",
+        cmd(
+            json!({"type": "register_org", "at": AT, "actor": OPERATOR, "org": "contoso", "name": "Contoso"}),
+        ),
+        cmd(
+            json!({"type": "register_license_id", "at": AT, "actor": OPERATOR, "license_id": "V100",
+                   "org": "contoso", "program": "select", "agreement_number": "A-1"}),
+        ),
+        cmd(
+            json!({"type": "register_product", "at": AT, "actor": OPERATOR, "product": "win11-pro",
                    "name": "Windows 11 Pro", "family": "windows_client", "version": "11", "edition": "pro",
-                   "key_requirement": "vl_key"})),
-        cmd(json!({"type": "issue_key", "at": AT, "actor": OPERATOR, "license_id": "V100",
-                   "product": "win11-pro", "kind": "mak", "limit": limit, "product_key": MAK_TEXT})),
+                   "key_requirement": "vl_key"}),
+        ),
+        cmd(
+            json!({"type": "issue_key", "at": AT, "actor": OPERATOR, "license_id": "V100",
+                   "product": "win11-pro", "kind": "mak", "limit": limit, "product_key": MAK_TEXT}),
+        ),
     ]
 }
 
 pub fn activation(machine: &str) -> Command {
-    cmd(json!({"type": "activate", "at": AT, "actor": "vamt", "product_key": MAK_TEXT,
-               "org": "contoso", "method": "online", "machines": [machine]}))
+    cmd(
+        json!({"type": "activate", "at": AT, "actor": "vamt", "product_key": MAK_TEXT,
+               "org": "contoso", "method": "online", "machines": [machine]}),
+    )
 }
 
 pub fn with_id(mut command: Command, id: &str) -> Command {
@@ -39,8 +49,14 @@ pub fn with_id(mut command: Command, id: &str) -> Command {
 
 /// Runs commands as one non-atomic submission in one batch.
 pub fn run(engine: &mut Engine, commands: Vec<Command>) -> Vec<Answer> {
-    let submission = Submission { commands, atomic: false };
-    engine.run_batch(&[submission]).remove(0).expect("the batch commits")
+    let submission = Submission {
+        commands,
+        atomic: false,
+    };
+    engine
+        .run_batch(&[submission])
+        .remove(0)
+        .expect("the batch commits")
 }
 
 pub fn new_ledger(dir: &std::path::Path, limit: u64) -> Engine {

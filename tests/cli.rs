@@ -1,0 +1,486 @@
+//! The `keyledger` binary, end to end: every subcommand run as a user would, on a temporary
+//! directory, asserting on its output, its exit code and what the ledger holds afterwards.
+//! Golden report files lock the table, TSV and JSON formats of a fixed demo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+struct Ledger {
+    dir: tempfile::TempDir,
+}
+
+impl Ledger {
+    fn new() -> Ledger {
+        Ledger {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("ledger.redb")
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, None)
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keyledger"));
+        command
+            .arg("--data")
+            .arg(self.path())
+            .args(args)
+            .current_dir(self.dir.path());
+        command.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs and expects exit code 0; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    fn head_seq(&self) -> u64 {
+        let store = keyledger_ledger::Store::open(&self.path()).unwrap();
+        store.head().unwrap().seq
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn answers(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+const AT: &str = "2026-02-01T10:00:00Z";
+const MAK: &str = "BCDFG-HJKMP-QRTVW-XY234-6789B";
+
+/// A small catalog as JSON Lines: one org, a Select license ID, a product, a MAK of 2.
+fn catalog_lines() -> Vec<Value> {
+    vec![
+        json!({"type": "register_org", "at": AT, "actor": "olga", "org": "contoso", "name": "Contoso"}),
+        json!({"type": "register_license_id", "at": AT, "actor": "olga", "license_id": "V100", "org": "contoso",
+               "program": "select", "agreement_number": "S-1"}),
+        json!({"type": "register_product", "at": AT, "actor": "olga", "product": "win11-pro", "name": "Windows 11 Pro",
+               "family": "windows_client", "version": "11", "edition": "pro", "key_requirement": "vl_key"}),
+        json!({"type": "issue_key", "at": AT, "actor": "olga", "license_id": "V100", "product": "win11-pro",
+               "kind": "mak", "limit": 2, "product_key": MAK}),
+        json!({"type": "assign_role", "at": AT, "actor": "olga", "principal": "rita", "license_id": "V100",
+               "role": "product_key_reader"}),
+        json!({"type": "assign_role", "at": AT, "actor": "olga", "principal": "vic", "license_id": "V100",
+               "role": "key_viewer"}),
+    ]
+}
+
+fn jsonl(values: &[Value]) -> String {
+    values.iter().map(|v| v.to_string() + "\n").collect()
+}
+
+fn activation(machine: &str) -> Value {
+    json!({"type": "activate", "at": AT, "actor": "vamt", "product_key": MAK, "org": "contoso",
+           "method": "online", "machines": [machine]})
+}
+
+fn initialized() -> Ledger {
+    let ledger = Ledger::new();
+    ledger.ok(&["init", "--operator", "olga", "--at", "2026-01-01T00:00:00Z"]);
+    std::fs::write(ledger.file("catalog.jsonl"), jsonl(&catalog_lines())).unwrap();
+    let out = ledger.ok(&["apply", "catalog.jsonl"]);
+    assert_eq!(out.lines().count(), 6);
+    ledger
+}
+
+#[test]
+fn demo_then_report_then_verify() {
+    let ledger = Ledger::new();
+    let out = ledger.ok(&["demo", "--machines", "25000", "--seed", "3"]);
+    assert!(out.contains("Try next:"), "{out}");
+    let report = ledger.json(&["report", "--license-id", "V3000003", "--format", "json"]);
+    let big = &report["keys"][0];
+    assert_eq!(
+        (big["used"].as_u64(), big["total"].as_u64()),
+        (Some(25_000), Some(25_000))
+    );
+    assert_eq!(big["refusals"]["insufficient_activations"], 1);
+    assert_eq!(
+        report["keys"][3]["kms_hosts"], 6,
+        "R13: the seventh host was refused"
+    );
+    assert_eq!(report["keys"][6]["osa_status"], "active");
+    assert_eq!(report["keys"][7]["osa_status"], "pending");
+    let verified = ledger.ok(&["verify"]);
+    assert!(verified.starts_with("chain ok: "), "{verified}");
+    assert!(verified.contains("snapshot ok: "), "{verified}");
+    let again = ledger.run(&["demo"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("exists already"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn apply_answers_every_line_in_order_and_appends_nothing_for_malformed_lines() {
+    let ledger = initialized();
+    let head = ledger.head_seq();
+    let lines = [
+        activation("pc-1").to_string(),
+        r#"{"type": "activate", "at": "2026-02-01T10:00:00Z", "actor": "vamt"}"#.to_owned(),
+        activation("pc-2").to_string(),
+        "not json at all".to_owned(),
+        activation("pc-3").to_string(),
+        json!({"type": "activate", "at": AT, "actor": "vamt", "product_key": "BCDFG-HJKMP-QRTVW-XY234-6789A",
+               "org": "contoso", "method": "online", "machines": ["pc-4"]}).to_string(),
+    ];
+    std::fs::write(ledger.file("mixed.jsonl"), lines.join("\n")).unwrap();
+    let out = ledger.run(&["apply", "mixed.jsonl"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "malformed lines make the exit code 1"
+    );
+    let answers = answers(&out);
+    assert_eq!(answers.len(), 6);
+    assert_eq!(answers[0]["status"], "activated");
+    assert_eq!(
+        (answers[1]["code"].as_str(), answers[1]["line"].as_u64()),
+        (Some("malformed"), Some(2))
+    );
+    assert_eq!(answers[1]["field"], "product_key");
+    assert_eq!(answers[2]["remaining"], 0);
+    assert_eq!(
+        (answers[3]["code"].as_str(), answers[3]["line"].as_u64()),
+        (Some("malformed"), Some(4))
+    );
+    assert_eq!(
+        answers[4]["code"], "insufficient_activations",
+        "a refusal is an answer"
+    );
+    assert_eq!(answers[4]["seq"], head + 3, "R10: recorded");
+    assert_eq!(answers[5]["field"], "product_key");
+    assert!(answers[5]["message"]
+        .as_str()
+        .unwrap()
+        .contains("position 29"));
+    assert_eq!(
+        ledger.head_seq(),
+        head + 3,
+        "two activations and one recorded refusal"
+    );
+}
+
+#[test]
+fn apply_reads_standard_input_and_atomic_files_are_all_or_nothing() {
+    let ledger = initialized();
+    let head = ledger.head_seq();
+    let out = ledger.run_with_stdin(&["apply", "-"], Some(&jsonl(&[activation("pc-1")])));
+    assert!(out.status.success());
+    assert_eq!(answers(&out)[0]["seq"], head + 1);
+    let three = jsonl(&[activation("pc-2"), activation("pc-3"), activation("pc-4")]);
+    std::fs::write(ledger.file("three.jsonl"), &three).unwrap();
+    let out = ledger.run(&["apply", "--atomic", "three.jsonl"]);
+    let refused = answers(&out);
+    assert_eq!(refused[1]["code"], "insufficient_activations");
+    assert_eq!(refused[0]["code"], "atomic_batch_refused");
+    assert_eq!(
+        ledger.head_seq(),
+        head + 1,
+        "nothing of the atomic file was appended"
+    );
+    std::fs::write(
+        ledger.file("bad.jsonl"),
+        format!("{}\n{{oops\n", activation("pc-2")),
+    )
+    .unwrap();
+    let out = ledger.run(&["apply", "--atomic", "bad.jsonl"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nothing was applied"));
+    assert_eq!(ledger.head_seq(), head + 1);
+}
+
+#[test]
+fn keys_export_shows_text_to_a_reader_records_the_disclosure_and_masks_for_others() {
+    let ledger = initialized();
+    let head = ledger.head_seq();
+    ledger.ok(&[
+        "keys",
+        "--license-id",
+        "V100",
+        "--as",
+        "rita",
+        "--out",
+        "rita.tsv",
+    ]);
+    let file = std::fs::read(ledger.file("rita.tsv")).unwrap();
+    let text = String::from_utf8(file.clone()).unwrap();
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "License ID\tParent program\tOrganization name\tProduct\tProduct key\tKey type\tActivations or seats\tOSA status"
+    );
+    assert_eq!(
+        text.lines().nth(1).unwrap(),
+        format!("V100\tselect\tContoso\tWindows 11 Pro\t{MAK}\tmak\t0/2\tn/a")
+    );
+    assert_eq!(
+        ledger.head_seq(),
+        head + 1,
+        "R1: the disclosure is an event"
+    );
+    let log = ledger.ok(&[
+        "log",
+        "--from",
+        &(head + 1).to_string(),
+        "--format",
+        "jsonl",
+    ]);
+    let event: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(event["event"]["type"], "keys_disclosed");
+    assert_eq!(event["event"]["actor"], "rita");
+    assert_eq!(
+        event["event"]["export_digest"],
+        blake3::hash(&file).to_hex().as_str(),
+        "R2: the file's digest"
+    );
+    let masked = ledger.ok(&["keys", "--all", "--as", "vic"]);
+    assert!(
+        masked.contains("*****-*****-*****-*****-6789B") && !masked.contains(MAK),
+        "{masked}"
+    );
+    let outsider = ledger.ok(&["keys", "--all", "--as", "mallory"]);
+    assert_eq!(outsider.lines().count(), 1, "only the header: {outsider}");
+    assert_eq!(
+        ledger.head_seq(),
+        head + 1,
+        "masked exports disclose nothing"
+    );
+}
+
+#[test]
+fn export_then_verify_export_and_an_edited_line_fails() {
+    let ledger = initialized();
+    ledger.ok(&["export", "--out", "log.jsonl"]);
+    let verified = ledger.ok(&["verify-export", "log.jsonl"]);
+    assert!(verified.starts_with("export ok: 7 events"), "{verified}");
+    let text = std::fs::read_to_string(ledger.file("log.jsonl")).unwrap();
+    assert!(!text.contains(MAK), "exports never hold key text");
+    let edited = text.replacen("\"limit\":2", "\"limit\":2000", 1);
+    assert_ne!(edited, text);
+    std::fs::write(ledger.file("edited.jsonl"), edited).unwrap();
+    let out = ledger.run(&["verify-export", "edited.jsonl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("line 5: event of seq 5 differs from its record"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn import_keys_round_trips_a_keys_export() {
+    let source = initialized();
+    source.ok(&[
+        "keys",
+        "--license-id",
+        "V100",
+        "--as",
+        "rita",
+        "--out",
+        "keys.tsv",
+    ]);
+    let target = Ledger::new();
+    target.ok(&["init", "--operator", "olga", "--at", "2026-01-01T00:00:00Z"]);
+    let catalog: Vec<Value> = catalog_lines()
+        .into_iter()
+        .filter(|l| l["type"] != "issue_key")
+        .collect();
+    std::fs::write(target.file("catalog.jsonl"), jsonl(&catalog)).unwrap();
+    target.ok(&["apply", "catalog.jsonl"]);
+    let tsv = source.file("keys.tsv");
+    let out = target.ok(&["import-keys", tsv.to_str().unwrap(), "--as", "olga"]);
+    assert_eq!(out.trim(), "imported 1 keys; 0 refused; 0 unreadable rows");
+    let report = target.json(&["report", "--license-id", "V100", "--format", "json"]);
+    assert_eq!(report["keys"][0]["key"], "*****-*****-*****-*****-6789B");
+    assert_eq!(report["keys"][0]["total"], 2);
+    let again = target.run(&["import-keys", tsv.to_str().unwrap(), "--as", "olga"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("line 2: refused already_exists"),
+        "{}",
+        stderr(&again)
+    );
+    let masked = source.ok(&["keys", "--all", "--as", "vic"]);
+    std::fs::write(target.file("masked.tsv"), masked).unwrap();
+    let out = target.run(&["import-keys", "masked.tsv", "--as", "olga", "--atomic"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("line 2: Product key is masked"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn verify_of_a_tampered_database_exits_1_naming_the_seq() {
+    let ledger = initialized();
+    {
+        let store = keyledger_ledger::Store::open(&ledger.path()).unwrap();
+        let keys = store.block_keys().unwrap();
+        let mut bytes = None;
+        store
+            .for_each_block(keys[1], |_, b| {
+                bytes = Some(b.to_vec());
+                Ok(std::ops::ControlFlow::Break(()))
+            })
+            .unwrap();
+        let mut bytes = bytes.unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        store.tamper_block(keys[1], Some(&bytes)).unwrap();
+    }
+    let out = ledger.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("FAILED at seq 2: chain hash mismatch in the block of seqs 2..=7"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_report_as_of_a_time_before_the_snapshot_ignores_later_events() {
+    let ledger = Ledger::new();
+    ledger.ok(&["demo", "--machines", "100"]);
+    let early = ledger.json(&[
+        "report",
+        "--license-id",
+        "V3000003",
+        "--as-of",
+        "2026-01-06T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(early["keys"][0]["used"], 0, "the rollout came later");
+    let late = ledger.json(&["report", "--license-id", "V3000003", "--format", "json"]);
+    assert_eq!(late["keys"][0]["used"], 100);
+    let at_seq = ledger.json(&[
+        "report",
+        "--license-id",
+        "V1000001",
+        "--at-seq",
+        "60",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(at_seq["at_seq"], 60);
+    let past = ledger.run(&["report", "--license-id", "V1000001", "--at-seq", "99999"]);
+    assert_eq!(past.status.code(), Some(2));
+}
+
+#[test]
+fn log_filters_by_license_id_and_key_and_forecast_names_exhaustion() {
+    let ledger = Ledger::new();
+    ledger.ok(&["demo", "--machines", "100"]);
+    let log = ledger.ok(&["log", "--key", "1", "--format", "jsonl"]);
+    let events: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events.len() > 5);
+    assert!(events
+        .iter()
+        .all(|e| e["event"]["key_id"] == 1 || e["event"]["type"] == "request_granted"));
+    let forecast: Value = ledger.json(&[
+        "forecast",
+        "--format",
+        "json",
+        "--at",
+        "2026-01-07T12:00:00Z",
+        "--window-days",
+        "2",
+    ]);
+    let first = forecast
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["key_id"] == 1)
+        .unwrap();
+    assert_eq!(
+        first["rate_per_day"], 25.0,
+        "50 activations over the two-day window"
+    );
+    let unknown = ledger.run(&["log", "--license-id", "V-NOPE"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("no license ID V-NOPE"));
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("KEYLEDGER_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden {}", path.display()));
+    assert_eq!(
+        actual, expected,
+        "report format changed: update tests/golden/{name} and docs/api.md together"
+    );
+}
+
+#[test]
+fn golden_reports_of_the_seeded_demo() {
+    let ledger = Ledger::new();
+    ledger.ok(&["demo", "--machines", "30000", "--seed", "11"]);
+    for license in ["V1000001", "V3000003", "V4000004"] {
+        for format in ["table", "tsv", "json"] {
+            let out = ledger.ok(&[
+                "report",
+                "--license-id",
+                license,
+                "--as-of",
+                "2026-12-31T00:00:00Z",
+                "--format",
+                format,
+            ]);
+            golden(&format!("{license}.{format}"), &out);
+        }
+    }
+}
