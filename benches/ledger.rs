@@ -1,0 +1,195 @@
+//! Purpose: keyledger's full append path against the physical baseline (encode + append to
+//! a plain file + fdatasync per batch) and a SQLite peer (one row per event with the same
+//! chain, WAL, synchronous=FULL, one transaction per batch), on the same activation events,
+//! at batches of 1, 100, 1000 and 10000; and full verification against rehashing the file.
+
+mod support;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use keyledger_ledger::chain::{link, ChainHash, GENESIS};
+use keyledger_ledger::codec::{decode_record, encode_record};
+use keyledger_ledger::Submission;
+
+/// The physical baseline: length-prefixed records appended to one file, one fdatasync a batch.
+struct PlainFile {
+    file: File,
+}
+
+impl PlainFile {
+    fn append(&mut self, events: &[keyledger_core::Event]) {
+        let mut buffer = Vec::with_capacity(events.len() * 96);
+        for event in events {
+            let record = encode_record(event);
+            buffer.extend_from_slice(&(record.len() as u32).to_le_bytes());
+            buffer.extend_from_slice(&record);
+        }
+        self.file.write_all(&buffer).unwrap();
+        self.file.sync_data().unwrap();
+    }
+}
+
+/// The SQLite peer: one row per event, the same chain, one transaction a batch.
+struct Sqlite {
+    db: rusqlite::Connection,
+    seq: u64,
+    head: ChainHash,
+}
+
+impl Sqlite {
+    fn open(path: &std::path::Path) -> Sqlite {
+        let db = rusqlite::Connection::open(path).unwrap();
+        db.pragma_update(None, "journal_mode", "WAL").unwrap();
+        db.pragma_update(None, "synchronous", "FULL").unwrap();
+        db.execute_batch("CREATE TABLE events (seq INTEGER PRIMARY KEY, hash BLOB NOT NULL, record BLOB NOT NULL)")
+            .unwrap();
+        Sqlite {
+            db,
+            seq: 0,
+            head: GENESIS,
+        }
+    }
+
+    fn append(&mut self, events: &[keyledger_core::Event]) {
+        let tx = self.db.transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO events (seq, hash, record) VALUES (?1, ?2, ?3)")
+                .unwrap();
+            for event in events {
+                let record = encode_record(event);
+                self.seq += 1;
+                self.head = link(&self.head, self.seq, &record);
+                insert
+                    .execute(rusqlite::params![self.seq as i64, &self.head[..], &record])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+}
+
+fn append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append");
+    group
+        .sample_size(10)
+        .measurement_time(std::time::Duration::from_secs(4))
+        .warm_up_time(std::time::Duration::from_secs(1));
+    for batch in [1usize, 100, 1000, 10_000] {
+        group.throughput(Throughput::Elements(batch as u64));
+        let events = support::activation_events(batch);
+        let dir = tempfile::tempdir().unwrap();
+        let mut plain = PlainFile {
+            file: OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.path().join("plain.log"))
+                .unwrap(),
+        };
+        group.bench_function(BenchmarkId::new("plain_file_fdatasync", batch), |b| {
+            b.iter(|| plain.append(&events))
+        });
+        let mut sqlite = Sqlite::open(&dir.path().join("peer.sqlite"));
+        group.bench_function(BenchmarkId::new("sqlite_wal_full", batch), |b| {
+            b.iter(|| sqlite.append(&events))
+        });
+        let mut engine = support::ledger(dir.path());
+        group.bench_function(BenchmarkId::new("keyledger", batch), |b| {
+            b.iter_batched(
+                || {
+                    vec![Submission {
+                        commands: support::activations(batch),
+                        atomic: false,
+                    }]
+                },
+                |submissions| {
+                    let answers = engine.run_batch(&submissions).remove(0).unwrap();
+                    debug_assert!(answers.iter().all(|a| a.ok));
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        report_bytes(&engine, &events, dir.path(), batch);
+    }
+    group.finish();
+}
+
+/// Bytes on disk per event beside the encoded size, printed once per batch size.
+fn report_bytes(
+    engine: &keyledger_ledger::Engine,
+    events: &[keyledger_core::Event],
+    dir: &std::path::Path,
+    batch: usize,
+) {
+    let encoded: usize =
+        events.iter().map(|e| encode_record(e).len()).sum::<usize>() / events.len();
+    let file = std::fs::metadata(dir.join("bench.redb")).unwrap().len();
+    let count = engine.head().seq;
+    eprintln!(
+        "bytes: batch {batch}: {count} events, redb file {file} bytes = {:.1} B/event; encoded record {encoded} B",
+        file as f64 / count as f64
+    );
+}
+
+fn verify(c: &mut Criterion) {
+    const EVENTS: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = support::ledger(dir.path());
+    for _ in 0..EVENTS / 1000 {
+        engine
+            .run_batch(&[Submission {
+                commands: support::activations(1000),
+                atomic: false,
+            }])
+            .remove(0)
+            .unwrap();
+    }
+    let events = support::activation_events(EVENTS);
+    let path = dir.path().join("plain.log");
+    let mut plain = PlainFile {
+        file: File::create(&path).unwrap(),
+    };
+    for chunk in events.chunks(1000) {
+        plain.append(chunk);
+    }
+    let mut group = c.benchmark_group("verify");
+    group
+        .sample_size(10)
+        .throughput(Throughput::Elements(EVENTS as u64));
+    group.bench_function("plain_file_decode_rehash", |b| {
+        b.iter(|| {
+            let mut bytes = Vec::new();
+            File::open(&path).unwrap().read_to_end(&mut bytes).unwrap();
+            let (mut at, mut seq, mut head) = (0, 0u64, GENESIS);
+            while at < bytes.len() {
+                let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+                let record = &bytes[at + 4..at + 4 + len];
+                seq += 1;
+                head = link(&head, seq, record);
+                std::hint::black_box(decode_record(record).unwrap());
+                at += 4 + len;
+            }
+            assert_eq!(seq, EVENTS as u64);
+            head
+        })
+    });
+    group.bench_function("keyledger_verify", |b| {
+        b.iter(|| keyledger_ledger::verify(engine.store()).unwrap())
+    });
+    group.finish();
+    let file = std::fs::metadata(dir.path().join("bench.redb"))
+        .unwrap()
+        .len();
+    let encoded: usize = events.iter().map(|e| encode_record(e).len()).sum();
+    eprintln!(
+        "bytes: {EVENTS} events at batch 1000: redb file {:.1} B/event; encoded records {:.1} B/event; ratio {:.2}",
+        file as f64 / (EVENTS + 5) as f64,
+        encoded as f64 / EVENTS as f64,
+        file as f64 / encoded as f64
+    );
+}
+
+criterion_group!(benches, append, verify);
+criterion_main!(benches);

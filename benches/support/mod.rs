@@ -1,0 +1,123 @@
+//! Shared by the benches: a ledger with one huge MAK, and activation commands for machines
+//! never seen before (a global counter), so every measured activation consumes.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use keyledger_core::command::Activate;
+use keyledger_core::{ActivationMethod, Command, CommandBody, Event, ProductKeyText};
+use keyledger_ledger::{Engine, Submission};
+use serde_json::json;
+
+pub const MAK: &str = "BCDFG-HJKMP-QRTVW-XY234-6789B";
+pub const AT: &str = "2026-01-01T00:00:00Z";
+
+static NEXT_MACHINE: AtomicU64 = AtomicU64::new(0);
+
+pub fn catalog() -> Vec<Command> {
+    [
+        json!({"type": "register_org", "at": AT, "actor": "olga", "org": "contoso", "name": "Contoso"}),
+        json!({"type": "register_license_id", "at": AT, "actor": "olga", "license_id": "V100", "org": "contoso",
+               "program": "select", "agreement_number": "S-1"}),
+        json!({"type": "register_product", "at": AT, "actor": "olga", "product": "win11-pro", "name": "W11",
+               "family": "windows_client", "version": "11", "edition": "pro", "key_requirement": "vl_key"}),
+        json!({"type": "issue_key", "at": AT, "actor": "olga", "license_id": "V100", "product": "win11-pro",
+               "kind": "mak", "limit": 1u64 << 50, "product_key": MAK}),
+    ]
+    .into_iter()
+    .map(|v| keyledger_ledger::wire::command_from_value(v).unwrap())
+    .collect()
+}
+
+/// A fresh ledger in `dir` holding the catalog.
+pub fn ledger(dir: &std::path::Path) -> Engine {
+    let mut engine = keyledger_ledger::init(
+        &dir.join("bench.redb"),
+        "olga".parse_principal(),
+        AT.parse().unwrap(),
+    )
+    .unwrap();
+    let answers = engine
+        .run_batch(&[Submission {
+            commands: catalog(),
+            atomic: false,
+        }])
+        .remove(0)
+        .unwrap();
+    assert!(answers.iter().all(|a| a.ok));
+    engine
+}
+
+trait ParsePrincipal {
+    fn parse_principal(&self) -> keyledger_core::Principal;
+}
+
+impl ParsePrincipal for str {
+    fn parse_principal(&self) -> keyledger_core::Principal {
+        keyledger_core::Principal::new(self).unwrap()
+    }
+}
+
+/// `n` online activations of machines never activated before.
+pub fn activations(n: usize) -> Vec<Command> {
+    let key = ProductKeyText::parse(MAK).unwrap();
+    let at = AT.parse().unwrap();
+    (0..n)
+        .map(|_| {
+            let i = NEXT_MACHINE.fetch_add(1, Ordering::Relaxed);
+            Command {
+                at,
+                actor: "vamt".parse_principal(),
+                command_id: None,
+                body: CommandBody::Activate(Activate {
+                    product_key: key.clone(),
+                    org: keyledger_core::OrgId::new("contoso").unwrap(),
+                    method: ActivationMethod::Online,
+                    machines: vec![
+                        keyledger_core::MachineId::new(format!("machine-{i:010}")).unwrap()
+                    ],
+                }),
+            }
+        })
+        .collect()
+}
+
+/// The events those activations produce, decided once against a plain state: what the
+/// baselines write.
+pub fn activation_events(n: usize) -> Vec<Event> {
+    let mut state = keyledger_core::State::default();
+    let mut events = Vec::with_capacity(n);
+    let mut setup = catalog();
+    setup.insert(
+        0,
+        Command {
+            at: AT.parse().unwrap(),
+            actor: "olga".parse_principal(),
+            command_id: None,
+            body: CommandBody::AddOperator(keyledger_core::command::AddOperator {
+                principal: "olga".parse_principal(),
+            }),
+        },
+    );
+    for command in setup.iter().chain(activations(n).iter()) {
+        let key = command
+            .body
+            .presented_key()
+            .map(keyledger_ledger::engine::fingerprint);
+        let ctx = keyledger_core::Context {
+            presented: key,
+            new_key: None,
+        };
+        let decided = keyledger_core::decide(&state, command, &ctx).unwrap();
+        for event in decided {
+            state.apply(&event);
+            if matches!(
+                event.body,
+                keyledger_core::EventBody::MachinesActivated { .. }
+            ) {
+                events.push(event);
+            }
+        }
+    }
+    events
+}
