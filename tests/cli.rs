@@ -278,6 +278,17 @@ fn keys_export_shows_text_to_a_reader_records_the_disclosure_and_masks_for_other
         blake3::hash(&file).to_hex().as_str(),
         "R2: the file's digest"
     );
+    let report = ledger.json(&["report", "--license-id", "V100", "--format", "json"]);
+    assert_eq!(report["disclosures"][0]["actor"], "rita");
+    assert_eq!(report["disclosures"][0]["channel"], "export");
+    assert_eq!(
+        report["disclosures"][0]["export_digest"],
+        blake3::hash(&file).to_hex().as_str()
+    );
+    assert_eq!(
+        report["may_see_key_text"],
+        json!([{"principal": "rita", "roles": ["product_key_reader"]}])
+    );
     let masked = ledger.ok(&["keys", "--all", "--as", "vic"]);
     assert!(
         masked.contains("*****-*****-*****-*****-6789B") && !masked.contains(MAK),

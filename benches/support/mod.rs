@@ -29,23 +29,23 @@ pub fn catalog() -> Vec<Command> {
     .collect()
 }
 
-/// A fresh ledger in `dir` holding the catalog.
+/// A fresh ledger in `dir` holding the catalog, taking batches of up to 10,000 commands.
 pub fn ledger(dir: &std::path::Path) -> Engine {
-    let mut engine = keyledger_ledger::init(
-        &dir.join("bench.redb"),
-        "olga".parse_principal(),
-        AT.parse().unwrap(),
-    )
-    .unwrap();
-    let answers = engine
-        .run_batch(&[Submission {
-            commands: catalog(),
-            atomic: false,
-        }])
-        .remove(0)
-        .unwrap();
+    let path = dir.join("bench.redb");
+    let operator = "olga".parse_principal();
+    let mut engine = keyledger_ledger::init(&path, operator, AT.parse().unwrap()).unwrap();
+    let setup = Submission {
+        commands: catalog(),
+        atomic: false,
+    };
+    let answers = engine.run_batch(&[setup]).remove(0).unwrap();
     assert!(answers.iter().all(|a| a.ok));
-    engine
+    drop(engine);
+    let limits = keyledger_ledger::Limits {
+        batch_commands_max: 10_000,
+        ..Default::default()
+    };
+    Engine::open(keyledger_ledger::Store::open(&path).unwrap(), limits).unwrap()
 }
 
 trait ParsePrincipal {

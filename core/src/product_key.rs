@@ -108,9 +108,16 @@ impl From<ProductKeyText> for String {
 
 /// The last five characters of a key: what everyone may see (R1) and what a limit-increase
 /// request names (R17).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Last5([u8; GROUP_LEN]);
+
+/// Written as a plain string, without an intermediate `String`.
+impl Serialize for Last5 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
 
 impl Last5 {
     fn from_normalized(text: &str) -> Last5 {
@@ -178,8 +185,18 @@ impl From<Last5> for String {
 macro_rules! hash32 {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
         pub struct $name(pub [u8; 32]);
+
+        /// The first 8 bytes of a BLAKE3 digest are already uniformly distributed: they are
+        /// the whole hash input (see [`DigestHashBuilder`]).
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                let mut prefix = [0u8; 8];
+                prefix.copy_from_slice(&self.0[..8]);
+                state.write_u64(u64::from_le_bytes(prefix));
+            }
+        }
 
         impl $name {
             /// Parses 64 hex digits.
@@ -232,6 +249,42 @@ macro_rules! hash32 {
             }
         }
     };
+}
+
+/// Hashes digests by passing their first 8 bytes through. Safe for maps of keys issued by
+/// operators: a caller cannot choose BLAKE3 outputs, so cannot crowd a bucket.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DigestHashBuilder;
+
+/// See [`DigestHashBuilder`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DigestHasher(u64);
+
+impl std::hash::BuildHasher for DigestHashBuilder {
+    type Hasher = DigestHasher;
+
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only digests use this hasher, and they write one u64; fold anything else in.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 ^= value;
+    }
 }
 
 hash32!(

@@ -96,6 +96,9 @@ impl KmsAllowance {
 pub struct Key {
     pub id: KeyId,
     pub license_id: LicenseId,
+    /// The root org of the license ID's ownership structure (R7), fixed at issuance since
+    /// neither a license ID's org nor an org's parent ever changes.
+    pub owner_root: OrgId,
     pub product: ProductId,
     pub kind: KeyKind,
     pub fingerprint: Fingerprint,
@@ -241,7 +244,7 @@ pub struct State {
     purchases: HashMap<(LicenseId, ProductId), u64>,
     /// Indexed by `KeyId - 1`: key ids are dense and assigned in issue order.
     keys: Vec<Key>,
-    keys_by_fingerprint: HashMap<Fingerprint, KeyId>,
+    keys_by_fingerprint: HashMap<Fingerprint, KeyId, crate::product_key::DigestHashBuilder>,
     keys_by_license_product: HashMap<(LicenseId, ProductId), Vec<KeyId>>,
     kms_hosts: HashMap<HostId, KmsHost>,
     requests: HashMap<RequestId, Request>,
@@ -361,6 +364,11 @@ impl State {
 
     fn roles_of(&self, principal: &Principal, license_id: &LicenseId) -> Option<&BTreeSet<Role>> {
         self.roles.get(&(license_id.clone(), principal.clone()))
+    }
+
+    /// R7: whether `org` belongs to the ownership structure `key` may be used in.
+    pub fn may_use(&self, org: &OrgId, key: &Key) -> bool {
+        self.orgs.get(org).is_some_and(|o| o.root == key.owner_root)
     }
 
     /// R7: whether `org` shares an ownership structure with the org owning `license_id`.
@@ -543,6 +551,8 @@ impl State {
             unreachable!("apply_key_issued takes KeyIssued only")
         };
         assert_eq!(*key_id, self.next_key_id(), "key ids are dense");
+        let owner = &self.license_ids[license_id].org;
+        let owner_root = self.orgs[owner].root.clone();
         let kms = (*kind == KeyKind::KmsHost).then(|| KmsAllowance {
             hosts_max: *hosts_max,
             per_host_max: *per_host_max,
@@ -551,6 +561,7 @@ impl State {
         self.keys.push(Key {
             id: *key_id,
             license_id: license_id.clone(),
+            owner_root,
             product: product.clone(),
             kind: *kind,
             fingerprint: *fingerprint,

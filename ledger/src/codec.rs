@@ -40,10 +40,19 @@ pub enum DecodeError {
 
 /// Encodes an event as record bytes.
 pub fn encode_record(event: &Event) -> Vec<u8> {
-    let mut bytes = vec![RECORD_FORMAT_VERSION];
-    bincode::serde::encode_into_std_write(event, &mut bytes, bincode_config())
-        .expect("events always encode: every field is a plain serde type");
+    let mut bytes = Vec::with_capacity(64);
+    encode_record_into(event, &mut bytes);
     bytes
+}
+
+/// Appends an event's record bytes to `out` (the writer reuses one buffer); returns their
+/// length.
+pub fn encode_record_into(event: &Event, out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.push(RECORD_FORMAT_VERSION);
+    bincode::serde::encode_into_std_write(event, out, bincode_config())
+        .expect("events always encode: every field is a plain serde type");
+    out.len() - start
 }
 
 /// Decodes record bytes; every byte must belong to the event.

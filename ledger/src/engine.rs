@@ -20,7 +20,7 @@ use rand::Rng;
 use crate::answer::Answer;
 use crate::block::BlockWriter;
 use crate::chain::link;
-use crate::codec::encode_record;
+use crate::codec::encode_record_into;
 use crate::error::{Error, Result};
 use crate::store::{BatchWrite, Head, Store};
 use crate::walk::walk;
@@ -54,6 +54,8 @@ pub struct Engine {
     /// Set when a failed commit left the store unreadable: the engine then refuses every
     /// batch, since its state may disagree with the disk, until the ledger is reopened.
     poisoned: Option<String>,
+    /// Reused for encoding each command's records before they join the block.
+    scratch: Vec<u8>,
 }
 
 /// What a batch has produced so far, before its commit.
@@ -79,6 +81,7 @@ impl Engine {
             head,
             limits,
             poisoned: None,
+            scratch: Vec::with_capacity(4096),
         })
     }
 
@@ -298,18 +301,26 @@ impl Engine {
         refusal: Option<&keyledger_core::Refusal>,
         p: &mut Pending,
     ) -> Answer {
-        let records: Vec<Vec<u8>> = events.iter().map(encode_record).collect();
-        if let Some(big) = records
+        // Encode every record first: an oversized one refuses the command before anything
+        // of it reaches the block or the state.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let lengths: Vec<usize> = events
             .iter()
-            .find(|r| r.len() > self.limits.record_bytes_max)
-        {
+            .map(|e| encode_record_into(e, &mut scratch))
+            .collect();
+        if let Some(big) = lengths.iter().find(|l| **l > self.limits.record_bytes_max) {
             let err = Error::RecordTooLarge {
-                bytes: big.len(),
+                bytes: *big,
                 limit: self.limits.record_bytes_max,
             };
+            self.scratch = scratch;
             return Answer::error("record_too_large", err.to_string());
         }
-        for (event, record) in events.iter().zip(&records) {
+        let mut at = 0;
+        for (event, len) in events.iter().zip(&lengths) {
+            let record = &scratch[at..at + len];
+            at += len;
             let seq = p.head.seq + 1;
             let hash = link(&p.head.hash, seq, record);
             p.block
@@ -328,6 +339,7 @@ impl Engine {
                 p.secrets.push((key_id.0, text.reveal().to_owned()));
             }
         }
+        self.scratch = scratch;
         match refusal {
             Some(refusal) => Answer::refused(refusal, Some(p.head.seq)),
             None => accepted_answer(state, p.head.seq, &events),

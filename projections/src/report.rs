@@ -39,8 +39,23 @@ pub struct LicenseReport {
     pub requests: Vec<RequestRow>,
     pub esu_orders: Vec<EsuOrderRow>,
     pub roles: Vec<RoleRow>,
+    /// R1/R2: who saw or exported keys of this license ID, and when.
+    pub disclosures: Vec<DisclosureRow>,
+    /// R1: who could see key text here at the report's moment.
+    pub may_see_key_text: Vec<RoleRow>,
     pub rights: Vec<RightsRow>,
     pub note: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DisclosureRow {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub channel: keyledger_core::DisclosureChannel,
+    /// The keys of this license ID that were disclosed.
+    pub key_ids: Vec<u64>,
+    pub export_digest: Option<keyledger_core::Digest>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -204,10 +219,41 @@ pub fn license_report(
                 roles: roles.iter().copied().collect(),
             })
             .collect(),
+        disclosures: disclosure_rows(p, license),
+        may_see_key_text: p
+            .disclosure_holders_at(license_id, p.last_seq)
+            .into_iter()
+            .map(|(principal, roles)| RoleRow {
+                principal: principal.to_string(),
+                roles,
+            })
+            .collect(),
         rights: rights_rows(p, license_id, license),
         keys,
         note: ACTIVATION_NOTE,
     })
+}
+
+fn disclosure_rows(p: &Projections, license: &LicenseView) -> Vec<DisclosureRow> {
+    p.disclosures
+        .iter()
+        .filter_map(|d| {
+            let key_ids: Vec<u64> = d
+                .key_ids
+                .iter()
+                .filter(|k| license.keys.contains(k))
+                .map(|k| k.0)
+                .collect();
+            (!key_ids.is_empty()).then(|| DisclosureRow {
+                seq: d.seq,
+                at: d.at,
+                actor: d.actor.to_string(),
+                channel: d.channel,
+                key_ids,
+                export_digest: d.export_digest,
+            })
+        })
+        .collect()
 }
 
 fn min_principal() -> keyledger_core::Principal {

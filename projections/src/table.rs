@@ -143,6 +143,24 @@ pub fn render(r: &LicenseReport) -> String {
         roles.add_row(vec![role.principal.clone(), names.join(", ")]);
     }
     section(&mut out, "Roles", roles, r.roles.is_empty());
+    let mut seen = table(&["seq", "at", "who", "channel", "keys", "export digest"]);
+    for d in &r.disclosures {
+        let keys: Vec<String> = d.key_ids.iter().map(u64::to_string).collect();
+        seen.add_row(vec![
+            d.seq.to_string(),
+            d.at.to_string(),
+            d.actor.clone(),
+            d.channel.to_string(),
+            keys.join(" "),
+            d.export_digest.map(|g| g.to_string()).unwrap_or_default(),
+        ]);
+    }
+    section(
+        &mut out,
+        "Disclosures of key text (R1, R2)",
+        seen,
+        r.disclosures.is_empty(),
+    );
     let mut rights = table(&[
         "product",
         "downgrade to",

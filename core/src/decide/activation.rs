@@ -28,19 +28,7 @@ pub(super) fn activate(
         });
     }
     check_usable(state, key, &c.org, at)?;
-    let mut distinct = HashSet::with_capacity(c.machines.len());
-    let mut new_machines = Vec::with_capacity(c.machines.len());
-    let mut already_active = 0u32;
-    for machine in &c.machines {
-        if !distinct.insert(machine) {
-            continue;
-        }
-        if key.machines.contains(machine) {
-            already_active += 1;
-        } else {
-            new_machines.push(machine.clone());
-        }
-    }
+    let (new_machines, already_active) = split_new(key, &c.machines);
     let needed = new_machines.len() as u64;
     if needed > key.remaining() {
         return Err(Refusal::InsufficientActivations {
@@ -56,6 +44,32 @@ pub(super) fn activate(
         machines: new_machines,
         already_active,
     }])
+}
+
+/// R9: the distinct machines of a request not yet active on the key, and how many were.
+fn split_new(key: &Key, machines: &[crate::ids::MachineId]) -> (Vec<crate::ids::MachineId>, u32) {
+    if let [machine] = machines {
+        // Independent activation, the common case: no scratch set.
+        return if key.machines.contains(machine) {
+            (Vec::new(), 1)
+        } else {
+            (vec![machine.clone()], 0)
+        };
+    }
+    let mut distinct = HashSet::with_capacity(machines.len());
+    let mut new_machines = Vec::with_capacity(machines.len());
+    let mut already_active = 0u32;
+    for machine in machines {
+        if !distinct.insert(machine) {
+            continue;
+        }
+        if key.machines.contains(machine) {
+            already_active += 1;
+        } else {
+            new_machines.push(machine.clone());
+        }
+    }
+    (new_machines, already_active)
 }
 
 /// R9: independent activation names one machine; proxy names 1..=10,000.
@@ -88,7 +102,7 @@ fn check_usable(
     if key.blocked {
         return Err(Refusal::KeyBlocked(key.id));
     }
-    if !state.same_ownership_structure(org, &key.license_id) {
+    if !state.may_use(org, key) {
         return Err(Refusal::OutsideOwnershipStructure {
             org: org.clone(),
             license_id: key.license_id.clone(),

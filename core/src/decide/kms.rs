@@ -27,7 +27,7 @@ pub(super) fn activate_host(
     if key.blocked {
         return Err(Refusal::KeyBlocked(key.id));
     }
-    if !state.same_ownership_structure(&c.org, &key.license_id) {
+    if !state.may_use(&c.org, key) {
         return Err(Refusal::OutsideOwnershipStructure {
             org: c.org.clone(),
             license_id: key.license_id.clone(),
