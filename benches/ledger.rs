@@ -98,12 +98,7 @@ fn append(c: &mut Criterion) {
         let mut engine = support::ledger(dir.path());
         group.bench_function(BenchmarkId::new("keyledger", batch), |b| {
             b.iter_batched(
-                || {
-                    vec![Submission {
-                        commands: support::activations(batch),
-                        atomic: false,
-                    }]
-                },
+                || vec![Submission::new(support::activations(batch))],
                 |submissions| {
                     let answers = engine.run_batch(&submissions).remove(0).unwrap();
                     debug_assert!(answers.iter().all(|a| a.ok));
@@ -139,10 +134,7 @@ fn verify(c: &mut Criterion) {
     let mut engine = support::ledger(dir.path());
     for _ in 0..EVENTS / 1000 {
         engine
-            .run_batch(&[Submission {
-                commands: support::activations(1000),
-                atomic: false,
-            }])
+            .run_batch(&[Submission::new(support::activations(1000))])
             .remove(0)
             .unwrap();
     }

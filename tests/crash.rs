@@ -37,10 +37,7 @@ fn setup(path: &std::path::Path) {
         .map(|l| keyledger_ledger::wire::command_from_value(l.clone()).unwrap())
         .collect();
     let answers = engine
-        .run_batch(&[Submission {
-            commands,
-            atomic: false,
-        }])
+        .run_batch(&[Submission::new(commands)])
         .remove(0)
         .unwrap();
     assert!(answers.iter().all(|a| a.ok));

@@ -34,10 +34,7 @@ pub fn ledger(dir: &std::path::Path) -> Engine {
     let path = dir.join("bench.redb");
     let operator = "olga".parse_principal();
     let mut engine = keyledger_ledger::init(&path, operator, AT.parse().unwrap()).unwrap();
-    let setup = Submission {
-        commands: catalog(),
-        atomic: false,
-    };
+    let setup = Submission::new(catalog());
     let answers = engine.run_batch(&[setup]).remove(0).unwrap();
     assert!(answers.iter().all(|a| a.ok));
     drop(engine);

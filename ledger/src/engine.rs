@@ -31,6 +31,38 @@ use crate::Limits;
 pub struct Submission {
     pub commands: Vec<Command>,
     pub atomic: bool,
+    /// The commands carry the server's clock as `at` (HTTP activations): the writer raises
+    /// it to the newest event's time, so business time never runs backwards.
+    pub server_time: bool,
+}
+
+impl Submission {
+    /// Commands whose `at` the client chose, applied one by one.
+    pub fn new(commands: Vec<Command>) -> Submission {
+        Submission {
+            commands,
+            atomic: false,
+            server_time: false,
+        }
+    }
+
+    /// Commands applied all together or not at all.
+    pub fn atomic(commands: Vec<Command>) -> Submission {
+        Submission {
+            atomic: true,
+            ..Submission::new(commands)
+        }
+    }
+}
+
+/// What one committed batch appended, for listeners (live projections, metrics).
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// The seq of the first event; absent when the batch appended none.
+    pub first_seq: Option<u64>,
+    pub events: Vec<Event>,
+    pub commands: usize,
+    pub commit_micros: u64,
 }
 
 /// The BLAKE3 fingerprint of normalized key text (DOMAIN.md §1).
@@ -56,11 +88,15 @@ pub struct Engine {
     poisoned: Option<String>,
     /// Reused for encoding each command's records before they join the block.
     scratch: Vec<u8>,
+    /// Told about every committed batch, when set.
+    listener: Option<std::sync::mpsc::Sender<Committed>>,
 }
 
 /// What a batch has produced so far, before its commit.
 struct Pending {
     block: Option<BlockWriter>,
+    /// Copies of the appended events, kept only when a listener wants them.
+    events: Option<Vec<Event>>,
     head: Head,
     secrets: Vec<(u64, String)>,
     answers: Vec<(String, Vec<u8>)>,
@@ -82,6 +118,7 @@ impl Engine {
             limits,
             poisoned: None,
             scratch: Vec::with_capacity(4096),
+            listener: None,
         })
     }
 
@@ -95,6 +132,11 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Sends every committed batch's events to `listener` from now on.
+    pub fn set_listener(&mut self, listener: std::sync::mpsc::Sender<Committed>) {
+        self.listener = Some(listener);
     }
 
     /// Why the engine refuses writes, if it does (see [`Error::Poisoned`]).
@@ -116,6 +158,7 @@ impl Engine {
         }
         let mut pending = Pending {
             block: None,
+            events: self.listener.as_ref().map(|_| Vec::new()),
             head: self.head,
             secrets: Vec::new(),
             answers: Vec::new(),
@@ -136,8 +179,22 @@ impl Engine {
         if write.is_empty() {
             return results;
         }
+        let first_seq = write.block.as_ref().map(|(seq, _)| *seq);
+        let started = std::time::Instant::now();
         match self.store.commit(&write) {
-            Ok(()) => self.head = pending.head,
+            Ok(()) => {
+                self.head = pending.head;
+                if let (Some(listener), Some(events)) = (&self.listener, pending.events) {
+                    let committed = Committed {
+                        first_seq,
+                        events,
+                        commands: submissions.iter().map(|s| s.commands.len()).sum(),
+                        commit_micros: started.elapsed().as_micros() as u64,
+                    };
+                    // A listener that went away is no reason to stop writing.
+                    let _ = listener.send(committed);
+                }
+            }
             Err(err) => {
                 let message = err.to_string();
                 for result in &mut results {
@@ -180,7 +237,16 @@ impl Engine {
         let answers = s
             .commands
             .iter()
-            .map(|c| self.run_command(&mut state, c, pending))
+            .map(|c| match (s.server_time, state.newest_at()) {
+                (true, Some(newest)) if c.at < newest => {
+                    let stamped = Command {
+                        at: newest,
+                        ..c.clone()
+                    };
+                    self.run_command(&mut state, &stamped, pending)
+                }
+                _ => self.run_command(&mut state, c, pending),
+            })
             .collect();
         self.state = state;
         Ok(answers)
@@ -190,6 +256,7 @@ impl Engine {
     fn run_atomic(&mut self, commands: &[Command], pending: &mut Pending) -> Vec<Answer> {
         let mut scratch = self.state.clone();
         let saved = (pending.head, pending.secrets.len(), pending.answers.len());
+        let saved_events = pending.events.as_ref().map(Vec::len);
         let saved_block = pending.block.as_ref().map(BlockWriter::checkpoint);
         let mut answers = Vec::with_capacity(commands.len());
         for (i, command) in commands.iter().enumerate() {
@@ -211,6 +278,9 @@ impl Engine {
                     pending.block = None;
                 }
                 pending.head = saved.0;
+                if let (Some(events), Some(len)) = (pending.events.as_mut(), saved_events) {
+                    events.truncate(len);
+                }
                 pending.secrets.truncate(saved.1);
                 pending.answers.truncate(saved.2);
                 return atomic_refusal(commands.len(), i, answer);
@@ -328,6 +398,9 @@ impl Engine {
                 .push(record);
             p.head = Head { seq, hash };
             state.apply(event);
+            if let Some(events) = p.events.as_mut() {
+                events.push(event.clone());
+            }
             if let EventBody::KeyIssued { key_id, .. } = &event.body {
                 let text = match &c.body {
                     CommandBody::IssueKey(issue) if issue.product_key.is_some() => {

@@ -27,7 +27,7 @@ pub mod writer;
 use std::path::Path;
 
 pub use answer::Answer;
-pub use engine::{Engine, Submission};
+pub use engine::{Committed, Engine, Submission};
 pub use error::{Corruption, Error, Result};
 pub use store::{Head, Store};
 pub use walk::{verify, walk, LoggedRecord, VerifyReport};
@@ -70,10 +70,7 @@ pub fn init(
             principal: operator,
         }),
     };
-    let submission = Submission {
-        commands: vec![command],
-        atomic: false,
-    };
+    let submission = Submission::new(vec![command]);
     let answers = engine.run_batch(&[submission]).remove(0)?;
     assert!(answers[0].ok, "the first operator is always accepted");
     Ok(engine)

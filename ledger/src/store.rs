@@ -6,6 +6,7 @@
 //! - `secrets` u64 (key id) → key text. Apart from the chain, so it can be erased.
 //! - `answers` str (command id) → the first answer's JSON, for idempotent resends.
 //! - `snapshots` u64 (last seq folded) → projection snapshot bytes, opaque to the ledger.
+//! - `tokens`  str (BLAKE3 hex of an API token) → principal. The token itself is never kept.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -20,6 +21,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SECRETS: TableDefinition<u64, &str> = TableDefinition::new("secrets");
 const ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("answers");
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
+const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
 
 /// How many projection snapshots are kept; older ones are pruned as new ones are written.
 pub const SNAPSHOTS_KEPT: usize = 8;
@@ -76,10 +78,11 @@ impl BatchWrite {
     }
 }
 
-/// The open redb database of one ledger.
-#[derive(Debug)]
+/// The open redb database of one ledger. Clones share the database: the writer commits
+/// through one, readers (reports, the HTTP service) read through others.
+#[derive(Clone, Debug)]
 pub struct Store {
-    db: Database,
+    db: std::sync::Arc<Database>,
     label: String,
 }
 
@@ -130,9 +133,13 @@ impl Store {
             write.open_table(SECRETS)?;
             write.open_table(ANSWERS)?;
             write.open_table(SNAPSHOTS)?;
+            write.open_table(TOKENS)?;
         }
         write.commit()?;
-        Ok(Store { db, label })
+        Ok(Store {
+            db: std::sync::Arc::new(db),
+            label,
+        })
     }
 
     fn checked(db: Database, label: String) -> Result<Store> {
@@ -150,7 +157,10 @@ impl Store {
         };
         match version {
             None => Err(Error::NotALedger(label)),
-            Some(DB_FORMAT_VERSION) => Ok(Store { db, label }),
+            Some(DB_FORMAT_VERSION) => Ok(Store {
+                db: std::sync::Arc::new(db),
+                label,
+            }),
             Some(found) => Err(Error::FormatVersion {
                 path: label,
                 found,
@@ -307,6 +317,52 @@ impl Store {
         Ok(found.map(|(k, v)| (k.value(), v.value().to_vec())))
     }
 
+    /// Stores an API token's digest for `principal`.
+    pub fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()> {
+        let write = self.db.begin_write()?;
+        write.open_table(TOKENS)?.insert(digest_hex, principal)?;
+        write.commit()?;
+        Ok(())
+    }
+
+    /// The principal a token digest stands for, if it is known and not revoked.
+    pub fn token_principal(&self, digest_hex: &str) -> Result<Option<String>> {
+        let read = self.db.begin_read()?;
+        let tokens = match read.open_table(TOKENS) {
+            Ok(tokens) => tokens,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        Ok(tokens.get(digest_hex)?.map(|v| v.value().to_owned()))
+    }
+
+    /// Revokes one token (by digest) or every token of a principal; answers how many.
+    pub fn revoke_tokens(
+        &self,
+        digest_hex: Option<&str>,
+        principal: Option<&str>,
+    ) -> Result<usize> {
+        let write = self.db.begin_write()?;
+        let revoked = {
+            let mut tokens = write.open_table(TOKENS)?;
+            let mut doomed: Vec<String> = Vec::new();
+            for entry in tokens.iter()? {
+                let (digest, owner) = entry?;
+                let by_digest = digest_hex.is_some_and(|d| d == digest.value());
+                let by_owner = principal.is_some_and(|p| p == owner.value());
+                if by_digest || by_owner {
+                    doomed.push(digest.value().to_owned());
+                }
+            }
+            for digest in &doomed {
+                tokens.remove(digest.as_str())?;
+            }
+            doomed.len()
+        };
+        write.commit()?;
+        Ok(revoked)
+    }
+
     /// Overwrites a block's bytes in place. Only tamper tests use this: it is how an
     /// attacker with write access to the file would alter history.
     #[doc(hidden)]
@@ -357,6 +413,10 @@ impl Store {
         for entry in read.open_table(SNAPSHOTS)?.iter()? {
             let (k, v) = entry?;
             feed("snapshots", &k.value().to_le_bytes(), v.value());
+        }
+        for entry in read.open_table(TOKENS)?.iter()? {
+            let (k, v) = entry?;
+            feed("tokens", k.value().as_bytes(), v.value().as_bytes());
         }
         Ok(*hasher.finalize().as_bytes())
     }

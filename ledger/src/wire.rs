@@ -73,6 +73,19 @@ pub fn command_from_value(value: Value) -> Result<Command, InputError> {
     tagged.insert(type_name.clone(), Value::Object(fields));
     let body: CommandBody = serde_path_to_error::deserialize(Value::Object(tagged))
         .map_err(|e| body_error(&type_name, e))?;
+    if let CommandBody::Activate(activate) = &body {
+        // R9's bound is a limit on input size too: over it, nothing reaches the writer.
+        let count = activate.machines.len();
+        if count > keyledger_core::decide::PROXY_MACHINES_MAX {
+            return Err(InputError::new(
+                Some("machines"),
+                format!(
+                    "{count} machines; one request names at most {}",
+                    keyledger_core::decide::PROXY_MACHINES_MAX
+                ),
+            ));
+        }
+    }
     Ok(Command {
         at,
         actor,

@@ -90,7 +90,11 @@ impl WriterHandle {
             });
         }
         let (reply, rx) = oneshot::channel();
-        let submission = Submission { commands, atomic };
+        let submission = Submission {
+            commands,
+            atomic,
+            server_time: false,
+        };
         Ok((Job { submission, reply }, rx))
     }
 
@@ -101,6 +105,24 @@ impl WriterHandle {
             .send(job)
             .await
             .map_err(|_| Error::Unavailable("the writer has stopped"))?;
+        rx.await
+            .map_err(|_| Error::Unavailable("the writer dropped the reply"))?
+    }
+
+    /// Commands in the queue right now (for metrics).
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Submits activations stamped with the server's clock (see [`Submission::server_time`]),
+    /// without waiting for queue space: a full queue is an error (HTTP 503).
+    pub async fn try_submit_stamped(&self, commands: Vec<Command>) -> Result<Vec<Answer>> {
+        let (mut job, rx) = self.job(commands, false)?;
+        job.submission.server_time = true;
+        self.tx.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Error::Unavailable("the queue is full"),
+            mpsc::error::TrySendError::Closed(_) => Error::Unavailable("the writer has stopped"),
+        })?;
         rx.await
             .map_err(|_| Error::Unavailable("the writer dropped the reply"))?
     }

@@ -68,10 +68,7 @@ fn a_refused_atomic_batch_leaves_the_ledger_byte_for_byte_as_it_was() {
     let state = engine.state().clone();
     let commands = (0..3).map(|i| activation(&format!("pc-{i}"))).collect();
     let answers = engine
-        .run_batch(&[Submission {
-            commands,
-            atomic: true,
-        }])
+        .run_batch(&[Submission::atomic(commands)])
         .remove(0)
         .unwrap();
     assert!(answers.iter().all(|a| !a.ok));
@@ -97,10 +94,7 @@ fn an_accepted_atomic_batch_is_one_block() {
     let blocks_before = engine.store().block_keys().unwrap().len();
     let commands = (0..3).map(|i| activation(&format!("pc-{i}"))).collect();
     let answers = engine
-        .run_batch(&[Submission {
-            commands,
-            atomic: true,
-        }])
+        .run_batch(&[Submission::atomic(commands)])
         .remove(0)
         .unwrap();
     assert_eq!(

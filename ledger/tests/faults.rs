@@ -115,12 +115,7 @@ fn drive(engine: &mut Engine) -> Result<(Vec<String>, usize), TestCaseError> {
     for batch in 0..25 {
         let machines: Vec<String> = (0..3).map(|i| format!("b{batch}-m{i}")).collect();
         let commands = machines.iter().map(|m| activation(m)).collect();
-        let result = engine
-            .run_batch(&[Submission {
-                commands,
-                atomic: false,
-            }])
-            .remove(0);
+        let result = engine.run_batch(&[Submission::new(commands)]).remove(0);
         match result {
             Ok(answers) => {
                 for (machine, answer) in machines.iter().zip(&answers) {
@@ -181,10 +176,7 @@ fn a_sticky_sync_failure_fails_the_batch_and_every_later_one() {
     let head = engine.head();
     for _ in 0..3 {
         let result = engine
-            .run_batch(&[Submission {
-                commands: vec![activation("pc-1")],
-                atomic: false,
-            }])
+            .run_batch(&[Submission::new(vec![activation("pc-1")])])
             .remove(0);
         assert!(
             matches!(result, Err(Error::CommitFailed(_) | Error::Poisoned(_))),

@@ -162,3 +162,13 @@ fn not_json_and_not_an_object_are_errors_without_a_field() {
         "a command must be a JSON object"
     );
 }
+
+#[test]
+fn more_machines_than_one_request_may_name_is_malformed() {
+    let mut v = activation();
+    v["method"] = json!("proxy");
+    v["machines"] = json!((0..10_001).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    let (field, message) = error_of(v);
+    assert_eq!(field.as_deref(), Some("machines"));
+    assert_eq!(message, "10001 machines; one request names at most 10000");
+}

@@ -60,9 +60,10 @@ pub fn import_keys(data: &Path, file: &Path, who: &str, atomic: bool) -> Result<
     let mut imported = 0;
     let chunk = engine.limits().batch_commands_max;
     for (lines, commands) in lines.chunks(chunk).zip(commands.chunks(chunk)) {
-        let submission = Submission {
-            commands: commands.to_vec(),
-            atomic,
+        let submission = if atomic {
+            Submission::atomic(commands.to_vec())
+        } else {
+            Submission::new(commands.to_vec())
         };
         for (line, answer) in lines.iter().zip(engine.run_batch(&[submission]).remove(0)?) {
             if answer.ok {

@@ -88,10 +88,7 @@ fn record_disclosure(
         }),
     };
     let answer = engine
-        .run_batch(&[Submission {
-            commands: vec![command],
-            atomic: false,
-        }])
+        .run_batch(&[Submission::new(vec![command])])
         .remove(0)?
         .remove(0);
     if !answer.ok {

@@ -49,10 +49,7 @@ pub fn with_id(mut command: Command, id: &str) -> Command {
 
 /// Runs commands as one non-atomic submission in one batch.
 pub fn run(engine: &mut Engine, commands: Vec<Command>) -> Vec<Answer> {
-    let submission = Submission {
-        commands,
-        atomic: false,
-    };
+    let submission = Submission::new(commands);
     engine
         .run_batch(&[submission])
         .remove(0)
