@@ -130,6 +130,26 @@ pub enum Command {
         #[arg(long)]
         atomic: bool,
     },
+    /// Serve the HTTP API (docs/api.md) on this machine.
+    ///
+    /// Example: keyledger serve --listen 127.0.0.1:8080
+    Serve {
+        /// Address to listen on; port 0 picks a free port (printed on stdout).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Create or revoke API tokens (only their BLAKE3 digest is stored).
+    ///
+    /// Example: keyledger token create --principal rita
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Load generators.
+    Bench {
+        #[command(subcommand)]
+        target: BenchTarget,
+    },
     /// When each MAK runs out at its recent rate.
     ///
     /// Example: keyledger forecast --license-id V3000003
@@ -146,6 +166,57 @@ pub enum Command {
         #[arg(long, default_value = "table")]
         format: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Print a new token for a principal, once.
+    Create {
+        #[arg(long)]
+        principal: String,
+    },
+    /// Revoke every token of a principal, or one token.
+    Revoke {
+        #[arg(long, required_unless_present = "token")]
+        principal: Option<String>,
+        #[arg(long)]
+        token: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchTarget {
+    /// Activations over HTTP against a server on this machine: throughput and latency.
+    ///
+    /// Without --url it starts its own server on a temporary ledger and stops it after.
+    ///
+    /// Example: keyledger bench http --concurrency 64 --requests 50000
+    Http(BenchHttp),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchHttp {
+    /// A running server (loopback only), e.g. http://127.0.0.1:8080.
+    #[arg(long, requires_all = ["product_key", "org"])]
+    pub url: Option<String>,
+    /// A MAK with room for the requests (with --url).
+    #[arg(long)]
+    pub product_key: Option<String>,
+    /// The org activating (with --url).
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Stop after this many requests…
+    #[arg(long, default_value_t = 20_000)]
+    pub requests: u64,
+    /// …or after this many seconds, whichever comes first.
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The moment a report describes.

@@ -1,11 +1,13 @@
-//! `keyledger`: the command line and (later) the HTTP service. Wiring only: the rules live in
+//! `keyledger`: the command line and the HTTP service. Wiring only: the rules live in
 //! `keyledger-core`, the log in `keyledger-ledger`, the reports in `keyledger-projections`.
 #![forbid(unsafe_code)]
 
 mod cli;
 mod cmd;
 mod demo;
+mod loadgen;
 mod progress;
+mod serve;
 mod view;
 
 use std::process::ExitCode;

@@ -45,6 +45,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             operator,
             atomic,
         } => import::import_keys(data, &file, &operator, atomic),
+        Command::Serve { listen } => crate::serve::run(data, &listen),
+        Command::Token { action } => token(data, action),
+        Command::Bench {
+            target: crate::cli::BenchTarget::Http(args),
+        } => crate::loadgen::run(&args),
         Command::Forecast {
             license_id,
             window_days,
@@ -71,6 +76,27 @@ fn init(data: &std::path::Path, operator: &str, at: Option<&str>) -> Result<Exit
         "created ledger {} with first operator {operator}",
         data.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn token(data: &std::path::Path, action: crate::cli::TokenAction) -> Result<ExitCode> {
+    let store = crate::view::open_store(data)?;
+    match action {
+        crate::cli::TokenAction::Create { principal: name } => {
+            let principal = principal(&name, "principal")?;
+            let token = crate::serve::auth::create(&store, &principal)?;
+            println!("{token}");
+            eprintln!("token for {principal} created; it is shown only this once");
+        }
+        crate::cli::TokenAction::Revoke { principal, token } => {
+            let digest = token.as_deref().map(crate::serve::auth::digest);
+            let revoked = store.revoke_tokens(digest.as_deref(), principal.as_deref())?;
+            println!("revoked {revoked} token(s)");
+            if revoked == 0 {
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

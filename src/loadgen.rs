@@ -1,0 +1,236 @@
+//! `keyledger bench http`: a load generator for the activation endpoint.
+//!
+//! It only talks to loopback addresses, sends a bounded number of requests for a bounded
+//! time, and stops by itself. Without `--url` it builds a temporary ledger with one large
+//! MAK, starts `keyledger serve` on it as a child process, and stops that server after.
+
+use std::io::BufRead;
+use std::process::{Child, Command as Process, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+
+use crate::cli::BenchHttp;
+
+const OWN_KEY: &str = "BCDFG-HJKMP-QRTVW-XY234-6789B";
+const OWN_ORG: &str = "loadgen-org";
+
+/// The result of a run.
+#[derive(Debug, serde::Serialize)]
+pub struct LoadReport {
+    pub concurrency: usize,
+    pub requests: u64,
+    pub activated: u64,
+    pub refused: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub requests_per_second: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+}
+
+pub fn run(args: &BenchHttp) -> Result<ExitCode> {
+    if args.concurrency == 0 || args.requests == 0 {
+        bail!("--concurrency and --requests must be at least 1");
+    }
+    let (url, key, org, server) = match &args.url {
+        Some(url) => {
+            check_loopback(url)?;
+            let key = args
+                .product_key
+                .clone()
+                .expect("clap requires --product-key with --url");
+            (
+                url.clone(),
+                key,
+                args.org.clone().expect("clap requires --org with --url"),
+                None,
+            )
+        }
+        None => {
+            let (url, server) = own_server()?;
+            (url, OWN_KEY.to_owned(), OWN_ORG.to_owned(), Some(server))
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(load(&url, &key, &org, args));
+    if let Some(server) = server {
+        server.stop()?;
+    }
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} requests in {:.1} s at concurrency {}: {:.0} req/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} activated, {} refused, {} errors",
+            report.requests, report.seconds, report.concurrency, report.requests_per_second,
+            report.latency_ms_p50, report.latency_ms_p99, report.latency_ms_max,
+            report.activated, report.refused, report.errors
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_loopback(url: &str) -> Result<()> {
+    let host = url
+        .strip_prefix("http://")
+        .context("--url must start with http://")?
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    match host {
+        "localhost" | "[" => Ok(()),
+        h if h
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback()) =>
+        {
+            Ok(())
+        }
+        _ => bail!("--url must name a loopback address (127.0.0.0/8 or localhost); got {host:?}"),
+    }
+}
+
+async fn load(url: &str, key: &str, org: &str, args: &BenchHttp) -> Result<LoadReport> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let uri: hyper::Uri = format!("{}/v1/activations", url.trim_end_matches('/')).parse()?;
+    let run_id: u64 = rand::random();
+    let next = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, uri, next) = (client.clone(), uri.clone(), Arc::clone(&next));
+        let (key, org, limit) = (key.to_owned(), org.to_owned(), args.requests);
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = latency_histogram();
+            let mut counts = [0u64; 3];
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= limit || Instant::now() >= deadline {
+                    break;
+                }
+                let body = json!({"product_key": key, "org": org, "method": "online", "machines": [format!("lg-{run_id:x}-{i}")]});
+                let request = hyper::Request::post(uri.clone())
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body.to_string())))
+                    .expect("the request is well-formed");
+                let sent = Instant::now();
+                let outcome = match client.request(request).await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let _ = response.into_body().collect().await;
+                        if status.is_success() { 0 } else if status.is_client_error() { 1 } else { 2 }
+                    }
+                    Err(_) => 2,
+                };
+                histogram.saturating_record((sent.elapsed().as_micros() as u64).max(1));
+                counts[outcome] += 1;
+            }
+            (histogram, counts)
+        }));
+    }
+    let mut histogram = latency_histogram();
+    let mut counts = [0u64; 3];
+    for task in tasks {
+        let (h, c) = task.await?;
+        histogram
+            .add(h)
+            .expect("histograms of the same precision add");
+        for (total, n) in counts.iter_mut().zip(c) {
+            *total += n;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let requests = counts.iter().sum();
+    Ok(LoadReport {
+        concurrency: args.concurrency,
+        requests,
+        activated: counts[0],
+        refused: counts[1],
+        errors: counts[2],
+        seconds,
+        requests_per_second: requests as f64 / seconds,
+        latency_ms_p50: histogram.value_at_quantile(0.5) as f64 / 1000.0,
+        latency_ms_p99: histogram.value_at_quantile(0.99) as f64 / 1000.0,
+        latency_ms_max: histogram.max() as f64 / 1000.0,
+    })
+}
+
+/// Latencies in microseconds, 1 µs to 60 s, three significant figures.
+fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("the bounds are valid")
+}
+
+/// A `keyledger serve` child on a temporary ledger holding one large MAK.
+struct OwnServer {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn own_server() -> Result<(String, OwnServer)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("loadgen.redb");
+    let at = "2026-01-01T00:00:00Z";
+    let mut engine = keyledger_ledger::init(
+        &path,
+        keyledger_core::Principal::new("loadgen")?,
+        at.parse()?,
+    )?;
+    let setup = [
+        json!({"type": "register_org", "at": at, "actor": "loadgen", "org": OWN_ORG, "name": "Load generator"}),
+        json!({"type": "register_license_id", "at": at, "actor": "loadgen", "license_id": "V-LOAD", "org": OWN_ORG,
+               "program": "select", "agreement_number": "LOAD"}),
+        json!({"type": "register_product", "at": at, "actor": "loadgen", "product": "win11-pro", "name": "W11",
+               "family": "windows_client", "version": "11", "edition": "pro", "key_requirement": "vl_key"}),
+        json!({"type": "issue_key", "at": at, "actor": "loadgen", "license_id": "V-LOAD", "product": "win11-pro",
+               "kind": "mak", "limit": 1u64 << 40, "product_key": OWN_KEY}),
+    ];
+    let commands = setup
+        .into_iter()
+        .map(keyledger_ledger::wire::command_from_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    let answers = engine
+        .run_batch(&[keyledger_ledger::Submission::new(commands)])
+        .remove(0)?;
+    anyhow::ensure!(
+        answers.iter().all(|a| a.ok),
+        "load generator set-up was refused: {answers:?}"
+    );
+    drop(engine);
+    let mut child = Process::new(std::env::current_exe()?)
+        .arg("--data")
+        .arg(&path)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .context("the server did not start")?
+        .to_owned();
+    Ok((url, OwnServer { child, _dir: dir }))
+}
+
+impl OwnServer {
+    fn stop(mut self) -> Result<()> {
+        Process::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! Bearer tokens: a random token is shown once; only its BLAKE3 digest is stored.
+
+use keyledger_core::Principal;
+use keyledger_ledger::Store;
+use rand::RngCore;
+
+/// The prefix every keyledger token starts with, so a leaked one is recognisable.
+pub const TOKEN_PREFIX: &str = "klt_";
+
+pub fn digest(token: &str) -> String {
+    blake3::hash(token.as_bytes()).to_hex().to_string()
+}
+
+/// Creates a token for `principal`, stores its digest, and returns the token itself.
+pub fn create(store: &Store, principal: &Principal) -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
+    store.put_token(&digest(&token), principal.as_str())?;
+    Ok(token)
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthError {
+    Missing,
+    Malformed,
+    Unknown,
+}
+
+impl AuthError {
+    pub fn message(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing Authorization: Bearer token",
+            AuthError::Malformed => "the Authorization header is not `Bearer <token>`",
+            AuthError::Unknown => "unknown or revoked token",
+        }
+    }
+}
+
+/// The principal an `Authorization` header authenticates.
+pub fn principal(store: &Store, header: Option<&str>) -> Result<Principal, AuthError> {
+    let header = header.ok_or(AuthError::Missing)?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .ok_or(AuthError::Malformed)?
+        .trim();
+    if !token.starts_with(TOKEN_PREFIX) {
+        return Err(AuthError::Unknown);
+    }
+    match store.token_principal(&digest(token)) {
+        Ok(Some(name)) => Principal::new(name).map_err(|_| AuthError::Unknown),
+        _ => Err(AuthError::Unknown),
+    }
+}

@@ -1,0 +1,86 @@
+//! Prometheus metrics of the service: what was committed, how batches and commits behave,
+//! how deep the queue is, and refusals by code.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: String,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub events_committed: Counter,
+    pub batch_commands: Histogram,
+    pub commit_latency_seconds: Histogram,
+    pub queue_depth: Gauge,
+    pub refusals: Family<CodeLabel, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let events_committed = Counter::default();
+        let batch_commands = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        let commit_latency_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        let queue_depth = Gauge::default();
+        let refusals = Family::<CodeLabel, Counter>::default();
+        let mut registry = Registry::with_prefix("keyledger");
+        registry.register(
+            "events_committed",
+            "Events appended to the log",
+            events_committed.clone(),
+        );
+        registry.register(
+            "batch_commands",
+            "Commands per committed batch",
+            batch_commands.clone(),
+        );
+        registry.register(
+            "commit_latency_seconds",
+            "Durable commit time per batch",
+            commit_latency_seconds.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Submissions waiting for the writer",
+            queue_depth.clone(),
+        );
+        registry.register("refusals", "Refused commands by code", refusals.clone());
+        Metrics {
+            registry,
+            events_committed,
+            batch_commands,
+            commit_latency_seconds,
+            queue_depth,
+            refusals,
+        }
+    }
+
+    pub fn observe(&self, committed: &keyledger_ledger::Committed) {
+        self.events_committed.inc_by(committed.events.len() as u64);
+        self.batch_commands.observe(committed.commands as f64);
+        self.commit_latency_seconds
+            .observe(committed.commit_micros as f64 / 1e6);
+    }
+
+    pub fn refused(&self, code: &str) {
+        self.refusals
+            .get_or_create(&CodeLabel {
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,129 @@
+//! `keyledger serve`: the HTTP service. Every write goes through the single writer; every
+//! answer is sent after the durable commit. Live projections follow each committed batch.
+//!
+//! Shutdown (SIGINT/SIGTERM): stop accepting, let in-flight requests finish (their commands
+//! are queued or committing), stop the writer after it drains its queue, fold the last
+//! batches, write a projection snapshot, exit 0.
+
+pub mod auth;
+mod metrics;
+mod routes;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+
+use anyhow::{Context, Result};
+use keyledger_ledger::{Committed, Store, Writer, WriterHandle};
+use keyledger_projections::Projections;
+
+use crate::view::{projections, write_snapshot, Until};
+
+/// The most bytes of a request body: a proxy activation of 10,000 long machine names fits.
+pub const BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub writer: WriterHandle,
+    pub store: Store,
+    pub projections: Arc<RwLock<Projections>>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+pub fn run(data: &Path, listen: &str) -> Result<ExitCode> {
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--listen {listen:?}: expected IP:PORT"))?;
+    let mut engine = keyledger_ledger::open(data)
+        .with_context(|| format!("cannot open ledger {}", data.display()))?;
+    let store = engine.store().clone();
+    let folded = Arc::new(RwLock::new(projections(&store, Until::Head)?));
+    let metrics = Arc::new(metrics::Metrics::new());
+    let (tx, rx) = std::sync::mpsc::channel::<Committed>();
+    engine.set_listener(tx);
+    let writer = Writer::spawn(engine);
+    let follower = {
+        let folded = Arc::clone(&folded);
+        let metrics = Arc::clone(&metrics);
+        std::thread::spawn(move || follow(rx, &folded, &metrics))
+    };
+    let app = App {
+        writer: writer.handle(),
+        store: store.clone(),
+        projections: Arc::clone(&folded),
+        metrics,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(app, addr))?;
+    drop(runtime);
+    // Every handler's clone of the writer handle is gone with the runtime: the writer drains.
+    let engine = writer.stop();
+    drop(engine);
+    follower
+        .join()
+        .expect("the projection follower does not panic");
+    let folded = folded.read().expect("no handler panicked holding the lock");
+    write_snapshot(&store, &folded)?;
+    eprintln!(
+        "keyledger: stopped cleanly at seq {}; snapshot written",
+        folded.last_seq
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(app: App, addr: SocketAddr) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    // Tests and scripts read this line to find an ephemeral port.
+    println!("listening on http://{bound}");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    eprintln!("keyledger: serving {} on http://{bound}", app.store.label());
+    axum::serve(listener, routes::router(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    eprintln!("keyledger: shutting down: finishing in-flight requests");
+}
+
+/// Folds every committed batch into the live projections, in commit order.
+fn follow(
+    rx: std::sync::mpsc::Receiver<Committed>,
+    folded: &RwLock<Projections>,
+    metrics: &metrics::Metrics,
+) {
+    for committed in rx {
+        metrics.observe(&committed);
+        let Some(first) = committed.first_seq else {
+            continue;
+        };
+        let mut p = folded.write().expect("no reader panics holding the lock");
+        for (i, event) in committed.events.iter().enumerate() {
+            p.apply(first + i as u64, event);
+        }
+    }
+}

@@ -1,0 +1,555 @@
+//! The HTTP API (docs/api.md): activations authorised by the key they present; everything
+//! else by a bearer token whose principal is the actor.
+
+// Handlers return early with a ready `Response`; boxing it would only add an allocation to
+// the error paths of a module whose every function ends in a `Response` anyway.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use keyledger_core::command::DiscloseKeys;
+use keyledger_core::{Command, CommandBody, Digest, DisclosureChannel, LicenseId, Principal};
+use keyledger_ledger::wire::{command_from_value, event_to_json, InputError};
+use keyledger_ledger::{Answer, Error};
+use keyledger_projections::keys::{export_keys, ExportScope};
+use keyledger_projections::{license_report, Format};
+use serde_json::{json, Map, Value};
+
+use super::{auth, App, BODY_BYTES_MAX};
+use crate::view::{now_at_least, parse_time, projections, wall_clock, Until};
+
+/// The most events one `GET /v1/log` page returns.
+const LOG_PAGE_MAX: usize = 10_000;
+
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/v1/activations", post(activations))
+        .route("/v1/commands", post(commands))
+        .route("/v1/license-ids/{id}/report", get(report))
+        .route("/v1/keys", get(keys))
+        .route("/v1/log", get(log))
+        .route("/v1/verify", get(verify))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(app)
+}
+
+/// An error answer with its HTTP status.
+fn reply(status: StatusCode, answer: Answer) -> Response {
+    (status, Json(answer)).into_response()
+}
+
+fn malformed(err: &InputError) -> Response {
+    reply(StatusCode::BAD_REQUEST, Answer::malformed(None, err))
+}
+
+fn input_error(field: Option<&str>, message: impl Into<String>) -> InputError {
+    InputError {
+        field: field.map(str::to_owned),
+        message: message.into(),
+    }
+}
+
+/// The status of an answer: refusals are 4xx by kind (STYLE: a rule said no).
+fn status_of(answer: &Answer) -> StatusCode {
+    if answer.ok {
+        return StatusCode::OK;
+    }
+    match answer.code.as_deref().unwrap_or("") {
+        "forbidden" => StatusCode::FORBIDDEN,
+        "malformed" => StatusCode::BAD_REQUEST,
+        "record_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "not_committed" | "storage" => StatusCode::SERVICE_UNAVAILABLE,
+        code if code.starts_with("unknown_") => StatusCode::NOT_FOUND,
+        "already_exists" | "request_already_decided" | "already_redeemed" | "time_regression" => {
+            StatusCode::CONFLICT
+        }
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+fn writer_error(err: Error) -> Response {
+    let status = match err {
+        Error::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    reply(status, Answer::error("not_committed", err.to_string()))
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| malformed(&input_error(None, format!("not JSON: {e}"))))
+}
+
+fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    auth::principal(&app.store, header).map_err(|e| {
+        reply(
+            StatusCode::UNAUTHORIZED,
+            Answer::error("unauthorized", e.message()),
+        )
+    })
+}
+
+fn forbidden(rule: &str, message: String) -> Response {
+    let mut answer = Answer::error("forbidden", message);
+    answer.rule = Some(rule.to_owned());
+    reply(StatusCode::FORBIDDEN, answer)
+}
+
+const ACTIVATION_TYPES: [&str; 4] = [
+    "activate",
+    "activate_kms_host",
+    "activate_kms_client",
+    "redeem_osa",
+];
+
+/// `POST /v1/activations`: authorised by the key text presented; `at` is the server's.
+async fn activations(State(app): State<App>, body: Bytes) -> Response {
+    let value = match parse_body(&body) {
+        Ok(value) => value,
+        Err(response) => return response,
+    };
+    let Value::Object(mut fields) = value else {
+        return malformed(&input_error(None, "an activation must be a JSON object"));
+    };
+    if fields.contains_key("at") {
+        return malformed(&input_error(
+            Some("at"),
+            "the server stamps `at`: a client's claimed time is not evidence",
+        ));
+    }
+    let kind = fields
+        .entry("type")
+        .or_insert_with(|| json!("activate"))
+        .clone();
+    if !kind.as_str().is_some_and(|k| ACTIVATION_TYPES.contains(&k)) {
+        return malformed(&input_error(
+            Some("type"),
+            format!("{kind} is not an activation; use /v1/commands"),
+        ));
+    }
+    fields
+        .entry("actor")
+        .or_insert_with(|| json!("activation-client"));
+    fields.insert("at".to_owned(), json!(wall_clock().to_string()));
+    let command = match command_from_value(Value::Object(fields)) {
+        Ok(command) => command,
+        Err(err) => return malformed(&err),
+    };
+    app.metrics.queue_depth.set(app.writer.queue_depth() as i64);
+    match app.writer.try_submit_stamped(vec![command]).await {
+        Ok(mut answers) => answered(&app, answers.remove(0)),
+        Err(err) => writer_error(err),
+    }
+}
+
+fn answered(app: &App, answer: Answer) -> Response {
+    if let (false, Some(code)) = (answer.ok, answer.code.as_deref()) {
+        app.metrics.refused(code);
+    }
+    (status_of(&answer), Json(answer)).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct AtomicQuery {
+    #[serde(default)]
+    atomic: bool,
+}
+
+/// `POST /v1/commands[?atomic=true]`: one command or an array; the token's principal acts.
+async fn commands(
+    State(app): State<App>,
+    Query(q): Query<AtomicQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let principal = match authenticate(&app, &headers) {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    let value = match parse_body(&body) {
+        Ok(value) => value,
+        Err(response) => return response,
+    };
+    let single = !value.is_array();
+    let items = match value {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    let mut commands = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Object(mut fields) = item else {
+            return malformed(&input_error(
+                None,
+                format!("command {i}: not a JSON object"),
+            ));
+        };
+        match fields.get("actor").and_then(Value::as_str) {
+            Some(actor) if actor != principal.as_str() => {
+                return forbidden(
+                    "R3",
+                    format!("command {i}: actor {actor} is not the token's principal {principal}"),
+                );
+            }
+            _ => {
+                fields.insert("actor".to_owned(), json!(principal.as_str()));
+            }
+        }
+        match command_from_value(Value::Object(fields)) {
+            Ok(command) => commands.push(command),
+            Err(err) => {
+                let mut answer = Answer::malformed(None, &err);
+                answer.message = Some(format!("command {i}: {err}"));
+                return reply(StatusCode::BAD_REQUEST, answer);
+            }
+        }
+    }
+    let answers = match app.writer.try_submit(commands, q.atomic).await {
+        Ok(answers) => answers,
+        Err(err) => return writer_error(err),
+    };
+    for answer in answers.iter().filter(|a| !a.ok) {
+        app.metrics.refused(answer.code.as_deref().unwrap_or(""));
+    }
+    if single {
+        let answer = answers.into_iter().next().expect("one answer per command");
+        return (status_of(&answer), Json(answer)).into_response();
+    }
+    (StatusCode::OK, Json(answers)).into_response()
+}
+
+/// Operators see every license ID; others those they hold a role on.
+fn may_read(app: &App, principal: &Principal, license: &LicenseId) -> bool {
+    let p = app
+        .projections
+        .read()
+        .expect("no writer panics holding the lock");
+    p.operators.contains(principal)
+        || p.roles
+            .get(&(license.clone(), principal.clone()))
+            .is_some_and(|r| !r.is_empty())
+}
+
+/// `GET /v1/license-ids/{id}/report[?as_of=T&format=json|tsv|table]`.
+async fn report(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match authenticate(&app, &headers) {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    let Ok(license) = LicenseId::new(id.as_str()) else {
+        return malformed(&input_error(Some("id"), "not a license ID"));
+    };
+    if !may_read(&app, &principal, &license) {
+        return forbidden(
+            "R1",
+            format!("{principal} holds no role on license ID {license}"),
+        );
+    }
+    let format: Format = match q
+        .get("format")
+        .map(String::as_str)
+        .unwrap_or("json")
+        .parse()
+    {
+        Ok(format) => format,
+        Err(message) => return malformed(&input_error(Some("format"), message)),
+    };
+    let rendered = match q.get("as_of") {
+        Some(text) => {
+            let at = match parse_time(text, "as_of") {
+                Ok(at) => at,
+                Err(err) => return malformed(&input_error(Some("as_of"), format!("{err:#}"))),
+            };
+            let store = app.store.clone();
+            let folded =
+                tokio::task::spawn_blocking(move || projections(&store, Until::Time(at))).await;
+            match folded {
+                Ok(Ok(p)) => license_report(&p, &license, at).map(|r| r.render(format)),
+                _ => {
+                    return reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        Answer::error("storage", "cannot fold the log"),
+                    )
+                }
+            }
+        }
+        None => {
+            let p = app
+                .projections
+                .read()
+                .expect("no writer panics holding the lock");
+            let at = now_at_least(p.last_at);
+            license_report(&p, &license, at).map(|r| r.render(format))
+        }
+    };
+    match rendered {
+        Some(body) => ([(header::CONTENT_TYPE, content_type(format))], body).into_response(),
+        None => reply(
+            StatusCode::NOT_FOUND,
+            Answer::error("unknown_license_id", format!("no license ID {license}")),
+        ),
+    }
+}
+
+fn content_type(format: Format) -> &'static str {
+    match format {
+        Format::Json => "application/json",
+        Format::Tsv => "text/tab-separated-values; charset=utf-8",
+        Format::Table => "text/plain; charset=utf-8",
+    }
+}
+
+/// `GET /v1/keys?license_id=..&format=tsv|json`: R1/R2, the disclosure recorded first.
+async fn keys(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match authenticate(&app, &headers) {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    let scope = match q.get("license_id") {
+        Some(id) => match LicenseId::new(id.as_str()) {
+            Ok(id) => ExportScope::LicenseIds(vec![id]),
+            Err(_) => return malformed(&input_error(Some("license_id"), "not a license ID")),
+        },
+        None => ExportScope::All,
+    };
+    let json_out = match q.get("format").map(String::as_str).unwrap_or("tsv") {
+        "tsv" => false,
+        "json" => true,
+        other => {
+            return malformed(&input_error(
+                Some("format"),
+                format!("{other:?}: expected tsv or json"),
+            ))
+        }
+    };
+    let export = {
+        let p = app
+            .projections
+            .read()
+            .expect("no writer panics holding the lock");
+        let store = &app.store;
+        export_keys(&p, &scope, &principal, |key| {
+            store.secret(key.0).ok().flatten()
+        })
+    };
+    if !export.disclosed.is_empty() {
+        let command = Command {
+            at: wall_clock(),
+            actor: principal.clone(),
+            command_id: None,
+            body: CommandBody::DiscloseKeys(DiscloseKeys {
+                key_ids: export.disclosed.clone(),
+                channel: DisclosureChannel::Export,
+                export_digest: Some(Digest(*blake3::hash(&export.tsv).as_bytes())),
+            }),
+        };
+        match app.writer.try_submit_stamped(vec![command]).await {
+            Ok(answers) if answers[0].ok => {}
+            Ok(mut answers) => return answered(&app, answers.remove(0)),
+            Err(err) => return writer_error(err),
+        }
+    }
+    let text = String::from_utf8(export.tsv).expect("exports are UTF-8");
+    if !json_out {
+        return (
+            [(
+                header::CONTENT_TYPE,
+                "text/tab-separated-values; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response();
+    }
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
+    let rows: Vec<Map<String, Value>> = lines
+        .map(|line| {
+            header
+                .iter()
+                .zip(line.split('\t'))
+                .map(|(h, v)| ((*h).to_owned(), json!(v)))
+                .collect()
+        })
+        .collect();
+    Json(json!({ "keys": rows, "disclosed": export.disclosed.len() })).into_response()
+}
+
+/// `GET /v1/log?from=SEQ&license_id=..&limit=N`: a page of events and where the next starts.
+async fn log(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match authenticate(&app, &headers) {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    let number = |name: &str, default: u64| -> Result<u64, Response> {
+        q.get(name).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| malformed(&input_error(Some(name), "expected a whole number")))
+        })
+    };
+    let (from, limit) = match (number("from", 1), number("limit", 1000)) {
+        (Ok(from), Ok(limit)) => (from, (limit as usize).clamp(1, LOG_PAGE_MAX)),
+        (Err(response), _) | (_, Err(response)) => return response,
+    };
+    let wanted: Option<Vec<u64>> = match q.get("license_id") {
+        Some(id) => {
+            let Ok(license) = LicenseId::new(id.as_str()) else {
+                return malformed(&input_error(Some("license_id"), "not a license ID"));
+            };
+            if !may_read(&app, &principal, &license) {
+                return forbidden(
+                    "R1",
+                    format!("{principal} holds no role on license ID {license}"),
+                );
+            }
+            let p = app
+                .projections
+                .read()
+                .expect("no writer panics holding the lock");
+            Some(
+                p.license_history
+                    .get(&license)
+                    .map(|s| {
+                        s.iter()
+                            .copied()
+                            .filter(|s| *s >= from)
+                            .take(limit)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            )
+        }
+        None => {
+            let operator = app
+                .projections
+                .read()
+                .expect("no writer panics holding the lock")
+                .operators
+                .contains(&principal);
+            if !operator {
+                return forbidden(
+                    "R3",
+                    format!(
+                        "{principal} is not an operator: filter by a license ID you hold a role on"
+                    ),
+                );
+            }
+            None
+        }
+    };
+    let store = app.store.clone();
+    let page =
+        tokio::task::spawn_blocking(move || read_page(&store, from, limit, wanted.as_deref()))
+            .await;
+    match page {
+        Ok(Ok(body)) => Json(body).into_response(),
+        _ => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Answer::error("storage", "cannot read the log"),
+        ),
+    }
+}
+
+fn read_page(
+    store: &keyledger_ledger::Store,
+    from: u64,
+    limit: usize,
+    wanted: Option<&[u64]>,
+) -> keyledger_ledger::Result<Value> {
+    let mut events = Vec::new();
+    let mut next = None;
+    let start = match wanted {
+        Some([]) => return Ok(json!({ "events": [], "next_from": null })),
+        Some(seqs) => seqs[0],
+        None => from,
+    };
+    keyledger_ledger::walk(store, start, |record| {
+        if wanted.is_some_and(|w| w.binary_search(&record.seq).is_err()) {
+            return Ok(std::ops::ControlFlow::Continue(()));
+        }
+        if events.len() == limit {
+            next = Some(record.seq);
+            return Ok(std::ops::ControlFlow::Break(()));
+        }
+        events.push(json!({ "seq": record.seq, "event": event_to_json(&record.event) }));
+        let done = wanted.is_some_and(|w| w.last() == Some(&record.seq));
+        Ok(if done {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        })
+    })?;
+    Ok(json!({ "events": events, "next_from": next }))
+}
+
+/// `GET /v1/verify`: the whole chain, decoded and rehashed.
+async fn verify(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Err(response) = authenticate(&app, &headers) {
+        return response;
+    }
+    let store = app.store.clone();
+    match tokio::task::spawn_blocking(move || keyledger_ledger::verify(&store)).await {
+        Ok(Ok(report)) => Json(json!({
+            "ok": true,
+            "events": report.events,
+            "blocks": report.blocks,
+            "head_seq": report.head.seq,
+            "head_hash": hex::encode(report.head.hash),
+        }))
+        .into_response(),
+        Ok(Err(Error::Corrupt(c))) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(
+                json!({ "ok": false, "code": "corrupt", "seq": c.seq(), "message": c.to_string() }),
+            ),
+        )
+            .into_response(),
+        _ => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Answer::error("storage", "cannot read the log"),
+        ),
+    }
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    let seq = app
+        .projections
+        .read()
+        .expect("no writer panics holding the lock")
+        .last_seq;
+    Json(json!({ "ok": true, "seq": seq })).into_response()
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    app.metrics.queue_depth.set(app.writer.queue_depth() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}

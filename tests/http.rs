@@ -1,0 +1,485 @@
+//! The HTTP service, end to end: a real `keyledger serve` on an ephemeral loopback port,
+//! driven by a real HTTP client. Races must not over-activate, auth must hold, key text must
+//! never reach anyone without the role, bad input must append nothing, and a SIGTERM under
+//! load must lose no acknowledged activation.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+const AT: &str = "2026-02-01T10:00:00Z";
+const MAK: &str = "BCDFG-HJKMP-QRTVW-XY234-6789B";
+const KMS: &str = "CDFGH-JKMPQ-RTVWX-Y2346-789BC";
+
+fn keyledger(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyledger"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Server {
+    child: Option<Child>,
+    url: String,
+    data: PathBuf,
+    stderr: Arc<std::sync::Mutex<String>>,
+    _dir: tempfile::TempDir,
+    agent: ureq::Agent,
+    tokens: std::collections::HashMap<&'static str, String>,
+}
+
+impl Server {
+    /// A ledger with a MAK of `limit`, a KMS host key, roles, tokens; then `serve`.
+    fn start(limit: u64) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("ledger.redb");
+        keyledger(
+            &data,
+            &["init", "--operator", "olga", "--at", "2026-01-01T00:00:00Z"],
+        );
+        let lines = [
+            json!({"type": "register_org", "at": AT, "actor": "olga", "org": "contoso", "name": "Contoso"}),
+            json!({"type": "register_license_id", "at": AT, "actor": "olga", "license_id": "V100", "org": "contoso",
+                   "program": "select", "agreement_number": "S-1"}),
+            json!({"type": "register_product", "at": AT, "actor": "olga", "product": "win11-pro", "name": "Windows 11 Pro",
+                   "family": "windows_client", "version": "11", "edition": "pro", "key_requirement": "vl_key"}),
+            json!({"type": "issue_key", "at": AT, "actor": "olga", "license_id": "V100", "product": "win11-pro",
+                   "kind": "mak", "limit": limit, "product_key": MAK}),
+            json!({"type": "issue_key", "at": AT, "actor": "olga", "license_id": "V100", "product": "win11-pro",
+                   "kind": "kms_host", "product_key": KMS}),
+            json!({"type": "assign_role", "at": AT, "actor": "olga", "principal": "rita", "license_id": "V100", "role": "product_key_reader"}),
+            json!({"type": "assign_role", "at": AT, "actor": "olga", "principal": "vic", "license_id": "V100", "role": "key_viewer"}),
+        ];
+        let file = dir.path().join("setup.jsonl");
+        std::fs::write(
+            &file,
+            lines
+                .iter()
+                .map(|l| l.to_string() + "\n")
+                .collect::<String>(),
+        )
+        .unwrap();
+        keyledger(&data, &["apply", file.to_str().unwrap()]);
+        let mut tokens = std::collections::HashMap::new();
+        for who in ["olga", "rita", "vic", "gone"] {
+            tokens.insert(
+                who,
+                keyledger(&data, &["token", "create", "--principal", who])
+                    .trim()
+                    .to_owned(),
+            );
+        }
+        keyledger(&data, &["token", "revoke", "--principal", "gone"]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keyledger"))
+            .arg("--data")
+            .arg(&data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("the server prints its address")
+            .to_owned();
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            sink.lock().unwrap().push_str(&text);
+        });
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Server {
+            child: Some(child),
+            url,
+            data,
+            stderr,
+            _dir: dir,
+            agent,
+            tokens,
+        }
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+        let mut request = self
+            .agent
+            .post(format!("{}{path}", self.url))
+            .content_type("application/json");
+        if let Some(who) = token {
+            request = request.header("Authorization", format!("Bearer {}", self.token(who)));
+        }
+        let mut response = request.send(body).unwrap();
+        (
+            response.status().as_u16(),
+            response.body_mut().read_to_string().unwrap(),
+        )
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut request = self.agent.get(format!("{}{path}", self.url));
+        if let Some(who) = token {
+            request = request.header("Authorization", format!("Bearer {}", self.token(who)));
+        }
+        let mut response = request.call().unwrap();
+        (
+            response.status().as_u16(),
+            response.body_mut().read_to_string().unwrap(),
+        )
+    }
+
+    fn token(&self, who: &str) -> String {
+        self.tokens
+            .get(who)
+            .cloned()
+            .unwrap_or_else(|| who.to_owned())
+    }
+
+    fn seq(&self) -> u64 {
+        let (_, body) = self.get("/healthz", None);
+        serde_json::from_str::<Value>(&body).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// SIGTERM, wait for a clean exit, and return what the server wrote to stderr.
+    fn stop(&mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "the server exits 0 on SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn activation(machine: &str) -> String {
+    json!({"product_key": MAK, "org": "contoso", "method": "online", "machines": [machine]})
+        .to_string()
+}
+
+#[test]
+fn two_hundred_concurrent_activations_of_a_mak_of_50_activate_exactly_50() {
+    let server = Arc::new(Server::start(50));
+    let before = server.seq();
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let server = Arc::clone(&server);
+            std::thread::spawn(move || {
+                server.post("/v1/activations", None, &activation(&format!("pc-{i}")))
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, Value)> = threads
+        .into_iter()
+        .map(|t| {
+            let (status, body) = t.join().unwrap();
+            (status, serde_json::from_str(&body).unwrap())
+        })
+        .collect();
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|(s, a)| *s == 200 && a["ok"] == true)
+            .count(),
+        50
+    );
+    let refused: Vec<_> = answers.iter().filter(|(_, a)| a["ok"] == false).collect();
+    assert_eq!(refused.len(), 150);
+    assert!(refused
+        .iter()
+        .all(|(s, a)| *s == 422 && a["code"] == "insufficient_activations" && a["seq"].is_u64()));
+    let (_, report) = server.get("/v1/license-ids/V100/report", Some("olga"));
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["keys"][0]["used"], 50);
+    assert_eq!(
+        report["keys"][0]["refusals"]["insufficient_activations"],
+        150
+    );
+    let (status, verify) = server.get("/v1/verify", Some("olga"));
+    assert_eq!(status, 200, "{verify}");
+    assert_eq!(
+        server.seq(),
+        before + 200,
+        "50 consumptions and 150 recorded refusals"
+    );
+    let (_, log) = server.get(
+        &format!("/v1/log?from={}&limit=1000", before + 1),
+        Some("olga"),
+    );
+    let log: Value = serde_json::from_str(&log).unwrap();
+    let types: Vec<&str> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "machines_activated").count(),
+        50
+    );
+    assert_eq!(
+        types.iter().filter(|t| **t == "activation_refused").count(),
+        150
+    );
+}
+
+#[test]
+fn twenty_concurrent_kms_hosts_activate_exactly_six() {
+    let server = Arc::new(Server::start(5));
+    let threads: Vec<_> = (0..20)
+        .map(|i| {
+            let server = Arc::clone(&server);
+            let body = json!({"type": "activate_kms_host", "product_key": KMS, "org": "contoso", "host": format!("kms-{i}")});
+            std::thread::spawn(move || server.post("/v1/activations", None, &body.to_string()))
+        })
+        .collect();
+    let answers: Vec<Value> = threads
+        .into_iter()
+        .map(|t| serde_json::from_str(&t.join().unwrap().1).unwrap())
+        .collect();
+    assert_eq!(answers.iter().filter(|a| a["ok"] == true).count(), 6);
+    assert!(answers
+        .iter()
+        .filter(|a| a["ok"] == false)
+        .all(|a| a["code"] == "kms_host_limit_reached"));
+}
+
+#[test]
+fn the_auth_matrix_for_reading_keys_and_licensor_commands() {
+    let server = Server::start(5);
+    // Later than anything the server stamps today: a time regression would be checked first.
+    let block = json!({"type": "block_key", "at": "2099-01-01T00:00:00Z", "key_id": 2}).to_string();
+    assert_eq!(
+        server.get("/v1/keys?license_id=V100", None).0,
+        401,
+        "no token"
+    );
+    assert_eq!(
+        server.get("/v1/keys?license_id=V100", Some("klt_bogus")).0,
+        401,
+        "bad token"
+    );
+    assert_eq!(
+        server.get("/v1/keys?license_id=V100", Some("gone")).0,
+        401,
+        "revoked token"
+    );
+    let (status, tsv) = server.get("/v1/keys?license_id=V100", Some("rita"));
+    assert_eq!(status, 200);
+    assert!(tsv.contains(MAK), "a reader sees key text: {tsv}");
+    let (status, tsv) = server.get("/v1/keys?license_id=V100", Some("vic"));
+    assert_eq!(status, 200);
+    assert!(
+        !tsv.contains(MAK) && tsv.contains("*****-*****-*****-*****-6789B"),
+        "a viewer sees masks: {tsv}"
+    );
+    let (status, tsv) = server.get("/v1/keys?license_id=V100", Some("olga"));
+    assert!(
+        status == 200 && !tsv.contains(MAK),
+        "operators are licensors, not readers (R1)"
+    );
+    let (status, body) = server.post("/v1/commands", Some("rita"), &block);
+    assert_eq!(status, 403, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (answer["code"].as_str(), answer["rule"].as_str()),
+        (Some("forbidden"), Some("R3"))
+    );
+    assert_eq!(server.post("/v1/commands", None, &block).0, 401);
+    let spoofed =
+        json!({"type": "block_key", "at": "2099-01-01T00:00:00Z", "actor": "olga", "key_id": 2})
+            .to_string();
+    let (status, body) = server.post("/v1/commands", Some("rita"), &spoofed);
+    assert_eq!(
+        status, 403,
+        "a body actor other than the token's principal: {body}"
+    );
+    let (status, body) = server.post("/v1/commands", Some("olga"), &block);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        server
+            .get("/v1/license-ids/V100/report", Some("outsider"))
+            .0,
+        401
+    );
+    assert_eq!(
+        server.get("/v1/log?from=1", Some("rita")).0,
+        403,
+        "an unfiltered log is for operators"
+    );
+    assert_eq!(
+        server.get("/v1/log?from=1&license_id=V100", Some("rita")).0,
+        200
+    );
+}
+
+#[test]
+fn key_text_never_reaches_a_principal_without_the_role_nor_metrics_nor_logs() {
+    let mut server = Server::start(5);
+    for i in 0..3 {
+        server.post("/v1/activations", None, &activation(&format!("pc-{i}")));
+    }
+    let bad_key = json!({"product_key": "BCDFG-HJKMP-QRTVW-XY234-6789A", "org": "contoso", "method": "online", "machines": ["x"]});
+    server.post("/v1/activations", None, &bad_key.to_string());
+    let mut seen = String::new();
+    for (path, who) in [
+        ("/v1/keys?license_id=V100", Some("vic")),
+        ("/v1/keys?license_id=V100&format=json", Some("vic")),
+        ("/v1/license-ids/V100/report", Some("vic")),
+        ("/v1/license-ids/V100/report?format=tsv", Some("olga")),
+        ("/v1/log?from=1", Some("olga")),
+        ("/metrics", None),
+        ("/healthz", None),
+    ] {
+        seen.push_str(&server.get(path, who).1);
+    }
+    let stderr = server.stop();
+    seen.push_str(&stderr);
+    assert!(stderr.contains("stopped cleanly"), "{stderr}");
+    assert!(
+        !seen.contains(MAK) && !seen.contains(KMS),
+        "key text leaked"
+    );
+    assert!(
+        !seen.contains("HJKMP-QRTVW"),
+        "no fragment of key text either"
+    );
+    let exported = keyledger(
+        &server.data,
+        &[
+            "export",
+            "--out",
+            server._dir.path().join("x.jsonl").to_str().unwrap(),
+        ],
+    );
+    assert!(!exported.contains(MAK));
+}
+
+#[test]
+fn malformed_input_is_a_4xx_naming_the_field_and_appends_nothing() {
+    let server = Server::start(5);
+    let before = server.seq();
+    let too_many: Vec<String> = (0..10_001).map(|i| format!("m{i}")).collect();
+    let huge = "x".repeat(3 * 1024 * 1024);
+    let cases: Vec<(String, u16, Option<&str>)> = vec![
+        ("{not json".into(), 400, None),
+        (json!({"product_key": MAK, "org": "contoso", "method": "online", "machines": ["a"], "machine": "b"}).to_string(), 400, Some("machine")),
+        (json!({"product_key": MAK, "org": "contoso", "method": "online", "machines": "a"}).to_string(), 400, Some("machines")),
+        (json!({"product_key": "BCDFG-HJKMP-QRTVW-XY234-6789A", "org": "contoso", "method": "online", "machines": ["a"]}).to_string(), 400, Some("product_key")),
+        (json!({"product_key": MAK, "org": "contoso", "method": "proxy", "machines": too_many}).to_string(), 400, Some("machines")),
+        (json!({"at": AT, "product_key": MAK, "org": "contoso", "method": "online", "machines": ["a"]}).to_string(), 400, Some("at")),
+        (json!({"type": "block_key", "key_id": 1}).to_string(), 400, Some("type")),
+        (huge, 413, None),
+    ];
+    for (body, status, field) in cases {
+        let (got, text) = server.post("/v1/activations", None, &body);
+        assert_eq!(got, status, "{}: {text}", &body[..body.len().min(80)]);
+        if let Some(field) = field {
+            let answer: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(answer["field"], field, "{text}");
+            assert_eq!(answer["code"], "malformed");
+        }
+    }
+    let (status, text) = server.post(
+        "/v1/commands",
+        Some("olga"),
+        &json!({"type": "block_key", "at": "yesterday", "key_id": 1}).to_string(),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["field"], "at");
+    assert_eq!(server.seq(), before, "nothing appended");
+}
+
+#[test]
+fn sigterm_under_load_loses_no_acknowledged_activation() {
+    let mut server = Server::start(1_000_000);
+    let server_url = server.url.clone();
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let url = server_url.clone();
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                let mut acknowledged = Vec::new();
+                for i in 0..100_000 {
+                    let machine = format!("w{w}-{i}");
+                    let sent = agent
+                        .post(format!("{url}/v1/activations"))
+                        .content_type("application/json")
+                        .send(&activation(&machine));
+                    let Ok(mut response) = sent else { break };
+                    let Ok(body) = response.body_mut().read_to_string() else {
+                        break;
+                    };
+                    match serde_json::from_str::<Value>(&body) {
+                        Ok(answer) if answer["ok"] == true => acknowledged.push(machine),
+                        _ => break,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    server.stop();
+    let acknowledged: Vec<String> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        acknowledged.len() > 50,
+        "the load ran: {} acknowledged",
+        acknowledged.len()
+    );
+    let engine = keyledger_ledger::open(&server.data).unwrap();
+    let key = engine.state().key(keyledger_core::KeyId(1)).unwrap();
+    for machine in &acknowledged {
+        assert!(
+            key.machines
+                .contains(&keyledger_core::MachineId::new(machine.as_str()).unwrap()),
+            "{machine} lost"
+        );
+    }
+    assert!(keyledger_ledger::verify(engine.store()).is_ok());
+    drop(engine);
+    let out = keyledger(&server.data, &["verify"]);
+    assert!(
+        out.contains("snapshot ok"),
+        "the shutdown wrote a snapshot: {out}"
+    );
+}
