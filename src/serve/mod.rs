@@ -45,9 +45,8 @@ pub fn run(data: &Path, listen: &str) -> Result<ExitCode> {
     engine.set_listener(tx);
     let writer = Writer::spawn(engine);
     let follower = {
-        let folded = Arc::clone(&folded);
-        let metrics = Arc::clone(&metrics);
-        std::thread::spawn(move || follow(rx, &folded, &metrics))
+        let (folded, metrics, store) = (Arc::clone(&folded), Arc::clone(&metrics), store.clone());
+        std::thread::spawn(move || follow(rx, &folded, &metrics, &store))
     };
     let app = App {
         writer: writer.handle(),
@@ -110,12 +109,15 @@ async fn shutdown_signal() {
     eprintln!("keyledger: shutting down: finishing in-flight requests");
 }
 
-/// Folds every committed batch into the live projections, in commit order.
+/// Folds every committed batch into the live projections, in commit order, and writes a
+/// snapshot every `SNAPSHOT_EVERY_EVENTS` events so a restart catches up from near the head.
 fn follow(
     rx: std::sync::mpsc::Receiver<Committed>,
     folded: &RwLock<Projections>,
     metrics: &metrics::Metrics,
+    store: &Store,
 ) {
+    let mut snapshotted = folded.read().expect("not yet shared").last_seq;
     for committed in rx {
         metrics.observe(&committed);
         let Some(first) = committed.first_seq else {
@@ -124,6 +126,14 @@ fn follow(
         let mut p = folded.write().expect("no reader panics holding the lock");
         for (i, event) in committed.events.iter().enumerate() {
             p.apply(first + i as u64, event);
+        }
+        drop(p);
+        let p = folded.read().expect("no reader panics holding the lock");
+        if p.last_seq >= snapshotted + crate::view::SNAPSHOT_EVERY_EVENTS {
+            match write_snapshot(store, &p) {
+                Ok(()) => snapshotted = p.last_seq,
+                Err(err) => eprintln!("keyledger: snapshot at seq {} failed: {err:#}", p.last_seq),
+            }
         }
     }
 }
