@@ -114,7 +114,7 @@ fn setup_events() -> Vec<keyledger_core::Event> {
 }
 
 criterion_group!(benches, domain);
-criterion_main!(benches, reports);
+criterion_main!(benches, reports, more);
 
 /// A report for one license ID among 100,000, each with a MAK and some activations.
 fn report_among_many(c: &mut Criterion) {
@@ -206,3 +206,145 @@ fn memory_per_million_machines(_: &mut Criterion) {
 }
 
 criterion_group!(reports, report_among_many, memory_per_million_machines);
+
+/// decide + apply for more command types: a proxy activation of 100 machines, a KMS client
+/// contact, a key issue.
+fn per_command_type(c: &mut Criterion) {
+    let mut state = keyledger_core::State::default();
+    for event in setup_events() {
+        state.apply(&event);
+    }
+    let mut group = c.benchmark_group("decide_apply");
+    group.sample_size(20);
+    let key = keyledger_core::ProductKeyText::parse(support::MAK).unwrap();
+    let at: keyledger_core::Timestamp = support::AT.parse().unwrap();
+    let principal = |p: &str| keyledger_core::Principal::new(p).unwrap();
+    let mut next = 0u64;
+    group.bench_function("activate_proxy_100", |b| {
+        b.iter_batched(
+            || {
+                next += 1;
+                let machines = (0..100)
+                    .map(|i| keyledger_core::MachineId::new(format!("px-{next}-{i}")).unwrap())
+                    .collect();
+                keyledger_core::Command {
+                    at,
+                    actor: principal("vamt"),
+                    command_id: None,
+                    body: keyledger_core::CommandBody::Activate(
+                        keyledger_core::command::Activate {
+                            product_key: key.clone(),
+                            org: keyledger_core::OrgId::new("contoso").unwrap(),
+                            method: keyledger_core::ActivationMethod::Proxy,
+                            machines,
+                        },
+                    ),
+                }
+            },
+            |command| {
+                for event in keyledger_core::decide(&state, &command, &context(&command)).unwrap() {
+                    state.apply(&event);
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let mut issued = 0u64;
+    let mut issuing = state.clone();
+    group.bench_function("issue_key", |b| {
+        b.iter_batched(
+            || {
+                issued += 1;
+                let mut indices = [0u8; 25];
+                let mut n = issued + 1_000_000;
+                for slot in indices.iter_mut().rev() {
+                    *slot = (n % 24) as u8;
+                    n /= 24;
+                }
+                let text = keyledger_core::ProductKeyText::from_alphabet_indices(&indices);
+                keyledger_core::Command {
+                    at,
+                    actor: principal("olga"),
+                    command_id: None,
+                    body: keyledger_core::CommandBody::IssueKey(
+                        keyledger_core::command::IssueKey {
+                            license_id: keyledger_core::LicenseId::new("V100").unwrap(),
+                            product: keyledger_core::ProductId::new("win11-pro").unwrap(),
+                            kind: keyledger_core::KeyKind::Mak,
+                            limit: Some(10),
+                            hosts: None,
+                            per_host: None,
+                            coverage_start: None,
+                            coverage_end: None,
+                            product_key: Some(text),
+                        },
+                    ),
+                }
+            },
+            |command| {
+                for event in keyledger_core::decide(&issuing, &command, &context(&command)).unwrap()
+                {
+                    issuing.apply(&event);
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+/// The R2 export of 10,000 keys for a reader.
+fn key_export(c: &mut Criterion) {
+    let mut p = Projections::default();
+    let mut seq = 0;
+    for event in setup_events() {
+        seq += 1;
+        p.apply(seq, &event);
+    }
+    let reader = keyledger_core::Principal::new("rita").unwrap();
+    let mut push = |p: &mut Projections, body| {
+        seq += 1;
+        let event = keyledger_core::Event {
+            at: support::AT.parse().unwrap(),
+            actor: keyledger_core::Principal::new("olga").unwrap(),
+            body,
+        };
+        p.apply(seq, &event);
+    };
+    push(
+        &mut p,
+        keyledger_core::EventBody::RoleAssigned {
+            principal: reader.clone(),
+            license_id: keyledger_core::LicenseId::new("V100").unwrap(),
+            role: keyledger_core::Role::ProductKeyReader,
+        },
+    );
+    for i in 0..10_000u64 {
+        push(
+            &mut p,
+            keyledger_core::EventBody::KeyIssued {
+                key_id: keyledger_core::KeyId(i + 2),
+                license_id: keyledger_core::LicenseId::new("V100").unwrap(),
+                product: keyledger_core::ProductId::new("win11-pro").unwrap(),
+                kind: keyledger_core::KeyKind::Mak,
+                limit: 100,
+                hosts_max: 0,
+                per_host_max: 0,
+                coverage: None,
+                fingerprint: keyledger_core::Fingerprint([0; 32]),
+                last5: keyledger_core::Last5::parse("BCDFG").unwrap(),
+            },
+        );
+    }
+    let scope = keyledger_projections::keys::ExportScope::All;
+    c.bench_function("key_export_10000_keys", |b| {
+        b.iter(|| {
+            keyledger_projections::keys::export_keys(&p, &scope, &reader, |_| {
+                Some(support::MAK.to_owned())
+            })
+            .rows
+        })
+    });
+}
+
+criterion_group!(more, per_command_type, key_export);

@@ -145,10 +145,16 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
-    /// Load generators.
+    /// A seeded activation workload through the full engine, and the capacity plan it
+    /// implies; or `bench http` for the HTTP load generator.
+    ///
+    /// Example: keyledger bench --preset medium --svg bench.svg
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
-        target: BenchTarget,
+        target: Option<BenchTarget>,
+        #[command(flatten)]
+        workload: WorkloadArgs,
     },
     /// When each MAK runs out at its recent rate.
     ///
@@ -165,6 +171,9 @@ pub enum Command {
         /// table or json.
         #[arg(long, default_value = "table")]
         format: String,
+        /// Also draw each key's consumption and projected exhaustion into this SVG file.
+        #[arg(long)]
+        svg: Option<PathBuf>,
     },
 }
 
@@ -192,6 +201,46 @@ pub enum BenchTarget {
     ///
     /// Example: keyledger bench http --concurrency 64 --requests 50000
     Http(BenchHttp),
+}
+
+#[derive(Debug, Args)]
+pub struct WorkloadArgs {
+    /// small (seconds), medium (a minute or so) or large (100 million events; hours).
+    #[arg(long, default_value = "small")]
+    pub preset: String,
+    #[arg(long)]
+    pub license_ids: Option<u64>,
+    #[arg(long)]
+    pub keys_per_license: Option<u64>,
+    /// Distinct machines the workload may activate.
+    #[arg(long)]
+    pub machines: Option<u64>,
+    /// Fraction of requests that are proxy activations of 10..=100 machines.
+    #[arg(long)]
+    pub proxy_share: Option<f64>,
+    /// Fraction of requests refused (from an org outside the ownership structure; recorded).
+    #[arg(long)]
+    pub refusal_share: Option<f64>,
+    /// Commands per submission.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Stop after this many seconds…
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// …or after this many events, whichever comes first.
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// The planner's expected activations per day, for the extrapolation.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub activations_per_day: u64,
+    /// Print the capacity plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Draw throughput and latency over the run into this SVG file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -6,9 +6,11 @@ mod cli;
 mod cmd;
 mod demo;
 mod loadgen;
+mod plot;
 mod progress;
 mod serve;
 mod view;
+mod workload;
 
 use std::process::ExitCode;
 

@@ -495,3 +495,86 @@ fn golden_reports_of_the_seeded_demo() {
         }
     }
 }
+
+fn bench_plan(ledger: &Ledger, seed: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "bench", "--preset", "small", "--events", "3000", "--seed", seed, "--json",
+    ];
+    args.extend_from_slice(extra);
+    ledger.json(&args)
+}
+
+#[test]
+fn the_bench_workload_is_deterministic_for_a_seed() {
+    let ledger = Ledger::new();
+    let a = bench_plan(&ledger, "5", &[]);
+    let b = bench_plan(&ledger, "5", &[]);
+    let c = bench_plan(&ledger, "6", &[]);
+    assert_eq!(a["head_hash"], b["head_hash"], "same seed, same log");
+    assert_eq!(a["head_seq"], b["head_seq"]);
+    assert_ne!(a["head_hash"], c["head_hash"], "another seed, another log");
+}
+
+#[test]
+fn the_small_bench_plan_has_every_documented_field_within_bounds() {
+    let ledger = Ledger::new();
+    let svg = ledger.file("bench.svg");
+    let plan = bench_plan(&ledger, "1", &["--svg", svg.to_str().unwrap()]);
+    let positive = [
+        "events_per_second",
+        "commit_latency_ms_p50",
+        "commit_latency_ms_p99",
+        "bytes_per_event",
+        "replay_verify_events_per_second",
+        "projection_rebuild_seconds",
+        "projection_fold_events_per_second",
+        "growth_gb_per_year",
+        "headroom_x",
+        "replay_one_year_seconds",
+        "seconds",
+    ];
+    for field in positive {
+        let value = plan[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} missing: {plan}"));
+        assert!(value > 0.0 && value.is_finite(), "{field} = {value}");
+    }
+    assert!(plan["events"].as_u64().unwrap() >= 3000);
+    assert!(plan["commit_latency_ms_p99"].as_f64() >= plan["commit_latency_ms_p50"].as_f64());
+    let bytes = plan["bytes_per_event"].as_f64().unwrap();
+    assert!(
+        bytes < 2000.0,
+        "bytes per event {bytes} within the stated bound"
+    );
+    assert!(plan["peak_rss_bytes"].as_u64().unwrap() > 1_000_000);
+    assert_eq!(plan["shape"]["preset"], "small");
+    assert!(!plan["timeline"].as_array().unwrap().is_empty());
+    let drawing = std::fs::read_to_string(svg).unwrap();
+    assert!(
+        drawing.starts_with("<svg") && drawing.contains("events per second"),
+        "{}",
+        &drawing[..200]
+    );
+}
+
+#[test]
+fn forecast_draws_an_svg_of_consumption_and_exhaustion() {
+    let ledger = Ledger::new();
+    ledger.ok(&["demo", "--machines", "100"]);
+    ledger.ok(&[
+        "forecast",
+        "--svg",
+        "forecast.svg",
+        "--at",
+        "2026-01-07T12:00:00Z",
+    ]);
+    let drawing = std::fs::read_to_string(ledger.file("forecast.svg")).unwrap();
+    assert!(drawing.starts_with("<svg"));
+    assert!(
+        drawing.contains("key 1 win11-pro"),
+        "the legend names the keys"
+    );
+    let bad = ledger.run(&["bench", "--preset", "huge"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("expected small, medium or large"));
+}

@@ -17,16 +17,32 @@ impl Projections {
         self.last_at = Some(event.at);
         let (license, key) = self.subjects(&event.body);
         self.apply_body(seq, event);
-        if let Some(license) = license.or_else(|| key.and_then(|k| self.key_license(k))) {
-            self.license_history.entry(license).or_default().push(seq);
+        self.index(seq, license, key);
+    }
+
+    /// Records `seq` in the history of its key and, for events that name one, of its license
+    /// ID. A key's events are not copied into its license ID's history: that lookup (a
+    /// string search) would sit on every activation; [`Projections::license_history`]
+    /// merges the two when asked.
+    fn index(&mut self, seq: u64, license: Option<LicenseId>, key: Option<KeyId>) {
+        if let Some(view) = key.and_then(|k| self.keys.get_mut(&k)) {
+            view.history.push(seq);
         }
-        if let Some(key) = key {
-            self.key_history.entry(key).or_default().push(seq);
+        if let Some(view) = license.and_then(|id| self.licenses.get_mut(&id)) {
+            view.history.push(seq);
         }
     }
 
-    fn key_license(&self, key: KeyId) -> Option<LicenseId> {
-        self.keys.get(&key).map(|k| k.license_id.clone())
+    /// Every seq about a license ID or any of its keys, in order.
+    pub fn license_history(&self, id: &LicenseId) -> Option<Vec<u64>> {
+        let license = self.licenses.get(id)?;
+        let mut seqs = license.history.clone();
+        for key in &license.keys {
+            seqs.extend_from_slice(&self.keys[key].history);
+        }
+        seqs.sort_unstable();
+        seqs.dedup();
+        Some(seqs)
     }
 
     /// The license ID and key an event is about, for the history index.
@@ -123,6 +139,7 @@ impl Projections {
                     keys: Vec::new(),
                     requests: Vec::new(),
                     esu_orders: Vec::new(),
+                    history: Vec::new(),
                 };
                 self.licenses.insert(license_id.clone(), view);
             }
@@ -309,6 +326,7 @@ impl Projections {
             osa_tenant: None,
             refusals: Default::default(),
             daily: Default::default(),
+            history: Vec::new(),
         };
         self.keys.insert(*key_id, view);
         self.license_mut(license_id).keys.push(*key_id);

@@ -28,6 +28,9 @@ pub struct LicenseView {
     pub keys: Vec<KeyId>,
     pub requests: Vec<RequestId>,
     pub esu_orders: Vec<OrderId>,
+    /// History index: the seqs of events naming this license ID (its keys' events are in
+    /// their own histories; `Projections::license_history` merges them).
+    pub history: Vec<u64>,
 }
 
 /// A KMS host key's hosts (R13).
@@ -82,6 +85,8 @@ pub struct KeyView {
     pub refusals: BTreeMap<RefusalCode, u64>,
     /// Activations consumed per day (days since the epoch), for forecasts.
     pub daily: BTreeMap<i64, u64>,
+    /// History index: the seqs of every event about this key.
+    pub history: Vec<u64>,
 }
 
 impl KeyView {
@@ -227,7 +232,4 @@ pub struct Projections {
     pub roles: BTreeMap<(LicenseId, Principal), BTreeSet<Role>>,
     pub role_history: Vec<RoleChange>,
     pub disclosures: Vec<DisclosureView>,
-    /// History index: the seqs of events about each license ID and each key.
-    pub license_history: BTreeMap<LicenseId, Vec<u64>>,
-    pub key_history: BTreeMap<KeyId, Vec<u64>>,
 }

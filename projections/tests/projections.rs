@@ -125,10 +125,12 @@ fn a_damaged_snapshot_is_refused_not_used() {
         Err(snapshot::SnapshotError::Digest)
     );
     let mut version = bytes.clone();
-    version[0] = 2;
+    version[0] = snapshot::SNAPSHOT_FORMAT_VERSION + 1;
     assert_eq!(
         snapshot::decode(&version),
-        Err(snapshot::SnapshotError::Version(2))
+        Err(snapshot::SnapshotError::Version(
+            snapshot::SNAPSHOT_FORMAT_VERSION + 1
+        ))
     );
     assert_eq!(
         snapshot::decode(&bytes[..10]),
@@ -259,7 +261,7 @@ fn the_history_index_lists_the_events_of_a_license_id_and_of_a_key() {
     h.ok("vamt", online(&mak, "contoso", "pc-1"));
     h.mak("V-EA", "win11-pro", 2);
     let p = fold(&h.events);
-    let seqs = &p.key_history[&key];
+    let seqs = &p.keys[&key].history;
     assert_eq!(seqs.len(), 2);
     for seq in seqs {
         let body = &h.events[*seq as usize - 1].body;
@@ -267,7 +269,7 @@ fn the_history_index_lists_the_events_of_a_license_id_and_of_a_key() {
             matches!(body, EventBody::KeyIssued { key_id, .. } | EventBody::MachinesActivated { key_id, .. } if *key_id == key)
         );
     }
-    let license = &p.license_history[&lid()];
+    let license = &p.license_history(&lid()).unwrap();
     assert!(
         license.contains(&seqs[1]),
         "activations are indexed under their license ID"

@@ -48,19 +48,28 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { listen } => crate::serve::run(data, &listen),
         Command::Token { action } => token(data, action),
         Command::Bench {
-            target: crate::cli::BenchTarget::Http(args),
+            target: Some(crate::cli::BenchTarget::Http(args)),
+            ..
         } => crate::loadgen::run(&args),
+        Command::Bench {
+            target: None,
+            workload,
+        } => crate::workload::run(&workload),
         Command::Forecast {
             license_id,
             window_days,
             at,
             format,
+            svg,
         } => read::forecast(
             data,
-            license_id.as_deref(),
-            window_days,
-            at.as_deref(),
-            &format,
+            &read::ForecastOptions {
+                license: license_id.as_deref(),
+                window_days,
+                at: at.as_deref(),
+                format: &format,
+                svg: svg.as_deref(),
+            },
         ),
     }
 }

@@ -77,10 +77,10 @@ pub fn log(
                     if !p.licenses.contains_key(&id) {
                         bail!("no license ID {id} in the ledger");
                     }
-                    p.license_history.get(&id).cloned().unwrap_or_default()
+                    p.license_history(&id).unwrap_or_default()
                 }
-                (None, Some(k)) => match p.key_history.get(&KeyId(k)) {
-                    Some(seqs) => seqs.clone(),
+                (None, Some(k)) => match p.keys.get(&KeyId(k)) {
+                    Some(key) => key.history.clone(),
                     None => bail!("no key {k} in the ledger"),
                 },
                 (None, None) => unreachable!("handled above"),
@@ -158,29 +158,42 @@ fn summary(event: &serde_json::Value) -> String {
     }
 }
 
-pub fn forecast(
-    data: &Path,
-    license: Option<&str>,
-    window_days: u32,
-    at: Option<&str>,
-    format: &str,
-) -> Result<ExitCode> {
+/// What `forecast` was asked for.
+pub struct ForecastOptions<'a> {
+    pub license: Option<&'a str>,
+    pub window_days: u32,
+    pub at: Option<&'a str>,
+    pub format: &'a str,
+    pub svg: Option<&'a Path>,
+}
+
+pub fn forecast(data: &Path, options: &ForecastOptions<'_>) -> Result<ExitCode> {
+    let ForecastOptions {
+        license,
+        window_days,
+        at,
+        format,
+        svg,
+    } = *options;
     if window_days == 0 {
         bail!("--window-days must be at least 1");
     }
     let store = open_store(data)?;
-    let p = projections(&store, Until::Head)?;
+    // A forecast at a past moment sees only what had happened by then.
+    let at = at.map(|text| parse_time(text, "at")).transpose()?;
+    let p = projections(&store, at.map_or(Until::Head, Until::Time))?;
     if let Some(l) = license {
         let id = LicenseId::new(l).context("--license-id")?;
         if !p.licenses.contains_key(&id) {
             bail!("no license ID {id} in the ledger");
         }
     }
-    let at = match at {
-        Some(text) => parse_time(text, "at")?,
-        None => p.last_at.unwrap_or_default(),
-    };
+    let at = at.unwrap_or_else(|| p.last_at.unwrap_or_default());
     let all = forecasts(&p, license, at, window_days);
+    if let Some(path) = svg {
+        crate::plot::forecast(path, &p, &all, at)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     match format {
         "json" => println!("{}", serde_json::to_string_pretty(&all)?),
         "table" => {

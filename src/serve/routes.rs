@@ -429,11 +429,10 @@ async fn log(
                 .read()
                 .expect("no writer panics holding the lock");
             Some(
-                p.license_history
-                    .get(&license)
-                    .map(|s| {
-                        s.iter()
-                            .copied()
+                p.license_history(&license)
+                    .map(|history| {
+                        history
+                            .into_iter()
                             .filter(|s| *s >= from)
                             .take(limit)
                             .collect()

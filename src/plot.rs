@@ -1,0 +1,155 @@
+//! SVG plots, so a person can look instead of read: a bench run over time, and each key's
+//! consumption with its projected exhaustion.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use keyledger_core::{Span, Timestamp};
+use keyledger_projections::forecast::Forecast;
+use keyledger_projections::Projections;
+use plotters::prelude::*;
+
+use crate::workload::CapacityPlan;
+
+fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("plot: {e}")
+}
+
+/// Throughput (top) and p99 commit latency (bottom) over the run.
+pub fn timeline(path: &Path, plan: &CapacityPlan) -> Result<()> {
+    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (top, bottom) = root.split_vertically(300);
+    let end = plan.timeline.last().map_or(1.0, |p| p[0]).max(1.0);
+    let rate_max = plan.timeline.iter().map(|p| p[1]).fold(1.0, f64::max) * 1.1;
+    let latency_max = plan.timeline.iter().map(|p| p[2]).fold(1.0, f64::max) * 1.1;
+    let title = format!(
+        "keyledger bench {} (seed {}): events per second",
+        plan.shape.preset, plan.shape.seed
+    );
+    let mut chart = ChartBuilder::on(&top)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..end, 0f64..rate_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("events/s")
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(
+            plan.timeline.iter().map(|p| (p[0], p[1])),
+            &BLUE,
+        ))
+        .map_err(err)?;
+    let mut chart = ChartBuilder::on(&bottom)
+        .caption(
+            "p99 commit latency per half second (ms)",
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..end, 0f64..latency_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("ms")
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(
+            plan.timeline.iter().map(|p| (p[0], p[2])),
+            &RED,
+        ))
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Up to eight keys: cumulative activations by day, and a dashed projection to exhaustion.
+pub fn forecast(path: &Path, p: &Projections, forecasts: &[Forecast], at: Timestamp) -> Result<()> {
+    let shown: Vec<&Forecast> = forecasts.iter().take(8).collect();
+    let today = at.unix_day();
+    let first = shown
+        .iter()
+        .filter_map(|f| p.keys.get(&keyledger_core::KeyId(f.key_id)))
+        .filter_map(|k| k.daily.keys().next().copied())
+        .min()
+        .unwrap_or(today)
+        .min(today);
+    let last = shown
+        .iter()
+        .filter_map(|f| f.exhaustion)
+        .map(|t| t.unix_day())
+        .max()
+        .unwrap_or(today)
+        .clamp(today, today + 3 * 365)
+        .max(first + 1);
+    let y_max = shown.iter().map(|f| f.total).max().unwrap_or(1).max(1) as f64 * 1.05;
+    let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let date = |day: &i64| Timestamp::EPOCH.plus(Span::days(*day)).to_string()[..10].to_owned();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "MAK consumption and projected exhaustion (as of {})",
+                &at.to_string()[..10]
+            ),
+            ("sans-serif", 18),
+        )
+        .margin(15)
+        .x_label_area_size(35)
+        .y_label_area_size(70)
+        .build_cartesian_2d(first..last, 0f64..y_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&date)
+        .x_labels(6)
+        .y_desc("activations")
+        .draw()
+        .map_err(err)?;
+    for (i, f) in shown.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let Some(key) = p.keys.get(&keyledger_core::KeyId(f.key_id)) else {
+            continue;
+        };
+        let mut used = 0u64;
+        let mut points = vec![(first, 0.0)];
+        for (day, n) in key.daily.range(..=today) {
+            used += n;
+            points.push((*day, used as f64));
+        }
+        points.push((today, f.used as f64));
+        let label = format!("key {} {} ({}/{})", f.key_id, f.product, f.used, f.total);
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        if let Some(end) = f.exhaustion.filter(|_| f.remaining > 0) {
+            let end_day = end.unix_day().min(last);
+            let dashes = DashedLineSeries::new(
+                vec![(today, f.used as f64), (end_day, f.total as f64)],
+                6,
+                4,
+                color.into(),
+            );
+            chart.draw_series(dashes).map_err(err)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
