@@ -66,7 +66,7 @@ pub fn forecasts(
         .iter()
         .filter(|(_, k)| k.kind.is_mak())
         .filter(|(_, k)| license.is_none_or(|l| k.license_id.as_str() == l))
-        .map(|(id, k)| forecast(*id, k, at, window_days))
+        .map(|(id, k)| forecast(id, k, at, window_days))
         .collect();
     all.sort_by_key(|f| (f.exhaustion.is_none(), f.exhaustion, f.key_id));
     all

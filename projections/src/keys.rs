@@ -52,7 +52,7 @@ pub fn export_keys(
     out.write_record(EXPORT_COLUMNS).expect("writes to memory");
     let mut disclosed = Vec::new();
     let mut rows = 0;
-    for (key_id, key) in &p.keys {
+    for (key_id, key) in p.keys.iter() {
         let in_scope = match scope {
             ExportScope::LicenseIds(ids) => ids.contains(&key.license_id),
             ExportScope::Product(product) => &key.product == product,
@@ -64,9 +64,9 @@ pub fn export_keys(
             continue;
         }
         let may_see = roles.is_some_and(|r| r.iter().any(|role| role.may_see_key_text()));
-        let text = if may_see { secret(*key_id) } else { None };
+        let text = if may_see { secret(key_id) } else { None };
         if text.is_some() {
-            disclosed.push(*key_id);
+            disclosed.push(key_id);
         }
         let license = &p.licenses[&key.license_id];
         out.write_record([
