@@ -169,6 +169,20 @@ impl Store {
         }
     }
 
+    /// Compacts the file so it holds only live pages (redb grows files ahead of need).
+    /// Needs the only handle to the database.
+    pub fn compact(self) -> Result<Store> {
+        let Store { db, label } = self;
+        let mut db = std::sync::Arc::try_unwrap(db)
+            .map_err(|_| Error::Unavailable("compaction needs the only handle to the ledger"))?;
+        // redb compacts in steps; stop when a pass frees nothing more.
+        while db.compact().map_err(Error::storage)? {}
+        Ok(Store {
+            db: std::sync::Arc::new(db),
+            label,
+        })
+    }
+
     pub fn label(&self) -> &str {
         &self.label
     }
