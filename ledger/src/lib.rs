@@ -9,7 +9,8 @@
 //! Layers, bottom up: [`codec`] (event ↔ record bytes), [`chain`] (the hash chain),
 //! [`block`] (a batch's records as one value), [`store`] (the redb tables), [`walk`]
 //! (checked reads and `verify`), [`engine`] (decide → append → commit), [`writer`] (the
-//! thread and its queue), [`export`] (JSON Lines for auditors), [`wire`] (commands as JSON).
+//! thread and its queue), [`export`] (JSON Lines for auditors), [`wire`] (commands as JSON),
+//! [`merkle`] (RFC 6962 tree hashes and proofs, not yet persisted or served).
 #![forbid(unsafe_code)]
 
 pub mod answer;
@@ -19,6 +20,7 @@ pub mod codec;
 pub mod engine;
 pub mod error;
 pub mod export;
+pub mod merkle;
 pub mod store;
 pub mod walk;
 pub mod wire;
