@@ -90,6 +90,8 @@ pub struct Engine {
     scratch: Vec<u8>,
     /// Told about every committed batch, when set.
     listener: Option<std::sync::mpsc::Sender<Committed>>,
+    /// The right edge of the Merkle tree over the log.
+    frontier: crate::tree::Frontier,
 }
 
 /// What a batch has produced so far, before its commit.
@@ -111,6 +113,7 @@ impl Engine {
             state.apply(&record.event);
             Ok(ControlFlow::Continue(()))
         })?;
+        let frontier = crate::tree::Frontier::load(&store, head.seq)?;
         Ok(Engine {
             store,
             state,
@@ -119,6 +122,7 @@ impl Engine {
             poisoned: None,
             scratch: Vec::with_capacity(4096),
             listener: None,
+            frontier,
         })
     }
 
@@ -168,10 +172,13 @@ impl Engine {
             .iter()
             .map(|s| self.run_submission(s, &mut pending))
             .collect();
+        let block = pending
+            .block
+            .map(|b| (self.head.seq + 1, b.finish(&pending.head.hash)));
+        let (frontier, merkle) = self.grow_tree(block.as_ref());
         let write = BatchWrite {
-            block: pending
-                .block
-                .map(|b| (self.head.seq + 1, b.finish(&pending.head.hash))),
+            block,
+            merkle,
             head: (pending.head != self.head).then_some(pending.head),
             secrets: pending.secrets,
             answers: pending.answers,
@@ -184,6 +191,7 @@ impl Engine {
         match self.store.commit(&write) {
             Ok(()) => {
                 self.head = pending.head;
+                self.frontier = frontier;
                 if let (Some(listener), Some(events)) = (&self.listener, pending.events) {
                     let committed = Committed {
                         first_seq,
@@ -204,6 +212,23 @@ impl Engine {
             }
         }
         results
+    }
+
+    /// The Merkle frontier after the block's records, and the subtree hashes they complete;
+    /// on a copy, so a failed commit leaves the engine's frontier as it was.
+    fn grow_tree(
+        &self,
+        block: Option<&(u64, Vec<u8>)>,
+    ) -> (crate::tree::Frontier, Vec<(u8, u64, [u8; 32])>) {
+        let mut frontier = self.frontier.clone();
+        let mut nodes = Vec::new();
+        if let Some((_, bytes)) = block {
+            let block = crate::block::Block::parse(bytes).expect("the block was just built");
+            for record in &block.records {
+                frontier.push(record, &mut nodes);
+            }
+        }
+        (frontier, nodes)
     }
 
     /// The state ran ahead of disk during the batch: fold it again from what is durable.

@@ -22,6 +22,7 @@ pub mod error;
 pub mod export;
 pub mod merkle;
 pub mod store;
+pub mod tree;
 pub mod walk;
 pub mod wire;
 pub mod writer;

@@ -7,6 +7,8 @@
 //! - `answers` str (command id) → the first answer's JSON, for idempotent resends.
 //! - `snapshots` u64 (last seq folded) → projection snapshot bytes, opaque to the ledger.
 //! - `tokens`  str (BLAKE3 hex of an API token) → principal. The token itself is never kept.
+//! - `merkle`  (level, index) → 32-byte hash of the perfect subtree of leaves
+//!   `[index << level, (index + 1) << level)`, for levels >= 8 (see `crate::tree`).
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -22,6 +24,7 @@ const SECRETS: TableDefinition<u64, &str> = TableDefinition::new("secrets");
 const ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("answers");
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
+const MERKLE: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("merkle");
 
 /// How many projection snapshots are kept; older ones are pruned as new ones are written.
 pub const SNAPSHOTS_KEPT: usize = 8;
@@ -70,6 +73,8 @@ pub struct BatchWrite {
     pub head: Option<Head>,
     pub secrets: Vec<(u64, String)>,
     pub answers: Vec<(String, Vec<u8>)>,
+    /// New Merkle subtree hashes: `(level, index, hash)`.
+    pub merkle: Vec<(u8, u64, [u8; 32])>,
 }
 
 impl BatchWrite {
@@ -134,6 +139,7 @@ impl Store {
             write.open_table(ANSWERS)?;
             write.open_table(SNAPSHOTS)?;
             write.open_table(TOKENS)?;
+            write.open_table(MERKLE)?;
         }
         write.commit()?;
         Ok(Store {
@@ -224,6 +230,10 @@ impl Store {
             let mut answers = write.open_table(ANSWERS)?;
             for (command_id, answer) in &batch.answers {
                 answers.insert(command_id.as_str(), answer.as_slice())?;
+            }
+            let mut merkle = write.open_table(MERKLE)?;
+            for (level, index, hash) in &batch.merkle {
+                merkle.insert((*level, *index), hash.as_slice())?;
             }
         }
         write.commit()?;
@@ -331,6 +341,48 @@ impl Store {
         Ok(found.map(|(k, v)| (k.value(), v.value().to_vec())))
     }
 
+    /// A stored Merkle subtree hash.
+    pub fn merkle_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>> {
+        let read = self.db.begin_read()?;
+        let merkle = match read.open_table(MERKLE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let found = merkle.get((level, index))?;
+        Ok(found.and_then(|v| v.value().try_into().ok()))
+    }
+
+    /// The raw bytes of `count` records from `first_seq` (no decoding, no chain check: the
+    /// Merkle proofs that read them are checked against a signed root instead).
+    pub fn records(&self, first_seq: u64, count: u64) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::with_capacity(count as usize);
+        let Some((start_key, _)) = self.block_containing(first_seq)? else {
+            return Ok(out);
+        };
+        let end = first_seq + count;
+        self.for_each_block(start_key, |key, bytes| {
+            let block = crate::block::Block::parse(bytes).map_err(|e| {
+                crate::error::Corruption::Undecodable {
+                    seq: key,
+                    why: e.to_string(),
+                }
+            })?;
+            for (i, record) in block.records.iter().enumerate() {
+                let seq = key + i as u64;
+                if seq >= first_seq && seq < end {
+                    out.push(record.to_vec());
+                }
+            }
+            Ok(if block.last_seq() + 1 >= end {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })?;
+        Ok(out)
+    }
+
     /// Stores an API token's digest for `principal`.
     pub fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()> {
         let write = self.db.begin_write()?;
@@ -431,6 +483,13 @@ impl Store {
         for entry in read.open_table(TOKENS)?.iter()? {
             let (k, v) = entry?;
             feed("tokens", k.value().as_bytes(), v.value().as_bytes());
+        }
+        for entry in read.open_table(MERKLE)?.iter()? {
+            let (k, v) = entry?;
+            let (level, index) = k.value();
+            let mut key = vec![level];
+            key.extend_from_slice(&index.to_le_bytes());
+            feed("merkle", &key, v.value());
         }
         Ok(*hasher.finalize().as_bytes())
     }
