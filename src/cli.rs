@@ -130,6 +130,39 @@ pub enum Command {
         #[arg(long)]
         atomic: bool,
     },
+    /// Print the ledger's checkpoint verifier key (Ed25519, signed-note format).
+    ///
+    /// Example: keyledger pubkey
+    Pubkey,
+    /// Print (or write) a signed checkpoint of the log (docs/proofs.md).
+    ///
+    /// Example: keyledger checkpoint --out checkpoint.txt
+    Checkpoint {
+        /// Tree size; the whole log by default.
+        #[arg(long)]
+        size: Option<u64>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a Merkle proof file (JSON) for an auditor.
+    ///
+    /// Example: keyledger prove inclusion --seq 64 --out proof.json
+    Prove {
+        #[command(subcommand)]
+        proof: ProveKind,
+    },
+    /// Check a proof file with the verifier key alone; no database needed.
+    ///
+    /// Example: keyledger verify-proof proof.json --pubkey "keyledger+…+…"
+    VerifyProof {
+        file: PathBuf,
+        /// The verifier key printed by `keyledger pubkey`.
+        #[arg(long)]
+        pubkey: String,
+        /// A checkpoint kept earlier: a consistency proof must start from it.
+        #[arg(long)]
+        old_checkpoint: Option<PathBuf>,
+    },
     /// Serve the HTTP API (docs/api.md) on this machine.
     ///
     /// Example: keyledger serve --listen 127.0.0.1:8080
@@ -174,6 +207,29 @@ pub enum Command {
         /// Also draw each key's consumption and projected exhaustion into this SVG file.
         #[arg(long)]
         svg: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProveKind {
+    /// Record SEQ is in the tree of SIZE records (the whole log by default).
+    Inclusion {
+        #[arg(long)]
+        seq: u64,
+        #[arg(long)]
+        size: Option<u64>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The tree of FROM records is a prefix of the tree of TO records.
+    Consistency {
+        #[arg(long)]
+        from: u64,
+        /// The whole log by default.
+        #[arg(long)]
+        to: Option<u64>,
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 

@@ -680,6 +680,7 @@ pub fn run(data: &Path, machines_total: u64, seed: u64) -> Result<ExitCode> {
     rollout(&mut s, machines_total);
     let engine = keyledger_ledger::init(data, id(OPERATOR), t(START))
         .with_context(|| format!("cannot create {}", data.display()))?;
+    keyledger_ledger::proof::signing_key(data, true)?;
     let answers = submit(engine, s.commands)?;
     summarize(data, &answers)
 }

@@ -16,11 +16,13 @@
 pub mod answer;
 pub mod block;
 pub mod chain;
+pub mod checkpoint;
 pub mod codec;
 pub mod engine;
 pub mod error;
 pub mod export;
 pub mod merkle;
+pub mod proof;
 pub mod store;
 pub mod tree;
 pub mod walk;

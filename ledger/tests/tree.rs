@@ -13,7 +13,12 @@ use support::*;
 fn fill(engine: &mut keyledger_ledger::Engine, from: usize, batches: &[usize]) -> usize {
     let mut next = from;
     for size in batches {
-        run(engine, (next..next + size).map(|i| activation(&format!("m-{i}"))).collect());
+        run(
+            engine,
+            (next..next + size)
+                .map(|i| activation(&format!("m-{i}")))
+                .collect(),
+        );
         next += size;
     }
     next
@@ -21,7 +26,9 @@ fn fill(engine: &mut keyledger_ledger::Engine, from: usize, batches: &[usize]) -
 
 fn memory_tree(store: &Store, size: u64) -> MemoryTree {
     let records = store.records(1, size).unwrap();
-    MemoryTree { leaves: records.iter().map(|r| leaf_hash(r)).collect() }
+    MemoryTree {
+        leaves: records.iter().map(|r| leaf_hash(r)).collect(),
+    }
 }
 
 #[test]
@@ -35,7 +42,11 @@ fn stored_roots_and_proofs_equal_the_in_memory_tree_for_every_size() {
     let memory = memory_tree(store, size);
     for n in 1..=size {
         let tree = LedgerTree::new(store, n);
-        assert_eq!(merkle::root(&tree, n).unwrap(), merkle::root(&memory, n).unwrap(), "root {n}");
+        assert_eq!(
+            merkle::root(&tree, n).unwrap(),
+            merkle::root(&memory, n).unwrap(),
+            "root {n}"
+        );
     }
     let tree = LedgerTree::new(store, size);
     for index in [0, 1, 255, 256, 257, 511, 777, size - 1] {
@@ -68,7 +79,9 @@ fn proofs_stay_valid_across_restarts_and_later_appends() {
     let tree = LedgerTree::new(engine.store(), size);
     let new_root = merkle::root(&tree, size).unwrap();
     let proof = merkle::consistency_path(&tree, old_size, size).unwrap();
-    assert!(merkle::verify_consistency(old_size, size, &old_root, &new_root, &proof));
+    assert!(merkle::verify_consistency(
+        old_size, size, &old_root, &new_root, &proof
+    ));
     assert_eq!(
         merkle::root(&LedgerTree::new(engine.store(), old_size), old_size).unwrap(),
         old_root,

@@ -5,6 +5,7 @@ mod apply;
 mod audit;
 mod import;
 mod keys;
+mod proofs;
 mod read;
 
 use std::process::ExitCode;
@@ -45,6 +46,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             operator,
             atomic,
         } => import::import_keys(data, &file, &operator, atomic),
+        Command::Pubkey => proofs::pubkey(data),
+        Command::Checkpoint { size, out } => proofs::checkpoint(data, size, out.as_deref()),
+        Command::Prove { proof } => proofs::prove(data, proof),
+        Command::VerifyProof {
+            file,
+            pubkey,
+            old_checkpoint,
+        } => proofs::verify_proof(&file, &pubkey, old_checkpoint.as_deref()),
         Command::Serve { listen } => crate::serve::run(data, &listen),
         Command::Token { action } => token(data, action),
         Command::Bench {
@@ -81,9 +90,15 @@ fn init(data: &std::path::Path, operator: &str, at: Option<&str>) -> Result<Exit
         .transpose()?
         .unwrap_or_else(wall_clock);
     keyledger_ledger::init(data, operator.clone(), at)?;
+    let (key, _) = keyledger_ledger::proof::signing_key(data, true)?;
     println!(
         "created ledger {} with first operator {operator}",
         data.display()
+    );
+    println!(
+        "checkpoint signing key {}; verifier key {}",
+        keyledger_ledger::proof::key_path(data).display(),
+        key.verifier_key()
     );
     Ok(ExitCode::SUCCESS)
 }

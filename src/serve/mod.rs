@@ -28,6 +28,8 @@ pub const BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
 pub struct App {
     pub writer: WriterHandle,
     pub store: Store,
+    /// Signs checkpoints (docs/proofs.md).
+    pub key: Arc<keyledger_ledger::checkpoint::LedgerKey>,
     pub projections: Arc<RwLock<Projections>>,
     pub metrics: Arc<metrics::Metrics>,
 }
@@ -48,9 +50,11 @@ pub fn run(data: &Path, listen: &str) -> Result<ExitCode> {
         let (folded, metrics, store) = (Arc::clone(&folded), Arc::clone(&metrics), store.clone());
         std::thread::spawn(move || follow(rx, &folded, &metrics, &store))
     };
+    let (key, _) = keyledger_ledger::proof::signing_key(data, true)?;
     let app = App {
         writer: writer.handle(),
         store: store.clone(),
+        key: Arc::new(key),
         projections: Arc::clone(&folded),
         metrics,
     };

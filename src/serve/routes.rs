@@ -23,6 +23,8 @@ use serde_json::{json, Map, Value};
 
 use super::{auth, App, BODY_BYTES_MAX};
 use crate::view::{now_at_least, parse_time, projections, wall_clock, Until};
+use keyledger_ledger::Store;
+use std::sync::Arc;
 
 /// The most events one `GET /v1/log` page returns.
 const LOG_PAGE_MAX: usize = 10_000;
@@ -35,10 +37,37 @@ pub fn router(app: App) -> Router {
         .route("/v1/keys", get(keys))
         .route("/v1/log", get(log))
         .route("/v1/verify", get(verify))
+        .route("/v1/checkpoint", get(checkpoint))
+        .route("/v1/proofs/inclusion", get(inclusion_proof))
+        .route("/v1/proofs/consistency", get(consistency_proof))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn(reject_declared_oversize))
         .with_state(app)
+}
+
+/// A body whose declared length is over the limit is refused before a byte of it is read
+/// (the body limit above still bounds bodies sent without a length).
+async fn reject_declared_oversize(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(bytes) if bytes > BODY_BYTES_MAX as u64 => reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Answer::error(
+                "too_large",
+                format!("a body of {bytes} bytes; at most {BODY_BYTES_MAX} are accepted"),
+            ),
+        ),
+        _ => next.run(request).await,
+    }
 }
 
 /// An error answer with its HTTP status.
@@ -530,6 +559,105 @@ async fn verify(State(app): State<App>, headers: HeaderMap) -> Response {
             Answer::error("storage", "cannot read the log"),
         ),
     }
+}
+
+fn head_seq(app: &App) -> Result<u64, Response> {
+    app.store.head().map(|h| h.seq).map_err(|e| {
+        reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Answer::error("storage", e.to_string()),
+        )
+    })
+}
+
+fn number(q: &HashMap<String, String>, name: &str, default: Option<u64>) -> Result<u64, Response> {
+    match (q.get(name), default) {
+        (Some(v), _) => v
+            .parse()
+            .map_err(|_| malformed(&input_error(Some(name), "expected a whole number"))),
+        (None, Some(d)) => Ok(d),
+        (None, None) => Err(malformed(&input_error(Some(name), "missing"))),
+    }
+}
+
+/// Builds a proof on a blocking thread: it reads blocks and subtree hashes.
+async fn proof_response<F>(app: &App, make: F) -> Response
+where
+    F: FnOnce(&Store, &keyledger_ledger::checkpoint::LedgerKey) -> keyledger_ledger::Result<Value>
+        + Send
+        + 'static,
+{
+    let (store, key) = (app.store.clone(), Arc::clone(&app.key));
+    match tokio::task::spawn_blocking(move || make(&store, &key)).await {
+        Ok(Ok(body)) => Json(body).into_response(),
+        Ok(Err(err)) => reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Answer::error("invalid", err.to_string()),
+        ),
+        Err(_) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Answer::error("storage", "the proof task failed"),
+        ),
+    }
+}
+
+/// `GET /v1/checkpoint[?size=N]`: a signed checkpoint (text/plain), public.
+async fn checkpoint(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let size = match head_seq(&app).and_then(|head| number(&q, "size", Some(head))) {
+        Ok(size) => size,
+        Err(response) => return response,
+    };
+    match keyledger_ledger::proof::checkpoint(&app.store, &app.key, size, wall_clock()) {
+        Ok(note) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response(),
+        Err(err) => reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Answer::error("invalid", err.to_string()),
+        ),
+    }
+}
+
+/// `GET /v1/proofs/inclusion?seq=N[&size=M]`: token required (the proof carries the record).
+async fn inclusion_proof(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = authenticate(&app, &headers) {
+        return response;
+    }
+    let (seq, size) = match head_seq(&app)
+        .and_then(|head| Ok((number(&q, "seq", None)?, number(&q, "size", Some(head))?)))
+    {
+        Ok(pair) => pair,
+        Err(response) => return response,
+    };
+    proof_response(&app, move |store, key| {
+        let proof = keyledger_ledger::proof::prove_inclusion(store, key, seq, size, wall_clock())?;
+        Ok(serde_json::to_value(proof).expect("proofs serialize"))
+    })
+    .await
+}
+
+/// `GET /v1/proofs/consistency?from=M[&to=N]`: token required.
+async fn consistency_proof(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = authenticate(&app, &headers) {
+        return response;
+    }
+    let (from, to) = match head_seq(&app)
+        .and_then(|head| Ok((number(&q, "from", None)?, number(&q, "to", Some(head))?)))
+    {
+        Ok(pair) => pair,
+        Err(response) => return response,
+    };
+    proof_response(&app, move |store, key| {
+        let proof = keyledger_ledger::proof::prove_consistency(store, key, from, to, wall_clock())?;
+        Ok(serde_json::to_value(proof).expect("proofs serialize"))
+    })
+    .await
 }
 
 async fn healthz(State(app): State<App>) -> Response {
