@@ -119,17 +119,16 @@ impl WriterHandle {
     pub async fn try_submit_stamped(&self, commands: Vec<Command>) -> Result<Vec<Answer>> {
         let (mut job, rx) = self.job(commands, false)?;
         job.submission.server_time = true;
-        self.tx.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Error::Unavailable("the queue is full"),
-            mpsc::error::TrySendError::Closed(_) => Error::Unavailable("the writer has stopped"),
-        })?;
-        rx.await
-            .map_err(|_| Error::Unavailable("the writer dropped the reply"))?
+        self.try_send(job, rx).await
     }
 
     /// Submits without waiting for queue space: a full queue is an error (HTTP 503).
     pub async fn try_submit(&self, commands: Vec<Command>, atomic: bool) -> Result<Vec<Answer>> {
         let (job, rx) = self.job(commands, atomic)?;
+        self.try_send(job, rx).await
+    }
+
+    async fn try_send(&self, job: Job, rx: AnswerReceiver) -> Result<Vec<Answer>> {
         self.tx.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => Error::Unavailable("the queue is full"),
             mpsc::error::TrySendError::Closed(_) => Error::Unavailable("the writer has stopped"),
