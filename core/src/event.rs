@@ -225,7 +225,61 @@ pub enum EventBody {
     },
 }
 
+/// The facts every request event carries (R17, R18), whichever kind it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestParts<'e> {
+    pub request_id: &'e RequestId,
+    pub license_id: &'e LicenseId,
+    pub product: &'e ProductId,
+    pub kind: crate::state::RequestKind,
+    pub justification: &'e str,
+}
+
 impl EventBody {
+    /// The request a `MakIncreaseRequested` or `KmsRequested` event records.
+    pub fn request_parts(&self) -> Option<RequestParts<'_>> {
+        use crate::state::RequestKind;
+        match self {
+            EventBody::MakIncreaseRequested {
+                request_id,
+                license_id,
+                product,
+                key_id,
+                activations_needed,
+                justification,
+            } => Some(RequestParts {
+                request_id,
+                license_id,
+                product,
+                kind: RequestKind::MakIncrease {
+                    key_id: *key_id,
+                    activations_needed: *activations_needed,
+                },
+                justification,
+            }),
+            EventBody::KmsRequested {
+                request_id,
+                license_id,
+                product,
+                reason,
+                key_id,
+                host_activations_needed,
+                justification,
+            } => Some(RequestParts {
+                request_id,
+                license_id,
+                product,
+                kind: RequestKind::Kms {
+                    reason: *reason,
+                    key_id: *key_id,
+                    host_activations_needed: *host_activations_needed,
+                },
+                justification,
+            }),
+            _ => None,
+        }
+    }
+
     /// The schema version this variant is written with (see [`EVENT_SCHEMA_VERSION`]).
     pub fn schema_version(&self) -> u8 {
         EVENT_SCHEMA_VERSION

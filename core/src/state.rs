@@ -195,7 +195,9 @@ impl KmsHost {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a request asks for (R17, R18).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RequestKind {
     MakIncrease {
         key_id: KeyId,
@@ -622,55 +624,19 @@ impl State {
     }
 
     fn apply_request(&mut self, actor: &Principal, at: Timestamp, body: &EventBody) {
-        let (request_id, license_id, product, kind, justification) = match body {
-            EventBody::MakIncreaseRequested {
-                request_id,
-                license_id,
-                product,
-                key_id,
-                activations_needed,
-                justification,
-            } => (
-                request_id,
-                license_id,
-                product,
-                RequestKind::MakIncrease {
-                    key_id: *key_id,
-                    activations_needed: *activations_needed,
-                },
-                justification,
-            ),
-            EventBody::KmsRequested {
-                request_id,
-                license_id,
-                product,
-                reason,
-                key_id,
-                host_activations_needed,
-                justification,
-            } => (
-                request_id,
-                license_id,
-                product,
-                RequestKind::Kms {
-                    reason: *reason,
-                    key_id: *key_id,
-                    host_activations_needed: *host_activations_needed,
-                },
-                justification,
-            ),
-            _ => unreachable!("apply_request takes request events only"),
-        };
+        let parts = body
+            .request_parts()
+            .expect("apply_request takes request events");
         let request = Request {
-            license_id: license_id.clone(),
-            product: product.clone(),
-            kind,
-            justification: justification.clone(),
+            license_id: parts.license_id.clone(),
+            product: parts.product.clone(),
+            kind: parts.kind,
+            justification: parts.justification.to_owned(),
             requested_by: actor.clone(),
             requested_at: at,
             decision: None,
         };
-        self.requests.insert(request_id.clone(), request);
+        self.requests.insert(parts.request_id.clone(), request);
     }
 
     fn apply_grant(&mut self, actor: &Principal, request_id: &RequestId, amount: u64) {

@@ -8,6 +8,7 @@ use keyledger_core::{
 };
 
 use crate::model::*;
+use keyledger_core::state::RequestKind;
 
 impl Projections {
     /// Folds the event at `seq`; seqs arrive in order.
@@ -81,8 +82,8 @@ impl Projections {
             RequestGranted { request_id, .. } | RequestDenied { request_id, .. } => {
                 let request = &self.requests[request_id];
                 let key = match request.kind {
-                    RequestKindView::MakIncrease { key_id, .. } => Some(key_id),
-                    RequestKindView::Kms { key_id, .. } => key_id,
+                    RequestKind::MakIncrease { key_id, .. } => Some(key_id),
+                    RequestKind::Kms { key_id, .. } => key_id,
                 };
                 (Some(request.license_id.clone()), key)
             }
@@ -345,58 +346,23 @@ impl Projections {
     }
 
     fn apply_request(&mut self, event: &Event) {
-        let (request_id, license_id, product, kind, justification) = match &event.body {
-            EventBody::MakIncreaseRequested {
-                request_id,
-                license_id,
-                product,
-                key_id,
-                activations_needed,
-                justification,
-            } => (
-                request_id,
-                license_id,
-                product,
-                RequestKindView::MakIncrease {
-                    key_id: *key_id,
-                    activations_needed: *activations_needed,
-                },
-                justification,
-            ),
-            EventBody::KmsRequested {
-                request_id,
-                license_id,
-                product,
-                reason,
-                key_id,
-                host_activations_needed,
-                justification,
-            } => (
-                request_id,
-                license_id,
-                product,
-                RequestKindView::Kms {
-                    reason: *reason,
-                    key_id: *key_id,
-                    host_activations_needed: *host_activations_needed,
-                },
-                justification,
-            ),
-            _ => unreachable!("apply_request takes request events"),
-        };
+        let parts = event
+            .body
+            .request_parts()
+            .expect("apply_request takes request events");
         let view = RequestView {
-            license_id: license_id.clone(),
-            product: product.clone(),
-            kind,
-            justification: justification.clone(),
+            license_id: parts.license_id.clone(),
+            product: parts.product.clone(),
+            kind: parts.kind,
+            justification: parts.justification.to_owned(),
             requested_by: event.actor.clone(),
             requested_at: event.at,
             outcome: Outcome::Pending,
         };
-        self.requests.insert(request_id.clone(), view);
-        self.license_mut(license_id)
+        self.requests.insert(parts.request_id.clone(), view);
+        self.license_mut(parts.license_id)
             .requests
-            .push(request_id.clone());
+            .push(parts.request_id.clone());
     }
 
     fn apply_grant(&mut self, event: &Event, request_id: &keyledger_core::RequestId, amount: u64) {
@@ -407,8 +373,8 @@ impl Projections {
             decided_at: event.at,
         };
         match request.kind.clone() {
-            RequestKindView::MakIncrease { key_id, .. } => self.key_mut(key_id).granted += amount,
-            RequestKindView::Kms {
+            RequestKind::MakIncrease { key_id, .. } => self.key_mut(key_id).granted += amount,
+            RequestKind::Kms {
                 reason: KmsRequestReason::AdditionalHosts,
                 key_id: Some(key_id),
                 ..
@@ -419,7 +385,7 @@ impl Projections {
                     .expect("KMS host key")
                     .hosts_granted += amount;
             }
-            RequestKindView::Kms { .. } => {}
+            RequestKind::Kms { .. } => {}
         }
     }
 

@@ -7,9 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use keyledger_core::event::{Coverage, CoveragePhase};
 use keyledger_core::state::{LicenseRecord, Product};
 use keyledger_core::{
-    ClientId, Digest, DisclosureChannel, HostId, KeyId, KeyKind, KmsRequestReason, Last5,
-    LicenseId, OrderId, OrgId, Principal, ProductId, RefusalCode, RequestId, Role, TenantId,
-    Timestamp,
+    ClientId, Digest, DisclosureChannel, HostId, KeyId, KeyKind, Last5, LicenseId, OrderId, OrgId,
+    Principal, ProductId, RefusalCode, RequestId, Role, TenantId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -198,20 +197,6 @@ pub struct KmsHostView {
     pub office_contacts: BTreeMap<ClientId, Timestamp>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestKindView {
-    MakIncrease {
-        key_id: KeyId,
-        activations_needed: u64,
-    },
-    Kms {
-        reason: KmsRequestReason,
-        key_id: Option<KeyId>,
-        host_activations_needed: u32,
-    },
-}
-
 /// A request's outcome. Externally tagged: snapshots are bincode, which cannot carry
 /// serde's internally tagged enums.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,7 +219,7 @@ pub enum Outcome {
 pub struct RequestView {
     pub license_id: LicenseId,
     pub product: ProductId,
-    pub kind: RequestKindView,
+    pub kind: keyledger_core::state::RequestKind,
     pub justification: String,
     pub requested_by: Principal,
     pub requested_at: Timestamp,

@@ -357,11 +357,11 @@ fn kms_host_rows(p: &Projections, license: &LicenseView, at: Timestamp) -> Vec<K
 fn request_row(p: &Projections, id: &keyledger_core::RequestId) -> RequestRow {
     let request = &p.requests[id];
     let (kind, key_id, needed) = match &request.kind {
-        RequestKindView::MakIncrease {
+        keyledger_core::state::RequestKind::MakIncrease {
             key_id,
             activations_needed,
         } => ("mak_increase", Some(key_id.0), *activations_needed),
-        RequestKindView::Kms {
+        keyledger_core::state::RequestKind::Kms {
             reason,
             key_id,
             host_activations_needed,
