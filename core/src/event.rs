@@ -236,6 +236,52 @@ pub struct RequestParts<'e> {
 }
 
 impl EventBody {
+    /// The license ID a `LicenseIdRegistered` event records, as the record both folds keep.
+    pub fn license_record(&self) -> Option<(&LicenseId, crate::state::LicenseRecord)> {
+        let EventBody::LicenseIdRegistered {
+            license_id,
+            org,
+            program,
+            agreement_number,
+            authorization_number,
+            purchase_account,
+        } = self
+        else {
+            return None;
+        };
+        let record = crate::state::LicenseRecord {
+            org: org.clone(),
+            program: *program,
+            agreement_number: agreement_number.clone(),
+            authorization_number: authorization_number.clone(),
+            purchase_account: purchase_account.clone(),
+        };
+        Some((license_id, record))
+    }
+
+    /// The product a `ProductRegistered` event records.
+    pub fn product_record(&self) -> Option<(&ProductId, crate::state::Product)> {
+        let EventBody::ProductRegistered {
+            product,
+            name,
+            family,
+            version,
+            edition,
+            key_requirement,
+        } = self
+        else {
+            return None;
+        };
+        let record = crate::state::Product {
+            name: name.clone(),
+            family: *family,
+            version: version.clone(),
+            edition: edition.clone(),
+            key_requirement: *key_requirement,
+        };
+        Some((product, record))
+    }
+
     /// The request a `MakIncreaseRequested` or `KmsRequested` event records.
     pub fn request_parts(&self) -> Option<RequestParts<'_>> {
         use crate::state::RequestKind;

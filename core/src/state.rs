@@ -400,38 +400,12 @@ impl State {
                 self.operators.insert(principal.clone());
             }
             EventBody::OrgRegistered { org, name, parent } => self.apply_org(org, name, parent),
-            EventBody::LicenseIdRegistered {
-                license_id,
-                org,
-                program,
-                agreement_number,
-                authorization_number,
-                purchase_account,
-            } => {
-                let record = LicenseRecord {
-                    org: org.clone(),
-                    program: *program,
-                    agreement_number: agreement_number.clone(),
-                    authorization_number: authorization_number.clone(),
-                    purchase_account: purchase_account.clone(),
-                };
+            EventBody::LicenseIdRegistered { .. } => {
+                let (license_id, record) = body.license_record().expect("a license ID event");
                 self.license_ids.insert(license_id.clone(), record);
             }
-            EventBody::ProductRegistered {
-                product,
-                name,
-                family,
-                version,
-                edition,
-                key_requirement,
-            } => {
-                let record = Product {
-                    name: name.clone(),
-                    family: *family,
-                    version: version.clone(),
-                    edition: edition.clone(),
-                    key_requirement: *key_requirement,
-                };
+            EventBody::ProductRegistered { .. } => {
+                let (product, record) = body.product_record().expect("a product event");
                 self.products.insert(product.clone(), record);
             }
             EventBody::PurchaseRecorded {

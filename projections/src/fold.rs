@@ -119,21 +119,8 @@ impl Projections {
                 };
                 self.orgs.insert(org.clone(), view);
             }
-            LicenseIdRegistered {
-                license_id,
-                org,
-                program,
-                agreement_number,
-                authorization_number,
-                purchase_account,
-            } => {
-                let record = LicenseRecord {
-                    org: org.clone(),
-                    program: *program,
-                    agreement_number: agreement_number.clone(),
-                    authorization_number: authorization_number.clone(),
-                    purchase_account: purchase_account.clone(),
-                };
+            LicenseIdRegistered { .. } => {
+                let (license_id, record) = event.body.license_record().expect("a license ID event");
                 let view = LicenseView {
                     record,
                     purchases: Default::default(),
@@ -144,21 +131,8 @@ impl Projections {
                 };
                 self.licenses.insert(license_id.clone(), view);
             }
-            ProductRegistered {
-                product,
-                name,
-                family,
-                version,
-                edition,
-                key_requirement,
-            } => {
-                let record = Product {
-                    name: name.clone(),
-                    family: *family,
-                    version: version.clone(),
-                    edition: edition.clone(),
-                    key_requirement: *key_requirement,
-                };
+            ProductRegistered { .. } => {
+                let (product, record) = event.body.product_record().expect("a product event");
                 self.products.insert(product.clone(), record);
             }
             PurchaseRecorded {
