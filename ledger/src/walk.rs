@@ -34,6 +34,7 @@ pub fn walk(
     };
     let mut expected = start_key;
     let mut stopped = false;
+    let mut hashes: Vec<ChainHash> = Vec::new();
     store.for_each_block(start_key, |key, bytes| {
         let block = Block::parse(bytes).map_err(|e| Corruption::Undecodable {
             seq: key,
@@ -53,25 +54,17 @@ pub fn walk(
             }
             .into());
         }
-        let mut pending = Vec::with_capacity(block.records.len());
+        // The block's records are handed out only once its head vouches for them: hash them
+        // all first, then decode one at a time (no block's worth of events held at once).
+        let before = prev;
+        hashes.clear();
         for (i, bytes) in block.records.iter().enumerate() {
-            let seq = key + i as u64;
-            let hash = link(&prev, seq, bytes);
-            let event = decode_record(bytes).map_err(|e| Corruption::Undecodable {
-                seq,
-                why: e.to_string(),
-            })?;
-            pending.push(LoggedRecord {
-                seq,
-                prev,
-                hash,
-                bytes,
-                event,
-            });
-            prev = hash;
+            prev = link(&prev, key + i as u64, bytes);
+            hashes.push(prev);
         }
-        // The block's records are handed out only once its head vouches for them.
         if block.head != prev {
+            // Damage that also broke a record's encoding is named at that record.
+            first_undecodable(&block)?;
             return Err(Corruption::BadHash {
                 first_seq: block.first_seq,
                 last_seq: block.last_seq(),
@@ -79,7 +72,23 @@ pub fn walk(
             .into());
         }
         expected = block.last_seq() + 1;
-        for record in pending.into_iter().filter(|r| r.seq >= from_seq) {
+        for (i, bytes) in block.records.iter().enumerate() {
+            let seq = key + i as u64;
+            if seq < from_seq {
+                continue;
+            }
+            let (record_prev, hash) = (if i == 0 { before } else { hashes[i - 1] }, hashes[i]);
+            let event = decode_record(bytes).map_err(|e| Corruption::Undecodable {
+                seq,
+                why: e.to_string(),
+            })?;
+            let record = LoggedRecord {
+                seq,
+                prev: record_prev,
+                hash,
+                bytes,
+                event,
+            };
             if visit(record)?.is_break() {
                 stopped = true;
                 return Ok(ControlFlow::Break(()));
@@ -95,6 +104,20 @@ pub fn walk(
         check_head(store, reached)?;
     }
     Ok(reached)
+}
+
+/// The first record of a block that does not decode, as the error it is.
+fn first_undecodable(block: &Block<'_>) -> Result<()> {
+    for (i, bytes) in block.records.iter().enumerate() {
+        if let Err(e) = decode_record(bytes) {
+            return Err(Corruption::Undecodable {
+                seq: block.first_seq + i as u64,
+                why: e.to_string(),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The stored head must name exactly where the blocks end.

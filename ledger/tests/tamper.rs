@@ -145,3 +145,58 @@ fn opening_a_tampered_ledger_fails_with_the_seq() {
         "{err}"
     );
 }
+
+/// An attacker who rewrites a record *and* recomputes the chain defeats the hashes, but a
+/// record that no longer decodes is still named exactly, not as its whole block.
+#[test]
+fn a_rechained_undecodable_record_is_named_at_its_seq() {
+    use keyledger_ledger::block::{Block, BlockWriter};
+    let dir = tempfile::tempdir().unwrap();
+    let store = copy(dir.path());
+    let (first, _, bytes) = &fixture().blocks[5];
+    let block = Block::parse(bytes).unwrap();
+    let prev = Block::parse(&fixture().blocks[4].2).unwrap().head;
+    let damaged_index = block.records.len() - 1;
+    let mut writer = BlockWriter::new(*first);
+    let mut head = prev;
+    for (i, record) in block.records.iter().enumerate() {
+        let record: Vec<u8> = if i == damaged_index {
+            vec![0xff; 3]
+        } else {
+            record.to_vec()
+        };
+        head = keyledger_ledger::chain::link(&head, first + i as u64, &record);
+        writer.push(&record);
+    }
+    store
+        .tamper_block(*first, Some(&writer.finish(&head)))
+        .unwrap();
+    let found = corruption(&store);
+    assert!(
+        matches!(found, Corruption::Undecodable { seq, .. } if seq == first + damaged_index as u64),
+        "{found}"
+    );
+}
+
+/// A walk that starts inside a block hands out the same links as a walk from the start.
+#[test]
+fn a_walk_from_inside_a_block_agrees_with_a_full_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = copy(dir.path());
+    let mut full = Vec::new();
+    keyledger_ledger::walk(&store, 1, |r| {
+        full.push((r.seq, r.prev, r.hash));
+        Ok(ControlFlow::Continue(()))
+    })
+    .unwrap();
+    let (first, last, _) = fixture().blocks[6];
+    assert!(last > first, "block 6 holds several records");
+    let mut partial = Vec::new();
+    keyledger_ledger::walk(&store, first + 1, |r| {
+        partial.push((r.seq, r.prev, r.hash));
+        Ok(ControlFlow::Continue(()))
+    })
+    .unwrap();
+    assert_eq!(partial.as_slice(), &full[first as usize..]);
+    assert_eq!(partial[0].0, first + 1);
+}
