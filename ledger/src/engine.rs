@@ -114,6 +114,7 @@ impl Engine {
             Ok(ControlFlow::Continue(()))
         })?;
         let frontier = crate::tree::Frontier::load(&store, head.seq)?;
+        store.upgrade_format()?;
         Ok(Engine {
             store,
             state,
@@ -172,10 +173,10 @@ impl Engine {
             .iter()
             .map(|s| self.run_submission(s, &mut pending))
             .collect();
+        let (frontier, merkle) = self.grow_tree(pending.block.as_ref());
         let block = pending
             .block
             .map(|b| (self.head.seq + 1, b.finish(&pending.head.hash)));
-        let (frontier, merkle) = self.grow_tree(block.as_ref());
         let write = BatchWrite {
             block,
             merkle,
@@ -218,15 +219,12 @@ impl Engine {
     /// on a copy, so a failed commit leaves the engine's frontier as it was.
     fn grow_tree(
         &self,
-        block: Option<&(u64, Vec<u8>)>,
+        block: Option<&BlockWriter>,
     ) -> (crate::tree::Frontier, Vec<(u8, u64, [u8; 32])>) {
         let mut frontier = self.frontier.clone();
         let mut nodes = Vec::new();
-        if let Some((_, bytes)) = block {
-            let block = crate::block::Block::parse(bytes).expect("the block was just built");
-            for record in &block.records {
-                frontier.push(record, &mut nodes);
-            }
+        for record in block.into_iter().flat_map(BlockWriter::records) {
+            frontier.push(record, &mut nodes);
         }
         (frontier, nodes)
     }

@@ -52,7 +52,7 @@ pub enum Error {
     #[error("corrupt log: {0}")]
     Corrupt(#[from] Corruption),
     /// The database was written by a format this build does not read.
-    #[error("{path}: format version {found}; this build reads format version {expected}")]
+    #[error("{path}: format version {found}; this build reads format versions 1 to {expected}")]
     FormatVersion {
         path: String,
         found: u8,

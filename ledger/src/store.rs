@@ -32,9 +32,16 @@ pub const SNAPSHOTS_KEPT: usize = 8;
 const FORMAT_VERSION_KEY: &str = "format_version";
 const HEAD_KEY: &str = "head";
 
-/// The database format this build writes and reads. A change of any table's layout, the
-/// block layout or the record layout bumps it and adds an upgrade path.
-pub const DB_FORMAT_VERSION: u8 = 1;
+/// The database format this build writes. A change of any table's layout, the block layout
+/// or the record layout bumps it and adds an upgrade path.
+///
+/// - 1: blocks of format 1 only.
+/// - 2: blocks may also be of format 2 (LZ4). A format-1 database is read as it is and
+///   marked 2 when an engine first opens it for writing (no block is rewritten), so that an
+///   older build refuses it with a clear message instead of calling LZ4 blocks corrupt.
+pub const DB_FORMAT_VERSION: u8 = 2;
+/// The oldest database format this build still reads.
+pub const DB_FORMAT_OLDEST: u8 = 1;
 
 /// The end of the log: the last seq and the chain hash after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,7 +170,7 @@ impl Store {
         };
         match version {
             None => Err(Error::NotALedger(label)),
-            Some(DB_FORMAT_VERSION) => Ok(Store {
+            Some(DB_FORMAT_OLDEST..=DB_FORMAT_VERSION) => Ok(Store {
                 db: std::sync::Arc::new(db),
                 label,
             }),
@@ -173,6 +180,33 @@ impl Store {
                 expected: DB_FORMAT_VERSION,
             }),
         }
+    }
+
+    /// The database format recorded in the file.
+    pub fn format_version(&self) -> Result<u8> {
+        let read = self.db.begin_read()?;
+        let meta = read.open_table(META)?;
+        let version = meta.get(FORMAT_VERSION_KEY)?;
+        Ok(version
+            .and_then(|v| v.value().first().copied())
+            .unwrap_or(0))
+    }
+
+    /// Marks an older database as this build's format, before this build writes to it.
+    /// Every older format is a subset of the current one, so nothing else changes.
+    pub fn upgrade_format(&self) -> Result<()> {
+        if self.format_version()? >= DB_FORMAT_VERSION {
+            return Ok(());
+        }
+        let mut write = self.db.begin_write()?;
+        write
+            .set_durability(Durability::Immediate)
+            .map_err(Error::storage)?;
+        write
+            .open_table(META)?
+            .insert(FORMAT_VERSION_KEY, &[DB_FORMAT_VERSION][..])?;
+        write.commit()?;
+        Ok(())
     }
 
     /// Compacts the file so it holds only live pages (redb grows files ahead of need).
@@ -368,7 +402,7 @@ impl Store {
                     why: e.to_string(),
                 }
             })?;
-            for (i, record) in block.records.iter().enumerate() {
+            for (i, record) in block.records().enumerate() {
                 let seq = key + i as u64;
                 if seq >= first_seq && seq < end {
                     out.push(record.to_vec());

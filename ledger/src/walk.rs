@@ -58,7 +58,7 @@ pub fn walk(
         // all first, then decode one at a time (no block's worth of events held at once).
         let before = prev;
         hashes.clear();
-        for (i, bytes) in block.records.iter().enumerate() {
+        for (i, bytes) in block.records().enumerate() {
             prev = link(&prev, key + i as u64, bytes);
             hashes.push(prev);
         }
@@ -72,7 +72,7 @@ pub fn walk(
             .into());
         }
         expected = block.last_seq() + 1;
-        for (i, bytes) in block.records.iter().enumerate() {
+        for (i, bytes) in block.records().enumerate() {
             let seq = key + i as u64;
             if seq < from_seq {
                 continue;
@@ -108,7 +108,7 @@ pub fn walk(
 
 /// The first record of a block that does not decode, as the error it is.
 fn first_undecodable(block: &Block<'_>) -> Result<()> {
-    for (i, bytes) in block.records.iter().enumerate() {
+    for (i, bytes) in block.records().enumerate() {
         if let Err(e) = decode_record(bytes) {
             return Err(Corruption::Undecodable {
                 seq: block.first_seq + i as u64,

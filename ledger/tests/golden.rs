@@ -231,3 +231,60 @@ fn the_record_layout_is_the_documented_one() {
     assert_eq!(record[15], 0, "EventBody variant index");
     assert_eq!(&record[16..], b"\x04olga");
 }
+
+/// Blocks of both formats, as written when each was introduced: they must read back to the
+/// golden records forever. (Only reading is locked: LZ4 output may differ between compressor
+/// versions, which is harmless because the chain covers the records, not the container.)
+const BLOCK_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/blocks.hex");
+
+fn sample_block() -> (Vec<Vec<u8>>, keyledger_ledger::chain::ChainHash) {
+    let records: Vec<Vec<u8>> = samples().iter().map(encode_record).collect();
+    let mut head = GENESIS;
+    for (i, record) in records.iter().enumerate() {
+        head = link(&head, i as u64 + 1, record);
+    }
+    (records, head)
+}
+
+#[test]
+fn golden_blocks_of_both_formats_read_back_to_the_golden_records() {
+    use keyledger_ledger::block::{Block, BlockWriter, BLOCK_FORMAT_LZ4, BLOCK_FORMAT_STORED};
+    let (records, head) = sample_block();
+    if std::env::var_os("KEYLEDGER_BLESS_BLOCKS").is_some() {
+        let mut lz4 = BlockWriter::new(1);
+        records.iter().for_each(|r| lz4.push(r));
+        let mut stored = BlockWriter::new(1);
+        stored.push(&records[0]);
+        let first_head = link(&GENESIS, 1, &records[0]);
+        let text = format!(
+            "lz4 {}\nstored {}\n",
+            hex::encode(lz4.finish(&head)),
+            hex::encode(stored.finish(&first_head))
+        );
+        std::fs::write(BLOCK_FIXTURE, text).unwrap();
+    }
+    let golden = std::fs::read_to_string(BLOCK_FIXTURE).expect("golden/blocks.hex exists");
+    let mut lines = golden
+        .lines()
+        .map(|l| hex::decode(l.split_once(' ').unwrap().1).unwrap());
+    let (lz4, stored) = (lines.next().unwrap(), lines.next().unwrap());
+    assert_eq!(lz4[0], BLOCK_FORMAT_LZ4);
+    let block = Block::parse(&lz4).unwrap();
+    assert_eq!(
+        block.records().map(<[u8]>::to_vec).collect::<Vec<_>>(),
+        records
+    );
+    assert_eq!((block.first_seq, block.head), (1, head));
+    assert_eq!(stored[0], BLOCK_FORMAT_STORED);
+    // The stored layout, byte by byte: format, first seq, count, length, record, head.
+    assert_eq!(&stored[1..9], &1u64.to_le_bytes());
+    assert_eq!(&stored[9..13], &1u32.to_le_bytes());
+    assert_eq!(&stored[13..17], &(records[0].len() as u32).to_le_bytes());
+    assert_eq!(&stored[17..17 + records[0].len()], records[0].as_slice());
+    assert_eq!(
+        &stored[17 + records[0].len()..],
+        &link(&GENESIS, 1, &records[0])
+    );
+    let block = Block::parse(&stored).unwrap();
+    assert_eq!(block.record(0), records[0].as_slice());
+}

@@ -156,10 +156,10 @@ fn a_rechained_undecodable_record_is_named_at_its_seq() {
     let (first, _, bytes) = &fixture().blocks[5];
     let block = Block::parse(bytes).unwrap();
     let prev = Block::parse(&fixture().blocks[4].2).unwrap().head;
-    let damaged_index = block.records.len() - 1;
+    let damaged_index = block.len() - 1;
     let mut writer = BlockWriter::new(*first);
     let mut head = prev;
-    for (i, record) in block.records.iter().enumerate() {
+    for (i, record) in block.records().enumerate() {
         let record: Vec<u8> = if i == damaged_index {
             vec![0xff; 3]
         } else {

@@ -110,9 +110,19 @@ fn a_tampered_block_cannot_prove_against_an_earlier_root() {
             Ok(std::ops::ControlFlow::Break(()))
         })
         .unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x20;
-    store.tamper_block(key, Some(&bytes)).unwrap();
+    let block = keyledger_ledger::block::Block::parse(&bytes).unwrap();
+    let mut writer = keyledger_ledger::block::BlockWriter::new(key);
+    for (i, record) in block.records().enumerate() {
+        let mut record = record.to_vec();
+        if i == block.len() / 2 {
+            let at = record.len() / 2;
+            record[at] ^= 0x20;
+        }
+        writer.push(&record);
+    }
+    store
+        .tamper_block(key, Some(&writer.finish(&block.head)))
+        .unwrap();
     let tree = LedgerTree::new(&store, size);
     let mut caught = 0;
     for seq in key..=size {

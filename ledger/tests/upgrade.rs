@@ -1,0 +1,95 @@
+//! The log is forever: a database written by an earlier build must open, verify and take
+//! new events in this one. `golden/format1-demo.redb` is `keyledger demo --machines 300
+//! --seed 7` as written by the first build (database format 1, format-1 blocks only, 19 of
+//! the 20 event types); it is never regenerated.
+
+mod support;
+
+use std::ops::ControlFlow;
+
+use keyledger_ledger::block::{Block, BLOCK_FORMAT_LZ4, BLOCK_FORMAT_STORED};
+use keyledger_ledger::store::DB_FORMAT_VERSION;
+use keyledger_ledger::{verify, Engine, Store};
+use serde_json::json;
+use support::*;
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/golden/format1-demo.redb"
+);
+const EVENTS: u64 = 146;
+const HEAD: &str = "3a5d03fdb8594964573afe06885275d4c05bcfed686a092e85f3c8ee13025321";
+
+fn fixture_copy(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("old.redb");
+    std::fs::copy(FIXTURE, &path).unwrap();
+    path
+}
+
+fn block_formats(store: &Store) -> Vec<u8> {
+    let mut formats = Vec::new();
+    store
+        .for_each_block(0, |_, bytes| {
+            formats.push(bytes[0]);
+            Ok(ControlFlow::Continue(()))
+        })
+        .unwrap();
+    formats
+}
+
+#[test]
+fn a_format_1_database_reads_and_verifies_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&fixture_copy(dir.path())).unwrap();
+    assert_eq!(store.format_version().unwrap(), 1);
+    let report = verify(&store).unwrap();
+    assert_eq!(report.events, EVENTS);
+    assert_eq!(hex::encode(report.head.hash), HEAD);
+    assert!(block_formats(&store)
+        .iter()
+        .all(|f| *f == BLOCK_FORMAT_STORED));
+    // Reading is not writing: the file still says format 1.
+    assert_eq!(store.format_version().unwrap(), 1);
+}
+
+#[test]
+fn a_format_1_database_is_upgraded_in_place_when_written_and_keeps_its_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&fixture_copy(dir.path())).unwrap();
+    let mut engine = Engine::open(store, Default::default()).unwrap();
+    assert_eq!(engine.store().format_version().unwrap(), DB_FORMAT_VERSION);
+    let orgs = (0..300)
+        .map(|i| {
+            cmd(
+                json!({"type": "register_org", "at": "2026-11-01T00:00:00Z", "actor": "olga",
+                       "org": format!("upgraded-{i:03}"), "name": format!("Upgraded {i}")}),
+            )
+        })
+        .collect();
+    let answers = run(&mut engine, orgs);
+    assert!(answers.iter().all(|a| a.ok), "{:?}", answers[0]);
+    let store = engine.store().clone();
+    let report = verify(&store).unwrap();
+    assert_eq!(report.events, EVENTS + 300);
+    assert_eq!(
+        *block_formats(&store).last().unwrap(),
+        BLOCK_FORMAT_LZ4,
+        "a large new block is compressed"
+    );
+    // The old events keep their links: seq 146 still ends in the old head.
+    let mut old_head = None;
+    keyledger_ledger::walk(&store, EVENTS, |r| {
+        old_head = Some(hex::encode(r.hash));
+        Ok(ControlFlow::Break(()))
+    })
+    .unwrap();
+    assert_eq!(old_head.as_deref(), Some(HEAD));
+    let mut last = None;
+    store
+        .for_each_block(EVENTS + 1, |_, bytes| {
+            last = Some(Block::parse(bytes).unwrap().last_seq());
+            Ok(ControlFlow::Continue(()))
+        })
+        .unwrap();
+    assert_eq!(last, Some(EVENTS + 300));
+}
