@@ -33,7 +33,8 @@ struct Server {
     child: Option<Child>,
     url: String,
     data: PathBuf,
-    stderr: Arc<std::sync::Mutex<String>>,
+    /// Reads the server's stderr to its end (the server's exit closes it).
+    stderr: Option<std::thread::JoinHandle<String>>,
     _dir: tempfile::TempDir,
     agent: ureq::Agent,
     tokens: std::collections::HashMap<&'static str, String>,
@@ -98,14 +99,12 @@ impl Server {
             .strip_prefix("listening on ")
             .expect("the server prints its address")
             .to_owned();
-        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
         let mut pipe = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
+        let stderr = Some(std::thread::spawn(move || {
             let mut text = String::new();
             let _ = pipe.read_to_string(&mut text);
-            sink.lock().unwrap().push_str(&text);
-        });
+            text
+        }));
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -183,8 +182,7 @@ impl Server {
             .unwrap();
         let status = child.wait().unwrap();
         assert!(status.success(), "the server exits 0 on SIGTERM");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        self.stderr.lock().unwrap().clone()
+        self.stderr.take().unwrap().join().unwrap()
     }
 }
 

@@ -3,7 +3,15 @@
 //! Every lookup a decision makes is a hash-map probe (O(1)) or, for the KMS contact window,
 //! a B-tree operation (O(log n)): the state holds millions of activated machines.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+/// The maps of the state are keyed by names clients choose (machine ids, orgs, hosts).
+/// foldhash's quality hasher is seeded per process, like std's SipHash default, so a client
+/// cannot precompute colliding names, and costs a fraction of SipHash per probe (an
+/// activation makes several).
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
+/// See [`HashMap`].
+pub type HashSet<K> = std::collections::HashSet<K, foldhash::quality::RandomState>;
 
 use crate::catalog::{
     ActivationStatus, ClientFamily, Family, KeyKind, KeyRequirement, KmsLine, KmsRequestReason,
@@ -246,7 +254,8 @@ pub struct State {
     purchases: HashMap<(LicenseId, ProductId), u64>,
     /// Indexed by `KeyId - 1`: key ids are dense and assigned in issue order.
     keys: Vec<Key>,
-    keys_by_fingerprint: HashMap<Fingerprint, KeyId, crate::product_key::DigestHashBuilder>,
+    keys_by_fingerprint:
+        std::collections::HashMap<Fingerprint, KeyId, crate::product_key::DigestHashBuilder>,
     keys_by_license_product: HashMap<(LicenseId, ProductId), Vec<KeyId>>,
     kms_hosts: HashMap<HostId, KmsHost>,
     requests: HashMap<RequestId, Request>,
@@ -544,7 +553,7 @@ impl State {
             last5: *last5,
             limit: *limit,
             granted: 0,
-            machines: HashSet::new(),
+            machines: HashSet::default(),
             blocked: false,
             coverage: *coverage,
             kms,

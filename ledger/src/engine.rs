@@ -92,6 +92,7 @@ pub struct Engine {
     listener: Option<std::sync::mpsc::Sender<Committed>>,
     /// The right edge of the Merkle tree over the log.
     frontier: crate::tree::Frontier,
+    fingerprints: crate::fingerprints::FingerprintCache,
 }
 
 /// What a batch has produced so far, before its commit.
@@ -124,6 +125,7 @@ impl Engine {
             scratch: Vec::with_capacity(4096),
             listener: None,
             frontier,
+            fingerprints: Default::default(),
         })
     }
 
@@ -374,8 +376,10 @@ impl Engine {
 
     /// The context `decide` needs: the presented key's fingerprint and, for commands that
     /// may issue a key, freshly generated key text.
-    fn context(&self, body: &CommandBody) -> (Context, Option<ProductKeyText>) {
-        let presented = body.presented_key().map(fingerprint);
+    fn context(&mut self, body: &CommandBody) -> (Context, Option<ProductKeyText>) {
+        let presented = body
+            .presented_key()
+            .map(|text| self.fingerprints.fingerprint(text));
         let generated = body.may_generate_key().then(generate_key_text);
         let new_key = generated.as_ref().map(|text| NewKeyMaterial {
             fingerprint: fingerprint(text),

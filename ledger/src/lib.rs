@@ -21,6 +21,7 @@ pub mod codec;
 pub mod engine;
 pub mod error;
 pub mod export;
+pub mod fingerprints;
 pub mod merkle;
 pub mod proof;
 pub mod store;
