@@ -80,10 +80,12 @@ impl BlockWriter {
 
     /// The records pushed so far, in order.
     pub fn records(&self) -> impl Iterator<Item = &[u8]> {
-        Records {
-            body: &self.body,
-            at: 0,
-        }
+        body_records(&self.body)
+    }
+
+    /// The format-1 body so far: length-prefixed records.
+    pub fn body(&self) -> &[u8] {
+        &self.body
     }
 
     /// A mark to [`rollback`](Self::rollback) to (an atomic submission that was refused).
@@ -232,7 +234,11 @@ fn spans(body: &[u8], count: u32) -> Result<Vec<(u32, u32)>, BlockError> {
     Ok(spans)
 }
 
-/// The records of a format-1 body, in order.
+/// The records of a format-1 body this build wrote, in order.
+pub fn body_records(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    Records { body, at: 0 }
+}
+
 struct Records<'a> {
     body: &'a [u8],
     at: usize,

@@ -19,9 +19,9 @@ use rand::Rng;
 
 use crate::answer::Answer;
 use crate::block::BlockWriter;
-use crate::chain::link;
 use crate::codec::encode_record_into;
 use crate::error::{Error, Result};
+use crate::hashing::{BatchHashing, ChainState, HashingThread};
 use crate::store::{BatchWrite, Head, Store};
 use crate::walk::walk;
 use crate::Limits;
@@ -93,6 +93,9 @@ pub struct Engine {
     /// The right edge of the Merkle tree over the log.
     frontier: crate::tree::Frontier,
     fingerprints: crate::fingerprints::FingerprintCache,
+    /// Hashes large batches beside their decisions; absent if it could not be started
+    /// (batches are then hashed inline).
+    hashing: Option<HashingThread>,
 }
 
 /// What a batch has produced so far, before its commit.
@@ -100,7 +103,9 @@ struct Pending {
     block: Option<BlockWriter>,
     /// Copies of the appended events, kept only when a listener wants them.
     events: Option<Vec<Event>>,
-    head: Head,
+    /// The seq of the last record in `block` (the chain hash comes from `hashing`).
+    last_seq: u64,
+    hashing: BatchHashing,
     secrets: Vec<(u64, String)>,
     answers: Vec<(String, Vec<u8>)>,
     seen: HashMap<String, Answer>,
@@ -126,6 +131,7 @@ impl Engine {
             listener: None,
             frontier,
             fingerprints: Default::default(),
+            hashing: HashingThread::spawn().ok(),
         })
     }
 
@@ -166,7 +172,8 @@ impl Engine {
         let mut pending = Pending {
             block: None,
             events: self.listener.as_ref().map(|_| Vec::new()),
-            head: self.head,
+            last_seq: self.head.seq,
+            hashing: BatchHashing::new(ChainState::new(self.head, self.frontier.clone())),
             secrets: Vec::new(),
             answers: Vec::new(),
             seen: HashMap::new(),
@@ -175,14 +182,18 @@ impl Engine {
             .iter()
             .map(|s| self.run_submission(s, &mut pending))
             .collect();
-        let (frontier, merkle) = self.grow_tree(pending.block.as_ref());
+        let chain = match &pending.block {
+            Some(block) => pending.hashing.finish(self.hashing.as_ref(), block.body()),
+            None => ChainState::new(self.head, self.frontier.clone()),
+        };
+        assert_eq!(chain.head.seq, pending.last_seq, "every record is hashed");
         let block = pending
             .block
-            .map(|b| (self.head.seq + 1, b.finish(&pending.head.hash)));
+            .map(|b| (self.head.seq + 1, b.finish(&chain.head.hash)));
         let write = BatchWrite {
             block,
-            merkle,
-            head: (pending.head != self.head).then_some(pending.head),
+            merkle: chain.nodes,
+            head: (chain.head != self.head).then_some(chain.head),
             secrets: pending.secrets,
             answers: pending.answers,
         };
@@ -193,8 +204,8 @@ impl Engine {
         let started = std::time::Instant::now();
         match self.store.commit(&write) {
             Ok(()) => {
-                self.head = pending.head;
-                self.frontier = frontier;
+                self.head = chain.head;
+                self.frontier = chain.frontier;
                 if let (Some(listener), Some(events)) = (&self.listener, pending.events) {
                     let committed = Committed {
                         first_seq,
@@ -217,20 +228,6 @@ impl Engine {
         results
     }
 
-    /// The Merkle frontier after the block's records, and the subtree hashes they complete;
-    /// on a copy, so a failed commit leaves the engine's frontier as it was.
-    fn grow_tree(
-        &self,
-        block: Option<&BlockWriter>,
-    ) -> (crate::tree::Frontier, Vec<(u8, u64, [u8; 32])>) {
-        let mut frontier = self.frontier.clone();
-        let mut nodes = Vec::new();
-        for record in block.into_iter().flat_map(BlockWriter::records) {
-            frontier.push(record, &mut nodes);
-        }
-        (frontier, nodes)
-    }
-
     /// The state ran ahead of disk during the batch: fold it again from what is durable.
     fn rebuild_after_failed_commit(&mut self) {
         let mut state = State::default();
@@ -248,6 +245,16 @@ impl Engine {
         }
     }
 
+    /// Hands the batch's settled records to the hashing thread (see [`crate::hashing`]).
+    /// Called only between commands of a non-atomic submission or between submissions,
+    /// where no record can be rolled back any more.
+    fn offer_for_hashing(&self, pending: &mut Pending) {
+        if let Some(block) = &pending.block {
+            let hashing = self.hashing.as_ref();
+            pending.hashing.offer(hashing, block.body(), block.count());
+        }
+    }
+
     fn run_submission(&mut self, s: &Submission, pending: &mut Pending) -> Result<Vec<Answer>> {
         if s.commands.len() > self.limits.batch_commands_max {
             return Err(Error::BatchTooLarge {
@@ -256,13 +263,14 @@ impl Engine {
             });
         }
         if s.atomic && s.commands.len() > 1 {
-            return Ok(self.run_atomic(&s.commands, pending));
+            let answers = self.run_atomic(&s.commands, pending);
+            self.offer_for_hashing(pending);
+            return Ok(answers);
         }
         let mut state = std::mem::take(&mut self.state);
-        let answers = s
-            .commands
-            .iter()
-            .map(|c| match (s.server_time, state.newest_at()) {
+        let mut answers = Vec::with_capacity(s.commands.len());
+        for c in &s.commands {
+            let answer = match (s.server_time, state.newest_at()) {
                 (true, Some(newest)) if c.at < newest => {
                     let stamped = Command {
                         at: newest,
@@ -271,16 +279,23 @@ impl Engine {
                     self.run_command(&mut state, &stamped, pending)
                 }
                 _ => self.run_command(&mut state, c, pending),
-            })
-            .collect();
+            };
+            answers.push(answer);
+            self.offer_for_hashing(pending);
+        }
         self.state = state;
+        self.offer_for_hashing(pending);
         Ok(answers)
     }
 
     /// All commands or none: decide against a copy, keep it only if every one is accepted.
     fn run_atomic(&mut self, commands: &[Command], pending: &mut Pending) -> Vec<Answer> {
         let mut scratch = self.state.clone();
-        let saved = (pending.head, pending.secrets.len(), pending.answers.len());
+        let saved = (
+            pending.last_seq,
+            pending.secrets.len(),
+            pending.answers.len(),
+        );
         let saved_events = pending.events.as_ref().map(Vec::len);
         let saved_block = pending.block.as_ref().map(BlockWriter::checkpoint);
         let mut answers = Vec::with_capacity(commands.len());
@@ -302,7 +317,7 @@ impl Engine {
                 } else {
                     pending.block = None;
                 }
-                pending.head = saved.0;
+                pending.last_seq = saved.0;
                 if let (Some(events), Some(len)) = (pending.events.as_mut(), saved_events) {
                     events.truncate(len);
                 }
@@ -418,12 +433,11 @@ impl Engine {
         for (event, len) in events.iter().zip(&lengths) {
             let record = &scratch[at..at + len];
             at += len;
-            let seq = p.head.seq + 1;
-            let hash = link(&p.head.hash, seq, record);
+            let seq = p.last_seq + 1;
             p.block
                 .get_or_insert_with(|| BlockWriter::new(seq))
                 .push(record);
-            p.head = Head { seq, hash };
+            p.last_seq = seq;
             state.apply(event);
             if let Some(events) = p.events.as_mut() {
                 events.push(event.clone());
@@ -441,8 +455,8 @@ impl Engine {
         }
         self.scratch = scratch;
         match refusal {
-            Some(refusal) => Answer::refused(refusal, Some(p.head.seq)),
-            None => accepted_answer(state, p.head.seq, &events),
+            Some(refusal) => Answer::refused(refusal, Some(p.last_seq)),
+            None => accepted_answer(state, p.last_seq, &events),
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod fingerprints;
+pub mod hashing;
 pub mod merkle;
 pub mod proof;
 pub mod store;
