@@ -96,13 +96,53 @@ pub struct Engine {
     /// Hashes large batches beside their decisions; absent if it could not be started
     /// (batches are then hashed inline).
     hashing: Option<HashingThread>,
+    /// First answers of commands (by `command_id`) in sealed batches not yet durable: a
+    /// resent command finds its first answer here before it reaches the store.
+    inflight: HashMap<String, Answer>,
+}
+
+/// A batch being decided: submissions join it one by one ([`Engine::add`]) until it is
+/// sealed ([`Engine::seal`]) into a [`Prepared`] commit.
+#[derive(Debug)]
+pub struct Batch {
+    pending: Pending,
+    commands: usize,
+}
+
+impl Batch {
+    /// Commands added so far.
+    pub fn commands(&self) -> usize {
+        self.commands
+    }
+}
+
+/// A decided batch: what to write, and what the engine learns once it is durable. The
+/// engine already builds on it (the next batch may be decided meanwhile); its answers may
+/// be released only after [`Engine::settle`] accepted its commit.
+#[derive(Debug)]
+pub struct Prepared {
+    write: BatchWrite,
+    first_seq: Option<u64>,
+    events: Option<Vec<Event>>,
+    commands: usize,
+    answer_ids: Vec<String>,
+}
+
+impl Prepared {
+    /// Commits the batch durably (one redb write transaction, fsync).
+    pub fn commit(&self, store: &Store) -> Result<()> {
+        store.commit(&self.write)
+    }
 }
 
 /// What a batch has produced so far, before its commit.
+#[derive(Debug)]
 struct Pending {
     block: Option<BlockWriter>,
     /// Copies of the appended events, kept only when a listener wants them.
     events: Option<Vec<Event>>,
+    /// The head the batch starts from.
+    start: Head,
     /// The seq of the last record in `block` (the chain hash comes from `hashing`).
     last_seq: u64,
     hashing: BatchHashing,
@@ -132,6 +172,7 @@ impl Engine {
             frontier,
             fingerprints: Default::default(),
             hashing: HashingThread::spawn().ok(),
+            inflight: HashMap::new(),
         })
     }
 
@@ -163,69 +204,122 @@ impl Engine {
 
     /// Runs a batch of submissions and commits it; one answer list per submission.
     pub fn run_batch(&mut self, submissions: &[Submission]) -> Vec<Result<Vec<Answer>>> {
-        if let Some(why) = &self.poisoned {
-            return submissions
-                .iter()
-                .map(|_| Err(Error::Poisoned(why.clone())))
-                .collect();
-        }
-        let mut pending = Pending {
-            block: None,
-            events: self.listener.as_ref().map(|_| Vec::new()),
-            last_seq: self.head.seq,
-            hashing: BatchHashing::new(ChainState::new(self.head, self.frontier.clone())),
-            secrets: Vec::new(),
-            answers: Vec::new(),
-            seen: HashMap::new(),
-        };
+        let mut batch = self.begin();
         let mut results: Vec<Result<Vec<Answer>>> = submissions
             .iter()
-            .map(|s| self.run_submission(s, &mut pending))
+            .map(|s| self.add(&mut batch, s))
             .collect();
-        let chain = match &pending.block {
-            Some(block) => pending.hashing.finish(self.hashing.as_ref(), block.body()),
-            None => ChainState::new(self.head, self.frontier.clone()),
-        };
-        assert_eq!(chain.head.seq, pending.last_seq, "every record is hashed");
-        let block = pending
-            .block
-            .map(|b| (self.head.seq + 1, b.finish(&chain.head.hash)));
-        let write = BatchWrite {
-            block,
-            merkle: chain.nodes,
-            head: (chain.head != self.head).then_some(chain.head),
-            secrets: pending.secrets,
-            answers: pending.answers,
-        };
-        if write.is_empty() {
+        let Some(prepared) = self.seal(batch) else {
             return results;
-        }
-        let first_seq = write.block.as_ref().map(|(seq, _)| *seq);
+        };
         let started = std::time::Instant::now();
-        match self.store.commit(&write) {
-            Ok(()) => {
-                self.head = chain.head;
-                self.frontier = chain.frontier;
-                if let (Some(listener), Some(events)) = (&self.listener, pending.events) {
-                    let committed = Committed {
-                        first_seq,
-                        events,
-                        commands: submissions.iter().map(|s| s.commands.len()).sum(),
-                        commit_micros: started.elapsed().as_micros() as u64,
-                    };
-                    // A listener that went away is no reason to stop writing.
-                    let _ = listener.send(committed);
-                }
-            }
-            Err(err) => {
-                let message = err.to_string();
-                for result in &mut results {
-                    *result = Err(Error::CommitFailed(message.clone()));
-                }
-                self.rebuild_after_failed_commit();
+        let outcome = prepared.commit(&self.store);
+        let micros = started.elapsed().as_micros() as u64;
+        if let Err(message) = self.settle(prepared, outcome, micros) {
+            for result in &mut results {
+                *result = Err(Error::CommitFailed(message.clone()));
             }
         }
         results
+    }
+
+    /// Starts a batch on top of everything decided so far (durable or sealed).
+    pub fn begin(&self) -> Batch {
+        Batch {
+            pending: Pending {
+                block: None,
+                events: self.listener.as_ref().map(|_| Vec::new()),
+                start: self.head,
+                last_seq: self.head.seq,
+                hashing: BatchHashing::new(ChainState::new(self.head, self.frontier.clone())),
+                secrets: Vec::new(),
+                answers: Vec::new(),
+                seen: HashMap::new(),
+            },
+            commands: 0,
+        }
+    }
+
+    /// Decides a submission into the batch (its answers hold until the batch is durable).
+    pub fn add(&mut self, batch: &mut Batch, submission: &Submission) -> Result<Vec<Answer>> {
+        if let Some(why) = &self.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        batch.commands += submission.commands.len();
+        self.run_submission(submission, &mut batch.pending)
+    }
+
+    /// Closes the batch: finishes its hashing and builds its write. The engine builds on
+    /// it from now on. `None` when the batch has nothing to write.
+    pub fn seal(&mut self, batch: Batch) -> Option<Prepared> {
+        let p = batch.pending;
+        let chain = match &p.block {
+            Some(block) => p.hashing.finish(self.hashing.as_ref(), block.body()),
+            None => ChainState::new(p.start, crate::tree::Frontier::default()),
+        };
+        assert_eq!(chain.head.seq, p.last_seq, "every record is hashed");
+        let block = p
+            .block
+            .map(|b| (p.start.seq + 1, b.finish(&chain.head.hash)));
+        let write = BatchWrite {
+            block,
+            merkle: chain.nodes,
+            head: (chain.head != p.start).then_some(chain.head),
+            secrets: p.secrets,
+            answers: p.answers,
+        };
+        if write.is_empty() {
+            return None;
+        }
+        if write.block.is_some() {
+            self.head = chain.head;
+            self.frontier = chain.frontier;
+        }
+        let answer_ids = p.seen.keys().cloned().collect();
+        self.inflight.extend(p.seen);
+        Some(Prepared {
+            first_seq: write.block.as_ref().map(|(seq, _)| *seq),
+            write,
+            events: p.events,
+            commands: batch.commands,
+            answer_ids,
+        })
+    }
+
+    /// Takes the outcome of a prepared batch's commit. A failed commit rebuilds the state
+    /// from disk, which also drops every batch decided after it: their submissions must be
+    /// failed too (the error message is returned for that).
+    pub fn settle(
+        &mut self,
+        prepared: Prepared,
+        outcome: Result<()>,
+        commit_micros: u64,
+    ) -> std::result::Result<(), String> {
+        for id in &prepared.answer_ids {
+            self.inflight.remove(id);
+        }
+        if let Err(err) = outcome {
+            self.rebuild_after_failed_commit();
+            return Err(err.to_string());
+        }
+        if let (Some(listener), Some(events)) = (&self.listener, prepared.events) {
+            let committed = Committed {
+                first_seq: prepared.first_seq,
+                events,
+                commands: prepared.commands,
+                commit_micros,
+            };
+            // A listener that went away is no reason to stop writing.
+            let _ = listener.send(committed);
+        }
+        Ok(())
+    }
+
+    /// Gives up on every batch not known to be durable (its commit's outcome is unknown):
+    /// rebuilds from disk as after a failed commit. Returns why, for their submissions.
+    pub fn abandon(&mut self, why: String) -> String {
+        self.rebuild_after_failed_commit();
+        why
     }
 
     /// The state ran ahead of disk during the batch: fold it again from what is durable.
@@ -235,10 +329,15 @@ impl Engine {
             state.apply(&record.event);
             Ok(ControlFlow::Continue(()))
         }) {
-            Ok(head) => {
-                self.state = state;
-                self.head = head;
-            }
+            Ok(head) => match crate::tree::Frontier::load(&self.store, head.seq) {
+                Ok(frontier) => {
+                    self.state = state;
+                    self.head = head;
+                    self.frontier = frontier;
+                    self.inflight.clear();
+                }
+                Err(err) => self.poisoned = Some(err.to_string()),
+            },
             // The store cannot even be read back: refuse to go on with a state that may
             // disagree with the disk.
             Err(err) => self.poisoned = Some(err.to_string()),
@@ -375,7 +474,7 @@ impl Engine {
     }
 
     fn first_answer(&self, id: &str, p: &Pending) -> Result<Option<Answer>> {
-        if let Some(answer) = p.seen.get(id) {
+        if let Some(answer) = p.seen.get(id).or_else(|| self.inflight.get(id)) {
             return Ok(Some(answer.clone()));
         }
         let Some(bytes) = self.store.answer(id)? else {

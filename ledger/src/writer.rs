@@ -1,5 +1,6 @@
 //! The single writer: one thread owns the [`Engine`]; callers send submissions over a
 //! bounded channel and wait for their answers, which arrive only after the durable commit.
+//! Commits are pipelined with decisions (see [`pipeline`]).
 //!
 //! The writer is an OS thread rather than a task on the async runtime because a redb commit
 //! blocks on fsync; a blocking task would pin a runtime thread just the same. The channel is
@@ -11,7 +12,7 @@ use keyledger_core::Command;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::answer::Answer;
-use crate::engine::{Engine, Submission};
+use crate::engine::{Batch, Engine, Prepared, Submission};
 use crate::error::{Error, Result};
 
 type Reply = oneshot::Sender<Result<Vec<Answer>>>;
@@ -157,40 +158,141 @@ impl WriterHandle {
     }
 }
 
-/// Group commit: take what is queued, up to the batch limit, and commit it as one block.
-fn run(mut engine: Engine, mut rx: mpsc::Receiver<Job>) -> Engine {
-    let batch_max = engine.limits().batch_commands_max;
-    while let Some(first) = rx.blocking_recv() {
-        let mut commands = first.submission.commands.len();
-        let mut jobs = vec![first];
-        while commands < batch_max {
-            match rx.try_recv() {
-                Ok(job) if commands + job.submission.commands.len() <= batch_max => {
-                    commands += job.submission.commands.len();
-                    jobs.push(job);
-                }
-                Ok(job) => {
-                    // Too big to join this batch: it starts the next one.
-                    commit(&mut engine, std::mem::take(&mut jobs));
-                    commands = job.submission.commands.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        commit(&mut engine, jobs);
-    }
-    engine
+/// Submissions decided into a batch, with where each one's answers go.
+struct Open {
+    batch: Batch,
+    replies: Vec<(Reply, Result<Vec<Answer>>)>,
 }
 
-fn commit(engine: &mut Engine, jobs: Vec<Job>) {
-    if jobs.is_empty() {
-        return;
+/// A sealed batch whose commit runs on a blocking thread.
+struct Committing {
+    task: tokio::task::JoinHandle<(Prepared, Result<()>, u64)>,
+    replies: Vec<(Reply, Result<Vec<Answer>>)>,
+}
+
+/// Group commit, pipelined. While one batch commits (fsync, on a blocking thread), the
+/// writer decides the next one from whatever arrives meanwhile; that batch is sealed and
+/// committed as soon as the previous commit is durable. So at most two batches are ahead
+/// of the disk, one committing and one being decided; replies go out in commit order, each
+/// only after its own batch is durable, and a failed commit fails the batch decided after
+/// it as well (it was decided on a state that the failure took back).
+fn run(engine: Engine, rx: mpsc::Receiver<Job>) -> Engine {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("the writer's runtime starts")
+        .block_on(pipeline(engine, rx))
+}
+
+async fn pipeline(mut engine: Engine, mut rx: mpsc::Receiver<Job>) -> Engine {
+    let batch_max = engine.limits().batch_commands_max;
+    let (mut open, mut committing, mut held) = (None::<Open>, None::<Committing>, None::<Job>);
+    let mut closed = false;
+    loop {
+        if open.is_none() {
+            if let Some(job) = held.take() {
+                decide(&mut engine, &mut open, job);
+            }
+        }
+        if committing.is_none() {
+            // Nothing commits: gather what is queued into the open batch, seal, commit.
+            while held.is_none() && !closed {
+                match rx.try_recv() {
+                    Ok(job) if fits(&open, &job, batch_max) => decide(&mut engine, &mut open, job),
+                    Ok(job) => held = Some(job),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => closed = true,
+                }
+            }
+            if let Some(batch) = open.take() {
+                committing = start_commit(&mut engine, batch);
+                continue;
+            }
+        }
+        if closed && open.is_none() && committing.is_none() && held.is_none() {
+            return engine;
+        }
+        tokio::select! {
+            biased;
+            done = commit_finished(&mut committing) => {
+                let replies = committing.take().map(|c| c.replies).unwrap_or_default();
+                settle(&mut engine, done, replies, &mut open);
+            }
+            // While a batch commits, the next one is decided as its submissions arrive.
+            job = rx.recv(), if !closed && held.is_none() => match job {
+                Some(job) if fits(&open, &job, batch_max) => decide(&mut engine, &mut open, job),
+                // Too big to join the open batch: it starts the next one.
+                Some(job) => held = Some(job),
+                None => closed = true,
+            },
+        }
     }
-    let (submissions, replies): (Vec<Submission>, Vec<Reply>) =
-        jobs.into_iter().map(|j| (j.submission, j.reply)).unzip();
-    let results = engine.run_batch(&submissions);
-    for (reply, result) in replies.into_iter().zip(results) {
+}
+
+fn fits(open: &Option<Open>, job: &Job, batch_max: usize) -> bool {
+    open.as_ref().is_none_or(|o| {
+        o.replies.is_empty() || o.batch.commands() + job.submission.commands.len() <= batch_max
+    })
+}
+
+fn decide(engine: &mut Engine, open: &mut Option<Open>, job: Job) {
+    let open = open.get_or_insert_with(|| Open {
+        batch: engine.begin(),
+        replies: Vec::new(),
+    });
+    let result = engine.add(&mut open.batch, &job.submission);
+    open.replies.push((job.reply, result));
+}
+
+/// Seals the open batch and starts its commit; a batch with nothing to write is answered
+/// at once (everything before it is durable: no commit is running).
+fn start_commit(engine: &mut Engine, open: Open) -> Option<Committing> {
+    let Some(prepared) = engine.seal(open.batch) else {
+        reply_all(open.replies);
+        return None;
+    };
+    let store = engine.store().clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let outcome = prepared.commit(&store);
+        (prepared, outcome, started.elapsed().as_micros() as u64)
+    });
+    Some(Committing {
+        task,
+        replies: open.replies,
+    })
+}
+
+async fn commit_finished(
+    committing: &mut Option<Committing>,
+) -> std::result::Result<(Prepared, Result<()>, u64), tokio::task::JoinError> {
+    match committing {
+        Some(c) => (&mut c.task).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn settle(
+    engine: &mut Engine,
+    done: std::result::Result<(Prepared, Result<()>, u64), tokio::task::JoinError>,
+    mut replies: Vec<(Reply, Result<Vec<Answer>>)>,
+    open: &mut Option<Open>,
+) {
+    let failure = match done {
+        Ok((prepared, outcome, micros)) => engine.settle(prepared, outcome, micros).err(),
+        // The commit thread died: nothing says the batch is durable.
+        Err(err) => Some(engine.abandon(format!("the commit did not finish: {err}"))),
+    };
+    if let Some(message) = failure {
+        replies.extend(open.take().map(|o| o.replies).unwrap_or_default());
+        for (_, result) in &mut replies {
+            *result = Err(Error::CommitFailed(message.clone()));
+        }
+    }
+    reply_all(replies);
+}
+
+fn reply_all(replies: Vec<(Reply, Result<Vec<Answer>>)>) {
+    for (reply, result) in replies {
         // A caller that gave up waiting is no reason to stop the writer.
         let _ = reply.send(result);
     }

@@ -136,6 +136,41 @@ fn a_resent_command_id_gets_the_first_answer_and_appends_nothing_even_after_rest
     assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 2);
 }
 
+/// The writer decides a batch while the one before it commits: a command resent while its
+/// first copy is still committing must get that first answer too, not a second decision.
+#[test]
+fn a_command_resent_while_its_first_copy_commits_gets_the_first_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = new_ledger(dir.path(), 5);
+    let head = engine.head();
+    let path = dir.path().join("ledger.redb");
+    drop(engine);
+    // One command a batch: each copy is its own batch, decided while the previous commits.
+    let limits = Limits {
+        batch_commands_max: 1,
+        ..Default::default()
+    };
+    let writer = Writer::spawn(Engine::open(Store::open(&path).unwrap(), limits).unwrap());
+    let handle = writer.handle();
+    let copies: Vec<_> = (0..6)
+        .map(|i| {
+            // Different bodies: only the id decides.
+            let command = with_id(activation(&format!("pc-{}", i % 2)), "resent");
+            handle.send_blocking(vec![command], false).unwrap()
+        })
+        .collect();
+    let answers: Vec<keyledger_ledger::Answer> = copies
+        .into_iter()
+        .map(|rx| rx.blocking_recv().unwrap().unwrap().remove(0))
+        .collect();
+    assert!(answers[0].ok, "{:?}", answers[0]);
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    drop(handle);
+    let engine = writer.stop();
+    assert_eq!(engine.head().seq, head.seq + 1, "one activation appended");
+    assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 1);
+}
+
 #[test]
 fn refusals_are_remembered_under_their_command_id_too() {
     let dir = tempfile::tempdir().unwrap();

@@ -89,6 +89,16 @@ impl StorageBackend for FaultyBackend {
 /// Opens the ledger on a faulty backend whose countdown is armed only once the open is done,
 /// so the fault strikes while batches are written.
 fn faulty_engine(path: &Path, fault: Fault, countdown: i64, sticky: bool) -> Engine {
+    faulty_engine_with(path, fault, countdown, sticky, Limits::default())
+}
+
+fn faulty_engine_with(
+    path: &Path,
+    fault: Fault,
+    countdown: i64,
+    sticky: bool,
+    limits: Limits,
+) -> Engine {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -102,7 +112,7 @@ fn faulty_engine(path: &Path, fault: Fault, countdown: i64, sticky: bool) -> Eng
         sticky,
     };
     let store = Store::with_backend(backend, "faulty").unwrap();
-    let engine = Engine::open(store, Limits::default()).unwrap();
+    let engine = Engine::open(store, limits).unwrap();
     armed.store(countdown, Ordering::SeqCst);
     engine
 }
@@ -156,6 +166,68 @@ proptest! {
         let (acknowledged, failed) = drive(&mut engine)?;
         // Every commit writes and syncs at least once, so a countdown under 25 fires.
         prop_assert!(failed > 0, "the fault never struck");
+        drop(engine);
+        let engine = open(&path).map_err(|e| TestCaseError::fail(format!("reopen: {e}")))?;
+        let key = engine.state().key(KeyId(1)).unwrap();
+        for machine in &acknowledged {
+            let id = keyledger_core::MachineId::new(machine.as_str()).unwrap();
+            prop_assert!(key.machines.contains(&id), "acknowledged {machine} is missing");
+        }
+        prop_assert!(keyledger_ledger::verify(engine.store()).is_ok());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// The writer decides the next batch while the previous one commits. A failed commit
+    /// must fail that next batch too (it was decided on the failed one), never answer `ok`
+    /// for anything not durable, and leave the state equal to the disk.
+    #[test]
+    fn a_fault_under_the_pipelined_writer_loses_nothing_acknowledged(
+        sync in any::<bool>(), countdown in 1..20i64, sticky in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        drop(new_ledger(dir.path(), 1_000));
+        let path = dir.path().join("ledger.redb");
+        let fault = if sync { Fault::Sync } else { Fault::Write };
+        // Three commands a batch: 20 queued submissions make 20 pipelined batches.
+        let limits = Limits { batch_commands_max: 3, ..Limits::default() };
+        let writer = keyledger_ledger::Writer::spawn(
+            faulty_engine_with(&path, fault, countdown, sticky, limits),
+        );
+        let handle = writer.handle();
+        let sent: Vec<(Vec<String>, _)> = (0..20)
+            .map(|batch| {
+                let machines: Vec<String> = (0..3).map(|i| format!("w{batch}-m{i}")).collect();
+                let commands = machines.iter().map(|m| activation(m)).collect();
+                (machines, handle.send_blocking(commands, false).unwrap())
+            })
+            .collect();
+        let (mut acknowledged, mut failed) = (Vec::new(), 0);
+        for (machines, rx) in sent {
+            match rx.blocking_recv().unwrap() {
+                Ok(answers) => {
+                    prop_assert!(answers.iter().all(|a| a.ok), "{answers:?}");
+                    acknowledged.extend(machines);
+                }
+                Err(Error::CommitFailed(_) | Error::Poisoned(_)) => failed += 1,
+                Err(other) => return Err(TestCaseError::fail(format!("unexpected {other}"))),
+            }
+        }
+        drop(handle);
+        let engine = writer.stop();
+        prop_assert!(failed > 0, "the fault never struck");
+        if engine.poisoned().is_none() {
+            let mut replayed = keyledger_core::State::default();
+            let walked = keyledger_ledger::walk(engine.store(), 1, |r| {
+                replayed.apply(&r.event);
+                Ok(std::ops::ControlFlow::Continue(()))
+            });
+            if walked.is_ok() {
+                prop_assert_eq!(&replayed, engine.state());
+            }
+        }
         drop(engine);
         let engine = open(&path).map_err(|e| TestCaseError::fail(format!("reopen: {e}")))?;
         let key = engine.state().key(KeyId(1)).unwrap();
