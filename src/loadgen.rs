@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
 use crate::cli::BenchHttp;
@@ -101,37 +99,46 @@ fn check_loopback(url: &str) -> Result<()> {
 }
 
 async fn load(url: &str, key: &str, org: &str, args: &BenchHttp) -> Result<LoadReport> {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let uri: hyper::Uri = format!("{}/v1/activations", url.trim_end_matches('/')).parse()?;
+    let authority = url
+        .trim_end_matches('/')
+        .strip_prefix("http://")
+        .context("--url must start with http://")?
+        .to_owned();
+    // Pre-escaped JSON strings: each request's body is then one `format!`.
+    let (key, org) = (serde_json::to_string(key)?, serde_json::to_string(org)?);
     let run_id: u64 = rand::random();
     let next = Arc::new(AtomicU64::new(0));
+    // Every client connects first; the clock starts when all are connected, so the run
+    // measures activations, not a burst of connection set-ups.
+    let ready = Arc::new(tokio::sync::Barrier::new(args.concurrency + 1));
     let deadline = Instant::now() + Duration::from_secs(args.duration);
-    let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, uri, next) = (client.clone(), uri.clone(), Arc::clone(&next));
-        let (key, org, limit) = (key.to_owned(), org.to_owned(), args.requests);
+        let (next, ready) = (Arc::clone(&next), Arc::clone(&ready));
+        let (authority, key, org, limit) =
+            (authority.clone(), key.clone(), org.clone(), args.requests);
         tasks.push(tokio::spawn(async move {
             let mut histogram = latency_histogram();
             let mut counts = [0u64; 3];
+            let mut connection = connect(&authority).await.ok();
+            ready.wait().await;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= limit || Instant::now() >= deadline {
                     break;
                 }
-                let body = json!({"product_key": key, "org": org, "method": "online", "machines": [format!("lg-{run_id:x}-{i}")]});
-                let request = hyper::Request::post(uri.clone())
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(body.to_string())))
-                    .expect("the request is well-formed");
+                let body = format!(
+                    r#"{{"product_key":{key},"org":{org},"method":"online","machines":["lg-{run_id:x}-{i}"]}}"#
+                );
                 let sent = Instant::now();
-                let outcome = match client.request(request).await {
-                    Ok(response) => {
-                        let status = response.status();
-                        let _ = response.into_body().collect().await;
-                        if status.is_success() { 0 } else if status.is_client_error() { 1 } else { 2 }
+                let outcome = match post(&mut connection, &authority, body).await {
+                    Ok(status) if status.is_success() => 0,
+                    Ok(status) if status.is_client_error() => 1,
+                    Ok(_) => 2,
+                    Err(_) => {
+                        connection = None;
+                        2
                     }
-                    Err(_) => 2,
                 };
                 histogram.saturating_record((sent.elapsed().as_micros() as u64).max(1));
                 counts[outcome] += 1;
@@ -139,6 +146,8 @@ async fn load(url: &str, key: &str, org: &str, args: &BenchHttp) -> Result<LoadR
             (histogram, counts)
         }));
     }
+    ready.wait().await;
+    let started = Instant::now();
     let mut histogram = latency_histogram();
     let mut counts = [0u64; 3];
     for task in tasks {
@@ -164,6 +173,39 @@ async fn load(url: &str, key: &str, org: &str, args: &BenchHttp) -> Result<LoadR
         latency_ms_p99: histogram.value_at_quantile(0.99) as f64 / 1000.0,
         latency_ms_max: histogram.max() as f64 / 1000.0,
     })
+}
+
+type Connection = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(authority: &str) -> Result<Connection> {
+    let stream = tokio::net::TcpStream::connect(authority).await?;
+    stream.set_nodelay(true)?;
+    let (sender, driver) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(driver);
+    Ok(sender)
+}
+
+/// One activation over this task's own keep-alive connection (opened on first use): one
+/// connection per simulated client, without a pool in between.
+async fn post(
+    connection: &mut Option<Connection>,
+    authority: &str,
+    body: String,
+) -> Result<hyper::StatusCode> {
+    if connection.is_none() {
+        *connection = Some(connect(authority).await?);
+    }
+    let sender = connection.as_mut().expect("connected above");
+    sender.ready().await?;
+    let request = hyper::Request::post("/v1/activations")
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    response.into_body().collect().await?;
+    Ok(status)
 }
 
 /// Latencies in microseconds, 1 µs to 60 s, three significant figures.
