@@ -578,3 +578,46 @@ fn forecast_draws_an_svg_of_consumption_and_exhaustion() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("expected small, medium or large"));
 }
+
+/// The load generator (issue 6), on its own server: every request is counted, all of them
+/// activate (each names a new machine), and the latency figures are ordered. It refuses
+/// to load anything but loopback.
+#[test]
+fn bench_http_loads_its_own_server_and_reports_every_request() {
+    let ledger = Ledger::new();
+    let out = ledger.ok(&[
+        "bench",
+        "http",
+        "--concurrency",
+        "8",
+        "--requests",
+        "400",
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["requests"], 400);
+    assert_eq!(report["activated"], 400);
+    assert_eq!(
+        (report["refused"].as_u64(), report["errors"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let (p50, p99, max) = (
+        report["latency_ms_p50"].as_f64().unwrap(),
+        report["latency_ms_p99"].as_f64().unwrap(),
+        report["latency_ms_max"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{report}");
+    assert!(report["requests_per_second"].as_f64().unwrap() > 0.0);
+    let remote = ledger.run(&[
+        "bench",
+        "http",
+        "--url",
+        "http://192.0.2.7:8080",
+        "--product-key",
+        "BCDFG-HJKMP-QRTVW-XY234-6789B",
+        "--org",
+        "contoso",
+    ]);
+    assert!(!remote.status.success());
+    assert!(stderr(&remote).contains("loopback"), "{}", stderr(&remote));
+}
