@@ -62,7 +62,8 @@ impl BlockWriter {
     pub fn new(first_seq: u64) -> BlockWriter {
         BlockWriter {
             first_seq,
-            body: Vec::with_capacity(64 * 1024),
+            // Grows with the batch: an HTTP batch is often a few records.
+            body: Vec::with_capacity(1024),
             count: 0,
         }
     }

@@ -538,9 +538,6 @@ impl Engine {
                 .push(record);
             p.last_seq = seq;
             state.apply(event);
-            if let Some(events) = p.events.as_mut() {
-                events.push(event.clone());
-            }
             if let EventBody::KeyIssued { key_id, .. } = &event.body {
                 let text = match &c.body {
                     CommandBody::IssueKey(issue) if issue.product_key.is_some() => {
@@ -553,10 +550,14 @@ impl Engine {
             }
         }
         self.scratch = scratch;
-        match refusal {
+        let answer = match refusal {
             Some(refusal) => Answer::refused(refusal, Some(p.last_seq)),
             None => accepted_answer(state, p.last_seq, &events),
+        };
+        if let Some(listened) = p.events.as_mut() {
+            listened.extend(events);
         }
+        answer
     }
 }
 

@@ -23,9 +23,21 @@ use crate::view::{projections, write_snapshot, Until};
 /// The most bytes of a request body: a proxy activation of 10,000 long machine names fits.
 pub const BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
 
-/// What every handler shares.
+/// What every handler shares, behind one `Arc`: axum clones the state for every request,
+/// and one reference count is cheaper than five.
 #[derive(Clone, Debug)]
-pub struct App {
+pub struct App(Arc<Shared>);
+
+impl std::ops::Deref for App {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct Shared {
     pub writer: WriterHandle,
     pub store: Store,
     /// Signs checkpoints (docs/proofs.md).
@@ -51,13 +63,13 @@ pub fn run(data: &Path, listen: &str) -> Result<ExitCode> {
         std::thread::spawn(move || follow(rx, &folded, &metrics, &store))
     };
     let (key, _) = keyledger_ledger::proof::signing_key(data, true)?;
-    let app = App {
+    let app = App(Arc::new(Shared {
         writer: writer.handle(),
         store: store.clone(),
         key: Arc::new(key),
         projections: Arc::clone(&folded),
         metrics,
-    };
+    }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
