@@ -5,6 +5,7 @@
 //! are queued or committing), stop the writer after it drains its queue, fold the last
 //! batches, write a projection snapshot, exit 0.
 
+mod activation;
 pub mod auth;
 mod metrics;
 mod routes;

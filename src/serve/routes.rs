@@ -144,42 +144,50 @@ const ACTIVATION_TYPES: [&str; 4] = [
 
 /// `POST /v1/activations`: authorised by the key text presented; `at` is the server's.
 async fn activations(State(app): State<App>, body: Bytes) -> Response {
-    let value = match parse_body(&body) {
-        Ok(value) => value,
-        Err(response) => return response,
-    };
-    let Value::Object(mut fields) = value else {
-        return malformed(&input_error(None, "an activation must be a JSON object"));
-    };
-    if fields.contains_key("at") {
-        return malformed(&input_error(
-            Some("at"),
-            "the server stamps `at`: a client's claimed time is not evidence",
-        ));
-    }
-    let kind = fields
-        .entry("type")
-        .or_insert_with(|| json!("activate"))
-        .clone();
-    if !kind.as_str().is_some_and(|k| ACTIVATION_TYPES.contains(&k)) {
-        return malformed(&input_error(
-            Some("type"),
-            format!("{kind} is not an activation; use /v1/commands"),
-        ));
-    }
-    fields
-        .entry("actor")
-        .or_insert_with(|| json!("activation-client"));
-    fields.insert("at".to_owned(), json!(wall_clock().to_string()));
-    let command = match command_from_value(Value::Object(fields)) {
-        Ok(command) => command,
-        Err(err) => return malformed(&err),
+    let command = match super::activation::plain_activation(&body, wall_clock()) {
+        Some(command) => command,
+        None => match general_activation(&body) {
+            Ok(command) => command,
+            Err(response) => return response,
+        },
     };
     app.metrics.queue_depth.set(app.writer.queue_depth() as i64);
     match app.writer.try_submit_stamped(vec![command]).await {
         Ok(mut answers) => answered(&app, answers.remove(0)),
         Err(err) => writer_error(err),
     }
+}
+
+/// Any activation body, through the general command reader (which names what is wrong).
+fn general_activation(body: &Bytes) -> Result<Command, Response> {
+    let value = parse_body(body)?;
+    let Value::Object(mut fields) = value else {
+        return Err(malformed(&input_error(
+            None,
+            "an activation must be a JSON object",
+        )));
+    };
+    if fields.contains_key("at") {
+        return Err(malformed(&input_error(
+            Some("at"),
+            "the server stamps `at`: a client's claimed time is not evidence",
+        )));
+    }
+    let kind = fields
+        .entry("type")
+        .or_insert_with(|| json!("activate"))
+        .clone();
+    if !kind.as_str().is_some_and(|k| ACTIVATION_TYPES.contains(&k)) {
+        return Err(malformed(&input_error(
+            Some("type"),
+            format!("{kind} is not an activation; use /v1/commands"),
+        )));
+    }
+    fields
+        .entry("actor")
+        .or_insert_with(|| json!(super::activation::DEFAULT_ACTOR));
+    fields.insert("at".to_owned(), json!(wall_clock().to_string()));
+    command_from_value(Value::Object(fields)).map_err(|err| malformed(&err))
 }
 
 fn answered(app: &App, answer: Answer) -> Response {
