@@ -1,7 +1,8 @@
 //! Purpose: keyledger's full append path against the physical baseline (encode + append to
 //! a plain file + fdatasync per batch) and a SQLite peer (one row per event with the same
 //! chain, WAL, synchronous=FULL, one transaction per batch), on the same activation events,
-//! at batches of 1, 100, 1000 and 10000; and full verification against rehashing the file.
+//! at batches of 1, 100, 1000 and 10000; the same through the pipelined single writer; and
+//! full verification against rehashing the file.
 
 mod support;
 
@@ -107,8 +108,39 @@ fn append(c: &mut Criterion) {
             )
         });
         report_bytes(&engine, &events, dir.path(), batch);
+        drop(engine);
+        pipelined(&mut group, batch);
     }
     group.finish();
+}
+
+/// The production path: submissions of `batch` commands through the single writer, which
+/// decides the next batch while the previous one commits (batches of exactly `batch`).
+fn pipelined(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    batch: usize,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let writer =
+        keyledger_ledger::Writer::spawn(support::ledger_with_batches_of(dir.path(), batch));
+    let handle = writer.handle();
+    group.bench_function(BenchmarkId::new("keyledger_pipelined", batch), |b| {
+        b.iter_custom(|iters| {
+            let submissions: Vec<_> = (0..iters).map(|_| support::activations(batch)).collect();
+            let started = std::time::Instant::now();
+            let replies: Vec<_> = submissions
+                .into_iter()
+                .map(|commands| handle.send_blocking(commands, false).unwrap())
+                .collect();
+            for reply in replies {
+                let answers = reply.blocking_recv().unwrap().unwrap();
+                debug_assert!(answers.iter().all(|a| a.ok));
+            }
+            started.elapsed()
+        })
+    });
+    drop(handle);
+    drop(writer.stop());
 }
 
 /// Bytes on disk per event beside the encoded size, printed once per batch size.

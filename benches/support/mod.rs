@@ -31,6 +31,11 @@ pub fn catalog() -> Vec<Command> {
 
 /// A fresh ledger in `dir` holding the catalog, taking batches of up to 10,000 commands.
 pub fn ledger(dir: &std::path::Path) -> Engine {
+    ledger_with_batches_of(dir, 10_000)
+}
+
+/// A fresh ledger in `dir` holding the catalog, taking batches of up to `batch` commands.
+pub fn ledger_with_batches_of(dir: &std::path::Path, batch: usize) -> Engine {
     let path = dir.join("bench.redb");
     let operator = "olga".parse_principal();
     let mut engine = keyledger_ledger::init(&path, operator, AT.parse().unwrap()).unwrap();
@@ -39,7 +44,7 @@ pub fn ledger(dir: &std::path::Path) -> Engine {
     assert!(answers.iter().all(|a| a.ok));
     drop(engine);
     let limits = keyledger_ledger::Limits {
-        batch_commands_max: 10_000,
+        batch_commands_max: batch,
         ..Default::default()
     };
     Engine::open(keyledger_ledger::Store::open(&path).unwrap(), limits).unwrap()
