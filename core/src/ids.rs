@@ -34,25 +34,40 @@ fn check_id(text: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// Text ids are shared, not copied: an id is written into an event, the decision state and
+/// the projections, and an `Arc<str>` clone is a reference count where a `String` clone is an
+/// allocation. They serialize as plain strings either way (the record bytes do not change).
 macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-        #[serde(try_from = "String")]
-        pub struct $name(String);
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(std::sync::Arc<str>);
 
-        /// Written as a plain string, without the copy `serde(into)` would make.
+        /// Written as a plain string.
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(&self.0)
             }
         }
 
+        /// Read from a string, borrowed where the format allows (one allocation), and checked.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_str(IdVisitor::<Self>(std::marker::PhantomData))
+            }
+        }
+
+        impl FromCheckedStr for $name {
+            fn from_checked(text: &str) -> Self {
+                Self(std::sync::Arc::from(text))
+            }
+        }
+
         impl $name {
-            pub fn new(text: impl Into<String>) -> Result<Self, IdError> {
-                let text = text.into();
-                check_id(&text)?;
-                Ok(Self(text))
+            pub fn new(text: impl AsRef<str>) -> Result<Self, IdError> {
+                let text = text.as_ref();
+                check_id(text)?;
+                Ok(Self::from_checked(text))
             }
 
             pub fn as_str(&self) -> &str {
@@ -70,7 +85,7 @@ macro_rules! text_id {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.to_string()
             }
         }
 
@@ -80,6 +95,26 @@ macro_rules! text_id {
             }
         }
     };
+}
+
+/// Builds an id from text [`check_id`] accepted.
+trait FromCheckedStr {
+    fn from_checked(text: &str) -> Self;
+}
+
+struct IdVisitor<T>(std::marker::PhantomData<T>);
+
+impl<T: FromCheckedStr> serde::de::Visitor<'_> for IdVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an id: 1..=128 bytes of text without control characters")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
+        check_id(text).map_err(E::custom)?;
+        Ok(T::from_checked(text))
+    }
 }
 
 text_id!(
@@ -166,5 +201,25 @@ mod tests {
         );
         assert_eq!(OrgId::new("contoso").unwrap().as_str(), "contoso");
         assert!(OrgId::new("x".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn ids_read_from_strings_through_the_same_checks() {
+        let machine: MachineId = serde_json::from_str("\"pc-1\"").unwrap();
+        assert_eq!(machine.as_str(), "pc-1");
+        assert_eq!(serde_json::to_string(&machine).unwrap(), "\"pc-1\"");
+        let empty = serde_json::from_str::<MachineId>("\"\"").unwrap_err();
+        assert!(empty.to_string().contains("must not be empty"), "{empty}");
+        let control = serde_json::from_str::<OrgId>("\"a\\u0007b\"").unwrap_err();
+        assert!(
+            control.to_string().contains("control character at byte 1"),
+            "{control}"
+        );
+        let number = serde_json::from_str::<OrgId>("5").unwrap_err();
+        assert!(number.to_string().contains("expected an id"), "{number}");
+        // A clone is the same text, and compares, orders and hashes as the text does.
+        let copy = machine.clone();
+        assert_eq!(copy, machine);
+        assert_eq!(String::from(copy), "pc-1");
     }
 }
