@@ -117,6 +117,34 @@ fn faulty_engine_with(
     engine
 }
 
+/// The engine's state equals a replay of what its store holds (unless it refuses writes).
+fn state_matches_disk(engine: &Engine) -> Result<(), TestCaseError> {
+    if engine.poisoned().is_some() {
+        return Ok(());
+    }
+    let mut replayed = keyledger_core::State::default();
+    let walked = keyledger_ledger::walk(engine.store(), 1, |r| {
+        replayed.apply(&r.event);
+        Ok(std::ops::ControlFlow::Continue(()))
+    });
+    if walked.is_ok() {
+        prop_assert_eq!(&replayed, engine.state());
+    }
+    Ok(())
+}
+
+/// Reopened on a healthy disk, the ledger verifies and holds every acknowledged machine.
+fn reopened_holds(path: &Path, acknowledged: &[String]) -> Result<(), TestCaseError> {
+    let engine = open(path).map_err(|e| TestCaseError::fail(format!("reopen: {e}")))?;
+    let key = engine.state().key(KeyId(1)).unwrap();
+    for machine in acknowledged {
+        let id = keyledger_core::MachineId::new(machine.as_str()).unwrap();
+        prop_assert!(key.machines.contains(&id), "acknowledged {machine} is missing");
+    }
+    prop_assert!(keyledger_ledger::verify(engine.store()).is_ok());
+    Ok(())
+}
+
 /// Runs 25 batches of 3 activations; returns the machines whose activation was acknowledged
 /// and how many batches failed.
 fn drive(engine: &mut Engine) -> Result<(Vec<String>, usize), TestCaseError> {
@@ -136,17 +164,7 @@ fn drive(engine: &mut Engine) -> Result<(Vec<String>, usize), TestCaseError> {
             Err(Error::CommitFailed(_) | Error::Poisoned(_)) => failed += 1,
             Err(other) => return Err(TestCaseError::fail(format!("unexpected {other}"))),
         }
-        if engine.poisoned().is_none() {
-            // The state must equal what the store holds, failed commit or not.
-            let mut replayed = keyledger_core::State::default();
-            let walked = keyledger_ledger::walk(engine.store(), 1, |r| {
-                replayed.apply(&r.event);
-                Ok(std::ops::ControlFlow::Continue(()))
-            });
-            if walked.is_ok() {
-                prop_assert_eq!(&replayed, engine.state());
-            }
-        }
+        state_matches_disk(engine)?;
     }
     Ok((acknowledged, failed))
 }
@@ -167,13 +185,7 @@ proptest! {
         // Every commit writes and syncs at least once, so a countdown under 25 fires.
         prop_assert!(failed > 0, "the fault never struck");
         drop(engine);
-        let engine = open(&path).map_err(|e| TestCaseError::fail(format!("reopen: {e}")))?;
-        let key = engine.state().key(KeyId(1)).unwrap();
-        for machine in &acknowledged {
-            let id = keyledger_core::MachineId::new(machine.as_str()).unwrap();
-            prop_assert!(key.machines.contains(&id), "acknowledged {machine} is missing");
-        }
-        prop_assert!(keyledger_ledger::verify(engine.store()).is_ok());
+        reopened_holds(&path, &acknowledged)?;
     }
 }
 
@@ -218,24 +230,9 @@ proptest! {
         drop(handle);
         let engine = writer.stop();
         prop_assert!(failed > 0, "the fault never struck");
-        if engine.poisoned().is_none() {
-            let mut replayed = keyledger_core::State::default();
-            let walked = keyledger_ledger::walk(engine.store(), 1, |r| {
-                replayed.apply(&r.event);
-                Ok(std::ops::ControlFlow::Continue(()))
-            });
-            if walked.is_ok() {
-                prop_assert_eq!(&replayed, engine.state());
-            }
-        }
+        state_matches_disk(&engine)?;
         drop(engine);
-        let engine = open(&path).map_err(|e| TestCaseError::fail(format!("reopen: {e}")))?;
-        let key = engine.state().key(KeyId(1)).unwrap();
-        for machine in &acknowledged {
-            let id = keyledger_core::MachineId::new(machine.as_str()).unwrap();
-            prop_assert!(key.machines.contains(&id), "acknowledged {machine} is missing");
-        }
-        prop_assert!(keyledger_ledger::verify(engine.store()).is_ok());
+        reopened_holds(&path, &acknowledged)?;
     }
 }
 
