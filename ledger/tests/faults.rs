@@ -139,7 +139,10 @@ fn reopened_holds(path: &Path, acknowledged: &[String]) -> Result<(), TestCaseEr
     let key = engine.state().key(KeyId(1)).unwrap();
     for machine in acknowledged {
         let id = keyledger_core::MachineId::new(machine.as_str()).unwrap();
-        prop_assert!(key.machines.contains(&id), "acknowledged {machine} is missing");
+        prop_assert!(
+            key.machines.contains(&id),
+            "acknowledged {machine} is missing"
+        );
     }
     prop_assert!(keyledger_ledger::verify(engine.store()).is_ok());
     Ok(())
