@@ -2,7 +2,7 @@
 //! `{"ok": false, "code": "...", "message": "..."}`. Every field name is public API
 //! (docs/api.md); absent fields are omitted, never null.
 
-use keyledger_core::{ActivationStatus, Refusal};
+use keyledger_core::{ActivationStatus, Event, EventBody, Refusal, State};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +52,72 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The answer of an atomic submission refused at command `failed`: that command's refusal,
+    /// and for every other command a note that nothing of the submission was applied.
+    pub fn atomic_refusal(count: usize, failed: usize, refusal: Answer) -> Vec<Answer> {
+        (0..count)
+            .map(|i| {
+                if i == failed {
+                    refusal.clone()
+                } else {
+                    Answer::error(
+                        "atomic_batch_refused",
+                        format!(
+                            "nothing applied: command {} of this atomic batch was refused",
+                            failed + 1
+                        ),
+                    )
+                }
+            })
+            .collect()
+    }
+
+    /// Fills the answer's details from the events a command produced.
+    pub fn accepted_with(state: &State, seq: u64, events: &[Event]) -> Answer {
+        let mut answer = Answer::accepted(seq);
+        for event in events {
+            match &event.body {
+                EventBody::MachinesActivated {
+                    key_id,
+                    machines,
+                    already_active,
+                    ..
+                } => {
+                    answer.status = Some(if machines.is_empty() {
+                        keyledger_core::ActivationStatus::AlreadyActive
+                    } else {
+                        keyledger_core::ActivationStatus::Activated
+                    });
+                    answer.key_id = Some(key_id.0);
+                    answer.consumed = Some(machines.len() as u64);
+                    answer.already_active = Some(*already_active);
+                    answer.remaining = state.key(*key_id).map(|k| k.remaining());
+                }
+                EventBody::KmsHostActivated {
+                    key_id, activation, ..
+                } => {
+                    answer.status = Some(keyledger_core::ActivationStatus::Activated);
+                    answer.key_id = Some(key_id.0);
+                    answer.activation = Some(*activation);
+                }
+                EventBody::KmsClientContacted { count, status, .. } => {
+                    answer.status = Some(*status);
+                    answer.count = Some(*count);
+                }
+                EventBody::OsaRedeemed { key_id, .. } => {
+                    answer.status = Some(keyledger_core::ActivationStatus::Activated);
+                    answer.key_id = Some(key_id.0);
+                }
+                EventBody::KeyIssued { key_id, last5, .. } => {
+                    answer.key_id = Some(key_id.0);
+                    answer.last5 = Some(last5.to_string());
+                }
+                _ => {}
+            }
+        }
+        answer
+    }
+
     pub fn accepted(seq: u64) -> Answer {
         Answer {
             ok: true,
