@@ -10,6 +10,17 @@ use serde::{Deserialize, Serialize};
 
 /// The 24 characters product keys are written in.
 pub const KEY_ALPHABET: &[u8; 24] = b"BCDFGHJKMPQRTVWXY2346789";
+/// Whether an ASCII byte is a key character: every activation parses a key, so membership
+/// is one table lookup rather than a scan of the alphabet.
+const IN_ALPHABET: [bool; 128] = {
+    let mut table = [false; 128];
+    let mut i = 0;
+    while i < KEY_ALPHABET.len() {
+        table[KEY_ALPHABET[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 const GROUPS: usize = 5;
 const GROUP_LEN: usize = 5;
 /// Length of normalized key text: five groups of five and four dashes.
@@ -36,12 +47,12 @@ impl ProductKeyText {
     /// Accepts either case; anything but five dash-joined groups of alphabet characters is
     /// an error naming the first bad character and its position.
     pub fn parse(text: &str) -> Result<ProductKeyText, KeyTextError> {
-        let chars: Vec<char> = text.chars().collect();
-        if chars.len() != KEY_TEXT_LEN {
-            return Err(KeyTextError::Length { len: chars.len() });
+        let len = text.chars().count();
+        if len != KEY_TEXT_LEN {
+            return Err(KeyTextError::Length { len });
         }
         let mut normalized = String::with_capacity(KEY_TEXT_LEN);
-        for (i, &c) in chars.iter().enumerate() {
+        for (i, c) in text.chars().enumerate() {
             let position = i + 1;
             if position % (GROUP_LEN + 1) == 0 {
                 if c != '-' {
@@ -51,7 +62,7 @@ impl ProductKeyText {
                 continue;
             }
             let upper = c.to_ascii_uppercase();
-            if !upper.is_ascii() || !KEY_ALPHABET.contains(&(upper as u8)) {
+            if !upper.is_ascii() || !IN_ALPHABET[upper as usize] {
                 return Err(KeyTextError::BadCharacter { position, found: c });
             }
             normalized.push(upper);
@@ -135,7 +146,7 @@ impl Last5 {
         let mut bytes = [0u8; GROUP_LEN];
         for (i, &c) in chars.iter().enumerate() {
             let upper = c.to_ascii_uppercase();
-            if !upper.is_ascii() || !KEY_ALPHABET.contains(&(upper as u8)) {
+            if !upper.is_ascii() || !IN_ALPHABET[upper as usize] {
                 return Err(KeyTextError::BadCharacter {
                     position: i + 1,
                     found: c,
@@ -299,6 +310,47 @@ hash32!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exactly_the_alphabet_in_either_case_is_accepted_at_every_position() {
+        let base = "BCDFG-HJKMP-QRTVW-XY234-6789B";
+        for position in [0, 7, 28] {
+            for byte in 0u8..128 {
+                let mut text = base.as_bytes().to_vec();
+                text[position] = byte;
+                let Ok(text) = String::from_utf8(text) else {
+                    continue;
+                };
+                let upper = byte.to_ascii_uppercase();
+                let expected = KEY_ALPHABET.contains(&upper);
+                match ProductKeyText::parse(&text) {
+                    Ok(key) => {
+                        assert!(expected, "{byte} accepted at {position}");
+                        assert_eq!(key.reveal().as_bytes()[position], upper);
+                    }
+                    Err(err) => {
+                        assert!(!expected, "{byte} refused at {position}: {err}");
+                        assert_eq!(
+                            err,
+                            KeyTextError::BadCharacter {
+                                position: position + 1,
+                                found: char::from(byte)
+                            }
+                        );
+                    }
+                }
+            }
+        }
+        // A multi-byte character counts as one character, at its position.
+        let accented = base.replacen('C', "É", 1);
+        assert_eq!(
+            ProductKeyText::parse(&accented),
+            Err(KeyTextError::BadCharacter {
+                position: 2,
+                found: 'É'
+            })
+        );
+    }
 
     #[test]
     fn key_text_is_normalized_to_upper_case() {
