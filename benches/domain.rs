@@ -3,6 +3,10 @@
 
 mod support;
 
+/// The benches measure with the allocator the `keyledger` binary ships with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use keyledger_ledger::chain::{link, GENESIS};
 use keyledger_ledger::codec::{decode_record, encode_record};

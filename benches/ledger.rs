@@ -6,6 +6,10 @@
 
 mod support;
 
+/// The benches measure with the allocator the `keyledger` binary ships with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 

@@ -4,6 +4,10 @@
 
 mod support;
 
+/// The benches measure with the allocator the `keyledger` binary ships with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use keyledger_ledger::merkle;
 use keyledger_ledger::tree::{Frontier, LedgerTree};
