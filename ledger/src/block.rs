@@ -75,6 +75,24 @@ impl BlockWriter {
         self.count += 1;
     }
 
+    /// Appends the record that `encode` writes at the end of the body (returning its
+    /// length), without a copy through another buffer.
+    pub fn push_with(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> usize) -> usize {
+        let at = self.body.len();
+        self.body.extend_from_slice(&[0; 4]);
+        let len = encode(&mut self.body);
+        assert_eq!(
+            self.body.len(),
+            at + 4 + len,
+            "the record is what was written"
+        );
+        // Over u32 it is far over the record limit: the caller refuses and rolls it back.
+        let prefix = u32::try_from(len).unwrap_or(u32::MAX);
+        self.body[at..at + 4].copy_from_slice(&prefix.to_le_bytes());
+        self.count += 1;
+        len
+    }
+
     pub fn count(&self) -> u32 {
         self.count
     }
@@ -291,6 +309,28 @@ mod tests {
         let mut version = bytes;
         version[0] = 3;
         assert_eq!(Block::parse(&version).unwrap_err(), BlockError::Version(3));
+    }
+
+    #[test]
+    fn records_encoded_in_place_equal_records_pushed() {
+        let mut pushed = BlockWriter::new(3);
+        let mut encoded = BlockWriter::new(3);
+        for record in [&b"one"[..], b"", b"three"] {
+            pushed.push(record);
+            let len = encoded.push_with(|body| {
+                body.extend_from_slice(record);
+                record.len()
+            });
+            assert_eq!(len, record.len());
+        }
+        let mark = encoded.checkpoint();
+        encoded.push_with(|body| {
+            body.extend_from_slice(b"taken back");
+            10
+        });
+        encoded.rollback(mark);
+        assert_eq!(encoded.body(), pushed.body());
+        assert_eq!(encoded.finish(&[5; 32]), pushed.finish(&[5; 32]));
     }
 
     #[test]

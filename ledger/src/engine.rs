@@ -86,8 +86,6 @@ pub struct Engine {
     /// Set when a failed commit left the store unreadable: the engine then refuses every
     /// batch, since its state may disagree with the disk, until the ledger is reopened.
     poisoned: Option<String>,
-    /// Reused for encoding each command's records before they join the block.
-    scratch: Vec<u8>,
     /// Told about every committed batch, when set.
     listener: Option<std::sync::mpsc::Sender<Committed>>,
     /// The right edge of the Merkle tree over the log.
@@ -167,7 +165,6 @@ impl Engine {
             head,
             limits,
             poisoned: None,
-            scratch: Vec::with_capacity(4096),
             listener: None,
             frontier,
             fingerprints: Default::default(),
@@ -503,6 +500,30 @@ impl Engine {
     }
 
     /// Encodes, chains and applies a command's events; answers with what they produced.
+    /// Encodes a command's events straight into the batch's block. Every record is encoded
+    /// before any is applied: an oversized one takes the command's records back out of the
+    /// block, and the command is refused with nothing of it in the block or the state.
+    fn encode_into_block(&self, events: &[Event], p: &mut Pending) -> Result<()> {
+        let block = p
+            .block
+            .get_or_insert_with(|| BlockWriter::new(p.last_seq + 1));
+        let mark = block.checkpoint();
+        for event in events {
+            let bytes = block.push_with(|body| encode_record_into(event, body));
+            if bytes > self.limits.record_bytes_max {
+                block.rollback(mark);
+                if block.count() == 0 {
+                    p.block = None;
+                }
+                return Err(Error::RecordTooLarge {
+                    bytes,
+                    limit: self.limits.record_bytes_max,
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn append(
         &mut self,
         state: &mut State,
@@ -512,31 +533,11 @@ impl Engine {
         refusal: Option<&keyledger_core::Refusal>,
         p: &mut Pending,
     ) -> Answer {
-        // Encode every record first: an oversized one refuses the command before anything
-        // of it reaches the block or the state.
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        let lengths: Vec<usize> = events
-            .iter()
-            .map(|e| encode_record_into(e, &mut scratch))
-            .collect();
-        if let Some(big) = lengths.iter().find(|l| **l > self.limits.record_bytes_max) {
-            let err = Error::RecordTooLarge {
-                bytes: *big,
-                limit: self.limits.record_bytes_max,
-            };
-            self.scratch = scratch;
+        if let Err(err) = self.encode_into_block(&events, p) {
             return Answer::error("record_too_large", err.to_string());
         }
-        let mut at = 0;
-        for (event, len) in events.iter().zip(&lengths) {
-            let record = &scratch[at..at + len];
-            at += len;
-            let seq = p.last_seq + 1;
-            p.block
-                .get_or_insert_with(|| BlockWriter::new(seq))
-                .push(record);
-            p.last_seq = seq;
+        for event in &events {
+            p.last_seq += 1;
             state.apply(event);
             if let EventBody::KeyIssued { key_id, .. } = &event.body {
                 let text = match &c.body {
@@ -549,7 +550,6 @@ impl Engine {
                 p.secrets.push((key_id.0, text.reveal().to_owned()));
             }
         }
-        self.scratch = scratch;
         let answer = match refusal {
             Some(refusal) => Answer::refused(refusal, Some(p.last_seq)),
             None => Answer::accepted_with(state, p.last_seq, &events),

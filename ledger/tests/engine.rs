@@ -202,7 +202,7 @@ fn an_event_over_the_record_limit_is_a_typed_error_and_appends_nothing() {
         json!({"type": "activate", "at": AT, "actor": "vamt", "product_key": MAK_TEXT,
                            "org": "contoso", "method": "proxy", "machines": machines}),
     );
-    let answer = run(&mut engine, vec![proxy]).remove(0);
+    let answer = run(&mut engine, vec![proxy.clone()]).remove(0);
     assert_eq!(answer.code.as_deref(), Some("record_too_large"));
     assert_eq!(engine.head(), head);
     assert_eq!(
@@ -210,6 +210,21 @@ fn an_event_over_the_record_limit_is_a_typed_error_and_appends_nothing() {
         0,
         "state did not run ahead"
     );
+    // Between two accepted commands of one batch, the oversized one leaves no trace: the
+    // block holds exactly the other two records, and the chain verifies.
+    let answers = run(
+        &mut engine,
+        vec![activation("before"), proxy, activation("after")],
+    );
+    assert!(answers[0].ok && answers[2].ok, "{answers:?}");
+    assert_eq!(answers[1].code.as_deref(), Some("record_too_large"));
+    assert_eq!(
+        (answers[0].seq, answers[2].seq),
+        (Some(head.seq + 1), Some(head.seq + 2))
+    );
+    assert_eq!(engine.head().seq, head.seq + 2);
+    assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 2);
+    assert_eq!(verify(engine.store()).unwrap().events, head.seq + 2);
 }
 
 #[test]
