@@ -1,7 +1,7 @@
 //! keyledger's domain: identifiers, commands, events and the pure licensing rules.
 //!
 //! The one design decision: every rule lives in two synchronous functions,
-//! [`decide`]`(&State, &Command, &Context) -> Result<Vec<Event>, Refusal>` and
+//! [`decide`](fn@decide)`(&State, &Command, &Context) -> Result<Vec<Event>, Refusal>` and
 //! [`State::apply`]`(&mut self, &Event)`. They read no clock, draw no random numbers and do
 //! no I/O: business time arrives inside the command and whatever the caller computes
 //! (key fingerprints, generated key material) arrives in [`Context`]. So replaying the log

@@ -7,10 +7,12 @@
 //! about one fsync. Answers are released only after the commit is durable.
 //!
 //! Layers, bottom up: [`codec`] (event ↔ record bytes), [`chain`] (the hash chain),
-//! [`block`] (a batch's records as one value), [`store`] (the redb tables), [`walk`]
-//! (checked reads and `verify`), [`engine`] (decide → append → commit), [`writer`] (the
-//! thread and its queue), [`export`] (JSON Lines for auditors), [`wire`] (commands as JSON),
-//! [`merkle`] (RFC 6962 tree hashes and proofs, not yet persisted or served).
+//! [`block`] (a batch's records as one value, stored or LZ4), [`store`] (the redb tables),
+//! [`walk`](mod@walk) (checked reads and `verify`), [`hashing`] (chain and tree hashing beside
+//! the decisions), [`engine`] (begin → add → seal → commit → settle), [`writer`] (the thread,
+//! its queue and the commit pipeline), [`export`] (JSON Lines for auditors), [`wire`]
+//! (commands as JSON), [`merkle`] and [`tree`] (RFC 6962 tree hashes, the stored tree),
+//! [`checkpoint`] and [`proof`] (signed checkpoints and proof files).
 #![forbid(unsafe_code)]
 
 pub mod answer;

@@ -1,6 +1,6 @@
 //! The single writer: one thread owns the [`Engine`]; callers send submissions over a
 //! bounded channel and wait for their answers, which arrive only after the durable commit.
-//! Commits are pipelined with decisions (see [`pipeline`]).
+//! Commits are pipelined with decisions (see `pipeline`).
 //!
 //! The writer is an OS thread rather than a task on the async runtime because a redb commit
 //! blocks on fsync; a blocking task would pin a runtime thread just the same. The channel is
