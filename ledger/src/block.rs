@@ -386,4 +386,49 @@ mod tests {
             BlockError::Compression(_)
         ));
     }
+
+    proptest::proptest! {
+        /// Block bytes come from disk: whatever they are, reading them is an answer (the
+        /// records, or why not), never a panic or an allocation the bytes cannot justify.
+        #[test]
+        fn arbitrary_and_mangled_block_bytes_never_panic(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            records in 1..200usize,
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 0..4),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            redigest in proptest::prelude::any::<bool>(),
+        ) {
+            let read = |bytes: &[u8]| {
+                if let Ok(block) = Block::parse(bytes) {
+                    let total: usize = block.records().map(<[u8]>::len).sum();
+                    proptest::prop_assert!(total <= bytes.len() * LZ4_MAX_RATIO);
+                    proptest::prop_assert_eq!(block.records().len(), block.len());
+                }
+                Ok(())
+            };
+            read(&noise)?;
+            for format in [BLOCK_FORMAT_STORED, BLOCK_FORMAT_LZ4] {
+                let mut with_header = vec![format];
+                with_header.extend_from_slice(&noise);
+                read(&with_header)?;
+            }
+            let mut writer = BlockWriter::new(1);
+            for i in 0..records {
+                writer.push(format!("activation {i} of pc-{}", i % 7).as_bytes());
+            }
+            let mut bytes = writer.finish(&[7; 32]);
+            for (at, value) in &edits {
+                let at = at.index(bytes.len());
+                bytes[at] = *value;
+            }
+            if redigest && bytes[0] == BLOCK_FORMAT_LZ4 && bytes.len() >= 64 + HEADER_BYTES {
+                // An attacker who also rewrites the digest reaches the decompressor itself.
+                let at = bytes.len() - 64;
+                let digest = blake3::hash(&bytes[..at]);
+                bytes[at..at + 32].copy_from_slice(digest.as_bytes());
+            }
+            read(&bytes)?;
+            read(&bytes[..cut.index(bytes.len() + 1)])?;
+        }
+    }
 }
