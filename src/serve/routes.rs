@@ -624,19 +624,27 @@ async fn checkpoint(State(app): State<App>, Query(q): Query<HashMap<String, Stri
     }
 }
 
+/// The caller's token checked, then the two numbers a proof is about: the first required,
+/// the second the head's seq when absent.
+fn proof_bounds(
+    app: &App,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    [first, second]: [&str; 2],
+) -> Result<(u64, u64), Response> {
+    authenticate(app, headers)?;
+    let head = head_seq(app)?;
+    Ok((number(q, first, None)?, number(q, second, Some(head))?))
+}
+
 /// `GET /v1/proofs/inclusion?seq=N[&size=M]`: token required (the proof carries the record).
 async fn inclusion_proof(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = authenticate(&app, &headers) {
-        return response;
-    }
-    let (seq, size) = match head_seq(&app)
-        .and_then(|head| Ok((number(&q, "seq", None)?, number(&q, "size", Some(head))?)))
-    {
-        Ok(pair) => pair,
+    let (seq, size) = match proof_bounds(&app, &headers, &q, ["seq", "size"]) {
+        Ok(bounds) => bounds,
         Err(response) => return response,
     };
     proof_response(&app, move |store, key| {
@@ -652,13 +660,8 @@ async fn consistency_proof(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = authenticate(&app, &headers) {
-        return response;
-    }
-    let (from, to) = match head_seq(&app)
-        .and_then(|head| Ok((number(&q, "from", None)?, number(&q, "to", Some(head))?)))
-    {
-        Ok(pair) => pair,
+    let (from, to) = match proof_bounds(&app, &headers, &q, ["from", "to"]) {
+        Ok(bounds) => bounds,
         Err(response) => return response,
     };
     proof_response(&app, move |store, key| {
