@@ -145,21 +145,7 @@ fn report_among_many(c: &mut Criterion) {
                 purchase_account: None,
             },
         );
-        push(
-            &mut p,
-            keyledger_core::EventBody::KeyIssued {
-                key_id: keyledger_core::KeyId(i + 2),
-                license_id,
-                product: keyledger_core::ProductId::new("win11-pro").unwrap(),
-                kind: keyledger_core::KeyKind::Mak,
-                limit: 100,
-                hosts_max: 0,
-                per_host_max: 0,
-                coverage: None,
-                fingerprint: keyledger_core::Fingerprint([0; 32]),
-                last5: keyledger_core::Last5::parse("BCDFG").unwrap(),
-            },
-        );
+        push(&mut p, mak_issued(i + 2, license_id));
     }
     let target = keyledger_core::LicenseId::new("V0054321").unwrap();
     let at: keyledger_core::Timestamp = support::AT.parse().unwrap();
@@ -323,18 +309,7 @@ fn key_export(c: &mut Criterion) {
     for i in 0..10_000u64 {
         push(
             &mut p,
-            keyledger_core::EventBody::KeyIssued {
-                key_id: keyledger_core::KeyId(i + 2),
-                license_id: keyledger_core::LicenseId::new("V100").unwrap(),
-                product: keyledger_core::ProductId::new("win11-pro").unwrap(),
-                kind: keyledger_core::KeyKind::Mak,
-                limit: 100,
-                hosts_max: 0,
-                per_host_max: 0,
-                coverage: None,
-                fingerprint: keyledger_core::Fingerprint([0; 32]),
-                last5: keyledger_core::Last5::parse("BCDFG").unwrap(),
-            },
+            mak_issued(i + 2, keyledger_core::LicenseId::new("V100").unwrap()),
         );
     }
     let scope = keyledger_projections::keys::ExportScope::All;
@@ -349,3 +324,19 @@ fn key_export(c: &mut Criterion) {
 }
 
 criterion_group!(more, per_command_type, key_export);
+
+/// A MAK of limit 100 for win11-pro, as the report and export benches issue thousands.
+fn mak_issued(key_id: u64, license_id: keyledger_core::LicenseId) -> keyledger_core::EventBody {
+    keyledger_core::EventBody::KeyIssued {
+        key_id: keyledger_core::KeyId(key_id),
+        license_id,
+        product: keyledger_core::ProductId::new("win11-pro").unwrap(),
+        kind: keyledger_core::KeyKind::Mak,
+        limit: 100,
+        hosts_max: 0,
+        per_host_max: 0,
+        coverage: None,
+        fingerprint: keyledger_core::Fingerprint([0; 32]),
+        last5: keyledger_core::Last5::parse("BCDFG").unwrap(),
+    }
+}
