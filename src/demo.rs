@@ -167,17 +167,7 @@ fn t(text: &str) -> Timestamp {
 }
 
 fn spec(license: &str, product: &str, kind: KeyKind) -> IssueKey {
-    IssueKey {
-        license_id: id(license),
-        product: id(product),
-        kind,
-        limit: None,
-        hosts: None,
-        per_host: None,
-        coverage_start: None,
-        coverage_end: None,
-        product_key: None,
-    }
+    IssueKey::new(id(license), id(product), kind)
 }
 
 fn catalog(s: &mut Script, machines: u64) {

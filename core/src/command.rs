@@ -187,6 +187,24 @@ pub struct IssueKey {
     pub product_key: Option<ProductKeyText>,
 }
 
+impl IssueKey {
+    /// A key of `kind` for `product` under `license_id`, every optional term left out (the
+    /// kind's defaults apply; the text is generated).
+    pub fn new(license_id: LicenseId, product: ProductId, kind: KeyKind) -> IssueKey {
+        IssueKey {
+            license_id,
+            product,
+            kind,
+            limit: None,
+            hosts: None,
+            per_host: None,
+            coverage_start: None,
+            coverage_end: None,
+            product_key: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockKey {

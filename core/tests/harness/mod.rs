@@ -256,17 +256,11 @@ impl Harness {
 }
 
 pub fn issue_spec(license: &str, product: &str, kind: KeyKind) -> IssueKey {
-    IssueKey {
-        license_id: LicenseId::new(license).unwrap(),
-        product: ProductId::new(product).unwrap(),
+    IssueKey::new(
+        LicenseId::new(license).unwrap(),
+        ProductId::new(product).unwrap(),
         kind,
-        limit: None,
-        hosts: None,
-        per_host: None,
-        coverage_start: None,
-        coverage_end: None,
-        product_key: None,
-    }
+    )
 }
 
 pub trait IssueKeyExt {
