@@ -123,3 +123,33 @@ pub fn activation_events(n: usize) -> Vec<Event> {
     }
     events
 }
+
+/// CPU time (user + system) each live thread of this process has used so far, by thread
+/// name, from `/proc/self/task` (Linux; empty elsewhere). Threads sharing a name are summed.
+pub fn thread_cpu() -> std::collections::BTreeMap<String, std::time::Duration> {
+    let mut cpu = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return cpu;
+    };
+    for task in tasks.flatten() {
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(task.path().join("comm")),
+            std::fs::read_to_string(task.path().join("stat")),
+        ) else {
+            continue; // the thread ended between the listing and the read
+        };
+        // Fields after the parenthesised name: utime and stime are the 12th and 13th.
+        let Some(after_name) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = after_name.split(' ').collect();
+        let ticks: u64 = fields[11..13]
+            .iter()
+            .filter_map(|f| f.parse::<u64>().ok())
+            .sum();
+        // USER_HZ is 100 on every Linux the benches run on.
+        *cpu.entry(name.trim().to_owned()).or_default() +=
+            std::time::Duration::from_millis(ticks * 10);
+    }
+    cpu
+}
