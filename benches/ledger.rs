@@ -1,7 +1,7 @@
 //! Purpose: keyledger's full append path against the physical baseline (encode + append to
 //! a plain file + fdatasync per batch) and a SQLite peer (one row per event with the same
 //! chain, WAL, synchronous=FULL, one transaction per batch), on the same activation events,
-//! at batches of 1, 100, 1000 and 10000; the same through the pipelined single writer; and
+//! at batches of 1, 100, 1000 and 10000; the same through the single writer; and
 //! full verification against rehashing the file; and the disk's price for a commit that
 //! overwrites scattered pages, beside one that appends.
 
@@ -114,14 +114,16 @@ fn append(c: &mut Criterion) {
         });
         report_bytes(&engine, &events, dir.path(), batch);
         drop(engine);
-        pipelined(&mut group, batch);
+        through_writer(&mut group, batch);
     }
     group.finish();
 }
 
-/// The production path: submissions of `batch` commands through the single writer, which
-/// decides the next batch while the previous one commits (batches of exactly `batch`).
-fn pipelined(
+/// The production path: submissions of `batch` commands through the single writer
+/// (batches of exactly `batch`), with its default tuning: batches from
+/// `Limits::pipeline_from_commands` up commit while the next one is decided, smaller ones
+/// commit on the writer thread.
+fn through_writer(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     batch: usize,
 ) {
@@ -131,7 +133,7 @@ fn pipelined(
     let writer = keyledger_ledger::Writer::spawn(engine);
     let handle = writer.handle();
     let cpu_before = support::thread_cpu();
-    group.bench_function(BenchmarkId::new("keyledger_pipelined", batch), |b| {
+    group.bench_function(BenchmarkId::new("keyledger_writer", batch), |b| {
         b.iter_custom(|iters| {
             let submissions: Vec<_> = (0..iters).map(|_| support::activations(batch)).collect();
             let started = std::time::Instant::now();
@@ -152,7 +154,7 @@ fn pipelined(
     report_cpu(&cpu_before, &cpu_after, events, batch);
 }
 
-/// Where the pipelined writer's CPU goes, per event and per thread: the writer decides,
+/// Where the writer's CPU goes, per event and per thread: the writer decides,
 /// applies and encodes; the hashing thread chains and grows the Merkle tree; the blocking
 /// pool thread (tokio's) compresses and commits. Their sum over the machine's cores bounds
 /// the throughput whatever the disk does.
@@ -165,7 +167,7 @@ fn report_cpu(
     if events == 0 || after.is_empty() {
         return;
     }
-    let mut line = format!("cpu: batch {batch} pipelined, {events} events, us/event:");
+    let mut line = format!("cpu: batch {batch} through the writer, {events} events, us/event:");
     let mut total = 0.0;
     // Linux keeps the first 15 bytes of a thread's name.
     for (name, label) in [

@@ -51,6 +51,10 @@ pub struct Limits {
     pub queue_depth: usize,
     /// Bytes of one encoded event.
     pub record_bytes_max: usize,
+    /// Batches of at least this many commands commit on a separate thread while the writer
+    /// decides the next batch; smaller ones commit on the writer thread itself. Not a limit
+    /// on input: a tuning point measured on the benches (see `writer`).
+    pub pipeline_from_commands: usize,
 }
 
 impl Default for Limits {
@@ -59,6 +63,7 @@ impl Default for Limits {
             batch_commands_max: 4096,
             queue_depth: 16_384,
             record_bytes_max: codec::RECORD_BYTES_MAX,
+            pipeline_from_commands: 512,
         }
     }
 }

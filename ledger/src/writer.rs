@@ -170,12 +170,13 @@ struct Committing {
     replies: Vec<(Reply, Result<Vec<Answer>>)>,
 }
 
-/// Group commit, pipelined. While one batch commits (fsync, on a blocking thread), the
-/// writer decides the next one from whatever arrives meanwhile; that batch is sealed and
-/// committed as soon as the previous commit is durable. So at most two batches are ahead
-/// of the disk, one committing and one being decided; replies go out in commit order, each
-/// only after its own batch is durable, and a failed commit fails the batch decided after
-/// it as well (it was decided on a state that the failure took back).
+/// Group commit, pipelined for bulk batches (see `start_commit` for small ones). While one
+/// batch commits (fsync, on a blocking thread), the writer decides the next one from
+/// whatever arrives meanwhile; that batch is sealed and committed as soon as the previous
+/// commit is durable. So at most two batches are ahead of the disk, one committing and one
+/// being decided; replies go out in commit order, each only after its own batch is durable,
+/// and a failed commit fails the batch decided after it as well (it was decided on a state
+/// that the failure took back).
 fn run(engine: Engine, rx: mpsc::Receiver<Job>) -> Engine {
     tokio::runtime::Builder::new_current_thread()
         .build()
@@ -245,11 +246,28 @@ fn decide(engine: &mut Engine, open: &mut Option<Open>, job: Job) {
 
 /// Seals the open batch and starts its commit; a batch with nothing to write is answered
 /// at once (everything before it is durable: no commit is running).
+///
+/// A batch under [`Limits::pipeline_from_commands`] commits right here and is answered
+/// before anything else is decided. Handing it to the blocking thread would cost two thread
+/// wake-ups, plus one per submission decided while it commits, and on two cores that costs
+/// more than overlapping a few decisions with the fsync saves: measured over HTTP at
+/// concurrency 4 to 256 (batches of up to a few hundred commands), committing here served
+/// 10–50% more requests. Bulk batches (a thousand commands and up) gain from the overlap.
+///
+/// [`Limits::pipeline_from_commands`]: crate::Limits::pipeline_from_commands
 fn start_commit(engine: &mut Engine, open: Open) -> Option<Committing> {
+    let commands = open.batch.commands();
     let Some(prepared) = engine.seal(open.batch) else {
         reply_all(open.replies);
         return None;
     };
+    if commands < engine.limits().pipeline_from_commands {
+        let started = std::time::Instant::now();
+        let outcome = prepared.commit(engine.store());
+        let done = Ok((prepared, outcome, started.elapsed().as_micros() as u64));
+        settle(engine, done, open.replies, &mut None);
+        return None;
+    }
     let store = engine.store().clone();
     let task = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();

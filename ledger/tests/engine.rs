@@ -140,35 +140,40 @@ fn a_resent_command_id_gets_the_first_answer_and_appends_nothing_even_after_rest
 /// first copy is still committing must get that first answer too, not a second decision.
 #[test]
 fn a_command_resent_while_its_first_copy_commits_gets_the_first_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = new_ledger(dir.path(), 5);
-    let head = engine.head();
-    let path = dir.path().join("ledger.redb");
-    drop(engine);
-    // One command a batch: each copy is its own batch, decided while the previous commits.
-    let limits = Limits {
-        batch_commands_max: 1,
-        ..Default::default()
-    };
-    let writer = Writer::spawn(Engine::open(Store::open(&path).unwrap(), limits).unwrap());
-    let handle = writer.handle();
-    let copies: Vec<_> = (0..6)
-        .map(|i| {
-            // Different bodies: only the id decides.
-            let command = with_id(activation(&format!("pc-{}", i % 2)), "resent");
-            handle.send_blocking(vec![command], false).unwrap()
-        })
-        .collect();
-    let answers: Vec<keyledger_ledger::Answer> = copies
-        .into_iter()
-        .map(|rx| rx.blocking_recv().unwrap().unwrap().remove(0))
-        .collect();
-    assert!(answers[0].ok, "{:?}", answers[0]);
-    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
-    drop(handle);
-    let engine = writer.stop();
-    assert_eq!(engine.head().seq, head.seq + 1, "one activation appended");
-    assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 1);
+    // Pipelined (the in-flight answers answer the resends) and committed on the writer
+    // thread (the stored answer does).
+    for pipeline_from_commands in [1, usize::MAX] {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = new_ledger(dir.path(), 5);
+        let head = engine.head();
+        let path = dir.path().join("ledger.redb");
+        drop(engine);
+        // One command a batch: each copy is its own batch, decided while the previous commits.
+        let limits = Limits {
+            batch_commands_max: 1,
+            pipeline_from_commands,
+            ..Default::default()
+        };
+        let writer = Writer::spawn(Engine::open(Store::open(&path).unwrap(), limits).unwrap());
+        let handle = writer.handle();
+        let copies: Vec<_> = (0..6)
+            .map(|i| {
+                // Different bodies: only the id decides.
+                let command = with_id(activation(&format!("pc-{}", i % 2)), "resent");
+                handle.send_blocking(vec![command], false).unwrap()
+            })
+            .collect();
+        let answers: Vec<keyledger_ledger::Answer> = copies
+            .into_iter()
+            .map(|rx| rx.blocking_recv().unwrap().unwrap().remove(0))
+            .collect();
+        assert!(answers[0].ok, "{:?}", answers[0]);
+        assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+        drop(handle);
+        let engine = writer.stop();
+        assert_eq!(engine.head().seq, head.seq + 1, "one activation appended");
+        assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 1);
+    }
 }
 
 #[test]

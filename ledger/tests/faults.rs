@@ -197,17 +197,20 @@ proptest! {
 
     /// The writer decides the next batch while the previous one commits. A failed commit
     /// must fail that next batch too (it was decided on the failed one), never answer `ok`
-    /// for anything not durable, and leave the state equal to the disk.
+    /// for anything not durable, and leave the state equal to the disk. The same holds when
+    /// the writer commits small batches itself (`pipelined` false).
     #[test]
     fn a_fault_under_the_pipelined_writer_loses_nothing_acknowledged(
         sync in any::<bool>(), countdown in 1..20i64, sticky in any::<bool>(),
+        pipelined in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
         drop(new_ledger(dir.path(), 1_000));
         let path = dir.path().join("ledger.redb");
         let fault = if sync { Fault::Sync } else { Fault::Write };
-        // Three commands a batch: 20 queued submissions make 20 pipelined batches.
-        let limits = Limits { batch_commands_max: 3, ..Limits::default() };
+        // Three commands a batch: 20 queued submissions make 20 batches.
+        let pipeline_from_commands = if pipelined { 1 } else { usize::MAX };
+        let limits = Limits { batch_commands_max: 3, pipeline_from_commands, ..Limits::default() };
         let writer = keyledger_ledger::Writer::spawn(
             faulty_engine_with(&path, fault, countdown, sticky, limits),
         );
