@@ -261,7 +261,7 @@ fn verify(c: &mut Criterion) {
 
 /// The disk's own price list, behind the batch-1 ratio: `fdatasync` after overwriting N
 /// scattered 4 KiB pages of a file already written, which is what a copy-on-write B-tree
-/// commit pays (redb writes its header and six pages per commit; count them with
+/// commit pays (redb writes its header and six or seven pages per commit; count them with
 /// `strace -e pwrite64,fdatasync`), beside the plain baseline's one small append
 /// (`append/plain_file_fdatasync/1`).
 fn disk(c: &mut Criterion) {
