@@ -131,7 +131,7 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
 
 fn forbidden(rule: &str, message: String) -> Response {
     let mut answer = Answer::error("forbidden", message);
-    answer.rule = Some(rule.to_owned());
+    answer.rule = Some(rule.into());
     reply(StatusCode::FORBIDDEN, answer)
 }
 
@@ -246,7 +246,7 @@ async fn commands(
             Ok(command) => commands.push(command),
             Err(err) => {
                 let mut answer = Answer::malformed(None, &err);
-                answer.message = Some(format!("command {i}: {err}"));
+                answer.message = Some(format!("command {i}: {err}").into());
                 return reply(StatusCode::BAD_REQUEST, answer);
             }
         }
