@@ -702,7 +702,7 @@ fn summarize(data: &Path, answers: &[Answer]) -> Result<ExitCode> {
     let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
     for answer in answers.iter().filter(|a| !a.ok) {
         *refusals
-            .entry(answer.code.as_deref().unwrap_or_default().to_owned())
+            .entry(answer.code().unwrap_or_default().to_owned())
             .or_default() += 1;
     }
     let store = keyledger_ledger::Store::open(data)?;

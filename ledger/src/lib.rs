@@ -35,7 +35,7 @@ pub mod writer;
 
 use std::path::Path;
 
-pub use answer::Answer;
+pub use answer::{Answer, AnswerText};
 pub use engine::{Committed, Engine, Submission};
 pub use error::{Corruption, Error, Result};
 pub use store::{Head, Store};

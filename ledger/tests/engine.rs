@@ -34,10 +34,7 @@ fn acknowledged_events_survive_reopen_and_replay_to_the_same_state() {
         (0..12).map(|i| activation(&format!("pc-{i}"))).collect(),
     );
     assert_eq!(answers.iter().filter(|a| a.ok).count(), 10);
-    assert_eq!(
-        answers[10].code.as_deref(),
-        Some("insufficient_activations")
-    );
+    assert_eq!(answers[10].code(), Some("insufficient_activations"));
     assert_eq!(
         answers[10].seq,
         Some(16),
@@ -72,12 +69,12 @@ fn a_refused_atomic_batch_leaves_the_ledger_byte_for_byte_as_it_was() {
         .remove(0)
         .unwrap();
     assert!(answers.iter().all(|a| !a.ok));
-    assert_eq!(answers[2].code.as_deref(), Some("insufficient_activations"));
+    assert_eq!(answers[2].code(), Some("insufficient_activations"));
     assert_eq!(
         answers[2].seq, None,
         "nothing recorded inside an atomic batch"
     );
-    assert_eq!(answers[0].code.as_deref(), Some("atomic_batch_refused"));
+    assert_eq!(answers[0].code(), Some("atomic_batch_refused"));
     assert_eq!(engine.state(), &state);
     assert_eq!(engine.store().content_digest().unwrap(), digest_before);
     drop(engine);
@@ -182,7 +179,7 @@ fn refusals_are_remembered_under_their_command_id_too() {
     let mut engine = new_ledger(dir.path(), 1);
     run(&mut engine, vec![activation("pc-1")]);
     let refused = run(&mut engine, vec![with_id(activation("pc-2"), "r")]).remove(0);
-    assert_eq!(refused.code.as_deref(), Some("insufficient_activations"));
+    assert_eq!(refused.code(), Some("insufficient_activations"));
     let head = engine.head();
     assert_eq!(
         run(&mut engine, vec![with_id(activation("pc-2"), "r")]).remove(0),
@@ -208,7 +205,7 @@ fn an_event_over_the_record_limit_is_a_typed_error_and_appends_nothing() {
                            "org": "contoso", "method": "proxy", "machines": machines}),
     );
     let answer = run(&mut engine, vec![proxy.clone()]).remove(0);
-    assert_eq!(answer.code.as_deref(), Some("record_too_large"));
+    assert_eq!(answer.code(), Some("record_too_large"));
     assert_eq!(engine.head(), head);
     assert_eq!(
         engine.state().key(KeyId(1)).unwrap().used(),
@@ -222,7 +219,7 @@ fn an_event_over_the_record_limit_is_a_typed_error_and_appends_nothing() {
         vec![activation("before"), proxy, activation("after")],
     );
     assert!(answers[0].ok && answers[2].ok, "{answers:?}");
-    assert_eq!(answers[1].code.as_deref(), Some("record_too_large"));
+    assert_eq!(answers[1].code(), Some("record_too_large"));
     assert_eq!(
         (answers[0].seq, answers[2].seq),
         (Some(head.seq + 1), Some(head.seq + 2))
@@ -270,7 +267,7 @@ fn key_text_lives_in_the_secrets_table_not_in_the_log_or_answers() {
         .unwrap()
         .expect("generated text is stored");
     let parsed = keyledger_core::ProductKeyText::parse(&text).unwrap();
-    assert_eq!(answer.last5.as_deref(), Some(parsed.last5().as_str()));
+    assert_eq!(answer.last5(), Some(parsed.last5().as_str()));
     assert!(!answer.to_json().contains(&text[..5]));
     assert_eq!(engine.store().secret(1).unwrap().as_deref(), Some(MAK_TEXT));
     let mut exported = Vec::new();
@@ -320,7 +317,7 @@ fn concurrent_submissions_are_group_committed_and_never_over_activate() {
     assert_eq!(refused.len(), 150);
     assert!(refused
         .iter()
-        .all(|a| a.code.as_deref() == Some("insufficient_activations")));
+        .all(|a| a.code() == Some("insufficient_activations")));
     assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 50);
     let blocks = engine.store().block_keys().unwrap().len() - blocks_before;
     assert!(

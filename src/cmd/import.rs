@@ -73,8 +73,8 @@ pub fn import_keys(data: &Path, file: &Path, who: &str, atomic: bool) -> Result<
                 eprintln!(
                     "{}: line {line}: refused {}: {}",
                     file.display(),
-                    answer.code.unwrap_or_default(),
-                    answer.message.unwrap_or_default()
+                    answer.code().unwrap_or_default(),
+                    answer.message().unwrap_or_default()
                 );
             }
         }

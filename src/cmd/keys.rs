@@ -94,8 +94,8 @@ fn record_disclosure(
     if !answer.ok {
         bail!(
             "the disclosure was refused ({}): {}; no keys were written",
-            answer.code.unwrap_or_default(),
-            answer.message.unwrap_or_default()
+            answer.code().unwrap_or_default(),
+            answer.message().unwrap_or_default()
         );
     }
     Ok(answer.seq.expect("accepted answers carry a seq"))

@@ -91,7 +91,7 @@ fn status_of(answer: &Answer) -> StatusCode {
     if answer.ok {
         return StatusCode::OK;
     }
-    match answer.code.as_deref().unwrap_or("") {
+    match answer.code().unwrap_or("") {
         "forbidden" => StatusCode::FORBIDDEN,
         "malformed" => StatusCode::BAD_REQUEST,
         "record_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
@@ -131,7 +131,7 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
 
 fn forbidden(rule: &str, message: String) -> Response {
     let mut answer = Answer::error("forbidden", message);
-    answer.rule = Some(rule.into());
+    answer.text_mut().rule = Some(rule.to_owned());
     reply(StatusCode::FORBIDDEN, answer)
 }
 
@@ -191,7 +191,7 @@ fn general_activation(body: &Bytes) -> Result<Command, Response> {
 }
 
 fn answered(app: &App, answer: Answer) -> Response {
-    if let (false, Some(code)) = (answer.ok, answer.code.as_deref()) {
+    if let (false, Some(code)) = (answer.ok, answer.code()) {
         app.metrics.refused(code);
     }
     (status_of(&answer), Json(answer)).into_response()
@@ -246,7 +246,7 @@ async fn commands(
             Ok(command) => commands.push(command),
             Err(err) => {
                 let mut answer = Answer::malformed(None, &err);
-                answer.message = Some(format!("command {i}: {err}").into());
+                answer.text_mut().message = Some(format!("command {i}: {err}"));
                 return reply(StatusCode::BAD_REQUEST, answer);
             }
         }
@@ -256,7 +256,7 @@ async fn commands(
         Err(err) => return writer_error(err),
     };
     for answer in answers.iter().filter(|a| !a.ok) {
-        app.metrics.refused(answer.code.as_deref().unwrap_or(""));
+        app.metrics.refused(answer.code().unwrap_or(""));
     }
     if single {
         let answer = answers.into_iter().next().expect("one answer per command");
