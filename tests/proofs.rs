@@ -180,13 +180,7 @@ fn a_tampered_ledger_cannot_prove_against_an_earlier_checkpoint() {
     {
         let store = keyledger_ledger::Store::open(&ledger.file("ledger.redb")).unwrap();
         let key = store.block_keys().unwrap()[1];
-        let mut bytes = Vec::new();
-        store
-            .for_each_block(key, |_, b| {
-                bytes = b.to_vec();
-                Ok(std::ops::ControlFlow::Break(()))
-            })
-            .unwrap();
+        let mut bytes = store.block_bytes(key).unwrap().unwrap();
         let at = bytes.len() / 3;
         bytes[at] ^= 0x01;
         store.tamper_block(key, Some(&bytes)).unwrap();

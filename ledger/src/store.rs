@@ -325,6 +325,13 @@ impl Store {
         Ok(Some((key, prev)))
     }
 
+    /// The bytes of the block stored under `key` (its first seq), as stored.
+    pub fn block_bytes(&self, key: u64) -> Result<Option<Vec<u8>>> {
+        let read = self.db.begin_read()?;
+        let blocks = read.open_table(BLOCKS)?;
+        Ok(blocks.get(key)?.map(|v| v.value().to_vec()))
+    }
+
     /// The last block's bytes, for the tail check at open.
     pub fn last_block(&self) -> Result<Option<(u64, Vec<u8>)>> {
         let read = self.db.begin_read()?;

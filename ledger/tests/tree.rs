@@ -103,13 +103,7 @@ fn a_tampered_block_cannot_prove_against_an_earlier_root() {
     // Change one record's bytes inside its block (an attacker with write access).
     let keys = store.block_keys().unwrap();
     let key = keys[2];
-    let mut bytes = Vec::new();
-    store
-        .for_each_block(key, |_, b| {
-            bytes = b.to_vec();
-            Ok(std::ops::ControlFlow::Break(()))
-        })
-        .unwrap();
+    let bytes = store.block_bytes(key).unwrap().unwrap();
     let block = keyledger_ledger::block::Block::parse(&bytes).unwrap();
     let mut writer = keyledger_ledger::block::BlockWriter::new(key);
     for (i, record) in block.records().enumerate() {
