@@ -46,6 +46,12 @@ pub struct TimestampError {
 
 impl Timestamp {
     pub const EPOCH: Timestamp = Timestamp(0);
+    /// The earliest instant text may name: 0000-01-01T00:00:00Z. Every timestamp a command,
+    /// a flag or a query carries lies in `MIN..=MAX`, so its UTC form always prints with a
+    /// four-digit year and parses back to itself.
+    pub const MIN: Timestamp = Timestamp(-62_167_219_200 * MICROS_PER_SECOND);
+    /// The latest: 9999-12-31T23:59:59.999999Z.
+    pub const MAX: Timestamp = Timestamp(253_402_300_800 * MICROS_PER_SECOND - 1);
 
     pub const fn from_unix_micros(micros: i64) -> Timestamp {
         Timestamp(micros)
@@ -65,7 +71,8 @@ impl Timestamp {
         Timestamp(self.0.saturating_sub(span.0))
     }
 
-    /// Parses `YYYY-MM-DDTHH:MM:SS[.ffffff](Z|±HH:MM)` (RFC 3339 §5.6).
+    /// Parses `YYYY-MM-DDTHH:MM:SS[.ffffff](Z|±HH:MM)` (RFC 3339 §5.6). The instant, once
+    /// its offset is folded into UTC, must lie in [`Timestamp::MIN`]`..=`[`Timestamp::MAX`].
     pub fn parse(text: &str) -> Result<Timestamp, TimestampError> {
         parse_rfc3339(text).map_err(|reason| TimestampError {
             text: text.to_owned(),
@@ -110,7 +117,11 @@ fn parse_rfc3339(text: &str) -> Result<Timestamp, &'static str> {
     let offset_seconds = offset(rest)?;
     let days = days_from_civil(year, month, day);
     let seconds = days * SECONDS_PER_DAY + hour * 3600 + minute * 60 + second - offset_seconds;
-    Ok(Timestamp(seconds * MICROS_PER_SECOND + micros))
+    let at = Timestamp(seconds * MICROS_PER_SECOND + micros);
+    if !(Timestamp::MIN..=Timestamp::MAX).contains(&at) {
+        return Err("outside years 0000..9999 once the offset is applied (UTC)");
+    }
+    Ok(at)
 }
 
 fn digits(b: &[u8], at: usize, len: usize) -> Result<i64, &'static str> {
@@ -339,6 +350,24 @@ mod tests {
         for (text, reason) in cases {
             assert_eq!(Timestamp::parse(text).unwrap_err().reason, reason, "{text}");
         }
+    }
+
+    #[test]
+    fn timestamps_outside_years_0000_to_9999_are_malformed() {
+        let reason = "outside years 0000..9999 once the offset is applied (UTC)";
+        for text in [
+            "9999-12-31T23:59:59-23:59",
+            "9999-12-31T23:00:00-01:00",
+            "0000-01-01T00:00:00+23:59",
+            "0000-01-01T00:59:59+01:00",
+        ] {
+            assert_eq!(Timestamp::parse(text).unwrap_err().reason, reason, "{text}");
+        }
+        assert_eq!(ts("0000-01-01T00:00:00Z"), Timestamp::MIN);
+        assert_eq!(ts("9999-12-31T23:59:59.999999Z"), Timestamp::MAX);
+        assert_eq!(ts("0000-01-01T01:00:00+01:00"), Timestamp::MIN);
+        assert_eq!(Timestamp::MIN.to_string(), "0000-01-01T00:00:00Z");
+        assert_eq!(Timestamp::MAX.to_string(), "9999-12-31T23:59:59.999999Z");
     }
 
     #[test]
