@@ -80,6 +80,9 @@ refusal_codes! {
     NoWindowsKmsKeyOnHost = "no_windows_kms_key_on_host",
     /// R20: an OSA key is redeemed into one tenant, once.
     AlreadyRedeemed = "already_redeemed",
+    /// Counts that combine (a key's limit and grants, a host allowance, purchases) would
+    /// pass `decide::COUNT_MAX`.
+    CountOverMaximum = "count_over_maximum",
 }
 
 impl fmt::Display for RefusalCode {
@@ -175,6 +178,8 @@ pub enum Refusal {
     SamePrincipal(String),
     #[error("R20: OSA key {key_id} was already redeemed")]
     AlreadyRedeemed { key_id: KeyId },
+    #[error("{what} would reach {total}; counts are at most {max}", max = crate::decide::COUNT_MAX)]
+    CountOverMaximum { what: String, total: u128 },
     #[error("command time {at} is earlier than the newest event at {newest}")]
     TimeRegression { at: Timestamp, newest: Timestamp },
 }
@@ -211,6 +216,7 @@ impl Refusal {
             Refusal::RequestAlreadyDecided(_) => RefusalCode::RequestAlreadyDecided,
             Refusal::SamePrincipal(_) => RefusalCode::SamePrincipal,
             Refusal::AlreadyRedeemed { .. } => RefusalCode::AlreadyRedeemed,
+            Refusal::CountOverMaximum { .. } => RefusalCode::CountOverMaximum,
             Refusal::TimeRegression { .. } => RefusalCode::TimeRegression,
         }
     }

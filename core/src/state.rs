@@ -96,7 +96,8 @@ pub struct KmsAllowance {
 
 impl KmsAllowance {
     pub fn hosts_limit(&self) -> u64 {
-        u64::from(self.hosts_max) + self.hosts_granted
+        // `decide` keeps the sum within `COUNT_MAX`; saturating keeps a fold of any log total.
+        u64::from(self.hosts_max).saturating_add(self.hosts_granted)
     }
 }
 
@@ -128,7 +129,8 @@ impl Key {
     }
 
     pub fn total(&self) -> u64 {
-        self.limit + self.granted
+        // `decide` keeps the sum within `COUNT_MAX`; saturating keeps a fold of any log total.
+        self.limit.saturating_add(self.granted)
     }
 
     pub fn remaining(&self) -> u64 {
@@ -422,10 +424,11 @@ impl State {
                 product,
                 quantity,
             } => {
-                *self
+                let bought = self
                     .purchases
                     .entry((license_id.clone(), product.clone()))
-                    .or_default() += quantity;
+                    .or_default();
+                *bought = bought.saturating_add(*quantity);
             }
             EventBody::KeyIssued { .. } => self.apply_key_issued(body),
             EventBody::KeyBlocked { key_id } => self.key_mut(*key_id).blocked = true,
@@ -627,14 +630,17 @@ impl State {
         assert!(request.decision.is_none(), "R19: decided once");
         request.decision = Some((RequestOutcome::Granted { amount }, actor.clone()));
         match request.kind.clone() {
-            RequestKind::MakIncrease { key_id, .. } => self.key_mut(key_id).granted += amount,
+            RequestKind::MakIncrease { key_id, .. } => {
+                let key = self.key_mut(key_id);
+                key.granted = key.granted.saturating_add(amount);
+            }
             RequestKind::Kms {
                 reason: KmsRequestReason::AdditionalHosts,
                 key_id: Some(key_id),
                 ..
             } => {
                 let allowance = self.key_mut(key_id).kms.as_mut().expect("KMS host key");
-                allowance.hosts_granted += amount;
+                allowance.hosts_granted = allowance.hosts_granted.saturating_add(amount);
             }
             // An Open Value exception grant is followed by its own KeyIssued event.
             RequestKind::Kms { .. } => {}

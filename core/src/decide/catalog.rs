@@ -1,7 +1,7 @@
 //! Licensor-side registrations: operators, orgs, license IDs, products, purchases, roles.
 //! All of them need an operator (R3).
 
-use super::{license, optional_text, product, require_operator, text};
+use super::{combined, count, license, optional_text, product, require_operator, text};
 use crate::catalog::Program;
 use crate::command::{
     AddOperator, AssignRole, RecordPurchase, RegisterLicenseId, RegisterOrg, RegisterProduct,
@@ -123,11 +123,15 @@ pub(super) fn record_purchase(
     require_operator(state, actor, "R3")?;
     license(state, &c.license_id)?;
     product(state, &c.product)?;
-    if c.quantity == 0 {
-        return Err(Refusal::Invalid(
-            "quantity must be greater than 0".to_owned(),
-        ));
-    }
+    count("quantity", c.quantity)?;
+    let bought = state.purchased(&c.license_id, &c.product);
+    let what = || {
+        format!(
+            "purchases of {} under license ID {}",
+            c.product, c.license_id
+        )
+    };
+    combined(what, bought, c.quantity)?;
     Ok(vec![EventBody::PurchaseRecorded {
         license_id: c.license_id.clone(),
         product: c.product.clone(),

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use super::{
-    key_by_id, license, product, require_operator, Context, DISCLOSED_KEYS_MAX,
+    count, key_by_id, license, product, require_operator, Context, DISCLOSED_KEYS_MAX,
     KMS_ACTIVATIONS_PER_HOST_DEFAULT, KMS_HOSTS_DEFAULT,
 };
 use crate::catalog::{DisclosureChannel, KeyKind, KeyRequirement, Program, Role};
@@ -119,8 +119,8 @@ fn allowance(c: &IssueKey, product: &Product) -> Result<Allowance, Refusal> {
                 return invalid("hosts and per_host are for kms_host keys only");
             }
             match c.limit {
-                Some(0) | None => invalid("limit must be given and greater than 0"),
-                Some(limit) => Ok((limit, 0, 0)),
+                None => invalid("limit must be given and greater than 0"),
+                Some(limit) => Ok((count("limit", limit)?, 0, 0)),
             }
         }
         KeyKind::KmsHost => {
@@ -132,9 +132,8 @@ fn allowance(c: &IssueKey, product: &Product) -> Result<Allowance, Refusal> {
             }
             let hosts = c.hosts.unwrap_or(KMS_HOSTS_DEFAULT);
             let per_host = c.per_host.unwrap_or(KMS_ACTIVATIONS_PER_HOST_DEFAULT);
-            if hosts == 0 || per_host == 0 {
-                return invalid("hosts and per_host must be greater than 0");
-            }
+            count("hosts", hosts.into())?;
+            count("per_host", per_host.into())?;
             Ok((0, hosts, per_host))
         }
         KeyKind::Setup | KeyKind::Embedded => {

@@ -22,6 +22,11 @@ pub const PROXY_MACHINES_MAX: usize = 10_000;
 pub const TEXT_BYTES_MAX: usize = 2_048;
 /// The most keys one disclosure may name (R1, R2).
 pub const DISCLOSED_KEYS_MAX: usize = 100_000;
+/// The largest count a command may carry or a key, a host allowance or a purchase total may
+/// reach: activation limits, seats, grants, purchases, KMS hosts and activations per host.
+/// A billion is far above any volume-license agreement and far below where `u64` (or the
+/// `u32` of KMS counts) could wrap, so no sum of counts the ledger accepts can overflow.
+pub const COUNT_MAX: u64 = 1_000_000_000;
 /// R13 defaults for a KMS host key.
 pub const KMS_HOSTS_DEFAULT: u32 = 6;
 pub const KMS_ACTIVATIONS_PER_HOST_DEFAULT: u32 = 10;
@@ -251,6 +256,29 @@ fn text(field: &str, value: &str) -> Result<(), Refusal> {
         )));
     }
     Ok(())
+}
+
+/// A count a command carries: more than 0 and at most [`COUNT_MAX`] (else `invalid`).
+fn count(field: &str, value: u64) -> Result<u64, Refusal> {
+    match value {
+        0 => Err(Refusal::Invalid(format!("{field} must be greater than 0"))),
+        v if v > COUNT_MAX => Err(Refusal::Invalid(format!(
+            "{field} is {v}; at most {COUNT_MAX} is allowed"
+        ))),
+        v => Ok(v),
+    }
+}
+
+/// `current + added` where counts combine, refused (never wrapped) above [`COUNT_MAX`].
+fn combined(what: impl FnOnce() -> String, current: u64, added: u64) -> Result<u64, Refusal> {
+    let total = u128::from(current) + u128::from(added);
+    if total > u128::from(COUNT_MAX) {
+        return Err(Refusal::CountOverMaximum {
+            what: what(),
+            total,
+        });
+    }
+    Ok(total as u64)
 }
 
 fn optional_text(field: &str, value: &Option<String>) -> Result<(), Refusal> {

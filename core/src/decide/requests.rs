@@ -1,7 +1,7 @@
 //! Limit-increase and KMS requests (R17, R18) and their one-time decision (R19).
 
 use super::{
-    license, product, require_operator, require_role, text, Context,
+    combined, count, key_by_id, license, product, require_operator, require_role, text, Context,
     KMS_ACTIVATIONS_PER_HOST_DEFAULT,
 };
 use crate::catalog::{KeyKind, KmsRequestReason, Program, Role};
@@ -31,11 +31,7 @@ pub(super) fn request_mak_increase(
     }
     product(state, &c.product)?;
     fresh_request_id(state, &c.request_id)?;
-    if c.activations_needed == 0 {
-        return Err(Refusal::Invalid(
-            "activations_needed must be greater than 0".to_owned(),
-        ));
-    }
+    count("activations_needed", c.activations_needed)?;
     text("justification", &c.justification)?;
     let matching: Vec<KeyId> = state
         .keys_of(&c.license_id, &c.product)
@@ -94,11 +90,7 @@ pub(super) fn request_kms(
         )));
     }
     fresh_request_id(state, &c.request_id)?;
-    if c.host_activations_needed == 0 {
-        return Err(Refusal::Invalid(
-            "host_activations_needed must be greater than 0".to_owned(),
-        ));
-    }
+    count("host_activations_needed", c.host_activations_needed.into())?;
     text("justification", &c.justification)?;
     let key_id = match c.reason {
         KmsRequestReason::OpenValueException => {
@@ -179,22 +171,39 @@ pub(super) fn grant(
     ctx: &Context,
 ) -> Result<Vec<EventBody>, Refusal> {
     let request = pending(state, actor, &c.request_id)?;
-    if c.amount == 0 {
-        return Err(Refusal::Invalid("amount must be greater than 0".to_owned()));
-    }
+    count("amount", c.amount)?;
     let granted = EventBody::RequestGranted {
         request_id: c.request_id.clone(),
         amount: c.amount,
     };
-    let RequestKind::Kms {
-        reason: KmsRequestReason::OpenValueException,
-        ..
-    } = request.kind
-    else {
-        return Ok(vec![granted]);
-    };
-    let hosts_max = u32::try_from(c.amount)
-        .map_err(|_| Refusal::Invalid("amount: too many KMS hosts".to_owned()))?;
+    match &request.kind {
+        RequestKind::MakIncrease { key_id, .. } => {
+            let key = key_by_id(state, *key_id)?;
+            let what = || format!("the activation total of key {key_id}");
+            combined(what, key.total(), c.amount)?;
+            return Ok(vec![granted]);
+        }
+        RequestKind::Kms {
+            reason: KmsRequestReason::AdditionalHosts,
+            key_id,
+            ..
+        } => {
+            // `request_kms` names the key to raise for every additional-hosts request.
+            if let Some(key_id) = key_id {
+                let key = key_by_id(state, *key_id)?;
+                let hosts = key.kms.as_ref().map_or(0, |k| k.hosts_limit());
+                let what = || format!("the KMS host limit of key {key_id}");
+                combined(what, hosts, c.amount)?;
+            }
+            return Ok(vec![granted]);
+        }
+        RequestKind::Kms {
+            reason: KmsRequestReason::OpenValueException,
+            ..
+        } => {}
+    }
+    // `count` bounded the amount far below u32::MAX.
+    let hosts_max = c.amount as u32;
     let material = ctx
         .new_key
         .expect("the caller generates key material for grants");
