@@ -150,7 +150,7 @@ fn through_writer(
     });
     drop(handle);
     let cpu_after = support::thread_cpu();
-    let events = writer.stop().head().seq - seq_before;
+    let events = writer.stop().unwrap().head().seq - seq_before;
     report_cpu(&cpu_before, &cpu_after, events, batch);
 }
 

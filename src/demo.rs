@@ -692,7 +692,7 @@ fn submit(engine: keyledger_ledger::Engine, commands: Vec<Command>) -> Result<Ve
     }
     progress.finish();
     drop(handle);
-    let engine = writer.stop();
+    let engine = writer.stop()?;
     let p = projections(engine.store(), Until::Head)?;
     write_snapshot(engine.store(), &p)?;
     Ok(answers)

@@ -264,7 +264,7 @@ fn own_server() -> Result<(String, OwnServer)> {
         json!({"type": "register_product", "at": at, "actor": "loadgen", "product": "win11-pro", "name": "W11",
                "family": "windows_client", "version": "11", "edition": "pro", "key_requirement": "vl_key"}),
         json!({"type": "issue_key", "at": at, "actor": "loadgen", "license_id": "V-LOAD", "product": "win11-pro",
-               "kind": "mak", "limit": 1u64 << 40, "product_key": OWN_KEY}),
+               "kind": "mak", "limit": keyledger_core::decide::COUNT_MAX, "product_key": OWN_KEY}),
     ];
     let commands = setup
         .into_iter()

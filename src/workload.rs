@@ -176,7 +176,8 @@ impl Generator {
             })),
         ];
         // Room for every machine on whichever key the generator picks, with slack.
-        let limit = (self.shape.machines / self.shape.keys()).max(1) * 2 + 1000;
+        let limit = ((self.shape.machines / self.shape.keys()).max(1) * 2 + 1000)
+            .min(keyledger_core::decide::COUNT_MAX);
         for l in 0..self.shape.license_ids {
             let license_id = LicenseId::new(format!("L{l:07}")).expect("valid");
             commands.push(cmd(CommandBody::RegisterLicenseId(RegisterLicenseId {
@@ -346,7 +347,7 @@ fn measure(shape: &Shape, path: &Path, activations_per_day: u64) -> Result<Capac
     }
     progress.finish();
     drop(handle);
-    let engine = writer.stop();
+    let engine = writer.stop()?;
     let store = engine.store().clone();
     drop(engine);
     let verify_started = Instant::now();

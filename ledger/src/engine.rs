@@ -26,6 +26,9 @@ use crate::store::{BatchWrite, Head, Store};
 use crate::walk::walk;
 use crate::Limits;
 
+/// How often a poisoned engine tries to recover, at most.
+pub const RECOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Commands submitted together: applied one by one, or all-or-nothing when `atomic`.
 #[derive(Debug)]
 pub struct Submission {
@@ -84,8 +87,12 @@ pub struct Engine {
     head: Head,
     limits: Limits,
     /// Set when a failed commit left the store unreadable: the engine then refuses every
-    /// batch, since its state may disagree with the disk, until the ledger is reopened.
+    /// batch, since its state may disagree with the disk, and retries the recovery (reopen
+    /// the store, fold the state again) at most once per [`RECOVERY_INTERVAL`].
     poisoned: Option<String>,
+    next_recovery: std::time::Instant,
+    /// Where the writer's health is reported (`/healthz`).
+    health: crate::health::Health,
     /// Told about every committed batch, when set.
     listener: Option<std::sync::mpsc::Sender<Committed>>,
     /// The right edge of the Merkle tree over the log.
@@ -165,6 +172,8 @@ impl Engine {
             head,
             limits,
             poisoned: None,
+            next_recovery: std::time::Instant::now(),
+            health: Default::default(),
             listener: None,
             frontier,
             fingerprints: Default::default(),
@@ -193,6 +202,22 @@ impl Engine {
     /// Why the engine refuses writes, if it does (see [`Error::Poisoned`]).
     pub fn poisoned(&self) -> Option<&str> {
         self.poisoned.as_deref()
+    }
+
+    /// The health this engine reports to (shared with the writer and `/healthz`).
+    pub fn health(&self) -> &crate::health::Health {
+        &self.health
+    }
+
+    /// Reports to `health` from now on (a restarted writer keeps its predecessor's).
+    pub fn set_health(&mut self, health: crate::health::Health) {
+        health.set_degraded(self.poisoned.clone());
+        self.health = health;
+    }
+
+    /// The listener committed batches go to, for a restarted writer to keep.
+    pub fn listener(&self) -> Option<std::sync::mpsc::Sender<Committed>> {
+        self.listener.clone()
     }
 
     pub fn limits(&self) -> &Limits {
@@ -239,6 +264,12 @@ impl Engine {
 
     /// Decides a submission into the batch (its answers hold until the batch is durable).
     pub fn add(&mut self, batch: &mut Batch, submission: &Submission) -> Result<Vec<Answer>> {
+        if self.poisoned.is_some() && std::time::Instant::now() >= self.next_recovery {
+            // Nothing is sealed on top of a poisoned state (every batch is refused), so the
+            // durable log is the whole truth: fold it again. `batch` is still empty.
+            self.rebuild_after_failed_commit();
+            *batch = self.begin();
+        }
         if let Some(why) = &self.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
@@ -319,26 +350,33 @@ impl Engine {
         why
     }
 
-    /// The state ran ahead of disk during the batch: fold it again from what is durable.
+    /// The state ran ahead of disk during the batch: reopen the store (redb refuses all
+    /// work after an I/O error) and fold the state again from what is durable. If that
+    /// fails (the disk is still full, the file unreadable), the engine refuses batches and
+    /// retries on a later one: it never goes on with a state that may disagree with the disk.
     fn rebuild_after_failed_commit(&mut self) {
+        match self.recover() {
+            Ok(()) => self.poisoned = None,
+            Err(err) => {
+                self.poisoned = Some(err.to_string());
+                self.next_recovery = std::time::Instant::now() + RECOVERY_INTERVAL;
+            }
+        }
+        self.health.set_degraded(self.poisoned.clone());
+    }
+
+    fn recover(&mut self) -> Result<()> {
+        self.inflight.clear();
+        self.store.reopen()?;
         let mut state = State::default();
-        match walk(&self.store, 1, |record| {
+        let head = walk(&self.store, 1, |record| {
             state.apply(&record.event);
             Ok(ControlFlow::Continue(()))
-        }) {
-            Ok(head) => match crate::tree::Frontier::load(&self.store, head.seq) {
-                Ok(frontier) => {
-                    self.state = state;
-                    self.head = head;
-                    self.frontier = frontier;
-                    self.inflight.clear();
-                }
-                Err(err) => self.poisoned = Some(err.to_string()),
-            },
-            // The store cannot even be read back: refuse to go on with a state that may
-            // disagree with the disk.
-            Err(err) => self.poisoned = Some(err.to_string()),
-        }
+        })?;
+        self.frontier = crate::tree::Frontier::load(&self.store, head.seq)?;
+        self.state = state;
+        self.head = head;
+        Ok(())
     }
 
     /// Hands the batch's settled records to the hashing thread (see [`crate::hashing`]).

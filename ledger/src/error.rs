@@ -76,12 +76,22 @@ pub enum Error {
     /// The writer's queue is full (backpressure) or the writer has stopped.
     #[error("the writer is not accepting commands: {0}")]
     Unavailable(&'static str),
-    /// The batch this command was part of failed to commit; nothing of it was written.
-    #[error("commit failed, nothing of this batch was written: {0}")]
+    /// The batch this command was part of failed to commit, so nothing of it is
+    /// acknowledged. A failed write leaves nothing of the batch in the log; after a failed
+    /// fsync the file may hold it anyway (the kernel wrote the pages), which the engine's
+    /// recovery then reads back: a resend with the same `command_id` tells which.
+    #[error(
+        "commit failed, the batch is not acknowledged: {0} (after a failed fsync it may still \
+         be in the log: resend with the same command_id to get its first answer)"
+    )]
     CommitFailed(String),
-    /// A commit failed and the store could not be read back; reopen the ledger.
-    #[error("the ledger stopped writing after a storage failure ({0}); reopen it")]
+    /// A commit failed and the store could not be recovered yet: the engine refuses batches
+    /// and retries the recovery (once the disk accepts writes again, it goes on by itself).
+    #[error("the ledger is not writing after a storage failure ({0}); it retries by itself")]
     Poisoned(String),
+    /// The writer thread died, or stopped, before answering (HTTP 503 `writer_stopped`).
+    #[error("the writer has stopped: {0}")]
+    WriterStopped(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -13,6 +13,9 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::chain::{ChainHash, GENESIS};
@@ -92,11 +95,35 @@ impl BatchWrite {
 
 /// The open redb database of one ledger. Clones share the database: the writer commits
 /// through one, readers (reports, the HTTP service) read through others.
-#[derive(Clone, Debug)]
+///
+/// After an I/O error redb refuses every later operation ("Previous I/O error occurred"),
+/// so a failed commit is followed by [`Store::reopen`]: the database is closed and opened
+/// again from its file, in place, for every clone. Between the two, reads fail with a
+/// storage error rather than block.
+#[derive(Clone)]
 pub struct Store {
-    db: std::sync::Arc<Database>,
-    label: String,
+    shared: Arc<Shared>,
 }
+
+struct Shared {
+    db: RwLock<Option<Arc<Database>>>,
+    label: String,
+    /// How to open the database again; `None` when it cannot be (a one-off backend).
+    reopen: Option<Box<Reopen>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("label", &self.shared.label)
+            .finish_non_exhaustive()
+    }
+}
+
+type Reopen = dyn Fn() -> std::result::Result<Database, redb::DatabaseError> + Send + Sync;
+
+/// How long [`Store::reopen`] waits for readers of the old database to finish.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Store {
     /// Creates a new ledger file; refuses to touch an existing one.
@@ -104,8 +131,9 @@ impl Store {
         if path.exists() {
             return Err(Error::Exists(path.display().to_string()));
         }
-        let db = Database::create(path)?;
-        Store::initialize(db, path.display().to_string())
+        let db = create_private(path)?;
+        let store = Store::initialize(db, path.display().to_string())?;
+        Ok(store.reopening_from(path.to_owned()))
     }
 
     /// Opens an existing ledger file and checks its format version.
@@ -114,12 +142,33 @@ impl Store {
             return Err(Error::Missing(path.display().to_string()));
         }
         let db = Database::open(path)?;
-        Store::checked(db, path.display().to_string())
+        let store = Store::checked(db, path.display().to_string())?;
+        Ok(store.reopening_from(path.to_owned()))
+    }
+
+    fn reopening_from(self, path: PathBuf) -> Store {
+        let reopen = move || Database::open(&path);
+        Store::with_reopen(self, Box::new(reopen))
+    }
+
+    fn with_reopen(self, reopen: Box<Reopen>) -> Store {
+        let shared = Arc::try_unwrap(self.shared)
+            .unwrap_or_else(|_| unreachable!("a new store has one handle"));
+        Store {
+            shared: Arc::new(Shared {
+                reopen: Some(reopen),
+                ..shared
+            }),
+        }
     }
 
     /// Opens (creating if empty) a ledger on any redb backend; used by fault-injection tests.
-    pub fn with_backend(backend: impl redb::StorageBackend, label: &str) -> Result<Store> {
-        let db = redb::Builder::new().create_with_backend(backend)?;
+    /// `backend` is called again by [`Store::reopen`] for a fresh backend on the same file.
+    pub fn with_backend<B: redb::StorageBackend>(
+        backend: impl Fn() -> B + Send + Sync + 'static,
+        label: &str,
+    ) -> Result<Store> {
+        let db = redb::Builder::new().create_with_backend(backend())?;
         let fresh = {
             let read = db.begin_read()?;
             match read.open_table(META) {
@@ -128,11 +177,62 @@ impl Store {
                 Err(err) => return Err(err.into()),
             }
         };
-        if fresh {
-            Store::initialize(db, label.to_owned())
+        let store = if fresh {
+            Store::initialize(db, label.to_owned())?
         } else {
-            Store::checked(db, label.to_owned())
+            Store::checked(db, label.to_owned())?
+        };
+        let reopen = move || redb::Builder::new().create_with_backend(backend());
+        Ok(store.with_reopen(Box::new(reopen)))
+    }
+
+    fn new(db: Database, label: String) -> Store {
+        Store {
+            shared: Arc::new(Shared {
+                db: RwLock::new(Some(Arc::new(db))),
+                label,
+                reopen: None,
+            }),
         }
+    }
+
+    /// The open database, or a storage error while it is being reopened (or could not be).
+    fn db(&self) -> Result<Arc<Database>> {
+        let db = self.shared.db.read().unwrap_or_else(|e| e.into_inner());
+        db.clone().ok_or_else(|| {
+            Error::Storage(format!(
+                "{}: the database is closed after a storage failure, being reopened",
+                self.shared.label
+            ))
+        })
+    }
+
+    /// Closes the database and opens it again from its file (redb repairs it if the failure
+    /// left it unclean), for every clone of this store. Waits up to 10 s for reads of the old
+    /// database to end. On failure the store stays closed; calling again retries.
+    pub fn reopen(&self) -> Result<()> {
+        let reopen = self.shared.reopen.as_ref().ok_or(Error::Unavailable(
+            "this store cannot be reopened (it was opened on a one-off backend)",
+        ))?;
+        let mut slot = self.shared.db.write().unwrap_or_else(|e| e.into_inner());
+        // After a panic inside redb (a bug, caught by the writer's supervisor) closing the old
+        // database can panic on its poisoned locks; the file is closed all the same.
+        let old = slot.take();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(old)));
+        let deadline = std::time::Instant::now() + REOPEN_WAIT;
+        let db = loop {
+            match reopen() {
+                // A read transaction of the old database still holds the file's lock.
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => break other?,
+            }
+        };
+        *slot = Some(Arc::new(db));
+        Ok(())
     }
 
     fn initialize(db: Database, label: String) -> Result<Store> {
@@ -149,10 +249,7 @@ impl Store {
             write.open_table(MERKLE)?;
         }
         write.commit()?;
-        Ok(Store {
-            db: std::sync::Arc::new(db),
-            label,
-        })
+        Ok(Store::new(db, label))
     }
 
     fn checked(db: Database, label: String) -> Result<Store> {
@@ -170,10 +267,7 @@ impl Store {
         };
         match version {
             None => Err(Error::NotALedger(label)),
-            Some(DB_FORMAT_OLDEST..=DB_FORMAT_VERSION) => Ok(Store {
-                db: std::sync::Arc::new(db),
-                label,
-            }),
+            Some(DB_FORMAT_OLDEST..=DB_FORMAT_VERSION) => Ok(Store::new(db, label)),
             Some(found) => Err(Error::FormatVersion {
                 path: label,
                 found,
@@ -184,7 +278,7 @@ impl Store {
 
     /// The database format recorded in the file.
     pub fn format_version(&self) -> Result<u8> {
-        let read = self.db.begin_read()?;
+        let read = self.db()?.begin_read()?;
         let meta = read.open_table(META)?;
         let version = meta.get(FORMAT_VERSION_KEY)?;
         Ok(version
@@ -198,7 +292,7 @@ impl Store {
         if self.format_version()? >= DB_FORMAT_VERSION {
             return Ok(());
         }
-        let mut write = self.db.begin_write()?;
+        let mut write = self.db()?.begin_write()?;
         write
             .set_durability(Durability::Immediate)
             .map_err(Error::storage)?;
@@ -212,24 +306,29 @@ impl Store {
     /// Compacts the file so it holds only live pages (redb grows files ahead of need).
     /// Needs the only handle to the database.
     pub fn compact(self) -> Result<Store> {
-        let Store { db, label } = self;
-        let mut db = std::sync::Arc::try_unwrap(db)
-            .map_err(|_| Error::Unavailable("compaction needs the only handle to the ledger"))?;
+        let only = || Error::Unavailable("compaction needs the only handle to the ledger");
+        let shared = Arc::try_unwrap(self.shared).map_err(|_| only())?;
+        let db = shared.db.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut db = db
+            .and_then(|db| Arc::try_unwrap(db).ok())
+            .ok_or_else(only)?;
         // redb compacts in steps; stop when a pass frees nothing more.
         while db.compact().map_err(Error::storage)? {}
         Ok(Store {
-            db: std::sync::Arc::new(db),
-            label,
+            shared: Arc::new(Shared {
+                db: RwLock::new(Some(Arc::new(db))),
+                ..shared
+            }),
         })
     }
 
     pub fn label(&self) -> &str {
-        &self.label
+        &self.shared.label
     }
 
     /// The stored head. A head that does not parse is corruption at seq 0.
     pub fn head(&self) -> Result<Head> {
-        let read = self.db.begin_read()?;
+        let read = self.db()?.begin_read()?;
         let meta = read.open_table(META)?;
         let bytes = meta.get(HEAD_KEY)?.map(|v| v.value().to_vec());
         bytes.as_deref().and_then(Head::from_bytes).ok_or_else(|| {
@@ -243,7 +342,7 @@ impl Store {
     /// Writes one batch durably: the block, the new head, secrets and answers commit
     /// together or not at all.
     pub fn commit(&self, batch: &BatchWrite) -> Result<()> {
-        let mut write = self.db.begin_write()?;
+        let mut write = self.db()?.begin_write()?;
         write
             .set_durability(Durability::Immediate)
             .map_err(Error::storage)?;
@@ -289,7 +388,7 @@ impl Store {
         from_key: u64,
         mut visit: impl FnMut(u64, &[u8]) -> Result<ControlFlow<()>>,
     ) -> Result<()> {
-        let read = self.db.begin_read()?;
+        let read = self.db()?.begin_read()?;
         let blocks = read.open_table(BLOCKS)?;
         for entry in blocks.range(from_key..)? {
             let (key, value) = entry?;
@@ -303,7 +402,7 @@ impl Store {
     /// The key of the block holding `seq` (the greatest first seq `<= seq`), and the chain
     /// hash before that block (the previous block's head, or genesis).
     pub fn block_containing(&self, seq: u64) -> Result<Option<(u64, ChainHash)>> {
-        let read = self.db.begin_read()?;
+        let read = self.db()?.begin_read()?;
         let blocks = read.open_table(BLOCKS)?;
         let Some(entry) = blocks.range(..=seq)?.next_back() else {
             return Ok(None);
@@ -327,28 +426,28 @@ impl Store {
 
     /// The bytes of the block stored under `key` (its first seq), as stored.
     pub fn block_bytes(&self, key: u64) -> Result<Option<Vec<u8>>> {
-        let read = self.db.begin_read()?;
+        let read = self.db()?.begin_read()?;
         let blocks = read.open_table(BLOCKS)?;
         Ok(blocks.get(key)?.map(|v| v.value().to_vec()))
     }
 
     /// The last block's bytes, for the tail check at open.
     pub fn last_block(&self) -> Result<Option<(u64, Vec<u8>)>> {
-        let read = self.db.begin_read()?;
+        let read = self.db()?.begin_read()?;
         let blocks = read.open_table(BLOCKS)?;
         let last = blocks.last()?;
         Ok(last.map(|(k, v)| (k.value(), v.value().to_vec())))
     }
 
     pub fn secret(&self, key_id: u64) -> Result<Option<String>> {
-        let read = self.db.begin_read()?;
+        let read = self.db()?.begin_read()?;
         let secrets = read.open_table(SECRETS)?;
         Ok(secrets.get(key_id)?.map(|v| v.value().to_owned()))
     }
 
     /// Erases a key's text; the chain is untouched (DOMAIN.md §1).
     pub fn erase_secret(&self, key_id: u64) -> Result<bool> {
-        let write = self.db.begin_write()?;
+        let write = self.db()?.begin_write()?;
         let existed = {
             let mut secrets = write.open_table(SECRETS)?;
             let removed = secrets.remove(key_id)?;
@@ -359,14 +458,14 @@ impl Store {
     }
 
     pub fn answer(&self, command_id: &str) -> Result<Option<Vec<u8>>> {
-        let read = self.db.begin_read()?;
+        let read = self.db()?.begin_read()?;
         let answers = read.open_table(ANSWERS)?;
         Ok(answers.get(command_id)?.map(|v| v.value().to_vec()))
     }
 
     /// Stores a projection snapshot taken at `seq`, keeping the newest [`SNAPSHOTS_KEPT`].
     pub fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()> {
-        let write = self.db.begin_write()?;
+        let write = self.db()?.begin_write()?;
         {
             let mut snapshots = write.open_table(SNAPSHOTS)?;
             snapshots.insert(seq, bytes)?;
@@ -384,7 +483,7 @@ impl Store {
 
     /// The newest snapshot taken at or below `seq`.
     pub fn snapshot_at_or_below(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>> {
-        let read = self.db.begin_read()?;
+        let read = self.db()?.begin_read()?;
         let snapshots = read.open_table(SNAPSHOTS)?;
         let found = snapshots.range(..=seq)?.next_back().transpose()?;
         Ok(found.map(|(k, v)| (k.value(), v.value().to_vec())))
@@ -392,7 +491,7 @@ impl Store {
 
     /// A stored Merkle subtree hash.
     pub fn merkle_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>> {
-        let read = self.db.begin_read()?;
+        let read = self.db()?.begin_read()?;
         let merkle = match read.open_table(MERKLE) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -434,7 +533,7 @@ impl Store {
 
     /// Stores an API token's digest for `principal`.
     pub fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()> {
-        let write = self.db.begin_write()?;
+        let write = self.db()?.begin_write()?;
         write.open_table(TOKENS)?.insert(digest_hex, principal)?;
         write.commit()?;
         Ok(())
@@ -442,7 +541,7 @@ impl Store {
 
     /// The principal a token digest stands for, if it is known and not revoked.
     pub fn token_principal(&self, digest_hex: &str) -> Result<Option<String>> {
-        let read = self.db.begin_read()?;
+        let read = self.db()?.begin_read()?;
         let tokens = match read.open_table(TOKENS) {
             Ok(tokens) => tokens,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -457,7 +556,7 @@ impl Store {
         digest_hex: Option<&str>,
         principal: Option<&str>,
     ) -> Result<usize> {
-        let write = self.db.begin_write()?;
+        let write = self.db()?.begin_write()?;
         let revoked = {
             let mut tokens = write.open_table(TOKENS)?;
             let mut doomed: Vec<String> = Vec::new();
@@ -482,7 +581,7 @@ impl Store {
     /// attacker with write access to the file would alter history.
     #[doc(hidden)]
     pub fn tamper_block(&self, key: u64, bytes: Option<&[u8]>) -> Result<()> {
-        let write = self.db.begin_write()?;
+        let write = self.db()?.begin_write()?;
         {
             let mut blocks = write.open_table(BLOCKS)?;
             match bytes {
@@ -501,7 +600,7 @@ impl Store {
     /// BLAKE3 over every key and value of every table, in key order: equal digests mean the
     /// ledger's content is byte-for-byte the same, whatever redb's own page layout.
     pub fn content_digest(&self) -> Result<[u8; 32]> {
-        let read = self.db.begin_read()?;
+        let read = self.db()?.begin_read()?;
         let mut hasher = blake3::Hasher::new();
         let mut feed = |name: &str, key: &[u8], value: &[u8]| {
             for part in [name.as_bytes(), key, value] {
@@ -552,4 +651,18 @@ impl Store {
         })?;
         Ok(keys)
     }
+}
+
+/// Creates the ledger file readable and writable by its owner only (0600): it holds key
+/// text, like the signing key beside it.
+fn create_private(path: &Path) -> Result<Database> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    let backend = redb::backends::FileBackend::new(file)?;
+    Ok(redb::Builder::new().create_with_backend(backend)?)
 }

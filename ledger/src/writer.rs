@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::answer::Answer;
 use crate::engine::{Batch, Engine, Prepared, Submission};
 use crate::error::{Error, Result};
+use crate::health::Health;
 
 type Reply = oneshot::Sender<Result<Vec<Answer>>>;
 
@@ -30,6 +31,7 @@ struct Job {
 pub struct WriterHandle {
     tx: mpsc::Sender<Job>,
     batch_commands_max: usize,
+    health: Health,
 }
 
 impl std::fmt::Debug for Job {
@@ -44,21 +46,30 @@ impl std::fmt::Debug for Job {
 #[derive(Debug)]
 pub struct Writer {
     handle: WriterHandle,
-    thread: JoinHandle<Engine>,
+    thread: JoinHandle<Result<Engine>>,
 }
 
+/// At most this many restarts of a writer that died ([`RESTART_WINDOW`]): a writer that
+/// keeps dying stops for good, and says why.
+pub const RESTARTS_MAX: usize = 3;
+pub const RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Writer {
-    pub fn spawn(engine: Engine) -> Writer {
+    pub fn spawn(mut engine: Engine) -> Writer {
         let limits = *engine.limits();
+        let health = engine.health().clone();
+        engine.set_health(health.clone());
         let (tx, rx) = mpsc::channel(limits.queue_depth);
+        let supervised = health.clone();
         let thread = std::thread::Builder::new()
             .name("keyledger-writer".to_owned())
-            .spawn(move || run(engine, rx))
+            .spawn(move || supervise(engine, rx, &supervised))
             .expect("the writer thread starts");
         Writer {
             handle: WriterHandle {
                 tx,
                 batch_commands_max: limits.batch_commands_max,
+                health,
             },
             thread,
         }
@@ -70,12 +81,80 @@ impl Writer {
 
     /// Stops accepting work, lets the writer finish every queued submission, and returns
     /// the engine. Handles cloned earlier must be dropped for the writer to see the end.
-    pub fn stop(self) -> Engine {
+    /// An error says the writer died and could not be restarted (see [`Health`]).
+    pub fn stop(self) -> Result<Engine> {
         drop(self.handle);
-        self.thread
-            .join()
-            .expect("the writer thread does not panic")
+        match self.thread.join() {
+            Ok(result) => result,
+            Err(_) => Err(Error::WriterStopped("the writer thread died".to_owned())),
+        }
     }
+}
+
+/// Runs the writer; if it panics (a bug: no input may reach an assertion, but a bug must not
+/// take the service down with it), reopens the store, folds a fresh engine from what is
+/// durable and goes on with the same queue. Submissions of the dead writer's batches get
+/// `writer_stopped` (their reply was dropped): one may have been committed, and a resend
+/// with its `command_id` gets its first answer.
+fn supervise(mut engine: Engine, mut rx: mpsc::Receiver<Job>, health: &Health) -> Result<Engine> {
+    let (store, limits, listener) = (engine.store().clone(), *engine.limits(), engine.listener());
+    let mut restarts: Vec<std::time::Instant> = Vec::new();
+    loop {
+        let attempt = std::panic::AssertUnwindSafe(|| run(engine, &mut rx));
+        let why = match std::panic::catch_unwind(attempt) {
+            Ok(engine) => return Ok(engine),
+            Err(panic) => panic_message(&*panic),
+        };
+        restarts.retain(|at| at.elapsed() < RESTART_WINDOW);
+        let reopened = if restarts.len() >= RESTARTS_MAX {
+            Err(Error::WriterStopped(format!(
+                "it died {} times within {} s",
+                RESTARTS_MAX + 1,
+                RESTART_WINDOW.as_secs()
+            )))
+        } else {
+            // Dropping the dead writer's database may panic too (redb's locks are poisoned by
+            // the first panic): that is part of closing it, not a reason to stay down.
+            let reopen = std::panic::AssertUnwindSafe(|| {
+                store.reopen()?;
+                Engine::open(store.clone(), limits)
+            });
+            std::panic::catch_unwind(reopen)
+                .unwrap_or_else(|panic| Err(Error::WriterStopped(panic_message(&*panic))))
+        };
+        match reopened {
+            Ok(mut fresh) => {
+                eprintln!("keyledger: the writer died ({why}); restarted from the durable log");
+                restarts.push(std::time::Instant::now());
+                if let Some(listener) = &listener {
+                    fresh.set_listener(listener.clone());
+                }
+                fresh.set_health(health.clone());
+                health.restarted(why);
+                engine = fresh;
+            }
+            Err(err) => {
+                let why = format!("the writer died ({why}) and was not restarted: {err}");
+                eprintln!("keyledger: {why}");
+                health.set_stopped(why.clone());
+                // Close the queue: every waiting and later submission gets `writer_stopped`.
+                rx.close();
+                while rx.blocking_recv().is_some() {}
+                return Err(Error::WriterStopped(why));
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned());
+    format!(
+        "panic: {}",
+        text.unwrap_or_else(|| "(no message)".to_owned())
+    )
 }
 
 impl WriterHandle {
@@ -102,12 +181,24 @@ impl WriterHandle {
     /// Submits and waits (async); a full queue makes the caller wait (backpressure).
     pub async fn submit(&self, commands: Vec<Command>, atomic: bool) -> Result<Vec<Answer>> {
         let (job, rx) = self.job(commands, atomic)?;
-        self.tx
-            .send(job)
-            .await
-            .map_err(|_| Error::Unavailable("the writer has stopped"))?;
-        rx.await
-            .map_err(|_| Error::Unavailable("the writer dropped the reply"))?
+        self.tx.send(job).await.map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    /// The writer's health (see [`Health`]).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The error of a submission the writer will never answer: it stopped, or died while
+    /// the submission was in its batch.
+    fn stopped(&self) -> Error {
+        let why = self.health.stopped().unwrap_or_else(|| {
+            "it stopped or died before answering; a resend with the same command_id gets the \
+             first answer if the command was committed"
+                .to_owned()
+        });
+        Error::WriterStopped(why)
     }
 
     /// Commands in the queue right now (for metrics).
@@ -132,28 +223,22 @@ impl WriterHandle {
     async fn try_send(&self, job: Job, rx: AnswerReceiver) -> Result<Vec<Answer>> {
         self.tx.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => Error::Unavailable("the queue is full"),
-            mpsc::error::TrySendError::Closed(_) => Error::Unavailable("the writer has stopped"),
+            mpsc::error::TrySendError::Closed(_) => self.stopped(),
         })?;
-        rx.await
-            .map_err(|_| Error::Unavailable("the writer dropped the reply"))?
+        rx.await.map_err(|_| self.stopped())?
     }
 
     /// Submits and waits, from a thread that is not an async task.
     pub fn submit_blocking(&self, commands: Vec<Command>, atomic: bool) -> Result<Vec<Answer>> {
         let (job, rx) = self.job(commands, atomic)?;
-        self.tx
-            .blocking_send(job)
-            .map_err(|_| Error::Unavailable("the writer has stopped"))?;
-        rx.blocking_recv()
-            .map_err(|_| Error::Unavailable("the writer dropped the reply"))?
+        self.tx.blocking_send(job).map_err(|_| self.stopped())?;
+        rx.blocking_recv().map_err(|_| self.stopped())?
     }
 
     /// Submits without waiting for the answer (a pipelining caller collects them later).
     pub fn send_blocking(&self, commands: Vec<Command>, atomic: bool) -> Result<AnswerReceiver> {
         let (job, rx) = self.job(commands, atomic)?;
-        self.tx
-            .blocking_send(job)
-            .map_err(|_| Error::Unavailable("the writer has stopped"))?;
+        self.tx.blocking_send(job).map_err(|_| self.stopped())?;
         Ok(rx)
     }
 }
@@ -177,14 +262,14 @@ struct Committing {
 /// being decided; replies go out in commit order, each only after its own batch is durable,
 /// and a failed commit fails the batch decided after it as well (it was decided on a state
 /// that the failure took back).
-fn run(engine: Engine, rx: mpsc::Receiver<Job>) -> Engine {
+fn run(engine: Engine, rx: &mut mpsc::Receiver<Job>) -> Engine {
     tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("the writer's runtime starts")
         .block_on(pipeline(engine, rx))
 }
 
-async fn pipeline(mut engine: Engine, mut rx: mpsc::Receiver<Job>) -> Engine {
+async fn pipeline(mut engine: Engine, rx: &mut mpsc::Receiver<Job>) -> Engine {
     let batch_max = engine.limits().batch_commands_max;
     let (mut open, mut committing, mut held) = (None::<Open>, None::<Committing>, None::<Job>);
     let mut closed = false;

@@ -167,7 +167,7 @@ fn a_command_resent_while_its_first_copy_commits_gets_the_first_answer() {
         assert!(answers[0].ok, "{:?}", answers[0]);
         assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
         drop(handle);
-        let engine = writer.stop();
+        let engine = writer.stop().unwrap();
         assert_eq!(engine.head().seq, head.seq + 1, "one activation appended");
         assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 1);
     }
@@ -248,7 +248,7 @@ fn a_submission_over_the_batch_limit_is_refused_whole() {
         "{err}"
     );
     drop(handle);
-    assert_eq!(writer.stop().head().seq, 5);
+    assert_eq!(writer.stop().unwrap().head().seq, 5);
 }
 
 #[test]
@@ -311,7 +311,7 @@ fn concurrent_submissions_are_group_committed_and_never_over_activate() {
         .flat_map(|t| t.join().unwrap())
         .collect();
     drop(handle);
-    let engine = writer.stop();
+    let engine = writer.stop().unwrap();
     assert_eq!(answers.iter().filter(|a| a.ok).count(), 50);
     let refused: Vec<_> = answers.iter().filter(|a| !a.ok).collect();
     assert_eq!(refused.len(), 150);

@@ -87,7 +87,7 @@ pub fn apply(data: &Path, file: &Path, atomic: bool) -> Result<ExitCode> {
         .join()
         .expect("the printer thread does not panic")?;
     drop(handle);
-    writer.stop();
+    writer.stop()?;
     read_result?;
     Ok(if malformed > 0 {
         ExitCode::from(1)
@@ -175,7 +175,7 @@ fn apply_atomic(
         .collect();
     let writer = Writer::spawn(engine);
     let answers = writer.handle().submit_blocking(commands, true);
-    writer.stop();
+    writer.stop()?;
     let answers = answers?;
     for answer in &answers {
         println!("{}", answer.to_json());

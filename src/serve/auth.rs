@@ -26,6 +26,9 @@ pub enum AuthError {
     Missing,
     Malformed,
     Unknown,
+    /// The token table cannot be read now (a storage failure being recovered): the token
+    /// may well be valid, so this is never answered as 401.
+    Unreadable(String),
 }
 
 impl AuthError {
@@ -34,6 +37,7 @@ impl AuthError {
             AuthError::Missing => "missing Authorization: Bearer token",
             AuthError::Malformed => "the Authorization header is not `Bearer <token>`",
             AuthError::Unknown => "unknown or revoked token",
+            AuthError::Unreadable(_) => "the token table cannot be read now",
         }
     }
 }
@@ -50,6 +54,7 @@ pub fn principal(store: &Store, header: Option<&str>) -> Result<Principal, AuthE
     }
     match store.token_principal(&digest(token)) {
         Ok(Some(name)) => Principal::new(name).map_err(|_| AuthError::Unknown),
-        _ => Err(AuthError::Unknown),
+        Ok(None) => Err(AuthError::Unknown),
+        Err(err) => Err(AuthError::Unreadable(err.to_string())),
     }
 }

@@ -77,13 +77,16 @@ pub fn run(data: &Path, listen: &str) -> Result<ExitCode> {
     runtime.block_on(serve(app, addr))?;
     drop(runtime);
     // Every handler's clone of the writer handle is gone with the runtime: the writer drains.
-    let engine = writer.stop();
-    drop(engine);
+    let stopped = writer.stop().err();
     follower
         .join()
         .expect("the projection follower does not panic");
     let folded = folded.read().expect("no handler panicked holding the lock");
     write_snapshot(&store, &folded)?;
+    if let Some(err) = stopped {
+        eprintln!("keyledger: stopped at seq {}: {err}", folded.last_seq);
+        return Ok(ExitCode::FAILURE);
+    }
     eprintln!(
         "keyledger: stopped cleanly at seq {}; snapshot written",
         folded.last_seq

@@ -105,11 +105,12 @@ fn status_of(answer: &Answer) -> StatusCode {
 }
 
 fn writer_error(err: Error) -> Response {
-    let status = match err {
-        Error::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
+    let (status, code) = match err {
+        Error::BatchTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "not_committed"),
+        Error::WriterStopped(_) => (StatusCode::SERVICE_UNAVAILABLE, "writer_stopped"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "not_committed"),
     };
-    reply(status, Answer::error("not_committed", err.to_string()))
+    reply(status, Answer::error(code, err.to_string()))
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, Response> {
@@ -121,11 +122,15 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    auth::principal(&app.store, header).map_err(|e| {
-        reply(
+    auth::principal(&app.store, header).map_err(|e| match e {
+        auth::AuthError::Unreadable(why) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Answer::error("storage", format!("cannot check the token now: {why}")),
+        ),
+        e => reply(
             StatusCode::UNAUTHORIZED,
             Answer::error("unauthorized", e.message()),
-        )
+        ),
     })
 }
 
@@ -678,13 +683,30 @@ async fn consistency_proof(
     proof_response(&app, &headers, &q, ["from", "to"], prove).await
 }
 
+/// `GET /healthz`: 200 while the writer takes commands; 503 with the reason while it is
+/// degraded (a failed commit it has not recovered from yet) or stopped.
 async fn healthz(State(app): State<App>) -> Response {
+    use keyledger_ledger::health::Status;
     let seq = app
         .projections
         .read()
         .expect("no writer panics holding the lock")
         .last_seq;
-    Json(json!({ "ok": true, "seq": seq })).into_response()
+    let report = app.writer.health().report();
+    let (status, state, reason) = match &report.status {
+        Status::Ok => (StatusCode::OK, "ok", None),
+        Status::Degraded(why) => (StatusCode::SERVICE_UNAVAILABLE, "degraded", Some(why)),
+        Status::Stopped(why) => (StatusCode::SERVICE_UNAVAILABLE, "writer_stopped", Some(why)),
+    };
+    let mut body = json!({ "ok": status == StatusCode::OK, "status": state, "seq": seq });
+    if let Some(reason) = reason {
+        body["reason"] = json!(reason);
+    }
+    if report.restarts > 0 {
+        body["writer_restarts"] = json!(report.restarts);
+        body["last_failure"] = json!(report.last_failure);
+    }
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(app): State<App>) -> Response {
