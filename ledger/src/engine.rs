@@ -22,9 +22,16 @@ use crate::block::BlockWriter;
 use crate::codec::encode_record_into;
 use crate::error::{Error, Result};
 use crate::hashing::{BatchHashing, ChainState, HashingThread};
+use crate::idempotency::IdempotencyKey;
 use crate::store::{BatchWrite, Head, Store};
 use crate::walk::walk;
 use crate::Limits;
+
+/// Records a command's first answer in the batch (stored with it, seen by resends in it).
+fn remember(p: &mut Pending, key: IdempotencyKey, answer: &Answer) {
+    p.answers.push((key.key.clone(), key.stored(answer)));
+    p.seen.insert(key.key, (key.digest, answer.clone()));
+}
 
 /// How often a poisoned engine tries to recover, at most.
 pub const RECOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -101,9 +108,10 @@ pub struct Engine {
     /// Hashes large batches beside their decisions; absent if it could not be started
     /// (batches are then hashed inline).
     hashing: Option<HashingThread>,
-    /// First answers of commands (by `command_id`) in sealed batches not yet durable: a
-    /// resent command finds its first answer here before it reaches the store.
-    inflight: HashMap<String, Answer>,
+    /// First answers of commands (by idempotency key, with the command's digest) in sealed
+    /// batches not yet durable: a resent command finds its first answer here before it
+    /// reaches the store.
+    inflight: HashMap<String, ([u8; 32], Answer)>,
 }
 
 /// A batch being decided: submissions join it one by one ([`Engine::add`]) until it is
@@ -153,7 +161,7 @@ struct Pending {
     hashing: BatchHashing,
     secrets: Vec<(u64, String)>,
     answers: Vec<(String, Vec<u8>)>,
-    seen: HashMap<String, Answer>,
+    seen: HashMap<String, ([u8; 32], Answer)>,
 }
 
 impl Engine {
@@ -433,18 +441,21 @@ impl Engine {
         let saved_events = pending.events.as_ref().map(Vec::len);
         let saved_block = pending.block.as_ref().map(BlockWriter::checkpoint);
         let mut answers = Vec::with_capacity(commands.len());
+        let mut keys = Vec::with_capacity(commands.len());
         for (i, command) in commands.iter().enumerate() {
-            let id = command.command_id.as_ref().map(|id| id.as_str().to_owned());
-            let first = match &id {
-                Some(id) => self
-                    .first_answer(id, pending)
+            let ctx = self.context(&command.body);
+            let key = IdempotencyKey::of(command, ctx.0.presented.as_ref());
+            let first = match &key {
+                Some(key) => self
+                    .first_answer(key, &scratch, pending)
                     .unwrap_or_else(|e| Some(Answer::error("storage", e.to_string()))),
                 None => None,
             };
             let answer = match first {
                 Some(answer) => answer,
-                None => self.run_command_atomic(&mut scratch, command, pending),
+                None => self.run_command_atomic(&mut scratch, command, &ctx, pending),
             };
+            keys.push(key);
             if !answer.ok {
                 if let (Some(block), Some(mark)) = (pending.block.as_mut(), saved_block) {
                     block.rollback(mark);
@@ -461,38 +472,39 @@ impl Engine {
             }
             answers.push(answer);
         }
-        for (command, answer) in commands.iter().zip(&answers) {
-            if let Some(id) = &command.command_id {
-                let id = id.as_str().to_owned();
-                pending
-                    .answers
-                    .push((id.clone(), answer.to_json().into_bytes()));
-                pending.seen.insert(id, answer.clone());
+        for (key, answer) in keys.into_iter().zip(&answers) {
+            if let Some(key) = key {
+                remember(pending, key, answer);
             }
         }
         self.state = scratch;
         answers
     }
 
-    fn run_command_atomic(&mut self, state: &mut State, c: &Command, p: &mut Pending) -> Answer {
+    fn run_command_atomic(
+        &mut self,
+        state: &mut State,
+        c: &Command,
+        ctx: &(Context, Option<ProductKeyText>),
+        p: &mut Pending,
+    ) -> Answer {
         // Inside an atomic submission a refusal appends nothing, not even its R10 record.
-        let ctx = self.context(&c.body);
         match handle(state, c, &ctx.0) {
-            Outcome::Accepted(events) => self.append(state, c, &ctx, events, None, p),
+            Outcome::Accepted(events) => self.append(state, c, ctx, events, None, p),
             Outcome::Refused { refusal, .. } => Answer::refused(&refusal, None),
         }
     }
 
     fn run_command(&mut self, state: &mut State, c: &Command, p: &mut Pending) -> Answer {
-        let command_id = c.command_id.as_ref().map(|id| id.as_str().to_owned());
-        if let Some(id) = &command_id {
-            match self.first_answer(id, p) {
+        let ctx = self.context(&c.body);
+        let key = IdempotencyKey::of(c, ctx.0.presented.as_ref());
+        if let Some(key) = &key {
+            match self.first_answer(key, state, p) {
                 Ok(Some(answer)) => return answer,
                 Ok(None) => {}
                 Err(err) => return Answer::error("storage", err.to_string()),
             }
         }
-        let ctx = self.context(&c.body);
         let answer = match handle(state, c, &ctx.0) {
             Outcome::Accepted(events) => self.append(state, c, &ctx, events, None, p),
             Outcome::Refused {
@@ -501,26 +513,52 @@ impl Engine {
             } => self.append(state, c, &ctx, vec![*event], Some(&refusal), p),
             Outcome::Refused { refusal, .. } => Answer::refused(&refusal, None),
         };
-        if let Some(id) = command_id {
-            p.answers.push((id.clone(), answer.to_json().into_bytes()));
-            p.seen.insert(id, answer.clone());
+        if let Some(key) = key {
+            remember(p, key, &answer);
         }
         answer
     }
 
-    fn first_answer(&self, id: &str, p: &Pending) -> Result<Option<Answer>> {
-        if let Some(answer) = p.seen.get(id).or_else(|| self.inflight.get(id)) {
-            return Ok(Some(answer.clone()));
+    /// The answer to a resent command: its first answer (this batch, a batch not yet
+    /// durable, the store, or the unscoped table of format 2), or `command_id_reused`.
+    fn first_answer(
+        &self,
+        key: &IdempotencyKey,
+        state: &State,
+        p: &Pending,
+    ) -> Result<Option<Answer>> {
+        let pending = p.seen.get(&key.key).or_else(|| self.inflight.get(&key.key));
+        if let Some((digest, first)) = pending {
+            return Ok(Some(key.resend(digest, first)));
         }
-        let Some(bytes) = self.store.answer(id)? else {
+        if let Some(bytes) = self.store.first_answer(&key.key)? {
+            let (digest, first) = key.parse_stored(&bytes)?;
+            return Ok(Some(key.resend(&digest, &first)));
+        }
+        self.legacy_first_answer(key, state)
+    }
+
+    fn legacy_first_answer(&self, key: &IdempotencyKey, state: &State) -> Result<Option<Answer>> {
+        let Some(bytes) = self.store.legacy_answer(key.command_id())? else {
             return Ok(None);
         };
-        let answer = serde_json::from_slice(&bytes).map_err(|e| {
+        let first: Answer = serde_json::from_slice(&bytes).map_err(|e| {
             Error::Storage(format!(
-                "stored answer of command_id {id:?} is unreadable: {e}"
+                "stored answer of command_id {:?} is unreadable: {e}",
+                key.command_id()
             ))
         })?;
-        Ok(Some(answer))
+        let Some(seq) = first.seq else {
+            return Ok(None);
+        };
+        let mut logged = None;
+        walk(&self.store, seq, |record| {
+            logged = Some(record.event);
+            Ok(ControlFlow::Break(()))
+        })?;
+        Ok(logged
+            .filter(|event| key.owns_legacy(event, state))
+            .map(|_| first))
     }
 
     /// The context `decide` needs: the presented key's fingerprint and, for commands that

@@ -26,6 +26,7 @@ pub mod export;
 pub mod fingerprints;
 pub mod hashing;
 pub mod health;
+pub mod idempotency;
 pub mod merkle;
 pub mod proof;
 pub mod store;

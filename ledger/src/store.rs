@@ -4,7 +4,10 @@
 //! - `blocks`  u64 (first seq) → block bytes (see [`crate::block`]); O(log n) to any seq.
 //! - `meta`    str → bytes: `format_version` (1 byte) and `head` (u64 LE seq, 32-byte hash).
 //! - `secrets` u64 (key id) → key text. Apart from the chain, so it can be erased.
-//! - `answers` str (command id) → the first answer's JSON, for idempotent resends.
+//! - `first_answers` str (scope `\x1f` command id) → 32-byte command digest + the first
+//!   answer's JSON, for idempotent resends (see [`crate::idempotency`]).
+//! - `answers` str (command id) → the first answer's JSON: format 2's unscoped table, read
+//!   for answers written before format 3, never written.
 //! - `snapshots` u64 (last seq folded) → projection snapshot bytes, opaque to the ledger.
 //! - `tokens`  str (BLAKE3 hex of an API token) → principal. The token itself is never kept.
 //! - `merkle`  (level, index) → 32-byte hash of the perfect subtree of leaves
@@ -25,6 +28,7 @@ const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SECRETS: TableDefinition<u64, &str> = TableDefinition::new("secrets");
 const ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("answers");
+const FIRST_ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("first_answers");
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
 const MERKLE: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("merkle");
@@ -42,7 +46,10 @@ const HEAD_KEY: &str = "head";
 /// - 2: blocks may also be of format 2 (LZ4). A format-1 database is read as it is and
 ///   marked 2 when an engine first opens it for writing (no block is rewritten), so that an
 ///   older build refuses it with a clear message instead of calling LZ4 blocks corrupt.
-pub const DB_FORMAT_VERSION: u8 = 2;
+/// - 3: first answers are written to `first_answers`, scoped and with the command's digest;
+///   `answers` is only read. Older databases are marked 3 the same way; their `answers`
+///   stay as they are.
+pub const DB_FORMAT_VERSION: u8 = 3;
 /// The oldest database format this build still reads.
 pub const DB_FORMAT_OLDEST: u8 = 1;
 
@@ -244,6 +251,7 @@ impl Store {
             write.open_table(BLOCKS)?;
             write.open_table(SECRETS)?;
             write.open_table(ANSWERS)?;
+            write.open_table(FIRST_ANSWERS)?;
             write.open_table(SNAPSHOTS)?;
             write.open_table(TOKENS)?;
             write.open_table(MERKLE)?;
@@ -365,7 +373,7 @@ impl Store {
                 }
             }
             if !batch.answers.is_empty() {
-                let mut answers = write.open_table(ANSWERS)?;
+                let mut answers = write.open_table(FIRST_ANSWERS)?;
                 for (command_id, answer) in &batch.answers {
                     answers.insert(command_id.as_str(), answer.as_slice())?;
                 }
@@ -457,10 +465,24 @@ impl Store {
         Ok(existed)
     }
 
-    pub fn answer(&self, command_id: &str) -> Result<Option<Vec<u8>>> {
+    /// A first answer stored before format 3 under its bare command id.
+    pub fn legacy_answer(&self, command_id: &str) -> Result<Option<Vec<u8>>> {
+        self.get_bytes(ANSWERS, command_id)
+    }
+
+    /// The stored first answer (digest + JSON) under an idempotency key.
+    pub fn first_answer(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.get_bytes(FIRST_ANSWERS, key)
+    }
+
+    fn get_bytes(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<Vec<u8>>> {
         let read = self.db()?.begin_read()?;
-        let answers = read.open_table(ANSWERS)?;
-        Ok(answers.get(command_id)?.map(|v| v.value().to_vec()))
+        let table = match read.open_table(table) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
     }
 
     /// Stores a projection snapshot taken at `seq`, keeping the newest [`SNAPSHOTS_KEPT`].
@@ -623,6 +645,16 @@ impl Store {
         for entry in read.open_table(ANSWERS)?.iter()? {
             let (k, v) = entry?;
             feed("answers", k.value().as_bytes(), v.value());
+        }
+        match read.open_table(FIRST_ANSWERS) {
+            Ok(table) => {
+                for entry in table.iter()? {
+                    let (k, v) = entry?;
+                    feed("first_answers", k.value().as_bytes(), v.value());
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(err) => return Err(err.into()),
         }
         for entry in read.open_table(SNAPSHOTS)?.iter()? {
             let (k, v) = entry?;

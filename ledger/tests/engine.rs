@@ -112,9 +112,13 @@ fn a_resent_command_id_gets_the_first_answer_and_appends_nothing_even_after_rest
     let first = run(&mut engine, vec![with_id(activation("pc-1"), "retry-1")]).remove(0);
     assert!(first.ok);
     let head = engine.head();
-    // Same id, even with a different body: the first answer, nothing appended.
-    let again = run(&mut engine, vec![with_id(activation("pc-2"), "retry-1")]).remove(0);
+    // Same id, same command: the first answer, nothing appended.
+    let again = run(&mut engine, vec![with_id(activation("pc-1"), "retry-1")]).remove(0);
     assert_eq!(again, first);
+    assert_eq!(engine.head(), head);
+    // Same id, another command: refused as a reuse, nothing appended (issue 13, finding 2).
+    let reused = run(&mut engine, vec![with_id(activation("pc-2"), "retry-1")]).remove(0);
+    assert_eq!(reused.code(), Some("command_id_reused"));
     assert_eq!(engine.head(), head);
     // Twice inside one batch.
     let both = run(
@@ -128,8 +132,10 @@ fn a_resent_command_id_gets_the_first_answer_and_appends_nothing_even_after_rest
     assert_eq!(engine.head().seq, head.seq + 1);
     drop(engine);
     let mut engine = open(&dir.path().join("ledger.redb")).unwrap();
-    let after_restart = run(&mut engine, vec![with_id(activation("pc-9"), "retry-1")]).remove(0);
+    let after_restart = run(&mut engine, vec![with_id(activation("pc-1"), "retry-1")]).remove(0);
     assert_eq!(after_restart, first);
+    let reused = run(&mut engine, vec![with_id(activation("pc-9"), "retry-1")]).remove(0);
+    assert_eq!(reused.code(), Some("command_id_reused"));
     assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 2);
 }
 
@@ -155,7 +161,7 @@ fn a_command_resent_while_its_first_copy_commits_gets_the_first_answer() {
         let handle = writer.handle();
         let copies: Vec<_> = (0..6)
             .map(|i| {
-                // Different bodies: only the id decides.
+                // Every other copy has another body: a reuse, refused.
                 let command = with_id(activation(&format!("pc-{}", i % 2)), "resent");
                 handle.send_blocking(vec![command], false).unwrap()
             })
@@ -165,7 +171,13 @@ fn a_command_resent_while_its_first_copy_commits_gets_the_first_answer() {
             .map(|rx| rx.blocking_recv().unwrap().unwrap().remove(0))
             .collect();
         assert!(answers[0].ok, "{:?}", answers[0]);
-        assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+        for (i, answer) in answers.iter().enumerate() {
+            if i % 2 == 0 {
+                assert_eq!(*answer, answers[0], "copy {i}");
+            } else {
+                assert_eq!(answer.code(), Some("command_id_reused"), "copy {i}");
+            }
+        }
         drop(handle);
         let engine = writer.stop().unwrap();
         assert_eq!(engine.head().seq, head.seq + 1, "one activation appended");
@@ -395,7 +407,7 @@ fn a_database_of_another_format_version_is_refused_with_a_clear_message() {
             err,
             Error::FormatVersion {
                 found: 9,
-                expected: 2,
+                expected: 3,
                 ..
             }
         ),

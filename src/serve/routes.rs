@@ -97,9 +97,11 @@ fn status_of(answer: &Answer) -> StatusCode {
         "record_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "not_committed" | "storage" => StatusCode::SERVICE_UNAVAILABLE,
         code if code.starts_with("unknown_") => StatusCode::NOT_FOUND,
-        "already_exists" | "request_already_decided" | "already_redeemed" | "time_regression" => {
-            StatusCode::CONFLICT
-        }
+        "already_exists"
+        | "request_already_decided"
+        | "already_redeemed"
+        | "time_regression"
+        | "command_id_reused" => StatusCode::CONFLICT,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
