@@ -315,9 +315,10 @@ fn key_export(c: &mut Criterion) {
     let scope = keyledger_projections::keys::ExportScope::All;
     c.bench_function("key_export_10000_keys", |b| {
         b.iter(|| {
-            keyledger_projections::keys::export_keys(&p, &scope, &reader, |_| {
-                Some(support::MAK.to_owned())
+            keyledger_projections::keys::export_keys(&p, &scope, &reader, |_, _| {
+                Ok(Some(support::MAK.to_owned()))
             })
+            .expect("the bench's key text is given")
             .rows
         })
     });

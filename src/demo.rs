@@ -7,6 +7,7 @@
 //! KMS hosts and clients, redeem OSA keys, ask for more and get it (or not), and read keys.
 //! The large enterprise MAK takes `--machines` activations in proxy batches of 10,000.
 
+use crate::output::outln;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
@@ -707,26 +708,26 @@ fn summarize(data: &Path, answers: &[Answer]) -> Result<ExitCode> {
     }
     let store = keyledger_ledger::Store::open(data)?;
     let head = store.head()?;
-    println!(
+    outln!(
         "built demo ledger {}: {} events, head hash {}",
         data.display(),
         head.seq,
         hex::encode(head.hash)
     );
-    println!(
+    outln!(
         "{} commands accepted, {} refused:",
         answers.iter().filter(|a| a.ok).count(),
         answers.len() - answers.iter().filter(|a| a.ok).count()
     );
     for (code, count) in &refusals {
-        println!("  {count:>4}  {code}");
+        outln!("  {count:>4}  {code}");
     }
     let flag = if data == Path::new("keyledger.redb") {
         String::new()
     } else {
         format!(" --data {}", data.display())
     };
-    println!("\nTry next:");
+    outln!("\nTry next:");
     for line in [
         "report --license-id V3000003",
         "report --license-id V1000001 --as-of 2026-01-08T00:00:00Z --format json",
@@ -737,7 +738,7 @@ fn summarize(data: &Path, answers: &[Answer]) -> Result<ExitCode> {
         "verify",
         "export --out ledger.jsonl",
     ] {
-        println!("  keyledger{flag} {line}");
+        outln!("  keyledger{flag} {line}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 //! time, and stops by itself. Without `--url` it builds a temporary ledger with one large
 //! MAK, starts `keyledger serve` on it as a child process, and stops that server after.
 
+use crate::output::outln;
 use std::io::BufRead;
 use std::process::{Child, Command as Process, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,9 +66,9 @@ pub fn run(args: &BenchHttp) -> Result<ExitCode> {
     }
     let report = report?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        outln!(
             "{} requests in {:.1} s at concurrency {}: {:.0} req/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} activated, {} refused, {} errors",
             report.requests, report.seconds, report.concurrency, report.requests_per_second,
             report.latency_ms_p50, report.latency_ms_p99, report.latency_ms_max,

@@ -6,6 +6,7 @@ mod cli;
 mod cmd;
 mod demo;
 mod loadgen;
+mod output;
 mod plot;
 mod progress;
 mod serve;
@@ -26,9 +27,6 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cmd::run(cli) {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(2)
-        }
+        Err(err) => output::exit_for(&err),
     }
 }

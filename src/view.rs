@@ -106,3 +106,26 @@ pub fn wall_clock() -> Timestamp {
 pub fn parse_time(text: &str, what: &str) -> Result<Timestamp> {
     Timestamp::parse(text).with_context(|| format!("--{what}"))
 }
+
+/// Reads key text for an export, each checked against the fingerprint its `key_issued`
+/// event recorded: an altered text fails the export, naming the key (issue 13, finding 3).
+pub fn checked_secrets(
+    store: &Store,
+) -> impl FnMut(
+    keyledger_core::KeyId,
+    &keyledger_core::Fingerprint,
+) -> std::result::Result<Option<String>, keyledger_projections::keys::SecretUnavailable>
+       + '_ {
+    move |key_id, fingerprint| {
+        store.checked_secret(key_id.0, fingerprint).map_err(|err| {
+            let why = match err {
+                keyledger_ledger::Error::Corrupt(keyledger_ledger::Corruption::Secret {
+                    why,
+                    ..
+                }) => why,
+                other => other.to_string(),
+            };
+            keyledger_projections::keys::SecretUnavailable { key_id, why }
+        })
+    }
+}

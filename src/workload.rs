@@ -4,6 +4,7 @@
 //! Everything the workload appends is derived from the seed — key texts, machine names,
 //! business times — so two runs with one seed write the same log (same chain head).
 
+use crate::output::outln;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -274,9 +275,9 @@ pub fn run(args: &WorkloadArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot write {}", svg.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        outln!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
-        print_plan(&plan);
+        print_plan(&plan)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -430,36 +431,40 @@ fn peak_rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-fn print_plan(p: &CapacityPlan) {
+fn print_plan(p: &CapacityPlan) -> Result<()> {
     let s = &p.shape;
-    println!(
+    outln!(
         "workload {}: {} license IDs x {} keys, {} machines, {:.0}% proxy, {:.0}% refused, batch {}, seed {}",
         s.preset, s.license_ids, s.keys_per_license, p.machines_activated, s.proxy_share * 100.0, s.refusal_share * 100.0, s.batch, s.seed
     );
-    println!(
+    outln!(
         "sustained        {:.0} events/s over {:.1} s ({} events)",
-        p.events_per_second, p.seconds, p.events
+        p.events_per_second,
+        p.seconds,
+        p.events
     );
-    println!(
+    outln!(
         "commit latency   p50 {:.2} ms, p99 {:.2} ms (per batch, send to durable answer)",
-        p.commit_latency_ms_p50, p.commit_latency_ms_p99
+        p.commit_latency_ms_p50,
+        p.commit_latency_ms_p99
     );
-    println!(
+    outln!(
         "disk             {:.1} bytes/event compacted ({} bytes for {} events; {} bytes before compaction)",
         p.bytes_per_event, p.disk_bytes_compacted, p.head_seq, p.disk_bytes
     );
-    println!(
+    outln!(
         "replay + verify  {:.0} events/s; projection rebuild {:.2} s (fold alone {:.0} events/s)",
         p.replay_verify_events_per_second,
         p.projection_rebuild_seconds,
         p.projection_fold_events_per_second
     );
-    println!(
+    outln!(
         "peak RSS         {:.0} MiB",
         p.peak_rss_bytes as f64 / 1048576.0
     );
-    println!(
+    outln!(
         "plan: at {} activations/day the ledger grows {:.1} GB/year; one machine of this kind sustains {:.0}x that; a full replay of one year takes {:.0} s",
         p.activations_per_day, p.growth_gb_per_year, p.headroom_x, p.replay_one_year_seconds
     );
+    Ok(())
 }

@@ -621,3 +621,102 @@ fn bench_http_loads_its_own_server_and_reports_every_request() {
     assert!(!remote.status.success());
     assert!(stderr(&remote).contains("loopback"), "{}", stderr(&remote));
 }
+
+/// Issue 13, finding 3: an edited key text in the secrets table fails `verify` (exit 1,
+/// naming the key) and is never exported.
+#[test]
+fn finding3_an_altered_key_text_fails_verify_and_is_never_exported() {
+    let ledger = initialized();
+    let store = keyledger_ledger::Store::open(&ledger.path()).unwrap();
+    // One character of the middle group changed: the last five still match.
+    let altered = "BCDFG-HJKMP-QRTVV-XY234-6789B";
+    store.tamper_secret(1, Some(altered)).unwrap();
+    drop(store);
+    let out = ledger.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim(),
+        "FAILED at seq 5: key 1: the stored key text does not hash to the fingerprint the log recorded"
+    );
+    let head = ledger.head_seq();
+    let out = ledger.run(&["keys", "--license-id", "V100", "--as", "rita"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(altered));
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: key 1: the stored key text does not hash to the fingerprint the log recorded; \
+         no key text was handed out"
+    );
+    assert_eq!(ledger.head_seq(), head, "no disclosure was recorded");
+}
+
+/// Issue 13, finding 7: a closed pipe ends the command quietly (exit 0); a full device is
+/// exit 2 with a message; neither panics (exit 101).
+#[test]
+fn finding7_a_closed_stdout_pipe_ends_quietly_and_a_full_device_is_exit_2() {
+    let ledger = initialized();
+    for args in [
+        &["verify"][..],
+        &["log"],
+        &["report", "--license-id", "V100"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keyledger"))
+            .arg("--data")
+            .arg(ledger.path())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_keyledger"))
+            .arg("--data")
+            .arg(ledger.path())
+            .args(args)
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out)
+                .starts_with("error: cannot write to standard output: No space left on device"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// Issue 13, finding 8: one accepted range, years 0000..9999 in UTC, for every timestamp.
+#[test]
+fn finding8_timestamps_outside_years_0000_to_9999_are_malformed() {
+    let ledger = Ledger::new();
+    let out = ledger.run(&[
+        "init",
+        "--operator",
+        "olga",
+        "--at",
+        "0000-01-01T00:00:00+23:59",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("outside years 0000..9999 once the offset is applied (UTC)"),
+        "{}",
+        stderr(&out)
+    );
+    let ledger = initialized();
+    let line = json!({"type": "register_org", "at": "9999-12-31T23:59:59-23:59", "actor": "olga",
+                      "org": "later", "name": "Later"});
+    let out = ledger.run_with_stdin(&["apply", "-"], Some(&jsonl(&[line])));
+    assert_eq!(out.status.code(), Some(1));
+    let answer = &answers(&out)[0];
+    assert_eq!(answer["code"], "malformed");
+    assert_eq!(answer["field"], "at");
+}

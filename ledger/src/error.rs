@@ -25,6 +25,10 @@ pub enum Corruption {
     /// The head's chain hash differs from the last block's.
     #[error("the stored head disagrees with the chain at seq {seq}")]
     HeadMismatch { seq: u64 },
+    /// A key's stored text does not match what its `key_issued` event (at `seq`) recorded,
+    /// is missing, or belongs to no issued key (`seq` 0).
+    #[error("key {key_id}: {why}")]
+    Secret { key_id: u64, seq: u64, why: String },
 }
 
 impl Corruption {
@@ -37,6 +41,7 @@ impl Corruption {
             Corruption::Misplaced { key, .. } => *key,
             Corruption::MissingBlock { blocks_end, .. } => blocks_end + 1,
             Corruption::HeadMismatch { seq } => *seq,
+            Corruption::Secret { seq, .. } => *seq,
         }
     }
 }

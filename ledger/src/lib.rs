@@ -29,6 +29,7 @@ pub mod health;
 pub mod idempotency;
 pub mod merkle;
 pub mod proof;
+pub mod secrets;
 pub mod store;
 pub mod tree;
 pub mod walk;

@@ -453,6 +453,38 @@ impl Store {
         Ok(secrets.get(key_id)?.map(|v| v.value().to_owned()))
     }
 
+    /// Calls `visit(key_id, text)` for every stored key text, in key id order.
+    pub fn for_each_secret(&self, mut visit: impl FnMut(u64, &str) -> Result<()>) -> Result<()> {
+        let read = self.db()?.begin_read()?;
+        let secrets = read.open_table(SECRETS)?;
+        for entry in secrets.iter()? {
+            let (key, value) = entry?;
+            visit(key.value(), value.value())?;
+        }
+        Ok(())
+    }
+
+    /// A key's stored text, checked against the fingerprint its `key_issued` event recorded:
+    /// `None` if it was erased, an error if it does not match (never handed out then).
+    pub fn checked_secret(
+        &self,
+        key_id: u64,
+        fingerprint: &keyledger_core::Fingerprint,
+    ) -> Result<Option<String>> {
+        let Some(text) = self.secret(key_id)? else {
+            return Ok(None);
+        };
+        match crate::secrets::check_fingerprint(&text, fingerprint) {
+            Ok(_) => Ok(Some(text)),
+            Err(why) => Err(crate::error::Corruption::Secret {
+                key_id,
+                seq: 0,
+                why: why.to_string(),
+            }
+            .into()),
+        }
+    }
+
     /// Erases a key's text; the chain is untouched (DOMAIN.md §1).
     pub fn erase_secret(&self, key_id: u64) -> Result<bool> {
         let write = self.db()?.begin_write()?;
@@ -612,6 +644,26 @@ impl Store {
                 }
                 None => {
                     blocks.remove(key)?;
+                }
+            }
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// Sets (or, with `None`, removes) a key's stored text outside any command. Only tamper
+    /// tests use this: it is how someone with write access to the file would alter a secret.
+    #[doc(hidden)]
+    pub fn tamper_secret(&self, key_id: u64, text: Option<&str>) -> Result<()> {
+        let write = self.db()?.begin_write()?;
+        {
+            let mut secrets = write.open_table(SECRETS)?;
+            match text {
+                Some(text) => {
+                    secrets.insert(key_id, text)?;
+                }
+                None => {
+                    secrets.remove(key_id)?;
                 }
             }
         }

@@ -145,18 +145,71 @@ pub struct VerifyReport {
     pub events: u64,
     pub blocks: u64,
     pub head: Head,
+    /// Stored key texts checked against their `key_issued` fingerprints.
+    pub secrets: u64,
 }
 
 /// Walks the whole chain: every block, every record decoded and rehashed, the head.
 pub fn verify(store: &Store) -> Result<VerifyReport> {
     let mut events = 0u64;
-    let head = walk(store, 1, |_| {
+    // Key id -> (fingerprint, last5, seq of key_issued): key ids are dense from 1.
+    let mut issued = Vec::new();
+    let head = walk(store, 1, |record| {
         events += 1;
+        if let keyledger_core::EventBody::KeyIssued {
+            fingerprint, last5, ..
+        } = &record.event.body
+        {
+            issued.push((*fingerprint, *last5, record.seq));
+        }
         Ok(ControlFlow::Continue(()))
     })?;
+    let secrets = verify_secrets(store, &issued)?;
     Ok(VerifyReport {
+        secrets,
         events,
         blocks: store.block_keys()?.len() as u64,
         head,
     })
+}
+
+/// Every stored key text hashes to its `key_issued` fingerprint and ends in its last5; every
+/// issued key has its text; no text belongs to a key never issued.
+fn verify_secrets(
+    store: &Store,
+    issued: &[(keyledger_core::Fingerprint, keyledger_core::Last5, u64)],
+) -> Result<u64> {
+    let mut next = 1u64;
+    let missing = |key_id: u64| Corruption::Secret {
+        key_id,
+        seq: issued[key_id as usize - 1].2,
+        why: "its key text is missing from the secrets table".to_owned(),
+    };
+    store.for_each_secret(|key_id, text| {
+        let Some((fingerprint, last5, seq)) = key_id
+            .checked_sub(1)
+            .and_then(|i| issued.get(usize::try_from(i).ok()?))
+        else {
+            return Err(Corruption::Secret {
+                key_id,
+                seq: 0,
+                why: "key text is stored for a key the log never issued".to_owned(),
+            }
+            .into());
+        };
+        if key_id > next {
+            return Err(missing(next).into());
+        }
+        next = key_id + 1;
+        crate::secrets::check(text, fingerprint, last5).map_err(|why| Corruption::Secret {
+            key_id,
+            seq: *seq,
+            why: why.to_string(),
+        })?;
+        Ok(())
+    })?;
+    if next <= issued.len() as u64 {
+        return Err(missing(next).into());
+    }
+    Ok(issued.len() as u64)
 }

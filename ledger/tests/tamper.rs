@@ -200,3 +200,71 @@ fn a_walk_from_inside_a_block_agrees_with_a_full_walk() {
     assert_eq!(partial.as_slice(), &full[first as usize..]);
     assert_eq!(partial[0].0, first + 1);
 }
+
+/// Issue 13, finding 3: the secrets table lies outside the chain, so a changed character of a
+/// stored key text used to pass `verify`. Now every stored text is checked against the
+/// fingerprint and last5 of its `key_issued` event, and the failure names the key.
+#[test]
+fn finding3_an_altered_missing_or_stray_secret_fails_verify_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = new_ledger(dir.path(), 10);
+    let store = engine.store().clone();
+    assert_eq!(verify(&store).unwrap().secrets, 1);
+    let issued_at = 5; // the catalog's fourth command, after init
+    let cases: [(u64, Option<&str>, &str); 4] = [
+        // One character changed in the middle: same last5, another fingerprint.
+        (
+            1,
+            Some("BCDFG-HJKMP-QRTVV-XY234-6789B"),
+            "the stored key text does not hash to the fingerprint the log recorded",
+        ),
+        (
+            1,
+            Some("BCDFG-HJKMP-QRTVW-XY234-6789C"),
+            "the stored key text ends in 6789C, the issued key in 6789B",
+        ),
+        (1, None, "its key text is missing from the secrets table"),
+        (
+            2,
+            Some("BCDFG-HJKMP-QRTVW-XY234-6789C"),
+            "key text is stored for a key the log never issued",
+        ),
+    ];
+    for (key_id, text, why) in cases {
+        store.tamper_secret(key_id, text).unwrap();
+        match verify(&store) {
+            Err(Error::Corrupt(Corruption::Secret {
+                key_id: named,
+                seq,
+                why: found,
+            })) => {
+                assert_eq!((named, found.as_str()), (key_id, why));
+                let expected_seq = if key_id == 1 { issued_at } else { 0 };
+                assert_eq!(seq, expected_seq);
+            }
+            other => panic!("{key_id} {text:?}: {other:?}"),
+        }
+        // Put it back as it was.
+        store.tamper_secret(2, None).unwrap();
+        store.tamper_secret(1, Some(MAK_TEXT)).unwrap();
+        assert!(verify(&store).is_ok());
+    }
+    // An export never hands out an altered text: the checked read refuses it.
+    let fingerprint = engine
+        .state()
+        .key(keyledger_core::KeyId(1))
+        .unwrap()
+        .fingerprint;
+    assert_eq!(
+        store.checked_secret(1, &fingerprint).unwrap().as_deref(),
+        Some(MAK_TEXT)
+    );
+    store
+        .tamper_secret(1, Some("BCDFG-HJKMP-QRTVV-XY234-6789B"))
+        .unwrap();
+    let refused = store.checked_secret(1, &fingerprint).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "corrupt log: key 1: the stored key text does not hash to the fingerprint the log recorded"
+    );
+}

@@ -140,11 +140,12 @@ impl Projections {
                 product,
                 quantity,
             } => {
-                *self
+                let bought = self
                     .license_mut(license_id)
                     .purchases
                     .entry(product.clone())
-                    .or_default() += quantity;
+                    .or_default();
+                *bought = bought.saturating_add(*quantity);
             }
             KeyIssued { .. } => self.apply_key_issued(at, &event.body),
             KeyBlocked { key_id } => self.key_mut(*key_id).blocked = true,
@@ -275,7 +276,7 @@ impl Projections {
             per_host_max,
             coverage,
             last5,
-            ..
+            fingerprint,
         } = body
         else {
             unreachable!("apply_key_issued takes KeyIssued")
@@ -291,6 +292,7 @@ impl Projections {
             product: product.clone(),
             kind: *kind,
             last5: *last5,
+            fingerprint: *fingerprint,
             issued_at: at,
             limit: *limit,
             granted: 0,
@@ -347,17 +349,17 @@ impl Projections {
             decided_at: event.at,
         };
         match request.kind.clone() {
-            RequestKind::MakIncrease { key_id, .. } => self.key_mut(key_id).granted += amount,
+            RequestKind::MakIncrease { key_id, .. } => {
+                let key = self.key_mut(key_id);
+                key.granted = key.granted.saturating_add(amount);
+            }
             RequestKind::Kms {
                 reason: KmsRequestReason::AdditionalHosts,
                 key_id: Some(key_id),
                 ..
             } => {
-                self.key_mut(key_id)
-                    .kms
-                    .as_mut()
-                    .expect("KMS host key")
-                    .hosts_granted += amount;
+                let kms = self.key_mut(key_id).kms.as_mut().expect("KMS host key");
+                kms.hosts_granted = kms.hosts_granted.saturating_add(amount);
             }
             RequestKind::Kms { .. } => {}
         }

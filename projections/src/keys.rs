@@ -1,7 +1,7 @@
 //! The key export of R2: tab-separated text with a header row, one row a key, in the
 //! admin center's column order; and reading such a file back (import).
 
-use keyledger_core::{KeyId, LicenseId, Principal, ProductId, Role};
+use keyledger_core::{Fingerprint, KeyId, LicenseId, Principal, ProductId, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::model::Projections;
@@ -36,16 +36,26 @@ pub struct KeyExport {
     pub rows: usize,
 }
 
+/// A key whose stored text cannot be handed out: it does not hash to the fingerprint the
+/// log recorded at issuance (the secrets table was altered), or it cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("key {key_id}: {why}; no key text was handed out")]
+pub struct SecretUnavailable {
+    pub key_id: KeyId,
+    pub why: String,
+}
+
 /// Builds the export for `principal`. A row appears for each key in scope under a license ID
 /// on which the principal holds any role (operators see every license ID); its text is shown
 /// only with `administrator` or `product_key_reader` there (R1), masked otherwise, and masked
-/// too when the text was erased.
+/// too when the text was erased. `secret(key, fingerprint)` reads a key's stored text and
+/// checks it against the fingerprint; any failure fails the whole export.
 pub fn export_keys(
     p: &Projections,
     scope: &ExportScope,
     principal: &Principal,
-    secret: impl Fn(KeyId) -> Option<String>,
-) -> KeyExport {
+    mut secret: impl FnMut(KeyId, &Fingerprint) -> Result<Option<String>, SecretUnavailable>,
+) -> Result<KeyExport, SecretUnavailable> {
     let mut out = csv::WriterBuilder::new()
         .delimiter(b'\t')
         .from_writer(Vec::new());
@@ -64,7 +74,11 @@ pub fn export_keys(
             continue;
         }
         let may_see = roles.is_some_and(|r| r.iter().any(|role| role.may_see_key_text()));
-        let text = if may_see { secret(key_id) } else { None };
+        let text = if may_see {
+            secret(key_id, &key.fingerprint)?
+        } else {
+            None
+        };
         if text.is_some() {
             disclosed.push(key_id);
         }
@@ -82,11 +96,11 @@ pub fn export_keys(
         .expect("writes to memory");
         rows += 1;
     }
-    KeyExport {
+    Ok(KeyExport {
         tsv: out.into_inner().expect("flushes to memory"),
         disclosed,
         rows,
-    }
+    })
 }
 
 /// Whether `principal` may see key text on `license_id` (R1).

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use keyledger_core::event::{Coverage, CoveragePhase};
 use keyledger_core::state::{LicenseRecord, Product};
 use keyledger_core::{
-    ClientId, Digest, DisclosureChannel, HostId, KeyId, KeyKind, Last5, LicenseId, OrderId, OrgId,
-    Principal, ProductId, RefusalCode, RequestId, Role, TenantId, Timestamp,
+    ClientId, Digest, DisclosureChannel, Fingerprint, HostId, KeyId, KeyKind, Last5, LicenseId,
+    OrderId, OrgId, Principal, ProductId, RefusalCode, RequestId, Role, TenantId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +70,9 @@ pub struct KeyView {
     pub product: ProductId,
     pub kind: KeyKind,
     pub last5: Last5,
+    /// BLAKE3 of the key text, as issued: what a stored secret must hash to before an
+    /// export hands it out.
+    pub fingerprint: Fingerprint,
     pub issued_at: Timestamp,
     /// Set at issuance (R8).
     pub limit: u64,
@@ -90,7 +93,7 @@ pub struct KeyView {
 
 impl KeyView {
     pub fn total(&self) -> u64 {
-        self.limit + self.granted
+        self.limit.saturating_add(self.granted)
     }
 
     pub fn remaining(&self) -> u64 {
@@ -124,7 +127,7 @@ impl KeyView {
             }
             KeyKind::KmsHost => {
                 let kms = self.kms.as_ref().expect("KMS host keys have a KMS view");
-                let limit = u64::from(kms.hosts_max) + kms.hosts_granted;
+                let limit = u64::from(kms.hosts_max).saturating_add(kms.hosts_granted);
                 format!("{}/{limit}", kms.hosts.len())
             }
             KeyKind::Setup | KeyKind::Embedded => "n/a".to_owned(),

@@ -300,7 +300,7 @@ fn key_row(p: &Projections, id: KeyId, at: Timestamp) -> KeyRow {
         kms_hosts_limit: key
             .kms
             .as_ref()
-            .map(|k| u64::from(k.hosts_max) + k.hosts_granted),
+            .map(|k| u64::from(k.hosts_max).saturating_add(k.hosts_granted)),
         refusals: key
             .refusals
             .iter()

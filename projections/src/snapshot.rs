@@ -1,7 +1,7 @@
 //! Snapshots: a projection's bytes with its digest, so startup can skip replaying the log.
 //!
 //! ```text
-//! u8        snapshot format version (3)
+//! u8        snapshot format version (4)
 //! u64 LE    last seq folded
 //! [u8; 32]  BLAKE3 of the payload
 //! payload   bincode 2.0.1 (standard, little endian, varint) of `Projections`
@@ -12,7 +12,8 @@
 use crate::model::Projections;
 
 /// 2: history indexes moved into the key and license views. 3: keys in a dense table.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
+/// 4: keys carry their fingerprint (exports check stored key text against it).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 4;
 const HEADER_BYTES: usize = 1 + 8 + 32;
 
 /// Why a snapshot cannot be used.

@@ -4,6 +4,7 @@
 //! 1,024 lines), so a large file is group-committed while an interactive stream is answered
 //! line by line. Answers are printed only after their commit is durable.
 
+use crate::output::outln;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -83,17 +84,31 @@ pub fn apply(data: &Path, file: &Path, atomic: bool) -> Result<ExitCode> {
     progress.finish();
     drop(out_tx);
     let read_result = reading.join().expect("the reader thread does not panic");
-    let malformed = printing
-        .join()
-        .expect("the printer thread does not panic")?;
+    let printed = printing.join().expect("the printer thread does not panic");
     drop(handle);
     writer.stop()?;
+    let failed = printed?;
     read_result?;
-    Ok(if malformed > 0 {
+    if failed.not_committed > 0 {
+        let _ = writeln!(
+            std::io::stderr(),
+            "keyledger: {} command(s) were not committed (see their answers); resend them",
+            failed.not_committed
+        );
+    }
+    Ok(if failed.malformed + failed.not_committed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Lines whose answer makes `apply` exit 1.
+#[derive(Debug, Default)]
+struct Failed {
+    malformed: u64,
+    /// Commands whose batch did not commit (a failed write, a stopped writer).
+    not_committed: u64,
 }
 
 fn read_lines(reader: Box<dyn BufRead + Send>, tx: mpsc::SyncSender<(u64, String)>) -> Result<()> {
@@ -111,34 +126,40 @@ fn read_lines(reader: Box<dyn BufRead + Send>, tx: mpsc::SyncSender<(u64, String
 
 type Pending = keyledger_ledger::AnswerReceiver;
 
-/// Prints each chunk's answers in input order; returns how many lines were malformed.
-fn print_answers(rx: mpsc::Receiver<(Vec<Item>, Option<Pending>)>) -> Result<u64> {
-    let stdout = std::io::stdout();
-    let mut malformed = 0;
+/// Prints each chunk's answers in input order; counts the lines that failed.
+fn print_answers(rx: mpsc::Receiver<(Vec<Item>, Option<Pending>)>) -> Result<Failed> {
+    let mut out = crate::output::Stdout::lock();
+    let mut failed = Failed::default();
     for (items, pending) in rx {
         let answers = match pending {
             Some(rx) => match rx.blocking_recv() {
                 Ok(Ok(answers)) => answers,
-                Ok(Err(err)) => vec![Answer::error("not_committed", err.to_string()); items.len()],
-                Err(_) => vec![Answer::error("not_committed", "the writer stopped"); items.len()],
+                Ok(Err(err)) => vec![not_committed(&err); items.len()],
+                Err(_) => {
+                    let stopped =
+                        Answer::error("writer_stopped", "the writer stopped before answering");
+                    vec![stopped; items.len()]
+                }
             },
             None => Vec::new(),
         };
         let mut answers = answers.into_iter();
-        let mut out = stdout.lock();
         for item in items {
             let answer = match item {
                 Item::Malformed(answer) => {
-                    malformed += 1;
+                    failed.malformed += 1;
                     answer
                 }
                 Item::Command(_) => answers.next().expect("one answer per command"),
             };
-            writeln!(out, "{}", answer.to_json())?;
+            if matches!(answer.code(), Some("not_committed" | "writer_stopped")) {
+                failed.not_committed += 1;
+            }
+            out.line(format_args!("{}", answer.to_json()))?;
         }
         out.flush()?;
     }
-    Ok(malformed)
+    Ok(failed)
 }
 
 /// `--atomic`: every line parses and every command is accepted, or nothing is appended.
@@ -162,7 +183,7 @@ fn apply_atomic(
         .collect();
     if !malformed.is_empty() {
         for answer in &malformed {
-            println!("{}", answer.to_json());
+            outln!("{}", answer.to_json());
         }
         bail!("{} malformed line(s); nothing was applied", malformed.len());
     }
@@ -176,9 +197,24 @@ fn apply_atomic(
     let writer = Writer::spawn(engine);
     let answers = writer.handle().submit_blocking(commands, true);
     writer.stop()?;
-    let answers = answers?;
+    let answers = match answers {
+        Ok(answers) => answers,
+        Err(err) => {
+            outln!("{}", not_committed(&err).to_json());
+            bail!("the atomic batch was not committed: {err}");
+        }
+    };
     for answer in &answers {
-        println!("{}", answer.to_json());
+        outln!("{}", answer.to_json());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The answer for a command whose batch did not commit.
+fn not_committed(err: &keyledger_ledger::Error) -> Answer {
+    let code = match err {
+        keyledger_ledger::Error::WriterStopped(_) => "writer_stopped",
+        _ => "not_committed",
+    };
+    Answer::error(code, err.to_string())
 }

@@ -1,5 +1,6 @@
 //! `import-keys`: issue keys from an admin-center style key export (the R2 columns).
 
+use crate::output::outln;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
@@ -79,7 +80,7 @@ pub fn import_keys(data: &Path, file: &Path, who: &str, atomic: bool) -> Result<
             }
         }
     }
-    println!(
+    outln!(
         "imported {imported} keys; {refused} refused; {} unreadable rows",
         bad.len()
     );

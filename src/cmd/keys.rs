@@ -12,7 +12,7 @@ use keyledger_projections::keys::{export_keys, ExportScope, KeyExport};
 
 use super::principal;
 use crate::cli::KeyScope;
-use crate::view::{now_at_least, projections, Until};
+use crate::view::{checked_secrets, now_at_least, projections, Until};
 
 pub fn keys(data: &Path, scope: &KeyScope, who: &str, out: Option<&Path>) -> Result<ExitCode> {
     let principal = principal(who, "as")?;
@@ -38,10 +38,7 @@ pub fn keys(data: &Path, scope: &KeyScope, who: &str, out: Option<&Path>) -> Res
         }
         ExportScope::LicenseIds(ids)
     };
-    let store = engine.store();
-    let export = export_keys(&p, &scope, &principal, |key| {
-        store.secret(key.0).ok().flatten()
-    });
+    let export = export_keys(&p, &scope, &principal, checked_secrets(engine.store()))?;
     let digest = Digest(*blake3::hash(&export.tsv).as_bytes());
     let recorded = if export.disclosed.is_empty() {
         None
@@ -52,8 +49,7 @@ pub fn keys(data: &Path, scope: &KeyScope, who: &str, out: Option<&Path>) -> Res
         Some(path) => std::fs::write(path, &export.tsv)
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => {
-            use std::io::Write;
-            std::io::stdout().write_all(&export.tsv)?;
+            crate::output::text(std::str::from_utf8(&export.tsv).context("the export is UTF-8")?)?
         }
     }
     let disclosure = match recorded {

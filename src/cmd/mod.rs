@@ -8,6 +8,7 @@ mod keys;
 mod proofs;
 mod read;
 
+use crate::output::outln;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -91,11 +92,11 @@ fn init(data: &std::path::Path, operator: &str, at: Option<&str>) -> Result<Exit
         .unwrap_or_else(wall_clock);
     keyledger_ledger::init(data, operator.clone(), at)?;
     let (key, _) = keyledger_ledger::proof::signing_key(data, true)?;
-    println!(
+    outln!(
         "created ledger {} with first operator {operator}",
         data.display()
     );
-    println!(
+    outln!(
         "checkpoint signing key {}; verifier key {}",
         keyledger_ledger::proof::key_path(data).display(),
         key.verifier_key()
@@ -109,13 +110,13 @@ fn token(data: &std::path::Path, action: crate::cli::TokenAction) -> Result<Exit
         crate::cli::TokenAction::Create { principal: name } => {
             let principal = principal(&name, "principal")?;
             let token = crate::serve::auth::create(&store, &principal)?;
-            println!("{token}");
+            outln!("{token}");
             eprintln!("token for {principal} created; it is shown only this once");
         }
         crate::cli::TokenAction::Revoke { principal, token } => {
             let digest = token.as_deref().map(crate::serve::auth::digest);
             let revoked = store.revoke_tokens(digest.as_deref(), principal.as_deref())?;
-            println!("revoked {revoked} token(s)");
+            outln!("revoked {revoked} token(s)");
             if revoked == 0 {
                 return Ok(ExitCode::from(1));
             }

@@ -1,5 +1,6 @@
 //! The auditor's proofs: `pubkey`, `checkpoint`, `prove`, `verify-proof` (docs/proofs.md).
 
+use crate::output::outln;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -26,7 +27,7 @@ fn emit(text: &str, out: Option<&Path>) -> Result<()> {
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
         }
         None => {
-            print!("{text}");
+            crate::output::text(&text)?;
             Ok(())
         }
     }
@@ -40,7 +41,7 @@ pub fn pubkey(data: &Path) -> Result<ExitCode> {
             data.display()
         )
     })?;
-    println!("{}", key.verifier_key());
+    outln!("{}", key.verifier_key());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -81,10 +82,11 @@ pub fn verify_proof(file: &Path, pubkey: &str, old_checkpoint: Option<&Path>) ->
         .transpose()?;
     match proof::verify_proof(&text, pubkey, old.as_deref()) {
         Ok(verified) => {
-            println!("proof ok: {}", verified.statement);
-            println!(
+            outln!("proof ok: {}", verified.statement);
+            outln!(
                 "checkpoint: {} size {}",
-                verified.checkpoint.origin, verified.checkpoint.size
+                verified.checkpoint.origin,
+                verified.checkpoint.size
             );
             Ok(ExitCode::SUCCESS)
         }

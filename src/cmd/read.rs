@@ -1,5 +1,6 @@
 //! Read-only views: `report`, `log`, `forecast`.
 
+use crate::output::outln;
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -49,7 +50,7 @@ pub fn report(data: &Path, license_id: &str, moment: &Moment, format: &str) -> R
             p.last_seq
         );
     };
-    print!("{}", report.render(format));
+    crate::output::text(&report.render(format))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -91,16 +92,15 @@ pub fn log(
     let start = wanted
         .as_ref()
         .map_or(from, |w| w.first().copied().unwrap_or(u64::MAX));
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    use std::io::Write;
+    let mut out = crate::output::Stdout::lock();
     if !jsonl {
-        writeln!(
-            out,
+        out.line(format_args!(
             "{:>8}  {:<27}  {:<16}  {:<24}  summary",
             "seq", "at", "actor", "type"
-        )?;
+        ))?;
     }
+    // A failed write (a closed pipe) stops the walk; it is returned as what it is.
+    let mut failed = None;
     if start != u64::MAX {
         keyledger_ledger::walk(&store, start, |record| {
             if wanted.as_ref().is_some_and(|w| !w.contains(&record.seq)) {
@@ -108,25 +108,29 @@ pub fn log(
             }
             let event = event_to_json(&record.event);
             let written = if jsonl {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({"seq": record.seq, "event": event})
-                )
+                let line = serde_json::json!({"seq": record.seq, "event": event});
+                out.line(format_args!("{line}"))
             } else {
-                writeln!(
-                    out,
+                out.line(format_args!(
                     "{:>8}  {:<27}  {:<16}  {:<24}  {}",
                     record.seq,
                     record.event.at.to_string(),
                     record.event.actor.as_str(),
                     record.event.body.type_name(),
                     summary(&event)
-                )
+                ))
             };
-            written?;
-            Ok(ControlFlow::Continue(()))
+            match written {
+                Ok(()) => Ok(ControlFlow::Continue(())),
+                Err(err) => {
+                    failed = Some(err);
+                    Ok(ControlFlow::Break(()))
+                }
+            }
         })?;
+        if let Some(err) = failed {
+            return Err(err.into());
+        }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -195,12 +199,17 @@ pub fn forecast(data: &Path, options: &ForecastOptions<'_>) -> Result<ExitCode> 
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     match format {
-        "json" => println!("{}", serde_json::to_string_pretty(&all)?),
+        "json" => outln!("{}", serde_json::to_string_pretty(&all)?),
         "table" => {
-            println!("forecast at {at}, rate over the last {window_days} days");
-            println!(
+            outln!("forecast at {at}, rate over the last {window_days} days");
+            outln!(
                 "{:>6}  {:<12}  {:<16}  {:>10}  {:>10}  {:>9}  exhaustion",
-                "key", "license ID", "product", "used/total", "remaining", "per day"
+                "key",
+                "license ID",
+                "product",
+                "used/total",
+                "remaining",
+                "per day"
             );
             for f in &all {
                 let when = match f.exhaustion {
@@ -208,7 +217,7 @@ pub fn forecast(data: &Path, options: &ForecastOptions<'_>) -> Result<ExitCode> 
                     Some(t) => t.to_string(),
                     None => "idle: no recent activations".to_owned(),
                 };
-                println!(
+                outln!(
                     "{:>6}  {:<12}  {:<16}  {:>10}  {:>10}  {:>9.1}  {when}",
                     f.key_id,
                     f.license_id,

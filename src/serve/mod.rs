@@ -10,6 +10,7 @@ pub mod auth;
 mod metrics;
 mod routes;
 
+use crate::output::outln;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
@@ -100,7 +101,7 @@ async fn serve(app: App, addr: SocketAddr) -> Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     // Tests and scripts read this line to find an ephemeral port.
-    println!("listening on http://{bound}");
+    outln!("listening on http://{bound}");
     use std::io::Write;
     std::io::stdout().flush()?;
     eprintln!("keyledger: serving {} on http://{bound}", app.store.label());

@@ -22,7 +22,7 @@ use keyledger_projections::{license_report, Format};
 use serde_json::{json, Map, Value};
 
 use super::{auth, App, BODY_BYTES_MAX};
-use crate::view::{now_at_least, parse_time, projections, wall_clock, Until};
+use crate::view::{checked_secrets, now_at_least, parse_time, projections, wall_clock, Until};
 use keyledger_ledger::Store;
 use std::sync::Arc;
 
@@ -390,10 +390,16 @@ async fn keys(
             .projections
             .read()
             .expect("no writer panics holding the lock");
-        let store = &app.store;
-        export_keys(&p, &scope, &principal, |key| {
-            store.secret(key.0).ok().flatten()
-        })
+        export_keys(&p, &scope, &principal, checked_secrets(&app.store))
+    };
+    let export = match export {
+        Ok(export) => export,
+        Err(err) => {
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Answer::error("secret_mismatch", err.to_string()),
+            )
+        }
     };
     if !export.disclosed.is_empty() {
         let command = Command {
@@ -558,6 +564,7 @@ async fn verify(State(app): State<App>, headers: HeaderMap) -> Response {
             "ok": true,
             "events": report.events,
             "blocks": report.blocks,
+            "secrets": report.secrets,
             "head_seq": report.head.seq,
             "head_hash": hex::encode(report.head.hash),
         }))
