@@ -114,10 +114,20 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Check an export on its own, without the database.
+    /// Check an export without the database: on its own (its chain), or, with
+    /// --checkpoint and --pubkey, that its records are the log a signed checkpoint names
+    /// (which also catches a truncated or rewritten export).
     ///
-    /// Example: keyledger verify-export ledger.jsonl
-    VerifyExport { file: PathBuf },
+    /// Example: keyledger verify-export ledger.jsonl --checkpoint q1.txt --pubkey keyledger+…
+    VerifyExport {
+        file: PathBuf,
+        /// A signed checkpoint (`keyledger checkpoint --out FILE`) the export must match.
+        #[arg(long, requires = "pubkey")]
+        checkpoint: Option<PathBuf>,
+        /// The ledger's verifier key (`keyledger pubkey`), to check the checkpoint's signature.
+        #[arg(long, requires = "checkpoint")]
+        pubkey: Option<String>,
+    },
     /// Load keys from an admin-center style key export (the R2 columns).
     ///
     /// Example: keyledger import-keys keys.tsv --as olga --atomic
@@ -170,6 +180,15 @@ pub enum Command {
         /// Address to listen on; port 0 picks a free port (printed on stdout).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// Seconds a client has to send a request's line and headers; then it is cut.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        header_timeout: u64,
+        /// Seconds a keep-alive connection may sit with no request before it is closed.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+        idle_timeout: u64,
+        /// Connections open at once; more wait to be accepted until one closes.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        max_connections: u64,
     },
     /// Create or revoke API tokens (only their BLAKE3 digest is stored).
     ///

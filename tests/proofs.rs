@@ -11,10 +11,14 @@ struct Ledger {
 
 impl Ledger {
     fn demo() -> Ledger {
+        Ledger::demo_seeded("1")
+    }
+
+    fn demo_seeded(seed: &str) -> Ledger {
         let ledger = Ledger {
             dir: tempfile::tempdir().unwrap(),
         };
-        ledger.ok(&["demo", "--machines", "1000"]);
+        ledger.ok(&["demo", "--machines", "1000", "--seed", seed]);
         ledger
     }
 
@@ -215,4 +219,81 @@ fn a_tampered_ledger_cannot_prove_against_an_earlier_checkpoint() {
         failed >= 1,
         "the altered record cannot be proven against the earlier checkpoint"
     );
+}
+
+/// Issue 13, finding 9: `verify-export` alone accepts a truncated export, an empty file and
+/// a log rewritten with recomputed hashes (each is consistent with itself). With a signed
+/// checkpoint and the verifier key, each of those fails, and the whole export passes.
+#[test]
+fn finding9_verify_export_against_a_checkpoint_catches_truncation_and_rewrites() {
+    let ledger = Ledger::demo();
+    let pubkey = ledger.ok(&["pubkey"]).trim().to_owned();
+    ledger.ok(&["checkpoint", "--size", "100", "--out", "cp.txt"]);
+    ledger.ok(&["export", "--out", "all.jsonl"]);
+    let all = std::fs::read_to_string(ledger.file("all.jsonl")).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    assert!(lines.len() > 100);
+    let check = |name: &str, text: &str| {
+        std::fs::write(ledger.file(name), text).unwrap();
+        let out = ledger.run(&[
+            "verify-export",
+            name,
+            "--checkpoint",
+            "cp.txt",
+            "--pubkey",
+            &pubkey,
+        ]);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap(), said)
+    };
+    let (code, said) = check("whole.jsonl", &all);
+    assert_eq!(code, 0, "{said}");
+    assert!(
+        said.contains("checkpoint ok: its first 100 records are the log keyledger/"),
+        "{said}"
+    );
+    // Exactly the checkpointed prefix is fine too; one line less is truncation.
+    let prefix = |n: usize| {
+        lines[..n]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    };
+    assert_eq!(check("exact.jsonl", &prefix(100)).0, 0);
+    let (code, said) = check("short.jsonl", &prefix(99));
+    assert_eq!(code, 1);
+    assert!(
+        said.contains(
+            "the export ends at seq 99 but the checkpoint covers 100 records: it is truncated"
+        ),
+        "{said}"
+    );
+    let (code, said) = check("empty.jsonl", "");
+    assert_eq!(code, 1);
+    assert!(said.contains("the export ends at seq 0"), "{said}");
+    // Another ledger's export is consistent with itself, and not this log.
+    let other = Ledger::demo_seeded("2");
+    other.ok(&["export", "--out", "other.jsonl"]);
+    let rewritten = std::fs::read_to_string(other.file("other.jsonl")).unwrap();
+    let (code, said) = check("rewritten.jsonl", &rewritten);
+    assert_eq!(code, 1);
+    assert!(said.contains("this is another log"), "{said}");
+    // Without the checkpoint the same truncated file passes: the gap this closes.
+    std::fs::write(ledger.file("short2.jsonl"), prefix(99)).unwrap();
+    assert!(ledger
+        .run(&["verify-export", "short2.jsonl"])
+        .status
+        .success());
+    // A checkpoint signed by another key is refused.
+    let wrong = other.ok(&["pubkey"]).trim().to_owned();
+    let out = ledger.run(&[
+        "verify-export",
+        "whole.jsonl",
+        "--checkpoint",
+        "cp.txt",
+        "--pubkey",
+        &wrong,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
 }

@@ -85,6 +85,47 @@ fn mth(leaves: &[Hash]) -> Hash {
     }
 }
 
+/// The RFC 6962 root of leaves appended one by one, in O(log n) memory: a stack of perfect
+/// subtrees, largest first, merged as a binary counter carries; the root folds them from
+/// the right, which is what the tree hash's split at the largest power of two below n gives.
+#[derive(Clone, Debug, Default)]
+pub struct RootAccumulator {
+    /// `(height, hash)` of each perfect subtree, heights strictly decreasing.
+    stack: Vec<(u32, Hash)>,
+    size: u64,
+}
+
+impl RootAccumulator {
+    pub fn push(&mut self, record: &[u8]) {
+        let mut node = (0u32, leaf_hash(record));
+        while let Some(&(height, left)) = self.stack.last() {
+            if height != node.0 {
+                break;
+            }
+            self.stack.pop();
+            node = (height + 1, node_hash(&left, &node.1));
+        }
+        self.stack.push(node);
+        self.size += 1;
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The tree hash of every leaf pushed so far.
+    pub fn root(&self) -> Hash {
+        let mut nodes = self.stack.iter().rev();
+        let Some(&(_, mut root)) = nodes.next() else {
+            return empty_root();
+        };
+        for (_, left) in nodes {
+            root = node_hash(left, &root);
+        }
+        root
+    }
+}
+
 /// The root of the first `size` leaves.
 pub fn root(source: &impl RangeHash, size: u64) -> Result<Hash, ProofError> {
     if size == 0 {

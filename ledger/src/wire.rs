@@ -40,9 +40,107 @@ pub fn parse_command(text: &str) -> Result<Command, InputError> {
             ),
         ));
     }
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| InputError::new(None, format!("not JSON: {e}")))?;
-    command_from_value(value)
+    command_from_value(parse_json(text.as_bytes())?)
+}
+
+/// Parses JSON text into a value, refusing an object that names a key twice (serde_json
+/// would keep the last silently: `{"limit": 1, "limit": 1000000}` must not be read either
+/// way). The error names the key.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, InputError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let Strict(value) = serde::Deserialize::deserialize(&mut deserializer).map_err(|e| {
+        let message = e.to_string();
+        match message.strip_prefix(DUPLICATE) {
+            Some(rest) => {
+                let key = rest.split('`').next().unwrap_or_default();
+                InputError::new(Some(key), format!("not JSON: {DUPLICATE}{rest}"))
+            }
+            None => InputError::new(None, format!("not JSON: {message}")),
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| InputError::new(None, format!("not JSON: {e}")))?;
+    Ok(value)
+}
+
+const DUPLICATE: &str = "duplicate key `";
+
+/// A JSON value read with duplicate object keys refused, at every depth.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Strict, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        serde::Deserialize::deserialize(d).map(|Strict(v)| v)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if fields.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "{DUPLICATE}{key}` in an object"
+                )));
+            }
+            let Strict(value) = map.next_value()?;
+            fields.insert(key, value);
+        }
+        Ok(Value::Object(fields))
+    }
 }
 
 /// Parses one command from a JSON value (one element of an HTTP array, say).

@@ -254,3 +254,17 @@ fn the_classic_forgeries_are_rejected() {
     let altered_root = root(&tree(&altered), n).unwrap();
     assert!(!verify_consistency(m, n, &root_m, &altered_root, &proof));
 }
+
+/// The streaming root (used by `verify-export --checkpoint`) equals the RFC's tree hash at
+/// every size, including 0.
+#[test]
+fn the_root_accumulator_matches_the_rfc_for_every_size_up_to_300() {
+    let d = records(300);
+    let mut acc = RootAccumulator::default();
+    assert_eq!(acc.root(), empty_root());
+    for n in 1..=300 {
+        acc.push(&d[n - 1]);
+        assert_eq!(acc.size(), n as u64);
+        assert_eq!(acc.root(), naive_mth(&d[..n]), "size {n}");
+    }
+}

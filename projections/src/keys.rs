@@ -68,12 +68,10 @@ pub fn export_keys(
             ExportScope::Product(product) => &key.product == product,
             ExportScope::All => true,
         };
-        let roles = p.roles.get(&(key.license_id.clone(), principal.clone()));
-        let visible = p.operators.contains(principal) || roles.is_some_and(|r| !r.is_empty());
-        if !in_scope || !visible {
+        if !in_scope || !p.may_read(principal, &key.license_id) {
             continue;
         }
-        let may_see = roles.is_some_and(|r| r.iter().any(|role| role.may_see_key_text()));
+        let may_see = may_see_text(p, principal, &key.license_id);
         let text = if may_see {
             secret(key_id, &key.fingerprint)?
         } else {

@@ -6,6 +6,7 @@
 //! (`report_time`) from the caller, never from a clock.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod fold;
 pub mod forecast;
 pub mod keys;

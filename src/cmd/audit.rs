@@ -113,15 +113,33 @@ pub fn export(data: &Path, out: &Path) -> Result<ExitCode> {
     }
 }
 
-pub fn verify_export(file: &Path) -> Result<ExitCode> {
+pub fn verify_export(file: &Path, checkpoint: Option<(&Path, &str)>) -> Result<ExitCode> {
     let input = File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
-    match log_export::verify_export(BufReader::new(input)) {
-        Ok(head) => {
+    let input = BufReader::new(input);
+    let checked = match checkpoint {
+        None => log_export::verify_export(input).map(|head| (head, None)),
+        Some((note, pubkey)) => {
+            let note = std::fs::read_to_string(note)
+                .with_context(|| format!("cannot read {}", note.display()))?;
+            log_export::verify_export_against(input, &note, pubkey)
+                .map(|checked| (checked.head, Some(checked.checkpoint)))
+        }
+    };
+    match checked {
+        Ok((head, checkpoint)) => {
             outln!(
                 "export ok: {} events; head hash {}",
                 head.seq,
                 hex::encode(head.hash)
             );
+            if let Some(cp) = checkpoint {
+                outln!(
+                    "checkpoint ok: its first {} records are the log {} signed at {}",
+                    cp.size,
+                    cp.origin,
+                    cp.time
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {

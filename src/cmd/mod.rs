@@ -41,7 +41,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => read::log(data, license_id.as_deref(), key, from, &format),
         Command::Verify => audit::verify(data),
         Command::Export { out } => audit::export(data, &out),
-        Command::VerifyExport { file } => audit::verify_export(&file),
+        Command::VerifyExport {
+            file,
+            checkpoint,
+            pubkey,
+        } => audit::verify_export(&file, checkpoint.as_deref().zip(pubkey.as_deref())),
         Command::ImportKeys {
             file,
             operator,
@@ -55,7 +59,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             pubkey,
             old_checkpoint,
         } => proofs::verify_proof(&file, &pubkey, old_checkpoint.as_deref()),
-        Command::Serve { listen } => crate::serve::run(data, &listen),
+        Command::Serve {
+            listen,
+            header_timeout,
+            idle_timeout,
+            max_connections,
+        } => {
+            let limits = crate::serve::connections::ConnectionLimits {
+                header_read_timeout: std::time::Duration::from_secs(header_timeout),
+                idle_timeout: std::time::Duration::from_secs(idle_timeout),
+                connections_max: max_connections as usize,
+            };
+            crate::serve::run(data, &listen, limits)
+        }
         Command::Token { action } => token(data, action),
         Command::Bench {
             target: Some(crate::cli::BenchTarget::Http(args)),
@@ -109,6 +125,12 @@ fn token(data: &std::path::Path, action: crate::cli::TokenAction) -> Result<Exit
     match action {
         crate::cli::TokenAction::Create { principal: name } => {
             let principal = principal(&name, "principal")?;
+            if keyledger_core::decide::is_activation_actor(&principal) {
+                anyhow::bail!(
+                    "--principal {principal}: names `activation-client` and `activation-client/…` \
+                     are kept for tokenless activations"
+                );
+            }
             let token = crate::serve::auth::create(&store, &principal)?;
             outln!("{token}");
             eprintln!("token for {principal} created; it is shown only this once");

@@ -10,9 +10,24 @@
 
 use keyledger_core::command::Activate;
 use keyledger_core::{Command, CommandBody, CommandId, Principal, Timestamp};
+use keyledger_ledger::wire::{command_from_value, parse_json, InputError};
+use serde_json::{json, Value};
 
 /// The actor of an activation that names none.
-pub const DEFAULT_ACTOR: &str = "activation-client";
+pub const DEFAULT_ACTOR: &str = keyledger_core::decide::ACTIVATION_ACTOR;
+
+/// The actor a tokenless activation is recorded with: `activation-client`, or
+/// `activation-client/<name>` when the body names its tool, so that no activation can read
+/// like a principal's action in the log (principals cannot take these names).
+pub fn activation_actor(named: Option<&str>) -> Result<Principal, String> {
+    let text = match named {
+        None => {
+            return Ok(Principal::new(DEFAULT_ACTOR).expect("the default actor is a valid name"))
+        }
+        Some(name) => format!("{DEFAULT_ACTOR}/{name}"),
+    };
+    Principal::new(&text).map_err(|e| format!("recorded as {DEFAULT_ACTOR}/<actor>, which {e}"))
+}
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,13 +35,57 @@ struct PlainActivation {
     #[serde(rename = "type", default)]
     kind: Option<String>,
     #[serde(default)]
-    actor: Option<Principal>,
+    actor: Option<String>,
     #[serde(default)]
     command_id: Option<CommandId>,
     product_key: keyledger_core::ProductKeyText,
     org: keyledger_core::OrgId,
     method: keyledger_core::ActivationMethod,
     machines: Vec<keyledger_core::MachineId>,
+}
+
+const ACTIVATION_TYPES: [&str; 4] = [
+    "activate",
+    "activate_kms_host",
+    "activate_kms_client",
+    "redeem_osa",
+];
+
+/// Any activation body, through the general command reader, which names what is wrong.
+pub fn general_activation(body: &[u8], at: Timestamp) -> Result<Command, InputError> {
+    let err = |field: Option<&str>, message: String| InputError {
+        field: field.map(str::to_owned),
+        message,
+    };
+    let Value::Object(mut fields) = parse_json(body)? else {
+        return Err(err(None, "an activation must be a JSON object".to_owned()));
+    };
+    if fields.contains_key("at") {
+        let why = "the server stamps `at`: a client's claimed time is not evidence";
+        return Err(err(Some("at"), why.to_owned()));
+    }
+    let kind = fields
+        .entry("type")
+        .or_insert_with(|| json!("activate"))
+        .clone();
+    if !kind.as_str().is_some_and(|k| ACTIVATION_TYPES.contains(&k)) {
+        let why = format!("{kind} is not an activation; use /v1/commands");
+        return Err(err(Some("type"), why));
+    }
+    let named = match fields.get("actor") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(name.as_str()),
+        Some(other) => {
+            return Err(err(
+                Some("actor"),
+                format!("expected a string, got {other}"),
+            ))
+        }
+    };
+    let actor = activation_actor(named).map_err(|why| err(Some("actor"), why))?;
+    fields.insert("actor".to_owned(), json!(actor.as_str()));
+    fields.insert("at".to_owned(), json!(at.to_string()));
+    command_from_value(Value::Object(fields))
 }
 
 /// The command a plain MAK activation body stands for, stamped `at`; `None` when the body
@@ -38,10 +97,7 @@ pub fn plain_activation(body: &[u8], at: Timestamp) -> Option<Command> {
     {
         return None;
     }
-    let actor = match plain.actor {
-        Some(actor) => actor,
-        None => Principal::new(DEFAULT_ACTOR).expect("the default actor is a valid name"),
-    };
+    let actor = activation_actor(plain.actor.as_deref()).ok()?;
     Some(Command {
         at,
         actor,
@@ -58,22 +114,9 @@ pub fn plain_activation(body: &[u8], at: Timestamp) -> Option<Command> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
 
-    /// What the general path makes of the same body (as the handler builds it).
     fn general(body: &Value, at: Timestamp) -> Option<Command> {
-        let Value::Object(mut fields) = body.clone() else {
-            return None;
-        };
-        if fields.contains_key("at") {
-            return None;
-        }
-        fields.entry("type").or_insert_with(|| json!("activate"));
-        fields
-            .entry("actor")
-            .or_insert_with(|| json!(DEFAULT_ACTOR));
-        fields.insert("at".to_owned(), json!(at.to_string()));
-        keyledger_ledger::wire::command_from_value(Value::Object(fields)).ok()
+        general_activation(body.to_string().as_bytes(), at).ok()
     }
 
     #[test]

@@ -7,7 +7,9 @@
 
 mod activation;
 pub mod auth;
+pub mod connections;
 mod metrics;
+mod middleware;
 mod routes;
 
 use crate::output::outln;
@@ -48,7 +50,7 @@ pub struct Shared {
     pub metrics: Arc<metrics::Metrics>,
 }
 
-pub fn run(data: &Path, listen: &str) -> Result<ExitCode> {
+pub fn run(data: &Path, listen: &str, limits: connections::ConnectionLimits) -> Result<ExitCode> {
     let addr: SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen:?}: expected IP:PORT"))?;
@@ -75,7 +77,7 @@ pub fn run(data: &Path, listen: &str) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(app, addr))?;
+    runtime.block_on(serve(app, addr, limits))?;
     drop(runtime);
     // Every handler's clone of the writer handle is gone with the runtime: the writer drains.
     let stopped = writer.stop().err();
@@ -95,7 +97,7 @@ pub fn run(data: &Path, listen: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(app: App, addr: SocketAddr) -> Result<()> {
+async fn serve(app: App, addr: SocketAddr, limits: connections::ConnectionLimits) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -105,9 +107,7 @@ async fn serve(app: App, addr: SocketAddr) -> Result<()> {
     use std::io::Write;
     std::io::stdout().flush()?;
     eprintln!("keyledger: serving {} on http://{bound}", app.store.label());
-    axum::serve(listener, routes::router(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    connections::serve(listener, routes::router(app), limits, shutdown_signal()).await;
     Ok(())
 }
 

@@ -21,8 +21,10 @@ use keyledger_projections::keys::{export_keys, ExportScope};
 use keyledger_projections::{license_report, Format};
 use serde_json::{json, Map, Value};
 
+use super::middleware::{self, reply};
 use super::{auth, App, BODY_BYTES_MAX};
 use crate::view::{checked_secrets, now_at_least, parse_time, projections, wall_clock, Until};
+use axum::middleware::from_fn;
 use keyledger_ledger::Store;
 use std::sync::Arc;
 
@@ -42,37 +44,13 @@ pub fn router(app: App) -> Router {
         .route("/v1/proofs/consistency", get(consistency_proof))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .layer(axum::middleware::from_fn(reject_declared_oversize))
+        .layer(from_fn(middleware::reject_declared_oversize))
+        .layer(from_fn(middleware::require_json_body))
+        .layer(from_fn(middleware::single_authorization))
+        .layer(from_fn(middleware::json_errors))
         .with_state(app)
-}
-
-/// A body whose declared length is over the limit is refused before a byte of it is read
-/// (the body limit above still bounds bodies sent without a length).
-async fn reject_declared_oversize(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(bytes) if bytes > BODY_BYTES_MAX as u64 => reply(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Answer::error(
-                "too_large",
-                format!("a body of {bytes} bytes; at most {BODY_BYTES_MAX} are accepted"),
-            ),
-        ),
-        _ => next.run(request).await,
-    }
-}
-
-/// An error answer with its HTTP status.
-fn reply(status: StatusCode, answer: Answer) -> Response {
-    (status, Json(answer)).into_response()
 }
 
 fn malformed(err: &InputError) -> Response {
@@ -116,8 +94,7 @@ fn writer_error(err: Error) -> Response {
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| malformed(&input_error(None, format!("not JSON: {e}"))))
+    keyledger_ledger::wire::parse_json(body).map_err(|e| malformed(&e))
 }
 
 fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
@@ -142,20 +119,13 @@ fn forbidden(rule: &str, message: String) -> Response {
     reply(StatusCode::FORBIDDEN, answer)
 }
 
-const ACTIVATION_TYPES: [&str; 4] = [
-    "activate",
-    "activate_kms_host",
-    "activate_kms_client",
-    "redeem_osa",
-];
-
 /// `POST /v1/activations`: authorised by the key text presented; `at` is the server's.
 async fn activations(State(app): State<App>, body: Bytes) -> Response {
     let command = match super::activation::plain_activation(&body, wall_clock()) {
         Some(command) => command,
-        None => match general_activation(&body) {
+        None => match super::activation::general_activation(&body, wall_clock()) {
             Ok(command) => command,
-            Err(response) => return response,
+            Err(err) => return malformed(&err),
         },
     };
     app.metrics.queue_depth.set(app.writer.queue_depth() as i64);
@@ -163,38 +133,6 @@ async fn activations(State(app): State<App>, body: Bytes) -> Response {
         Ok(mut answers) => answered(&app, answers.remove(0)),
         Err(err) => writer_error(err),
     }
-}
-
-/// Any activation body, through the general command reader (which names what is wrong).
-fn general_activation(body: &Bytes) -> Result<Command, Response> {
-    let value = parse_body(body)?;
-    let Value::Object(mut fields) = value else {
-        return Err(malformed(&input_error(
-            None,
-            "an activation must be a JSON object",
-        )));
-    };
-    if fields.contains_key("at") {
-        return Err(malformed(&input_error(
-            Some("at"),
-            "the server stamps `at`: a client's claimed time is not evidence",
-        )));
-    }
-    let kind = fields
-        .entry("type")
-        .or_insert_with(|| json!("activate"))
-        .clone();
-    if !kind.as_str().is_some_and(|k| ACTIVATION_TYPES.contains(&k)) {
-        return Err(malformed(&input_error(
-            Some("type"),
-            format!("{kind} is not an activation; use /v1/commands"),
-        )));
-    }
-    fields
-        .entry("actor")
-        .or_insert_with(|| json!(super::activation::DEFAULT_ACTOR));
-    fields.insert("at".to_owned(), json!(wall_clock().to_string()));
-    command_from_value(Value::Object(fields)).map_err(|err| malformed(&err))
 }
 
 fn answered(app: &App, answer: Answer) -> Response {
@@ -274,14 +212,10 @@ async fn commands(
 
 /// Operators see every license ID; others those they hold a role on.
 fn may_read(app: &App, principal: &Principal, license: &LicenseId) -> bool {
-    let p = app
-        .projections
+    app.projections
         .read()
-        .expect("no writer panics holding the lock");
-    p.operators.contains(principal)
-        || p.roles
-            .get(&(license.clone(), principal.clone()))
-            .is_some_and(|r| !r.is_empty())
+        .expect("no writer panics holding the lock")
+        .may_read(principal, license)
 }
 
 /// `GET /v1/license-ids/{id}/report[?as_of=T&format=json|tsv|table]`.
@@ -672,12 +606,30 @@ fn proof_bounds(
     Ok((number(q, first, None)?, number(q, second, Some(head))?))
 }
 
-/// `GET /v1/proofs/inclusion?seq=N[&size=M]`: token required (the proof carries the record).
+/// `GET /v1/proofs/inclusion?seq=N[&size=M]`: the proof carries the record, so the caller
+/// must be allowed to read that event, as in `/v1/log` (issue 13, finding 4).
 async fn inclusion_proof(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    let principal = match authenticate(&app, &headers) {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    if let Ok(seq) = number(&q, "seq", None) {
+        let readable = app
+            .projections
+            .read()
+            .expect("no writer panics holding the lock")
+            .may_read_seq(&principal, seq);
+        if !readable {
+            return forbidden(
+                "R1",
+                format!("{principal} may not read seq {seq}: it is in no license ID's history they hold a role on"),
+            );
+        }
+    }
     let prove: Prove = keyledger_ledger::proof::prove_inclusion;
     proof_response(&app, &headers, &q, ["seq", "size"], prove).await
 }

@@ -1,7 +1,9 @@
 //! Licensor-side registrations: operators, orgs, license IDs, products, purchases, roles.
 //! All of them need an operator (R3).
 
-use super::{combined, count, license, optional_text, product, require_operator, text};
+use super::{
+    combined, count, license, optional_text, principal_name, product, require_operator, text,
+};
 use crate::catalog::Program;
 use crate::command::{
     AddOperator, AssignRole, RecordPurchase, RegisterLicenseId, RegisterOrg, RegisterProduct,
@@ -25,6 +27,7 @@ pub(super) fn add_operator(
             "init: the first operator must add itself (actor == principal)".to_owned(),
         ));
     }
+    principal_name(&c.principal)?;
     if state.is_operator(&c.principal) {
         return Err(Refusal::AlreadyExists(format!("operator {}", c.principal)));
     }
@@ -146,6 +149,7 @@ pub(super) fn assign_role(
 ) -> Result<Vec<EventBody>, Refusal> {
     require_operator(state, actor, "R3")?;
     license(state, &c.license_id)?;
+    principal_name(&c.principal)?;
     if state.has_role(&c.principal, &c.license_id, c.role) {
         return Err(Refusal::AlreadyExists(format!(
             "role {} of {} on license ID {}",

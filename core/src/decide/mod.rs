@@ -27,6 +27,31 @@ pub const DISCLOSED_KEYS_MAX: usize = 100_000;
 /// A billion is far above any volume-license agreement and far below where `u64` (or the
 /// `u32` of KMS counts) could wrap, so no sum of counts the ledger accepts can overflow.
 pub const COUNT_MAX: u64 = 1_000_000_000;
+/// The actor of tokenless activations, and the prefix (`activation-client/<name>`) of those
+/// that name their tool: no principal may be called so, so an activation's actor can never
+/// read like a principal's action in the log.
+pub const ACTIVATION_ACTOR: &str = "activation-client";
+
+/// Whether `principal` is an activation actor's name, reserved for tokenless activations.
+pub fn is_activation_actor(principal: &Principal) -> bool {
+    let name = principal.as_str();
+    name == ACTIVATION_ACTOR
+        || name
+            .strip_prefix(ACTIVATION_ACTOR)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// A principal a licensor command names must not be an activation actor's name.
+fn principal_name(principal: &Principal) -> Result<(), Refusal> {
+    if is_activation_actor(principal) {
+        return Err(Refusal::Invalid(format!(
+            "principal {principal}: names `{ACTIVATION_ACTOR}` and `{ACTIVATION_ACTOR}/…` are \
+             kept for tokenless activations"
+        )));
+    }
+    Ok(())
+}
+
 /// R13 defaults for a KMS host key.
 pub const KMS_HOSTS_DEFAULT: u32 = 6;
 pub const KMS_ACTIVATIONS_PER_HOST_DEFAULT: u32 = 10;

@@ -1,0 +1,35 @@
+//! Who may read what (R1, R3): the one read-authorization rule of reports, key exports, the
+//! log and the proofs that carry its records. Operators read everything; anyone else reads
+//! the license IDs they hold a role on, and the events in those license IDs' history.
+
+use keyledger_core::{LicenseId, Principal};
+
+use crate::model::Projections;
+
+impl Projections {
+    /// Whether `principal` may read `license_id`'s report, keys (masked without the role
+    /// R1 asks for) and history.
+    pub fn may_read(&self, principal: &Principal, license_id: &LicenseId) -> bool {
+        self.operators.contains(principal)
+            || self
+                .roles
+                .get(&(license_id.clone(), principal.clone()))
+                .is_some_and(|roles| !roles.is_empty())
+    }
+
+    /// Whether `principal` may read the event at `seq` (the log page or the inclusion proof
+    /// that carries it): operators any; others one in the history of a license ID they may
+    /// read. Events about no license ID (operators, orgs, products) are the operators' alone.
+    pub fn may_read_seq(&self, principal: &Principal, seq: u64) -> bool {
+        if self.operators.contains(principal) {
+            return true;
+        }
+        self.roles
+            .iter()
+            .filter(|((_, holder), roles)| holder == principal && !roles.is_empty())
+            .any(|((license_id, _), _)| {
+                self.license_history(license_id)
+                    .is_some_and(|history| history.binary_search(&seq).is_ok())
+            })
+    }
+}
