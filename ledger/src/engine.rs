@@ -98,6 +98,8 @@ pub struct Engine {
     /// the store, fold the state again) at most once per [`RECOVERY_INTERVAL`].
     poisoned: Option<String>,
     next_recovery: std::time::Instant,
+    /// The last commit failed (the health report says so until one succeeds).
+    commit_failed: bool,
     /// Where the writer's health is reported (`/healthz`).
     health: crate::health::Health,
     /// Told about every committed batch, when set.
@@ -181,6 +183,7 @@ impl Engine {
             limits,
             poisoned: None,
             next_recovery: std::time::Instant::now(),
+            commit_failed: false,
             health: Default::default(),
             listener: None,
             frontier,
@@ -335,8 +338,18 @@ impl Engine {
             self.inflight.remove(id);
         }
         if let Err(err) = outcome {
+            self.commit_failed = true;
             self.rebuild_after_failed_commit();
+            if self.poisoned.is_none() {
+                // Recovered, but nothing says the next commit will do better (a disk still
+                // full): health stays degraded until one succeeds.
+                let why = format!("the last commit failed: {err}");
+                self.health.set_degraded(Some(why));
+            }
             return Err(err.to_string());
+        }
+        if std::mem::take(&mut self.commit_failed) {
+            self.health.set_degraded(None);
         }
         if let (Some(listener), Some(events)) = (&self.listener, prepared.events) {
             let committed = Committed {

@@ -27,7 +27,7 @@ fn emit(text: &str, out: Option<&Path>) -> Result<()> {
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
         }
         None => {
-            crate::output::text(&text)?;
+            crate::output::text(text)?;
             Ok(())
         }
     }

@@ -1,0 +1,259 @@
+//! The real service under test: a ledger set up through the real binary, then `keyledger
+//! serve` on an ephemeral loopback port, driven by a real HTTP client. Shared by the HTTP
+//! test binaries.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+pub const AT: &str = "2026-02-01T10:00:00Z";
+pub const MAK: &str = "BCDFG-HJKMP-QRTVW-XY234-6789B";
+pub const KMS: &str = "CDFGH-JKMPQ-RTVWX-Y2346-789BC";
+
+pub fn keyledger(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyledger"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub data: PathBuf,
+    /// Reads the server's stderr to its end (the server's exit closes it).
+    stderr: Option<std::thread::JoinHandle<String>>,
+    pub dir: tempfile::TempDir,
+    agent: ureq::Agent,
+    tokens: std::collections::HashMap<&'static str, String>,
+}
+
+impl Server {
+    /// A ledger with a MAK of `limit`, a KMS host key, roles, tokens; then `serve`.
+    pub fn start(limit: u64) -> Server {
+        Server::start_with(limit, &[])
+    }
+
+    /// [`Server::start`] with more `serve` flags.
+    pub fn start_with(limit: u64, serve_args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("ledger.redb");
+        Server::start_at(dir, data, limit, serve_args)
+    }
+
+    /// [`Server::start_with`] with the ledger file at `data` (on a small file system, say).
+    pub fn start_at(
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        limit: u64,
+        serve_args: &[&str],
+    ) -> Server {
+        keyledger(
+            &data,
+            &["init", "--operator", "olga", "--at", "2026-01-01T00:00:00Z"],
+        );
+        let lines = [
+            json!({"type": "register_org", "at": AT, "actor": "olga", "org": "contoso", "name": "Contoso"}),
+            json!({"type": "register_license_id", "at": AT, "actor": "olga", "license_id": "V100", "org": "contoso",
+                   "program": "select", "agreement_number": "S-1"}),
+            json!({"type": "register_product", "at": AT, "actor": "olga", "product": "win11-pro", "name": "Windows 11 Pro",
+                   "family": "windows_client", "version": "11", "edition": "pro", "key_requirement": "vl_key"}),
+            json!({"type": "issue_key", "at": AT, "actor": "olga", "license_id": "V100", "product": "win11-pro",
+                   "kind": "mak", "limit": limit, "product_key": MAK}),
+            json!({"type": "issue_key", "at": AT, "actor": "olga", "license_id": "V100", "product": "win11-pro",
+                   "kind": "kms_host", "product_key": KMS}),
+            json!({"type": "assign_role", "at": AT, "actor": "olga", "principal": "rita", "license_id": "V100", "role": "product_key_reader"}),
+            json!({"type": "assign_role", "at": AT, "actor": "olga", "principal": "vic", "license_id": "V100", "role": "key_viewer"}),
+        ];
+        let file = dir.path().join("setup.jsonl");
+        std::fs::write(
+            &file,
+            lines
+                .iter()
+                .map(|l| l.to_string() + "\n")
+                .collect::<String>(),
+        )
+        .unwrap();
+        keyledger(&data, &["apply", file.to_str().unwrap()]);
+        let mut tokens = std::collections::HashMap::new();
+        for who in ["olga", "rita", "vic", "gone", "nobody"] {
+            tokens.insert(
+                who,
+                keyledger(&data, &["token", "create", "--principal", who])
+                    .trim()
+                    .to_owned(),
+            );
+        }
+        keyledger(&data, &["token", "revoke", "--principal", "gone"]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keyledger"))
+            .arg("--data")
+            .arg(&data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(serve_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("the server prints its address")
+            .to_owned();
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = Some(std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        }));
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Server {
+            child: Some(child),
+            url,
+            data,
+            stderr,
+            dir,
+            agent,
+            tokens,
+        }
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+        let mut request = self
+            .agent
+            .post(format!("{}{path}", self.url))
+            .content_type("application/json");
+        if let Some(who) = token {
+            request = request.header("Authorization", format!("Bearer {}", self.token(who)));
+        }
+        let mut response = request.send(body).unwrap();
+        (
+            response.status().as_u16(),
+            response.body_mut().read_to_string().unwrap(),
+        )
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut request = self.agent.get(format!("{}{path}", self.url));
+        if let Some(who) = token {
+            request = request.header("Authorization", format!("Bearer {}", self.token(who)));
+        }
+        let mut response = request.call().unwrap();
+        (
+            response.status().as_u16(),
+            response.body_mut().read_to_string().unwrap(),
+        )
+    }
+
+    /// Announces a body of `bytes` and sends none: the server must refuse it from the
+    /// header alone (sending it would race the server's early answer).
+    pub fn status_of_oversized_post(&self, path: &str, bytes: usize) -> u16 {
+        use std::io::Write;
+        let address = self.url.strip_prefix("http://").unwrap();
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(stream, "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {bytes}\r\n\r\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// A GET with a raw bearer token (one created outside the fixture's principals).
+    pub fn get_with_token(&self, path: &str, token: &str) -> (u16, String) {
+        let mut response = self
+            .agent
+            .get(format!("{}{path}", self.url))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.body_mut().read_to_string().unwrap(),
+        )
+    }
+
+    /// The server's `host:port`.
+    pub fn address(&self) -> &str {
+        self.url.strip_prefix("http://").unwrap()
+    }
+
+    /// Sends raw bytes on a new connection and reads until the server closes it or 10 s
+    /// pass; returns the status and the body of the first response.
+    pub fn raw(&self, request: &[u8]) -> (u16, String) {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(self.address()).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        let mut text = Vec::new();
+        let _ = stream.read_to_end(&mut text);
+        let text = String::from_utf8_lossy(&text).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned();
+        (status, body)
+    }
+
+    pub fn token(&self, who: &str) -> String {
+        self.tokens
+            .get(who)
+            .cloned()
+            .unwrap_or_else(|| who.to_owned())
+    }
+
+    pub fn seq(&self) -> u64 {
+        let (_, body) = self.get("/healthz", None);
+        serde_json::from_str::<Value>(&body).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// SIGTERM, wait for a clean exit, and return what the server wrote to stderr.
+    pub fn stop(&mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "the server exits 0 on SIGTERM");
+        self.stderr.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn activation(machine: &str) -> String {
+    json!({"product_key": MAK, "org": "contoso", "method": "online", "machines": [machine]})
+        .to_string()
+}
