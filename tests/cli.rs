@@ -720,3 +720,19 @@ fn finding8_timestamps_outside_years_0000_to_9999_are_malformed() {
     assert_eq!(answer["code"], "malformed");
     assert_eq!(answer["field"], "at");
 }
+
+/// Issue 13, finding 9: the ledger file holds key text, so it is created 0600, like the
+/// signing key beside it.
+#[test]
+fn finding9_the_ledger_file_is_created_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let ledger = initialized();
+    for path in [ledger.path(), ledger.file("ledger.redb.ed25519")] {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+    }
+    let demo = Ledger::new();
+    demo.ok(&["demo", "--machines", "10"]);
+    let mode = std::fs::metadata(demo.path()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
