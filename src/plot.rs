@@ -78,7 +78,7 @@ pub fn forecast(path: &Path, p: &Projections, forecasts: &[Forecast], at: Timest
     let today = at.unix_day();
     let first = shown
         .iter()
-        .filter_map(|f| p.keys.get(&keyledger_core::KeyId(f.key_id)))
+        .filter_map(|f| p.books.keys.get(keyledger_core::KeyId(f.key_id)))
         .filter_map(|k| k.daily.keys().next().copied())
         .min()
         .unwrap_or(today)
@@ -117,7 +117,7 @@ pub fn forecast(path: &Path, p: &Projections, forecasts: &[Forecast], at: Timest
         .map_err(err)?;
     for (i, f) in shown.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let Some(key) = p.keys.get(&keyledger_core::KeyId(f.key_id)) else {
+        let Some(key) = p.books.keys.get(keyledger_core::KeyId(f.key_id)) else {
             continue;
         };
         let mut used = 0u64;

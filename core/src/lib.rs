@@ -10,6 +10,7 @@
 //! Rule ids (R1..R24) refer to `DOMAIN.md`; the code and the tests cite them.
 #![forbid(unsafe_code)]
 
+pub mod books;
 pub mod catalog;
 pub mod command;
 pub mod decide;

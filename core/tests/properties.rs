@@ -163,9 +163,9 @@ impl World {
         let k = self.h.key(*id).clone();
         let body = CommandBody::RequestMakIncrease(RequestMakIncrease {
             request_id: RequestId::new(format!("rq-{}", self.requests)).unwrap(),
-            license_id: k.license_id,
+            license_id: k.license_id.clone(),
             authorization_number: None,
-            product: k.product,
+            product: k.product.clone(),
             key_last5: text.last5(),
             activations_needed: u64::from(amount),
             justification: "growth".into(),

@@ -6,7 +6,7 @@ mod harness;
 
 use harness::*;
 use keyledger_core::command::*;
-use keyledger_core::state::RequestOutcome;
+use keyledger_core::state::{Decision, RequestOutcome};
 use keyledger_core::*;
 
 const READER: &str = "rita-reader";
@@ -983,12 +983,13 @@ fn r19_a_denial_keeps_the_limit_and_records_the_reason() {
     let request = h.state.request(&RequestId::new("rq-1").unwrap()).unwrap();
     assert_eq!(
         request.decision,
-        Some((
-            RequestOutcome::Denied {
+        Some(Decision {
+            outcome: RequestOutcome::Denied {
                 reason: "no purchase backs it".into()
             },
-            principal(OPERATOR)
-        ))
+            by: principal(OPERATOR),
+            at: h.now,
+        })
     );
 }
 

@@ -10,8 +10,9 @@ impl Projections {
     /// Whether `principal` may read `license_id`'s report, keys (masked without the role
     /// R1 asks for) and history.
     pub fn may_read(&self, principal: &Principal, license_id: &LicenseId) -> bool {
-        self.operators.contains(principal)
+        self.books.operators.contains(principal)
             || self
+                .books
                 .roles
                 .get(&(license_id.clone(), principal.clone()))
                 .is_some_and(|roles| !roles.is_empty())
@@ -21,10 +22,11 @@ impl Projections {
     /// that carries it): operators any; others one in the history of a license ID they may
     /// read. Events about no license ID (operators, orgs, products) are the operators' alone.
     pub fn may_read_seq(&self, principal: &Principal, seq: u64) -> bool {
-        if self.operators.contains(principal) {
+        if self.books.operators.contains(principal) {
             return true;
         }
-        self.roles
+        self.books
+            .roles
             .iter()
             .filter(|((_, holder), roles)| holder == principal && !roles.is_empty())
             .any(|((license_id, _), _)| {

@@ -62,6 +62,7 @@ pub fn forecasts(
     window_days: u32,
 ) -> Vec<Forecast> {
     let mut all: Vec<Forecast> = p
+        .books
         .keys
         .iter()
         .filter(|(_, k)| k.kind.is_mak())

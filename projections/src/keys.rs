@@ -62,7 +62,7 @@ pub fn export_keys(
     out.write_record(EXPORT_COLUMNS).expect("writes to memory");
     let mut disclosed = Vec::new();
     let mut rows = 0;
-    for (key_id, key) in p.keys.iter() {
+    for (key_id, key) in p.books.keys.iter() {
         let in_scope = match scope {
             ExportScope::LicenseIds(ids) => ids.contains(&key.license_id),
             ExportScope::Product(product) => &key.product == product,
@@ -80,12 +80,12 @@ pub fn export_keys(
         if text.is_some() {
             disclosed.push(key_id);
         }
-        let license = &p.licenses[&key.license_id];
+        let license = &p.books.licenses[&key.license_id];
         out.write_record([
             key.license_id.as_str(),
-            license.record.program.as_str(),
-            &p.orgs[&license.record.org].name,
-            &p.products[&key.product].name,
+            license.program.as_str(),
+            &p.books.orgs[&license.org].name,
+            &p.books.products[&key.product].name,
             &text.unwrap_or_else(|| key.last5.masked()),
             key.kind.as_str(),
             &key.used_of_total(),
@@ -103,7 +103,8 @@ pub fn export_keys(
 
 /// Whether `principal` may see key text on `license_id` (R1).
 pub fn may_see_text(p: &Projections, principal: &Principal, license_id: &LicenseId) -> bool {
-    p.roles
+    p.books
+        .roles
         .get(&(license_id.clone(), principal.clone()))
         .is_some_and(|roles| roles.iter().any(|r: &Role| r.may_see_key_text()))
 }

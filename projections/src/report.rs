@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use keyledger_core::event::CoveragePhase;
 use keyledger_core::rights::{self, Catalog};
-use keyledger_core::state::KMS_CONTACT_WINDOW;
+use keyledger_core::state::RequestOutcome;
 use keyledger_core::{
     ClientFamily, KeyId, KeyKind, KeyRequirement, KmsRequestReason, LicenseId, Program, Role,
     Timestamp,
@@ -168,8 +168,8 @@ pub fn license_report(
     license_id: &LicenseId,
     at: Timestamp,
 ) -> Option<LicenseReport> {
-    let license = p.licenses.get(license_id)?;
-    let record = &license.record;
+    let license = p.license_views.get(license_id)?;
+    let record = &p.books.licenses[license_id];
     let keys: Vec<KeyRow> = license.keys.iter().map(|id| key_row(p, *id, at)).collect();
     Some(LicenseReport {
         license_id: license_id.to_string(),
@@ -181,9 +181,7 @@ pub fn license_report(
         authorization_number: record.authorization_number.clone(),
         purchase_account: record.purchase_account.clone(),
         rds_activation_number: record.license_server_number().to_owned(),
-        purchases: license
-            .purchases
-            .iter()
+        purchases: purchases(p, license_id)
             .map(|(product, quantity)| PurchaseRow {
                 product: product.to_string(),
                 quantity: *quantity,
@@ -199,7 +197,7 @@ pub fn license_report(
             .esu_orders
             .iter()
             .map(|id| {
-                let order = &p.esu_orders[id];
+                let order = &p.books.esu_orders[id];
                 EsuOrderRow {
                     order_id: id.to_string(),
                     product: order.product.to_string(),
@@ -210,6 +208,7 @@ pub fn license_report(
             })
             .collect(),
         roles: p
+            .books
             .roles
             .range((license_id.clone(), min_principal())..)
             .take_while(|((l, _), _)| l == license_id)
@@ -228,7 +227,7 @@ pub fn license_report(
                 roles,
             })
             .collect(),
-        rights: rights_rows(p, license_id, license),
+        rights: rights_rows(p, license_id, license, record),
         keys,
         note: ACTIVATION_NOTE,
     })
@@ -262,20 +261,21 @@ fn min_principal() -> keyledger_core::Principal {
 
 fn org_row(p: &Projections, org: &keyledger_core::OrgId) -> OrgRow {
     let mut chain = Vec::new();
-    let mut next = p.orgs[org].parent.clone();
+    let orgs = &p.books.orgs;
+    let mut next = orgs[org].parent.clone();
     while let Some(parent) = next {
-        next = p.orgs[&parent].parent.clone();
+        next = orgs[&parent].parent.clone();
         chain.push(parent.to_string());
     }
     OrgRow {
         org: org.to_string(),
-        name: p.orgs[org].name.clone(),
+        name: orgs[org].name.clone(),
         parent_chain: chain,
     }
 }
 
 fn key_row(p: &Projections, id: KeyId, at: Timestamp) -> KeyRow {
-    let key = &p.keys[&id];
+    let key = &p.books.keys[id];
     let forecast = key
         .kind
         .is_mak()
@@ -288,7 +288,7 @@ fn key_row(p: &Projections, id: KeyId, at: Timestamp) -> KeyRow {
         limit: key.limit,
         granted: key.granted,
         total: key.total(),
-        used: key.used,
+        used: key.used(),
         remaining: key.remaining(),
         purchased: p.purchased(&key.license_id, &key.product),
         blocked: key.blocked,
@@ -297,10 +297,7 @@ fn key_row(p: &Projections, id: KeyId, at: Timestamp) -> KeyRow {
         coverage_start: key.coverage.map(|c| c.start),
         coverage_end: key.coverage.map(|c| c.end),
         kms_hosts: key.kms.as_ref().map(|k| k.hosts.len() as u64),
-        kms_hosts_limit: key
-            .kms
-            .as_ref()
-            .map(|k| u64::from(k.hosts_max).saturating_add(k.hosts_granted)),
+        kms_hosts_limit: key.kms.as_ref().map(|k| k.hosts_limit()),
         refusals: key
             .refusals
             .iter()
@@ -311,30 +308,38 @@ fn key_row(p: &Projections, id: KeyId, at: Timestamp) -> KeyRow {
     }
 }
 
-/// R14: distinct clients whose last contact lies in the 30 days before `at`.
-pub fn contacts_at(contacts: &BTreeMap<keyledger_core::ClientId, Timestamp>, at: Timestamp) -> u64 {
-    let cutoff = at.minus(KMS_CONTACT_WINDOW);
-    contacts
-        .values()
-        .filter(|seen| **seen > cutoff && **seen <= at)
-        .count() as u64
+/// R7/R24: the units of each product bought under `license_id`, in product order.
+fn purchases<'p>(
+    p: &'p Projections,
+    license_id: &'p LicenseId,
+) -> impl Iterator<Item = (&'p keyledger_core::ProductId, &'p u64)> + 'p {
+    p.books
+        .purchases
+        .range((license_id.clone(), min_product())..)
+        .take_while(move |((l, _), _)| l == license_id)
+        .map(|((_, product), quantity)| (product, quantity))
+}
+
+fn min_product() -> keyledger_core::ProductId {
+    keyledger_core::ProductId::new("\u{20}").expect("a space is a valid, minimal id")
 }
 
 fn kms_host_rows(p: &Projections, license: &LicenseView, at: Timestamp) -> Vec<KmsHostRow> {
     let mut rows = Vec::new();
     for key_id in &license.keys {
-        let Some(kms) = &p.keys[key_id].kms else {
+        let Some(kms) = &p.books.keys[*key_id].kms else {
             continue;
         };
         for (host, activations) in &kms.hosts {
-            let view = &p.kms_hosts[host];
+            let view = &p.books.kms_hosts[host];
             let line = if view.office_key == Some(*key_id) {
                 "office"
             } else {
                 "windows"
             };
-            let windows_count = contacts_at(&view.windows_contacts, at);
-            let office_count = contacts_at(&view.office_contacts, at);
+            // The same window decisions count with (R14).
+            let windows_count = u64::from(view.windows.count_at(at));
+            let office_count = u64::from(view.office.count_at(at));
             rows.push(KmsHostRow {
                 host: host.to_string(),
                 key_id: key_id.0,
@@ -355,7 +360,7 @@ fn kms_host_rows(p: &Projections, license: &LicenseView, at: Timestamp) -> Vec<K
 }
 
 fn request_row(p: &Projections, id: &keyledger_core::RequestId) -> RequestRow {
-    let request = &p.requests[id];
+    let request = &p.books.requests[id];
     let (kind, key_id, needed) = match &request.kind {
         keyledger_core::state::RequestKind::MakIncrease {
             key_id,
@@ -374,29 +379,12 @@ fn request_row(p: &Projections, id: &keyledger_core::RequestId) -> RequestRow {
             u64::from(*host_activations_needed),
         ),
     };
-    let (outcome, amount, reason, decided) = match &request.outcome {
-        Outcome::Pending => ("pending", None, None, None),
-        Outcome::Granted {
-            amount,
-            decided_by,
-            decided_at,
-        } => (
-            "granted",
-            Some(*amount),
-            None,
-            Some((decided_by, decided_at)),
-        ),
-        Outcome::Denied {
-            reason,
-            decided_by,
-            decided_at,
-        } => (
-            "denied",
-            None,
-            Some(reason.clone()),
-            Some((decided_by, decided_at)),
-        ),
+    let (outcome, amount, reason) = match request.decision.as_ref().map(|d| &d.outcome) {
+        None => ("pending", None, None),
+        Some(RequestOutcome::Granted { amount }) => ("granted", Some(*amount), None),
+        Some(RequestOutcome::Denied { reason }) => ("denied", None, Some(reason.clone())),
     };
+    let decided = request.decision.as_ref().map(|d| (&d.by, &d.at));
     RequestRow {
         request_id: id.to_string(),
         kind,
@@ -414,34 +402,36 @@ fn request_row(p: &Projections, id: &keyledger_core::RequestId) -> RequestRow {
     }
 }
 
-fn rights_rows(p: &Projections, license_id: &LicenseId, license: &LicenseView) -> Vec<RightsRow> {
-    let mut products: Vec<&keyledger_core::ProductId> = license
-        .purchases
-        .keys()
-        .chain(license.keys.iter().map(|id| &p.keys[id].product))
+fn rights_rows(
+    p: &Projections,
+    license_id: &LicenseId,
+    license: &LicenseView,
+    record: &keyledger_core::state::LicenseRecord,
+) -> Vec<RightsRow> {
+    let mut products: Vec<&keyledger_core::ProductId> = purchases(p, license_id)
+        .map(|(product, _)| product)
+        .chain(license.keys.iter().map(|id| &p.books.keys[*id].product))
         .collect();
     products.sort();
     products.dedup();
     products
         .into_iter()
         .map(|id| {
-            let product = &p.products[id];
+            let product = &p.books.products[id];
             let reimage = rights::reimage(p, license_id, id);
             RightsRow {
                 product: id.to_string(),
                 name: product.name.clone(),
                 purchased: p.purchased(license_id, id),
                 key_requirement: product.key_requirement,
-                key_note: key_note(product, &license.record),
+                key_note: key_note(product, record),
                 downgrade_to: rights::downgrade_targets(p, id)
                     .iter()
                     .map(|t| t.to_string())
                     .collect(),
                 reimage_eligible: reimage.eligible,
                 reimage_reason: reimage.reason,
-                training_backup_evaluation: rights::training_backup_evaluation(
-                    license.record.program,
-                ),
+                training_backup_evaluation: rights::training_backup_evaluation(record.program),
             }
         })
         .collect()

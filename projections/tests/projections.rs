@@ -9,7 +9,6 @@ mod harness;
 use harness::*;
 use keyledger_core::event::CoveragePhase;
 use keyledger_core::*;
-use keyledger_projections::report::contacts_at;
 use keyledger_projections::{license_report, snapshot, Projections};
 use proptest::prelude::*;
 
@@ -176,15 +175,9 @@ fn r14_a_kms_client_contact_expires_30_days_after_it_was_made() {
         );
     }
     let p = fold(&h.events);
-    let host = &p.kms_hosts[&HostId::new("h1").unwrap()];
-    assert_eq!(
-        contacts_at(&host.windows_contacts, ts("2026-02-09T11:59:59Z")),
-        5
-    );
-    assert_eq!(
-        contacts_at(&host.windows_contacts, ts("2026-02-09T12:00:00Z")),
-        0
-    );
+    let host = &p.books.kms_hosts[&HostId::new("h1").unwrap()];
+    assert_eq!(host.windows.count_at(ts("2026-02-09T11:59:59Z")), 5);
+    assert_eq!(host.windows.count_at(ts("2026-02-09T12:00:00Z")), 0);
     let report = |t: &str| license_report(&p, &lid(), ts(t)).unwrap().kms_hosts[0].clone();
     assert!(report("2026-02-01T00:00:00Z").windows_server_threshold_met);
     assert!(!report("2026-02-01T00:00:00Z").windows_client_threshold_met);
@@ -261,7 +254,7 @@ fn the_history_index_lists_the_events_of_a_license_id_and_of_a_key() {
     h.ok("vamt", online(&mak, "contoso", "pc-1"));
     h.mak("V-EA", "win11-pro", 2);
     let p = fold(&h.events);
-    let seqs = &p.keys[&key].history;
+    let seqs = &p.books.keys[key].history;
     assert_eq!(seqs.len(), 2);
     for seq in seqs {
         let body = &h.events[*seq as usize - 1].body;

@@ -94,7 +94,7 @@ pub fn import_keys(data: &Path, file: &Path, who: &str, atomic: bool) -> Result<
 /// Product display name → id; names that appear twice cannot be resolved.
 fn product_names(p: &Projections) -> BTreeMap<String, Option<ProductId>> {
     let mut names: BTreeMap<String, Option<ProductId>> = BTreeMap::new();
-    for (id, product) in &p.products {
+    for (id, product) in &p.books.products {
         names
             .entry(product.name.clone())
             .and_modify(|seen| *seen = None)

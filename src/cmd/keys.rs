@@ -23,7 +23,7 @@ pub fn keys(data: &Path, scope: &KeyScope, who: &str, out: Option<&Path>) -> Res
         ExportScope::All
     } else if let Some(product) = &scope.product {
         let product = ProductId::new(product.as_str()).context("--product")?;
-        if !p.products.contains_key(&product) {
+        if !p.books.products.contains_key(&product) {
             bail!("no product {product} in the ledger");
         }
         ExportScope::Product(product)
@@ -31,7 +31,7 @@ pub fn keys(data: &Path, scope: &KeyScope, who: &str, out: Option<&Path>) -> Res
         let mut ids = Vec::new();
         for id in &scope.license_ids {
             let id = LicenseId::new(id.as_str()).context("--license-id")?;
-            if !p.licenses.contains_key(&id) {
+            if !p.books.licenses.contains_key(&id) {
                 bail!("no license ID {id} in the ledger");
             }
             ids.push(id);

@@ -75,12 +75,12 @@ pub fn log(
             let seqs = match (license, key) {
                 (Some(l), _) => {
                     let id = LicenseId::new(l).context("--license-id")?;
-                    if !p.licenses.contains_key(&id) {
+                    if !p.books.licenses.contains_key(&id) {
                         bail!("no license ID {id} in the ledger");
                     }
                     p.license_history(&id).unwrap_or_default()
                 }
-                (None, Some(k)) => match p.keys.get(&KeyId(k)) {
+                (None, Some(k)) => match p.books.keys.get(KeyId(k)) {
                     Some(key) => key.history.clone(),
                     None => bail!("no key {k} in the ledger"),
                 },
@@ -188,7 +188,7 @@ pub fn forecast(data: &Path, options: &ForecastOptions<'_>) -> Result<ExitCode> 
     let p = projections(&store, at.map_or(Until::Head, Until::Time))?;
     if let Some(l) = license {
         let id = LicenseId::new(l).context("--license-id")?;
-        if !p.licenses.contains_key(&id) {
+        if !p.books.licenses.contains_key(&id) {
             bail!("no license ID {id} in the ledger");
         }
     }

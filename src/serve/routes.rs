@@ -429,6 +429,7 @@ async fn log(
                 .projections
                 .read()
                 .expect("no writer panics holding the lock")
+                .books
                 .operators
                 .contains(&principal);
             if !operator {

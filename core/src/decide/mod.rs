@@ -247,9 +247,10 @@ fn product<'s>(state: &'s State, id: &ProductId) -> Result<&'s Product, Refusal>
 }
 
 fn org_exists(state: &State, id: &OrgId) -> Result<(), Refusal> {
-    match state.org(id) {
-        Some(_) => Ok(()),
-        None => Err(Refusal::UnknownOrg(id.clone())),
+    if state.has_org(id) {
+        Ok(())
+    } else {
+        Err(Refusal::UnknownOrg(id.clone()))
     }
 }
 

@@ -1,0 +1,691 @@
+//! The licensing books: every fact both the decisions and the reports read — operators,
+//! orgs, license IDs, products, purchases, keys and their counts, KMS hosts and their
+//! contact windows, requests, ESU orders, roles — and [`Books::apply`], the one fold of
+//! each event's effect on them.
+//!
+//! [`crate::State`] (the decision state) and the read models of `keyledger-projections`
+//! both hold a `Books` and fold every event through it; each adds only what it alone needs
+//! (the decision state: indexes for O(1) lookups and the activated machines; the read
+//! models: history, disclosures, daily consumption). So a report cannot disagree with the
+//! decision that produced it: they are the same numbers.
+//!
+//! Every map is ordered (`BTreeMap`), so books reached by any path encode to the same bytes
+//! (projection snapshots are checked by digest). The hot lookups of an activation do not
+//! touch these maps: keys are a dense table, and the decision state keeps hash indexes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{
+    ActivationStatus, ClientFamily, Family, KeyKind, KeyRequirement, KmsLine, KmsRequestReason,
+    Program, Role,
+};
+use crate::event::{Coverage, Event, EventBody};
+use crate::ids::{
+    ClientId, HostId, KeyId, LicenseId, OrderId, OrgId, Principal, ProductId, RequestId, TenantId,
+};
+use crate::product_key::{Fingerprint, Last5};
+use crate::time::{Span, Timestamp};
+
+/// R14: a KMS contact counts for this long after it was made.
+pub const KMS_CONTACT_WINDOW: Span = Span::days(30);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Org {
+    pub name: String,
+    pub parent: Option<OrgId>,
+    /// The top of the parent chain: orgs with the same root share an ownership structure
+    /// (R7). Computed once at registration, since parents never change.
+    pub root: OrgId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseRecord {
+    pub org: OrgId,
+    pub program: Program,
+    pub agreement_number: String,
+    pub authorization_number: Option<String>,
+    pub purchase_account: Option<String>,
+}
+
+impl LicenseRecord {
+    /// R6: the number to enter in the RDS license-server activation wizard.
+    pub fn license_server_number(&self) -> &str {
+        match self.program {
+            Program::OpenLicense => self
+                .authorization_number
+                .as_deref()
+                .unwrap_or(&self.agreement_number),
+            Program::Mpsa => self
+                .purchase_account
+                .as_deref()
+                .unwrap_or(&self.agreement_number),
+            _ => &self.agreement_number,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub name: String,
+    pub family: Family,
+    pub version: String,
+    pub edition: String,
+    pub key_requirement: KeyRequirement,
+}
+
+impl Product {
+    /// The leading number of the version ("2019", "11", "2022 R2" → 2022), for R5 and R21.
+    pub fn version_number(&self) -> Option<u32> {
+        let digits: String = self
+            .version
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        digits.parse().ok()
+    }
+}
+
+/// A KMS host key's allowance (R13) and the hosts it activated.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KmsAllowance {
+    pub hosts_max: u32,
+    pub hosts_granted: u64,
+    pub per_host_max: u32,
+    /// Activations per host on this key.
+    pub hosts: BTreeMap<HostId, u32>,
+}
+
+impl KmsAllowance {
+    pub fn hosts_limit(&self) -> u64 {
+        // `decide` keeps the sum within `COUNT_MAX`; saturating keeps a fold of any log total.
+        u64::from(self.hosts_max).saturating_add(self.hosts_granted)
+    }
+}
+
+/// Everything the log says about one key, but its activated machines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyTerms {
+    pub id: KeyId,
+    pub license_id: LicenseId,
+    /// The root org of the license ID's ownership structure (R7), fixed at issuance since
+    /// neither a license ID's org nor an org's parent ever changes.
+    pub owner_root: OrgId,
+    pub product: ProductId,
+    pub kind: KeyKind,
+    pub fingerprint: Fingerprint,
+    pub last5: Last5,
+    pub issued_at: Timestamp,
+    /// Activations (MAK, ESU MAK) or seats (OSA) set at issuance (R8).
+    pub limit: u64,
+    /// Added by granted limit-increase requests (R19).
+    pub granted: u64,
+    /// Machines activated (R9): the machines of every `machines_activated` of the key.
+    pub used: u64,
+    pub blocked: bool,
+    pub coverage: Option<Coverage>,
+    pub kms: Option<KmsAllowance>,
+    /// R20: the tenant an OSA key was redeemed into.
+    pub redeemed_into: Option<TenantId>,
+}
+
+impl KeyTerms {
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    pub fn total(&self) -> u64 {
+        // `decide` keeps the sum within `COUNT_MAX`; saturating keeps a fold of any log total.
+        self.limit.saturating_add(self.granted)
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.total().saturating_sub(self.used)
+    }
+}
+
+/// A key as a holder of the books keeps it: its terms, and whatever the holder adds to it
+/// (the decision state its machines, the read models their history and daily counts).
+pub trait KeyRecord: From<KeyTerms> {
+    fn terms(&self) -> &KeyTerms;
+    fn terms_mut(&mut self) -> &mut KeyTerms;
+}
+
+impl KeyRecord for KeyTerms {
+    fn terms(&self) -> &KeyTerms {
+        self
+    }
+
+    fn terms_mut(&mut self) -> &mut KeyTerms {
+        self
+    }
+}
+
+/// Keys by id. Key ids are dense from 1 in issue order, so a vector indexed by `id - 1`
+/// replaces a search tree: one O(1), cache-friendly touch per activation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyTable<K>(Vec<K>);
+
+impl<K> Default for KeyTable<K> {
+    fn default() -> KeyTable<K> {
+        KeyTable(Vec::new())
+    }
+}
+
+impl<K> KeyTable<K> {
+    fn index(id: KeyId) -> Option<usize> {
+        usize::try_from(id.0.checked_sub(1)?).ok()
+    }
+
+    pub fn get(&self, id: KeyId) -> Option<&K> {
+        self.0.get(Self::index(id)?)
+    }
+
+    pub fn get_mut(&mut self, id: KeyId) -> Option<&mut K> {
+        let index = Self::index(id)?;
+        self.0.get_mut(index)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The id the next issued key gets.
+    pub fn next_id(&self) -> KeyId {
+        KeyId(self.0.len() as u64 + 1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (KeyId, &K)> {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (KeyId(i as u64 + 1), k))
+    }
+
+    pub fn as_slice(&self) -> &[K] {
+        &self.0
+    }
+
+    fn push(&mut self, key: K) {
+        self.0.push(key);
+    }
+}
+
+impl<K> std::ops::Index<KeyId> for KeyTable<K> {
+    type Output = K;
+
+    fn index(&self, id: KeyId) -> &K {
+        self.get(id).expect("key exists")
+    }
+}
+
+/// The clients that contacted a host within the last 30 days, on one line (R14).
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ContactWindow {
+    last_seen: BTreeMap<ClientId, Timestamp>,
+    by_time: BTreeSet<(Timestamp, ClientId)>,
+}
+
+impl ContactWindow {
+    /// Distinct clients whose last contact is less than 30 days before `at` (and not after
+    /// it: the window of books folded up to `at` holds nothing later).
+    pub fn count_at(&self, at: Timestamp) -> u32 {
+        let cutoff = at.minus(KMS_CONTACT_WINDOW);
+        // `record` prunes the window at each contact, so the stale prefix is short.
+        let stale = self
+            .by_time
+            .iter()
+            .take_while(|(seen, _)| *seen <= cutoff)
+            .count();
+        (self.by_time.len() - stale) as u32
+    }
+
+    /// The count at `at` if `client` contacted the host then.
+    pub fn count_with(&self, client: &ClientId, at: Timestamp) -> u32 {
+        let cutoff = at.minus(KMS_CONTACT_WINDOW);
+        let counted = matches!(self.last_seen.get(client), Some(seen) if *seen > cutoff);
+        self.count_at(at) + u32::from(!counted)
+    }
+
+    fn record(&mut self, client: &ClientId, at: Timestamp) {
+        if let Some(previous) = self.last_seen.insert(client.clone(), at) {
+            self.by_time.remove(&(previous, client.clone()));
+        }
+        self.by_time.insert((at, client.clone()));
+        let cutoff = at.minus(KMS_CONTACT_WINDOW);
+        while let Some((seen, _)) = self.by_time.first() {
+            if *seen > cutoff {
+                break;
+            }
+            if let Some((_, stale)) = self.by_time.pop_first() {
+                self.last_seen.remove(&stale);
+            }
+        }
+    }
+}
+
+/// A KMS host: the keys installed on it per line and its contact windows (R13–R15).
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KmsHost {
+    pub windows_key: Option<KeyId>,
+    pub office_key: Option<KeyId>,
+    pub windows: ContactWindow,
+    pub office: ContactWindow,
+}
+
+impl KmsHost {
+    pub fn key_for(&self, line: KmsLine) -> Option<KeyId> {
+        match line {
+            KmsLine::Windows => self.windows_key,
+            KmsLine::Office => self.office_key,
+        }
+    }
+
+    pub fn window(&self, line: KmsLine) -> &ContactWindow {
+        match line {
+            KmsLine::Windows => &self.windows,
+            KmsLine::Office => &self.office,
+        }
+    }
+
+    fn window_mut(&mut self, line: KmsLine) -> &mut ContactWindow {
+        match line {
+            KmsLine::Windows => &mut self.windows,
+            KmsLine::Office => &mut self.office,
+        }
+    }
+
+    fn install(&mut self, line: KmsLine, key_id: KeyId) {
+        match line {
+            KmsLine::Windows => self.windows_key = Some(key_id),
+            KmsLine::Office => self.office_key = Some(key_id),
+        }
+    }
+}
+
+/// What a request asks for (R17, R18).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    MakIncrease {
+        key_id: KeyId,
+        activations_needed: u64,
+    },
+    Kms {
+        reason: KmsRequestReason,
+        key_id: Option<KeyId>,
+        host_activations_needed: u32,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestOutcome {
+    Granted { amount: u64 },
+    Denied { reason: String },
+}
+
+/// A request's one decision (R19).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub outcome: RequestOutcome,
+    pub by: Principal,
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub license_id: LicenseId,
+    pub product: ProductId,
+    pub kind: RequestKind,
+    pub justification: String,
+    pub requested_by: Principal,
+    pub requested_at: Timestamp,
+    /// `None` while pending.
+    pub decision: Option<Decision>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EsuOrder {
+    pub license_id: LicenseId,
+    pub product: ProductId,
+    pub coverage: Coverage,
+    pub ordered_at: Timestamp,
+}
+
+/// The books; `K` is how the holder keeps a key (see [`KeyRecord`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Books<K> {
+    /// The business time of the newest event; commands before it are `time_regression`.
+    pub newest_at: Option<Timestamp>,
+    pub operators: BTreeSet<Principal>,
+    pub orgs: BTreeMap<OrgId, Org>,
+    pub licenses: BTreeMap<LicenseId, LicenseRecord>,
+    pub products: BTreeMap<ProductId, Product>,
+    /// R7/R24: units bought, apart from any activation count.
+    pub purchases: BTreeMap<(LicenseId, ProductId), u64>,
+    pub keys: KeyTable<K>,
+    pub kms_hosts: BTreeMap<HostId, KmsHost>,
+    pub requests: BTreeMap<RequestId, Request>,
+    pub esu_orders: BTreeMap<OrderId, EsuOrder>,
+    /// Roles held, per license ID and principal; a principal whose last role is revoked has
+    /// no entry.
+    pub roles: BTreeMap<(LicenseId, Principal), BTreeSet<Role>>,
+}
+
+impl<K> Default for Books<K> {
+    fn default() -> Books<K> {
+        Books {
+            newest_at: None,
+            operators: BTreeSet::new(),
+            orgs: BTreeMap::new(),
+            licenses: BTreeMap::new(),
+            products: BTreeMap::new(),
+            purchases: BTreeMap::new(),
+            keys: KeyTable::default(),
+            kms_hosts: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            esu_orders: BTreeMap::new(),
+            roles: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: KeyRecord> Books<K> {
+    pub fn key(&self, id: KeyId) -> Option<&KeyTerms> {
+        self.keys.get(id).map(K::terms)
+    }
+
+    fn terms_mut(&mut self, id: KeyId) -> &mut KeyTerms {
+        self.keys.get_mut(id).expect("key exists").terms_mut()
+    }
+
+    /// Units bought (R7, R24), kept apart from activations.
+    pub fn purchased(&self, license_id: &LicenseId, product: &ProductId) -> u64 {
+        // The tuple key forces a clone; purchases are looked up rarely.
+        self.purchases
+            .get(&(license_id.clone(), product.clone()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn roles_of(
+        &self,
+        principal: &Principal,
+        license_id: &LicenseId,
+    ) -> Option<&BTreeSet<Role>> {
+        self.roles.get(&(license_id.clone(), principal.clone()))
+    }
+
+    /// The KMS line a key's product serves (R15); `None` for products without KMS keys.
+    pub fn kms_line_of(&self, key_id: KeyId) -> Option<KmsLine> {
+        let key = self.key(key_id)?;
+        self.products.get(&key.product)?.family.kms_line()
+    }
+
+    /// Folds one event's effect on the books. Events come from `decide` or from the log, so
+    /// they are trusted: a broken reference here is a bug, and asserts.
+    pub fn apply(&mut self, event: &Event) {
+        if let Some(newest) = self.newest_at {
+            assert!(event.at >= newest, "event time runs backwards");
+        }
+        self.newest_at = Some(event.at);
+        let (actor, at) = (&event.actor, event.at);
+        match &event.body {
+            EventBody::OperatorAdded { principal } => {
+                self.operators.insert(principal.clone());
+            }
+            EventBody::OrgRegistered { org, name, parent } => {
+                let root = match parent {
+                    Some(parent) => self.orgs[parent].root.clone(),
+                    None => org.clone(),
+                };
+                let record = Org {
+                    name: name.clone(),
+                    parent: parent.clone(),
+                    root,
+                };
+                self.orgs.insert(org.clone(), record);
+            }
+            EventBody::LicenseIdRegistered { .. } => {
+                let (license_id, record) = event.body.license_record().expect("a license ID event");
+                self.licenses.insert(license_id.clone(), record);
+            }
+            EventBody::ProductRegistered { .. } => {
+                let (product, record) = event.body.product_record().expect("a product event");
+                self.products.insert(product.clone(), record);
+            }
+            EventBody::PurchaseRecorded {
+                license_id,
+                product,
+                quantity,
+            } => {
+                let bought = self
+                    .purchases
+                    .entry((license_id.clone(), product.clone()))
+                    .or_default();
+                *bought = bought.saturating_add(*quantity);
+            }
+            EventBody::KeyIssued { .. } => self.apply_key_issued(at, &event.body),
+            EventBody::KeyBlocked { key_id } => self.terms_mut(*key_id).blocked = true,
+            EventBody::EsuOrdered {
+                order_id,
+                license_id,
+                product,
+                coverage,
+            } => {
+                let order = EsuOrder {
+                    license_id: license_id.clone(),
+                    product: product.clone(),
+                    coverage: *coverage,
+                    ordered_at: at,
+                };
+                self.esu_orders.insert(order_id.clone(), order);
+            }
+            EventBody::MachinesActivated {
+                key_id, machines, ..
+            } => {
+                let key = self.terms_mut(*key_id);
+                key.used = key.used.saturating_add(machines.len() as u64);
+                assert!(key.used <= key.total(), "R9: key {key_id} over its limit");
+            }
+            EventBody::KmsHostActivated {
+                key_id,
+                host,
+                activation,
+                ..
+            } => self.apply_kms_host_activated(*key_id, host, *activation),
+            EventBody::KmsClientContacted {
+                host,
+                client,
+                family,
+                status,
+                ..
+            } => self.apply_kms_client_contacted(host, client, *family, *status, at),
+            EventBody::OsaRedeemed { key_id, tenant } => {
+                self.terms_mut(*key_id).redeemed_into = Some(tenant.clone());
+            }
+            // A refusal changes no count (R10); the read models count refusals themselves.
+            EventBody::ActivationRefused { .. } => {}
+            EventBody::MakIncreaseRequested { .. } | EventBody::KmsRequested { .. } => {
+                self.apply_request(actor, at, &event.body);
+            }
+            EventBody::RequestGranted { request_id, amount } => {
+                self.apply_grant(actor, at, request_id, *amount)
+            }
+            EventBody::RequestDenied { request_id, reason } => {
+                let outcome = RequestOutcome::Denied {
+                    reason: reason.clone(),
+                };
+                self.decide_request(request_id, outcome, actor, at);
+            }
+            EventBody::RoleAssigned {
+                principal,
+                license_id,
+                role,
+            } => {
+                self.roles
+                    .entry((license_id.clone(), principal.clone()))
+                    .or_default()
+                    .insert(*role);
+            }
+            EventBody::RoleRevoked {
+                principal,
+                license_id,
+                role,
+            } => {
+                let pair = (license_id.clone(), principal.clone());
+                if let Some(roles) = self.roles.get_mut(&pair) {
+                    roles.remove(role);
+                    if roles.is_empty() {
+                        self.roles.remove(&pair);
+                    }
+                }
+            }
+            // A disclosure changes no fact of the books; the read models list them.
+            EventBody::KeysDisclosed { .. } => {}
+        }
+    }
+
+    fn apply_key_issued(&mut self, at: Timestamp, body: &EventBody) {
+        let EventBody::KeyIssued {
+            key_id,
+            license_id,
+            product,
+            kind,
+            limit,
+            hosts_max,
+            per_host_max,
+            coverage,
+            fingerprint,
+            last5,
+        } = body
+        else {
+            unreachable!("apply_key_issued takes KeyIssued only")
+        };
+        assert_eq!(*key_id, self.keys.next_id(), "key ids are dense");
+        let owner = &self.licenses[license_id].org;
+        let owner_root = self.orgs[owner].root.clone();
+        let kms = (*kind == KeyKind::KmsHost).then(|| KmsAllowance {
+            hosts_max: *hosts_max,
+            per_host_max: *per_host_max,
+            ..KmsAllowance::default()
+        });
+        let terms = KeyTerms {
+            id: *key_id,
+            license_id: license_id.clone(),
+            owner_root,
+            product: product.clone(),
+            kind: *kind,
+            fingerprint: *fingerprint,
+            last5: *last5,
+            issued_at: at,
+            limit: *limit,
+            granted: 0,
+            used: 0,
+            blocked: false,
+            coverage: *coverage,
+            kms,
+            redeemed_into: None,
+        };
+        self.keys.push(K::from(terms));
+    }
+
+    fn apply_kms_host_activated(&mut self, key_id: KeyId, host: &HostId, activation: u32) {
+        // `decide` issues KMS host keys for Windows and Office products only.
+        let line = self
+            .kms_line_of(key_id)
+            .expect("a KMS host key's product has a KMS line");
+        let allowance = self.terms_mut(key_id).kms.as_mut().expect("KMS host key");
+        allowance.hosts.insert(host.clone(), activation);
+        assert!(
+            allowance.hosts.len() as u64 <= allowance.hosts_limit(),
+            "R13: hosts over limit"
+        );
+        self.kms_hosts
+            .entry(host.clone())
+            .or_default()
+            .install(line, key_id);
+    }
+
+    fn apply_kms_client_contacted(
+        &mut self,
+        host: &HostId,
+        client: &ClientId,
+        family: ClientFamily,
+        // Every contact counts, activated or still pending its threshold (R14).
+        _status: ActivationStatus,
+        at: Timestamp,
+    ) {
+        let record = self.kms_hosts.get_mut(host).expect("KMS host exists");
+        record.window_mut(family.kms_line()).record(client, at);
+    }
+
+    fn apply_request(&mut self, actor: &Principal, at: Timestamp, body: &EventBody) {
+        let parts = body
+            .request_parts()
+            .expect("apply_request takes request events");
+        let request = Request {
+            license_id: parts.license_id.clone(),
+            product: parts.product.clone(),
+            kind: parts.kind,
+            justification: parts.justification.to_owned(),
+            requested_by: actor.clone(),
+            requested_at: at,
+            decision: None,
+        };
+        self.requests.insert(parts.request_id.clone(), request);
+    }
+
+    fn decide_request(
+        &mut self,
+        request_id: &RequestId,
+        outcome: RequestOutcome,
+        actor: &Principal,
+        at: Timestamp,
+    ) -> RequestKind {
+        let request = self.requests.get_mut(request_id).expect("request exists");
+        assert!(request.decision.is_none(), "R19: decided once");
+        request.decision = Some(Decision {
+            outcome,
+            by: actor.clone(),
+            at,
+        });
+        request.kind.clone()
+    }
+
+    fn apply_grant(&mut self, actor: &Principal, at: Timestamp, id: &RequestId, amount: u64) {
+        let outcome = RequestOutcome::Granted { amount };
+        match self.decide_request(id, outcome, actor, at) {
+            RequestKind::MakIncrease { key_id, .. } => {
+                let key = self.terms_mut(key_id);
+                key.granted = key.granted.saturating_add(amount);
+            }
+            RequestKind::Kms {
+                reason: KmsRequestReason::AdditionalHosts,
+                key_id: Some(key_id),
+                ..
+            } => {
+                let allowance = self.terms_mut(key_id).kms.as_mut().expect("KMS host key");
+                allowance.hosts_granted = allowance.hosts_granted.saturating_add(amount);
+            }
+            // `request_kms` names the key for every additional-hosts request.
+            RequestKind::Kms {
+                reason: KmsRequestReason::AdditionalHosts,
+                key_id: None,
+                ..
+            } => {}
+            // An Open Value exception grant is followed by its own KeyIssued event.
+            RequestKind::Kms {
+                reason: KmsRequestReason::OpenValueException,
+                ..
+            } => {}
+        }
+    }
+}
