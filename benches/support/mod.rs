@@ -22,7 +22,7 @@ pub fn catalog() -> Vec<Command> {
         json!({"type": "register_product", "at": AT, "actor": "olga", "product": "win11-pro", "name": "W11",
                "family": "windows_client", "version": "11", "edition": "pro", "key_requirement": "vl_key"}),
         json!({"type": "issue_key", "at": AT, "actor": "olga", "license_id": "V100", "product": "win11-pro",
-               "kind": "mak", "limit": 1u64 << 50, "product_key": MAK}),
+               "kind": "mak", "limit": keyledger_core::decide::COUNT_MAX, "product_key": MAK}),
     ]
     .into_iter()
     .map(|v| keyledger_ledger::wire::command_from_value(v).unwrap())

@@ -23,7 +23,8 @@ use crate::catalog::{
 };
 use crate::event::{Coverage, Event, EventBody};
 use crate::ids::{
-    ClientId, HostId, KeyId, LicenseId, OrderId, OrgId, Principal, ProductId, RequestId, TenantId,
+    ClientId, HostId, KeyId, LicenseId, MachineId, OrderId, OrgId, Principal, ProductId, RequestId,
+    TenantId,
 };
 use crate::product_key::{Fingerprint, Last5};
 use crate::time::{Span, Timestamp};
@@ -150,6 +151,11 @@ impl KeyTerms {
 pub trait KeyRecord: From<KeyTerms> {
     fn terms(&self) -> &KeyTerms;
     fn terms_mut(&mut self) -> &mut KeyTerms;
+
+    /// Called by [`Books::apply`] after it counted `machines` (new to the key) as used at
+    /// `at`: the activation is the hottest event, so the holder's own bookkeeping of it
+    /// rides on the same key lookup.
+    fn machines_activated(&mut self, _machines: &[MachineId], _at: Timestamp) {}
 }
 
 impl KeyRecord for KeyTerms {
@@ -491,9 +497,11 @@ impl<K: KeyRecord> Books<K> {
             EventBody::MachinesActivated {
                 key_id, machines, ..
             } => {
-                let key = self.terms_mut(*key_id);
+                let record = self.keys.get_mut(*key_id).expect("key exists");
+                let key = record.terms_mut();
                 key.used = key.used.saturating_add(machines.len() as u64);
                 assert!(key.used <= key.total(), "R9: key {key_id} over its limit");
+                record.machines_activated(machines, at);
             }
             EventBody::KmsHostActivated {
                 key_id,

@@ -50,6 +50,11 @@ impl KeyRecord for Key {
     fn terms_mut(&mut self) -> &mut KeyTerms {
         &mut self.terms
     }
+
+    fn machines_activated(&mut self, machines: &[MachineId], _at: Timestamp) {
+        self.machines.extend(machines.iter().cloned());
+        debug_assert_eq!(self.machines.len() as u64, self.terms.used);
+    }
 }
 
 impl std::ops::Deref for Key {
@@ -234,14 +239,9 @@ impl State {
                     .or_default()
                     .push(*key_id);
             }
-            EventBody::MachinesActivated {
-                key_id, machines, ..
-            } => {
-                let key = self.books.keys.get_mut(*key_id).expect("key exists");
-                key.machines.extend(machines.iter().cloned());
-                debug_assert_eq!(key.machines.len() as u64, key.terms.used);
-            }
             EventBody::OperatorAdded { .. }
+            // The key's machines: `Key::machines_activated`, called by the books' fold.
+            | EventBody::MachinesActivated { .. }
             | EventBody::LicenseIdRegistered { .. }
             | EventBody::ProductRegistered { .. }
             | EventBody::PurchaseRecorded { .. }

@@ -17,8 +17,15 @@ impl Projections {
         assert_eq!(seq, self.last_seq + 1, "events are folded in seq order");
         self.last_seq = seq;
         self.last_at = Some(event.at);
-        let (license, key) = self.subjects(&event.body);
         self.books.apply(event);
+        if let EventBody::MachinesActivated { key_id, .. } = &event.body {
+            // Nearly every event: its daily count rode on the books' fold
+            // (`KeyView::machines_activated`); all that is left is the key's history.
+            self.key_mut(*key_id).history.push(seq);
+            return;
+        }
+        // After the books' fold, so an event's own key or request is there to be named.
+        let (license, key) = self.subjects(&event.body);
         self.apply_extras(seq, event);
         self.index(seq, license, key);
     }
@@ -139,15 +146,6 @@ impl Projections {
                 .license_mut(license_id)
                 .requests
                 .push(request_id.clone()),
-            MachinesActivated {
-                key_id, machines, ..
-            } => {
-                let consumed = machines.len() as u64;
-                if consumed > 0 {
-                    let key = self.key_mut(*key_id);
-                    *key.daily.entry(at.unix_day()).or_default() += consumed;
-                }
-            }
             ActivationRefused {
                 key_id: Some(key_id),
                 code,
@@ -183,6 +181,8 @@ impl Projections {
                 export_digest: *export_digest,
             }),
             OperatorAdded { .. }
+            // Daily consumption: `KeyView::machines_activated`, called by the books' fold.
+            | MachinesActivated { .. }
             | OrgRegistered { .. }
             | ProductRegistered { .. }
             | PurchaseRecorded { .. }

@@ -78,6 +78,13 @@ impl KeyRecord for KeyView {
     fn terms_mut(&mut self) -> &mut KeyTerms {
         &mut self.terms
     }
+
+    fn machines_activated(&mut self, machines: &[keyledger_core::MachineId], at: Timestamp) {
+        let consumed = machines.len() as u64;
+        if consumed > 0 {
+            *self.daily.entry(at.unix_day()).or_default() += consumed;
+        }
+    }
 }
 
 impl std::ops::Deref for KeyView {
