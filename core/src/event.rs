@@ -1,8 +1,15 @@
 //! Events: the facts the log keeps forever.
 //!
 //! Every variant is part of the on-disk format (docs/format.md). Variants are encoded by
-//! their index: append new ones at the end, never reorder or remove one, and change a
-//! variant's fields only with a new schema version and an upcast from the old one.
+//! their index: append new ones at the end, never reorder or remove one. A record's version
+//! is the record format byte in front of it (`keyledger_ledger::codec`): a variant whose
+//! fields must change is instead appended as a new variant (the old one stays decodable and
+//! the books fold both), or the record format is bumped with an upcast in the codec.
+//!
+//! Adding an event is one path: the variant here, its [`EventKind`] (the compiler asks for
+//! it in [`EventBody::kind`]), its effect in `books.rs` and in each holder's own fold (both
+//! name every variant), a golden sample in `ledger/tests/golden.rs` (its test fails for a
+//! kind without one), and docs/format.md.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,9 +25,58 @@ use crate::product_key::{Fingerprint, Last5};
 use crate::refusal::RefusalCode;
 use crate::{Digest, Timestamp};
 
-/// The schema version every event variant is written with today. A reader meeting a newer
-/// version refuses the record; an older one is upcast (none exists yet).
-pub const EVENT_SCHEMA_VERSION: u8 = 1;
+macro_rules! event_kinds {
+    ($($variant:ident = $text:literal,)+) => {
+        /// Every kind of event, in the order of [`EventBody`]'s variants (their index in the
+        /// record bytes), with the stable snake_case name exports and reports print.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum EventKind {
+            $($variant,)+
+        }
+
+        impl EventKind {
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant,)+];
+
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(EventKind::$variant => $text,)+
+                }
+            }
+        }
+
+        impl EventBody {
+            /// What kind of event this is.
+            pub fn kind(&self) -> EventKind {
+                match self {
+                    $(EventBody::$variant { .. } => EventKind::$variant,)+
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    OperatorAdded = "operator_added",
+    OrgRegistered = "org_registered",
+    LicenseIdRegistered = "license_id_registered",
+    ProductRegistered = "product_registered",
+    PurchaseRecorded = "purchase_recorded",
+    KeyIssued = "key_issued",
+    KeyBlocked = "key_blocked",
+    EsuOrdered = "esu_ordered",
+    MachinesActivated = "machines_activated",
+    KmsHostActivated = "kms_host_activated",
+    KmsClientContacted = "kms_client_contacted",
+    OsaRedeemed = "osa_redeemed",
+    ActivationRefused = "activation_refused",
+    MakIncreaseRequested = "mak_increase_requested",
+    KmsRequested = "kms_requested",
+    RequestGranted = "request_granted",
+    RequestDenied = "request_denied",
+    RoleAssigned = "role_assigned",
+    RoleRevoked = "role_revoked",
+    KeysDisclosed = "keys_disclosed",
+}
 
 /// One fact, with when it happened (business time) and who caused it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -326,34 +382,8 @@ impl EventBody {
         }
     }
 
-    /// The schema version this variant is written with (see [`EVENT_SCHEMA_VERSION`]).
-    pub fn schema_version(&self) -> u8 {
-        EVENT_SCHEMA_VERSION
-    }
-
     /// The stable snake_case name of the variant, as exports and reports print it.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            EventBody::OperatorAdded { .. } => "operator_added",
-            EventBody::OrgRegistered { .. } => "org_registered",
-            EventBody::LicenseIdRegistered { .. } => "license_id_registered",
-            EventBody::ProductRegistered { .. } => "product_registered",
-            EventBody::PurchaseRecorded { .. } => "purchase_recorded",
-            EventBody::KeyIssued { .. } => "key_issued",
-            EventBody::KeyBlocked { .. } => "key_blocked",
-            EventBody::EsuOrdered { .. } => "esu_ordered",
-            EventBody::MachinesActivated { .. } => "machines_activated",
-            EventBody::KmsHostActivated { .. } => "kms_host_activated",
-            EventBody::KmsClientContacted { .. } => "kms_client_contacted",
-            EventBody::OsaRedeemed { .. } => "osa_redeemed",
-            EventBody::ActivationRefused { .. } => "activation_refused",
-            EventBody::MakIncreaseRequested { .. } => "mak_increase_requested",
-            EventBody::KmsRequested { .. } => "kms_requested",
-            EventBody::RequestGranted { .. } => "request_granted",
-            EventBody::RequestDenied { .. } => "request_denied",
-            EventBody::RoleAssigned { .. } => "role_assigned",
-            EventBody::RoleRevoked { .. } => "role_revoked",
-            EventBody::KeysDisclosed { .. } => "keys_disclosed",
-        }
+        self.kind().name()
     }
 }

@@ -28,10 +28,10 @@ pub use catalog::{
 };
 pub use command::{Command, CommandBody};
 pub use decide::{decide, handle, Context, NewKeyMaterial, Outcome};
-pub use event::{Event, EventBody, EVENT_SCHEMA_VERSION};
+pub use event::{Event, EventBody, EventKind};
 pub use ids::{
     ClientId, CommandId, HostId, IdError, KeyId, LicenseId, MachineId, OrderId, OrgId, Principal,
-    ProductId, RequestId, Seq, TenantId,
+    ProductId, RequestId, TenantId,
 };
 pub use product_key::{Digest, Fingerprint, KeyTextError, Last5, ProductKeyText};
 pub use refusal::{Refusal, RefusalCode};

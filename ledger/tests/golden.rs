@@ -180,11 +180,44 @@ fn render() -> String {
     out
 }
 
+/// The list of kinds is core's (`EventKind::ALL`, which the compiler keeps complete): a new
+/// event without a golden sample fails here.
 #[test]
-fn every_event_type_has_a_golden_record() {
-    let names: std::collections::BTreeSet<_> =
-        samples().iter().map(|e| e.body.type_name()).collect();
-    assert_eq!(names.len(), 20, "add a sample for each new event type");
+fn every_event_kind_has_a_golden_record_in_variant_order() {
+    let kinds: Vec<EventKind> = samples().iter().map(|e| e.body.kind()).collect();
+    assert_eq!(
+        kinds,
+        EventKind::ALL,
+        "add a sample for each new event kind, in variant order"
+    );
+}
+
+const EVENTS_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/events.jsonl");
+
+/// The `event` JSON that exports and proof files carry, one sample of every kind a line:
+/// public contract as much as the record bytes.
+#[test]
+fn event_json_of_every_kind_matches_the_golden_file() {
+    let rendered: String = samples()
+        .iter()
+        .map(|e| keyledger_ledger::wire::event_to_json(e).to_string() + "\n")
+        .collect();
+    if std::env::var_os("KEYLEDGER_BLESS").is_some() {
+        std::fs::write(EVENTS_FIXTURE, &rendered).unwrap();
+    }
+    let golden = std::fs::read_to_string(EVENTS_FIXTURE).expect("golden/events.jsonl exists");
+    assert_eq!(golden.lines().count(), EventKind::ALL.len());
+    for (want, got) in golden.lines().zip(rendered.lines()) {
+        assert_eq!(
+            got, want,
+            "event JSON changed: it is public API (docs/api.md)"
+        );
+    }
+    // Each line reads back as its event.
+    for (line, event) in golden.lines().zip(samples()) {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(value["type"], event.body.type_name());
+    }
 }
 
 #[test]
