@@ -27,6 +27,16 @@ use crate::store::{BatchWrite, Head, Store};
 use crate::walk::walk;
 use crate::Limits;
 
+/// What the engine computed outside `core` for one command.
+#[derive(Debug)]
+struct CommandContext {
+    /// What `decide` reads.
+    decide: Context,
+    /// The key text generated for a command that may issue a key without given text; it goes
+    /// to the secrets table, never into an event.
+    generated: Option<ProductKeyText>,
+}
+
 /// Records a command's first answer in the batch (stored with it, seen by resends in it).
 fn remember(p: &mut Pending, key: IdempotencyKey, answer: &Answer) {
     p.answers.push((key.key.clone(), key.stored(answer)));
@@ -457,7 +467,7 @@ impl Engine {
         let mut keys = Vec::with_capacity(commands.len());
         for (i, command) in commands.iter().enumerate() {
             let ctx = self.context(&command.body);
-            let key = IdempotencyKey::of(command, ctx.0.presented.as_ref());
+            let key = IdempotencyKey::of(command, ctx.decide.presented.as_ref());
             let first = match &key {
                 Some(key) => self
                     .first_answer(key, &scratch, pending)
@@ -498,11 +508,11 @@ impl Engine {
         &mut self,
         state: &mut State,
         c: &Command,
-        ctx: &(Context, Option<ProductKeyText>),
+        ctx: &CommandContext,
         p: &mut Pending,
     ) -> Answer {
         // Inside an atomic submission a refusal appends nothing, not even its R10 record.
-        match handle(state, c, &ctx.0) {
+        match handle(state, c, &ctx.decide) {
             Outcome::Accepted(events) => self.append(state, c, ctx, events, None, p),
             Outcome::Refused { refusal, .. } => Answer::refused(&refusal, None),
         }
@@ -510,7 +520,7 @@ impl Engine {
 
     fn run_command(&mut self, state: &mut State, c: &Command, p: &mut Pending) -> Answer {
         let ctx = self.context(&c.body);
-        let key = IdempotencyKey::of(c, ctx.0.presented.as_ref());
+        let key = IdempotencyKey::of(c, ctx.decide.presented.as_ref());
         if let Some(key) = &key {
             match self.first_answer(key, state, p) {
                 Ok(Some(answer)) => return answer,
@@ -518,7 +528,7 @@ impl Engine {
                 Err(err) => return Answer::error("storage", err.to_string()),
             }
         }
-        let answer = match handle(state, c, &ctx.0) {
+        let answer = match handle(state, c, &ctx.decide) {
             Outcome::Accepted(events) => self.append(state, c, &ctx, events, None, p),
             Outcome::Refused {
                 refusal,
@@ -574,9 +584,9 @@ impl Engine {
             .map(|_| first))
     }
 
-    /// The context `decide` needs: the presented key's fingerprint and, for commands that
-    /// may issue a key, freshly generated key text.
-    fn context(&mut self, body: &CommandBody) -> (Context, Option<ProductKeyText>) {
+    /// What deciding a command needs from outside `core`: the presented key's fingerprint
+    /// and, for commands that may issue a key, freshly generated key text.
+    fn context(&mut self, body: &CommandBody) -> CommandContext {
         let presented = body
             .presented_key()
             .map(|text| self.fingerprints.fingerprint(text));
@@ -585,7 +595,10 @@ impl Engine {
             fingerprint: fingerprint(text),
             last5: text.last5(),
         });
-        (Context { presented, new_key }, generated)
+        CommandContext {
+            decide: Context { presented, new_key },
+            generated,
+        }
     }
 
     /// Encodes, chains and applies a command's events; answers with what they produced.
@@ -617,7 +630,7 @@ impl Engine {
         &mut self,
         state: &mut State,
         c: &Command,
-        ctx: &(Context, Option<ProductKeyText>),
+        ctx: &CommandContext,
         events: Vec<Event>,
         refusal: Option<&keyledger_core::Refusal>,
         p: &mut Pending,
@@ -633,7 +646,7 @@ impl Engine {
                     CommandBody::IssueKey(issue) if issue.product_key.is_some() => {
                         issue.product_key.clone()
                     }
-                    _ => ctx.1.clone(),
+                    _ => ctx.generated.clone(),
                 };
                 let text = text.expect("an issued key has text: given or generated");
                 p.secrets.push((key_id.0, text.reveal().to_owned()));
