@@ -320,6 +320,7 @@ fn key_export(c: &mut Criterion) {
             })
             .expect("the bench's key text is given")
             .rows
+            .len()
         })
     });
 }

@@ -27,13 +27,14 @@ pub enum ExportScope {
     All,
 }
 
-/// A built export: the file's bytes and the keys whose text it discloses.
+/// A built export: its rows, the tab-separated file rendered from them (whose BLAKE3 the
+/// disclosure records), and the keys whose text it discloses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyExport {
+    pub rows: Vec<KeyRow>,
     pub tsv: Vec<u8>,
     /// Keys shown in full: the disclosure event must name exactly these (R1).
     pub disclosed: Vec<KeyId>,
-    pub rows: usize,
 }
 
 /// A key whose stored text cannot be handed out: it does not hash to the fingerprint the
@@ -56,12 +57,8 @@ pub fn export_keys(
     principal: &Principal,
     mut secret: impl FnMut(KeyId, &Fingerprint) -> Result<Option<String>, SecretUnavailable>,
 ) -> Result<KeyExport, SecretUnavailable> {
-    let mut out = csv::WriterBuilder::new()
-        .delimiter(b'\t')
-        .from_writer(Vec::new());
-    out.write_record(EXPORT_COLUMNS).expect("writes to memory");
     let mut disclosed = Vec::new();
-    let mut rows = 0;
+    let mut rows = Vec::new();
     for (key_id, key) in p.books.keys.iter() {
         let in_scope = match scope {
             ExportScope::LicenseIds(ids) => ids.contains(&key.license_id),
@@ -81,24 +78,37 @@ pub fn export_keys(
             disclosed.push(key_id);
         }
         let license = &p.books.licenses[&key.license_id];
-        out.write_record([
-            key.license_id.as_str(),
-            license.program.as_str(),
-            &p.books.orgs[&license.org].name,
-            &p.books.products[&key.product].name,
-            &text.unwrap_or_else(|| key.last5.masked()),
-            key.kind.as_str(),
-            &key.used_of_total(),
-            key.osa_status().as_str(),
-        ])
-        .expect("writes to memory");
-        rows += 1;
+        rows.push(KeyRow {
+            license_id: key.license_id.to_string(),
+            program: license.program.as_str().to_owned(),
+            organization: p.books.orgs[&license.org].name.clone(),
+            product_name: p.books.products[&key.product].name.clone(),
+            product_key: text.unwrap_or_else(|| key.last5.masked()),
+            key_type: key.kind.as_str().to_owned(),
+            used_of_total: key.used_of_total(),
+            osa_status: key.osa_status().as_str().to_owned(),
+        });
     }
     Ok(KeyExport {
-        tsv: out.into_inner().expect("flushes to memory"),
-        disclosed,
+        tsv: render_tsv(&rows),
         rows,
+        disclosed,
     })
+}
+
+/// The R2 file: the header row, then one row a key, tab-separated with the csv crate's
+/// quoting (a tab or a quote in a name is quoted, never a column shift).
+pub fn render_tsv(rows: &[KeyRow]) -> Vec<u8> {
+    let mut out = csv::WriterBuilder::new()
+        .delimiter(b'\t')
+        .from_writer(Vec::new());
+    if rows.is_empty() {
+        out.write_record(EXPORT_COLUMNS).expect("writes to memory");
+    }
+    for row in rows {
+        out.serialize(row).expect("writes to memory");
+    }
+    out.into_inner().expect("flushes to memory")
 }
 
 /// Whether `principal` may see key text on `license_id` (R1).
@@ -109,9 +119,9 @@ pub fn may_see_text(p: &Projections, principal: &Principal, license_id: &License
         .is_some_and(|roles| roles.iter().any(|r: &Role| r.may_see_key_text()))
 }
 
-/// One row of a key export, as read back.
+/// One row of a key export (R2), written and read back; its serde names are the columns.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRowIn {
+pub struct KeyRow {
     #[serde(rename = "License ID")]
     pub license_id: String,
     #[serde(rename = "Parent program")]
@@ -130,7 +140,7 @@ pub struct KeyRowIn {
     pub osa_status: String,
 }
 
-impl KeyRowIn {
+impl KeyRow {
     /// The `total` of `used/total`, when the key has a count.
     pub fn total(&self) -> Result<Option<u64>, String> {
         if self.used_of_total == "n/a" {
@@ -159,7 +169,7 @@ pub struct RowError {
 }
 
 /// The rows of a key export that were read, with their line numbers, and those that were not.
-pub type ReadRows = (Vec<(u64, KeyRowIn)>, Vec<RowError>);
+pub type ReadRows = (Vec<(u64, KeyRow)>, Vec<RowError>);
 
 /// Reads a key export: the good rows with their line numbers, and the bad rows' errors.
 pub fn read_key_export(input: impl std::io::Read) -> Result<ReadRows, String> {
@@ -180,7 +190,7 @@ pub fn read_key_export(input: impl std::io::Read) -> Result<ReadRows, String> {
     }
     let mut good = Vec::new();
     let mut bad = Vec::new();
-    for (index, row) in reader.deserialize::<KeyRowIn>().enumerate() {
+    for (index, row) in reader.deserialize::<KeyRow>().enumerate() {
         let line = index as u64 + 2;
         match row {
             Ok(row) => good.push((line, row)),

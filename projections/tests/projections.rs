@@ -272,3 +272,41 @@ fn the_history_index_lists_the_events_of_a_license_id_and_of_a_key() {
         "the EA key is not"
     );
 }
+
+/// Key export rows are typed (issue 14): the file and the JSON come from the same rows, so an
+/// organization name holding a tab or a quote is quoted in the file and exact in the JSON.
+#[test]
+fn key_export_rows_survive_names_the_file_must_quote() {
+    let mut h = Harness::new();
+    let body = CommandBody::RegisterOrg(command::RegisterOrg {
+        org: OrgId::new("tabby").unwrap(),
+        name: "Tab\tand \"quote\" Ltd".into(),
+        parent: None,
+    });
+    h.ok(OPERATOR, body);
+    h.license("V-T", "tabby", Program::Select, None, None);
+    h.product(
+        "win11-pro",
+        Family::WindowsClient,
+        "11",
+        "pro",
+        KeyRequirement::VlKey,
+    );
+    h.role("rita", "V-T", Role::ProductKeyReader);
+    let (_, text) = h.mak("V-T", "win11-pro", 3);
+    let p = fold(&h.events);
+    let export = keyledger_projections::keys::export_keys(
+        &p,
+        &keyledger_projections::keys::ExportScope::All,
+        &principal("rita"),
+        |_, _| Ok(Some(text.reveal().to_owned())),
+    )
+    .unwrap();
+    assert_eq!(export.rows[0].organization, "Tab\tand \"quote\" Ltd");
+    let (read, bad) = keyledger_projections::keys::read_key_export(&export.tsv[..]).unwrap();
+    assert!(bad.is_empty());
+    assert_eq!(read[0].1, export.rows[0]);
+    let json = serde_json::to_value(&export.rows).unwrap();
+    assert_eq!(json[0]["Organization name"], "Tab\tand \"quote\" Ltd");
+    assert_eq!(json[0]["Product key"], text.reveal());
+}

@@ -11,7 +11,7 @@ use keyledger_core::{
     Command, CommandBody, KeyKind, LicenseId, Principal, ProductId, ProductKeyText,
 };
 use keyledger_ledger::Submission;
-use keyledger_projections::keys::{read_key_export, KeyRowIn, RowError};
+use keyledger_projections::keys::{read_key_export, KeyRow, RowError};
 use keyledger_projections::Projections;
 
 use super::principal;
@@ -104,7 +104,7 @@ fn product_names(p: &Projections) -> BTreeMap<String, Option<ProductId>> {
 }
 
 fn issue_command(
-    row: &KeyRowIn,
+    row: &KeyRow,
     names: &BTreeMap<String, Option<ProductId>>,
     operator: &Principal,
     at: keyledger_core::Timestamp,

@@ -61,7 +61,7 @@ pub fn keys(data: &Path, scope: &KeyScope, who: &str, out: Option<&Path>) -> Res
     };
     eprintln!(
         "{} keys exported ({disclosure}); file digest blake3:{digest}",
-        export.rows
+        export.rows.len()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,47 @@
+//! Health and metrics: unauthenticated, for operators' monitoring.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::*;
+
+/// `GET /healthz`: 200 while the writer takes commands; 503 with the reason while it is
+/// degraded (a failed commit it has not recovered from yet) or stopped.
+pub(super) async fn healthz(State(app): State<App>) -> Response {
+    use keyledger_ledger::health::Status;
+    let seq = app
+        .projections
+        .read()
+        .expect("no writer panics holding the lock")
+        .last_seq;
+    let report = app.writer.health().report();
+    let (status, state, reason) = match &report.status {
+        Status::Ok => (StatusCode::OK, "ok", None),
+        Status::Degraded(why) => (StatusCode::SERVICE_UNAVAILABLE, "degraded", Some(why)),
+        Status::Stopped(why) => (StatusCode::SERVICE_UNAVAILABLE, "writer_stopped", Some(why)),
+    };
+    let mut body = json!({ "ok": status == StatusCode::OK, "status": state, "seq": seq });
+    if let Some(reason) = reason {
+        body["reason"] = json!(reason);
+    }
+    if report.restarts > 0 {
+        body["writer_restarts"] = json!(report.restarts);
+        body["last_failure"] = json!(report.last_failure);
+    }
+    (status, Json(body)).into_response()
+}
+
+pub(super) async fn metrics(State(app): State<App>) -> Response {
+    app.metrics.queue_depth.set(app.writer.queue_depth() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}

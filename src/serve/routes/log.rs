@@ -1,0 +1,153 @@
+//! The log, page by page, and its verification.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::*;
+
+/// The most events one `GET /v1/log` page returns.
+const LOG_PAGE_MAX: usize = 10_000;
+
+/// `GET /v1/log?from=SEQ&license_id=..&limit=N`: a page of events and where the next starts.
+pub(super) async fn log(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match authenticate(&app, &headers) {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    let q = Params(q);
+    let (from, limit, license) = match (
+        q.number("from", Some(1)),
+        q.number("limit", Some(1000)),
+        q.license_id("license_id"),
+    ) {
+        (Ok(from), Ok(limit), Ok(license)) => {
+            (from, (limit as usize).clamp(1, LOG_PAGE_MAX), license)
+        }
+        (Err(response), _, _) | (_, Err(response), _) | (_, _, Err(response)) => return response,
+    };
+    let wanted: Option<Vec<u64>> = match license {
+        Some(license) => {
+            if !may_read(&app, &principal, &license) {
+                return forbidden(
+                    "R1",
+                    format!("{principal} holds no role on license ID {license}"),
+                );
+            }
+            let p = app
+                .projections
+                .read()
+                .expect("no writer panics holding the lock");
+            Some(
+                p.license_history(&license)
+                    .map(|history| {
+                        history
+                            .into_iter()
+                            .filter(|s| *s >= from)
+                            .take(limit)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            )
+        }
+        None => {
+            let operator = app
+                .projections
+                .read()
+                .expect("no writer panics holding the lock")
+                .books
+                .operators
+                .contains(&principal);
+            if !operator {
+                return forbidden(
+                    "R3",
+                    format!(
+                        "{principal} is not an operator: filter by a license ID you hold a role on"
+                    ),
+                );
+            }
+            None
+        }
+    };
+    let store = app.store.clone();
+    let page =
+        tokio::task::spawn_blocking(move || read_page(&store, from, limit, wanted.as_deref()))
+            .await;
+    match page {
+        Ok(Ok(body)) => Json(body).into_response(),
+        _ => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Answer::error("storage", "cannot read the log"),
+        ),
+    }
+}
+
+fn read_page(
+    store: &keyledger_ledger::Store,
+    from: u64,
+    limit: usize,
+    wanted: Option<&[u64]>,
+) -> keyledger_ledger::Result<Value> {
+    let mut events = Vec::new();
+    let mut next = None;
+    let start = match wanted {
+        Some([]) => return Ok(json!({ "events": [], "next_from": null })),
+        Some(seqs) => seqs[0],
+        None => from,
+    };
+    keyledger_ledger::walk(store, start, |record| {
+        if wanted.is_some_and(|w| w.binary_search(&record.seq).is_err()) {
+            return Ok(std::ops::ControlFlow::Continue(()));
+        }
+        if events.len() == limit {
+            next = Some(record.seq);
+            return Ok(std::ops::ControlFlow::Break(()));
+        }
+        events.push(json!({ "seq": record.seq, "event": event_to_json(&record.event) }));
+        let done = wanted.is_some_and(|w| w.last() == Some(&record.seq));
+        Ok(if done {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        })
+    })?;
+    Ok(json!({ "events": events, "next_from": next }))
+}
+
+/// `GET /v1/verify`: the whole chain, decoded and rehashed.
+pub(super) async fn verify(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Err(response) = authenticate(&app, &headers) {
+        return response;
+    }
+    let store = app.store.clone();
+    match tokio::task::spawn_blocking(move || keyledger_ledger::verify(&store)).await {
+        Ok(Ok(report)) => Json(json!({
+            "ok": true,
+            "events": report.events,
+            "blocks": report.blocks,
+            "secrets": report.secrets,
+            "head_seq": report.head.seq,
+            "head_hash": hex::encode(report.head.hash),
+        }))
+        .into_response(),
+        Ok(Err(Error::Corrupt(c))) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(
+                json!({ "ok": false, "code": "corrupt", "seq": c.seq(), "message": c.to_string() }),
+            ),
+        )
+            .into_response(),
+        _ => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Answer::error("storage", "cannot read the log"),
+        ),
+    }
+}

@@ -1,0 +1,178 @@
+//! The HTTP API (docs/api.md): activations authorised by the key they present; everything
+//! else by a bearer token whose principal is the actor. One module a resource: `writes`
+//! (activations, commands), `reports` (reports, key exports), `log` (the log, verify),
+//! `proofs` (checkpoints, proofs), `health` (health, metrics); here the router and what they
+//! share: authentication, the read rule, query parameters, answers and their statuses.
+
+// Handlers return early with a ready `Response`; boxing it would only add an allocation to
+// the error paths of a module whose every function ends in a `Response` anyway.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use keyledger_core::command::DiscloseKeys;
+use keyledger_core::{Command, CommandBody, Digest, DisclosureChannel, LicenseId, Principal};
+use keyledger_ledger::wire::{command_from_value, event_to_json, InputError};
+use keyledger_ledger::{Answer, Error};
+use keyledger_projections::keys::{export_keys, ExportScope};
+use keyledger_projections::{license_report, Format};
+use serde_json::Value;
+
+use super::middleware::{self, reply};
+use super::{auth, App, BODY_BYTES_MAX};
+use crate::view::{checked_secrets, now_at_least, parse_time, projections, wall_clock, Until};
+use axum::middleware::from_fn;
+use keyledger_ledger::Store;
+use std::sync::Arc;
+
+mod health;
+mod log;
+mod proofs;
+mod reports;
+mod writes;
+
+use health::{healthz, metrics};
+use log::{log, verify};
+use proofs::{checkpoint, consistency_proof, inclusion_proof};
+use reports::{keys, report};
+use writes::{activations, commands};
+
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/v1/activations", post(activations))
+        .route("/v1/commands", post(commands))
+        .route("/v1/license-ids/{id}/report", get(report))
+        .route("/v1/keys", get(keys))
+        .route("/v1/log", get(log))
+        .route("/v1/verify", get(verify))
+        .route("/v1/checkpoint", get(checkpoint))
+        .route("/v1/proofs/inclusion", get(inclusion_proof))
+        .route("/v1/proofs/consistency", get(consistency_proof))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(middleware::not_found)
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(from_fn(middleware::reject_declared_oversize))
+        .layer(from_fn(middleware::require_json_body))
+        .layer(from_fn(middleware::single_authorization))
+        .layer(from_fn(middleware::json_errors))
+        .with_state(app)
+}
+
+fn malformed(err: &InputError) -> Response {
+    reply(StatusCode::BAD_REQUEST, Answer::malformed(None, err))
+}
+
+fn input_error(field: Option<&str>, message: impl Into<String>) -> InputError {
+    InputError {
+        field: field.map(str::to_owned),
+        message: message.into(),
+    }
+}
+
+/// The status of an answer: refusals are 4xx by kind (STYLE: a rule said no).
+fn status_of(answer: &Answer) -> StatusCode {
+    if answer.ok {
+        return StatusCode::OK;
+    }
+    match answer.code().unwrap_or("") {
+        "forbidden" => StatusCode::FORBIDDEN,
+        "malformed" => StatusCode::BAD_REQUEST,
+        "record_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "not_committed" | "storage" => StatusCode::SERVICE_UNAVAILABLE,
+        code if code.starts_with("unknown_") => StatusCode::NOT_FOUND,
+        "already_exists"
+        | "request_already_decided"
+        | "already_redeemed"
+        | "time_regression"
+        | "command_id_reused" => StatusCode::CONFLICT,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+fn writer_error(err: Error) -> Response {
+    let (status, code) = match err {
+        Error::BatchTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "not_committed"),
+        Error::WriterStopped(_) => (StatusCode::SERVICE_UNAVAILABLE, "writer_stopped"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "not_committed"),
+    };
+    reply(status, Answer::error(code, err.to_string()))
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Response> {
+    keyledger_ledger::wire::parse_json(body).map_err(|e| malformed(&e))
+}
+
+fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    auth::principal(&app.store, header).map_err(|e| match e {
+        auth::AuthError::Unreadable(why) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Answer::error("storage", format!("cannot check the token now: {why}")),
+        ),
+        e => reply(
+            StatusCode::UNAUTHORIZED,
+            Answer::error("unauthorized", e.message()),
+        ),
+    })
+}
+
+fn forbidden(rule: &str, message: String) -> Response {
+    let mut answer = Answer::error("forbidden", message);
+    answer.text_mut().rule = Some(rule.to_owned());
+    reply(StatusCode::FORBIDDEN, answer)
+}
+
+/// The query string of a request, read one named parameter at a time; a bad value is a
+/// malformed answer naming the parameter.
+pub(super) struct Params(pub HashMap<String, String>);
+
+impl Params {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// A whole number; `default` when absent (absent without a default is malformed).
+    fn number(&self, name: &str, default: Option<u64>) -> Result<u64, Response> {
+        match (self.get(name), default) {
+            (Some(v), _) => v
+                .parse()
+                .map_err(|_| malformed(&input_error(Some(name), "expected a whole number"))),
+            (None, Some(d)) => Ok(d),
+            (None, None) => Err(malformed(&input_error(Some(name), "missing"))),
+        }
+    }
+
+    fn license_id(&self, name: &str) -> Result<Option<LicenseId>, Response> {
+        self.get(name)
+            .map(|id| {
+                LicenseId::new(id)
+                    .map_err(|_| malformed(&input_error(Some(name), "not a license ID")))
+            })
+            .transpose()
+    }
+}
+
+/// Operators see every license ID; others those they hold a role on (the one read rule,
+/// `Projections::may_read`).
+fn may_read(app: &App, principal: &Principal, license: &LicenseId) -> bool {
+    app.projections
+        .read()
+        .expect("no writer panics holding the lock")
+        .may_read(principal, license)
+}
+
+fn answered(app: &App, answer: Answer) -> Response {
+    if let (false, Some(code)) = (answer.ok, answer.code()) {
+        app.metrics.refused(code);
+    }
+    (status_of(&answer), Json(answer)).into_response()
+}

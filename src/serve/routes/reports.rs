@@ -1,0 +1,148 @@
+//! Reports and key exports (R1, R2): per license ID, as of any moment.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::*;
+
+/// `GET /v1/license-ids/{id}/report[?as_of=T&format=json|tsv|table]`.
+pub(super) async fn report(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match authenticate(&app, &headers) {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    let Ok(license) = LicenseId::new(id.as_str()) else {
+        return malformed(&input_error(Some("id"), "not a license ID"));
+    };
+    if !may_read(&app, &principal, &license) {
+        return forbidden(
+            "R1",
+            format!("{principal} holds no role on license ID {license}"),
+        );
+    }
+    let q = Params(q);
+    let format: Format = match q.get("format").unwrap_or("json").parse() {
+        Ok(format) => format,
+        Err(message) => return malformed(&input_error(Some("format"), message)),
+    };
+    let rendered = match q.get("as_of") {
+        Some(text) => {
+            let at = match parse_time(text, "as_of") {
+                Ok(at) => at,
+                Err(err) => return malformed(&input_error(Some("as_of"), format!("{err:#}"))),
+            };
+            let store = app.store.clone();
+            let folded =
+                tokio::task::spawn_blocking(move || projections(&store, Until::Time(at))).await;
+            match folded {
+                Ok(Ok(p)) => license_report(&p, &license, at).map(|r| r.render(format)),
+                _ => {
+                    return reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        Answer::error("storage", "cannot fold the log"),
+                    )
+                }
+            }
+        }
+        None => {
+            let p = app
+                .projections
+                .read()
+                .expect("no writer panics holding the lock");
+            let at = now_at_least(p.last_at);
+            license_report(&p, &license, at).map(|r| r.render(format))
+        }
+    };
+    match rendered {
+        Some(body) => ([(header::CONTENT_TYPE, content_type(format))], body).into_response(),
+        None => reply(
+            StatusCode::NOT_FOUND,
+            Answer::error("unknown_license_id", format!("no license ID {license}")),
+        ),
+    }
+}
+
+fn content_type(format: Format) -> &'static str {
+    match format {
+        Format::Json => "application/json",
+        Format::Tsv => "text/tab-separated-values; charset=utf-8",
+        Format::Table => "text/plain; charset=utf-8",
+    }
+}
+
+/// `GET /v1/keys?license_id=..&format=tsv|json`: R1/R2, the disclosure recorded first.
+pub(super) async fn keys(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match authenticate(&app, &headers) {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    let q = Params(q);
+    let scope = match q.license_id("license_id") {
+        Ok(Some(id)) => ExportScope::LicenseIds(vec![id]),
+        Ok(None) => ExportScope::All,
+        Err(response) => return response,
+    };
+    let json_out = match q.get("format").unwrap_or("tsv") {
+        "tsv" => false,
+        "json" => true,
+        other => {
+            return malformed(&input_error(
+                Some("format"),
+                format!("{other:?}: expected tsv or json"),
+            ))
+        }
+    };
+    let export = {
+        let p = app
+            .projections
+            .read()
+            .expect("no writer panics holding the lock");
+        export_keys(&p, &scope, &principal, checked_secrets(&app.store))
+    };
+    let export = match export {
+        Ok(export) => export,
+        Err(err) => {
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Answer::error("secret_mismatch", err.to_string()),
+            )
+        }
+    };
+    if !export.disclosed.is_empty() {
+        let command = Command {
+            at: wall_clock(),
+            actor: principal.clone(),
+            command_id: None,
+            body: CommandBody::DiscloseKeys(DiscloseKeys {
+                key_ids: export.disclosed.clone(),
+                channel: DisclosureChannel::Export,
+                export_digest: Some(Digest(*blake3::hash(&export.tsv).as_bytes())),
+            }),
+        };
+        match app.writer.try_submit_stamped(vec![command]).await {
+            Ok(answers) if answers[0].ok => {}
+            Ok(mut answers) => return answered(&app, answers.remove(0)),
+            Err(err) => return writer_error(err),
+        }
+    }
+    if !json_out {
+        let tsv = "text/tab-separated-values; charset=utf-8";
+        return ([(header::CONTENT_TYPE, tsv)], export.tsv).into_response();
+    }
+    // The same typed rows as the file, as objects keyed by the R2 column names.
+    Json(json!({ "keys": export.rows, "disclosed": export.disclosed.len() })).into_response()
+}

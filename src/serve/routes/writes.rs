@@ -1,0 +1,98 @@
+//! Writes: activations (authorised by the key they present) and licensor commands.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::*;
+
+/// `POST /v1/activations`: authorised by the key text presented; `at` is the server's.
+pub(super) async fn activations(State(app): State<App>, body: Bytes) -> Response {
+    let command = match crate::serve::activation::plain_activation(&body, wall_clock()) {
+        Some(command) => command,
+        None => match crate::serve::activation::general_activation(&body, wall_clock()) {
+            Ok(command) => command,
+            Err(err) => return malformed(&err),
+        },
+    };
+    app.metrics.queue_depth.set(app.writer.queue_depth() as i64);
+    match app.writer.try_submit_stamped(vec![command]).await {
+        Ok(mut answers) => answered(&app, answers.remove(0)),
+        Err(err) => writer_error(err),
+    }
+}
+
+/// `POST /v1/commands[?atomic=true]`: one command or an array; the token's principal acts.
+pub(super) async fn commands(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let principal = match authenticate(&app, &headers) {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    let atomic = match Params(q).get("atomic") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            let why = format!("{other:?}: expected true or false");
+            return malformed(&input_error(Some("atomic"), why));
+        }
+    };
+    let value = match parse_body(&body) {
+        Ok(value) => value,
+        Err(response) => return response,
+    };
+    let single = !value.is_array();
+    let items = match value {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    let mut commands = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Object(mut fields) = item else {
+            return malformed(&input_error(
+                None,
+                format!("command {i}: not a JSON object"),
+            ));
+        };
+        match fields.get("actor").and_then(Value::as_str) {
+            Some(actor) if actor != principal.as_str() => {
+                return forbidden(
+                    "R3",
+                    format!("command {i}: actor {actor} is not the token's principal {principal}"),
+                );
+            }
+            _ => {
+                fields.insert("actor".to_owned(), json!(principal.as_str()));
+            }
+        }
+        match command_from_value(Value::Object(fields)) {
+            Ok(command) => commands.push(command),
+            Err(err) => {
+                let mut answer = Answer::malformed(None, &err);
+                answer.text_mut().message = Some(format!("command {i}: {err}"));
+                return reply(StatusCode::BAD_REQUEST, answer);
+            }
+        }
+    }
+    let answers = match app.writer.try_submit(commands, atomic).await {
+        Ok(answers) => answers,
+        Err(err) => return writer_error(err),
+    };
+    for answer in answers.iter().filter(|a| !a.ok) {
+        app.metrics.refused(answer.code().unwrap_or(""));
+    }
+    if single {
+        let answer = answers.into_iter().next().expect("one answer per command");
+        return (status_of(&answer), Json(answer)).into_response();
+    }
+    (StatusCode::OK, Json(answers)).into_response()
+}
