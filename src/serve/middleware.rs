@@ -2,6 +2,9 @@
 //! bodies bounded and JSON, one `Authorization` header, and error answers always JSON
 //! (docs/api.md: "every error is an answer").
 
+// The checks return a ready `Response` on refusal, as the handlers do (see routes).
+#![allow(clippy::result_large_err)]
+
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -16,46 +19,62 @@ pub fn reply(status: StatusCode, answer: Answer) -> Response {
     (status, Json(answer)).into_response()
 }
 
+/// Every request and every answer, in one layer (each `from_fn` layer costs a boxed future
+/// and a service clone per request, on the hot path of every activation).
+pub async fn guard(request: Request, next: Next) -> Response {
+    if let Err(refused) = admit(&request) {
+        return refused;
+    }
+    json_errors(next.run(request).await).await
+}
+
+/// What a request must be before a handler sees it.
+fn admit(request: &Request) -> Result<(), Response> {
+    reject_declared_oversize(request)?;
+    require_json_body(request)?;
+    single_authorization(request)
+}
+
 /// A body whose declared length is over the limit is refused before a byte of it is read
 /// (the body limit of the router still bounds bodies sent without a length).
-pub async fn reject_declared_oversize(request: Request, next: Next) -> Response {
+fn reject_declared_oversize(request: &Request) -> Result<(), Response> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(bytes) if bytes > BODY_BYTES_MAX as u64 => reply(
+        Some(bytes) if bytes > BODY_BYTES_MAX as u64 => Err(reply(
             StatusCode::PAYLOAD_TOO_LARGE,
             Answer::error(
                 "too_large",
                 format!("a body of {bytes} bytes; at most {BODY_BYTES_MAX} are accepted"),
             ),
-        ),
-        _ => next.run(request).await,
+        )),
+        _ => Ok(()),
     }
 }
 
 /// A POST body must say it is JSON: `application/json` (any parameters) or a `+json` type.
 /// Anything else is 415, so a form post or a text upload is never read as a command.
-pub async fn require_json_body(request: Request, next: Next) -> Response {
+fn require_json_body(request: &Request) -> Result<(), Response> {
     if request.method() != Method::POST {
-        return next.run(request).await;
+        return Ok(());
     }
     let declared = request.headers().get(header::CONTENT_TYPE);
     if declared.is_some_and(is_json) {
-        return next.run(request).await;
+        return Ok(());
     }
     let found = declared.map_or("none".to_owned(), |v| {
         format!("{:?}", String::from_utf8_lossy(v.as_bytes()))
     });
-    reply(
+    Err(reply(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Answer::error(
             "unsupported_media_type",
             format!("Content-Type must be application/json; found {found}"),
         ),
-    )
+    ))
 }
 
 fn is_json(value: &HeaderValue) -> bool {
@@ -74,7 +93,7 @@ fn is_json(value: &HeaderValue) -> bool {
 
 /// Two `Authorization` headers are ambiguous (which one is the caller?): 400, never the
 /// first one silently.
-pub async fn single_authorization(request: Request, next: Next) -> Response {
+fn single_authorization(request: &Request) -> Result<(), Response> {
     if request
         .headers()
         .get_all(header::AUTHORIZATION)
@@ -82,18 +101,17 @@ pub async fn single_authorization(request: Request, next: Next) -> Response {
         .count()
         > 1
     {
-        return reply(
+        return Err(reply(
             StatusCode::BAD_REQUEST,
             Answer::error("malformed", "more than one Authorization header"),
-        );
+        ));
     }
-    next.run(request).await
+    Ok(())
 }
 
 /// Every error answer is JSON: the router's own 404 and 405 and the body extractor's 413
 /// and 400 come as plain text, and are rewritten here with a stable code.
-pub async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+async fn json_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()

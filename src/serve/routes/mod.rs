@@ -58,10 +58,7 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .layer(from_fn(middleware::reject_declared_oversize))
-        .layer(from_fn(middleware::require_json_body))
-        .layer(from_fn(middleware::single_authorization))
-        .layer(from_fn(middleware::json_errors))
+        .layer(from_fn(middleware::guard))
         .with_state(app)
 }
 

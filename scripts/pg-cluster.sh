@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL 15 pair on loopback for keyledger's tests and benches: a primary
+# and a synchronous standby (streaming replication, `synchronous_commit = on`), so a commit
+# the primary acknowledges is on both. Never for production: trust authentication, fsync on
+# a temporary directory, loopback only.
+#
+#   scripts/pg-cluster.sh start          initdb (as the postgres user), start both, wait for sync
+#   scripts/pg-cluster.sh url            the libpq URL naming both hosts (read-write session)
+#   scripts/pg-cluster.sh status         which node is primary, and the standby's sync state
+#   scripts/pg-cluster.sh kill-primary   SIGKILL the primary's postmaster (a machine dying)
+#   scripts/pg-cluster.sh promote        promote the standby to primary
+#   scripts/pg-cluster.sh stop           stop both and delete the directory
+#
+# Environment: KEYLEDGER_PG_DIR (default /tmp/keyledger-pg), KEYLEDGER_PG_PRIMARY_PORT
+# (54321), KEYLEDGER_PG_STANDBY_PORT (54322). Installs Debian's `postgresql` package when
+# no PostgreSQL binaries are found (as root, with apt-get).
+set -euo pipefail
+
+DIR=${KEYLEDGER_PG_DIR:-/tmp/keyledger-pg}
+PRIMARY_PORT=${KEYLEDGER_PG_PRIMARY_PORT:-54321}
+STANDBY_PORT=${KEYLEDGER_PG_STANDBY_PORT:-54322}
+DATABASE=keyledger
+USER_NAME=postgres
+
+die() { echo "pg-cluster: $*" >&2; exit 1; }
+
+bindir() {
+    local found
+    for found in /usr/lib/postgresql/15/bin /usr/lib/postgresql/*/bin; do
+        if [ -x "$found/pg_ctl" ]; then echo "$found"; return 0; fi
+    done
+    return 1
+}
+
+ensure_installed() {
+    if bindir >/dev/null; then return 0; fi
+    [ "$(id -u)" = 0 ] || die "PostgreSQL is not installed and this is not root: apt-get install postgresql"
+    echo "pg-cluster: installing postgresql with apt-get" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+    bindir >/dev/null || die "postgresql installed but no pg_ctl found"
+}
+
+# Runs a PostgreSQL program as the unprivileged postgres user when this is root (initdb and
+# the server refuse to run as root).
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+pg() { as_pg "$(bindir)/$1" "${@:2}"; }
+
+psql_at() {
+    local port=$1
+    shift
+    "$(bindir)/psql" -X -q -A -t -h 127.0.0.1 -p "$port" -U "$USER_NAME" -d "${PGDATABASE:-postgres}" "$@"
+}
+
+configure() {
+    local data=$1 port=$2
+    cat >>"$data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$DIR'
+wal_level = replica
+max_wal_senders = 8
+max_replication_slots = 8
+hot_standby = on
+synchronous_commit = on
+wal_keep_size = '256MB'
+max_connections = 300
+shared_buffers = '128MB'
+fsync = on
+logging_collector = off
+EOF
+    cat >"$data/pg_hba.conf" <<EOF
+local all all trust
+host all all 127.0.0.1/32 trust
+host replication all 127.0.0.1/32 trust
+EOF
+}
+
+wait_for() {
+    local what=$1 tries=$2
+    shift 2
+    local i
+    for ((i = 0; i < tries; i++)); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.2
+    done
+    die "timed out waiting for $what"
+}
+
+sync_standby() {
+    [ "$(psql_at "$PRIMARY_PORT" -c "select sync_state from pg_stat_replication where application_name = 'standby1'")" = sync ]
+}
+
+start() {
+    ensure_installed
+    [ ! -e "$DIR/primary/PG_VERSION" ] || die "$DIR already holds a cluster (stop it first)"
+    mkdir -p "$DIR"
+    chown postgres:postgres "$DIR" 2>/dev/null || true
+    chmod 0700 "$DIR"
+    pg initdb -D "$DIR/primary" -U "$USER_NAME" --auth=trust --no-instructions -E UTF8 >/dev/null
+    configure "$DIR/primary" "$PRIMARY_PORT"
+    pg pg_ctl -D "$DIR/primary" -l "$DIR/primary.log" -w -t 60 start >/dev/null
+    psql_at "$PRIMARY_PORT" -c "create database $DATABASE" >/dev/null
+    pg pg_basebackup -h 127.0.0.1 -p "$PRIMARY_PORT" -U "$USER_NAME" -D "$DIR/standby" -R -X stream \
+        -d "host=127.0.0.1 port=$PRIMARY_PORT user=$USER_NAME application_name=standby1"
+    sed -i "s/^port = .*/port = $STANDBY_PORT/" "$DIR/standby/postgresql.conf"
+    pg pg_ctl -D "$DIR/standby" -l "$DIR/standby.log" -w -t 60 start >/dev/null
+    # Only now: with a synchronous standby named but not yet connected, every commit waits.
+    psql_at "$PRIMARY_PORT" -c "alter system set synchronous_standby_names = 'standby1'" >/dev/null
+    psql_at "$PRIMARY_PORT" -c "select pg_reload_conf()" >/dev/null
+    wait_for "the standby to be synchronous" 150 sync_standby
+    echo "pg-cluster: primary 127.0.0.1:$PRIMARY_PORT, synchronous standby 127.0.0.1:$STANDBY_PORT ($DIR)" >&2
+    url
+}
+
+url() {
+    echo "postgres://$USER_NAME@127.0.0.1:$PRIMARY_PORT,127.0.0.1:$STANDBY_PORT/$DATABASE?target_session_attrs=read-write"
+}
+
+role_of() {
+    local port=$1
+    case "$(psql_at "$port" -c 'select pg_is_in_recovery()' 2>/dev/null)" in
+        f) echo primary ;;
+        t) echo standby ;;
+        *) echo down ;;
+    esac
+}
+
+status() {
+    echo "127.0.0.1:$PRIMARY_PORT $(role_of "$PRIMARY_PORT")"
+    echo "127.0.0.1:$STANDBY_PORT $(role_of "$STANDBY_PORT")"
+    if [ "$(role_of "$PRIMARY_PORT")" = primary ]; then
+        echo "standby1 $(psql_at "$PRIMARY_PORT" -c "select coalesce(max(sync_state), 'absent') from pg_stat_replication where application_name = 'standby1'")"
+    fi
+}
+
+kill_primary() {
+    local pid
+    pid=$(head -1 "$DIR/primary/postmaster.pid" 2>/dev/null) || die "no primary postmaster.pid in $DIR"
+    kill -9 "$pid"
+    echo "pg-cluster: killed the primary's postmaster (pid $pid)" >&2
+}
+
+promote() {
+    pg pg_ctl -D "$DIR/standby" -w -t 60 promote >/dev/null
+    wait_for "the standby to leave recovery" 150 test "$(role_of "$STANDBY_PORT")" = primary
+    echo "pg-cluster: 127.0.0.1:$STANDBY_PORT is the primary" >&2
+}
+
+stop() {
+    local node
+    for node in primary standby; do
+        if [ -e "$DIR/$node/postmaster.pid" ]; then
+            pg pg_ctl -D "$DIR/$node" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
+        fi
+    done
+    # A postmaster killed with SIGKILL leaves its children to exit on their own.
+    pkill -9 -f -- "-D $DIR/" 2>/dev/null || true
+    rm -rf "$DIR"
+}
+
+case "${1:-}" in
+    start) start ;;
+    url) url ;;
+    status) status ;;
+    kill-primary) kill_primary ;;
+    promote) promote ;;
+    stop) stop ;;
+    *) die "usage: $0 start|url|status|kill-primary|promote|stop" ;;
+esac
