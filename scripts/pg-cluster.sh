@@ -104,11 +104,14 @@ start() {
     mkdir -p "$DIR"
     chown postgres:postgres "$DIR" 2>/dev/null || true
     chmod 0700 "$DIR"
+    as_pg test -w "$DIR" ||
+        die "the postgres user cannot write $DIR (is a parent directory closed to it?)"
     pg initdb -D "$DIR/primary" -U "$USER_NAME" --auth=trust --no-instructions -E UTF8 >/dev/null
     configure "$DIR/primary" "$PRIMARY_PORT"
     pg pg_ctl -D "$DIR/primary" -l "$DIR/primary.log" -w -t 60 start >/dev/null
     psql_at "$PRIMARY_PORT" -c "create database $DATABASE" >/dev/null
-    pg pg_basebackup -h 127.0.0.1 -p "$PRIMARY_PORT" -U "$USER_NAME" -D "$DIR/standby" -R -X stream \
+    # A fast checkpoint: the default spreads it over minutes.
+    pg pg_basebackup -h 127.0.0.1 -p "$PRIMARY_PORT" -U "$USER_NAME" -D "$DIR/standby" -R -X stream -c fast \
         -d "host=127.0.0.1 port=$PRIMARY_PORT user=$USER_NAME application_name=standby1"
     sed -i "s/^port = .*/port = $STANDBY_PORT/" "$DIR/standby/postgresql.conf"
     pg pg_ctl -D "$DIR/standby" -l "$DIR/standby.log" -w -t 60 start >/dev/null
