@@ -46,8 +46,26 @@ impl Cluster {
 
     fn psql(&self, port: u16, sql: &str) -> Result<String, String> {
         let out = Command::new("psql")
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-            .args(["-p", &port.to_string(), "-U", "postgres", "-d", "keyledger", "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args([
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "keyledger",
+                "-c",
+                sql,
+            ])
             .output()
             .map_err(|e| e.to_string())?;
         if out.status.success() {
@@ -106,8 +124,14 @@ fn the_cluster_script_runs_a_synchronous_pair_that_survives_losing_its_primary()
         )
     );
     let (_, status) = cluster.run("status");
-    assert!(status.contains(&format!("127.0.0.1:{} primary", cluster.primary)), "{status}");
-    assert!(status.contains(&format!("127.0.0.1:{} standby", cluster.standby)), "{status}");
+    assert!(
+        status.contains(&format!("127.0.0.1:{} primary", cluster.primary)),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("127.0.0.1:{} standby", cluster.standby)),
+        "{status}"
+    );
     assert!(status.contains("standby1 sync"), "{status}");
     // Acknowledged on the primary means on the standby (synchronous_commit = on).
     cluster
@@ -118,25 +142,41 @@ fn the_cluster_script_runs_a_synchronous_pair_that_survives_losing_its_primary()
             .psql(cluster.primary, &format!("insert into acked values ({n})"))
             .unwrap();
     }
-    let replica = cluster.psql(cluster.standby, "select count(*) from acked").unwrap();
+    let replica = cluster
+        .psql(cluster.standby, "select count(*) from acked")
+        .unwrap();
     assert_eq!(replica, "50");
-    assert!(cluster
-        .psql(cluster.standby, "insert into acked values (99)")
-        .is_err(), "a standby refuses writes");
+    assert!(
+        cluster
+            .psql(cluster.standby, "insert into acked values (99)")
+            .is_err(),
+        "a standby refuses writes"
+    );
     // The primary's machine dies; the standby takes over with every acknowledged row.
     let (ok, said) = cluster.run("kill-primary");
     assert!(ok, "kill-primary: {said}");
     let (ok, said) = cluster.run("promote");
     assert!(ok, "promote: {said}");
-    let promoted = cluster.psql(cluster.standby, "select count(*) from acked").unwrap();
+    let promoted = cluster
+        .psql(cluster.standby, "select count(*) from acked")
+        .unwrap();
     assert_eq!(promoted, "50", "no acknowledged row lost");
     cluster
         .psql(cluster.standby, "insert into acked values (51)")
         .unwrap();
     let (_, status) = cluster.run("status");
-    assert!(status.contains(&format!("127.0.0.1:{} down", cluster.primary)), "{status}");
-    assert!(status.contains(&format!("127.0.0.1:{} primary", cluster.standby)), "{status}");
+    assert!(
+        status.contains(&format!("127.0.0.1:{} down", cluster.primary)),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("127.0.0.1:{} primary", cluster.standby)),
+        "{status}"
+    );
     let (ok, said) = cluster.run("stop");
     assert!(ok, "stop: {said}");
-    assert!(!cluster.dir.exists(), "stop removes the cluster's directory");
+    assert!(
+        !cluster.dir.exists(),
+        "stop removes the cluster's directory"
+    );
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -17,12 +17,8 @@ const LOG_PAGE_MAX: usize = 10_000;
 pub(super) async fn log(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    Caller(principal): Caller,
 ) -> Response {
-    let principal = match authenticate(&app, &headers) {
-        Ok(principal) => principal,
-        Err(response) => return response,
-    };
     let q = Params(q);
     let (from, limit, license) = match (
         q.number("from", Some(1)),
@@ -123,10 +119,7 @@ fn read_page(
 }
 
 /// `GET /v1/verify`: the whole chain, decoded and rehashed.
-pub(super) async fn verify(State(app): State<App>, headers: HeaderMap) -> Response {
-    if let Err(response) = authenticate(&app, &headers) {
-        return response;
-    }
+pub(super) async fn verify(State(app): State<App>, _caller: Caller) -> Response {
     let store = app.store.clone();
     match tokio::task::spawn_blocking(move || keyledger_ledger::verify(&store)).await {
         Ok(Ok(report)) => Json(json!({

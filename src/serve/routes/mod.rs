@@ -106,6 +106,21 @@ fn parse_body(body: &Bytes) -> Result<Value, Response> {
     keyledger_ledger::wire::parse_json(body).map_err(|e| malformed(&e))
 }
 
+/// The principal a request's bearer token authenticates; extracting it answers 401 (or 503
+/// while the token table cannot be read) before the handler runs.
+pub(super) struct Caller(pub Principal);
+
+impl axum::extract::FromRequestParts<App> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &App,
+    ) -> Result<Caller, Response> {
+        authenticate(app, &parts.headers).map(Caller)
+    }
+}
+
 fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
     let header = headers
         .get(header::AUTHORIZATION)

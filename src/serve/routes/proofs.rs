@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -27,17 +27,11 @@ type Prove = fn(
     keyledger_core::Timestamp,
 ) -> keyledger_ledger::Result<keyledger_ledger::proof::ProofFile>;
 
-/// A proof endpoint: the caller's token, the two bounds named `bounds` (the first required,
-/// the second the head's seq when absent), then the proof, built on a blocking thread since
-/// it reads blocks and subtree hashes.
-async fn proof_response(
-    app: &App,
-    headers: &HeaderMap,
-    q: &Params,
-    bounds: [&str; 2],
-    prove: Prove,
-) -> Response {
-    let (first, second) = match proof_bounds(app, headers, q, bounds) {
+/// A proof endpoint (its caller authenticated): the two bounds named `bounds` (the first
+/// required, the second the head's seq when absent), then the proof, built on a blocking
+/// thread since it reads blocks and subtree hashes.
+async fn proof_response(app: &App, q: &Params, bounds: [&str; 2], prove: Prove) -> Response {
+    let (first, second) = match proof_bounds(app, q, bounds) {
         Ok(pair) => pair,
         Err(response) => return response,
     };
@@ -79,15 +73,9 @@ pub(super) async fn checkpoint(
     }
 }
 
-/// The caller's token checked, then the two numbers a proof is about: the first required,
-/// the second the head's seq when absent.
-fn proof_bounds(
-    app: &App,
-    headers: &HeaderMap,
-    q: &Params,
-    [first, second]: [&str; 2],
-) -> Result<(u64, u64), Response> {
-    authenticate(app, headers)?;
+/// The two numbers a proof is about: the first required, the second the head's seq when
+/// absent.
+fn proof_bounds(app: &App, q: &Params, [first, second]: [&str; 2]) -> Result<(u64, u64), Response> {
     let head = head_seq(app)?;
     Ok((q.number(first, None)?, q.number(second, Some(head))?))
 }
@@ -97,12 +85,8 @@ fn proof_bounds(
 pub(super) async fn inclusion_proof(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    Caller(principal): Caller,
 ) -> Response {
-    let principal = match authenticate(&app, &headers) {
-        Ok(principal) => principal,
-        Err(response) => return response,
-    };
     let q = Params(q);
     if let Ok(seq) = q.number("seq", None) {
         let readable = app
@@ -118,15 +102,15 @@ pub(super) async fn inclusion_proof(
         }
     }
     let prove: Prove = keyledger_ledger::proof::prove_inclusion;
-    proof_response(&app, &headers, &q, ["seq", "size"], prove).await
+    proof_response(&app, &q, ["seq", "size"], prove).await
 }
 
 /// `GET /v1/proofs/consistency?from=M[&to=N]`: token required.
 pub(super) async fn consistency_proof(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    _caller: Caller,
 ) -> Response {
     let prove: Prove = keyledger_ledger::proof::prove_consistency;
-    proof_response(&app, &headers, &Params(q), ["from", "to"], prove).await
+    proof_response(&app, &Params(q), ["from", "to"], prove).await
 }

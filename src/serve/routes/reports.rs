@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -15,12 +15,8 @@ pub(super) async fn report(
     State(app): State<App>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    Caller(principal): Caller,
 ) -> Response {
-    let principal = match authenticate(&app, &headers) {
-        Ok(principal) => principal,
-        Err(response) => return response,
-    };
     let Ok(license) = LicenseId::new(id.as_str()) else {
         return malformed(&input_error(Some("id"), "not a license ID"));
     };
@@ -84,12 +80,8 @@ fn content_type(format: Format) -> &'static str {
 pub(super) async fn keys(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    Caller(principal): Caller,
 ) -> Response {
-    let principal = match authenticate(&app, &headers) {
-        Ok(principal) => principal,
-        Err(response) => return response,
-    };
     let q = Params(q);
     let scope = match q.license_id("license_id") {
         Ok(Some(id)) => ExportScope::LicenseIds(vec![id]),

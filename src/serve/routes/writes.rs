@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -31,13 +31,9 @@ pub(super) async fn activations(State(app): State<App>, body: Bytes) -> Response
 pub(super) async fn commands(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    Caller(principal): Caller,
     body: Bytes,
 ) -> Response {
-    let principal = match authenticate(&app, &headers) {
-        Ok(principal) => principal,
-        Err(response) => return response,
-    };
     let atomic = match Params(q).get("atomic") {
         None | Some("false") => false,
         Some("true") => true,
