@@ -363,12 +363,7 @@ fn finding6_a_disk_that_fails_for_a_while_degrades_then_recovers() {
 /// engine from what is durable and goes on; the health report counts the restart.
 #[test]
 fn finding1_a_writer_that_panics_is_restarted_from_the_durable_log() {
-    let dir = tempfile::tempdir().unwrap();
-    drop(new_ledger(dir.path(), 1_000));
-    let path = dir.path().join("ledger.redb");
-    let armed = Arc::new(AtomicI64::new(i64::MAX));
-    let store = faulty_store(&path, Fault::PanicOnWrite, &armed, false);
-    let writer = keyledger_ledger::Writer::spawn(Engine::open(store, inline()).unwrap());
+    let (_dir, path, armed, writer) = panicking_writer(false);
     let handle = writer.handle();
     let ok = handle
         .submit_blocking(vec![activation("before")], false)
@@ -418,12 +413,7 @@ fn wait_for<T>(mut ready: impl FnMut() -> Option<T>) -> T {
 /// says why; every later submission gets `writer_stopped`.
 #[test]
 fn finding1_a_writer_that_cannot_be_restarted_stops_and_says_why() {
-    let dir = tempfile::tempdir().unwrap();
-    drop(new_ledger(dir.path(), 1_000));
-    let path = dir.path().join("ledger.redb");
-    let armed = Arc::new(AtomicI64::new(i64::MAX));
-    let store = faulty_store(&path, Fault::PanicOnWrite, &armed, true);
-    let writer = keyledger_ledger::Writer::spawn(Engine::open(store, inline()).unwrap());
+    let (_dir, _path, armed, writer) = panicking_writer(true);
     let handle = writer.handle();
     armed.store(1, Ordering::SeqCst);
     let died = handle.submit_blocking(vec![activation("m")], false);
@@ -445,12 +435,7 @@ fn finding1_a_writer_that_cannot_be_restarted_stops_and_says_why() {
 /// A writer that keeps dying is restarted at most `RESTARTS_MAX` times a minute, then stops.
 #[test]
 fn finding1_a_writer_that_keeps_dying_stops_after_its_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    drop(new_ledger(dir.path(), 1_000));
-    let path = dir.path().join("ledger.redb");
-    let armed = Arc::new(AtomicI64::new(i64::MAX));
-    let store = faulty_store(&path, Fault::PanicOnWrite, &armed, false);
-    let writer = keyledger_ledger::Writer::spawn(Engine::open(store, inline()).unwrap());
+    let (_dir, _path, armed, writer) = panicking_writer(false);
     let handle = writer.handle();
     let max = keyledger_ledger::writer::RESTARTS_MAX;
     for round in 0..=max {
@@ -470,6 +455,26 @@ fn finding1_a_writer_that_keeps_dying_stops_after_its_restarts() {
     assert_eq!(handle.health().report().restarts as usize, max);
     drop(handle);
     assert!(matches!(writer.stop(), Err(Error::WriterStopped(_))));
+}
+
+/// A writer over a ledger whose disk panics on the next write once `armed` is set to 1
+/// (every write from then on when `sticky`). Returns the directory, the ledger's path, the
+/// countdown and the writer.
+fn panicking_writer(
+    sticky: bool,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Arc<AtomicI64>,
+    keyledger_ledger::Writer,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    drop(new_ledger(dir.path(), 1_000));
+    let path = dir.path().join("ledger.redb");
+    let armed = Arc::new(AtomicI64::new(i64::MAX));
+    let store = faulty_store(&path, Fault::PanicOnWrite, &armed, sticky);
+    let writer = keyledger_ledger::Writer::spawn(Engine::open(store, inline()).unwrap());
+    (dir, path, armed, writer)
 }
 
 /// Small batches commit on the writer thread itself: a panic there unwinds through it.
