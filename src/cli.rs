@@ -103,6 +103,29 @@ pub enum Command {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Follow a running server's event stream (`GET /v1/events/stream`): history from
+    /// --from, then live events as they commit; reconnects where it left off.
+    ///
+    /// Example: keyledger tail --url http://127.0.0.1:8080 --token "$OLGA" --from 140
+    Tail {
+        /// The server, `http://HOST:PORT`.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A bearer token (`keyledger token create`).
+        #[arg(long, env = "KEYLEDGER_TOKEN", hide_env_values = true)]
+        token: String,
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Only the events of this license ID (the only way for a non-operator).
+        #[arg(long)]
+        license_id: Option<String>,
+        /// table or jsonl (one `{seq, prev, hash, event}` a line).
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Stop after this many events (default: follow until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Verify the chain, every block and the projection snapshot; exit 1 at the first bad seq.
     ///
     /// Example: keyledger verify

@@ -7,6 +7,7 @@ mod import;
 mod keys;
 mod proofs;
 mod read;
+mod tail;
 
 use crate::output::outln;
 use std::process::ExitCode;
@@ -39,6 +40,25 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             from,
             format,
         } => read::log(data, license_id.as_deref(), key, from, &format),
+        Command::Tail {
+            url,
+            token,
+            from,
+            license_id,
+            format,
+            count,
+        } => tail::tail(&tail::Follow {
+            url,
+            token,
+            from,
+            license_id,
+            jsonl: match format.as_str() {
+                "table" => false,
+                "jsonl" => true,
+                other => anyhow::bail!("--format {other:?}: expected table or jsonl"),
+            },
+            count,
+        }),
         Command::Verify => audit::verify(data),
         Command::Export { out } => audit::export(data, &out),
         Command::VerifyExport {

@@ -137,7 +137,7 @@ pub fn log(
 }
 
 /// The event's fields other than at, actor and type, as `name=value`, shortened.
-fn summary(event: &serde_json::Value) -> String {
+pub(crate) fn summary(event: &serde_json::Value) -> String {
     let mut parts = Vec::new();
     if let Some(fields) = event.as_object() {
         for (name, value) in fields {

@@ -48,6 +48,10 @@ pub struct Shared {
     pub key: Arc<keyledger_ledger::checkpoint::LedgerKey>,
     pub projections: Arc<RwLock<Projections>>,
     pub metrics: Arc<metrics::Metrics>,
+    /// The last seq folded into `projections`: event streams wait on it for new events.
+    pub head: tokio::sync::watch::Sender<u64>,
+    /// Set when the service shuts down: event streams end, so connections can close.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 pub fn run(data: &Path, listen: &str, limits: connections::ConnectionLimits) -> Result<ExitCode> {
@@ -62,9 +66,11 @@ pub fn run(data: &Path, listen: &str, limits: connections::ConnectionLimits) -> 
     let (tx, rx) = std::sync::mpsc::channel::<Committed>();
     engine.set_listener(tx);
     let writer = Writer::spawn(engine);
+    let head = tokio::sync::watch::Sender::new(folded.read().expect("not yet shared").last_seq);
     let follower = {
         let (folded, metrics, store) = (Arc::clone(&folded), Arc::clone(&metrics), store.clone());
-        std::thread::spawn(move || follow(rx, &folded, &metrics, &store))
+        let head = head.clone();
+        std::thread::spawn(move || follow(rx, &folded, &metrics, &store, &head))
     };
     let (key, _) = keyledger_ledger::proof::signing_key(data, true)?;
     let app = App(Arc::new(Shared {
@@ -73,6 +79,8 @@ pub fn run(data: &Path, listen: &str, limits: connections::ConnectionLimits) -> 
         key: Arc::new(key),
         projections: Arc::clone(&folded),
         metrics,
+        head,
+        closing: tokio::sync::watch::Sender::new(false),
     }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -107,7 +115,12 @@ async fn serve(app: App, addr: SocketAddr, limits: connections::ConnectionLimits
     use std::io::Write;
     std::io::stdout().flush()?;
     eprintln!("keyledger: serving {} on http://{bound}", app.store.label());
-    connections::serve(listener, routes::router(app), limits, shutdown_signal()).await;
+    let closing = app.closing.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        closing.send_replace(true);
+    };
+    connections::serve(listener, routes::router(app), limits, shutdown).await;
     Ok(())
 }
 
@@ -137,6 +150,7 @@ fn follow(
     folded: &RwLock<Projections>,
     metrics: &metrics::Metrics,
     store: &Store,
+    head: &tokio::sync::watch::Sender<u64>,
 ) {
     let mut snapshotted = folded.read().expect("not yet shared").last_seq;
     for committed in rx {
@@ -148,7 +162,9 @@ fn follow(
         for (i, event) in committed.events.iter().enumerate() {
             p.apply(first + i as u64, event);
         }
+        let folded_to = p.last_seq;
         drop(p);
+        head.send_replace(folded_to);
         let p = folded.read().expect("no reader panics holding the lock");
         if p.last_seq >= snapshotted + crate::view::SNAPSHOT_EVERY_EVENTS {
             match write_snapshot(store, &p) {

@@ -35,12 +35,14 @@ mod health;
 mod log;
 mod proofs;
 mod reports;
+mod stream;
 mod writes;
 
 use health::{healthz, metrics};
 use log::{log, verify};
 use proofs::{checkpoint, consistency_proof, inclusion_proof};
 use reports::{keys, report};
+use stream::events_stream;
 use writes::{activations, commands};
 
 pub fn router(app: App) -> Router {
@@ -50,6 +52,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/license-ids/{id}/report", get(report))
         .route("/v1/keys", get(keys))
         .route("/v1/log", get(log))
+        .route("/v1/events/stream", get(events_stream))
         .route("/v1/verify", get(verify))
         .route("/v1/checkpoint", get(checkpoint))
         .route("/v1/proofs/inclusion", get(inclusion_proof))
