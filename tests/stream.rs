@@ -85,7 +85,10 @@ fn a_reconnect_with_last_event_id_resumes_at_the_next_seq_and_sigterm_ends_strea
     let mut line = String::new();
     while first_id.is_none() {
         line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "the stream ended early");
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "the stream ended early"
+        );
         first_id = line.strip_prefix("id:").map(|id| id.trim().to_owned());
     }
     assert_eq!(first_id.as_deref(), Some("5"));

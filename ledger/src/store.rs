@@ -336,15 +336,7 @@ impl Store {
 
     /// The stored head. A head that does not parse is corruption at seq 0.
     pub fn head(&self) -> Result<Head> {
-        let read = self.db()?.begin_read()?;
-        let meta = read.open_table(META)?;
-        let bytes = meta.get(HEAD_KEY)?.map(|v| v.value().to_vec());
-        bytes.as_deref().and_then(Head::from_bytes).ok_or_else(|| {
-            Error::Corrupt(crate::error::Corruption::Undecodable {
-                seq: 0,
-                why: "the stored head is missing or malformed".to_owned(),
-            })
-        })
+        head_in(&self.db()?.begin_read()?)
     }
 
     /// Writes one batch durably: the block, the new head, secrets and answers commit
@@ -405,6 +397,25 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// [`Store::for_each_block`], and the head as the same read transaction sees it (a head
+    /// that does not parse is corruption at seq 0).
+    pub fn for_each_block_with_head(
+        &self,
+        from_key: u64,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<ControlFlow<()>>,
+    ) -> Result<Head> {
+        let read = self.db()?.begin_read()?;
+        let head = head_in(&read)?;
+        let blocks = read.open_table(BLOCKS)?;
+        for entry in blocks.range(from_key..)? {
+            let (key, value) = entry?;
+            if visit(key.value(), value.value())?.is_break() {
+                break;
+            }
+        }
+        Ok(head)
     }
 
     /// The key of the block holding `seq` (the greatest first seq `<= seq`), and the chain
@@ -749,4 +760,16 @@ fn create_private(path: &Path) -> Result<Database> {
         .open(path)?;
     let backend = redb::backends::FileBackend::new(file)?;
     Ok(redb::Builder::new().create_with_backend(backend)?)
+}
+
+/// The head as `read` sees it. A head that does not parse is corruption at seq 0.
+fn head_in(read: &redb::ReadTransaction) -> Result<Head> {
+    let meta = read.open_table(META)?;
+    let bytes = meta.get(HEAD_KEY)?.map(|v| v.value().to_vec());
+    bytes.as_deref().and_then(Head::from_bytes).ok_or_else(|| {
+        Error::Corrupt(crate::error::Corruption::Undecodable {
+            seq: 0,
+            why: "the stored head is missing or malformed".to_owned(),
+        })
+    })
 }

@@ -35,7 +35,9 @@ pub fn walk(
     let mut expected = start_key;
     let mut stopped = false;
     let mut hashes: Vec<ChainHash> = Vec::new();
-    store.for_each_block(start_key, |key, bytes| {
+    // The head is read in the same read transaction as the blocks: a commit landing during
+    // the walk must not look like a missing block.
+    let stored = store.for_each_block_with_head(start_key, |key, bytes| {
         let block = Block::parse(bytes).map_err(|e| Corruption::Undecodable {
             seq: key,
             why: format!("block: {e}"),
@@ -101,7 +103,7 @@ pub fn walk(
         hash: prev,
     };
     if !stopped {
-        check_head(store, reached)?;
+        check_head(stored, reached)?;
     }
     Ok(reached)
 }
@@ -121,8 +123,7 @@ fn first_undecodable(block: &Block<'_>) -> Result<()> {
 }
 
 /// The stored head must name exactly where the blocks end.
-fn check_head(store: &Store, reached: Head) -> Result<()> {
-    let stored = store.head()?;
+fn check_head(stored: Head, reached: Head) -> Result<()> {
     if stored.seq > reached.seq {
         return Err(Corruption::MissingBlock {
             head_seq: stored.seq,

@@ -427,3 +427,42 @@ fn a_database_of_another_format_version_is_refused_with_a_clear_message() {
     let missing = open(&dir.path().join("nope.redb")).unwrap_err();
     assert!(missing.to_string().contains("keyledger init"), "{missing}");
 }
+
+/// A walk reads its blocks and the head in one read transaction: commits landing while it
+/// runs must not look like a missing block (found under load by the event stream, whose
+/// reader walks to the end of the log while the writer commits).
+#[test]
+fn walking_the_log_while_batches_commit_never_reports_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = new_ledger(dir.path(), 1_000_000);
+    let store = engine.store().clone();
+    let writer = Writer::spawn(engine);
+    let handle = writer.handle();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, done) = (store.clone(), std::sync::Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut walks = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                keyledger_ledger::walk(&store, 1, |_| Ok(std::ops::ControlFlow::Continue(())))
+                    .unwrap();
+                walks += 1;
+            }
+            walks
+        })
+    };
+    for batch in 0..300 {
+        let commands = (0..3)
+            .map(|i| activation(&format!("w{batch}-{i}")))
+            .collect();
+        handle.submit_blocking(commands, false).unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let walks = reader.join().expect("no walk saw damage");
+    assert!(
+        walks > 10,
+        "the reader walked while batches committed ({walks} walks)"
+    );
+    drop(handle);
+    writer.stop().unwrap();
+}
