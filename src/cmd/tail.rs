@@ -71,18 +71,35 @@ pub fn tail(follow: &Follow) -> Result<ExitCode> {
             );
         }
         let reader = std::io::BufReader::new(response.into_body().into_reader());
+        // One message: `event:`, `id:`, then `data:` lines (docs/api.md).
+        let (mut kind, mut id) = (String::new(), None::<u64>);
         for line in reader.lines() {
             let Ok(line) = line else { break };
+            if let Some(name) = line.strip_prefix("event:") {
+                kind = name.trim().to_owned();
+                continue;
+            }
+            if let Some(seq) = line.strip_prefix("id:") {
+                id = seq.trim().parse().ok();
+                continue;
+            }
             let Some(data) = line.strip_prefix("data:") else {
                 continue;
             };
-            let message: serde_json::Value =
-                serde_json::from_str(data.trim()).context("a stream message is not JSON")?;
-            let Some(seq) = message["seq"].as_u64() else {
-                bail!("the server ended the stream: {message}");
+            let data = data.trim();
+            let seq = match (kind.as_str(), id.take()) {
+                ("event", Some(seq)) => seq,
+                _ => bail!("the server ended the stream: {data}"),
             };
             last = Some(seq);
-            show(follow, &message)?;
+            if follow.jsonl {
+                // Passed through as the server wrote it: the reader need not parse it.
+                outln!("{data}");
+            } else {
+                let message: serde_json::Value =
+                    serde_json::from_str(data).context("a stream message is not JSON")?;
+                show(&message)?;
+            }
             shown += 1;
             if follow.count.is_some_and(|count| shown >= count) {
                 return Ok(ExitCode::SUCCESS);
@@ -96,11 +113,7 @@ pub fn tail(follow: &Follow) -> Result<ExitCode> {
     }
 }
 
-fn show(follow: &Follow, message: &serde_json::Value) -> Result<()> {
-    if follow.jsonl {
-        outln!("{message}");
-        return Ok(());
-    }
+fn show(message: &serde_json::Value) -> Result<()> {
     let event = &message["event"];
     let text = |field: &str| event[field].as_str().unwrap_or("").to_owned();
     outln!(
