@@ -140,3 +140,28 @@ fn a_reader_gets_only_what_the_log_would_show_it() {
         "operator-only events are not in a license ID's history"
     );
 }
+
+#[test]
+fn tail_prints_the_table_of_keyledger_log() {
+    let server = Server::start(5);
+    let out = Command::new(env!("CARGO_BIN_EXE_keyledger"))
+        .args(["tail", "--url", &server.url, "--from", "1", "--count", "1"])
+        .env("KEYLEDGER_TOKEN", server.token("olga"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "     seq  at                           actor             type                      summary"
+    );
+    assert_eq!(
+        lines[1],
+        "       1  2026-01-01T00:00:00Z         olga              operator_added            principal=olga"
+    );
+}

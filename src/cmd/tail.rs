@@ -118,7 +118,7 @@ fn show(message: &serde_json::Value) -> Result<()> {
     let text = |field: &str| event[field].as_str().unwrap_or("").to_owned();
     outln!(
         "{:>8}  {:<27}  {:<16}  {:<24}  {}",
-        message["seq"],
+        message["seq"].as_u64().unwrap_or(0),
         text("at"),
         text("actor"),
         text("type"),
