@@ -30,49 +30,24 @@ pub(super) async fn log(
         }
         (Err(response), _, _) | (_, Err(response), _) | (_, _, Err(response)) => return response,
     };
-    let wanted: Option<Vec<u64>> = match license {
-        Some(license) => {
-            if !may_read(&app, &principal, &license) {
-                return forbidden(
-                    "R1",
-                    format!("{principal} holds no role on license ID {license}"),
-                );
-            }
-            let p = app
-                .projections
-                .read()
-                .expect("no writer panics holding the lock");
-            Some(
-                p.license_history(&license)
-                    .map(|history| {
-                        history
-                            .into_iter()
-                            .filter(|s| *s >= from)
-                            .take(limit)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            )
-        }
-        None => {
-            let operator = app
-                .projections
-                .read()
-                .expect("no writer panics holding the lock")
-                .books
-                .operators
-                .contains(&principal);
-            if !operator {
-                return forbidden(
-                    "R3",
-                    format!(
-                        "{principal} is not an operator: filter by a license ID you hold a role on"
-                    ),
-                );
-            }
-            None
-        }
-    };
+    if let Err(response) = may_read_log(&app, &principal, license.as_ref()) {
+        return response;
+    }
+    let wanted: Option<Vec<u64>> = license.map(|license| {
+        let p = app
+            .projections
+            .read()
+            .expect("no writer panics holding the lock");
+        p.license_history(&license)
+            .map(|history| {
+                history
+                    .into_iter()
+                    .filter(|s| *s >= from)
+                    .take(limit)
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
     let store = app.store.clone();
     let page =
         tokio::task::spawn_blocking(move || read_page(&store, from, limit, wanted.as_deref()))

@@ -191,3 +191,36 @@ fn answered(app: &App, answer: Answer) -> Response {
     }
     (status_of(&answer), Json(answer)).into_response()
 }
+
+/// The read rule of the log (`/v1/log`, the event stream): operators read all; others a license ID they hold a role on.
+pub(super) fn may_read_log(
+    app: &App,
+    principal: &keyledger_core::Principal,
+    license: Option<&LicenseId>,
+) -> Result<(), Response> {
+    match license {
+        Some(license) if !may_read(app, principal, license) => Err(forbidden(
+            "R1",
+            format!("{principal} holds no role on license ID {license}"),
+        )),
+        Some(_) => Ok(()),
+        None => {
+            let operator = app
+                .projections
+                .read()
+                .expect("no writer panics holding the lock")
+                .books
+                .operators
+                .contains(principal);
+            if operator {
+                return Ok(());
+            }
+            Err(forbidden(
+                "R3",
+                format!(
+                    "{principal} is not an operator: filter by a license ID you hold a role on"
+                ),
+            ))
+        }
+    }
+}

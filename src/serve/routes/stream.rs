@@ -57,7 +57,7 @@ pub(super) async fn events_stream(
         Ok(license) => license,
         Err(response) => return response,
     };
-    if let Err(response) = readable(&app, &principal, license.as_ref()) {
+    if let Err(response) = may_read_log(&app, &principal, license.as_ref()) {
         return response;
     }
     let (tx, rx) = mpsc::channel::<Message>(PAGE_EVENTS);
@@ -70,39 +70,6 @@ pub(super) async fn events_stream(
     Sse::new(messages)
         .keep_alive(KeepAlive::default())
         .into_response()
-}
-
-/// The read rule of `/v1/log`: operators read all; others a license ID they hold a role on.
-fn readable(
-    app: &App,
-    principal: &keyledger_core::Principal,
-    license: Option<&LicenseId>,
-) -> Result<(), Response> {
-    match license {
-        Some(license) if !may_read(app, principal, license) => Err(forbidden(
-            "R1",
-            format!("{principal} holds no role on license ID {license}"),
-        )),
-        Some(_) => Ok(()),
-        None => {
-            let operator = app
-                .projections
-                .read()
-                .expect("no writer panics holding the lock")
-                .books
-                .operators
-                .contains(principal);
-            if operator {
-                return Ok(());
-            }
-            Err(forbidden(
-                "R3",
-                format!(
-                    "{principal} is not an operator: filter by a license ID you hold a role on"
-                ),
-            ))
-        }
-    }
 }
 
 /// Sends every event from `next` on, page by page, then each new one as the head moves,
