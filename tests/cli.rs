@@ -736,3 +736,33 @@ fn finding9_the_ledger_file_is_created_readable_by_its_owner_only() {
     let mode = std::fs::metadata(demo.path()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// A ledger written by an older build (the format-1 golden database, with a projection
+/// snapshot of an older format) verifies, skips the old snapshot instead of failing on it,
+/// and reports from a fold of the log.
+#[test]
+fn an_older_ledger_verifies_and_its_old_snapshot_is_skipped_not_failed() {
+    let ledger = Ledger::new();
+    let golden = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ledger/tests/golden/format1-demo.redb"
+    );
+    std::fs::copy(golden, ledger.path()).unwrap();
+    let out = ledger.ok(&["verify"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("chain ok: 146 events in 2 blocks"),
+        "{out}"
+    );
+    assert_eq!(
+        lines[1],
+        "secrets ok: 14 key texts match their issued fingerprints"
+    );
+    assert!(
+        lines[2].starts_with("snapshot: seq 146 skipped (snapshot format version"),
+        "{out}"
+    );
+    let report = ledger.json(&["report", "--license-id", "V1000001", "--format", "json"]);
+    assert_eq!(report["at_seq"], 146);
+    assert_eq!(report["keys"][0]["kind"], "mak");
+}
