@@ -70,11 +70,23 @@ pub fn tail(follow: &Follow) -> Result<ExitCode> {
                 body.trim()
             );
         }
-        let reader = std::io::BufReader::new(response.into_body().into_reader());
+        let mut reader = std::io::BufReader::new(response.into_body().into_reader());
+        // Lines are written as they come, and flushed whenever what arrived is shown: a
+        // terminal sees each event at once, a file under load gets them in large writes.
+        let mut out = crate::output::Stdout::lock();
         // One message: `event:`, `id:`, then `data:` lines (docs/api.md).
         let (mut kind, mut id) = (String::new(), None::<u64>);
-        for line in reader.lines() {
-            let Ok(line) = line else { break };
+        let mut line = String::new();
+        loop {
+            if reader.buffer().is_empty() {
+                out.flush()?;
+            }
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
             if let Some(name) = line.strip_prefix("event:") {
                 kind = name.trim().to_owned();
                 continue;
@@ -94,17 +106,19 @@ pub fn tail(follow: &Follow) -> Result<ExitCode> {
             last = Some(seq);
             if follow.jsonl {
                 // Passed through as the server wrote it: the reader need not parse it.
-                outln!("{data}");
+                out.line(format_args!("{data}"))?;
             } else {
                 let message: serde_json::Value =
                     serde_json::from_str(data).context("a stream message is not JSON")?;
-                show(&message)?;
+                show(&mut out, &message)?;
             }
             shown += 1;
             if follow.count.is_some_and(|count| shown >= count) {
+                out.flush()?;
                 return Ok(ExitCode::SUCCESS);
             }
         }
+        out.flush()?;
         eprintln!(
             "keyledger: the stream ended; resuming after seq {}",
             last.unwrap_or(0)
@@ -113,16 +127,16 @@ pub fn tail(follow: &Follow) -> Result<ExitCode> {
     }
 }
 
-fn show(message: &serde_json::Value) -> Result<()> {
+fn show(out: &mut crate::output::Stdout, message: &serde_json::Value) -> Result<()> {
     let event = &message["event"];
     let text = |field: &str| event[field].as_str().unwrap_or("").to_owned();
-    outln!(
+    out.line(format_args!(
         "{:>8}  {:<27}  {:<16}  {:<24}  {}",
         message["seq"].as_u64().unwrap_or(0),
         text("at"),
         text("actor"),
         text("type"),
         super::read::summary(event)
-    );
+    ))?;
     Ok(())
 }
