@@ -20,7 +20,9 @@ impl Projections {
         self.books.apply(event);
         if let EventBody::MachinesActivated { key_id, .. } = &event.body {
             // Nearly every event: its daily count rode on the books' fold
-            // (`KeyView::machines_activated`); all that is left is the key's history.
+            // (`KeyView::machines_activated`); all that is left is the key's history. Going
+            // through `subjects` and `apply_extras` instead costs 17% more instructions per
+            // event (callgrind: 234 against 199).
             self.key_mut(*key_id).history.push(seq);
             return;
         }
