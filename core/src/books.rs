@@ -447,18 +447,7 @@ impl<K: KeyRecord> Books<K> {
             EventBody::OperatorAdded { principal } => {
                 self.operators.insert(principal.clone());
             }
-            EventBody::OrgRegistered { org, name, parent } => {
-                let root = match parent {
-                    Some(parent) => self.orgs[parent].root.clone(),
-                    None => org.clone(),
-                };
-                let record = Org {
-                    name: name.clone(),
-                    parent: parent.clone(),
-                    root,
-                };
-                self.orgs.insert(org.clone(), record);
-            }
+            EventBody::OrgRegistered { org, name, parent } => self.apply_org(org, name, parent),
             EventBody::LicenseIdRegistered { .. } => {
                 let (license_id, record) = event.body.license_record().expect("a license ID event");
                 self.licenses.insert(license_id.clone(), record);
@@ -472,10 +461,8 @@ impl<K: KeyRecord> Books<K> {
                 product,
                 quantity,
             } => {
-                let bought = self
-                    .purchases
-                    .entry((license_id.clone(), product.clone()))
-                    .or_default();
+                let bought = self.purchases.entry((license_id.clone(), product.clone()));
+                let bought = bought.or_default();
                 *bought = bought.saturating_add(*quantity);
             }
             EventBody::KeyIssued { .. } => self.apply_key_issued(at, &event.body),
@@ -486,9 +473,10 @@ impl<K: KeyRecord> Books<K> {
                 product,
                 coverage,
             } => {
+                let (license_id, product) = (license_id.clone(), product.clone());
                 let order = EsuOrder {
-                    license_id: license_id.clone(),
-                    product: product.clone(),
+                    license_id,
+                    product,
                     coverage: *coverage,
                     ordered_at: at,
                 };
@@ -496,13 +484,7 @@ impl<K: KeyRecord> Books<K> {
             }
             EventBody::MachinesActivated {
                 key_id, machines, ..
-            } => {
-                let record = self.keys.get_mut(*key_id).expect("key exists");
-                let key = record.terms_mut();
-                key.used = key.used.saturating_add(machines.len() as u64);
-                assert!(key.used <= key.total(), "R9: key {key_id} over its limit");
-                record.machines_activated(machines, at);
-            }
+            } => self.apply_machines_activated(*key_id, machines, at),
             EventBody::KmsHostActivated {
                 key_id,
                 host,
@@ -538,26 +520,49 @@ impl<K: KeyRecord> Books<K> {
                 license_id,
                 role,
             } => {
-                self.roles
-                    .entry((license_id.clone(), principal.clone()))
-                    .or_default()
-                    .insert(*role);
+                let holder = (license_id.clone(), principal.clone());
+                self.roles.entry(holder).or_default().insert(*role);
             }
             EventBody::RoleRevoked {
                 principal,
                 license_id,
                 role,
-            } => {
-                let pair = (license_id.clone(), principal.clone());
-                if let Some(roles) = self.roles.get_mut(&pair) {
-                    roles.remove(role);
-                    if roles.is_empty() {
-                        self.roles.remove(&pair);
-                    }
-                }
-            }
+            } => self.apply_role_revoked(principal, license_id, *role),
             // A disclosure changes no fact of the books; the read models list them.
             EventBody::KeysDisclosed { .. } => {}
+        }
+    }
+
+    fn apply_org(&mut self, org: &OrgId, name: &str, parent: &Option<OrgId>) {
+        let root = match parent {
+            Some(parent) => self.orgs[parent].root.clone(),
+            None => org.clone(),
+        };
+        let record = Org {
+            name: name.to_owned(),
+            parent: parent.clone(),
+            root,
+        };
+        self.orgs.insert(org.clone(), record);
+    }
+
+    /// R9: the new machines count as used; the holder records them on the same lookup.
+    fn apply_machines_activated(&mut self, key_id: KeyId, machines: &[MachineId], at: Timestamp) {
+        let record = self.keys.get_mut(key_id).expect("key exists");
+        let key = record.terms_mut();
+        key.used = key.used.saturating_add(machines.len() as u64);
+        assert!(key.used <= key.total(), "R9: key {key_id} over its limit");
+        record.machines_activated(machines, at);
+    }
+
+    /// A principal whose last role on a license ID is revoked has no entry left.
+    fn apply_role_revoked(&mut self, principal: &Principal, license_id: &LicenseId, role: Role) {
+        let holder = (license_id.clone(), principal.clone());
+        if let Some(roles) = self.roles.get_mut(&holder) {
+            roles.remove(&role);
+            if roles.is_empty() {
+                self.roles.remove(&holder);
+            }
         }
     }
 
