@@ -38,24 +38,7 @@ pub fn walk(
     // The head is read in the same read transaction as the blocks: a commit landing during
     // the walk must not look like a missing block.
     let stored = store.for_each_block_with_head(start_key, |key, bytes| {
-        let block = Block::parse(bytes).map_err(|e| Corruption::Undecodable {
-            seq: key,
-            why: format!("block: {e}"),
-        })?;
-        if block.first_seq != key {
-            return Err(Corruption::Misplaced {
-                key,
-                found: block.first_seq,
-            }
-            .into());
-        }
-        if key != expected {
-            return Err(Corruption::Gap {
-                expected,
-                found: key,
-            }
-            .into());
-        }
+        let block = placed_block(key, bytes, expected)?;
         // The block's records are handed out only once its head vouches for them: hash them
         // all first, then decode one at a time (no block's worth of events held at once).
         let before = prev;
@@ -106,6 +89,26 @@ pub fn walk(
         check_head(stored, reached)?;
     }
     Ok(reached)
+}
+
+/// The block stored under `key`, parsed, where the walk expects the next one (`expected`).
+fn placed_block(key: u64, bytes: &[u8], expected: u64) -> Result<Block<'_>> {
+    let block = Block::parse(bytes).map_err(|e| Corruption::Undecodable {
+        seq: key,
+        why: format!("block: {e}"),
+    })?;
+    if block.first_seq != key {
+        let found = block.first_seq;
+        return Err(Corruption::Misplaced { key, found }.into());
+    }
+    if key != expected {
+        return Err(Corruption::Gap {
+            expected,
+            found: key,
+        }
+        .into());
+    }
+    Ok(block)
 }
 
 /// The first record of a block that does not decode, as the error it is.
