@@ -107,25 +107,7 @@ pub enum Command {
     /// --from, then live events as they commit; reconnects where it left off.
     ///
     /// Example: keyledger tail --url http://127.0.0.1:8080 --token "$OLGA" --from 140
-    Tail {
-        /// The server, `http://HOST:PORT`.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// A bearer token (`keyledger token create`).
-        #[arg(long, env = "KEYLEDGER_TOKEN", hide_env_values = true)]
-        token: String,
-        #[arg(long, default_value_t = 1)]
-        from: u64,
-        /// Only the events of this license ID (the only way for a non-operator).
-        #[arg(long)]
-        license_id: Option<String>,
-        /// table or jsonl (one `{seq, prev, hash, event}` a line).
-        #[arg(long, default_value = "table")]
-        format: String,
-        /// Stop after this many events (default: follow until interrupted).
-        #[arg(long)]
-        count: Option<u64>,
-    },
+    Tail(TailArgs),
     /// Verify the chain, every block and the projection snapshot; exit 1 at the first bad seq.
     ///
     /// Example: keyledger verify
@@ -199,20 +181,7 @@ pub enum Command {
     /// Serve the HTTP API (docs/api.md) on this machine.
     ///
     /// Example: keyledger serve --listen 127.0.0.1:8080
-    Serve {
-        /// Address to listen on; port 0 picks a free port (printed on stdout).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
-        /// Seconds a client has to send a request's line and headers; then it is cut.
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-        header_timeout: u64,
-        /// Seconds a keep-alive connection may sit with no request before it is closed.
-        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
-        idle_timeout: u64,
-        /// Connections open at once; more wait to be accepted until one closes.
-        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-        max_connections: u64,
-    },
+    Serve(ServeArgs),
     /// Create or revoke API tokens (only their BLAKE3 digest is stored).
     ///
     /// Example: keyledger token create --principal rita
@@ -390,4 +359,51 @@ pub struct KeyScope {
     /// Every key the principal may see.
     #[arg(long)]
     pub all: bool,
+}
+
+/// `serve`: where to listen, and the bounds every connection gets.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Seconds a client has to send a request's line and headers; then it is cut.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+    /// Seconds a keep-alive connection may sit with no request before it is closed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub idle_timeout: u64,
+    /// Connections open at once; more wait to be accepted until one closes.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+}
+
+/// `tail`: the server and token, where to start, what to show.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The server, `http://HOST:PORT`.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// A bearer token (`keyledger token create`).
+    #[arg(long, env = "KEYLEDGER_TOKEN", hide_env_values = true)]
+    pub token: String,
+    #[arg(long, default_value_t = 1)]
+    pub from: u64,
+    /// Only the events of this license ID (the only way for a non-operator).
+    #[arg(long)]
+    pub license_id: Option<String>,
+    /// How to show each event.
+    #[arg(long, value_enum, default_value_t = TailFormat::Table)]
+    pub format: TailFormat,
+    /// Stop after this many events (default: follow until interrupted).
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TailFormat {
+    /// The columns of `keyledger log`.
+    Table,
+    /// One `{seq, prev, hash, event}` a line, as the server sent it.
+    Jsonl,
 }

@@ -40,25 +40,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             from,
             format,
         } => read::log(data, license_id.as_deref(), key, from, &format),
-        Command::Tail {
-            url,
-            token,
-            from,
-            license_id,
-            format,
-            count,
-        } => tail::tail(&tail::Follow {
-            url,
-            token,
-            from,
-            license_id,
-            jsonl: match format.as_str() {
-                "table" => false,
-                "jsonl" => true,
-                other => anyhow::bail!("--format {other:?}: expected table or jsonl"),
-            },
-            count,
-        }),
+        Command::Tail(args) => tail::tail(&args),
         Command::Verify => audit::verify(data),
         Command::Export { out } => audit::export(data, &out),
         Command::VerifyExport {
@@ -79,19 +61,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             pubkey,
             old_checkpoint,
         } => proofs::verify_proof(&file, &pubkey, old_checkpoint.as_deref()),
-        Command::Serve {
-            listen,
-            header_timeout,
-            idle_timeout,
-            max_connections,
-        } => {
-            let limits = crate::serve::connections::ConnectionLimits {
-                header_read_timeout: std::time::Duration::from_secs(header_timeout),
-                idle_timeout: std::time::Duration::from_secs(idle_timeout),
-                connections_max: max_connections as usize,
-            };
-            crate::serve::run(data, &listen, limits)
-        }
+        Command::Serve(args) => crate::serve::run(
+            data,
+            &args.listen,
+            crate::serve::connections::ConnectionLimits::from(&args),
+        ),
         Command::Token { action } => token(data, action),
         Command::Bench {
             target: Some(crate::cli::BenchTarget::Http(args)),

@@ -94,10 +94,7 @@ pub fn log(
         .map_or(from, |w| w.first().copied().unwrap_or(u64::MAX));
     let mut out = crate::output::Stdout::lock();
     if !jsonl {
-        out.line(format_args!(
-            "{:>8}  {:<27}  {:<16}  {:<24}  summary",
-            "seq", "at", "actor", "type"
-        ))?;
+        out.line(format_args!("{}", table_header()))?;
     }
     // A failed write (a closed pipe) stops the walk; it is returned as what it is.
     let mut failed = None;
@@ -111,14 +108,7 @@ pub fn log(
                 let line = serde_json::json!({"seq": record.seq, "event": event});
                 out.line(format_args!("{line}"))
             } else {
-                out.line(format_args!(
-                    "{:>8}  {:<27}  {:<16}  {:<24}  {}",
-                    record.seq,
-                    record.event.at.to_string(),
-                    record.event.actor.as_str(),
-                    record.event.body.type_name(),
-                    summary(&event)
-                ))
+                out.line(format_args!("{}", table_row(record.seq, &event)))
             };
             match written {
                 Ok(()) => Ok(ControlFlow::Continue(())),
@@ -134,6 +124,26 @@ pub fn log(
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The header of the event table (`log`, `tail`).
+pub(crate) fn table_header() -> String {
+    format!(
+        "{:>8}  {:<27}  {:<16}  {:<24}  summary",
+        "seq", "at", "actor", "type"
+    )
+}
+
+/// One event as a row of the event table, from its JSON (`wire::event_to_json`).
+pub(crate) fn table_row(seq: u64, event: &serde_json::Value) -> String {
+    let text = |field: &str| event[field].as_str().unwrap_or("");
+    format!(
+        "{seq:>8}  {:<27}  {:<16}  {:<24}  {}",
+        text("at"),
+        text("actor"),
+        text("type"),
+        summary(event)
+    )
 }
 
 /// The event's fields other than at, actor and type, as `name=value`, shortened.

@@ -40,6 +40,16 @@ impl Default for ConnectionLimits {
     }
 }
 
+impl From<&crate::cli::ServeArgs> for ConnectionLimits {
+    fn from(args: &crate::cli::ServeArgs) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(args.header_timeout),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+            connections_max: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then waits up to 30 s for open
 /// connections to finish their requests.
 pub async fn serve(
