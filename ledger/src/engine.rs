@@ -23,7 +23,7 @@ use crate::codec::encode_record_into;
 use crate::error::{Error, Result};
 use crate::hashing::{BatchHashing, ChainState, HashingThread};
 use crate::idempotency::IdempotencyKey;
-use crate::store::{BatchWrite, Head, Store};
+use crate::store::{BatchWrite, Head, Store, StoredAnswer};
 use crate::walk::walk;
 use crate::Limits;
 
@@ -554,18 +554,23 @@ impl Engine {
         if let Some((digest, first)) = pending {
             return Ok(Some(key.resend(digest, first)));
         }
-        if let Some(bytes) = self.store.first_answer(&key.key)? {
-            let (digest, first) = key.parse_stored(&bytes)?;
-            return Ok(Some(key.resend(&digest, &first)));
+        match self.store.first_answer(&key.key, key.command_id())? {
+            Some(StoredAnswer::Scoped(bytes)) => {
+                let (digest, first) = key.parse_stored(&bytes)?;
+                Ok(Some(key.resend(&digest, &first)))
+            }
+            Some(StoredAnswer::Legacy(bytes)) => self.legacy_first_answer(key, state, &bytes),
+            None => Ok(None),
         }
-        self.legacy_first_answer(key, state)
     }
 
-    fn legacy_first_answer(&self, key: &IdempotencyKey, state: &State) -> Result<Option<Answer>> {
-        let Some(bytes) = self.store.legacy_answer(key.command_id())? else {
-            return Ok(None);
-        };
-        let first: Answer = serde_json::from_slice(&bytes).map_err(|e| {
+    fn legacy_first_answer(
+        &self,
+        key: &IdempotencyKey,
+        state: &State,
+        bytes: &[u8],
+    ) -> Result<Option<Answer>> {
+        let first: Answer = serde_json::from_slice(bytes).map_err(|e| {
             Error::Storage(format!(
                 "stored answer of command_id {:?} is unreadable: {e}",
                 key.command_id()

@@ -508,24 +508,14 @@ impl Store {
         Ok(existed)
     }
 
-    /// A first answer stored before format 3 under its bare command id.
-    pub fn legacy_answer(&self, command_id: &str) -> Result<Option<Vec<u8>>> {
-        self.get_bytes(ANSWERS, command_id)
-    }
-
-    /// The stored first answer (digest + JSON) under an idempotency key.
-    pub fn first_answer(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.get_bytes(FIRST_ANSWERS, key)
-    }
-
-    fn get_bytes(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<Vec<u8>>> {
+    /// The stored first answer of a command, in one read transaction: under its idempotency
+    /// `key` (format 3: digest + JSON), else under its bare `command_id` (format 2: JSON).
+    pub fn first_answer(&self, key: &str, command_id: &str) -> Result<Option<StoredAnswer>> {
         let read = self.db()?.begin_read()?;
-        let table = match read.open_table(table) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(err) => return Err(err.into()),
-        };
-        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+        if let Some(bytes) = get_bytes(&read, FIRST_ANSWERS, key)? {
+            return Ok(Some(StoredAnswer::Scoped(bytes)));
+        }
+        Ok(get_bytes(&read, ANSWERS, command_id)?.map(StoredAnswer::Legacy))
     }
 
     /// Stores a projection snapshot taken at `seq`, keeping the newest [`SNAPSHOTS_KEPT`].
@@ -760,6 +750,28 @@ fn create_private(path: &Path) -> Result<Database> {
         .open(path)?;
     let backend = redb::backends::FileBackend::new(file)?;
     Ok(redb::Builder::new().create_with_backend(backend)?)
+}
+
+/// A stored first answer, by the table it was found in.
+#[derive(Debug)]
+pub enum StoredAnswer {
+    /// `first_answers`: the command's digest, then the answer's JSON.
+    Scoped(Vec<u8>),
+    /// `answers` (written before format 3): the answer's JSON, unscoped.
+    Legacy(Vec<u8>),
+}
+
+fn get_bytes(
+    read: &redb::ReadTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    key: &str,
+) -> Result<Option<Vec<u8>>> {
+    let table = match read.open_table(table) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    Ok(table.get(key)?.map(|v| v.value().to_vec()))
 }
 
 /// The head as `read` sees it. A head that does not parse is corruption at seq 0.
