@@ -14,14 +14,15 @@ and grant in an append-only, BLAKE3-hash-chained log, and reports counts, OSA st
 KMS thresholds and rights per license ID, as of any moment.\n\nStart with: keyledger demo"
 )]
 pub struct Cli {
-    /// The ledger file.
+    /// The ledger: a redb file's path, or a PostgreSQL URL (`postgres://…`, libpq syntax;
+    /// several hosts and `target_session_attrs=read-write` for a replicated pair).
     #[arg(
         long,
         global = true,
         env = "KEYLEDGER_DATA",
         default_value = "keyledger.redb"
     )]
-    pub data: PathBuf,
+    pub data: keyledger_ledger::Location,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -376,6 +377,10 @@ pub struct ServeArgs {
     /// Connections open at once; more wait to be accepted until one closes.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+    /// On PostgreSQL, when another `serve` holds the ledger: wait as a standby writer and
+    /// take over when it stops (default: refuse at once, saying who holds it).
+    #[arg(long)]
+    pub wait_for_writer: bool,
 }
 
 /// `tail`: the server and token, where to start, what to show.

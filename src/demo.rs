@@ -9,7 +9,6 @@
 
 use crate::output::outln;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -648,12 +647,11 @@ fn rollout(s: &mut Script, total: u64) {
     );
 }
 
-pub fn run(data: &Path, machines_total: u64, seed: u64) -> Result<ExitCode> {
-    if data.exists() {
-        bail!(
-            "{} exists already; pass --data NEW.redb or remove it",
-            data.display()
-        );
+pub fn run(data: &keyledger_ledger::Location, machines_total: u64, seed: u64) -> Result<ExitCode> {
+    if let keyledger_ledger::Location::File(path) = data {
+        if path.exists() {
+            bail!("{data} exists already; pass --data NEW.redb or remove it");
+        }
     }
     let mut s = Script {
         commands: Vec::new(),
@@ -670,7 +668,7 @@ pub fn run(data: &Path, machines_total: u64, seed: u64) -> Result<ExitCode> {
     s.hours(24);
     rollout(&mut s, machines_total);
     let engine = keyledger_ledger::init(data, id(OPERATOR), t(START))
-        .with_context(|| format!("cannot create {}", data.display()))?;
+        .with_context(|| format!("cannot create {}", data))?;
     keyledger_ledger::proof::signing_key(data, true)?;
     let answers = submit(engine, s.commands)?;
     summarize(data, &answers)
@@ -699,7 +697,7 @@ fn submit(engine: keyledger_ledger::Engine, commands: Vec<Command>) -> Result<Ve
     Ok(answers)
 }
 
-fn summarize(data: &Path, answers: &[Answer]) -> Result<ExitCode> {
+fn summarize(data: &keyledger_ledger::Location, answers: &[Answer]) -> Result<ExitCode> {
     let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
     for answer in answers.iter().filter(|a| !a.ok) {
         *refusals
@@ -710,7 +708,7 @@ fn summarize(data: &Path, answers: &[Answer]) -> Result<ExitCode> {
     let head = store.head()?;
     outln!(
         "built demo ledger {}: {} events, head hash {}",
-        data.display(),
+        data,
         head.seq,
         hex::encode(head.hash)
     );
@@ -722,10 +720,10 @@ fn summarize(data: &Path, answers: &[Answer]) -> Result<ExitCode> {
     for (code, count) in &refusals {
         outln!("  {count:>4}  {code}");
     }
-    let flag = if data == Path::new("keyledger.redb") {
+    let flag = if *data == keyledger_ledger::Location::File("keyledger.redb".into()) {
         String::new()
     } else {
-        format!(" --data {}", data.display())
+        format!(" --data {}", data)
     };
     outln!("\nTry next:");
     for line in [

@@ -2,7 +2,6 @@
 //! events after it, up to a seq or a business time.
 
 use std::ops::ControlFlow;
-use std::path::Path;
 
 use anyhow::{Context, Result};
 use keyledger_core::Timestamp;
@@ -23,8 +22,8 @@ pub enum Until {
     Time(Timestamp),
 }
 
-pub fn open_store(path: &Path) -> Result<Store> {
-    Store::open(path).with_context(|| format!("cannot open ledger {}", path.display()))
+pub fn open_store(data: &keyledger_ledger::Location) -> Result<Store> {
+    Store::open(data).with_context(|| format!("cannot open ledger {data}"))
 }
 
 /// Projections up to `until`, from the newest snapshot at or below it when one is usable.

@@ -177,8 +177,11 @@ struct Pending {
 }
 
 impl Engine {
-    /// Opens a store: walks and verifies the whole chain while replaying it into `State`.
+    /// Opens a store as its writer: claims it (see [`Store::claim_writer`]; a running
+    /// writer makes this fail with [`Error::WriterBusy`]), then walks and verifies the whole
+    /// chain while replaying it into `State`.
     pub fn open(store: Store, limits: Limits) -> Result<Engine> {
+        store.claim_writer(false)?;
         let mut state = State::default();
         let head = walk(&store, 1, |record| {
             state.apply(&record.event);
@@ -312,6 +315,7 @@ impl Engine {
             .map(|b| (p.start.seq + 1, b.finish(&chain.head.hash)));
         let write = BatchWrite {
             block,
+            start: p.start,
             merkle: chain.nodes,
             head: (chain.head != p.start).then_some(chain.head),
             secrets: p.secrets,

@@ -97,6 +97,17 @@ pub enum Error {
     /// The writer thread died, or stopped, before answering (HTTP 503 `writer_stopped`).
     #[error("the writer has stopped: {0}")]
     WriterStopped(String),
+    /// Another writer holds the ledger (PostgreSQL's writer lock), and this one was told
+    /// not to wait for it.
+    #[error("{0}")]
+    WriterBusy(String),
+    /// This writer's append was refused: another writer took over the ledger (a newer
+    /// epoch), or the stored log no longer ends where this writer's state does.
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// A `--data` value that names no store (a malformed PostgreSQL URL, an empty path).
+    #[error("--data {0}")]
+    BadLocation(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -36,13 +36,11 @@ pub mod walk;
 pub mod wire;
 pub mod writer;
 
-use std::path::Path;
-
 pub use answer::{Answer, AnswerText};
 pub use engine::{Committed, Engine, Submission};
 pub use error::{Corruption, Error, Result};
 pub use health::Health;
-pub use store::{Head, Store};
+pub use store::{Head, Location, Store};
 pub use walk::{verify, walk, LoggedRecord, VerifyReport};
 pub use writer::{AnswerReceiver, Writer, WriterHandle};
 
@@ -72,13 +70,13 @@ impl Default for Limits {
     }
 }
 
-/// Creates a ledger file whose first event makes `operator` the first operator (R3).
+/// Creates a ledger whose first event makes `operator` the first operator (R3).
 pub fn init(
-    path: &Path,
+    at_location: impl Into<Location>,
     operator: keyledger_core::Principal,
     at: keyledger_core::Timestamp,
 ) -> Result<Engine> {
-    let store = Store::create(path)?;
+    let store = Store::create(at_location)?;
     let mut engine = Engine::open(store, Limits::default())?;
     let command = keyledger_core::Command {
         at,
@@ -94,7 +92,7 @@ pub fn init(
     Ok(engine)
 }
 
-/// Opens an existing ledger file, verifying and replaying it.
-pub fn open(path: &Path) -> Result<Engine> {
-    Engine::open(Store::open(path)?, Limits::default())
+/// Opens an existing ledger as its writer, verifying and replaying it.
+pub fn open(at: impl Into<Location>) -> Result<Engine> {
+    Engine::open(Store::open(at)?, Limits::default())
 }

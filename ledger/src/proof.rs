@@ -2,7 +2,6 @@
 //! ledger's verifier key alone — no database.
 
 use std::io::Write;
-use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -12,7 +11,7 @@ use crate::checkpoint::{self, Checkpoint, CheckpointError, LedgerKey};
 use crate::codec::decode_record;
 use crate::error::{Error, Result};
 use crate::merkle::{self, Hash};
-use crate::store::Store;
+use crate::store::{Location, Store};
 use crate::tree::LedgerTree;
 use crate::wire::event_to_json;
 
@@ -271,10 +270,10 @@ pub fn verify_proof(
     }
 }
 
-/// The ledger's signing key, kept next to the database in `<data>.ed25519` (mode 0600):
-/// loaded, or created with a fresh CSPRNG seed when `create` is set.
-pub fn signing_key(data: &Path, create: bool) -> Result<(LedgerKey, bool)> {
-    let path = key_path(data);
+/// The ledger's signing key (mode 0600; [`Location::signing_key_path`] says where): loaded,
+/// or created with a fresh CSPRNG seed when `create` is set.
+pub fn signing_key(data: impl Into<Location>, create: bool) -> Result<(LedgerKey, bool)> {
+    let path = key_path(data)?;
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let seed: [u8; 32] = hex::decode(text.trim())
@@ -306,8 +305,7 @@ pub fn signing_key(data: &Path, create: bool) -> Result<(LedgerKey, bool)> {
     }
 }
 
-pub fn key_path(data: &Path) -> std::path::PathBuf {
-    let mut name = data.as_os_str().to_owned();
-    name.push(".ed25519");
-    std::path::PathBuf::from(name)
+/// Where the signing key of the ledger at `data` is (see [`Location::signing_key_path`]).
+pub fn key_path(data: impl Into<Location>) -> Result<std::path::PathBuf> {
+    data.into().signing_key_path()
 }

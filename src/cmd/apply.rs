@@ -41,10 +41,10 @@ fn input(file: &Path) -> Result<(Box<dyn BufRead + Send>, u64)> {
     Ok((Box::new(BufReader::new(opened)), size))
 }
 
-pub fn apply(data: &Path, file: &Path, atomic: bool) -> Result<ExitCode> {
+pub fn apply(data: &keyledger_ledger::Location, file: &Path, atomic: bool) -> Result<ExitCode> {
     let (reader, size) = input(file)?;
-    let engine = keyledger_ledger::open(data)
-        .with_context(|| format!("cannot open ledger {}", data.display()))?;
+    let engine =
+        keyledger_ledger::open(data).with_context(|| format!("cannot open ledger {}", data))?;
     if atomic {
         return apply_atomic(engine, reader);
     }

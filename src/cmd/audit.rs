@@ -13,12 +13,10 @@ use keyledger_projections::snapshot;
 use crate::progress::Progress;
 use crate::view::open_store;
 
-pub fn verify(data: &Path) -> Result<ExitCode> {
+pub fn verify(data: &keyledger_ledger::Location) -> Result<ExitCode> {
     let store = match keyledger_ledger::Store::open(data) {
         Ok(store) => store,
-        Err(err) => {
-            return Err(err).with_context(|| format!("cannot open ledger {}", data.display()))
-        }
+        Err(err) => return Err(err).with_context(|| format!("cannot open ledger {}", data)),
     };
     let report = match keyledger_ledger::verify(&store) {
         Ok(report) => report,
@@ -81,7 +79,7 @@ fn fold_from_zero(
     Ok(p)
 }
 
-pub fn export(data: &Path, out: &Path) -> Result<ExitCode> {
+pub fn export(data: &keyledger_ledger::Location, out: &Path) -> Result<ExitCode> {
     let store = open_store(data)?;
     let head = store.head()?;
     let file = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;

@@ -17,15 +17,20 @@ use keyledger_projections::Projections;
 use super::principal;
 use crate::view::{now_at_least, projections, Until};
 
-pub fn import_keys(data: &Path, file: &Path, who: &str, atomic: bool) -> Result<ExitCode> {
+pub fn import_keys(
+    data: &keyledger_ledger::Location,
+    file: &Path,
+    who: &str,
+    atomic: bool,
+) -> Result<ExitCode> {
     let operator = principal(who, "as")?;
     let input =
         std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
     let (rows, mut bad) = read_key_export(input)
         .map_err(anyhow::Error::msg)
         .with_context(|| file.display().to_string())?;
-    let mut engine = keyledger_ledger::open(data)
-        .with_context(|| format!("cannot open ledger {}", data.display()))?;
+    let mut engine =
+        keyledger_ledger::open(data).with_context(|| format!("cannot open ledger {}", data))?;
     let p = projections(engine.store(), Until::Head)?;
     let at = now_at_least(engine.state().newest_at());
     let names = product_names(&p);

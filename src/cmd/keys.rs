@@ -14,10 +14,15 @@ use super::principal;
 use crate::cli::KeyScope;
 use crate::view::{checked_secrets, now_at_least, projections, Until};
 
-pub fn keys(data: &Path, scope: &KeyScope, who: &str, out: Option<&Path>) -> Result<ExitCode> {
+pub fn keys(
+    data: &keyledger_ledger::Location,
+    scope: &KeyScope,
+    who: &str,
+    out: Option<&Path>,
+) -> Result<ExitCode> {
     let principal = principal(who, "as")?;
-    let mut engine = keyledger_ledger::open(data)
-        .with_context(|| format!("cannot open ledger {}", data.display()))?;
+    let mut engine =
+        keyledger_ledger::open(data).with_context(|| format!("cannot open ledger {}", data))?;
     let p = projections(engine.store(), Until::Head)?;
     let scope = if scope.all {
         ExportScope::All

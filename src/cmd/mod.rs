@@ -19,7 +19,7 @@ use crate::cli::{Cli, Command};
 use crate::view::{parse_time, wall_clock};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    let data = cli.data.as_path();
+    let data = &cli.data;
     match cli.command {
         Command::Init { operator, at } => init(data, &operator, at.as_deref()),
         Command::Apply { file, atomic } => apply::apply(data, &file, atomic),
@@ -61,11 +61,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             pubkey,
             old_checkpoint,
         } => proofs::verify_proof(&file, &pubkey, old_checkpoint.as_deref()),
-        Command::Serve(args) => crate::serve::run(
-            data,
-            &args.listen,
-            crate::serve::connections::ConnectionLimits::from(&args),
-        ),
+        Command::Serve(args) => crate::serve::run(data, &args),
         Command::Token { action } => token(data, action),
         Command::Bench {
             target: Some(crate::cli::BenchTarget::Http(args)),
@@ -94,7 +90,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn init(data: &std::path::Path, operator: &str, at: Option<&str>) -> Result<ExitCode> {
+fn init(data: &keyledger_ledger::Location, operator: &str, at: Option<&str>) -> Result<ExitCode> {
     let operator = Principal::new(operator).context("--operator")?;
     let at = at
         .map(|t| parse_time(t, "at"))
@@ -102,19 +98,16 @@ fn init(data: &std::path::Path, operator: &str, at: Option<&str>) -> Result<Exit
         .unwrap_or_else(wall_clock);
     keyledger_ledger::init(data, operator.clone(), at)?;
     let (key, _) = keyledger_ledger::proof::signing_key(data, true)?;
-    outln!(
-        "created ledger {} with first operator {operator}",
-        data.display()
-    );
+    outln!("created ledger {} with first operator {operator}", data);
     outln!(
         "checkpoint signing key {}; verifier key {}",
-        keyledger_ledger::proof::key_path(data).display(),
+        keyledger_ledger::proof::key_path(data)?.display(),
         key.verifier_key()
     );
     Ok(ExitCode::SUCCESS)
 }
 
-fn token(data: &std::path::Path, action: crate::cli::TokenAction) -> Result<ExitCode> {
+fn token(data: &keyledger_ledger::Location, action: crate::cli::TokenAction) -> Result<ExitCode> {
     let store = crate::view::open_store(data)?;
     match action {
         crate::cli::TokenAction::Create { principal: name } => {

@@ -10,12 +10,12 @@ use keyledger_ledger::proof::{self, signing_key};
 use crate::cli::ProveKind;
 use crate::view::{open_store, wall_clock};
 
-fn key(data: &Path) -> Result<keyledger_ledger::checkpoint::LedgerKey> {
+fn key(data: &keyledger_ledger::Location) -> Result<keyledger_ledger::checkpoint::LedgerKey> {
     let (key, created) = signing_key(data, true)?;
     if created {
         eprintln!(
             "note: created the checkpoint signing key {}",
-            proof::key_path(data).display()
+            proof::key_path(data)?.display()
         );
     }
     Ok(key)
@@ -34,18 +34,22 @@ fn emit(text: &str, out: Option<&Path>) -> Result<()> {
 }
 
 /// Reads only the key file, so it works while `serve` holds the database.
-pub fn pubkey(data: &Path) -> Result<ExitCode> {
+pub fn pubkey(data: &keyledger_ledger::Location) -> Result<ExitCode> {
     let (key, _) = signing_key(data, false).with_context(|| {
         format!(
             "no checkpoint key for {} (`keyledger init` creates it)",
-            data.display()
+            data
         )
     })?;
     outln!("{}", key.verifier_key());
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn checkpoint(data: &Path, size: Option<u64>, out: Option<&Path>) -> Result<ExitCode> {
+pub fn checkpoint(
+    data: &keyledger_ledger::Location,
+    size: Option<u64>,
+    out: Option<&Path>,
+) -> Result<ExitCode> {
     let store = open_store(data)?;
     let size = size.map_or_else(|| store.head().map(|h| h.seq), Ok)?;
     let note = proof::checkpoint(&store, &key(data)?, size, wall_clock())?;
@@ -53,7 +57,7 @@ pub fn checkpoint(data: &Path, size: Option<u64>, out: Option<&Path>) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn prove(data: &Path, kind: ProveKind) -> Result<ExitCode> {
+pub fn prove(data: &keyledger_ledger::Location, kind: ProveKind) -> Result<ExitCode> {
     let store = open_store(data)?;
     let key = key(data)?;
     let head = store.head()?.seq;

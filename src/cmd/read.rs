@@ -15,7 +15,12 @@ use keyledger_projections::{license_report, Format};
 use crate::cli::Moment;
 use crate::view::{now_at_least, open_store, parse_time, projections, Until};
 
-pub fn report(data: &Path, license_id: &str, moment: &Moment, format: &str) -> Result<ExitCode> {
+pub fn report(
+    data: &keyledger_ledger::Location,
+    license_id: &str,
+    moment: &Moment,
+    format: &str,
+) -> Result<ExitCode> {
     let format: Format = format
         .parse()
         .map_err(anyhow::Error::msg)
@@ -55,7 +60,7 @@ pub fn report(data: &Path, license_id: &str, moment: &Moment, format: &str) -> R
 }
 
 pub fn log(
-    data: &Path,
+    data: &keyledger_ledger::Location,
     license: Option<&str>,
     key: Option<u64>,
     from: u64,
@@ -181,7 +186,10 @@ pub struct ForecastOptions<'a> {
     pub svg: Option<&'a Path>,
 }
 
-pub fn forecast(data: &Path, options: &ForecastOptions<'_>) -> Result<ExitCode> {
+pub fn forecast(
+    data: &keyledger_ledger::Location,
+    options: &ForecastOptions<'_>,
+) -> Result<ExitCode> {
     let ForecastOptions {
         license,
         window_days,

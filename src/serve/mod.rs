@@ -14,7 +14,6 @@ mod routes;
 
 use crate::output::outln;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 
@@ -54,12 +53,22 @@ pub struct Shared {
     pub closing: tokio::sync::watch::Sender<bool>,
 }
 
-pub fn run(data: &Path, listen: &str, limits: connections::ConnectionLimits) -> Result<ExitCode> {
+pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> Result<ExitCode> {
+    let listen = &args.listen;
+    let limits = connections::ConnectionLimits::from(args);
     let addr: SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen:?}: expected IP:PORT"))?;
-    let mut engine = keyledger_ledger::open(data)
-        .with_context(|| format!("cannot open ledger {}", data.display()))?;
+    let store = Store::open(data).with_context(|| format!("cannot open ledger {data}"))?;
+    if args.wait_for_writer {
+        eprintln!("waiting to become the writer of {data}");
+        store.claim_writer(true)?;
+    }
+    if let Some(warning) = store.durability_warning()? {
+        eprintln!("warning: {warning}");
+    }
+    let mut engine = keyledger_ledger::Engine::open(store, keyledger_ledger::Limits::default())
+        .with_context(|| format!("cannot open ledger {data}"))?;
     let store = engine.store().clone();
     let folded = Arc::new(RwLock::new(projections(&store, Until::Head)?));
     let metrics = Arc::new(metrics::Metrics::new());

@@ -13,16 +13,14 @@
 //! - `merkle`  (level, index) → 32-byte hash of the perfect subtree of leaves
 //!   `[index << level, (index + 1) << level)`, for levels >= 8 (see `crate::tree`).
 
-use std::ops::ControlFlow;
-use std::path::Path;
-
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::chain::{ChainHash, GENESIS};
 use crate::error::{Error, Result};
+use crate::store::{Backend, BatchWrite, BlockVisitor, Head, Row, StoredAnswer, SNAPSHOTS_KEPT};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -32,9 +30,6 @@ const FIRST_ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("first_
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
 const MERKLE: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("merkle");
-
-/// How many projection snapshots are kept; older ones are pruned as new ones are written.
-pub const SNAPSHOTS_KEPT: usize = 8;
 
 const FORMAT_VERSION_KEY: &str = "format_version";
 const HEAD_KEY: &str = "head";
@@ -53,128 +48,66 @@ pub const DB_FORMAT_VERSION: u8 = 3;
 /// The oldest database format this build still reads.
 pub const DB_FORMAT_OLDEST: u8 = 1;
 
-/// The end of the log: the last seq and the chain hash after it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Head {
-    pub seq: u64,
-    pub hash: ChainHash,
-}
-
-impl Head {
-    pub const EMPTY: Head = Head {
-        seq: 0,
-        hash: GENESIS,
-    };
-
-    fn to_bytes(self) -> [u8; 40] {
-        let mut bytes = [0u8; 40];
-        bytes[..8].copy_from_slice(&self.seq.to_le_bytes());
-        bytes[8..].copy_from_slice(&self.hash);
-        bytes
-    }
-
-    fn from_bytes(bytes: &[u8]) -> Option<Head> {
-        let bytes: &[u8; 40] = bytes.try_into().ok()?;
-        Some(Head {
-            seq: u64::from_le_bytes(bytes[..8].try_into().ok()?),
-            hash: bytes[8..].try_into().ok()?,
-        })
-    }
-}
-
-/// Everything one batch writes, in one write transaction.
-#[derive(Debug, Default)]
-pub struct BatchWrite {
-    /// `(first seq, block bytes)`, absent when the batch appended no event.
-    pub block: Option<(u64, Vec<u8>)>,
-    pub head: Option<Head>,
-    pub secrets: Vec<(u64, String)>,
-    pub answers: Vec<(String, Vec<u8>)>,
-    /// New Merkle subtree hashes: `(level, index, hash)`.
-    pub merkle: Vec<(u8, u64, [u8; 32])>,
-}
-
-impl BatchWrite {
-    pub fn is_empty(&self) -> bool {
-        self.block.is_none() && self.secrets.is_empty() && self.answers.is_empty()
-    }
-}
-
-/// The open redb database of one ledger. Clones share the database: the writer commits
-/// through one, readers (reports, the HTTP service) read through others.
+/// The open redb database of one ledger, shared by every clone of its [`crate::Store`].
 ///
 /// After an I/O error redb refuses every later operation ("Previous I/O error occurred"),
-/// so a failed commit is followed by [`Store::reopen`]: the database is closed and opened
+/// so a failed commit is followed by [`Backend::reopen`]: the database is closed and opened
 /// again from its file, in place, for every clone. Between the two, reads fail with a
 /// storage error rather than block.
-#[derive(Clone)]
-pub struct Store {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
+pub struct RedbStore {
     db: RwLock<Option<Arc<Database>>>,
     label: String,
     /// How to open the database again; `None` when it cannot be (a one-off backend).
     reopen: Option<Box<Reopen>>,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("label", &self.shared.label)
+        f.debug_struct("RedbStore")
+            .field("label", &self.label)
             .finish_non_exhaustive()
     }
 }
 
 type Reopen = dyn Fn() -> std::result::Result<Database, redb::DatabaseError> + Send + Sync;
 
-/// How long [`Store::reopen`] waits for readers of the old database to finish.
+/// How long [`Backend::reopen`] waits for readers of the old database to finish.
 const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-impl Store {
+impl RedbStore {
     /// Creates a new ledger file; refuses to touch an existing one.
-    pub fn create(path: &Path) -> Result<Store> {
+    pub fn create(path: &Path) -> Result<RedbStore> {
         if path.exists() {
             return Err(Error::Exists(path.display().to_string()));
         }
         let db = create_private(path)?;
-        let store = Store::initialize(db, path.display().to_string())?;
+        let store = RedbStore::initialize(db, path.display().to_string())?;
         Ok(store.reopening_from(path.to_owned()))
     }
 
     /// Opens an existing ledger file and checks its format version.
-    pub fn open(path: &Path) -> Result<Store> {
+    pub fn open(path: &Path) -> Result<RedbStore> {
         if !path.exists() {
             return Err(Error::Missing(path.display().to_string()));
         }
         let db = Database::open(path)?;
-        let store = Store::checked(db, path.display().to_string())?;
+        let store = RedbStore::checked(db, path.display().to_string())?;
         Ok(store.reopening_from(path.to_owned()))
     }
 
-    fn reopening_from(self, path: PathBuf) -> Store {
-        let reopen = move || Database::open(&path);
-        Store::with_reopen(self, Box::new(reopen))
-    }
-
-    fn with_reopen(self, reopen: Box<Reopen>) -> Store {
-        let shared = Arc::try_unwrap(self.shared)
-            .unwrap_or_else(|_| unreachable!("a new store has one handle"));
-        Store {
-            shared: Arc::new(Shared {
-                reopen: Some(reopen),
-                ..shared
-            }),
+    fn reopening_from(self, path: PathBuf) -> RedbStore {
+        RedbStore {
+            reopen: Some(Box::new(move || Database::open(&path))),
+            ..self
         }
     }
 
     /// Opens (creating if empty) a ledger on any redb backend; used by fault-injection tests.
-    /// `backend` is called again by [`Store::reopen`] for a fresh backend on the same file.
+    /// `backend` is called again by [`Backend::reopen`] for a fresh backend on the same file.
     pub fn with_backend<B: redb::StorageBackend>(
         backend: impl Fn() -> B + Send + Sync + 'static,
         label: &str,
-    ) -> Result<Store> {
+    ) -> Result<RedbStore> {
         let db = redb::Builder::new().create_with_backend(backend())?;
         let fresh = {
             let read = db.begin_read()?;
@@ -185,43 +118,154 @@ impl Store {
             }
         };
         let store = if fresh {
-            Store::initialize(db, label.to_owned())?
+            RedbStore::initialize(db, label.to_owned())?
         } else {
-            Store::checked(db, label.to_owned())?
+            RedbStore::checked(db, label.to_owned())?
         };
-        let reopen = move || redb::Builder::new().create_with_backend(backend());
-        Ok(store.with_reopen(Box::new(reopen)))
+        Ok(RedbStore {
+            reopen: Some(Box::new(move || {
+                redb::Builder::new().create_with_backend(backend())
+            })),
+            ..store
+        })
     }
 
-    fn new(db: Database, label: String) -> Store {
-        Store {
-            shared: Arc::new(Shared {
-                db: RwLock::new(Some(Arc::new(db))),
-                label,
-                reopen: None,
-            }),
+    fn new(db: Database, label: String) -> RedbStore {
+        RedbStore {
+            db: RwLock::new(Some(Arc::new(db))),
+            label,
+            reopen: None,
         }
     }
 
     /// The open database, or a storage error while it is being reopened (or could not be).
     fn db(&self) -> Result<Arc<Database>> {
-        let db = self.shared.db.read().unwrap_or_else(|e| e.into_inner());
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
         db.clone().ok_or_else(|| {
             Error::Storage(format!(
                 "{}: the database is closed after a storage failure, being reopened",
-                self.shared.label
+                self.label
             ))
         })
+    }
+
+    fn initialize(db: Database, label: String) -> Result<RedbStore> {
+        let write = db.begin_write()?;
+        {
+            let mut meta = write.open_table(META)?;
+            meta.insert(FORMAT_VERSION_KEY, &[DB_FORMAT_VERSION][..])?;
+            meta.insert(HEAD_KEY, &Head::EMPTY.to_bytes()[..])?;
+            write.open_table(BLOCKS)?;
+            write.open_table(SECRETS)?;
+            write.open_table(ANSWERS)?;
+            write.open_table(FIRST_ANSWERS)?;
+            write.open_table(SNAPSHOTS)?;
+            write.open_table(TOKENS)?;
+            write.open_table(MERKLE)?;
+        }
+        write.commit()?;
+        Ok(RedbStore::new(db, label))
+    }
+
+    fn checked(db: Database, label: String) -> Result<RedbStore> {
+        let version = {
+            let read = db.begin_read()?;
+            let meta = match read.open_table(META) {
+                Ok(meta) => meta,
+                Err(redb::TableError::TableDoesNotExist(_)) => {
+                    return Err(Error::NotALedger(label))
+                }
+                Err(err) => return Err(err.into()),
+            };
+            let version = meta.get(FORMAT_VERSION_KEY)?;
+            version.map(|v| v.value().first().copied().unwrap_or(0))
+        };
+        match version {
+            None => Err(Error::NotALedger(label)),
+            Some(DB_FORMAT_OLDEST..=DB_FORMAT_VERSION) => Ok(RedbStore::new(db, label)),
+            Some(found) => Err(Error::FormatVersion {
+                path: label,
+                found,
+                expected: DB_FORMAT_VERSION,
+            }),
+        }
+    }
+}
+
+impl Backend for RedbStore {
+    /// The database format recorded in the file.
+    fn format_version(&self) -> Result<u8> {
+        let read = self.db()?.begin_read()?;
+        let meta = read.open_table(META)?;
+        let version = meta.get(FORMAT_VERSION_KEY)?;
+        Ok(version
+            .and_then(|v| v.value().first().copied())
+            .unwrap_or(0))
+    }
+
+    /// Marks an older database as this build's format, before this build writes to it.
+    /// Every older format is a subset of the current one, so nothing else changes.
+    fn upgrade_format(&self) -> Result<()> {
+        if self.format_version()? >= DB_FORMAT_VERSION {
+            return Ok(());
+        }
+        let mut write = self.db()?.begin_write()?;
+        write
+            .set_durability(Durability::Immediate)
+            .map_err(Error::storage)?;
+        write
+            .open_table(META)?
+            .insert(FORMAT_VERSION_KEY, &[DB_FORMAT_VERSION][..])?;
+        write.commit()?;
+        Ok(())
+    }
+
+    /// Compacts the file so it holds only live pages (redb grows files ahead of need).
+    /// Needs the only handle to the database: no read may be under way.
+    fn compact(&self) -> Result<()> {
+        let only = || Error::Unavailable("compaction needs the only handle to the ledger");
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        let shared = slot.take().ok_or_else(only)?;
+        let mut db = match Arc::try_unwrap(shared) {
+            Ok(db) => db,
+            Err(shared) => {
+                *slot = Some(shared);
+                return Err(only());
+            }
+        };
+        // redb compacts in steps; stop when a pass frees nothing more.
+        let compacted = loop {
+            match db.compact() {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(err) => break Err(Error::storage(err)),
+            }
+        };
+        *slot = Some(Arc::new(db));
+        compacted
+    }
+
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn head(&self) -> Result<Head> {
+        head_in(&self.db()?.begin_read()?)
+    }
+
+    /// A redb file is locked by the process that opened it: this handle is the only writer.
+    fn claim_writer(&self, _wait: bool) -> Result<()> {
+        Ok(())
     }
 
     /// Closes the database and opens it again from its file (redb repairs it if the failure
     /// left it unclean), for every clone of this store. Waits up to 10 s for reads of the old
     /// database to end. On failure the store stays closed; calling again retries.
-    pub fn reopen(&self) -> Result<()> {
-        let reopen = self.shared.reopen.as_ref().ok_or(Error::Unavailable(
+    fn reopen(&self) -> Result<()> {
+        let reopen = self.reopen.as_ref().ok_or(Error::Unavailable(
             "this store cannot be reopened (it was opened on a one-off backend)",
         ))?;
-        let mut slot = self.shared.db.write().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
         // After a panic inside redb (a bug, caught by the writer's supervisor) closing the old
         // database can panic on its poisoned locks; the file is closed all the same.
         let old = slot.take();
@@ -242,106 +286,9 @@ impl Store {
         Ok(())
     }
 
-    fn initialize(db: Database, label: String) -> Result<Store> {
-        let write = db.begin_write()?;
-        {
-            let mut meta = write.open_table(META)?;
-            meta.insert(FORMAT_VERSION_KEY, &[DB_FORMAT_VERSION][..])?;
-            meta.insert(HEAD_KEY, &Head::EMPTY.to_bytes()[..])?;
-            write.open_table(BLOCKS)?;
-            write.open_table(SECRETS)?;
-            write.open_table(ANSWERS)?;
-            write.open_table(FIRST_ANSWERS)?;
-            write.open_table(SNAPSHOTS)?;
-            write.open_table(TOKENS)?;
-            write.open_table(MERKLE)?;
-        }
-        write.commit()?;
-        Ok(Store::new(db, label))
-    }
-
-    fn checked(db: Database, label: String) -> Result<Store> {
-        let version = {
-            let read = db.begin_read()?;
-            let meta = match read.open_table(META) {
-                Ok(meta) => meta,
-                Err(redb::TableError::TableDoesNotExist(_)) => {
-                    return Err(Error::NotALedger(label))
-                }
-                Err(err) => return Err(err.into()),
-            };
-            let version = meta.get(FORMAT_VERSION_KEY)?;
-            version.map(|v| v.value().first().copied().unwrap_or(0))
-        };
-        match version {
-            None => Err(Error::NotALedger(label)),
-            Some(DB_FORMAT_OLDEST..=DB_FORMAT_VERSION) => Ok(Store::new(db, label)),
-            Some(found) => Err(Error::FormatVersion {
-                path: label,
-                found,
-                expected: DB_FORMAT_VERSION,
-            }),
-        }
-    }
-
-    /// The database format recorded in the file.
-    pub fn format_version(&self) -> Result<u8> {
-        let read = self.db()?.begin_read()?;
-        let meta = read.open_table(META)?;
-        let version = meta.get(FORMAT_VERSION_KEY)?;
-        Ok(version
-            .and_then(|v| v.value().first().copied())
-            .unwrap_or(0))
-    }
-
-    /// Marks an older database as this build's format, before this build writes to it.
-    /// Every older format is a subset of the current one, so nothing else changes.
-    pub fn upgrade_format(&self) -> Result<()> {
-        if self.format_version()? >= DB_FORMAT_VERSION {
-            return Ok(());
-        }
-        let mut write = self.db()?.begin_write()?;
-        write
-            .set_durability(Durability::Immediate)
-            .map_err(Error::storage)?;
-        write
-            .open_table(META)?
-            .insert(FORMAT_VERSION_KEY, &[DB_FORMAT_VERSION][..])?;
-        write.commit()?;
-        Ok(())
-    }
-
-    /// Compacts the file so it holds only live pages (redb grows files ahead of need).
-    /// Needs the only handle to the database.
-    pub fn compact(self) -> Result<Store> {
-        let only = || Error::Unavailable("compaction needs the only handle to the ledger");
-        let shared = Arc::try_unwrap(self.shared).map_err(|_| only())?;
-        let db = shared.db.into_inner().unwrap_or_else(|e| e.into_inner());
-        let mut db = db
-            .and_then(|db| Arc::try_unwrap(db).ok())
-            .ok_or_else(only)?;
-        // redb compacts in steps; stop when a pass frees nothing more.
-        while db.compact().map_err(Error::storage)? {}
-        Ok(Store {
-            shared: Arc::new(Shared {
-                db: RwLock::new(Some(Arc::new(db))),
-                ..shared
-            }),
-        })
-    }
-
-    pub fn label(&self) -> &str {
-        &self.shared.label
-    }
-
-    /// The stored head. A head that does not parse is corruption at seq 0.
-    pub fn head(&self) -> Result<Head> {
-        head_in(&self.db()?.begin_read()?)
-    }
-
     /// Writes one batch durably: the block, the new head, secrets and answers commit
     /// together or not at all.
-    pub fn commit(&self, batch: &BatchWrite) -> Result<()> {
+    fn commit(&self, batch: &BatchWrite) -> Result<()> {
         let mut write = self.db()?.begin_write()?;
         write
             .set_durability(Durability::Immediate)
@@ -381,30 +328,12 @@ impl Store {
         Ok(())
     }
 
-    /// Calls `visit(first_seq_key, block_bytes)` for each block whose key is `>= from_key`,
-    /// in seq order, inside one read transaction.
-    pub fn for_each_block(
+    /// The blocks and the head in one read transaction (a head that does not parse is
+    /// corruption at seq 0).
+    fn for_each_block_with_head(
         &self,
         from_key: u64,
-        mut visit: impl FnMut(u64, &[u8]) -> Result<ControlFlow<()>>,
-    ) -> Result<()> {
-        let read = self.db()?.begin_read()?;
-        let blocks = read.open_table(BLOCKS)?;
-        for entry in blocks.range(from_key..)? {
-            let (key, value) = entry?;
-            if visit(key.value(), value.value())?.is_break() {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    /// [`Store::for_each_block`], and the head as the same read transaction sees it (a head
-    /// that does not parse is corruption at seq 0).
-    pub fn for_each_block_with_head(
-        &self,
-        from_key: u64,
-        mut visit: impl FnMut(u64, &[u8]) -> Result<ControlFlow<()>>,
+        visit: &mut BlockVisitor<'_>,
     ) -> Result<Head> {
         let read = self.db()?.begin_read()?;
         let head = head_in(&read)?;
@@ -420,7 +349,7 @@ impl Store {
 
     /// The key of the block holding `seq` (the greatest first seq `<= seq`), and the chain
     /// hash before that block (the previous block's head, or genesis).
-    pub fn block_containing(&self, seq: u64) -> Result<Option<(u64, ChainHash)>> {
+    fn block_containing(&self, seq: u64) -> Result<Option<(u64, ChainHash)>> {
         let read = self.db()?.begin_read()?;
         let blocks = read.open_table(BLOCKS)?;
         let Some(entry) = blocks.range(..=seq)?.next_back() else {
@@ -444,28 +373,28 @@ impl Store {
     }
 
     /// The bytes of the block stored under `key` (its first seq), as stored.
-    pub fn block_bytes(&self, key: u64) -> Result<Option<Vec<u8>>> {
+    fn block_bytes(&self, key: u64) -> Result<Option<Vec<u8>>> {
         let read = self.db()?.begin_read()?;
         let blocks = read.open_table(BLOCKS)?;
         Ok(blocks.get(key)?.map(|v| v.value().to_vec()))
     }
 
     /// The last block's bytes, for the tail check at open.
-    pub fn last_block(&self) -> Result<Option<(u64, Vec<u8>)>> {
+    fn last_block(&self) -> Result<Option<(u64, Vec<u8>)>> {
         let read = self.db()?.begin_read()?;
         let blocks = read.open_table(BLOCKS)?;
         let last = blocks.last()?;
         Ok(last.map(|(k, v)| (k.value(), v.value().to_vec())))
     }
 
-    pub fn secret(&self, key_id: u64) -> Result<Option<String>> {
+    fn secret(&self, key_id: u64) -> Result<Option<String>> {
         let read = self.db()?.begin_read()?;
         let secrets = read.open_table(SECRETS)?;
         Ok(secrets.get(key_id)?.map(|v| v.value().to_owned()))
     }
 
     /// Calls `visit(key_id, text)` for every stored key text, in key id order.
-    pub fn for_each_secret(&self, mut visit: impl FnMut(u64, &str) -> Result<()>) -> Result<()> {
+    fn for_each_secret(&self, visit: &mut dyn FnMut(u64, &str) -> Result<()>) -> Result<()> {
         let read = self.db()?.begin_read()?;
         let secrets = read.open_table(SECRETS)?;
         for entry in secrets.iter()? {
@@ -475,29 +404,8 @@ impl Store {
         Ok(())
     }
 
-    /// A key's stored text, checked against the fingerprint its `key_issued` event recorded:
-    /// `None` if it was erased, an error if it does not match (never handed out then).
-    pub fn checked_secret(
-        &self,
-        key_id: u64,
-        fingerprint: &keyledger_core::Fingerprint,
-    ) -> Result<Option<String>> {
-        let Some(text) = self.secret(key_id)? else {
-            return Ok(None);
-        };
-        match crate::secrets::check_fingerprint(&text, fingerprint) {
-            Ok(_) => Ok(Some(text)),
-            Err(why) => Err(crate::error::Corruption::Secret {
-                key_id,
-                seq: 0,
-                why: why.to_string(),
-            }
-            .into()),
-        }
-    }
-
     /// Erases a key's text; the chain is untouched (DOMAIN.md §1).
-    pub fn erase_secret(&self, key_id: u64) -> Result<bool> {
+    fn erase_secret(&self, key_id: u64) -> Result<bool> {
         let write = self.db()?.begin_write()?;
         let existed = {
             let mut secrets = write.open_table(SECRETS)?;
@@ -510,7 +418,7 @@ impl Store {
 
     /// The stored first answer of a command, in one read transaction: under its idempotency
     /// `key` (format 3: digest + JSON), else under its bare `command_id` (format 2: JSON).
-    pub fn first_answer(&self, key: &str, command_id: &str) -> Result<Option<StoredAnswer>> {
+    fn first_answer(&self, key: &str, command_id: &str) -> Result<Option<StoredAnswer>> {
         let read = self.db()?.begin_read()?;
         if let Some(bytes) = get_bytes(&read, FIRST_ANSWERS, key)? {
             return Ok(Some(StoredAnswer::Scoped(bytes)));
@@ -519,7 +427,7 @@ impl Store {
     }
 
     /// Stores a projection snapshot taken at `seq`, keeping the newest [`SNAPSHOTS_KEPT`].
-    pub fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()> {
+    fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()> {
         let write = self.db()?.begin_write()?;
         {
             let mut snapshots = write.open_table(SNAPSHOTS)?;
@@ -537,7 +445,7 @@ impl Store {
     }
 
     /// The newest snapshot taken at or below `seq`.
-    pub fn snapshot_at_or_below(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>> {
+    fn snapshot_at_or_below(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>> {
         let read = self.db()?.begin_read()?;
         let snapshots = read.open_table(SNAPSHOTS)?;
         let found = snapshots.range(..=seq)?.next_back().transpose()?;
@@ -545,7 +453,7 @@ impl Store {
     }
 
     /// A stored Merkle subtree hash.
-    pub fn merkle_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>> {
+    fn merkle_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>> {
         let read = self.db()?.begin_read()?;
         let merkle = match read.open_table(MERKLE) {
             Ok(table) => table,
@@ -556,38 +464,8 @@ impl Store {
         Ok(found.and_then(|v| v.value().try_into().ok()))
     }
 
-    /// The raw bytes of `count` records from `first_seq` (no decoding, no chain check: the
-    /// Merkle proofs that read them are checked against a signed root instead).
-    pub fn records(&self, first_seq: u64, count: u64) -> Result<Vec<Vec<u8>>> {
-        let mut out = Vec::with_capacity(count as usize);
-        let Some((start_key, _)) = self.block_containing(first_seq)? else {
-            return Ok(out);
-        };
-        let end = first_seq + count;
-        self.for_each_block(start_key, |key, bytes| {
-            let block = crate::block::Block::parse(bytes).map_err(|e| {
-                crate::error::Corruption::Undecodable {
-                    seq: key,
-                    why: e.to_string(),
-                }
-            })?;
-            for (i, record) in block.records().enumerate() {
-                let seq = key + i as u64;
-                if seq >= first_seq && seq < end {
-                    out.push(record.to_vec());
-                }
-            }
-            Ok(if block.last_seq() + 1 >= end {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            })
-        })?;
-        Ok(out)
-    }
-
     /// Stores an API token's digest for `principal`.
-    pub fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()> {
+    fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()> {
         let write = self.db()?.begin_write()?;
         write.open_table(TOKENS)?.insert(digest_hex, principal)?;
         write.commit()?;
@@ -595,7 +473,7 @@ impl Store {
     }
 
     /// The principal a token digest stands for, if it is known and not revoked.
-    pub fn token_principal(&self, digest_hex: &str) -> Result<Option<String>> {
+    fn token_principal(&self, digest_hex: &str) -> Result<Option<String>> {
         let read = self.db()?.begin_read()?;
         let tokens = match read.open_table(TOKENS) {
             Ok(tokens) => tokens,
@@ -606,11 +484,7 @@ impl Store {
     }
 
     /// Revokes one token (by digest) or every token of a principal; answers how many.
-    pub fn revoke_tokens(
-        &self,
-        digest_hex: Option<&str>,
-        principal: Option<&str>,
-    ) -> Result<usize> {
+    fn revoke_tokens(&self, digest_hex: Option<&str>, principal: Option<&str>) -> Result<usize> {
         let write = self.db()?.begin_write()?;
         let revoked = {
             let mut tokens = write.open_table(TOKENS)?;
@@ -632,10 +506,78 @@ impl Store {
         Ok(revoked)
     }
 
+    fn for_each_row(&self, visit: &mut dyn FnMut(Row) -> Result<()>) -> Result<()> {
+        let read = self.db()?.begin_read()?;
+        for entry in read.open_table(SECRETS)?.iter()? {
+            let (k, v) = entry?;
+            visit(Row::Secret(k.value(), v.value().to_owned()))?;
+        }
+        for (table, legacy) in [(FIRST_ANSWERS, false), (ANSWERS, true)] {
+            let table = match read.open_table(table) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(err) => return Err(err.into()),
+            };
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                let (key, value) = (k.value().to_owned(), v.value().to_vec());
+                visit(if legacy {
+                    Row::LegacyAnswer(key, value)
+                } else {
+                    Row::FirstAnswer(key, value)
+                })?;
+            }
+        }
+        for entry in read.open_table(SNAPSHOTS)?.iter()? {
+            let (k, v) = entry?;
+            visit(Row::Snapshot(k.value(), v.value().to_vec()))?;
+        }
+        for entry in read.open_table(TOKENS)?.iter()? {
+            let (k, v) = entry?;
+            visit(Row::Token(k.value().to_owned(), v.value().to_owned()))?;
+        }
+        Ok(())
+    }
+
+    fn put_rows(&self, rows: &[Row]) -> Result<()> {
+        let mut write = self.db()?.begin_write()?;
+        write
+            .set_durability(Durability::Immediate)
+            .map_err(Error::storage)?;
+        {
+            let mut secrets = write.open_table(SECRETS)?;
+            let mut first_answers = write.open_table(FIRST_ANSWERS)?;
+            let mut answers = write.open_table(ANSWERS)?;
+            let mut snapshots = write.open_table(SNAPSHOTS)?;
+            let mut tokens = write.open_table(TOKENS)?;
+            for row in rows {
+                match row {
+                    Row::Secret(key_id, text) => {
+                        secrets.insert(key_id, text.as_str())?;
+                    }
+                    Row::FirstAnswer(key, value) => {
+                        first_answers.insert(key.as_str(), value.as_slice())?;
+                    }
+                    Row::LegacyAnswer(key, value) => {
+                        answers.insert(key.as_str(), value.as_slice())?;
+                    }
+                    Row::Snapshot(seq, bytes) => {
+                        snapshots.insert(seq, bytes.as_slice())?;
+                    }
+                    Row::Token(digest, principal) => {
+                        tokens.insert(digest.as_str(), principal.as_str())?;
+                    }
+                }
+            }
+        }
+        write.commit()?;
+        Ok(())
+    }
+
     /// Overwrites a block's bytes in place. Only tamper tests use this: it is how an
     /// attacker with write access to the file would alter history.
     #[doc(hidden)]
-    pub fn tamper_block(&self, key: u64, bytes: Option<&[u8]>) -> Result<()> {
+    fn tamper_block(&self, key: u64, bytes: Option<&[u8]>) -> Result<()> {
         let write = self.db()?.begin_write()?;
         {
             let mut blocks = write.open_table(BLOCKS)?;
@@ -655,7 +597,7 @@ impl Store {
     /// Sets (or, with `None`, removes) a key's stored text outside any command. Only tamper
     /// tests use this: it is how someone with write access to the file would alter a secret.
     #[doc(hidden)]
-    pub fn tamper_secret(&self, key_id: u64, text: Option<&str>) -> Result<()> {
+    fn tamper_secret(&self, key_id: u64, text: Option<&str>) -> Result<()> {
         let write = self.db()?.begin_write()?;
         {
             let mut secrets = write.open_table(SECRETS)?;
@@ -674,7 +616,7 @@ impl Store {
 
     /// BLAKE3 over every key and value of every table, in key order: equal digests mean the
     /// ledger's content is byte-for-byte the same, whatever redb's own page layout.
-    pub fn content_digest(&self) -> Result<[u8; 32]> {
+    fn content_digest(&self) -> Result<[u8; 32]> {
         let read = self.db()?.begin_read()?;
         let mut hasher = blake3::Hasher::new();
         let mut feed = |name: &str, key: &[u8], value: &[u8]| {
@@ -726,16 +668,6 @@ impl Store {
         }
         Ok(*hasher.finalize().as_bytes())
     }
-
-    /// All block keys, in order (tamper tests and verification reports).
-    pub fn block_keys(&self) -> Result<Vec<u64>> {
-        let mut keys = Vec::new();
-        self.for_each_block(0, |key, _| {
-            keys.push(key);
-            Ok(ControlFlow::Continue(()))
-        })?;
-        Ok(keys)
-    }
 }
 
 /// Creates the ledger file readable and writable by its owner only (0600): it holds key
@@ -750,15 +682,6 @@ fn create_private(path: &Path) -> Result<Database> {
         .open(path)?;
     let backend = redb::backends::FileBackend::new(file)?;
     Ok(redb::Builder::new().create_with_backend(backend)?)
-}
-
-/// A stored first answer, by the table it was found in.
-#[derive(Debug)]
-pub enum StoredAnswer {
-    /// `first_answers`: the command's digest, then the answer's JSON.
-    Scoped(Vec<u8>),
-    /// `answers` (written before format 3): the answer's JSON, unscoped.
-    Legacy(Vec<u8>),
 }
 
 fn get_bytes(

@@ -1,0 +1,466 @@
+//! The storage boundary: everything the engine, the writer, the walks, proofs, snapshots,
+//! tokens, secrets and answers keep goes through [`Store`], and a store is one of two
+//! [`Backend`]s: [`redb`] (an embedded file, the default) or [`postgres`] (a replicated
+//! PostgreSQL database). Both keep the same block bytes under the same keys, so the chain,
+//! the Merkle tree, exports and proofs are identical whichever holds them.
+//!
+//! Which one a `--data` value names is [`Location`]'s business: a path is a redb file, a
+//! `postgres://…` URL is PostgreSQL.
+
+pub mod location;
+pub mod postgres;
+pub mod redb;
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use crate::chain::{ChainHash, GENESIS};
+use crate::error::{Error, Result};
+
+pub use location::Location;
+
+/// How many projection snapshots are kept; older ones are pruned as new ones are written.
+pub const SNAPSHOTS_KEPT: usize = 8;
+
+pub use self::redb::{DB_FORMAT_OLDEST, DB_FORMAT_VERSION};
+
+/// The end of the log: the last seq and the chain hash after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: ChainHash,
+}
+
+impl Default for Head {
+    fn default() -> Head {
+        Head::EMPTY
+    }
+}
+
+impl Head {
+    pub const EMPTY: Head = Head {
+        seq: 0,
+        hash: GENESIS,
+    };
+
+    pub(crate) fn to_bytes(self) -> [u8; 40] {
+        let mut bytes = [0u8; 40];
+        bytes[..8].copy_from_slice(&self.seq.to_le_bytes());
+        bytes[8..].copy_from_slice(&self.hash);
+        bytes
+    }
+
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Head> {
+        let bytes: &[u8; 40] = bytes.try_into().ok()?;
+        Some(Head {
+            seq: u64::from_le_bytes(bytes[..8].try_into().ok()?),
+            hash: bytes[8..].try_into().ok()?,
+        })
+    }
+}
+
+/// Everything one batch writes, atomically: all of it is durable or none of it.
+#[derive(Debug, Default)]
+pub struct BatchWrite {
+    /// `(first seq, block bytes)`, absent when the batch appended no event.
+    pub block: Option<(u64, Vec<u8>)>,
+    /// The head the batch starts from: a store that can be written by someone else
+    /// (PostgreSQL) appends only if this is still its head.
+    pub start: Head,
+    pub head: Option<Head>,
+    pub secrets: Vec<(u64, String)>,
+    pub answers: Vec<(String, Vec<u8>)>,
+    /// New Merkle subtree hashes: `(level, index, hash)`.
+    pub merkle: Vec<(u8, u64, [u8; 32])>,
+}
+
+impl BatchWrite {
+    pub fn is_empty(&self) -> bool {
+        self.block.is_none() && self.secrets.is_empty() && self.answers.is_empty()
+    }
+}
+
+/// A stored first answer, by the table it was found in.
+#[derive(Debug)]
+pub enum StoredAnswer {
+    /// `first_answers`: the command's digest, then the answer's JSON.
+    Scoped(Vec<u8>),
+    /// `answers` (written before redb format 3): the answer's JSON, unscoped.
+    Legacy(Vec<u8>),
+}
+
+/// A block visitor: `(first seq, block bytes)`, in seq order; `Break` stops the walk.
+pub type BlockVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<ControlFlow<()>> + 'a;
+
+/// One row of a ledger's tables, as [`Store::copy_to`] moves it between stores. Blocks go
+/// through [`Backend::commit`] instead, so the target checks the chain as it grows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Row {
+    Secret(u64, String),
+    FirstAnswer(String, Vec<u8>),
+    LegacyAnswer(String, Vec<u8>),
+    Snapshot(u64, Vec<u8>),
+    Token(String, String),
+}
+
+/// What a store must do. Both implementations keep the same contract; the suite in
+/// `ledger/tests` runs against each (`KEYLEDGER_TEST_PG` for PostgreSQL).
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Where the ledger is, for messages (never a password).
+    fn label(&self) -> &str;
+    /// The format (redb) or schema (PostgreSQL) version recorded in the store.
+    fn format_version(&self) -> Result<u8>;
+    /// Marks an older format as this build's, before this build writes to it.
+    fn upgrade_format(&self) -> Result<()>;
+    /// The stored head (redb: the `head` entry; PostgreSQL: the last block's).
+    fn head(&self) -> Result<Head>;
+    /// Why an acknowledged commit would not survive the loss of this machine, if it would
+    /// not and the store can know better (PostgreSQL without a synchronous standby).
+    fn durability_warning(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// Makes this handle the ledger's one writer (see [`Store::claim_writer`]).
+    fn claim_writer(&self, wait: bool) -> Result<()>;
+    /// Writes one batch durably, all or nothing.
+    fn commit(&self, batch: &BatchWrite) -> Result<()>;
+    /// Starts again after a failed commit: reopens the file, or reconnects (and, for a
+    /// writer, claims the ledger again). On failure the store stays closed.
+    fn reopen(&self) -> Result<()>;
+    /// Visits the blocks from `from_key` on, and answers the head the same read sees.
+    fn for_each_block_with_head(&self, from_key: u64, visit: &mut BlockVisitor<'_>)
+        -> Result<Head>;
+    /// The key of the block holding `seq` and the chain hash before that block.
+    fn block_containing(&self, seq: u64) -> Result<Option<(u64, ChainHash)>>;
+    fn block_bytes(&self, key: u64) -> Result<Option<Vec<u8>>>;
+    fn last_block(&self) -> Result<Option<(u64, Vec<u8>)>>;
+    fn secret(&self, key_id: u64) -> Result<Option<String>>;
+    fn for_each_secret(&self, visit: &mut dyn FnMut(u64, &str) -> Result<()>) -> Result<()>;
+    fn erase_secret(&self, key_id: u64) -> Result<bool>;
+    fn first_answer(&self, key: &str, command_id: &str) -> Result<Option<StoredAnswer>>;
+    fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()>;
+    fn snapshot_at_or_below(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>>;
+    fn merkle_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>>;
+    fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()>;
+    fn token_principal(&self, digest_hex: &str) -> Result<Option<String>>;
+    fn revoke_tokens(&self, digest_hex: Option<&str>, principal: Option<&str>) -> Result<usize>;
+    /// Every row outside the blocks and the Merkle nodes, table by table (for `copy`).
+    fn for_each_row(&self, visit: &mut dyn FnMut(Row) -> Result<()>) -> Result<()>;
+    /// Writes rows [`Backend::for_each_row`] produced (for `copy`, into a new ledger).
+    fn put_rows(&self, rows: &[Row]) -> Result<()>;
+    /// Alters a stored block outside any command (tamper tests only).
+    fn tamper_block(&self, key: u64, bytes: Option<&[u8]>) -> Result<()>;
+    /// Alters a stored key text outside any command (tamper tests only).
+    fn tamper_secret(&self, key_id: u64, text: Option<&str>) -> Result<()>;
+    /// BLAKE3 over every table's keys and values in key order.
+    fn content_digest(&self) -> Result<[u8; 32]>;
+    /// Shrinks the store to its live data, where that means anything (redb's file).
+    fn compact(&self) -> Result<()>;
+}
+
+/// An open ledger store. Clones share it: the writer commits through one, readers (reports,
+/// the HTTP service) read through others.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+impl Store {
+    /// Creates a new, empty ledger; refuses a place that holds one already.
+    pub fn create(at: impl Into<Location>) -> Result<Store> {
+        match at.into() {
+            Location::File(path) => Ok(Store::from(redb::RedbStore::create(&path)?)),
+            Location::Postgres(url) => Ok(Store::from(postgres::PgStore::create(&url)?)),
+        }
+    }
+
+    /// Opens an existing ledger and checks its format version.
+    pub fn open(at: impl Into<Location>) -> Result<Store> {
+        match at.into() {
+            Location::File(path) => Ok(Store::from(redb::RedbStore::open(&path)?)),
+            Location::Postgres(url) => Ok(Store::from(postgres::PgStore::open(&url)?)),
+        }
+    }
+
+    /// Opens (creating if empty) a ledger on any redb backend; used by fault-injection tests.
+    /// `backend` is called again by [`Store::reopen`] for a fresh backend on the same file.
+    pub fn with_backend<B: ::redb::StorageBackend>(
+        backend: impl Fn() -> B + Send + Sync + 'static,
+        label: &str,
+    ) -> Result<Store> {
+        Ok(Store::from(redb::RedbStore::with_backend(backend, label)?))
+    }
+
+    pub fn label(&self) -> &str {
+        self.backend.label()
+    }
+
+    pub fn format_version(&self) -> Result<u8> {
+        self.backend.format_version()
+    }
+
+    pub fn upgrade_format(&self) -> Result<()> {
+        self.backend.upgrade_format()
+    }
+
+    /// Makes this store the ledger's only writer before the engine folds the log: a redb
+    /// file is locked by the process that opened it already; on PostgreSQL the writer takes
+    /// the ledger's writer lock and a new epoch, which fences every earlier writer out.
+    /// With `wait` it waits for a running writer to stop, else it refuses at once.
+    pub fn claim_writer(&self, wait: bool) -> Result<()> {
+        self.backend.claim_writer(wait)
+    }
+
+    /// Writes one batch durably: the block, the new head, secrets and answers commit
+    /// together or not at all.
+    pub fn commit(&self, batch: &BatchWrite) -> Result<()> {
+        self.backend.commit(batch)
+    }
+
+    /// See [`Backend::reopen`].
+    pub fn reopen(&self) -> Result<()> {
+        self.backend.reopen()
+    }
+
+    /// Compacts the store to its live data (redb grows files ahead of need).
+    pub fn compact(self) -> Result<Store> {
+        self.backend.compact()?;
+        Ok(self)
+    }
+
+    /// The stored head. A head that does not parse is corruption at seq 0.
+    pub fn head(&self) -> Result<Head> {
+        self.backend.head()
+    }
+
+    /// See [`Backend::durability_warning`]; `serve` prints it at start.
+    pub fn durability_warning(&self) -> Result<Option<String>> {
+        self.backend.durability_warning()
+    }
+
+    /// Calls `visit(first_seq_key, block_bytes)` for each block whose key is `>= from_key`,
+    /// in seq order, as one consistent read.
+    pub fn for_each_block(
+        &self,
+        from_key: u64,
+        visit: impl FnMut(u64, &[u8]) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        self.for_each_block_with_head(from_key, visit).map(|_| ())
+    }
+
+    /// [`Store::for_each_block`], and the head as the same read sees it.
+    pub fn for_each_block_with_head(
+        &self,
+        from_key: u64,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<ControlFlow<()>>,
+    ) -> Result<Head> {
+        self.backend.for_each_block_with_head(from_key, &mut visit)
+    }
+
+    /// The key of the block holding `seq` (the greatest first seq `<= seq`), and the chain
+    /// hash before that block (the previous block's head, or genesis).
+    pub fn block_containing(&self, seq: u64) -> Result<Option<(u64, ChainHash)>> {
+        self.backend.block_containing(seq)
+    }
+
+    /// The bytes of the block stored under `key` (its first seq), as stored.
+    pub fn block_bytes(&self, key: u64) -> Result<Option<Vec<u8>>> {
+        self.backend.block_bytes(key)
+    }
+
+    /// The last block's bytes, for the tail check at open.
+    pub fn last_block(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        self.backend.last_block()
+    }
+
+    pub fn secret(&self, key_id: u64) -> Result<Option<String>> {
+        self.backend.secret(key_id)
+    }
+
+    /// Calls `visit(key_id, text)` for every stored key text, in key id order.
+    pub fn for_each_secret(&self, mut visit: impl FnMut(u64, &str) -> Result<()>) -> Result<()> {
+        self.backend.for_each_secret(&mut visit)
+    }
+
+    /// A key's stored text, checked against the fingerprint its `key_issued` event recorded:
+    /// `None` if it was erased, an error if it does not match (never handed out then).
+    pub fn checked_secret(
+        &self,
+        key_id: u64,
+        fingerprint: &keyledger_core::Fingerprint,
+    ) -> Result<Option<String>> {
+        let Some(text) = self.secret(key_id)? else {
+            return Ok(None);
+        };
+        match crate::secrets::check_fingerprint(&text, fingerprint) {
+            Ok(_) => Ok(Some(text)),
+            Err(why) => Err(crate::error::Corruption::Secret {
+                key_id,
+                seq: 0,
+                why: why.to_string(),
+            }
+            .into()),
+        }
+    }
+
+    /// Erases a key's text; the chain is untouched (DOMAIN.md §1).
+    pub fn erase_secret(&self, key_id: u64) -> Result<bool> {
+        self.backend.erase_secret(key_id)
+    }
+
+    /// The stored first answer of a command, in one read: under its idempotency `key`
+    /// (digest + JSON), else under its bare `command_id` (redb format 2: JSON).
+    pub fn first_answer(&self, key: &str, command_id: &str) -> Result<Option<StoredAnswer>> {
+        self.backend.first_answer(key, command_id)
+    }
+
+    /// Stores a projection snapshot taken at `seq`, keeping the newest [`SNAPSHOTS_KEPT`].
+    pub fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()> {
+        self.backend.put_snapshot(seq, bytes)
+    }
+
+    /// The newest snapshot taken at or below `seq`.
+    pub fn snapshot_at_or_below(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        self.backend.snapshot_at_or_below(seq)
+    }
+
+    /// A stored Merkle subtree hash.
+    pub fn merkle_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>> {
+        self.backend.merkle_node(level, index)
+    }
+
+    /// The raw bytes of `count` records from `first_seq` (no decoding, no chain check: the
+    /// Merkle proofs that read them are checked against a signed root instead).
+    pub fn records(&self, first_seq: u64, count: u64) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::with_capacity(count.min(1 << 16) as usize);
+        let Some((start_key, _)) = self.block_containing(first_seq)? else {
+            return Ok(out);
+        };
+        let end = first_seq.saturating_add(count);
+        self.for_each_block(start_key, |key, bytes| {
+            let block = crate::block::Block::parse(bytes).map_err(|e| {
+                crate::error::Corruption::Undecodable {
+                    seq: key,
+                    why: e.to_string(),
+                }
+            })?;
+            for (i, record) in block.records().enumerate() {
+                let seq = key + i as u64;
+                if seq >= first_seq && seq < end {
+                    out.push(record.to_vec());
+                }
+            }
+            Ok(if block.last_seq() + 1 >= end {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// Stores an API token's digest for `principal`.
+    pub fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()> {
+        self.backend.put_token(digest_hex, principal)
+    }
+
+    /// The principal a token digest stands for, if it is known and not revoked.
+    pub fn token_principal(&self, digest_hex: &str) -> Result<Option<String>> {
+        self.backend.token_principal(digest_hex)
+    }
+
+    /// Revokes one token (by digest) or every token of a principal; answers how many.
+    pub fn revoke_tokens(
+        &self,
+        digest_hex: Option<&str>,
+        principal: Option<&str>,
+    ) -> Result<usize> {
+        self.backend.revoke_tokens(digest_hex, principal)
+    }
+
+    /// Overwrites a block's bytes in place. Only tamper tests use this: it is how an
+    /// attacker with write access to the store would alter history.
+    #[doc(hidden)]
+    pub fn tamper_block(&self, key: u64, bytes: Option<&[u8]>) -> Result<()> {
+        self.backend.tamper_block(key, bytes)
+    }
+
+    /// Sets (or, with `None`, removes) a key's stored text outside any command. Only tamper
+    /// tests use this: it is how someone with write access would alter a secret.
+    #[doc(hidden)]
+    pub fn tamper_secret(&self, key_id: u64, text: Option<&str>) -> Result<()> {
+        self.backend.tamper_secret(key_id, text)
+    }
+
+    /// BLAKE3 over every key and value of every table, in key order: equal digests mean the
+    /// ledger's content is byte-for-byte the same, whatever the store's own layout.
+    pub fn content_digest(&self) -> Result<[u8; 32]> {
+        self.backend.content_digest()
+    }
+
+    /// All block keys, in order (tamper tests and verification reports).
+    pub fn block_keys(&self) -> Result<Vec<u64>> {
+        let mut keys = Vec::new();
+        self.for_each_block(0, |key, _| {
+            keys.push(key);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(keys)
+    }
+
+    /// Copies this whole ledger into `target`, a new, empty one: every block with its
+    /// Merkle nodes (re-derived, so the target's tree is its own), then key texts, answers,
+    /// snapshots and tokens. `progress(seq)` after each block. Answers the copied head;
+    /// the caller checks the target's (`copy` verifies both).
+    pub fn copy_to(&self, target: &Store, mut progress: impl FnMut(u64)) -> Result<Head> {
+        if target.head()? != Head::EMPTY {
+            return Err(Error::Exists(target.label().to_owned()));
+        }
+        target.claim_writer(false)?;
+        let mut start = Head::EMPTY;
+        let mut frontier = crate::tree::Frontier::default();
+        let head = self.for_each_block_with_head(0, |key, bytes| {
+            let block = crate::block::Block::parse(bytes).map_err(|e| {
+                crate::error::Corruption::Undecodable {
+                    seq: key,
+                    why: e.to_string(),
+                }
+            })?;
+            let mut merkle = Vec::new();
+            for record in block.records() {
+                frontier.push(record, &mut merkle);
+            }
+            let head = Head {
+                seq: block.last_seq(),
+                hash: block.head,
+            };
+            target.commit(&BatchWrite {
+                block: Some((key, bytes.to_vec())),
+                start,
+                head: Some(head),
+                merkle,
+                ..BatchWrite::default()
+            })?;
+            start = head;
+            progress(head.seq);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        let mut rows = Vec::new();
+        self.backend.for_each_row(&mut |row| {
+            rows.push(row);
+            if rows.len() == 1024 {
+                target.backend.put_rows(&std::mem::take(&mut rows))?;
+            }
+            Ok(())
+        })?;
+        target.backend.put_rows(&rows)?;
+        Ok(head)
+    }
+}
+
+impl<B: Backend + 'static> From<B> for Store {
+    fn from(backend: B) -> Store {
+        Store {
+            backend: Arc::new(backend),
+        }
+    }
+}
