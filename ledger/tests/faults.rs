@@ -195,7 +195,7 @@ proptest! {
         sync in any::<bool>(), countdown in 1..25i64, sticky in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        drop(new_ledger(dir.path(), 1_000));
+        drop(new_ledger_file(dir.path(), 1_000));
         let path = dir.path().join("ledger.redb");
         let fault = if sync { Fault::Sync } else { Fault::Write };
         let mut engine = faulty_engine(&path, fault, countdown, sticky);
@@ -220,7 +220,7 @@ proptest! {
         pipelined in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        drop(new_ledger(dir.path(), 1_000));
+        drop(new_ledger_file(dir.path(), 1_000));
         let path = dir.path().join("ledger.redb");
         let fault = if sync { Fault::Sync } else { Fault::Write };
         // Three commands a batch: 20 queued submissions make 20 batches.
@@ -260,7 +260,7 @@ proptest! {
 #[test]
 fn a_sticky_sync_failure_fails_the_batch_and_every_later_one() {
     let dir = tempfile::tempdir().unwrap();
-    drop(new_ledger(dir.path(), 1_000));
+    drop(new_ledger_file(dir.path(), 1_000));
     let path = dir.path().join("ledger.redb");
     let mut engine = faulty_engine(&path, Fault::Sync, 1, true);
     let head = engine.head();
@@ -287,7 +287,7 @@ fn a_sticky_sync_failure_fails_the_batch_and_every_later_one() {
 fn finding6_a_transient_commit_failure_recovers_without_a_restart() {
     for fault in [Fault::Sync, Fault::Write] {
         let dir = tempfile::tempdir().unwrap();
-        drop(new_ledger(dir.path(), 1_000));
+        drop(new_ledger_file(dir.path(), 1_000));
         let path = dir.path().join("ledger.redb");
         let mut engine = faulty_engine(&path, fault, 1, false);
         let head = engine.head();
@@ -327,7 +327,7 @@ fn finding6_a_transient_commit_failure_recovers_without_a_restart() {
 #[test]
 fn finding6_a_disk_that_fails_for_a_while_degrades_then_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    drop(new_ledger(dir.path(), 1_000));
+    drop(new_ledger_file(dir.path(), 1_000));
     let path = dir.path().join("ledger.redb");
     let armed = Arc::new(AtomicI64::new(i64::MAX));
     let store = faulty_store(&path, Fault::Write, &armed, true);
@@ -469,7 +469,7 @@ fn panicking_writer(
     keyledger_ledger::Writer,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    drop(new_ledger(dir.path(), 1_000));
+    drop(new_ledger_file(dir.path(), 1_000));
     let path = dir.path().join("ledger.redb");
     let armed = Arc::new(AtomicI64::new(i64::MAX));
     let store = faulty_store(&path, Fault::PanicOnWrite, &armed, sticky);

@@ -2,13 +2,13 @@
 //! deleted, two blocks swapped, the tail truncated — `verify()` fails, and the seq it names
 //! lies in the damaged block (the chain stores one head per block, so the block is the
 //! finest grain a hash mismatch can name; an undecodable record is named exactly).
-//! Method: one ledger of several blocks is built once; each proptest case copies the file,
-//! damages the copy through redb (as an attacker with write access would), and verifies it.
+//! Method: one ledger of several blocks is built once; each proptest case copies it
+//! (`Store::copy_to`), damages the copy through the store (as an attacker with write access
+//! would: on PostgreSQL that means switching the append-only trigger off), and verifies it.
 
 mod support;
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use keyledger_ledger::{verify, Corruption, Error, Store};
@@ -16,8 +16,8 @@ use proptest::prelude::*;
 use support::*;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
+    _place: Place,
+    store: Store,
     /// `(first seq, last seq, bytes)` of every block.
     blocks: Vec<(u64, u64, Vec<u8>)>,
 }
@@ -25,8 +25,8 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let mut engine = new_ledger(dir.path(), 100);
+        let dir = Place::new();
+        let mut engine = new_ledger(&dir, 100);
         for batch in 0..6 {
             let size = 1 + batch * 2;
             let commands = (0..size)
@@ -44,21 +44,31 @@ fn fixture() -> &'static Fixture {
             })
             .unwrap();
         assert_eq!(blocks.len(), 8);
-        let path = dir.path().join("ledger.redb");
+        let store = engine.store().clone();
         drop(engine);
         Fixture {
-            _dir: dir,
-            path,
+            _place: dir,
+            store,
             blocks,
         }
     })
 }
 
-/// A private copy of the fixture ledger.
-fn copy(dir: &Path) -> Store {
-    let path = dir.join("copy.redb");
-    std::fs::copy(&fixture().path, &path).unwrap();
-    Store::open(&path).unwrap()
+/// A private copy of the fixture ledger, at `place`.
+fn copy(place: &Place) -> Store {
+    let store = Store::create(place.location()).unwrap();
+    let head = fixture().store.copy_to(&store, |_| {}).unwrap();
+    assert_eq!(store.head().unwrap(), head);
+    store
+}
+
+/// Cases a property runs: fewer on PostgreSQL, where each is a new database.
+fn cases(redb: u32) -> u32 {
+    if on_postgres() {
+        redb / 4
+    } else {
+        redb
+    }
 }
 
 fn corruption(store: &Store) -> Corruption {
@@ -70,21 +80,21 @@ fn corruption(store: &Store) -> Corruption {
 
 #[test]
 fn the_untouched_fixture_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let report = verify(&copy(dir.path())).unwrap();
+    let dir = Place::new();
+    let report = verify(&copy(&dir)).unwrap();
     assert_eq!(report.events, fixture().blocks.last().unwrap().1);
     assert_eq!(report.blocks, 8);
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(96), ..ProptestConfig::default() })]
 
     #[test]
     fn a_flipped_bit_anywhere_in_a_block_is_found_in_that_block(
         block in 0..8usize, position in any::<prop::sample::Index>(), bit in 0..8u8,
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = copy(dir.path());
+        let dir = Place::new();
+        let store = copy(&dir);
         let (first, last, bytes) = &fixture().blocks[block];
         let mut damaged = bytes.clone();
         let at = position.index(damaged.len());
@@ -96,8 +106,8 @@ proptest! {
 
     #[test]
     fn a_deleted_block_is_found_at_its_first_seq(block in 0..8usize) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = copy(dir.path());
+        let dir = Place::new();
+        let store = copy(&dir);
         let (first, _, _) = fixture().blocks[block];
         store.tamper_block(first, None).unwrap();
         let found = corruption(&store);
@@ -108,8 +118,8 @@ proptest! {
     fn two_swapped_blocks_are_found_at_the_earlier(a in 0..8usize, b in 0..8usize) {
         prop_assume!(a != b);
         let (a, b) = (a.min(b), a.max(b));
-        let dir = tempfile::tempdir().unwrap();
-        let store = copy(dir.path());
+        let dir = Place::new();
+        let store = copy(&dir);
         let blocks = &fixture().blocks;
         store.tamper_block(blocks[a].0, Some(&blocks[b].2)).unwrap();
         store.tamper_block(blocks[b].0, Some(&blocks[a].2)).unwrap();
@@ -119,8 +129,8 @@ proptest! {
 
     #[test]
     fn a_truncated_tail_is_found_where_it_was_cut(keep in 1..8usize) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = copy(dir.path());
+        let dir = Place::new();
+        let store = copy(&dir);
         for (first, _, _) in &fixture().blocks[keep..] {
             store.tamper_block(*first, None).unwrap();
         }
@@ -132,8 +142,8 @@ proptest! {
 
 #[test]
 fn opening_a_tampered_ledger_fails_with_the_seq() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = copy(dir.path());
+    let dir = Place::new();
+    let store = copy(&dir);
     let (first, _, bytes) = &fixture().blocks[3];
     let mut damaged = bytes.clone();
     let last = damaged.len() - 1;
@@ -151,8 +161,8 @@ fn opening_a_tampered_ledger_fails_with_the_seq() {
 #[test]
 fn a_rechained_undecodable_record_is_named_at_its_seq() {
     use keyledger_ledger::block::{Block, BlockWriter};
-    let dir = tempfile::tempdir().unwrap();
-    let store = copy(dir.path());
+    let dir = Place::new();
+    let store = copy(&dir);
     let (first, _, bytes) = &fixture().blocks[5];
     let block = Block::parse(bytes).unwrap();
     let prev = Block::parse(&fixture().blocks[4].2).unwrap().head;
@@ -181,8 +191,8 @@ fn a_rechained_undecodable_record_is_named_at_its_seq() {
 /// A walk that starts inside a block hands out the same links as a walk from the start.
 #[test]
 fn a_walk_from_inside_a_block_agrees_with_a_full_walk() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = copy(dir.path());
+    let dir = Place::new();
+    let store = copy(&dir);
     let mut full = Vec::new();
     keyledger_ledger::walk(&store, 1, |r| {
         full.push((r.seq, r.prev, r.hash));
@@ -206,8 +216,8 @@ fn a_walk_from_inside_a_block_agrees_with_a_full_walk() {
 /// fingerprint and last5 of its `key_issued` event, and the failure names the key.
 #[test]
 fn finding3_an_altered_missing_or_stray_secret_fails_verify_naming_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = new_ledger(dir.path(), 10);
+    let dir = Place::new();
+    let engine = new_ledger(&dir, 10);
     let store = engine.store().clone();
     assert_eq!(verify(&store).unwrap().secrets, 1);
     let issued_at = 5; // the catalog's fourth command, after init

@@ -33,8 +33,8 @@ fn memory_tree(store: &Store, size: u64) -> MemoryTree {
 
 #[test]
 fn stored_roots_and_proofs_equal_the_in_memory_tree_for_every_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut engine = new_ledger(dir.path(), 100_000);
+    let dir = Place::new();
+    let mut engine = new_ledger(&dir, 100_000);
     fill(&mut engine, 0, &[1, 7, 300, 2, 255, 1, 256, 90, 3, 200]);
     let size = engine.head().seq;
     assert!(size > 1024, "several stored levels: {size}");
@@ -67,13 +67,13 @@ fn stored_roots_and_proofs_equal_the_in_memory_tree_for_every_size() {
 
 #[test]
 fn proofs_stay_valid_across_restarts_and_later_appends() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut engine = new_ledger(dir.path(), 100_000);
+    let dir = Place::new();
+    let mut engine = new_ledger(&dir, 100_000);
     let next = fill(&mut engine, 0, &[600]);
     let old_size = engine.head().seq;
     let old_root = merkle::root(&LedgerTree::new(engine.store(), old_size), old_size).unwrap();
     drop(engine);
-    let mut engine = open(&dir.path().join("ledger.redb")).unwrap();
+    let mut engine = open(dir.location()).unwrap();
     fill(&mut engine, next, &[3, 400, 1]);
     let size = engine.head().seq;
     let tree = LedgerTree::new(engine.store(), size);
@@ -94,8 +94,8 @@ fn proofs_stay_valid_across_restarts_and_later_appends() {
 
 #[test]
 fn a_tampered_block_cannot_prove_against_an_earlier_root() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut engine = new_ledger(dir.path(), 100_000);
+    let dir = Place::new();
+    let mut engine = new_ledger(&dir, 100_000);
     fill(&mut engine, 0, &[700]);
     let size = engine.head().seq;
     let store = engine.store().clone();

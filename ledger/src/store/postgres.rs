@@ -7,10 +7,11 @@
 //! One writer at a time, fenced in the database itself:
 //! - a writer holds a session advisory lock ([`WRITER_LOCK`]) for as long as it runs, so a
 //!   second `serve` waits or refuses instead of racing (the lock dies with its session);
-//! - on taking the lock it bumps the epoch in `keyledger.writer`, and every append is one
-//!   statement that reads that row `FOR SHARE` and checks that the block continues the stored
-//!   head: a writer that lost its session (and whose successor took a new epoch) is refused,
-//!   never silently applied, even if its old connection lingers.
+//! - on taking the lock it bumps the epoch in `keyledger.head`, and every append is one
+//!   statement that moves that row from the batch's start head to its new head only if the
+//!   epoch is still the writer's (a `PRIMARY KEY` on the first seq backs it up): a writer that
+//!   lost its session, and whose successor took a new epoch, is refused, never silently
+//!   applied, even if its old connection lingers.
 //!
 //! A commit whose outcome is unknown (the connection dropped, or the server's "canceling
 //! wait for synchronous replication" warning: committed locally, maybe not replicated) is
@@ -77,6 +78,23 @@ impl std::fmt::Debug for PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        // Give the writer lock back before the session goes: the server would release it
+        // when it notices the closed socket, but a writer started right after this one
+        // (a restart) must not find it still held.
+        let session = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(session) = session.filter(|s| !s.client.is_closed()) {
+            let _ = self.run(async move {
+                let unlock = session
+                    .client
+                    .execute("SELECT pg_advisory_unlock_all()", &[]);
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), unlock).await;
+                Ok(())
+            });
+        }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
@@ -272,7 +290,7 @@ impl PgStore {
                 if !wait {
                     let row = client
                         .query_one(
-                            "SELECT epoch, holder, claimed_at::text FROM keyledger.writer",
+                            "SELECT epoch, holder, claimed_at::text FROM keyledger.head",
                             &[],
                         )
                         .await
@@ -289,7 +307,7 @@ impl PgStore {
             }
             let epoch: i64 = client
                 .query_one(
-                    "UPDATE keyledger.writer SET epoch = epoch + 1, holder = $1, \
+                    "UPDATE keyledger.head SET epoch = epoch + 1, holder = $1, \
                      claimed_at = now() RETURNING epoch",
                     &[&holder],
                 )
@@ -346,10 +364,13 @@ impl PgStore {
     fn head_now(&self) -> Result<Head> {
         self.read(
             "head",
-            "SELECT last_seq, head FROM keyledger.blocks ORDER BY first_seq DESC LIMIT 1",
+            "SELECT seq, hash FROM keyledger.head",
             Vec::new(),
             |rows| match rows.first() {
-                None => Ok(Head::EMPTY),
+                None => Err(Error::Corrupt(crate::error::Corruption::Undecodable {
+                    seq: 0,
+                    why: "the head row is missing".to_owned(),
+                })),
                 Some(row) => Ok(Head {
                     seq: uint8(row.get(0), "seq")?,
                     hash: hash32(row.get(1), "head")?,
@@ -415,46 +436,41 @@ impl Param {
     }
 }
 
-/// One batch, one statement: the fence and the chain check gate every insert, so a refused
-/// batch writes nothing. `fenced`/`continues` say which check failed.
+/// One batch, one statement: moving the head row (only from the head the batch starts at,
+/// only for the writer's epoch) gates every insert, so a refused batch writes nothing. The
+/// last line reads the row as it was before the statement, to say why when nothing moved.
 const APPEND: &str = "\
-WITH fence AS (
-    SELECT epoch FROM keyledger.writer WHERE epoch = $1 FOR SHARE
-), tail AS (
-    SELECT last_seq, head FROM keyledger.blocks ORDER BY first_seq DESC LIMIT 1
-), ok AS (
-    SELECT 1 FROM fence
-    WHERE coalesce((SELECT last_seq FROM tail), 0) = $2
-      AND coalesce((SELECT head FROM tail), $3) = $4
+WITH moved AS (
+    UPDATE keyledger.head SET seq = $5, hash = $6
+    WHERE epoch = $1 AND seq = $2 AND hash = $3
+    RETURNING 1
 ), block AS (
     INSERT INTO keyledger.blocks (first_seq, last_seq, head, bytes, epoch)
-    SELECT $5, $6, $7, $8, $1 FROM ok WHERE $5::bigint > 0
+    SELECT $4, $5, $6, $7, $1 FROM moved WHERE $4::bigint > 0
     RETURNING 1
 ), secret AS (
     INSERT INTO keyledger.secrets (key_id, text)
-    SELECT * FROM unnest($9::bigint[], $10::text[]) WHERE EXISTS (SELECT 1 FROM ok)
+    SELECT * FROM unnest($8::bigint[], $9::text[]) WHERE EXISTS (SELECT 1 FROM moved)
     ON CONFLICT (key_id) DO NOTHING
     RETURNING 1
 ), answer AS (
     INSERT INTO keyledger.first_answers (key, value)
-    SELECT * FROM unnest($11::text[], $12::bytea[]) WHERE EXISTS (SELECT 1 FROM ok)
+    SELECT * FROM unnest($10::text[], $11::bytea[]) WHERE EXISTS (SELECT 1 FROM moved)
     ON CONFLICT (key) DO NOTHING
     RETURNING 1
 ), node AS (
     INSERT INTO keyledger.merkle (level, idx, hash)
-    SELECT * FROM unnest($13::smallint[], $14::bigint[], $15::bytea[])
-    WHERE EXISTS (SELECT 1 FROM ok)
+    SELECT * FROM unnest($12::smallint[], $13::bigint[], $14::bytea[])
+    WHERE EXISTS (SELECT 1 FROM moved)
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM fence), (SELECT count(*) FROM ok),
-       coalesce((SELECT last_seq FROM tail), 0), (SELECT epoch FROM keyledger.writer)";
+SELECT (SELECT count(*) FROM moved), epoch, seq FROM keyledger.head";
 
 fn append_params(epoch: i64, batch: &BatchWrite) -> Result<Vec<Param>> {
-    let (first, last, head, bytes) = match (&batch.block, batch.head) {
-        (Some((first, bytes)), Some(head)) => {
-            (int8(*first)?, int8(head.seq)?, head.hash, bytes.clone())
-        }
-        _ => (0, 0, [0u8; 32], Vec::new()),
+    let head = batch.head.unwrap_or(batch.start);
+    let (first, bytes) = match &batch.block {
+        Some((first, bytes)) => (int8(*first)?, bytes.clone()),
+        None => (0, Vec::new()),
     };
     let secrets = &batch.secrets;
     let answers = &batch.answers;
@@ -462,11 +478,10 @@ fn append_params(epoch: i64, batch: &BatchWrite) -> Result<Vec<Param>> {
     Ok(vec![
         Param::Int8(epoch),
         Param::Int8(int8(batch.start.seq)?),
-        Param::Bytes(GENESIS.to_vec()),
         Param::Bytes(batch.start.hash.to_vec()),
         Param::Int8(first),
-        Param::Int8(last),
-        Param::Bytes(head.to_vec()),
+        Param::Int8(int8(head.seq)?),
+        Param::Bytes(head.hash.to_vec()),
         Param::Bytes(bytes),
         Param::Int8s(
             secrets
@@ -561,15 +576,14 @@ impl Backend for PgStore {
                     )),
                 })
         })?;
-        let (fence, ok, stored_seq, current): (i64, i64, i64, i64) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
-        if fence == 0 {
+        let (moved, current, stored_seq): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        if moved == 0 && current != epoch {
             return Err(Error::Fenced(format!(
                 "this writer's epoch {epoch} is over (the ledger's is {current}): another \
                  writer took over; nothing of the batch was written"
             )));
         }
-        if ok == 0 {
+        if moved == 0 {
             return Err(Error::Fenced(format!(
                 "the stored log ends at seq {stored_seq}, not at seq {} where this writer's \
                  batch starts: someone else appended; nothing of the batch was written",
@@ -995,10 +1009,11 @@ impl Backend for PgStore {
                 hasher.update(part);
             }
         };
-        self.for_each_block_with_head(0, &mut |key, bytes| {
+        let head = self.for_each_block_with_head(0, &mut |key, bytes| {
             feed("blocks", &key.to_le_bytes(), bytes);
             Ok(ControlFlow::Continue(()))
         })?;
+        feed("head", b"head", &head.to_bytes());
         self.for_each_row(&mut |row| {
             match &row {
                 Row::Secret(k, v) => feed("secrets", &k.to_le_bytes(), v.as_bytes()),

@@ -9,21 +9,24 @@ CREATE TABLE keyledger.meta (
     value bytea NOT NULL
 );
 
--- The writer fence: one row. A writer takes the next epoch when it starts (after taking the
--- session advisory lock that keeps a second writer waiting) and every append reads the row
--- FOR SHARE in the same statement, so an append by a writer whose epoch is no longer the
--- row's is refused.
-CREATE TABLE keyledger.writer (
+-- The head of the log and the writer fence, in one row. A writer takes the next epoch when
+-- it starts (after taking the session advisory lock that keeps a second writer waiting).
+-- Every append is one statement that moves this row from the head the batch starts at to
+-- the batch's head, only if the epoch is still the writer's: a stale writer, or one whose
+-- state no longer ends where the log does, changes nothing.
+CREATE TABLE keyledger.head (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    seq        bigint NOT NULL CHECK (seq >= 0),
+    hash       bytea NOT NULL CHECK (length(hash) = 32),
     epoch      bigint NOT NULL CHECK (epoch >= 0),
     holder     text NOT NULL,
     claimed_at timestamptz NOT NULL
 );
-INSERT INTO keyledger.writer VALUES (true, 0, '', now());
+INSERT INTO keyledger.head VALUES (true, 0, '\x0000000000000000000000000000000000000000000000000000000000000000', 0, '', now());
 
--- One row a block: its first seq (the key), its last seq and the chain hash after it (so the
--- append can check that a block continues the stored head in SQL), the block bytes, and the
--- epoch of the writer that appended it.
+-- One row a block: its first seq (the key), its last seq and the chain hash after it (a proof
+-- finds the hash before any block in one lookup), the block bytes, and the epoch of the
+-- writer that appended it.
 CREATE TABLE keyledger.blocks (
     first_seq bigint PRIMARY KEY CHECK (first_seq >= 1),
     last_seq  bigint NOT NULL CHECK (last_seq >= first_seq),

@@ -1,6 +1,16 @@
-//! Shared by the ledger tests: commands written as the JSON a client would send, and a small
-//! catalog (one org, one Select license ID, one product, one MAK with known text).
+//! Shared by the ledger tests: commands written as the JSON a client would send, a small
+//! catalog (one org, one Select license ID, one product, one MAK with known text), and
+//! [`Place`], where a test's ledger lives.
+//!
+//! The suites that use `Place` run against either store: by default a redb file in a
+//! temporary directory; with `KEYLEDGER_TEST_STORE=postgres` a fresh database on the server
+//! that `KEYLEDGER_TEST_PG` names (`postgres://USER@HOST:PORT[,HOST:PORT]`, no database:
+//! each test creates its own and drops it). `.ci/run` runs them both ways.
 #![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use keyledger_ledger::Location;
 
 use keyledger_core::Command;
 use keyledger_ledger::{wire, Answer, Engine, Submission};
@@ -56,11 +66,127 @@ pub fn run(engine: &mut Engine, commands: Vec<Command>) -> Vec<Answer> {
         .expect("the batch commits")
 }
 
-pub fn new_ledger(dir: &std::path::Path, limit: u64) -> Engine {
+/// A ledger file `ledger.redb` in `dir` (for the tests of the redb store alone).
+pub fn new_ledger_file(dir: &std::path::Path, limit: u64) -> Engine {
     let operator = keyledger_core::Principal::new(OPERATOR).unwrap();
     let at = keyledger_core::Timestamp::parse(AT).unwrap();
     let mut engine = keyledger_ledger::init(&dir.join("ledger.redb"), operator, at).unwrap();
     let answers = run(&mut engine, catalog(limit));
     assert!(answers.iter().all(|a| a.ok), "{answers:?}");
     engine
+}
+
+pub fn new_ledger(place: &Place, limit: u64) -> Engine {
+    let operator = keyledger_core::Principal::new(OPERATOR).unwrap();
+    let at = keyledger_core::Timestamp::parse(AT).unwrap();
+    let mut engine = keyledger_ledger::init(place.location(), operator, at).unwrap();
+    let answers = run(&mut engine, catalog(limit));
+    assert!(answers.iter().all(|a| a.ok), "{answers:?}");
+    engine
+}
+
+/// Whether this run tests the PostgreSQL store (`KEYLEDGER_TEST_STORE=postgres`).
+pub fn on_postgres() -> bool {
+    match std::env::var("KEYLEDGER_TEST_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("redb") | Err(_) => false,
+        Ok(other) => panic!("KEYLEDGER_TEST_STORE={other}: expected redb or postgres"),
+    }
+}
+
+/// Says that a test checks something only one store has, and is not run on this one.
+pub fn redb_only(what: &str) -> bool {
+    if on_postgres() {
+        eprintln!("not on PostgreSQL: {what} is a property of the redb file");
+        return true;
+    }
+    false
+}
+
+/// Where one test's ledger lives (see the module doc). Dropping it drops the database.
+pub struct Place {
+    pub dir: tempfile::TempDir,
+    location: Location,
+    database: Option<String>,
+}
+
+static DATABASES: AtomicU32 = AtomicU32::new(0);
+
+impl Place {
+    pub fn new() -> Place {
+        Place::named("ledger")
+    }
+
+    /// A second, independent place for the same test (`name` tells them apart on redb).
+    pub fn named(name: &str) -> Place {
+        let dir = tempfile::tempdir().unwrap();
+        if !on_postgres() {
+            let location = Location::File(dir.path().join(format!("{name}.redb")));
+            return Place {
+                dir,
+                location,
+                database: None,
+            };
+        }
+        let n = DATABASES.fetch_add(1, Ordering::Relaxed);
+        let database = format!("kl_test_{}_{n}", std::process::id());
+        admin(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
+        admin(&format!("CREATE DATABASE {database}"));
+        let url = format!("{}/{database}?target_session_attrs=read-write", server());
+        Place {
+            dir,
+            location: Location::parse(&url).unwrap(),
+            database: Some(database),
+        }
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// A place for a ledger that does not exist (and is not created).
+    pub fn missing(&self) -> Location {
+        match &self.location {
+            Location::File(_) => Location::File(self.dir.path().join("nope.redb")),
+            Location::Postgres(_) => Location::parse(&format!(
+                "{}/postgres?target_session_attrs=read-write",
+                server()
+            ))
+            .unwrap(),
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Some(database) = &self.database {
+            admin(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
+        }
+    }
+}
+
+fn server() -> String {
+    std::env::var("KEYLEDGER_TEST_PG").expect(
+        "KEYLEDGER_TEST_STORE=postgres needs KEYLEDGER_TEST_PG=postgres://USER@HOST:PORT \
+         (scripts/pg-cluster.sh start; see README, Running replicated)",
+    )
+}
+
+/// Runs one statement on the server's `postgres` database.
+pub fn admin(sql: &str) {
+    let url = format!("{}/postgres?target_session_attrs=read-write", server());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        tokio::spawn(connection);
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    });
 }
