@@ -9,6 +9,9 @@
 #   scripts/pg-cluster.sh status         which node is primary, and the standby's sync state
 #   scripts/pg-cluster.sh kill-primary   SIGKILL the primary's postmaster (a machine dying)
 #   scripts/pg-cluster.sh promote        promote the standby to primary
+#   scripts/pg-cluster.sh restart-old-primary
+#                                        start the killed primary again, as it was: a
+#                                        stale primary whose synchronous standby is gone
 #   scripts/pg-cluster.sh stop           stop both and delete the directory
 #
 # Environment: KEYLEDGER_PG_DIR (default /tmp/keyledger-pg), KEYLEDGER_PG_PRIMARY_PORT
@@ -157,6 +160,20 @@ promote() {
     echo "pg-cluster: 127.0.0.1:$STANDBY_PORT is the primary" >&2
 }
 
+restart_old_primary() {
+    # The killed postmaster's backends exit on their own once they notice; until then the
+    # old shared memory is in use and the server refuses to start.
+    local i
+    for ((i = 0; i < 50; i++)); do
+        if pg pg_ctl -D "$DIR/primary" -l "$DIR/primary.log" -w -t 60 start >/dev/null 2>&1; then
+            echo "pg-cluster: the old primary runs again on 127.0.0.1:$PRIMARY_PORT" >&2
+            return 0
+        fi
+        sleep 0.2
+    done
+    die "the old primary did not start again (see $DIR/primary.log)"
+}
+
 stop() {
     local node
     for node in primary standby; do
@@ -175,6 +192,7 @@ case "${1:-}" in
     status) status ;;
     kill-primary) kill_primary ;;
     promote) promote ;;
+    restart-old-primary) restart_old_primary ;;
     stop) stop ;;
-    *) die "usage: $0 start|url|status|kill-primary|promote|stop" ;;
+    *) die "usage: $0 start|url|status|kill-primary|promote|restart-old-primary|stop" ;;
 esac

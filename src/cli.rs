@@ -120,6 +120,18 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Copy a whole ledger into a new one, between stores (redb file to PostgreSQL and
+    /// back): the same blocks, key texts, answers, snapshots and tokens; both are verified
+    /// and their heads compared. The checkpoint signing key is copied too when the target
+    /// has none (same verifier key: old proofs and checkpoints stay valid).
+    ///
+    /// Example: keyledger copy --from keyledger.redb --to postgres://kl@db1,db2/ledger
+    Copy {
+        #[arg(long)]
+        from: keyledger_ledger::Location,
+        #[arg(long)]
+        to: keyledger_ledger::Location,
+    },
     /// Check an export without the database: on its own (its chain), or, with
     /// --checkpoint and --pubkey, that its records are the log a signed checkpoint names
     /// (which also catches a truncated or rewritten export).

@@ -289,7 +289,7 @@ fn sigterm_under_load_loses_no_acknowledged_activation() {
         "the load ran: {} acknowledged",
         acknowledged.len()
     );
-    let engine = keyledger_ledger::open(&server.data).unwrap();
+    let engine = keyledger_ledger::open(&server.location).unwrap();
     let key = engine.state().key(keyledger_core::KeyId(1)).unwrap();
     for machine in &acknowledged {
         assert!(

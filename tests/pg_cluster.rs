@@ -7,114 +7,17 @@
 //! missing). Without them and not as root, the test says it was skipped and how to run it;
 //! in CI (`CI` set) it never skips.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-cluster.sh")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Cluster {
-    dir: PathBuf,
-    primary: u16,
-    standby: u16,
-}
-
-impl Cluster {
-    /// Runs the script; answers whether it succeeded, its stdout, and stdout + stderr.
-    fn run(&self, action: &str) -> (bool, String) {
-        let out = Command::new("bash")
-            .arg(script())
-            .arg(action)
-            .env("KEYLEDGER_PG_DIR", &self.dir)
-            .env("KEYLEDGER_PG_PRIMARY_PORT", self.primary.to_string())
-            .env("KEYLEDGER_PG_STANDBY_PORT", self.standby.to_string())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
-    }
-
-    fn psql(&self, port: u16, sql: &str) -> Result<String, String> {
-        let out = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-            ])
-            .args([
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "keyledger",
-                "-c",
-                sql,
-            ])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.run("stop");
-    }
-}
-
-fn postgres_available() -> bool {
-    let installed = Path::new("/usr/lib/postgresql").exists();
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"));
-    installed || root
-}
+use support::pg::{skip_without_postgres, Cluster};
 
 #[test]
 fn the_cluster_script_runs_a_synchronous_pair_that_survives_losing_its_primary() {
-    if !postgres_available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the PostgreSQL tests"
-        );
-        eprintln!(
-            "SKIPPED: PostgreSQL is not installed and this is not root; run as root, or \
-             `apt-get install postgresql`, to run the PostgreSQL tests"
-        );
+    if skip_without_postgres("the cluster script") {
         return;
     }
-    let parent = tempfile::tempdir().unwrap();
-    // The server runs as the postgres user, who must reach the cluster's directory.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cluster = Cluster {
-        dir: parent.path().join("pg"),
-        primary: free_port(),
-        standby: free_port(),
-    };
-    let (ok, said) = cluster.run("start");
-    assert!(ok, "start: {said}");
+    let cluster = Cluster::start();
+    let said = cluster.must("url");
     let url = said.lines().find(|l| l.starts_with("postgres://")).unwrap();
     assert_eq!(
         url,

@@ -3,6 +3,7 @@
 
 mod apply;
 mod audit;
+mod copy;
 mod import;
 mod keys;
 mod proofs;
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tail(args) => tail::tail(&args),
         Command::Verify => audit::verify(data),
         Command::Export { out } => audit::export(data, &out),
+        Command::Copy { from, to } => copy::copy(&from, &to),
         Command::VerifyExport {
             file,
             checkpoint,

@@ -1,7 +1,13 @@
 //! The real service under test: a ledger set up through the real binary, then `keyledger
 //! serve` on an ephemeral loopback port, driven by a real HTTP client. Shared by the HTTP
 //! test binaries.
+//!
+//! The ledger is a redb file in a temporary directory, or, with
+//! `KEYLEDGER_TEST_STORE=postgres`, a fresh database on the server `KEYLEDGER_TEST_PG`
+//! names (`postgres://USER@HOST:PORT[,HOST:PORT]`), dropped with the server.
 #![allow(dead_code)]
+
+pub mod pg;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -13,13 +19,18 @@ pub const AT: &str = "2026-02-01T10:00:00Z";
 pub const MAK: &str = "BCDFG-HJKMP-QRTVW-XY234-6789B";
 pub const KMS: &str = "CDFGH-JKMPQ-RTVWX-Y2346-789BC";
 
+/// The binary, on the ledger at `data` (a path or a PostgreSQL URL).
+pub fn keyledger_command(data: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyledger"));
+    command.arg("--data").arg(data);
+    if let Some(key) = pg::signing_key_for(data) {
+        command.env("KEYLEDGER_SIGNING_KEY", key);
+    }
+    command
+}
+
 pub fn keyledger(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_keyledger"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = keyledger_command(data).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -31,7 +42,12 @@ pub fn keyledger(data: &Path, args: &[&str]) -> String {
 pub struct Server {
     child: Option<Child>,
     pub url: String,
+    /// The `--data` value: a file's path, or a PostgreSQL URL.
     pub data: PathBuf,
+    /// The same, for the library.
+    pub location: keyledger_ledger::Location,
+    /// The test database, dropped with the server.
+    database: Option<pg::Database>,
     /// Reads the server's stderr to its end (the server's exit closes it).
     stderr: Option<std::thread::JoinHandle<String>>,
     pub dir: tempfile::TempDir,
@@ -48,6 +64,13 @@ impl Server {
     /// [`Server::start`] with more `serve` flags.
     pub fn start_with(limit: u64, serve_args: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        if pg::on_postgres() {
+            let database = pg::Database::create();
+            let mut server =
+                Server::start_at(dir, PathBuf::from(database.url()), limit, serve_args);
+            server.database = Some(database);
+            return server;
+        }
         let data = dir.path().join("ledger.redb");
         Server::start_at(dir, data, limit, serve_args)
     }
@@ -96,9 +119,7 @@ impl Server {
             );
         }
         keyledger(&data, &["token", "revoke", "--principal", "gone"]);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keyledger"))
-            .arg("--data")
-            .arg(&data)
+        let mut child = keyledger_command(&data)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(serve_args)
             .stdout(Stdio::piped())
@@ -127,6 +148,8 @@ impl Server {
         Server {
             child: Some(child),
             url,
+            location: keyledger_ledger::Location::parse(data.to_str().unwrap()).unwrap(),
+            database: None,
             data,
             stderr,
             dir,
@@ -250,6 +273,7 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+        drop(self.database.take());
     }
 }
 
