@@ -247,6 +247,11 @@ impl Server {
             .unwrap_or_else(|| who.to_owned())
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn seq(&self) -> u64 {
         let (_, body) = self.get("/healthz", None);
         serde_json::from_str::<Value>(&body).unwrap()["seq"]

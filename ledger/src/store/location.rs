@@ -35,6 +35,31 @@ impl PgUrl {
         self.0.parse().expect("checked when the URL was parsed")
     }
 
+    /// One URL per server the URL names (`host1:port1,host2:port2` in its authority), in
+    /// order, each otherwise the same; a URL of one server is its own list.
+    pub fn servers(&self) -> Vec<PgUrl> {
+        let url = &self.0;
+        let Some(scheme_end) = url.find("://") else {
+            return vec![self.clone()];
+        };
+        let start = scheme_end + 3;
+        let end = url[start..]
+            .find(['/', '?'])
+            .map_or(url.len(), |i| start + i);
+        let authority = &url[start..end];
+        let (userinfo, hosts) = match authority.rfind('@') {
+            Some(at) => (&authority[..=at], &authority[at + 1..]),
+            None => ("", authority),
+        };
+        if !hosts.contains(',') {
+            return vec![self.clone()];
+        }
+        hosts
+            .split(',')
+            .map(|host| PgUrl(format!("{}{userinfo}{host}{}", &url[..start], &url[end..])))
+            .collect()
+    }
+
     /// The URL with its password, to hand to a child process.
     pub fn expose(&self) -> &str {
         &self.0
@@ -179,6 +204,21 @@ mod tests {
             Location::parse("postgres://h/db?sslmode=nonsense"),
             Err(Error::BadLocation(_))
         ));
+        let Location::Postgres(url) = &pg else {
+            unreachable!()
+        };
+        let servers: Vec<String> = url
+            .servers()
+            .iter()
+            .map(|u| u.expose().to_owned())
+            .collect();
+        assert_eq!(
+            servers,
+            [
+                "postgres://kl:pw@127.0.0.1:5432/ledger",
+                "postgres://kl:pw@127.0.0.1:5433/ledger"
+            ]
+        );
         assert_eq!(
             redact("postgresql:///db?host=/tmp&password=hunter2&user=u"),
             "postgresql:///db?host=/tmp&password=***&user=u"

@@ -52,17 +52,26 @@ const SCHEMA: &str = include_str!("schema.sql");
 
 pub struct PgStore {
     label: String,
-    url: PgUrl,
+    /// The servers the URL names, in its order.
+    servers: Vec<PgUrl>,
+    /// The one this store talks to (see [`choose_server`]).
+    current: Mutex<PgUrl>,
     /// `Some` until drop, which shuts it down without blocking (it may be dropped inside
     /// another runtime, the HTTP service's).
     runtime: Option<tokio::runtime::Runtime>,
-    pool: Pool,
+    /// Reader connections to `current`.
+    pool: std::sync::RwLock<Pool>,
+    /// When the server was last chosen again after a failed connection (at most twice a
+    /// second, however many calls fail).
+    rechosen: Mutex<Option<std::time::Instant>>,
     /// The writer's own session: it holds [`WRITER_LOCK`] and appends every block.
     writer: Mutex<Option<WriterSession>>,
 }
 
 struct WriterSession {
     client: Arc<Client>,
+    /// The server it is connected to.
+    server: PgUrl,
     epoch: i64,
     /// Warnings the server sent on this session since the last commit began.
     warnings: Arc<Mutex<Vec<String>>>,
@@ -101,6 +110,10 @@ impl Drop for PgStore {
     }
 }
 
+/// How a lost or refused connection's error begins: [`PgStore::run`] chooses the server
+/// again on one, since the primary may have moved.
+const CONNECTION_FAILED: &str = "PostgreSQL connection";
+
 fn pg_error(context: &str, err: tokio_postgres::Error) -> Error {
     match err.as_db_error() {
         Some(db) => Error::Storage(format!(
@@ -108,12 +121,12 @@ fn pg_error(context: &str, err: tokio_postgres::Error) -> Error {
             db.message(),
             db.code().code()
         )),
-        None => Error::Storage(format!("{context}: {err}")),
+        None => Error::Storage(format!("{CONNECTION_FAILED} ({context}): {err}")),
     }
 }
 
 fn pool_error(err: deadpool_postgres::PoolError) -> Error {
-    Error::Storage(format!("PostgreSQL connection: {err}"))
+    Error::Storage(format!("{CONNECTION_FAILED}: {err}"))
 }
 
 /// A seq or key id as PostgreSQL's `bigint`; the log never reaches 2^63.
@@ -132,6 +145,75 @@ fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32]> {
         .map_err(|_| Error::Storage(format!("{what} of {} bytes stored", bytes.len())))
 }
 
+/// How long connecting to one server may take before the next is tried.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn config_of(url: &PgUrl) -> tokio_postgres::Config {
+    let mut config = url.config();
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config
+}
+
+fn pool_of(url: &PgUrl) -> Result<Pool> {
+    let manager = Manager::from_config(
+        config_of(url),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .build()
+        .map_err(|e| Error::Storage(format!("{url}: {e}")))
+}
+
+/// The server to write to, of those the URL names: the first primary that can acknowledge
+/// a commit (no synchronous standby asked for, or one connected), else the first primary
+/// (its commits wait for its standby). A standby is never chosen. This is what keeps a
+/// writer off an old primary started again after a failover: it still asks for its
+/// synchronous standby, which now follows the new primary, so it could never acknowledge.
+async fn choose_server(servers: &[PgUrl]) -> Result<PgUrl> {
+    let mut fallback = None;
+    let mut why = Vec::new();
+    for url in servers {
+        let probe = async {
+            let (client, connection) = config_of(url).connect(NoTls).await?;
+            tokio::spawn(connection);
+            client
+                .query_one(
+                    "SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'), \
+                     (SELECT count(*) FROM pg_stat_replication \
+                       WHERE sync_state IN ('sync', 'quorum'))",
+                    &[],
+                )
+                .await
+        };
+        match probe.await {
+            Err(err) => why.push(format!("{url}: {err}")),
+            Ok(row) => {
+                let (standby, names, synced): (bool, String, i64) =
+                    (row.get(0), row.get(1), row.get(2));
+                if standby {
+                    why.push(format!("{url}: a standby"));
+                } else if names.trim().is_empty() || synced > 0 {
+                    return Ok(url.clone());
+                } else {
+                    fallback.get_or_insert_with(|| url.clone());
+                }
+            }
+        }
+    }
+    fallback.ok_or_else(|| {
+        Error::Storage(format!(
+            "no PostgreSQL primary reachable ({})",
+            why.join("; ")
+        ))
+    })
+}
+
 impl PgStore {
     fn connect(url: &PgUrl) -> Result<PgStore> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -139,31 +221,53 @@ impl PgStore {
             .thread_name("keyledger-pg")
             .enable_all()
             .build()?;
-        let manager = Manager::from_config(
-            url.config(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .build()
-            .map_err(|e| Error::Storage(format!("{url}: {e}")))?;
+        let servers = url.servers();
+        let current = {
+            let servers = servers.clone();
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            runtime.spawn(async move {
+                let _ = tx.send(choose_server(&servers).await);
+            });
+            rx.recv()
+                .unwrap_or_else(|_| Err(Error::Storage("choosing a server".to_owned())))
+                .map_err(|e| Error::Storage(format!("{url}: {e}")))?
+        };
+        let pool = pool_of(&current)?;
         Ok(PgStore {
             label: url.to_string(),
-            url: url.clone(),
+            servers,
+            current: Mutex::new(current),
             runtime: Some(runtime),
-            pool,
+            pool: std::sync::RwLock::new(pool),
+            rechosen: Mutex::new(None),
             writer: Mutex::new(None),
         })
+    }
+
+    /// The reader pool (a handle: the pool itself is shared).
+    fn pool(&self) -> Pool {
+        self.pool.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Chooses the server again (after a failover the primary is another) and points the
+    /// reader pool at it if it changed; answers whether it did.
+    fn rechoose_server(&self) -> Result<bool> {
+        let servers = self.servers.clone();
+        let chosen = self.run(async move { choose_server(&servers).await })?;
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if *current == chosen {
+            return Ok(false);
+        }
+        *self.pool.write().unwrap_or_else(|e| e.into_inner()) = pool_of(&chosen)?;
+        *current = chosen;
+        Ok(true)
     }
 
     /// Creates the schema in the database the URL names; refuses one that has it already.
     pub fn create(url: &PgUrl) -> Result<PgStore> {
         let store = PgStore::connect(url)?;
         let label = store.label.clone();
-        let pool = store.pool.clone();
+        let pool = store.pool();
         store.run(async move {
             let client = pool.get().await.map_err(pool_error)?;
             let exists: bool = client
@@ -211,12 +315,30 @@ impl PgStore {
         runtime.spawn(async move {
             let _ = tx.send(work.await);
         });
-        rx.recv().unwrap_or_else(|_| {
+        let result = rx.recv().unwrap_or_else(|_| {
             Err(Error::Storage(format!(
                 "{}: a PostgreSQL call ended without an answer",
                 self.label
             )))
-        })
+        });
+        if matches!(&result, Err(Error::Storage(why)) if why.starts_with(CONNECTION_FAILED)) {
+            self.after_connection_failure();
+        }
+        result
+    }
+
+    /// A connection failed: the server may be gone and another promoted, so choose again
+    /// (the writer's session follows at its next [`Backend::reopen`]).
+    fn after_connection_failure(&self) {
+        {
+            let mut last = self.rechosen.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            if last.is_some_and(|t| now < t + std::time::Duration::from_millis(500)) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let _ = self.rechoose_server();
     }
 
     /// Runs one query on a pooled reader connection.
@@ -227,7 +349,7 @@ impl PgStore {
         params: Vec<Param>,
         decode: impl FnOnce(Vec<tokio_postgres::Row>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let pool = self.pool.clone();
+        let pool = self.pool();
         self.run(async move {
             let client = pool.get().await.map_err(pool_error)?;
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
@@ -242,7 +364,7 @@ impl PgStore {
 
     /// Runs one statement on a pooled connection; answers the rows it changed.
     fn execute(&self, what: &'static str, sql: &'static str, params: Vec<Param>) -> Result<u64> {
-        let pool = self.pool.clone();
+        let pool = self.pool();
         self.run(async move {
             let client = pool.get().await.map_err(pool_error)?;
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
@@ -257,7 +379,12 @@ impl PgStore {
     /// A new writer session: its own connection, whose warnings are kept for the commit
     /// that caused them.
     fn writer_session(&self, wait: bool) -> Result<WriterSession> {
-        let config = self.url.config();
+        let server = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let config = config_of(&server);
         let holder = holder();
         self.run(async move {
             let (client, mut connection) = config
@@ -316,6 +443,7 @@ impl PgStore {
                 .get(0);
             Ok(WriterSession {
                 client: Arc::new(client),
+                server,
                 epoch,
                 warnings,
             })
@@ -510,7 +638,7 @@ impl Backend for PgStore {
 
     fn format_version(&self) -> Result<u8> {
         let label = self.label.clone();
-        let pool = self.pool.clone();
+        let pool = self.pool();
         self.run(async move {
             let client = pool.get().await.map_err(pool_error)?;
             let present: bool = client
@@ -607,15 +735,22 @@ impl Backend for PgStore {
         Ok(())
     }
 
-    /// Reconnects the writer's session if it was lost, taking the writer lock again and
-    /// checking that no one else took an epoch meanwhile (else this writer is fenced for
-    /// good). Reader connections reconnect by themselves.
+    /// Chooses the server again (after a failover the primary is another one) and, if this
+    /// store is the writer and its session was lost or is on another server, claims the
+    /// ledger again there, checking that no one else took an epoch meanwhile (else this
+    /// writer is fenced for good).
     fn reopen(&self) -> Result<()> {
+        self.rechoose_server()?;
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut slot = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let Some(old) = slot.as_ref() else {
             return Ok(());
         };
-        if !old.client.is_closed() {
+        if old.server == current && !old.client.is_closed() {
             return Ok(());
         }
         let old_epoch = old.epoch;
@@ -769,7 +904,7 @@ impl Backend for PgStore {
     }
 
     fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()> {
-        let pool = self.pool.clone();
+        let pool = self.pool();
         let (seq, bytes) = (int8(seq)?, bytes.to_vec());
         self.run(async move {
             let mut client = pool.get().await.map_err(pool_error)?;
@@ -895,7 +1030,7 @@ impl Backend for PgStore {
     }
 
     fn put_rows(&self, rows: &[Row]) -> Result<()> {
-        let pool = self.pool.clone();
+        let pool = self.pool();
         let rows = rows.to_vec();
         self.run(async move {
             let mut client = pool.get().await.map_err(pool_error)?;
@@ -949,7 +1084,7 @@ impl Backend for PgStore {
 
     /// What someone who owns the tables could do: switch the append-only trigger off.
     fn tamper_block(&self, key: u64, bytes: Option<&[u8]>) -> Result<()> {
-        let pool = self.pool.clone();
+        let pool = self.pool();
         let (key, bytes) = (int8(key)?, bytes.map(<[u8]>::to_vec));
         self.run(async move {
             let mut client = pool.get().await.map_err(pool_error)?;
