@@ -369,3 +369,66 @@ fn read_listening(child: &mut std::process::Child) -> String {
         .unwrap_or_else(|| panic!("serve printed {line:?}"))
         .to_owned()
 }
+
+/// PostgreSQL's "canceling wait for synchronous replication" warning: the row is committed
+/// on the primary, maybe not on the standby. That commit is never acknowledged as ok; the
+/// writer folds the log again, and a resend with the same `command_id` gets its first
+/// answer (the activation is in the log once).
+#[test]
+fn a_commit_cancelled_while_waiting_for_its_standby_is_not_acknowledged_and_is_resolved() {
+    if skip_without_postgres("unknown commit outcome") {
+        return;
+    }
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_at(dir, PathBuf::from(cluster.url()), 1_000, &[]);
+    assert_eq!(server.post("/v1/activations", None, &activation("w-0")).0, 200);
+    // No standby can confirm any more: commits wait.
+    for sql in [
+        "alter system set synchronous_standby_names = 'nobody'",
+        "select pg_reload_conf()",
+    ] {
+        cluster.psql(cluster.primary, sql).unwrap();
+    }
+    let url = server.url.clone();
+    let waiting =
+        std::thread::spawn(move || post(&agent(), &url, &activation_with_id("w-unknown")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pid = loop {
+        let found = cluster
+            .psql(
+                cluster.primary,
+                "select pid from pg_stat_activity where wait_event = 'SyncRep'",
+            )
+            .unwrap();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no commit waits for the standby");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    cluster
+        .psql(cluster.primary, &format!("select pg_cancel_backend({pid})"))
+        .unwrap();
+    let (status, answer) = waiting.join().unwrap();
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["code"], "not_committed", "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("outcome is unknown"),
+        "{answer}"
+    );
+    for sql in [
+        "alter system set synchronous_standby_names = 'standby1'",
+        "select pg_reload_conf()",
+    ] {
+        cluster.psql(cluster.primary, sql).unwrap();
+    }
+    // It had landed (committed locally): the resend gets that first answer, nothing twice.
+    let logged = activated_in_log(&server);
+    let seq = *logged.get("w-unknown").expect("committed locally before the cancel");
+    let (status, again) = post(&agent(), &server.url, &activation_with_id("w-unknown"));
+    assert_eq!((status, again["seq"].as_u64()), (200, Some(seq)), "{again}");
+    assert_eq!(activated_in_log(&server).len(), 2);
+    let verified = keyledger(&server.data, &["verify"]);
+    assert!(verified.starts_with("chain ok"), "{verified}");
+}

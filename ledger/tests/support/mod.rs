@@ -103,6 +103,15 @@ pub fn redb_only(what: &str) -> bool {
     false
 }
 
+/// Says that a test checks something only PostgreSQL has, and is not run on redb.
+pub fn redb_only_not(what: &str) -> bool {
+    if !on_postgres() {
+        eprintln!("PostgreSQL only: {what} (run with KEYLEDGER_TEST_STORE=postgres)");
+        return true;
+    }
+    false
+}
+
 /// Where one test's ledger lives (see the module doc). Dropping it drops the database.
 pub struct Place {
     pub dir: tempfile::TempDir,
@@ -157,6 +166,16 @@ impl Place {
     }
 }
 
+impl Place {
+    /// Runs SQL in this place's database (PostgreSQL only); answers the first column of
+    /// each row as text.
+    pub fn sql(&self, sql: &str) -> Vec<String> {
+        let database = self.database.as_ref().expect("a PostgreSQL place");
+        let url = format!("{}/{database}?target_session_attrs=read-write", server());
+        query(&url, sql)
+    }
+}
+
 impl Drop for Place {
     fn drop(&mut self) {
         if let Some(database) = &self.database {
@@ -175,18 +194,31 @@ fn server() -> String {
 /// Runs one statement on the server's `postgres` database.
 pub fn admin(sql: &str) {
     let url = format!("{}/postgres?target_session_attrs=read-write", server());
+    query(&url, sql);
+}
+
+fn query(url: &str, sql: &str) -> Vec<String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
             .unwrap_or_else(|e| panic!("{url}: {e}"));
         tokio::spawn(connection);
-        client
-            .batch_execute(sql)
+        let messages = client
+            .simple_query(sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    });
+        messages
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    Some(row.get(0).unwrap_or("").to_owned())
+                }
+                _ => None,
+            })
+            .collect()
+    })
 }
