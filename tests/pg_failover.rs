@@ -382,7 +382,10 @@ fn a_commit_cancelled_while_waiting_for_its_standby_is_not_acknowledged_and_is_r
     let cluster = Cluster::start();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_at(dir, PathBuf::from(cluster.url()), 1_000, &[]);
-    assert_eq!(server.post("/v1/activations", None, &activation("w-0")).0, 200);
+    assert_eq!(
+        server.post("/v1/activations", None, &activation("w-0")).0,
+        200
+    );
     // No standby can confirm any more: commits wait.
     for sql in [
         "alter system set synchronous_standby_names = 'nobody'",
@@ -414,7 +417,10 @@ fn a_commit_cancelled_while_waiting_for_its_standby_is_not_acknowledged_and_is_r
     assert_eq!(status, 503, "{answer}");
     assert_eq!(answer["code"], "not_committed", "{answer}");
     assert!(
-        answer["message"].as_str().unwrap().contains("outcome is unknown"),
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("outcome is unknown"),
         "{answer}"
     );
     for sql in [
@@ -425,7 +431,9 @@ fn a_commit_cancelled_while_waiting_for_its_standby_is_not_acknowledged_and_is_r
     }
     // It had landed (committed locally): the resend gets that first answer, nothing twice.
     let logged = activated_in_log(&server);
-    let seq = *logged.get("w-unknown").expect("committed locally before the cancel");
+    let seq = *logged
+        .get("w-unknown")
+        .expect("committed locally before the cancel");
     let (status, again) = post(&agent(), &server.url, &activation_with_id("w-unknown"));
     assert_eq!((status, again["seq"].as_u64()), (200, Some(seq)), "{again}");
     assert_eq!(activated_in_log(&server).len(), 2);

@@ -9,7 +9,11 @@ use keyledger_ledger::{Engine, Error, Limits, Store};
 use support::*;
 
 fn blocks(place: &Place) -> usize {
-    Store::open(place.location()).unwrap().block_keys().unwrap().len()
+    Store::open(place.location())
+        .unwrap()
+        .block_keys()
+        .unwrap()
+        .len()
 }
 
 #[test]
@@ -20,8 +24,14 @@ fn a_second_writer_is_refused_while_the_first_runs() {
         Store::open(place.location()).and_then(|store| Engine::open(store, Limits::default()));
     match (on_postgres(), second) {
         (true, Err(Error::WriterBusy(why))) => {
-            assert!(why.contains("another keyledger writer holds this ledger"), "{why}");
-            assert!(why.contains(&format!("pid {}", std::process::id())), "{why}");
+            assert!(
+                why.contains("another keyledger writer holds this ledger"),
+                "{why}"
+            );
+            assert!(
+                why.contains(&format!("pid {}", std::process::id())),
+                "{why}"
+            );
         }
         // redb's own lock: the file cannot be opened twice.
         (false, Err(Error::Storage(why))) => assert!(why.contains("already open"), "{why}"),
@@ -85,13 +95,16 @@ fn a_writer_that_lost_its_session_to_a_successor_stops_writing() {
     assert!(answers[0].ok, "{answers:?}");
     let before = blocks(&place);
     let failed = old
-        .run_batch(&[keyledger_ledger::Submission::new(vec![activation("by-the-old")])])
+        .run_batch(&[keyledger_ledger::Submission::new(vec![activation(
+            "by-the-old",
+        )])])
         .remove(0)
         .unwrap_err();
     assert!(matches!(failed, Error::CommitFailed(_)), "{failed}");
     assert_eq!(blocks(&place), before, "the old writer appended nothing");
     assert!(
-        old.poisoned().is_some_and(|why| why.contains("another keyledger writer")),
+        old.poisoned()
+            .is_some_and(|why| why.contains("another keyledger writer")),
         "the old writer refuses work: {:?}",
         old.poisoned()
     );
