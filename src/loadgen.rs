@@ -34,7 +34,9 @@ pub struct LoadReport {
     pub latency_ms_max: f64,
 }
 
-pub fn run(args: &BenchHttp) -> Result<ExitCode> {
+/// Without `--url`, the server it starts writes to a temporary redb file, or, when `data`
+/// is a PostgreSQL URL, to that database (which must hold no ledger yet).
+pub fn run(args: &BenchHttp, data: &keyledger_ledger::Location) -> Result<ExitCode> {
     if args.concurrency == 0 || args.requests == 0 {
         bail!("--concurrency and --requests must be at least 1");
     }
@@ -53,7 +55,7 @@ pub fn run(args: &BenchHttp) -> Result<ExitCode> {
             )
         }
         None => {
-            let (url, server) = own_server()?;
+            let (url, server) = own_server(data)?;
             (url, OWN_KEY.to_owned(), OWN_ORG.to_owned(), Some(server))
         }
     };
@@ -249,9 +251,18 @@ struct OwnServer {
     _dir: tempfile::TempDir,
 }
 
-fn own_server() -> Result<(String, OwnServer)> {
+fn own_server(data: &keyledger_ledger::Location) -> Result<(String, OwnServer)> {
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("loadgen.redb");
+    let (path, data_arg) = match data {
+        keyledger_ledger::Location::Postgres(url) => (data.clone(), url.expose().to_owned()),
+        keyledger_ledger::Location::File(_) => {
+            let file = dir.path().join("loadgen.redb");
+            (
+                keyledger_ledger::Location::File(file.clone()),
+                file.display().to_string(),
+            )
+        }
+    };
     let at = "2026-01-01T00:00:00Z";
     let mut engine = keyledger_ledger::init(
         &path,
@@ -281,7 +292,7 @@ fn own_server() -> Result<(String, OwnServer)> {
     drop(engine);
     let mut child = Process::new(std::env::current_exe()?)
         .arg("--data")
-        .arg(&path)
+        .arg(&data_arg)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -5,7 +5,6 @@
 //! business times — so two runs with one seed write the same log (same chain head).
 
 use crate::output::outln;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use keyledger_core::command::{
     Activate, AddOperator, IssueKey, RegisterLicenseId, RegisterOrg, RegisterProduct,
 };
 use keyledger_core::*;
+use keyledger_ledger::Location;
 use keyledger_ledger::{AnswerReceiver, Writer};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -262,14 +262,16 @@ impl Generator {
     }
 }
 
-pub fn run(args: &WorkloadArgs) -> Result<ExitCode> {
+/// Runs the workload on a temporary redb file, or, when `data` is a PostgreSQL URL, on that
+/// database (which must hold no ledger yet: use a scratch database).
+pub fn run(args: &WorkloadArgs, data: &Location) -> Result<ExitCode> {
     let shape = Shape::from_args(args)?;
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let plan = measure(
-        &shape,
-        &dir.path().join("bench.redb"),
-        args.activations_per_day,
-    )?;
+    let location = match data {
+        Location::Postgres(_) => data.clone(),
+        Location::File(_) => Location::File(dir.path().join("bench.redb")),
+    };
+    let plan = measure(&shape, &location, args.activations_per_day)?;
     if let Some(svg) = &args.svg {
         crate::plot::timeline(svg, &plan)
             .with_context(|| format!("cannot write {}", svg.display()))?;
@@ -282,7 +284,7 @@ pub fn run(args: &WorkloadArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn measure(shape: &Shape, path: &Path, activations_per_day: u64) -> Result<CapacityPlan> {
+fn measure(shape: &Shape, path: &Location, activations_per_day: u64) -> Result<CapacityPlan> {
     let mut generator = Generator::new(shape);
     let mut setup = generator.setup();
     let init = setup.remove(0);
@@ -355,9 +357,9 @@ fn measure(shape: &Shape, path: &Path, activations_per_day: u64) -> Result<Capac
     let report = keyledger_ledger::verify(&store)?;
     let replay_rate = report.events as f64 / verify_started.elapsed().as_secs_f64();
     let (projection_rebuild_seconds, fold_seconds) = rebuild_projections(&store)?;
-    let disk_bytes = std::fs::metadata(path)?.len();
+    let disk_bytes = store.stored_bytes()?;
     let store = store.compact()?;
-    let disk_bytes_compacted = std::fs::metadata(path)?.len();
+    let disk_bytes_compacted = store.stored_bytes()?;
     drop(store);
     // Growth is extrapolated from the compacted size: a long-running ledger reuses the
     // pages redb frees, so its file tracks the data, not the pre-grown slack.

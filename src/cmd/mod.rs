@@ -68,11 +68,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench {
             target: Some(crate::cli::BenchTarget::Http(args)),
             ..
-        } => crate::loadgen::run(&args),
+        } => crate::loadgen::run(&args, data),
         Command::Bench {
             target: None,
             workload,
-        } => crate::workload::run(&workload),
+        } => crate::workload::run(&workload, data),
         Command::Forecast {
             license_id,
             window_days,

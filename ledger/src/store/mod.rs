@@ -155,6 +155,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn content_digest(&self) -> Result<[u8; 32]>;
     /// Shrinks the store to its live data, where that means anything (redb's file).
     fn compact(&self) -> Result<()>;
+    /// Bytes the ledger takes in its store: the file (redb), or the `keyledger` schema's
+    /// tables with their indexes and TOAST (PostgreSQL).
+    fn stored_bytes(&self) -> Result<u64>;
 }
 
 /// An open ledger store. Clones share it: the writer commits through one, readers (reports,
@@ -395,6 +398,11 @@ impl Store {
     /// ledger's content is byte-for-byte the same, whatever the store's own layout.
     pub fn content_digest(&self) -> Result<[u8; 32]> {
         self.backend.content_digest()
+    }
+
+    /// See [`Backend::stored_bytes`] (capacity planning).
+    pub fn stored_bytes(&self) -> Result<u64> {
+        self.backend.stored_bytes()
     }
 
     /// All block keys, in order (tamper tests and verification reports).

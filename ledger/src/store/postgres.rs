@@ -70,6 +70,8 @@ pub struct PgStore {
 
 struct WriterSession {
     client: Arc<Client>,
+    /// [`APPEND`], prepared once per session: a batch is then one round trip.
+    append: tokio_postgres::Statement,
     /// The server it is connected to.
     server: PgUrl,
     epoch: i64,
@@ -355,7 +357,13 @@ impl PgStore {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(Param::as_sql).collect();
             let rows = client
-                .query(sql, &refs)
+                .query(
+                    &client
+                        .prepare_cached(sql)
+                        .await
+                        .map_err(|e| pg_error(what, e))?,
+                    &refs,
+                )
                 .await
                 .map_err(|e| pg_error(what, e))?;
             decode(rows)
@@ -370,7 +378,13 @@ impl PgStore {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(Param::as_sql).collect();
             client
-                .execute(sql, &refs)
+                .execute(
+                    &client
+                        .prepare_cached(sql)
+                        .await
+                        .map_err(|e| pg_error(what, e))?,
+                    &refs,
+                )
                 .await
                 .map_err(|e| pg_error(what, e))
         })
@@ -441,7 +455,12 @@ impl PgStore {
                 .await
                 .map_err(|e| pg_error("writer epoch", e))?
                 .get(0);
+            let append = client
+                .prepare(APPEND)
+                .await
+                .map_err(|e| pg_error("preparing the append", e))?;
             Ok(WriterSession {
+                append,
                 client: Arc::new(client),
                 server,
                 epoch,
@@ -678,13 +697,14 @@ impl Backend for PgStore {
     }
 
     fn commit(&self, batch: &BatchWrite) -> Result<()> {
-        let (client, epoch, warnings) = {
+        let (client, append, epoch, warnings) = {
             let slot = self.writer.lock().unwrap_or_else(|e| e.into_inner());
             let session = slot.as_ref().ok_or(Error::Unavailable(
                 "this PostgreSQL store is not the ledger's writer (no claim_writer)",
             ))?;
             (
                 session.client.clone(),
+                session.append.clone(),
                 session.epoch,
                 session.warnings.clone(),
             )
@@ -695,7 +715,7 @@ impl Backend for PgStore {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(Param::as_sql).collect();
             client
-                .query_one(APPEND, &refs)
+                .query_one(&append, &refs)
                 .await
                 .map_err(|e| match e.as_db_error() {
                     Some(_) => pg_error("append", e),
@@ -1176,6 +1196,17 @@ impl Backend for PgStore {
             feed("merkle", &key, &hash);
         }
         Ok(*hasher.finalize().as_bytes())
+    }
+
+    fn stored_bytes(&self) -> Result<u64> {
+        self.read(
+            "size",
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'keyledger' AND c.relkind = 'r'",
+            Vec::new(),
+            |rows| uint8(rows[0].get(0), "size"),
+        )
     }
 
     /// PostgreSQL reclaims space itself (autovacuum); the log only grows anyway.

@@ -57,6 +57,8 @@ pub const DB_FORMAT_OLDEST: u8 = 1;
 pub struct RedbStore {
     db: RwLock<Option<Arc<Database>>>,
     label: String,
+    /// The file, `None` on a one-off backend.
+    path: Option<PathBuf>,
     /// How to open the database again; `None` when it cannot be (a one-off backend).
     reopen: Option<Box<Reopen>>,
 }
@@ -96,8 +98,10 @@ impl RedbStore {
     }
 
     fn reopening_from(self, path: PathBuf) -> RedbStore {
+        let file = path.clone();
         RedbStore {
-            reopen: Some(Box::new(move || Database::open(&path))),
+            reopen: Some(Box::new(move || Database::open(&file))),
+            path: Some(path),
             ..self
         }
     }
@@ -134,6 +138,7 @@ impl RedbStore {
         RedbStore {
             db: RwLock::new(Some(Arc::new(db))),
             label,
+            path: None,
             reopen: None,
         }
     }
@@ -247,6 +252,13 @@ impl Backend for RedbStore {
 
     fn label(&self) -> &str {
         &self.label
+    }
+
+    fn stored_bytes(&self) -> Result<u64> {
+        let path = self.path.as_ref().ok_or(Error::Unavailable(
+            "a ledger on a one-off backend has no file to measure",
+        ))?;
+        Ok(std::fs::metadata(path)?.len())
     }
 
     fn head(&self) -> Result<Head> {
