@@ -115,8 +115,52 @@ fn append(c: &mut Criterion) {
         report_bytes(&engine, &events, dir.path(), batch);
         drop(engine);
         through_writer(&mut group, batch);
+        on_postgres(&mut group, batch);
     }
     group.finish();
+}
+
+/// With `KEYLEDGER_BENCH_PG=postgres://USER@HOST:PORT[,HOST:PORT]` (a server, no database:
+/// e.g. `scripts/pg-cluster.sh start`), the same batches on the PostgreSQL store, in a
+/// scratch database created and dropped here; `KEYLEDGER_BENCH_PG_COMMIT=local` asks for
+/// `synchronous_commit = local` in it (the standby not waited for).
+fn on_postgres(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    batch: usize,
+) {
+    let Ok(server) = std::env::var("KEYLEDGER_BENCH_PG") else {
+        return;
+    };
+    let admin = format!("{server}/postgres?target_session_attrs=read-write");
+    let database = format!("kl_bench_{batch}");
+    let psql = |sql: &str| {
+        let status = std::process::Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &admin, "-c", sql])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{sql}");
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
+    psql(&format!("CREATE DATABASE {database}"));
+    if std::env::var("KEYLEDGER_BENCH_PG_COMMIT").as_deref() == Ok("local") {
+        psql(&format!(
+            "ALTER DATABASE {database} SET synchronous_commit = local"
+        ));
+    }
+    let url = format!("{server}/{database}?target_session_attrs=read-write");
+    let mut engine = support::ledger_at(url.parse().unwrap(), batch.max(10_000));
+    group.bench_function(BenchmarkId::new("keyledger_postgres", batch), |b| {
+        b.iter_batched(
+            || vec![Submission::new(support::activations(batch))],
+            |submissions| {
+                let answers = engine.run_batch(&submissions).remove(0).unwrap();
+                debug_assert!(answers.iter().all(|a| a.ok));
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    drop(engine);
+    psql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
 }
 
 /// The production path: submissions of `batch` commands through the single writer

@@ -648,10 +648,12 @@ fn rollout(s: &mut Script, total: u64) {
 }
 
 pub fn run(data: &keyledger_ledger::Location, machines_total: u64, seed: u64) -> Result<ExitCode> {
-    if let keyledger_ledger::Location::File(path) = data {
-        if path.exists() {
-            bail!("{data} exists already; pass --data NEW.redb or remove it");
-        }
+    let exists = match data {
+        keyledger_ledger::Location::File(path) => path.exists(),
+        keyledger_ledger::Location::Postgres(_) => keyledger_ledger::Store::open(data).is_ok(),
+    };
+    if exists {
+        bail!("{data} exists already; pass --data NEW.redb (or another database) or remove it");
     }
     let mut s = Script {
         commands: Vec::new(),

@@ -1,12 +1,18 @@
 //! Auditor proofs through the real binary: an auditor holding only a checkpoint, the
 //! verifier key and a proof file verifies an activation's inclusion and the log's growth;
-//! forged, tampered or mismatched proofs fail with exit code 1.
+//! forged, tampered or mismatched proofs fail with exit code 1. On either store
+//! (`KEYLEDGER_TEST_STORE=postgres`: a fresh database, see `support::pg`).
+
+mod support;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use support::pg;
 
 struct Ledger {
     dir: tempfile::TempDir,
+    database: Option<pg::Database>,
 }
 
 impl Ledger {
@@ -17,6 +23,7 @@ impl Ledger {
     fn demo_seeded(seed: &str) -> Ledger {
         let ledger = Ledger {
             dir: tempfile::tempdir().unwrap(),
+            database: pg::on_postgres().then(pg::Database::create),
         };
         ledger.ok(&["demo", "--machines", "1000", "--seed", seed]);
         ledger
@@ -26,10 +33,16 @@ impl Ledger {
         self.dir.path().join(name)
     }
 
+    /// The `--data` value: the redb file's path, or the database's URL.
+    fn data(&self) -> PathBuf {
+        match &self.database {
+            Some(database) => PathBuf::from(database.url()),
+            None => self.file("ledger.redb"),
+        }
+    }
+
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_keyledger"))
-            .arg("--data")
-            .arg(self.file("ledger.redb"))
+        support::keyledger_command(&self.data())
             .args(args)
             .current_dir(self.dir.path())
             .output()
@@ -182,7 +195,8 @@ fn a_tampered_ledger_cannot_prove_against_an_earlier_checkpoint() {
     let note = std::fs::read_to_string(ledger.file("before.txt")).unwrap();
     let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
     {
-        let store = keyledger_ledger::Store::open(&ledger.file("ledger.redb")).unwrap();
+        let location = keyledger_ledger::Location::parse(ledger.data().to_str().unwrap()).unwrap();
+        let store = keyledger_ledger::Store::open(location).unwrap();
         let key = store.block_keys().unwrap()[1];
         let mut bytes = store.block_bytes(key).unwrap().unwrap();
         let at = bytes.len() / 3;

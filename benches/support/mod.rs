@@ -36,7 +36,15 @@ pub fn ledger(dir: &std::path::Path) -> Engine {
 
 /// A fresh ledger in `dir` holding the catalog, taking batches of up to `batch` commands.
 pub fn ledger_with_batches_of(dir: &std::path::Path, batch: usize) -> Engine {
-    let path = dir.join("bench.redb");
+    ledger_at(
+        keyledger_ledger::Location::File(dir.join("bench.redb")),
+        batch,
+    )
+}
+
+/// A fresh ledger at `path` (either store) holding the catalog, taking batches of up to
+/// `batch` commands.
+pub fn ledger_at(path: keyledger_ledger::Location, batch: usize) -> Engine {
     let operator = "olga".parse_principal();
     let mut engine = keyledger_ledger::init(&path, operator, AT.parse().unwrap()).unwrap();
     let setup = Submission::new(catalog());
