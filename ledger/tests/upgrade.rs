@@ -40,7 +40,7 @@ fn block_formats(store: &Store) -> Vec<u8> {
 #[test]
 fn a_format_1_database_reads_and_verifies_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fixture_copy(dir.path())).unwrap();
+    let store = Store::open(fixture_copy(dir.path())).unwrap();
     assert_eq!(store.format_version().unwrap(), 1);
     let report = verify(&store).unwrap();
     assert_eq!(report.events, EVENTS);
@@ -55,7 +55,7 @@ fn a_format_1_database_reads_and_verifies_unchanged() {
 #[test]
 fn a_format_1_database_is_upgraded_in_place_when_written_and_keeps_its_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fixture_copy(dir.path())).unwrap();
+    let store = Store::open(fixture_copy(dir.path())).unwrap();
     let mut engine = Engine::open(store, Default::default()).unwrap();
     assert_eq!(engine.store().format_version().unwrap(), DB_FORMAT_VERSION);
     let orgs = (0..300)

@@ -70,7 +70,7 @@ pub fn run(engine: &mut Engine, commands: Vec<Command>) -> Vec<Answer> {
 pub fn new_ledger_file(dir: &std::path::Path, limit: u64) -> Engine {
     let operator = keyledger_core::Principal::new(OPERATOR).unwrap();
     let at = keyledger_core::Timestamp::parse(AT).unwrap();
-    let mut engine = keyledger_ledger::init(&dir.join("ledger.redb"), operator, at).unwrap();
+    let mut engine = keyledger_ledger::init(dir.join("ledger.redb"), operator, at).unwrap();
     let answers = run(&mut engine, catalog(limit));
     assert!(answers.iter().all(|a| a.ok), "{answers:?}");
     engine
