@@ -355,6 +355,21 @@ fn one_writer_a_second_serve_refuses_or_waits_and_a_stale_primary_acknowledges_n
     );
     let _ = second.kill();
     let _ = second.wait();
+    // The promoted server has no standby of its own: a writer started on it says that an
+    // acknowledged commit is now on one machine only.
+    let mut alone = keyledger_command(std::path::Path::new(&promoted))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    read_listening(&mut alone);
+    let _ = alone.kill();
+    let said = String::from_utf8_lossy(&alone.wait_with_output().unwrap().stderr).into_owned();
+    assert!(
+        said.contains("warning: ") && said.contains("no synchronous standby is connected"),
+        "{said}"
+    );
 }
 
 /// The address a `serve` prints on stdout once it is the writer and listening.

@@ -401,7 +401,21 @@ fn a_database_of_another_format_version_is_refused_with_a_clear_message() {
     let missing = open(dir.missing()).unwrap_err();
     assert!(matches!(missing, Error::Missing(_)), "{missing}");
     assert!(missing.to_string().contains("keyledger init"), "{missing}");
-    if redb_only("the format version byte") {
+    if on_postgres() {
+        drop(new_ledger(&dir, 3));
+        dir.sql("UPDATE keyledger.meta SET value = '\\x09' WHERE key = 'format_version'");
+        let err = open(dir.location()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::FormatVersion {
+                    found: 9,
+                    expected: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         return;
     }
     let path = dir.dir.path().join("ledger.redb");

@@ -111,3 +111,27 @@ fn a_writer_that_lost_its_session_to_a_successor_stops_writing() {
     // The successor goes on.
     assert!(run(&mut successor, vec![activation("still-by-the-successor")])[0].ok);
 }
+
+/// The log is append-only in the database too: an UPDATE, DELETE or TRUNCATE of a block or
+/// a Merkle node is refused by PostgreSQL itself, whoever sends it.
+#[test]
+fn blocks_and_merkle_nodes_cannot_be_changed_in_sql() {
+    if redb_only_not("the append-only triggers") {
+        return;
+    }
+    let place = Place::new();
+    drop(new_ledger(&place, 10));
+    for sql in [
+        "UPDATE keyledger.blocks SET bytes = '\\x00' WHERE first_seq = 1",
+        "DELETE FROM keyledger.blocks WHERE first_seq = 1",
+        "TRUNCATE keyledger.blocks",
+        "TRUNCATE keyledger.merkle",
+    ] {
+        let refused = place.try_sql(sql).unwrap_err();
+        assert!(
+            refused.contains("the log is append-only"),
+            "{sql}: {refused}"
+        );
+    }
+    assert!(keyledger_ledger::verify(&Store::open(place.location()).unwrap()).is_ok());
+}

@@ -170,6 +170,11 @@ impl Place {
     /// Runs SQL in this place's database (PostgreSQL only); answers the first column of
     /// each row as text.
     pub fn sql(&self, sql: &str) -> Vec<String> {
+        self.try_sql(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// [`Place::sql`], answering the server's error instead of failing the test.
+    pub fn try_sql(&self, sql: &str) -> Result<Vec<String>, String> {
         let database = self.database.as_ref().expect("a PostgreSQL place");
         let url = format!("{}/{database}?target_session_attrs=read-write", server());
         query(&url, sql)
@@ -194,10 +199,10 @@ fn server() -> String {
 /// Runs one statement on the server's `postgres` database.
 pub fn admin(sql: &str) {
     let url = format!("{}/postgres?target_session_attrs=read-write", server());
-    query(&url, sql);
+    query(&url, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-fn query(url: &str, sql: &str) -> Vec<String> {
+fn query(url: &str, sql: &str) -> Result<Vec<String>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -210,8 +215,11 @@ fn query(url: &str, sql: &str) -> Vec<String> {
         let messages = client
             .simple_query(sql)
             .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        messages
+            .map_err(|e| match e.as_db_error() {
+                Some(db) => db.message().to_owned(),
+                None => e.to_string(),
+            })?;
+        Ok(messages
             .iter()
             .filter_map(|m| match m {
                 tokio_postgres::SimpleQueryMessage::Row(row) => {
@@ -219,6 +227,6 @@ fn query(url: &str, sql: &str) -> Vec<String> {
                 }
                 _ => None,
             })
-            .collect()
+            .collect())
     })
 }

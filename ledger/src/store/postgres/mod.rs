@@ -23,10 +23,18 @@
 
 use std::future::Future;
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+mod append;
+mod server;
+mod writer;
+
+use deadpool_postgres::Pool;
+
+use append::{append_params, hash32, int8, uint8, Param, APPEND};
+use server::{choose_server, pg_error, pool_error, pool_of, CONNECTION_FAILED};
+use writer::WriterSession;
+pub use writer::WRITER_LOCK;
 
 use crate::chain::{ChainHash, GENESIS};
 use crate::error::{Error, Result};
@@ -36,17 +44,8 @@ use crate::store::{Backend, BatchWrite, BlockVisitor, Head, Row, StoredAnswer, S
 /// The schema version this build writes and reads.
 pub const PG_SCHEMA_VERSION: u8 = 1;
 
-/// The session advisory lock a writer holds while it runs ("keyledge" in ASCII).
-pub const WRITER_LOCK: i64 = 0x6b65_796c_6564_6765;
-
-/// How often a writer started with `wait` tries the writer lock again.
-const CLAIM_POLL: std::time::Duration = std::time::Duration::from_millis(250);
-
 /// Blocks read per round trip by a walk.
 const BLOCKS_PER_PAGE: i64 = 64;
-
-/// Reader connections kept open (the writer has its own).
-const POOL_SIZE: usize = 8;
 
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -66,17 +65,6 @@ pub struct PgStore {
     rechosen: Mutex<Option<std::time::Instant>>,
     /// The writer's own session: it holds [`WRITER_LOCK`] and appends every block.
     writer: Mutex<Option<WriterSession>>,
-}
-
-struct WriterSession {
-    client: Arc<Client>,
-    /// [`APPEND`], prepared once per session: a batch is then one round trip.
-    append: tokio_postgres::Statement,
-    /// The server it is connected to.
-    server: PgUrl,
-    epoch: i64,
-    /// Warnings the server sent on this session since the last commit began.
-    warnings: Arc<Mutex<Vec<String>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -110,110 +98,6 @@ impl Drop for PgStore {
             runtime.shutdown_background();
         }
     }
-}
-
-/// How a lost or refused connection's error begins: [`PgStore::run`] chooses the server
-/// again on one, since the primary may have moved.
-const CONNECTION_FAILED: &str = "PostgreSQL connection";
-
-fn pg_error(context: &str, err: tokio_postgres::Error) -> Error {
-    match err.as_db_error() {
-        Some(db) => Error::Storage(format!(
-            "{context}: {} ({})",
-            db.message(),
-            db.code().code()
-        )),
-        None => Error::Storage(format!("{CONNECTION_FAILED} ({context}): {err}")),
-    }
-}
-
-fn pool_error(err: deadpool_postgres::PoolError) -> Error {
-    Error::Storage(format!("{CONNECTION_FAILED}: {err}"))
-}
-
-/// A seq or key id as PostgreSQL's `bigint`; the log never reaches 2^63.
-fn int8(value: u64) -> Result<i64> {
-    i64::try_from(value)
-        .map_err(|_| Error::Storage(format!("{value} does not fit PostgreSQL's bigint")))
-}
-
-fn uint8(value: i64, what: &str) -> Result<u64> {
-    u64::try_from(value).map_err(|_| Error::Storage(format!("negative {what} {value} stored")))
-}
-
-fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32]> {
-    bytes
-        .try_into()
-        .map_err(|_| Error::Storage(format!("{what} of {} bytes stored", bytes.len())))
-}
-
-/// How long connecting to one server may take before the next is tried.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-fn config_of(url: &PgUrl) -> tokio_postgres::Config {
-    let mut config = url.config();
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    config
-}
-
-fn pool_of(url: &PgUrl) -> Result<Pool> {
-    let manager = Manager::from_config(
-        config_of(url),
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(POOL_SIZE)
-        .build()
-        .map_err(|e| Error::Storage(format!("{url}: {e}")))
-}
-
-/// The server to write to, of those the URL names: the first primary that can acknowledge
-/// a commit (no synchronous standby asked for, or one connected), else the first primary
-/// (its commits wait for its standby). A standby is never chosen. This is what keeps a
-/// writer off an old primary started again after a failover: it still asks for its
-/// synchronous standby, which now follows the new primary, so it could never acknowledge.
-async fn choose_server(servers: &[PgUrl]) -> Result<PgUrl> {
-    let mut fallback = None;
-    let mut why = Vec::new();
-    for url in servers {
-        let probe = async {
-            let (client, connection) = config_of(url).connect(NoTls).await?;
-            tokio::spawn(connection);
-            client
-                .query_one(
-                    "SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'), \
-                     (SELECT count(*) FROM pg_stat_replication \
-                       WHERE sync_state IN ('sync', 'quorum'))",
-                    &[],
-                )
-                .await
-        };
-        match probe.await {
-            Err(err) => why.push(format!("{url}: {err}")),
-            Ok(row) => {
-                let (standby, names, synced): (bool, String, i64) =
-                    (row.get(0), row.get(1), row.get(2));
-                if standby {
-                    why.push(format!("{url}: a standby"));
-                } else if names.trim().is_empty() || synced > 0 {
-                    return Ok(url.clone());
-                } else {
-                    fallback.get_or_insert_with(|| url.clone());
-                }
-            }
-        }
-    }
-    fallback.ok_or_else(|| {
-        Error::Storage(format!(
-            "no PostgreSQL primary reachable ({})",
-            why.join("; ")
-        ))
-    })
 }
 
 impl PgStore {
@@ -390,85 +274,6 @@ impl PgStore {
         })
     }
 
-    /// A new writer session: its own connection, whose warnings are kept for the commit
-    /// that caused them.
-    fn writer_session(&self, wait: bool) -> Result<WriterSession> {
-        let server = self
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let config = config_of(&server);
-        let holder = holder();
-        self.run(async move {
-            let (client, mut connection) = config
-                .connect(NoTls)
-                .await
-                .map_err(|e| pg_error("writer connection", e))?;
-            let warnings = Arc::new(Mutex::new(Vec::new()));
-            let seen = warnings.clone();
-            tokio::spawn(async move {
-                let mut messages = std::pin::pin!(futures_util::stream::poll_fn(move |cx| {
-                    connection.poll_message(cx)
-                }));
-                use futures_util::StreamExt;
-                while let Some(Ok(message)) = messages.next().await {
-                    if let AsyncMessage::Notice(notice) = message {
-                        let text = format!("{}: {}", notice.severity(), notice.message());
-                        seen.lock().unwrap_or_else(|e| e.into_inner()).push(text);
-                    }
-                }
-            });
-            loop {
-                let locked: bool = client
-                    .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
-                    .await
-                    .map_err(|e| pg_error("writer lock", e))?
-                    .get(0);
-                if locked {
-                    break;
-                }
-                if !wait {
-                    let row = client
-                        .query_one(
-                            "SELECT epoch, holder, claimed_at::text FROM keyledger.head",
-                            &[],
-                        )
-                        .await
-                        .map_err(|e| pg_error("writer row", e))?;
-                    let (epoch, holder, since): (i64, String, String) =
-                        (row.get(0), row.get(1), row.get(2));
-                    return Err(Error::WriterBusy(format!(
-                        "another keyledger writer holds this ledger (epoch {epoch}, \
-                         {holder}, since {since}); stop it, or start with --wait-for-writer \
-                         to take over when it stops"
-                    )));
-                }
-                tokio::time::sleep(CLAIM_POLL).await;
-            }
-            let epoch: i64 = client
-                .query_one(
-                    "UPDATE keyledger.head SET epoch = epoch + 1, holder = $1, \
-                     claimed_at = now() RETURNING epoch",
-                    &[&holder],
-                )
-                .await
-                .map_err(|e| pg_error("writer epoch", e))?
-                .get(0);
-            let append = client
-                .prepare(APPEND)
-                .await
-                .map_err(|e| pg_error("preparing the append", e))?;
-            Ok(WriterSession {
-                append,
-                client: Arc::new(client),
-                server,
-                epoch,
-                warnings,
-            })
-        })
-    }
-
     /// Says why a commit acknowledged by this server would not survive its loss, if it
     /// would not: no synchronous standby is connected, or `synchronous_commit` is off.
     fn replication_warning(&self) -> Result<Option<String>> {
@@ -545,111 +350,6 @@ impl PgStore {
     }
 }
 
-/// Who a writer is, for the `writer` row and the message a second writer gets.
-fn holder() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "an unknown host".to_owned());
-    format!("pid {} on {host}", std::process::id())
-}
-
-/// A query parameter, owned so the query can run on the store's runtime.
-#[derive(Debug)]
-enum Param {
-    Int8(i64),
-    Int2(i16),
-    Text(String),
-    Bytes(Vec<u8>),
-    OptText(Option<String>),
-    Int8s(Vec<i64>),
-    Int2s(Vec<i16>),
-    Texts(Vec<String>),
-    Byteses(Vec<Vec<u8>>),
-}
-
-impl Param {
-    fn as_sql(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
-        match self {
-            Param::Int8(v) => v,
-            Param::Int2(v) => v,
-            Param::Text(v) => v,
-            Param::Bytes(v) => v,
-            Param::OptText(v) => v,
-            Param::Int8s(v) => v,
-            Param::Int2s(v) => v,
-            Param::Texts(v) => v,
-            Param::Byteses(v) => v,
-        }
-    }
-}
-
-/// One batch, one statement: moving the head row (only from the head the batch starts at,
-/// only for the writer's epoch) gates every insert, so a refused batch writes nothing. The
-/// last line reads the row as it was before the statement, to say why when nothing moved.
-const APPEND: &str = "\
-WITH moved AS (
-    UPDATE keyledger.head SET seq = $5, hash = $6
-    WHERE epoch = $1 AND seq = $2 AND hash = $3
-    RETURNING 1
-), block AS (
-    INSERT INTO keyledger.blocks (first_seq, last_seq, head, bytes, epoch)
-    SELECT $4, $5, $6, $7, $1 FROM moved WHERE $4::bigint > 0
-    RETURNING 1
-), secret AS (
-    INSERT INTO keyledger.secrets (key_id, text)
-    SELECT * FROM unnest($8::bigint[], $9::text[]) WHERE EXISTS (SELECT 1 FROM moved)
-    ON CONFLICT (key_id) DO NOTHING
-    RETURNING 1
-), answer AS (
-    INSERT INTO keyledger.first_answers (key, value)
-    SELECT * FROM unnest($10::text[], $11::bytea[]) WHERE EXISTS (SELECT 1 FROM moved)
-    ON CONFLICT (key) DO NOTHING
-    RETURNING 1
-), node AS (
-    INSERT INTO keyledger.merkle (level, idx, hash)
-    SELECT * FROM unnest($12::smallint[], $13::bigint[], $14::bytea[])
-    WHERE EXISTS (SELECT 1 FROM moved)
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM moved), epoch, seq FROM keyledger.head";
-
-fn append_params(epoch: i64, batch: &BatchWrite) -> Result<Vec<Param>> {
-    let head = batch.head.unwrap_or(batch.start);
-    let (first, bytes) = match &batch.block {
-        Some((first, bytes)) => (int8(*first)?, bytes.clone()),
-        None => (0, Vec::new()),
-    };
-    let secrets = &batch.secrets;
-    let answers = &batch.answers;
-    let merkle = &batch.merkle;
-    Ok(vec![
-        Param::Int8(epoch),
-        Param::Int8(int8(batch.start.seq)?),
-        Param::Bytes(batch.start.hash.to_vec()),
-        Param::Int8(first),
-        Param::Int8(int8(head.seq)?),
-        Param::Bytes(head.hash.to_vec()),
-        Param::Bytes(bytes),
-        Param::Int8s(
-            secrets
-                .iter()
-                .map(|(k, _)| int8(*k))
-                .collect::<Result<_>>()?,
-        ),
-        Param::Texts(secrets.iter().map(|(_, t)| t.clone()).collect()),
-        Param::Texts(answers.iter().map(|(k, _)| k.clone()).collect()),
-        Param::Byteses(answers.iter().map(|(_, v)| v.clone()).collect()),
-        Param::Int2s(merkle.iter().map(|(l, _, _)| i16::from(*l)).collect()),
-        Param::Int8s(
-            merkle
-                .iter()
-                .map(|(_, i, _)| int8(*i))
-                .collect::<Result<_>>()?,
-        ),
-        Param::Byteses(merkle.iter().map(|(_, _, h)| h.to_vec()).collect()),
-    ])
-}
-
 impl Backend for PgStore {
     fn label(&self) -> &str {
         &self.label
@@ -719,8 +419,9 @@ impl Backend for PgStore {
                 .await
                 .map_err(|e| match e.as_db_error() {
                     Some(_) => pg_error("append", e),
-                    None => Error::CommitFailed(format!(
-                        "the connection failed during the append, its outcome is unknown: {e}"
+                    None => Error::Storage(format!(
+                        "{CONNECTION_FAILED} (append): lost during the append, its outcome is \
+                         unknown: {e}"
                     )),
                 })
         })?;
@@ -747,7 +448,7 @@ impl Backend for PgStore {
             .iter()
             .find(|w| w.contains("synchronous replication"))
         {
-            return Err(Error::CommitFailed(format!(
+            return Err(Error::Storage(format!(
                 "the server committed the batch locally but may not have replicated it \
                  ({warning}): its outcome is unknown"
             )));
