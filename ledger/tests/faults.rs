@@ -300,16 +300,16 @@ fn finding6_a_transient_commit_failure_recovers_without_a_restart() {
             None,
             "recovered at once: the disk works again"
         );
-        // A failed write leaves nothing; a failed fsync here leaves the kernel's written
-        // pages, which recovery reads back (the batch was not acknowledged either way).
-        let landed = match fault {
-            Fault::Write | Fault::PanicOnWrite => 0,
-            Fault::Sync => 1,
-        };
-        assert_eq!(engine.head().seq, head.seq + landed, "{fault:?}");
+        // A failed write leaves nothing; after a failed fsync the kernel's written pages
+        // may or may not be what recovery reads back (redb decides by its commit slots): the
+        // batch was not acknowledged either way, and the state says what the disk holds.
         let lost = keyledger_core::MachineId::new("lost-1").unwrap();
         let key = engine.state().key(KeyId(1)).unwrap();
-        assert_eq!(key.machines.contains(&lost), landed == 1, "{fault:?}");
+        let landed = u64::from(key.machines.contains(&lost));
+        if matches!(fault, Fault::Write | Fault::PanicOnWrite) {
+            assert_eq!(landed, 0, "{fault:?}");
+        }
+        assert_eq!(engine.head().seq, head.seq + landed, "{fault:?}");
         let answers = run(
             &mut engine,
             vec![activation("kept-1"), activation("kept-2")],

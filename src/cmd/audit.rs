@@ -18,6 +18,7 @@ pub fn verify(data: &keyledger_ledger::Location) -> Result<ExitCode> {
         Ok(store) => store,
         Err(err) => return Err(err).with_context(|| format!("cannot open ledger {}", data)),
     };
+    report_recovery(&store)?;
     let report = match keyledger_ledger::verify(&store) {
         Ok(report) => report,
         Err(Error::Corrupt(corruption)) => {
@@ -62,6 +63,22 @@ pub fn verify(data: &keyledger_ledger::Location) -> Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says what opening recovered from the write-ahead file: batches that were durable there
+/// only (a crash before the checkpoint), and any torn or corrupt frame left unapplied.
+fn report_recovery(store: &keyledger_ledger::Store) -> Result<()> {
+    let recovery = store.recovery();
+    if recovery.applied > 0 {
+        outln!(
+            "write-ahead: {} batches replayed into the ledger on open (durable there only)",
+            recovery.applied
+        );
+    }
+    if let Some(problem) = recovery.problem {
+        eprintln!("warning: write-ahead file: {problem}");
+    }
+    Ok(())
 }
 
 fn fold_from_zero(

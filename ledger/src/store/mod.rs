@@ -60,7 +60,7 @@ impl Head {
 }
 
 /// Everything one batch writes, atomically: all of it is durable or none of it.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BatchWrite {
     /// `(first seq, block bytes)`, absent when the batch appended no event.
     pub block: Option<(u64, Vec<u8>)>,
@@ -87,6 +87,18 @@ pub enum StoredAnswer {
     Scoped(Vec<u8>),
     /// `answers` (written before redb format 3): the answer's JSON, unscoped.
     Legacy(Vec<u8>),
+}
+
+/// What a store's last open recovered (see [`Backend::recovery`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// The write-ahead file's generation (0: there was none).
+    pub generation: u64,
+    /// Frames applied (batches that were durable in the write-ahead file only).
+    pub applied: u64,
+    /// Why reading stopped early, naming the byte offset (a torn or corrupt frame, never
+    /// applied), and where the damaged file was kept.
+    pub problem: Option<String>,
 }
 
 /// A block visitor: `(first seq, block bytes)`, in seq order; `Break` stops the walk.
@@ -153,6 +165,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn tamper_secret(&self, key_id: u64, text: Option<&str>) -> Result<()>;
     /// BLAKE3 over every table's keys and values in key order.
     fn content_digest(&self) -> Result<[u8; 32]>;
+    /// What opening found to recover (redb: the write-ahead file's frames replayed, and any
+    /// torn or corrupt frame not applied); PostgreSQL recovers by itself.
+    fn recovery(&self) -> Recovery {
+        Recovery::default()
+    }
     /// Shrinks the store to its live data, where that means anything (redb's file).
     fn compact(&self) -> Result<()>;
     /// Bytes the ledger takes in its store: the file (redb), or the `keyledger` schema's
@@ -398,6 +415,11 @@ impl Store {
     /// ledger's content is byte-for-byte the same, whatever the store's own layout.
     pub fn content_digest(&self) -> Result<[u8; 32]> {
         self.backend.content_digest()
+    }
+
+    /// See [`Backend::recovery`].
+    pub fn recovery(&self) -> Recovery {
+        self.backend.recovery()
     }
 
     /// See [`Backend::stored_bytes`] (capacity planning).

@@ -20,7 +20,12 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 
 use crate::chain::{ChainHash, GENESIS};
 use crate::error::{Error, Result};
-use crate::store::{Backend, BatchWrite, BlockVisitor, Head, Row, StoredAnswer, SNAPSHOTS_KEPT};
+pub mod wal;
+
+use crate::store::{
+    Backend, BatchWrite, BlockVisitor, Head, Recovery, Row, StoredAnswer, SNAPSHOTS_KEPT,
+};
+use wal::Wal;
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -59,6 +64,12 @@ pub struct RedbStore {
     label: String,
     /// The file, `None` on a one-off backend.
     path: Option<PathBuf>,
+    /// The write-ahead file, once this store is the writer (see [`wal`]).
+    wal: std::sync::Mutex<Option<Wal>>,
+    /// Frames between checkpoints (`KEYLEDGER_WAL_CHECKPOINT_FRAMES`, default 1024).
+    checkpoint_every: u64,
+    /// What the last open found in the write-ahead file.
+    recovery: std::sync::Mutex<Recovery>,
     /// How to open the database again; `None` when it cannot be (a one-off backend).
     reopen: Option<Box<Reopen>>,
 }
@@ -72,6 +83,16 @@ impl std::fmt::Debug for RedbStore {
 }
 
 type Reopen = dyn Fn() -> std::result::Result<Database, redb::DatabaseError> + Send + Sync;
+
+/// Frames between checkpoints: `KEYLEDGER_WAL_CHECKPOINT_FRAMES` (at least 1), else 1024.
+/// Fewer make opening after a crash replay less and cost a durable redb commit more often.
+fn checkpoint_every() -> u64 {
+    std::env::var("KEYLEDGER_WAL_CHECKPOINT_FRAMES")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1024)
+}
 
 /// How long [`Backend::reopen`] waits for readers of the old database to finish.
 const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -94,16 +115,27 @@ impl RedbStore {
         }
         let db = Database::open(path)?;
         let store = RedbStore::checked(db, path.display().to_string())?;
-        Ok(store.reopening_from(path.to_owned()))
+        let store = store.reopening_from(path.to_owned());
+        store.recover()?;
+        Ok(store)
     }
 
-    fn reopening_from(self, path: PathBuf) -> RedbStore {
+    /// Replays the write-ahead file into redb (see [`recover`]) and keeps what it found.
+    fn recover(&self) -> Result<Recovery> {
+        let Some(path) = &self.path else {
+            return Ok(Recovery::default());
+        };
+        let db = self.db()?;
+        let found = recover(&db, &wal::path_for(path))?;
+        *self.recovery.lock().unwrap_or_else(|e| e.into_inner()) = found.clone();
+        Ok(found)
+    }
+
+    fn reopening_from(mut self, path: PathBuf) -> RedbStore {
         let file = path.clone();
-        RedbStore {
-            reopen: Some(Box::new(move || Database::open(&file))),
-            path: Some(path),
-            ..self
-        }
+        self.reopen = Some(Box::new(move || Database::open(&file)));
+        self.path = Some(path);
+        self
     }
 
     /// Opens (creating if empty) a ledger on any redb backend; used by fault-injection tests.
@@ -126,12 +158,11 @@ impl RedbStore {
         } else {
             RedbStore::checked(db, label.to_owned())?
         };
-        Ok(RedbStore {
-            reopen: Some(Box::new(move || {
-                redb::Builder::new().create_with_backend(backend())
-            })),
-            ..store
-        })
+        let mut store = store;
+        store.reopen = Some(Box::new(move || {
+            redb::Builder::new().create_with_backend(backend())
+        }));
+        Ok(store)
     }
 
     fn new(db: Database, label: String) -> RedbStore {
@@ -139,6 +170,9 @@ impl RedbStore {
             db: RwLock::new(Some(Arc::new(db))),
             label,
             path: None,
+            wal: std::sync::Mutex::new(None),
+            checkpoint_every: checkpoint_every(),
+            recovery: std::sync::Mutex::new(Recovery::default()),
             reopen: None,
         }
     }
@@ -193,6 +227,20 @@ impl RedbStore {
                 found,
                 expected: DB_FORMAT_VERSION,
             }),
+        }
+    }
+}
+
+impl Drop for RedbStore {
+    /// A clean close checkpoints, so the next open has nothing to replay (best effort: a
+    /// failure here leaves the frames for that open to apply).
+    fn drop(&mut self) {
+        let wal = self.wal.get_mut().unwrap_or_else(|e| e.into_inner());
+        let db = self.db.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let (Some(wal), Some(db)) = (wal.as_mut(), db.as_ref()) {
+            if wal.frames() > 0 {
+                let _ = checkpoint(db, wal);
+            }
         }
     }
 }
@@ -254,6 +302,13 @@ impl Backend for RedbStore {
         &self.label
     }
 
+    fn recovery(&self) -> Recovery {
+        self.recovery
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn stored_bytes(&self) -> Result<u64> {
         let path = self.path.as_ref().ok_or(Error::Unavailable(
             "a ledger on a one-off backend has no file to measure",
@@ -266,7 +321,16 @@ impl Backend for RedbStore {
     }
 
     /// A redb file is locked by the process that opened it: this handle is the only writer.
+    /// It starts the write-ahead file (a new generation: opening replayed the old one).
     fn claim_writer(&self, _wait: bool) -> Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut slot = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            let generation = Backend::recovery(self).generation + 1;
+            *slot = Some(Wal::create(&wal::path_for(path), generation)?);
+        }
         Ok(())
     }
 
@@ -295,49 +359,32 @@ impl Backend for RedbStore {
             }
         };
         *slot = Some(Arc::new(db));
+        drop(slot);
+        let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+        let writing = wal.take().is_some();
+        let found = self.recover()?;
+        if let (true, Some(path)) = (writing, &self.path) {
+            *wal = Some(Wal::create(&wal::path_for(path), found.generation + 1)?);
+        }
         Ok(())
     }
 
-    /// Writes one batch durably: the block, the new head, secrets and answers commit
-    /// together or not at all.
+    /// Writes one batch durably, all or nothing. A writer's batch is one write-ahead frame
+    /// and one fdatasync (see [`wal`]), then a redb commit without an fsync of its own; every
+    /// [`RedbStore::checkpoint_every`] frames (or when the file is full) one durable redb
+    /// commit makes redb hold them all and the write-ahead file starts again. Without a
+    /// write-ahead file (a reader, a one-off backend) the redb commit is durable itself.
     fn commit(&self, batch: &BatchWrite) -> Result<()> {
-        let mut write = self.db()?.begin_write()?;
-        write
-            .set_durability(Durability::Immediate)
-            .map_err(Error::storage)?;
-        {
-            if let Some((first_seq, bytes)) = &batch.block {
-                let mut blocks = write.open_table(BLOCKS)?;
-                let previous = blocks.insert(*first_seq, bytes.as_slice())?;
-                assert!(previous.is_none(), "a block is written once");
-            }
-            if let Some(head) = batch.head {
-                let mut meta = write.open_table(META)?;
-                meta.insert(HEAD_KEY, &head.to_bytes()[..])?;
-            }
-            // Only the tables a batch changes are opened: each open is a lookup in redb's
-            // table tree, and an activation batch touches two or three of five.
-            if !batch.secrets.is_empty() {
-                let mut secrets = write.open_table(SECRETS)?;
-                for (key_id, text) in &batch.secrets {
-                    secrets.insert(*key_id, text.as_str())?;
-                }
-            }
-            if !batch.answers.is_empty() {
-                let mut answers = write.open_table(FIRST_ANSWERS)?;
-                for (command_id, answer) in &batch.answers {
-                    answers.insert(command_id.as_str(), answer.as_slice())?;
-                }
-            }
-            if !batch.merkle.is_empty() {
-                let mut merkle = write.open_table(MERKLE)?;
-                for (level, index, hash) in &batch.merkle {
-                    merkle.insert((*level, *index), hash.as_slice())?;
-                }
-            }
+        let db = self.db()?;
+        let mut slot = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(wal) = slot.as_mut() else {
+            return apply(&db, std::slice::from_ref(batch), Durability::Immediate);
+        };
+        if wal.frames() >= self.checkpoint_every {
+            checkpoint(&db, wal)?;
         }
-        write.commit()?;
-        Ok(())
+        wal.append(batch)?;
+        apply(&db, std::slice::from_ref(batch), Durability::None)
     }
 
     /// The blocks and the head in one read transaction (a head that does not parse is
@@ -680,6 +727,113 @@ impl Backend for RedbStore {
         }
         Ok(*hasher.finalize().as_bytes())
     }
+}
+
+/// Writes batches into redb in one write transaction of the given durability.
+fn apply(db: &Database, batches: &[BatchWrite], durability: Durability) -> Result<()> {
+    let mut write = db.begin_write()?;
+    write.set_durability(durability).map_err(Error::storage)?;
+    for batch in batches {
+        insert(&write, batch)?;
+    }
+    write.commit()?;
+    Ok(())
+}
+
+fn insert(write: &redb::WriteTransaction, batch: &BatchWrite) -> Result<()> {
+    if let Some((first_seq, bytes)) = &batch.block {
+        let mut blocks = write.open_table(BLOCKS)?;
+        if blocks.insert(*first_seq, bytes.as_slice())?.is_some() {
+            return Err(Error::Storage(format!(
+                "a block at seq {first_seq} exists already: a block is written once"
+            )));
+        }
+    }
+    if let Some(head) = batch.head {
+        let mut meta = write.open_table(META)?;
+        meta.insert(HEAD_KEY, &head.to_bytes()[..])?;
+    }
+    // Only the tables a batch changes are opened: each open is a lookup in redb's
+    // table tree, and an activation batch touches two or three of five.
+    if !batch.secrets.is_empty() {
+        let mut secrets = write.open_table(SECRETS)?;
+        for (key_id, text) in &batch.secrets {
+            secrets.insert(*key_id, text.as_str())?;
+        }
+    }
+    if !batch.answers.is_empty() {
+        let mut answers = write.open_table(FIRST_ANSWERS)?;
+        for (command_id, answer) in &batch.answers {
+            answers.insert(command_id.as_str(), answer.as_slice())?;
+        }
+    }
+    if !batch.merkle.is_empty() {
+        let mut merkle = write.open_table(MERKLE)?;
+        for (level, index, hash) in &batch.merkle {
+            merkle.insert((*level, *index), hash.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+/// One durable redb commit, which makes every earlier non-durable one durable too; then the
+/// write-ahead file's frames are no longer needed and it starts its next generation.
+fn checkpoint(db: &Database, wal: &mut Wal) -> Result<()> {
+    let mut write = db.begin_write()?;
+    write
+        .set_durability(Durability::Immediate)
+        .map_err(Error::storage)?;
+    write.commit()?;
+    wal.restart()
+}
+
+/// Applies the write-ahead frames redb does not hold durably yet (a crash lost its
+/// non-durable commits), in one durable commit. Frames at or below redb's head are there
+/// already; the first frame that does not continue the head stops the replay. A file whose
+/// reading stopped early is kept as `-wal.damaged` for inspection.
+fn recover(db: &Database, wal_path: &Path) -> Result<Recovery> {
+    let Some((generation, scan)) = Wal::scan(wal_path)? else {
+        return Ok(Recovery::default());
+    };
+    let mut head = head_in(&db.begin_read()?)?;
+    let mut problem = scan
+        .stopped
+        .map(|(at, why)| format!("{} byte {at}: {why}", wal_path.display()));
+    let mut replay = Vec::new();
+    for frame in scan.frames {
+        let ends = frame.head.unwrap_or(frame.start).seq;
+        if ends < head.seq || (frame.block.is_some() && ends == head.seq) {
+            continue;
+        }
+        if frame.start != head {
+            problem = Some(format!(
+                "{}: a frame starts at seq {} but the log ends at seq {}: not applied",
+                wal_path.display(),
+                frame.start.seq,
+                head.seq
+            ));
+            break;
+        }
+        head = frame.head.unwrap_or(head);
+        replay.push(frame);
+    }
+    apply(db, &replay, Durability::Immediate)?;
+    if let Some(why) = &mut problem {
+        let kept = wal_path.with_extension(format!(
+            "{}.damaged",
+            wal_path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("wal")
+        ));
+        std::fs::rename(wal_path, &kept)?;
+        why.push_str(&format!(" (the file is kept as {})", kept.display()));
+    }
+    Ok(Recovery {
+        generation,
+        applied: replay.len() as u64,
+        problem,
+    })
 }
 
 /// Creates the ledger file readable and writable by its owner only (0600): it holds key

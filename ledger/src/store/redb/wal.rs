@@ -1,0 +1,427 @@
+//! The write-ahead file of a redb ledger (`<ledger>-wal`, docs/format.md): a batch is
+//! durable once its frame is written and `fdatasync`ed here, one sequential write; redb then
+//! takes the batch without an fsync of its own (`Durability::None`), and a checkpoint (one
+//! durable redb commit) every so many frames makes redb hold everything, after which the
+//! file starts a new generation.
+//!
+//! The file is preallocated (zeros written once), so an append changes no file size or extent
+//! and `fdatasync` flushes the data alone. Frames are written from byte 64 on; each carries
+//! the generation of the header it belongs to and a BLAKE3 checksum over that generation, its
+//! length and its payload. Reading stops at the first frame that is not whole and valid: the
+//! zeros after the last frame, a torn frame the crash interrupted (never acknowledged: the
+//! answer waits for the fdatasync), or a frame of an earlier generation left from before the
+//! last checkpoint.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::store::{BatchWrite, Head};
+
+/// The write-ahead format this build writes and reads.
+pub const WAL_FORMAT: u8 = 1;
+const MAGIC: &[u8; 8] = b"keyledgw";
+/// Header: magic, format, 7 zero bytes, generation (u64 LE), the first 8 bytes of BLAKE3 over
+/// the 24 bytes before them; the rest of the 64 bytes zero.
+pub const HEADER_BYTES: u64 = 64;
+/// Frame header: payload length (u32 LE), generation (u64 LE), 16 bytes of checksum.
+pub const FRAME_HEADER_BYTES: usize = 28;
+/// What a new file is preallocated to; a frame that does not fit grows it.
+pub const DEFAULT_CAPACITY: u64 = 4 << 20;
+
+/// The file name beside a ledger file.
+pub fn path_for(ledger: &Path) -> PathBuf {
+    let mut name = ledger.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// An open write-ahead file, positioned after its last frame.
+#[derive(Debug)]
+pub struct Wal {
+    file: File,
+    path: PathBuf,
+    generation: u64,
+    end: u64,
+    capacity: u64,
+    frames: u64,
+    /// An append failed and its bytes could not be wiped: nothing more is written until the
+    /// store is reopened (which reads the file again).
+    broken: bool,
+}
+
+/// What reading a write-ahead file found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub frames: Vec<BatchWrite>,
+    /// Where the valid frames end.
+    pub end: u64,
+    /// Why reading stopped before the preallocated zeros, if it did: a torn or corrupt frame
+    /// at that byte offset (its bytes are not applied).
+    pub stopped: Option<(u64, String)>,
+}
+
+impl Wal {
+    /// Creates the file anew (a new generation), preallocated, mode 0600: frames hold key
+    /// text. An existing file is overwritten: call only after its frames were checkpointed.
+    pub fn create(path: &Path, generation: u64) -> Result<Wal> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        let mut wal = Wal {
+            file,
+            path: path.to_owned(),
+            generation,
+            end: HEADER_BYTES,
+            capacity: 0,
+            frames: 0,
+            broken: false,
+        };
+        wal.preallocate(DEFAULT_CAPACITY)?;
+        wal.write_header()?;
+        Ok(wal)
+    }
+
+    /// Reads every valid frame of the file's current generation.
+    pub fn scan(path: &Path) -> Result<Option<(u64, Scan)>> {
+        let mut file = match File::open(path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(Some(scan_bytes(&bytes)))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether a frame of `payload_len` bytes fits without growing the file.
+    pub fn fits(&self, payload_len: usize) -> bool {
+        self.end + (FRAME_HEADER_BYTES + payload_len) as u64 <= self.capacity
+    }
+
+    /// Writes one batch's frame and fdatasyncs it: when this returns, the batch is durable.
+    /// On failure the frame's bytes are wiped (so a later read cannot take a frame whose
+    /// fdatasync failed for committed) and the file stays where it was.
+    pub fn append(&mut self, batch: &BatchWrite) -> Result<()> {
+        if self.broken {
+            return Err(Error::Storage(format!(
+                "{}: an earlier append failed; the write-ahead file is read again on reopen",
+                self.path.display()
+            )));
+        }
+        let frame = frame(self.generation, &encode(batch)?);
+        let needed = self.end + frame.len() as u64;
+        if needed > self.capacity {
+            self.preallocate(needed.next_power_of_two())?;
+        }
+        let written = self.write_at(self.end, &frame).and_then(|_| self.sync());
+        if let Err(err) = written {
+            let wiped = self
+                .write_at(self.end, &[0u8; FRAME_HEADER_BYTES])
+                .and_then(|_| self.sync());
+            self.broken = wiped.is_err();
+            return Err(err);
+        }
+        self.end = needed;
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Starts the next generation after a checkpoint: the old frames no longer count.
+    pub fn restart(&mut self) -> Result<()> {
+        self.generation += 1;
+        self.write_header()?;
+        self.end = HEADER_BYTES;
+        self.frames = 0;
+        self.broken = false;
+        Ok(())
+    }
+
+    fn write_header(&mut self) -> Result<()> {
+        self.write_at(0, &header(self.generation))?;
+        self.sync()
+    }
+
+    /// Writes zeros up to `capacity` (once: later appends then change no metadata).
+    fn preallocate(&mut self, capacity: u64) -> Result<()> {
+        let current = self.file.metadata()?.len();
+        if current < capacity {
+            self.file.seek(SeekFrom::Start(current))?;
+            let zeros = vec![0u8; 1 << 16];
+            let mut left = capacity - current;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                self.file.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
+            self.file.sync_all()?;
+        }
+        self.capacity = capacity.max(current);
+        Ok(())
+    }
+
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(bytes, offset)?;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.file.sync_data()?;
+        Ok(())
+    }
+}
+
+/// The 64 header bytes of a generation.
+pub fn header(generation: u64) -> [u8; HEADER_BYTES as usize] {
+    let mut header = [0u8; HEADER_BYTES as usize];
+    header[..8].copy_from_slice(MAGIC);
+    header[8] = WAL_FORMAT;
+    header[16..24].copy_from_slice(&generation.to_le_bytes());
+    let check = blake3::hash(&header[..24]);
+    header[24..32].copy_from_slice(&check.as_bytes()[..8]);
+    header
+}
+
+fn frame_checksum(generation: u64, payload: &[u8]) -> [u8; 16] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&generation.to_le_bytes());
+    hasher.update(&(payload.len() as u32).to_le_bytes());
+    hasher.update(payload);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    out
+}
+
+/// A whole frame: its header, then `payload`.
+pub fn frame(generation: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&generation.to_le_bytes());
+    out.extend_from_slice(&frame_checksum(generation, payload));
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The generation of a file's bytes and its valid frames. A header that does not check
+/// yields no frames (and says why).
+pub fn scan_bytes(bytes: &[u8]) -> (u64, Scan) {
+    let mut scan = Scan {
+        end: HEADER_BYTES,
+        ..Scan::default()
+    };
+    let Some(head) = bytes.get(..HEADER_BYTES as usize) else {
+        scan.stopped = Some((0, "the header is cut short".to_owned()));
+        return (0, scan);
+    };
+    let generation = u64::from_le_bytes(head[16..24].try_into().expect("8 bytes"));
+    if head[..8] != MAGIC[..] || head[8] != WAL_FORMAT || head[..] != header(generation)[..] {
+        let why = if head[..8] != MAGIC[..] {
+            "not a keyledger write-ahead file".to_owned()
+        } else if head[8] != WAL_FORMAT {
+            format!(
+                "write-ahead format {}; this build reads {WAL_FORMAT}",
+                head[8]
+            )
+        } else {
+            "the header's checksum does not match".to_owned()
+        };
+        scan.stopped = Some((0, why));
+        return (generation, scan);
+    }
+    let mut at = HEADER_BYTES as usize;
+    loop {
+        let Some(frame_head) = bytes.get(at..at + FRAME_HEADER_BYTES) else {
+            if bytes[at.min(bytes.len())..].iter().any(|b| *b != 0) {
+                scan.stopped = Some((at as u64, "a frame's header is cut short".to_owned()));
+            }
+            break;
+        };
+        let len = u32::from_le_bytes(frame_head[..4].try_into().expect("4 bytes")) as usize;
+        let frame_generation = u64::from_le_bytes(frame_head[4..12].try_into().expect("8 bytes"));
+        if len == 0 && frame_head.iter().all(|b| *b == 0) {
+            break; // the preallocated zeros: the end
+        }
+        if frame_generation != generation {
+            break; // a frame left from before the last checkpoint: the end
+        }
+        let start = at + FRAME_HEADER_BYTES;
+        let Some(payload) = start.checked_add(len).and_then(|end| bytes.get(start..end)) else {
+            scan.stopped = Some((at as u64, format!("a frame of {len} bytes is cut short")));
+            break;
+        };
+        if frame_head[12..28] != frame_checksum(generation, payload) {
+            scan.stopped = Some((at as u64, "a frame's checksum does not match".to_owned()));
+            break;
+        }
+        match decode(payload) {
+            Ok(batch) => scan.frames.push(batch),
+            Err(why) => {
+                scan.stopped = Some((at as u64, format!("a frame does not decode: {why}")));
+                break;
+            }
+        }
+        at = start + len;
+        scan.end = at as u64;
+    }
+    (generation, scan)
+}
+
+/// A batch as a frame's payload (docs/format.md, "Write-ahead file").
+pub fn encode(batch: &BatchWrite) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(128 + batch.block.as_ref().map_or(0, |(_, b)| b.len()));
+    put_head(&mut out, batch.start);
+    match batch.head {
+        Some(head) => {
+            out.push(1);
+            put_head(&mut out, head);
+        }
+        None => out.push(0),
+    }
+    match &batch.block {
+        Some((first, bytes)) => {
+            out.push(1);
+            out.extend_from_slice(&first.to_le_bytes());
+            put_bytes(&mut out, bytes)?;
+        }
+        None => out.push(0),
+    }
+    put_len(&mut out, batch.secrets.len())?;
+    for (key_id, text) in &batch.secrets {
+        out.extend_from_slice(&key_id.to_le_bytes());
+        put_bytes(&mut out, text.as_bytes())?;
+    }
+    put_len(&mut out, batch.answers.len())?;
+    for (key, answer) in &batch.answers {
+        put_bytes(&mut out, key.as_bytes())?;
+        put_bytes(&mut out, answer)?;
+    }
+    put_len(&mut out, batch.merkle.len())?;
+    for (level, index, hash) in &batch.merkle {
+        out.push(*level);
+        out.extend_from_slice(&index.to_le_bytes());
+        out.extend_from_slice(hash);
+    }
+    Ok(out)
+}
+
+fn put_head(out: &mut Vec<u8>, head: Head) {
+    out.extend_from_slice(&head.seq.to_le_bytes());
+    out.extend_from_slice(&head.hash);
+}
+
+fn put_len(out: &mut Vec<u8>, len: usize) -> Result<()> {
+    let len = u32::try_from(len)
+        .map_err(|_| Error::Storage(format!("{len} items do not fit one write-ahead frame")))?;
+    out.extend_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) -> Result<()> {
+    put_len(out, bytes.len())?;
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// Reads a payload back; any malformation is an error naming it, never a panic.
+pub fn decode(payload: &[u8]) -> std::result::Result<BatchWrite, String> {
+    let mut r = Reader(payload);
+    let start = r.head()?;
+    let head = match r.u8()? {
+        0 => None,
+        1 => Some(r.head()?),
+        other => return Err(format!("head marker {other}")),
+    };
+    let block = match r.u8()? {
+        0 => None,
+        1 => Some((r.u64()?, r.bytes()?.to_vec())),
+        other => return Err(format!("block marker {other}")),
+    };
+    let mut secrets = Vec::new();
+    for _ in 0..r.u32()? {
+        let key_id = r.u64()?;
+        let text = std::str::from_utf8(r.bytes()?).map_err(|_| "key text is not UTF-8")?;
+        secrets.push((key_id, text.to_owned()));
+    }
+    let mut answers = Vec::new();
+    for _ in 0..r.u32()? {
+        let key = std::str::from_utf8(r.bytes()?).map_err(|_| "an answer key is not UTF-8")?;
+        answers.push((key.to_owned(), r.bytes()?.to_vec()));
+    }
+    let mut merkle = Vec::new();
+    for _ in 0..r.u32()? {
+        let level = r.u8()?;
+        let index = r.u64()?;
+        merkle.push((level, index, r.array()?));
+    }
+    if !r.0.is_empty() {
+        return Err(format!("{} bytes after the batch", r.0.len()));
+    }
+    Ok(BatchWrite {
+        block,
+        start,
+        head,
+        secrets,
+        answers,
+        merkle,
+    })
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err(format!("{n} bytes wanted, {} left", self.0.len()));
+        }
+        let (taken, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(taken)
+    }
+
+    fn u8(&mut self) -> std::result::Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> std::result::Result<u32, String> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> std::result::Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn array<const N: usize>(&mut self) -> std::result::Result<[u8; N], String> {
+        Ok(self.take(N)?.try_into().expect("N bytes taken"))
+    }
+
+    fn bytes(&mut self) -> std::result::Result<&'a [u8], String> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+
+    fn head(&mut self) -> std::result::Result<Head, String> {
+        Ok(Head {
+            seq: self.u64()?,
+            hash: self.array()?,
+        })
+    }
+}
