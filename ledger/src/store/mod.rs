@@ -210,6 +210,22 @@ impl Store {
         Ok(Store::from(redb::RedbStore::with_backend(backend, label)?))
     }
 
+    /// [`Store::with_backend`] with the write-ahead file beside `ledger` and failures
+    /// injected into its steps (see [`redb::RedbStore::with_backend_and_wal`]).
+    pub fn with_backend_and_wal<B: ::redb::StorageBackend>(
+        backend: impl Fn() -> B + Send + Sync + 'static,
+        ledger: &std::path::Path,
+        checkpoint_every: u64,
+        faults: redb::wal::WalFaults,
+    ) -> Result<Store> {
+        Ok(Store::from(redb::RedbStore::with_backend_and_wal(
+            backend,
+            ledger,
+            checkpoint_every,
+            faults,
+        )?))
+    }
+
     pub fn label(&self) -> &str {
         self.backend.label()
     }

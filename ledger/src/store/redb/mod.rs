@@ -70,6 +70,8 @@ pub struct RedbStore {
     checkpoint_every: u64,
     /// What the last open found in the write-ahead file.
     recovery: std::sync::Mutex<Recovery>,
+    /// Failures to inject into the write-ahead file (fault-injection tests only).
+    wal_faults: Option<wal::WalFaults>,
     /// How to open the database again; `None` when it cannot be (a one-off backend).
     reopen: Option<Box<Reopen>>,
 }
@@ -165,6 +167,23 @@ impl RedbStore {
         Ok(store)
     }
 
+    /// [`RedbStore::with_backend`] with a write-ahead file beside `ledger` (the file the
+    /// backend works on), checkpointed every `checkpoint_every` frames, whose steps fail
+    /// when `faults` says so: fault-injection tests of the whole commit path.
+    pub fn with_backend_and_wal<B: redb::StorageBackend>(
+        backend: impl Fn() -> B + Send + Sync + 'static,
+        ledger: &Path,
+        checkpoint_every: u64,
+        faults: wal::WalFaults,
+    ) -> Result<RedbStore> {
+        let mut store = RedbStore::with_backend(backend, &ledger.display().to_string())?;
+        store.path = Some(ledger.to_owned());
+        store.checkpoint_every = checkpoint_every.max(1);
+        store.wal_faults = Some(faults);
+        store.recover()?;
+        Ok(store)
+    }
+
     fn new(db: Database, label: String) -> RedbStore {
         RedbStore {
             db: RwLock::new(Some(Arc::new(db))),
@@ -173,6 +192,7 @@ impl RedbStore {
             wal: std::sync::Mutex::new(None),
             checkpoint_every: checkpoint_every(),
             recovery: std::sync::Mutex::new(Recovery::default()),
+            wal_faults: None,
             reopen: None,
         }
     }
@@ -329,7 +349,11 @@ impl Backend for RedbStore {
         let mut slot = self.wal.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
             let generation = Backend::recovery(self).generation + 1;
-            *slot = Some(Wal::create(&wal::path_for(path), generation)?);
+            *slot = Some(Wal::create(
+                &wal::path_for(path),
+                generation,
+                self.wal_faults.clone(),
+            )?);
         }
         Ok(())
     }
@@ -364,7 +388,11 @@ impl Backend for RedbStore {
         let writing = wal.take().is_some();
         let found = self.recover()?;
         if let (true, Some(path)) = (writing, &self.path) {
-            *wal = Some(Wal::create(&wal::path_for(path), found.generation + 1)?);
+            *wal = Some(Wal::create(
+                &wal::path_for(path),
+                found.generation + 1,
+                self.wal_faults.clone(),
+            )?);
         }
         Ok(())
     }
@@ -384,7 +412,17 @@ impl Backend for RedbStore {
             checkpoint(&db, wal)?;
         }
         wal.append(batch)?;
-        apply(&db, std::slice::from_ref(batch), Durability::None)
+        if let Err(err) = apply(&db, std::slice::from_ref(batch), Durability::None) {
+            // Answered as failed, so it must not come back from the file on a later open.
+            return Err(match wal.retract_last() {
+                Ok(()) => err,
+                Err(wipe) => Error::Storage(format!(
+                    "{err}; and taking its write-ahead frame back failed ({wipe}): the batch \
+                     may still be in the log"
+                )),
+            });
+        }
+        Ok(())
     }
 
     /// The blocks and the head in one read transaction (a head that does not parse is

@@ -37,15 +37,32 @@ pub fn path_for(ledger: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// A step of the write-ahead file that fault-injection tests can fail
+/// ([`crate::Store::with_backend_and_wal`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalStep {
+    /// Writing a frame.
+    Write,
+    /// The fdatasync after it.
+    Sync,
+    /// Rewriting the header for the next generation, after a checkpoint.
+    Restart,
+}
+
+/// Called before each [`WalStep`]; an error fails that step as the disk would.
+pub type WalFaults = std::sync::Arc<dyn Fn(WalStep) -> std::io::Result<()> + Send + Sync>;
+
 /// An open write-ahead file, positioned after its last frame.
-#[derive(Debug)]
 pub struct Wal {
     file: File,
+    faults: Option<WalFaults>,
     path: PathBuf,
     generation: u64,
     end: u64,
     capacity: u64,
     frames: u64,
+    /// Where the last frame starts, while it may still be taken back.
+    last: Option<u64>,
     /// An append failed and its bytes could not be wiped: nothing more is written until the
     /// store is reopened (which reads the file again).
     broken: bool,
@@ -62,10 +79,21 @@ pub struct Scan {
     pub stopped: Option<(u64, String)>,
 }
 
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("path", &self.path)
+            .field("generation", &self.generation)
+            .field("end", &self.end)
+            .field("frames", &self.frames)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Wal {
     /// Creates the file anew (a new generation), preallocated, mode 0600: frames hold key
     /// text. An existing file is overwritten: call only after its frames were checkpointed.
-    pub fn create(path: &Path, generation: u64) -> Result<Wal> {
+    pub fn create(path: &Path, generation: u64, faults: Option<WalFaults>) -> Result<Wal> {
         use std::os::unix::fs::OpenOptionsExt;
         let file = OpenOptions::new()
             .read(true)
@@ -76,11 +104,13 @@ impl Wal {
             .open(path)?;
         let mut wal = Wal {
             file,
+            faults,
             path: path.to_owned(),
             generation,
             end: HEADER_BYTES,
             capacity: 0,
             frames: 0,
+            last: None,
             broken: false,
         };
         wal.preallocate(DEFAULT_CAPACITY)?;
@@ -132,7 +162,11 @@ impl Wal {
         if needed > self.capacity {
             self.preallocate(needed.next_power_of_two())?;
         }
-        let written = self.write_at(self.end, &frame).and_then(|_| self.sync());
+        let written = self
+            .fault(WalStep::Write)
+            .and_then(|_| self.write_at(self.end, &frame))
+            .and_then(|_| self.fault(WalStep::Sync))
+            .and_then(|_| self.sync());
         if let Err(err) = written {
             let wiped = self
                 .write_at(self.end, &[0u8; FRAME_HEADER_BYTES])
@@ -140,17 +174,43 @@ impl Wal {
             self.broken = wiped.is_err();
             return Err(err);
         }
+        self.last = Some(self.end);
         self.end = needed;
         self.frames += 1;
         Ok(())
     }
 
+    /// Takes the last frame back (its batch could not be applied to redb, so it is answered
+    /// as failed and must not come back on a later open): its header is wiped and synced.
+    /// If that fails too the file is broken until reopened, and the batch's outcome unknown.
+    pub fn retract_last(&mut self) -> Result<()> {
+        let Some(start) = self.last.take() else {
+            return Ok(());
+        };
+        let wiped = self
+            .write_at(start, &[0u8; FRAME_HEADER_BYTES])
+            .and_then(|_| self.sync());
+        match wiped {
+            Ok(()) => {
+                self.end = start;
+                self.frames -= 1;
+                Ok(())
+            }
+            Err(err) => {
+                self.broken = true;
+                Err(err)
+            }
+        }
+    }
+
     /// Starts the next generation after a checkpoint: the old frames no longer count.
     pub fn restart(&mut self) -> Result<()> {
+        self.fault(WalStep::Restart)?;
         self.generation += 1;
         self.write_header()?;
         self.end = HEADER_BYTES;
         self.frames = 0;
+        self.last = None;
         self.broken = false;
         Ok(())
     }
@@ -176,6 +236,13 @@ impl Wal {
         }
         self.capacity = capacity.max(current);
         Ok(())
+    }
+
+    fn fault(&self, step: WalStep) -> Result<()> {
+        match &self.faults {
+            Some(faults) => Ok(faults(step)?),
+            None => Ok(()),
+        }
     }
 
     fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
@@ -423,5 +490,44 @@ impl<'a> Reader<'a> {
             seq: self.u64()?,
             hash: self.array()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(seq: u64) -> BatchWrite {
+        BatchWrite {
+            block: Some((seq, vec![seq as u8; 10])),
+            start: Head {
+                seq: seq - 1,
+                hash: [0; 32],
+            },
+            head: Some(Head {
+                seq,
+                hash: [seq as u8; 32],
+            }),
+            ..BatchWrite::default()
+        }
+    }
+
+    /// A frame taken back (its redb commit failed) is not read again, and the next append
+    /// takes its place.
+    #[test]
+    fn a_retracted_frame_is_gone_and_its_place_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.redb-wal");
+        let mut wal = Wal::create(&path, 1, None).unwrap();
+        wal.append(&batch(1)).unwrap();
+        wal.append(&batch(2)).unwrap();
+        wal.retract_last().unwrap();
+        let (_, scan) = Wal::scan(&path).unwrap().unwrap();
+        assert_eq!(scan.frames, vec![batch(1)]);
+        assert_eq!(scan.stopped, None);
+        wal.append(&batch(3)).unwrap();
+        let (_, scan) = Wal::scan(&path).unwrap().unwrap();
+        assert_eq!(scan.frames, vec![batch(1), batch(3)]);
+        assert_eq!(wal.frames(), 2);
     }
 }
