@@ -97,12 +97,19 @@ pub fn signing_key_for(data: &Path) -> Option<PathBuf> {
     Some(std::env::temp_dir().join(format!("keyledger-test-{}.ed25519", &name[..16])))
 }
 
+/// A free loopback port below Linux's ephemeral range (32768 and up): a port the kernel
+/// hands out for `:0` can be taken by any outgoing connection (the HTTP tests open
+/// hundreds) before the server binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::AtomicU16;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = 20_000 + (std::process::id() % 6_000) as u16;
+    loop {
+        let port = start + NEXT.fetch_add(1, Ordering::Relaxed) % 6_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Whether this machine can run PostgreSQL clusters (installed, or root to install them).
