@@ -102,22 +102,32 @@ fn append(c: &mut Criterion) {
             b.iter(|| sqlite.append(&events))
         });
         let mut engine = support::ledger(dir.path());
-        group.bench_function(BenchmarkId::new("keyledger", batch), |b| {
-            b.iter_batched(
-                || vec![Submission::new(support::activations(batch))],
-                |submissions| {
-                    let answers = engine.run_batch(&submissions).remove(0).unwrap();
-                    debug_assert!(answers.iter().all(|a| a.ok));
-                },
-                BatchSize::PerIteration,
-            )
-        });
+        run_batches(&mut group, "keyledger", &mut engine, batch);
         report_bytes(&engine, &events, dir.path(), batch);
         drop(engine);
         through_writer(&mut group, batch);
         on_postgres(&mut group, batch);
     }
     group.finish();
+}
+
+/// `Engine::run_batch` of `batch` new activations, one batch at a time.
+fn run_batches(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    engine: &mut keyledger_ledger::Engine,
+    batch: usize,
+) {
+    group.bench_function(BenchmarkId::new(name, batch), |b| {
+        b.iter_batched(
+            || vec![Submission::new(support::activations(batch))],
+            |submissions| {
+                let answers = engine.run_batch(&submissions).remove(0).unwrap();
+                debug_assert!(answers.iter().all(|a| a.ok));
+            },
+            BatchSize::PerIteration,
+        )
+    });
 }
 
 /// With `KEYLEDGER_BENCH_PG=postgres://USER@HOST:PORT[,HOST:PORT]` (a server, no database:
@@ -149,16 +159,7 @@ fn on_postgres(
     }
     let url = format!("{server}/{database}?target_session_attrs=read-write");
     let mut engine = support::ledger_at(url.parse().unwrap(), batch.max(10_000));
-    group.bench_function(BenchmarkId::new("keyledger_postgres", batch), |b| {
-        b.iter_batched(
-            || vec![Submission::new(support::activations(batch))],
-            |submissions| {
-                let answers = engine.run_batch(&submissions).remove(0).unwrap();
-                debug_assert!(answers.iter().all(|a| a.ok));
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    run_batches(group, "keyledger_postgres", &mut engine, batch);
     drop(engine);
     psql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
 }

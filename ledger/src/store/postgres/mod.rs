@@ -350,6 +350,32 @@ impl PgStore {
     }
 }
 
+/// The statement that stores one copied row, and its values.
+fn row_insert(row: &Row) -> Result<(&'static str, Vec<Param>)> {
+    Ok(match row {
+        Row::Secret(key_id, text) => (
+            "INSERT INTO keyledger.secrets VALUES ($1, $2)",
+            vec![Param::Int8(int8(*key_id)?), Param::Text(text.clone())],
+        ),
+        Row::FirstAnswer(key, value) => (
+            "INSERT INTO keyledger.first_answers VALUES ($1, $2)",
+            vec![Param::Text(key.clone()), Param::Bytes(value.clone())],
+        ),
+        Row::LegacyAnswer(key, value) => (
+            "INSERT INTO keyledger.answers VALUES ($1, $2)",
+            vec![Param::Text(key.clone()), Param::Bytes(value.clone())],
+        ),
+        Row::Snapshot(seq, bytes) => (
+            "INSERT INTO keyledger.snapshots VALUES ($1, $2)",
+            vec![Param::Int8(int8(*seq)?), Param::Bytes(bytes.clone())],
+        ),
+        Row::Token(digest, principal) => (
+            "INSERT INTO keyledger.tokens VALUES ($1, $2)",
+            vec![Param::Text(digest.clone()), Param::Text(principal.clone())],
+        ),
+    })
+}
+
 impl Backend for PgStore {
     fn label(&self) -> &str {
         &self.label
@@ -760,43 +786,10 @@ impl Backend for PgStore {
                 .await
                 .map_err(|e| pg_error("copy", e))?;
             for row in &rows {
-                let done = match row {
-                    Row::Secret(key_id, text) => {
-                        tx.execute(
-                            "INSERT INTO keyledger.secrets VALUES ($1, $2)",
-                            &[&int8(*key_id)?, text],
-                        )
-                        .await
-                    }
-                    Row::FirstAnswer(key, value) => {
-                        tx.execute(
-                            "INSERT INTO keyledger.first_answers VALUES ($1, $2)",
-                            &[key, value],
-                        )
-                        .await
-                    }
-                    Row::LegacyAnswer(key, value) => {
-                        tx.execute(
-                            "INSERT INTO keyledger.answers VALUES ($1, $2)",
-                            &[key, value],
-                        )
-                        .await
-                    }
-                    Row::Snapshot(seq, bytes) => {
-                        tx.execute(
-                            "INSERT INTO keyledger.snapshots VALUES ($1, $2)",
-                            &[&int8(*seq)?, bytes],
-                        )
-                        .await
-                    }
-                    Row::Token(digest, principal) => {
-                        tx.execute(
-                            "INSERT INTO keyledger.tokens VALUES ($1, $2)",
-                            &[digest, principal],
-                        )
-                        .await
-                    }
-                };
+                let (sql, params) = row_insert(row)?;
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    params.iter().map(Param::as_sql).collect();
+                let done = tx.execute(sql, &refs).await;
                 done.map_err(|e| pg_error("copy", e))?;
             }
             tx.commit().await.map_err(|e| pg_error("copy", e))

@@ -295,6 +295,9 @@ pub fn scan_bytes(bytes: &[u8]) -> (u64, Scan) {
         end: HEADER_BYTES,
         ..Scan::default()
     };
+    if bytes.iter().all(|b| *b == 0) {
+        return (0, scan); // preallocated, header never written (a crash while creating it)
+    }
     let Some(head) = bytes.get(..HEADER_BYTES as usize) else {
         scan.stopped = Some((0, "the header is cut short".to_owned()));
         return (0, scan);
@@ -529,5 +532,21 @@ mod tests {
         let (_, scan) = Wal::scan(&path).unwrap().unwrap();
         assert_eq!(scan.frames, vec![batch(1), batch(3)]);
         assert_eq!(wal.frames(), 2);
+    }
+
+    /// A crash while the file was being preallocated leaves zeros and no header: nothing was
+    /// ever written to it, so nothing is reported.
+    #[test]
+    fn a_file_of_zeros_is_an_empty_one_not_damage() {
+        let (generation, scan) = scan_bytes(&[0u8; 4096]);
+        assert_eq!((generation, scan.frames.len(), scan.stopped), (0, 0, None));
+        let (_, scan) = scan_bytes(&[0u8; 10]);
+        assert_eq!(scan.stopped, None);
+        let mut not_ours = [0u8; 4096];
+        not_ours[0] = b'x';
+        assert_eq!(
+            scan_bytes(&not_ours).1.stopped,
+            Some((0, "not a keyledger write-ahead file".to_owned()))
+        );
     }
 }
