@@ -380,6 +380,50 @@ fn keys_export_shows_text_to_a_reader_records_the_disclosure_and_masks_for_other
     );
 }
 
+/// Issue 19, item 5: after `retire_key_text` the key's text is masked even for a reader,
+/// no disclosure is recorded for it, and `verify` says the text is gone by retirement.
+#[test]
+fn a_retired_key_text_is_masked_for_everyone_and_verify_counts_it() {
+    let ledger = initialized();
+    let line = json!({"type": "retire_key_text", "at": AT, "actor": "olga", "key_id": 1,
+                      "reason": "posted publicly"});
+    let out = ledger.run_with_stdin(&["apply", "-"], Some(&jsonl(&[line])));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(answers(&out)[0]["ok"], true);
+    let verified = ledger.ok(&["verify"]);
+    assert!(
+        verified
+            .contains("secrets ok: 0 key texts match their issued fingerprints; 1 retired (gone)"),
+        "{verified}"
+    );
+    let head = ledger.head_seq();
+    ledger.ok(&[
+        "keys",
+        "--license-id",
+        "V100",
+        "--as",
+        "rita",
+        "--out",
+        "rita.tsv",
+    ]);
+    let text = std::fs::read_to_string(ledger.file("rita.tsv")).unwrap();
+    assert_eq!(
+        text.lines().nth(1).unwrap(),
+        "V100\tselect\tContoso\tWindows 11 Pro\t*****-*****-*****-*****-6789B\tmak\t0/2\tn/a"
+    );
+    assert_eq!(
+        ledger.head_seq(),
+        head,
+        "nothing disclosed, nothing recorded"
+    );
+    let again = ledger.run_with_stdin(
+        &["apply", "-"],
+        Some(&jsonl(&[json!({
+        "type": "retire_key_text", "at": AT, "actor": "olga", "key_id": 1, "reason": "again"})])),
+    );
+    assert_eq!(answers(&again)[0]["code"], "key_text_retired");
+}
+
 #[test]
 fn export_then_verify_export_and_an_edited_line_fails() {
     let ledger = initialized();

@@ -125,6 +125,8 @@ pub struct KeyTerms {
     /// Machines activated (R9): the machines of every `machines_activated` of the key.
     pub used: u64,
     pub blocked: bool,
+    /// The key's text was retired (erased from the secrets): never disclosed again.
+    pub text_retired: bool,
     pub coverage: Option<Coverage>,
     pub kms: Option<KmsAllowance>,
     /// R20: the tenant an OSA key was redeemed into.
@@ -467,6 +469,7 @@ impl<K: KeyRecord> Books<K> {
             }
             EventBody::KeyIssued { .. } => self.apply_key_issued(at, &event.body),
             EventBody::KeyBlocked { key_id } => self.terms_mut(*key_id).blocked = true,
+            EventBody::KeyTextRetired { key_id, .. } => self.terms_mut(*key_id).text_retired = true,
             EventBody::EsuOrdered {
                 order_id,
                 license_id,
@@ -603,6 +606,7 @@ impl<K: KeyRecord> Books<K> {
             granted: 0,
             used: 0,
             blocked: false,
+            text_retired: false,
             coverage: *coverage,
             kms,
             redeemed_into: None,

@@ -54,6 +54,7 @@ pub enum CommandBody {
     AssignRole(AssignRole),
     RevokeRole(RevokeRole),
     DiscloseKeys(DiscloseKeys),
+    RetireKeyText(RetireKeyText),
 }
 
 impl CommandBody {
@@ -79,6 +80,7 @@ impl CommandBody {
             CommandBody::AssignRole(_) => "assign_role",
             CommandBody::RevokeRole(_) => "revoke_role",
             CommandBody::DiscloseKeys(_) => "disclose_keys",
+            CommandBody::RetireKeyText(_) => "retire_key_text",
         }
     }
 
@@ -209,6 +211,17 @@ impl IssueKey {
 #[serde(deny_unknown_fields)]
 pub struct BlockKey {
     pub key_id: KeyId,
+}
+
+/// Erases a key's text from the ledger's secrets (DOMAIN.md §1: key text lives outside the
+/// chain so that it can be erased): after it the text is never disclosed again. The key and
+/// its history stay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetireKeyText {
+    pub key_id: KeyId,
+    /// Why (e.g. "posted publicly"), 1..=500 characters; recorded in the log.
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -76,6 +76,7 @@ event_kinds! {
     RoleAssigned = "role_assigned",
     RoleRevoked = "role_revoked",
     KeysDisclosed = "keys_disclosed",
+    KeyTextRetired = "key_text_retired",
 }
 
 /// One fact, with when it happened (business time) and who caused it.
@@ -278,6 +279,11 @@ pub enum EventBody {
         key_ids: Vec<KeyId>,
         channel: DisclosureChannel,
         export_digest: Option<Digest>,
+    },
+    /// DOMAIN.md §1: the key's text was erased from the secrets; never disclosed again.
+    KeyTextRetired {
+        key_id: KeyId,
+        reason: String,
     },
 }
 

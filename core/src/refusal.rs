@@ -83,6 +83,8 @@ refusal_codes! {
     /// Counts that combine (a key's limit and grants, a host allowance, purchases) would
     /// pass `decide::COUNT_MAX`.
     CountOverMaximum = "count_over_maximum",
+    /// R1 (DOMAIN.md §1): a key whose text was retired cannot be disclosed or retired again.
+    KeyTextRetired = "key_text_retired",
 }
 
 impl fmt::Display for RefusalCode {
@@ -182,6 +184,8 @@ pub enum Refusal {
     CountOverMaximum { what: String, total: u128 },
     #[error("command time {at} is earlier than the newest event at {newest}")]
     TimeRegression { at: Timestamp, newest: Timestamp },
+    #[error("key {0}: its text was retired; the ledger no longer holds it")]
+    KeyTextRetired(KeyId),
 }
 
 impl Refusal {
@@ -218,6 +222,7 @@ impl Refusal {
             Refusal::AlreadyRedeemed { .. } => RefusalCode::AlreadyRedeemed,
             Refusal::CountOverMaximum { .. } => RefusalCode::CountOverMaximum,
             Refusal::TimeRegression { .. } => RefusalCode::TimeRegression,
+            Refusal::KeyTextRetired(_) => RefusalCode::KeyTextRetired,
         }
     }
 

@@ -257,7 +257,8 @@ impl State {
             | EventBody::RequestDenied { .. }
             | EventBody::RoleAssigned { .. }
             | EventBody::RoleRevoked { .. }
-            | EventBody::KeysDisclosed { .. } => {}
+            | EventBody::KeysDisclosed { .. }
+            | EventBody::KeyTextRetired { .. } => {}
         }
     }
 }

@@ -104,6 +104,48 @@ fn r02_an_export_disclosure_carries_the_file_digest() {
     assert_eq!(h.refused(ADMIN, copy_of_two), RefusalCode::Invalid);
 }
 
+/// DOMAIN.md §1 (key text lives outside the chain so that it can be erased), R3: an operator
+/// retires a key's text once; after it no one can disclose it, whatever their role (R1).
+#[test]
+fn r01_a_retired_key_text_is_never_disclosed_again() {
+    let mut h = Harness::with_catalog();
+    let (key, _) = h.mak("V-SELECT", "win11-pro", 10);
+    h.role(READER, "V-SELECT", Role::ProductKeyReader);
+    let retire = |reason: &str| {
+        CommandBody::RetireKeyText(RetireKeyText {
+            key_id: key,
+            reason: reason.to_owned(),
+        })
+    };
+    assert_eq!(h.refused(READER, retire("leaked")), RefusalCode::Forbidden);
+    assert_eq!(h.refused(OPERATOR, retire("  ")), RefusalCode::Invalid);
+    assert_eq!(
+        h.refused(OPERATOR, retire(&"x".repeat(501))),
+        RefusalCode::Invalid
+    );
+    let unknown = CommandBody::RetireKeyText(RetireKeyText {
+        key_id: KeyId(99),
+        reason: "leaked".to_owned(),
+    });
+    assert_eq!(h.refused(OPERATOR, unknown), RefusalCode::UnknownKey);
+    assert_eq!(
+        h.ok(OPERATOR, retire(" posted publicly ")),
+        vec![EventBody::KeyTextRetired {
+            key_id: key,
+            reason: "posted publicly".to_owned()
+        }]
+    );
+    assert!(h.state.key(key).unwrap().text_retired);
+    assert_eq!(
+        h.refused(OPERATOR, retire("again")),
+        RefusalCode::KeyTextRetired
+    );
+    let copy = disclose(&[key], DisclosureChannel::Copy, None);
+    assert_eq!(h.refused(READER, copy), RefusalCode::KeyTextRetired);
+    // The key itself goes on: it still activates machines.
+    assert!(!h.state.key(key).unwrap().blocked);
+}
+
 // R3: licensor-side commands need an operator.
 
 #[test]

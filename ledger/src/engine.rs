@@ -172,6 +172,8 @@ struct Pending {
     last_seq: u64,
     hashing: BatchHashing,
     secrets: Vec<(u64, String)>,
+    /// Keys whose text the batch retires (erased after its secrets are written).
+    retired: Vec<u64>,
     answers: Vec<(String, Vec<u8>)>,
     seen: HashMap<String, ([u8; 32], Answer)>,
 }
@@ -279,6 +281,7 @@ impl Engine {
                 last_seq: self.head.seq,
                 hashing: BatchHashing::new(ChainState::new(self.head, self.frontier.clone())),
                 secrets: Vec::new(),
+                retired: Vec::new(),
                 answers: Vec::new(),
                 seen: HashMap::new(),
             },
@@ -319,6 +322,7 @@ impl Engine {
             merkle: chain.nodes,
             head: (chain.head != p.start).then_some(chain.head),
             secrets: p.secrets,
+            retired: p.retired,
             answers: p.answers,
         };
         if write.is_empty() {
@@ -464,6 +468,7 @@ impl Engine {
             pending.last_seq,
             pending.secrets.len(),
             pending.answers.len(),
+            pending.retired.len(),
         );
         let saved_events = pending.events.as_ref().map(Vec::len);
         let saved_block = pending.block.as_ref().map(BlockWriter::checkpoint);
@@ -495,6 +500,7 @@ impl Engine {
                 }
                 pending.secrets.truncate(saved.1);
                 pending.answers.truncate(saved.2);
+                pending.retired.truncate(saved.3);
                 return Answer::atomic_refusal(commands.len(), i, answer);
             }
             answers.push(answer);
@@ -659,6 +665,9 @@ impl Engine {
                 };
                 let text = text.expect("an issued key has text: given or generated");
                 p.secrets.push((key_id.0, text.reveal().to_owned()));
+            }
+            if let EventBody::KeyTextRetired { key_id, .. } = &event.body {
+                p.retired.push(key_id.0);
             }
         }
         let answer = match refusal {

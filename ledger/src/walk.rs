@@ -151,46 +151,82 @@ pub struct VerifyReport {
     pub head: Head,
     /// Stored key texts checked against their `key_issued` fingerprints.
     pub secrets: u64,
+    /// Keys whose text was retired (and is, as verified, no longer stored).
+    pub retired: u64,
 }
 
 /// Walks the whole chain: every block, every record decoded and rehashed, the head.
 pub fn verify(store: &Store) -> Result<VerifyReport> {
     let mut events = 0u64;
-    // Key id -> (fingerprint, last5, seq of key_issued): key ids are dense from 1.
-    let mut issued = Vec::new();
+    // Key id -> what its `key_issued` recorded: key ids are dense from 1.
+    let mut issued: Vec<Issued> = Vec::new();
     let head = walk(store, 1, |record| {
         events += 1;
-        if let keyledger_core::EventBody::KeyIssued {
-            fingerprint, last5, ..
-        } = &record.event.body
-        {
-            issued.push((*fingerprint, *last5, record.seq));
+        match &record.event.body {
+            keyledger_core::EventBody::KeyIssued {
+                fingerprint, last5, ..
+            } => issued.push(Issued {
+                fingerprint: *fingerprint,
+                last5: *last5,
+                seq: record.seq,
+                retired_at: None,
+            }),
+            keyledger_core::EventBody::KeyTextRetired { key_id, .. } => {
+                if let Some(key) = key_id
+                    .0
+                    .checked_sub(1)
+                    .and_then(|i| issued.get_mut(i as usize))
+                {
+                    key.retired_at = Some(record.seq);
+                }
+            }
+            _ => {}
         }
         Ok(ControlFlow::Continue(()))
     })?;
     let secrets = verify_secrets(store, &issued)?;
     Ok(VerifyReport {
         secrets,
+        retired: issued.iter().filter(|k| k.retired_at.is_some()).count() as u64,
         events,
         blocks: store.block_keys()?.len() as u64,
         head,
     })
 }
 
+/// What the log says of one key's text.
+struct Issued {
+    fingerprint: keyledger_core::Fingerprint,
+    last5: keyledger_core::Last5,
+    /// The seq of its `key_issued`.
+    seq: u64,
+    /// The seq of its `key_text_retired`, if its text was retired.
+    retired_at: Option<u64>,
+}
+
 /// Every stored key text hashes to its `key_issued` fingerprint and ends in its last5; every
-/// issued key has its text; no text belongs to a key never issued.
-fn verify_secrets(
-    store: &Store,
-    issued: &[(keyledger_core::Fingerprint, keyledger_core::Last5, u64)],
-) -> Result<u64> {
+/// issued key has its text unless it was retired, and a retired key's text is gone; no text
+/// belongs to a key never issued. Answers how many texts it checked.
+fn verify_secrets(store: &Store, issued: &[Issued]) -> Result<u64> {
     let mut next = 1u64;
-    let missing = |key_id: u64| Corruption::Secret {
-        key_id,
-        seq: issued[key_id as usize - 1].2,
-        why: "its key text is missing from the secrets table".to_owned(),
+    let mut checked = 0u64;
+    // Keys next..until have no stored text: each must have been retired.
+    let gap = |next: u64, until: u64| -> Result<()> {
+        for key_id in next..until {
+            let key = &issued[key_id as usize - 1];
+            if key.retired_at.is_none() {
+                return Err(Corruption::Secret {
+                    key_id,
+                    seq: key.seq,
+                    why: "its key text is missing from the secrets table".to_owned(),
+                }
+                .into());
+            }
+        }
+        Ok(())
     };
     store.for_each_secret(|key_id, text| {
-        let Some((fingerprint, last5, seq)) = key_id
+        let Some(key) = key_id
             .checked_sub(1)
             .and_then(|i| issued.get(usize::try_from(i).ok()?))
         else {
@@ -201,19 +237,26 @@ fn verify_secrets(
             }
             .into());
         };
-        if key_id > next {
-            return Err(missing(next).into());
-        }
+        gap(next, key_id)?;
         next = key_id + 1;
-        crate::secrets::check(text, fingerprint, last5).map_err(|why| Corruption::Secret {
-            key_id,
-            seq: *seq,
-            why: why.to_string(),
+        if let Some(retired) = key.retired_at {
+            return Err(Corruption::Secret {
+                key_id,
+                seq: retired,
+                why: "its text was retired but is still stored".to_owned(),
+            }
+            .into());
+        }
+        crate::secrets::check(text, &key.fingerprint, &key.last5).map_err(|why| {
+            Corruption::Secret {
+                key_id,
+                seq: key.seq,
+                why: why.to_string(),
+            }
         })?;
+        checked += 1;
         Ok(())
     })?;
-    if next <= issued.len() as u64 {
-        return Err(missing(next).into());
-    }
-    Ok(issued.len() as u64)
+    gap(next, issued.len() as u64 + 1)?;
+    Ok(checked)
 }

@@ -33,6 +33,7 @@ fn sample_batches() -> Vec<BatchWrite> {
                 b"{\"ok\":true}".to_vec(),
             )],
             merkle: vec![(8, 0, [0x33; 32])],
+            retired: vec![2],
         },
         BatchWrite {
             block: None,
@@ -41,6 +42,7 @@ fn sample_batches() -> Vec<BatchWrite> {
             secrets: vec![],
             answers: vec![("key\u{1f}ab\u{1f}c-2".to_owned(), vec![0; 3])],
             merkle: vec![],
+            retired: vec![],
         },
     ]
 }

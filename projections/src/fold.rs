@@ -83,6 +83,7 @@ impl Projections {
                 ..
             } => (Some(license_id.clone()), Some(*key_id)),
             KeyBlocked { key_id }
+            | KeyTextRetired { key_id, .. }
             | MachinesActivated { key_id, .. }
             | KmsHostActivated { key_id, .. }
             | OsaRedeemed { key_id, .. }
@@ -189,6 +190,7 @@ impl Projections {
             | ProductRegistered { .. }
             | PurchaseRecorded { .. }
             | KeyBlocked { .. }
+            | KeyTextRetired { .. }
             | KmsHostActivated { .. }
             | KmsClientContacted { .. }
             | OsaRedeemed { .. }

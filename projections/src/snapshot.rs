@@ -14,7 +14,8 @@ use crate::model::Projections;
 /// 2: history indexes moved into the key and license views. 3: keys in a dense table.
 /// 4: the books (`keyledger_core::books`), shared with the decision state, plus the read
 /// models' own views; keys carry their fingerprint (exports check stored key text against it).
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 4;
+/// 5: a key's terms say whether its text was retired (`key_text_retired`).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 5;
 const HEADER_BYTES: usize = 1 + 8 + 32;
 
 /// Why a snapshot cannot be used.

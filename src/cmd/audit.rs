@@ -34,10 +34,18 @@ pub fn verify(data: &keyledger_ledger::Location) -> Result<ExitCode> {
         report.head.seq,
         hex::encode(report.head.hash)
     );
-    outln!(
-        "secrets ok: {} key texts match their issued fingerprints",
-        report.secrets
-    );
+    if report.retired == 0 {
+        outln!(
+            "secrets ok: {} key texts match their issued fingerprints",
+            report.secrets
+        );
+    } else {
+        outln!(
+            "secrets ok: {} key texts match their issued fingerprints; {} retired (gone)",
+            report.secrets,
+            report.retired
+        );
+    }
     match store.snapshot_at_or_below(u64::MAX)? {
         None => outln!("snapshot: none yet"),
         Some((seq, bytes)) => match snapshot::decode(&bytes) {

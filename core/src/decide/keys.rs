@@ -7,7 +7,7 @@ use super::{
     KMS_ACTIVATIONS_PER_HOST_DEFAULT, KMS_HOSTS_DEFAULT,
 };
 use crate::catalog::{DisclosureChannel, KeyKind, KeyRequirement, Program, Role};
-use crate::command::{BlockKey, DiscloseKeys, IssueKey, OrderEsu};
+use crate::command::{BlockKey, DiscloseKeys, IssueKey, OrderEsu, RetireKeyText};
 use crate::event::{Coverage, EventBody};
 use crate::ids::Principal;
 use crate::refusal::Refusal;
@@ -179,6 +179,33 @@ pub(super) fn block_key(
     Ok(vec![EventBody::KeyBlocked { key_id: c.key_id }])
 }
 
+/// The longest reason a retirement may record.
+pub const RETIRE_REASON_MAX: usize = 500;
+
+/// DOMAIN.md §1 (key text lives outside the chain so that it can be erased), R3: an
+/// operator retires a key's text; once.
+pub(super) fn retire_key_text(
+    state: &State,
+    actor: &Principal,
+    c: &RetireKeyText,
+) -> Result<Vec<EventBody>, Refusal> {
+    require_operator(state, actor, "R3")?;
+    let key = key_by_id(state, c.key_id)?;
+    if key.text_retired {
+        return Err(Refusal::KeyTextRetired(key.id));
+    }
+    let chars = c.reason.trim().chars().count();
+    if chars == 0 || chars > RETIRE_REASON_MAX {
+        return Err(Refusal::Invalid(format!(
+            "reason must be 1..={RETIRE_REASON_MAX} characters, got {chars}"
+        )));
+    }
+    Ok(vec![EventBody::KeyTextRetired {
+        key_id: key.id,
+        reason: c.reason.trim().to_owned(),
+    }])
+}
+
 /// R11: orders may be placed before coverage starts.
 pub(super) fn order_esu(
     state: &State,
@@ -244,6 +271,9 @@ pub(super) fn disclose_keys(
         let key = key_by_id(state, key_id)?;
         let roles = [Role::Administrator, Role::ProductKeyReader];
         super::require_role(state, actor, &key.license_id, &roles, "R1")?;
+        if key.text_retired {
+            return Err(Refusal::KeyTextRetired(key_id));
+        }
     }
     Ok(vec![EventBody::KeysDisclosed {
         key_ids: c.key_ids.clone(),

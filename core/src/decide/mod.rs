@@ -108,6 +108,7 @@ pub fn decide(state: &State, command: &Command, ctx: &Context) -> Result<Vec<Eve
         CommandBody::BlockKey(c) => keys::block_key(state, actor, c)?,
         CommandBody::OrderEsu(c) => keys::order_esu(state, actor, c)?,
         CommandBody::DiscloseKeys(c) => keys::disclose_keys(state, actor, c)?,
+        CommandBody::RetireKeyText(c) => keys::retire_key_text(state, actor, c)?,
         CommandBody::Activate(c) => activation::activate(state, command.at, c, ctx)?,
         CommandBody::RedeemOsa(c) => activation::redeem_osa(state, c, ctx)?,
         CommandBody::ActivateKmsHost(c) => kms::activate_host(state, c, ctx)?,

@@ -69,6 +69,9 @@ pub struct BatchWrite {
     pub start: Head,
     pub head: Option<Head>,
     pub secrets: Vec<(u64, String)>,
+    /// Key ids whose text is erased, after `secrets` are written (a key may be issued and
+    /// retired in one batch): `retire_key_text`.
+    pub retired: Vec<u64>,
     pub answers: Vec<(String, Vec<u8>)>,
     /// New Merkle subtree hashes: `(level, index, hash)`.
     pub merkle: Vec<(u8, u64, [u8; 32])>,
@@ -76,7 +79,10 @@ pub struct BatchWrite {
 
 impl BatchWrite {
     pub fn is_empty(&self) -> bool {
-        self.block.is_none() && self.secrets.is_empty() && self.answers.is_empty()
+        self.block.is_none()
+            && self.secrets.is_empty()
+            && self.retired.is_empty()
+            && self.answers.is_empty()
     }
 }
 

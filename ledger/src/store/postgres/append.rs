@@ -76,6 +76,10 @@ WITH moved AS (
     SELECT * FROM unnest($12::smallint[], $13::bigint[], $14::bytea[])
     WHERE EXISTS (SELECT 1 FROM moved)
     RETURNING 1
+), erased AS (
+    DELETE FROM keyledger.secrets
+    WHERE key_id = ANY($15::bigint[]) AND EXISTS (SELECT 1 FROM moved)
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM moved), epoch, seq FROM keyledger.head";
 
@@ -85,7 +89,13 @@ pub(super) fn append_params(epoch: i64, batch: &BatchWrite) -> Result<Vec<Param>
         Some((first, bytes)) => (int8(*first)?, bytes.clone()),
         None => (0, Vec::new()),
     };
-    let secrets = &batch.secrets;
+    // A key issued and retired in one batch: its text is not written at all (the statement's
+    // DELETE cannot see rows its own INSERT adds).
+    let secrets: Vec<&(u64, String)> = batch
+        .secrets
+        .iter()
+        .filter(|(key_id, _)| !batch.retired.contains(key_id))
+        .collect();
     let answers = &batch.answers;
     let merkle = &batch.merkle;
     Ok(vec![
@@ -113,5 +123,12 @@ pub(super) fn append_params(epoch: i64, batch: &BatchWrite) -> Result<Vec<Param>
                 .collect::<Result<_>>()?,
         ),
         Param::Byteses(merkle.iter().map(|(_, _, h)| h.to_vec()).collect()),
+        Param::Int8s(
+            batch
+                .retired
+                .iter()
+                .map(|k| int8(*k))
+                .collect::<Result<_>>()?,
+        ),
     ])
 }

@@ -422,6 +422,12 @@ impl Backend for RedbStore {
                 )),
             });
         }
+        if !batch.retired.is_empty() {
+            // The retired text is in earlier frames (the one that issued it, and this
+            // batch's own erasure is durable in redb after the checkpoint): wipe them all.
+            checkpoint(&db, wal)?;
+            wal.scrub()?;
+        }
         Ok(())
     }
 
@@ -797,6 +803,12 @@ fn insert(write: &redb::WriteTransaction, batch: &BatchWrite) -> Result<()> {
         let mut secrets = write.open_table(SECRETS)?;
         for (key_id, text) in &batch.secrets {
             secrets.insert(*key_id, text.as_str())?;
+        }
+    }
+    if !batch.retired.is_empty() {
+        let mut secrets = write.open_table(SECRETS)?;
+        for key_id in &batch.retired {
+            secrets.remove(*key_id)?;
         }
     }
     if !batch.answers.is_empty() {

@@ -215,6 +215,19 @@ impl Wal {
         Ok(())
     }
 
+    /// Zeros every frame byte (after a checkpoint, when a batch retired key text: the text
+    /// must not outlive its erasure in an old frame).
+    pub fn scrub(&mut self) -> Result<()> {
+        let zeros = vec![0u8; 1 << 16];
+        let mut at = HEADER_BYTES;
+        while at < self.capacity {
+            let n = (self.capacity - at).min(zeros.len() as u64) as usize;
+            self.write_at(at, &zeros[..n])?;
+            at += n as u64;
+        }
+        self.sync()
+    }
+
     fn write_header(&mut self) -> Result<()> {
         self.write_at(0, &header(self.generation))?;
         self.sync()
@@ -390,6 +403,10 @@ pub fn encode(batch: &BatchWrite) -> Result<Vec<u8>> {
         out.extend_from_slice(&index.to_le_bytes());
         out.extend_from_slice(hash);
     }
+    put_len(&mut out, batch.retired.len())?;
+    for key_id in &batch.retired {
+        out.extend_from_slice(&key_id.to_le_bytes());
+    }
     Ok(out)
 }
 
@@ -442,6 +459,10 @@ pub fn decode(payload: &[u8]) -> std::result::Result<BatchWrite, String> {
         let index = r.u64()?;
         merkle.push((level, index, r.array()?));
     }
+    let mut retired = Vec::new();
+    for _ in 0..r.u32()? {
+        retired.push(r.u64()?);
+    }
     if !r.0.is_empty() {
         return Err(format!("{} bytes after the batch", r.0.len()));
     }
@@ -452,6 +473,7 @@ pub fn decode(payload: &[u8]) -> std::result::Result<BatchWrite, String> {
         secrets,
         answers,
         merkle,
+        retired,
     })
 }
 
