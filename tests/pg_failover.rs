@@ -452,6 +452,14 @@ fn a_commit_cancelled_while_waiting_for_its_standby_is_not_acknowledged_and_is_r
     let (status, again) = post(&agent(), &server.url, &activation_with_id("w-unknown"));
     assert_eq!((status, again["seq"].as_u64()), (200, Some(seq)), "{again}");
     assert_eq!(activated_in_log(&server).len(), 2);
+    // The service's own read models never saw that batch (it was answered as failed); the
+    // next one makes them read it back from the log.
+    let (status, _) = post(&agent(), &server.url, &activation_with_id("w-after"));
+    assert_eq!(status, 200);
+    let (status, report) = server.get("/v1/license-ids/V100/report", Some("olga"));
+    assert_eq!(status, 200, "{report}");
+    let served: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(served["keys"][0]["used"], 3, "w-0, w-unknown, w-after");
     let verified = keyledger(&server.data, &["verify"]);
     assert!(verified.starts_with("chain ok"), "{verified}");
 }

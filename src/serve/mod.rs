@@ -164,6 +164,28 @@ async fn shutdown_signal() {
 
 /// Folds every committed batch into the live projections, in commit order, and writes a
 /// snapshot every `SNAPSHOT_EVERY_EVENTS` events so a restart catches up from near the head.
+/// Folds the log's events from the projections' last seq up to (not including) `until`.
+fn catch_up(p: &mut Projections, store: &Store, until: u64) {
+    let from = p.last_seq + 1;
+    let read = keyledger_ledger::walk(store, from, |record| {
+        if record.seq >= until {
+            return Ok(std::ops::ControlFlow::Break(()));
+        }
+        p.apply(record.seq, &record.event);
+        Ok(std::ops::ControlFlow::Continue(()))
+    });
+    match read {
+        Ok(_) => eprintln!(
+            "keyledger: folded seqs {from}..{} from the log (committed, though answered as failed)",
+            until - 1
+        ),
+        Err(err) => eprintln!(
+            "keyledger: could not read seqs {from}..{} back: {err}",
+            until - 1
+        ),
+    }
+}
+
 fn follow(
     rx: std::sync::mpsc::Receiver<Committed>,
     folded: &RwLock<Projections>,
@@ -178,8 +200,17 @@ fn follow(
             continue;
         };
         let mut p = folded.write().expect("no reader panics holding the lock");
+        if first > p.last_seq + 1 {
+            // A batch whose commit was answered as failed but landed (its outcome was
+            // unknown: a lost PostgreSQL connection, a failed fsync) is in the log and in the
+            // engine's refolded state, but never reached this listener: read it back.
+            catch_up(&mut p, store, first);
+        }
         for (i, event) in committed.events.iter().enumerate() {
-            p.apply(first + i as u64, event);
+            let seq = first + i as u64;
+            if seq == p.last_seq + 1 {
+                p.apply(seq, event);
+            }
         }
         let folded_to = p.last_seq;
         drop(p);

@@ -278,6 +278,12 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A failing test shows what the server said (its stderr closes with its exit).
+        if std::thread::panicking() {
+            if let Some(said) = self.stderr.take().and_then(|t| t.join().ok()) {
+                eprintln!("--- the server's stderr ---\n{said}--- end ---");
+            }
+        }
         drop(self.database.take());
     }
 }
