@@ -77,14 +77,11 @@ pub fn verify(data: &keyledger_ledger::Location) -> Result<ExitCode> {
 /// only (a crash before the checkpoint), and any torn or corrupt frame left unapplied.
 fn report_recovery(store: &keyledger_ledger::Store) -> Result<()> {
     let recovery = store.recovery();
-    if recovery.applied > 0 {
-        outln!(
-            "write-ahead: {} batches replayed into the ledger on open (durable there only)",
-            recovery.applied
-        );
+    if let Some(note) = recovery.note() {
+        outln!("{note}");
     }
-    if let Some(problem) = recovery.problem {
-        eprintln!("warning: write-ahead file: {problem}");
+    if let Some(warning) = recovery.warning() {
+        eprintln!("{warning}");
     }
     Ok(())
 }

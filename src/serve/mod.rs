@@ -61,14 +61,8 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
         .with_context(|| format!("--listen {listen:?}: expected IP:PORT"))?;
     let store = Store::open(data).with_context(|| format!("cannot open ledger {data}"))?;
     let recovery = store.recovery();
-    if recovery.applied > 0 {
-        eprintln!(
-            "keyledger: {} batches replayed from the write-ahead file",
-            recovery.applied
-        );
-    }
-    if let Some(problem) = recovery.problem {
-        eprintln!("warning: write-ahead file: {problem}");
+    for said in [recovery.note(), recovery.warning()].into_iter().flatten() {
+        eprintln!("{said}");
     }
     if args.wait_for_writer {
         eprintln!("waiting to become the writer of {data}");

@@ -107,6 +107,25 @@ pub struct Recovery {
     pub problem: Option<String>,
 }
 
+impl Recovery {
+    /// What to tell an operator, if anything: the batches replayed, as a note.
+    pub fn note(&self) -> Option<String> {
+        (self.applied > 0).then(|| {
+            format!(
+                "write-ahead: {} batches replayed into the ledger on open (durable there only)",
+                self.applied
+            )
+        })
+    }
+
+    /// The damage found, as a warning.
+    pub fn warning(&self) -> Option<String> {
+        self.problem
+            .as_ref()
+            .map(|problem| format!("warning: write-ahead file: {problem}"))
+    }
+}
+
 /// A block visitor: `(first seq, block bytes)`, in seq order; `Break` stops the walk.
 pub type BlockVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<ControlFlow<()>> + 'a;
 

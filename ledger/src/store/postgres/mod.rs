@@ -240,14 +240,9 @@ impl PgStore {
             let client = pool.get().await.map_err(pool_error)?;
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(Param::as_sql).collect();
+            let statement = prepared(&client, what, sql).await?;
             let rows = client
-                .query(
-                    &client
-                        .prepare_cached(sql)
-                        .await
-                        .map_err(|e| pg_error(what, e))?,
-                    &refs,
-                )
+                .query(&statement, &refs)
                 .await
                 .map_err(|e| pg_error(what, e))?;
             decode(rows)
@@ -261,14 +256,9 @@ impl PgStore {
             let client = pool.get().await.map_err(pool_error)?;
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(Param::as_sql).collect();
+            let statement = prepared(&client, what, sql).await?;
             client
-                .execute(
-                    &client
-                        .prepare_cached(sql)
-                        .await
-                        .map_err(|e| pg_error(what, e))?,
-                    &refs,
-                )
+                .execute(&statement, &refs)
                 .await
                 .map_err(|e| pg_error(what, e))
         })
@@ -348,6 +338,18 @@ impl PgStore {
             },
         )
     }
+}
+
+/// `sql` prepared on a pooled connection, once per connection (deadpool's cache).
+async fn prepared(
+    client: &deadpool_postgres::Client,
+    what: &str,
+    sql: &str,
+) -> Result<tokio_postgres::Statement> {
+    client
+        .prepare_cached(sql)
+        .await
+        .map_err(|e| pg_error(what, e))
 }
 
 /// The statement that stores one copied row, and its values.
