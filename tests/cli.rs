@@ -95,6 +95,13 @@ impl Ledger {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `keys --license-id V100 --as WHO --out WHO.tsv`; answers the file's bytes.
+    fn keys_of_v100_as(&self, who: &str) -> Vec<u8> {
+        let out = format!("{who}.tsv");
+        self.ok(&["keys", "--license-id", "V100", "--as", who, "--out", &out]);
+        std::fs::read(self.file(&out)).unwrap()
+    }
+
     fn json(&self, args: &[&str]) -> Value {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
@@ -316,16 +323,7 @@ fn apply_reads_standard_input_and_atomic_files_are_all_or_nothing() {
 fn keys_export_shows_text_to_a_reader_records_the_disclosure_and_masks_for_others() {
     let ledger = initialized();
     let head = ledger.head_seq();
-    ledger.ok(&[
-        "keys",
-        "--license-id",
-        "V100",
-        "--as",
-        "rita",
-        "--out",
-        "rita.tsv",
-    ]);
-    let file = std::fs::read(ledger.file("rita.tsv")).unwrap();
+    let file = ledger.keys_of_v100_as("rita");
     let text = String::from_utf8(file.clone()).unwrap();
     assert_eq!(
         text.lines().next().unwrap(),
@@ -397,16 +395,7 @@ fn a_retired_key_text_is_masked_for_everyone_and_verify_counts_it() {
         "{verified}"
     );
     let head = ledger.head_seq();
-    ledger.ok(&[
-        "keys",
-        "--license-id",
-        "V100",
-        "--as",
-        "rita",
-        "--out",
-        "rita.tsv",
-    ]);
-    let text = std::fs::read_to_string(ledger.file("rita.tsv")).unwrap();
+    let text = String::from_utf8(ledger.keys_of_v100_as("rita")).unwrap();
     assert_eq!(
         text.lines().nth(1).unwrap(),
         "V100\tselect\tContoso\tWindows 11 Pro\t*****-*****-*****-*****-6789B\tmak\t0/2\tn/a"

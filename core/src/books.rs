@@ -462,11 +462,7 @@ impl<K: KeyRecord> Books<K> {
                 license_id,
                 product,
                 quantity,
-            } => {
-                let bought = self.purchases.entry((license_id.clone(), product.clone()));
-                let bought = bought.or_default();
-                *bought = bought.saturating_add(*quantity);
-            }
+            } => self.apply_purchase(license_id, product, *quantity),
             EventBody::KeyIssued { .. } => self.apply_key_issued(at, &event.body),
             EventBody::KeyBlocked { key_id } => self.terms_mut(*key_id).blocked = true,
             EventBody::KeyTextRetired { key_id, .. } => self.terms_mut(*key_id).text_retired = true,
@@ -476,10 +472,9 @@ impl<K: KeyRecord> Books<K> {
                 product,
                 coverage,
             } => {
-                let (license_id, product) = (license_id.clone(), product.clone());
                 let order = EsuOrder {
-                    license_id,
-                    product,
+                    license_id: license_id.clone(),
+                    product: product.clone(),
                     coverage: *coverage,
                     ordered_at: at,
                 };
@@ -522,10 +517,7 @@ impl<K: KeyRecord> Books<K> {
                 principal,
                 license_id,
                 role,
-            } => {
-                let holder = (license_id.clone(), principal.clone());
-                self.roles.entry(holder).or_default().insert(*role);
-            }
+            } => self.apply_role_assigned(principal, license_id, *role),
             EventBody::RoleRevoked {
                 principal,
                 license_id,
@@ -534,6 +526,17 @@ impl<K: KeyRecord> Books<K> {
             // A disclosure changes no fact of the books; the read models list them.
             EventBody::KeysDisclosed { .. } => {}
         }
+    }
+
+    fn apply_purchase(&mut self, license_id: &LicenseId, product: &ProductId, quantity: u64) {
+        let bought = self.purchases.entry((license_id.clone(), product.clone()));
+        let bought = bought.or_default();
+        *bought = bought.saturating_add(quantity);
+    }
+
+    fn apply_role_assigned(&mut self, principal: &Principal, license_id: &LicenseId, role: Role) {
+        let holder = (license_id.clone(), principal.clone());
+        self.roles.entry(holder).or_default().insert(role);
     }
 
     fn apply_org(&mut self, org: &OrgId, name: &str, parent: &Option<OrgId>) {

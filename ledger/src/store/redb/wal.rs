@@ -157,7 +157,7 @@ impl Wal {
                 self.path.display()
             )));
         }
-        let frame = frame(self.generation, &encode(batch)?);
+        let frame = framed(self.generation, batch)?;
         let needed = self.end + frame.len() as u64;
         if needed > self.capacity {
             self.preallocate(needed.next_power_of_two())?;
@@ -370,12 +370,34 @@ pub fn scan_bytes(bytes: &[u8]) -> (u64, Scan) {
 
 /// A batch as a frame's payload (docs/format.md, "Write-ahead file").
 pub fn encode(batch: &BatchWrite) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(128 + batch.block.as_ref().map_or(0, |(_, b)| b.len()));
-    put_head(&mut out, batch.start);
+    let mut out = Vec::new();
+    encode_into(&mut out, batch)?;
+    Ok(out)
+}
+
+/// The whole frame of `batch`, encoded once into one buffer (the block is the bulk of it:
+/// it is copied into the frame and nowhere else).
+fn framed(generation: u64, batch: &BatchWrite) -> Result<Vec<u8>> {
+    let block = batch.block.as_ref().map_or(0, |(_, b)| b.len());
+    let mut out = Vec::with_capacity(FRAME_HEADER_BYTES + 128 + block);
+    out.resize(FRAME_HEADER_BYTES, 0);
+    encode_into(&mut out, batch)?;
+    let payload_len = out.len() - FRAME_HEADER_BYTES;
+    let len = u32::try_from(payload_len)
+        .map_err(|_| Error::Storage(format!("a batch of {payload_len} bytes exceeds a frame")))?;
+    let checksum = frame_checksum(generation, &out[FRAME_HEADER_BYTES..]);
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    out[4..12].copy_from_slice(&generation.to_le_bytes());
+    out[12..FRAME_HEADER_BYTES].copy_from_slice(&checksum);
+    Ok(out)
+}
+
+fn encode_into(out: &mut Vec<u8>, batch: &BatchWrite) -> Result<()> {
+    put_head(out, batch.start);
     match batch.head {
         Some(head) => {
             out.push(1);
-            put_head(&mut out, head);
+            put_head(out, head);
         }
         None => out.push(0),
     }
@@ -383,31 +405,31 @@ pub fn encode(batch: &BatchWrite) -> Result<Vec<u8>> {
         Some((first, bytes)) => {
             out.push(1);
             out.extend_from_slice(&first.to_le_bytes());
-            put_bytes(&mut out, bytes)?;
+            put_bytes(out, bytes)?;
         }
         None => out.push(0),
     }
-    put_len(&mut out, batch.secrets.len())?;
+    put_len(out, batch.secrets.len())?;
     for (key_id, text) in &batch.secrets {
         out.extend_from_slice(&key_id.to_le_bytes());
-        put_bytes(&mut out, text.as_bytes())?;
+        put_bytes(out, text.as_bytes())?;
     }
-    put_len(&mut out, batch.answers.len())?;
+    put_len(out, batch.answers.len())?;
     for (key, answer) in &batch.answers {
-        put_bytes(&mut out, key.as_bytes())?;
-        put_bytes(&mut out, answer)?;
+        put_bytes(out, key.as_bytes())?;
+        put_bytes(out, answer)?;
     }
-    put_len(&mut out, batch.merkle.len())?;
+    put_len(out, batch.merkle.len())?;
     for (level, index, hash) in &batch.merkle {
         out.push(*level);
         out.extend_from_slice(&index.to_le_bytes());
         out.extend_from_slice(hash);
     }
-    put_len(&mut out, batch.retired.len())?;
+    put_len(out, batch.retired.len())?;
     for key_id in &batch.retired {
         out.extend_from_slice(&key_id.to_le_bytes());
     }
-    Ok(out)
+    Ok(())
 }
 
 fn put_head(out: &mut Vec<u8>, head: Head) {
@@ -570,5 +592,14 @@ mod tests {
             scan_bytes(&not_ours).1.stopped,
             Some((0, "not a keyledger write-ahead file".to_owned()))
         );
+    }
+
+    /// The append path's one-buffer framing is the documented one (`frame` of `encode`).
+    #[test]
+    fn framing_in_one_buffer_is_the_golden_framing() {
+        let mut full = batch(2);
+        full.secrets = vec![(1, "BCDFG-HJKMP-QRTVW-XY234-6789B".to_owned())];
+        full.retired = vec![1];
+        assert_eq!(framed(7, &full).unwrap(), frame(7, &encode(&full).unwrap()));
     }
 }
