@@ -232,6 +232,62 @@ pub enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
+    /// Usage over time: per day, ISO week or month (UTC), activations consumed, machines
+    /// already active, refusals by code, KMS contacts, and where the count stood at each
+    /// period's end.
+    ///
+    /// Example: keyledger usage --license-id V3000003 --by month --from 2026-01-01T00:00:00Z
+    Usage(UsageArgs),
+    /// The roll-up of an ownership structure: per product (or license ID) across every
+    /// license ID of it, purchased (R24: not a compliance figure), keys by kind, used of
+    /// total, remaining, refusals, pending requests, and outside counts beside the ledger's.
+    ///
+    /// Example: keyledger summary --org contoso --by license-id
+    Summary {
+        /// Any org of the structure; its root is summarised.
+        #[arg(long)]
+        org: String,
+        /// product or license-id.
+        #[arg(long, default_value = "product")]
+        by: String,
+        #[command(flatten)]
+        moment: Moment,
+        /// table, tsv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+}
+
+/// `usage`: which keys, by what period, over which range.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("usage_scope").required(true).multiple(false)))]
+pub struct UsageArgs {
+    /// Every key of a license ID.
+    #[arg(long, group = "usage_scope")]
+    pub license_id: Option<String>,
+    /// One key, by id.
+    #[arg(long, group = "usage_scope")]
+    pub key: Option<u64>,
+    /// Every key of a product, across license IDs.
+    #[arg(long, group = "usage_scope")]
+    pub product: Option<String>,
+    /// day, week (ISO, from Monday) or month.
+    #[arg(long, default_value = "month")]
+    pub by: String,
+    /// The first period is the one holding this instant (RFC 3339); the keys' first day by
+    /// default.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// The last period is the one holding the instant just before this one (RFC 3339); the
+    /// newest event by default.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// table, tsv or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Also draw consumption and refusals per period, stacked, into this SVG file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -122,8 +122,8 @@ pub fn forecast(path: &Path, p: &Projections, forecasts: &[Forecast], at: Timest
         };
         let mut used = 0u64;
         let mut points = vec![(first, 0.0)];
-        for (day, n) in key.daily.range(..=today) {
-            used += n;
+        for (day, d) in key.daily.range(..=today) {
+            used += d.consumed;
             points.push((*day, used as f64));
         }
         points.push((today, f.used as f64));
@@ -144,6 +144,78 @@ pub fn forecast(path: &Path, p: &Projections, forecasts: &[Forecast], at: Timest
             chart.draw_series(dashes).map_err(err)?;
         }
     }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Per period, a bar of activations consumed with the refused attempts stacked on top.
+pub fn usage(path: &Path, report: &keyledger_projections::usage::UsageReport) -> Result<()> {
+    let rows = &report.periods;
+    let y_max = rows
+        .iter()
+        .map(|r| r.consumed + r.refused)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.1;
+    let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let caption = format!(
+        "{} {}: consumed and refused per {:?}",
+        report.scope.replace('_', " "),
+        report.id,
+        report.by
+    )
+    .to_lowercase();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(35)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..rows.len().max(1) as f64, 0f64..y_max)
+        .map_err(err)?;
+    let label = |x: &f64| {
+        rows.get(x.floor().max(0.0) as usize)
+            .map_or_else(String::new, |r| r.period.clone())
+    };
+    chart
+        .configure_mesh()
+        .x_label_formatter(&label)
+        .x_labels(rows.len().clamp(1, 12))
+        .y_desc("activations / attempts")
+        .draw()
+        .map_err(err)?;
+    let bar = |i: usize, low: u64, high: u64, color: RGBColor| {
+        let x = i as f64;
+        Rectangle::new(
+            [(x + 0.1, low as f64), (x + 0.9, high as f64)],
+            color.filled(),
+        )
+    };
+    chart
+        .draw_series(
+            rows.iter()
+                .enumerate()
+                .map(|(i, r)| bar(i, 0, r.consumed, BLUE)),
+        )
+        .map_err(err)?
+        .label("consumed")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], BLUE.filled()));
+    chart
+        .draw_series(
+            rows.iter()
+                .enumerate()
+                .map(|(i, r)| bar(i, r.consumed, r.consumed + r.refused, RED)),
+        )
+        .map_err(err)?
+        .label("refused")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], RED.filled()));
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))

@@ -604,6 +604,42 @@ fn golden_reports_of_the_seeded_demo() {
             golden(&format!("{license}.{format}"), &out);
         }
     }
+    // Issue 19: usage over time and the roll-up, then an outside count beside the ledger's.
+    for format in ["table", "tsv", "json"] {
+        let usage = ledger.ok(&[
+            "usage",
+            "--license-id",
+            "V3000003",
+            "--by",
+            "month",
+            "--format",
+            format,
+        ]);
+        golden(&format!("usage-V3000003-month.{format}"), &usage);
+    }
+    let record = json!({"type": "record_external_count", "at": "2026-11-01T00:00:00Z",
+        "actor": "olga", "key_id": 1, "source": "microsoft-activation-service", "remaining": 5,
+        "observed_at": "2026-10-31T09:00:00Z", "note": "VAMT refresh remaining count"});
+    let answer = ledger.run_with_stdin(&["apply", "-"], Some(&jsonl(&[record])));
+    assert_eq!(answers(&answer)[0]["ok"], true, "{}", stderr(&answer));
+    for (by, format) in [
+        ("product", "table"),
+        ("product", "json"),
+        ("license-id", "tsv"),
+    ] {
+        let summary = ledger.ok(&[
+            "summary",
+            "--org",
+            "contoso",
+            "--by",
+            by,
+            "--as-of",
+            "2026-12-31T00:00:00Z",
+            "--format",
+            format,
+        ]);
+        golden(&format!("summary-contoso-{by}.{format}"), &summary);
+    }
 }
 
 /// A bench run; each on a ledger of its own (on PostgreSQL, `bench` needs an empty database).

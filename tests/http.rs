@@ -338,3 +338,80 @@ fn checkpoints_are_public_and_proofs_over_http_verify_with_the_key_alone() {
     let (status, body) = server.get("/v1/proofs/consistency?from=0", Some("olga"));
     assert_eq!(status, 422, "{body}");
 }
+
+/// Issue 19: usage over time, the roll-up and an outside count over HTTP, under the read rule
+/// of reports: a reader of the license ID sees them, a principal without a role does not.
+#[test]
+fn usage_summary_and_outside_counts_answer_readers_only() {
+    let server = Server::start(5);
+    // Recorded before the activations (which the server stamps now): the ledger then
+    // counted all 5 left, the outside service 1.
+    let record = json!({"type": "record_external_count", "at": "2026-06-01T00:00:00Z",
+        "key_id": 1, "source": "microsoft-activation-service", "remaining": 1,
+        "observed_at": "2026-06-01T00:00:00Z"})
+    .to_string();
+    assert_eq!(server.post("/v1/commands", Some("rita"), &record).0, 403);
+    let (status, body) = server.post("/v1/commands", Some("olga"), &record);
+    assert_eq!(status, 200, "{body}");
+    for machine in ["pc-1", "pc-2", "pc-3"] {
+        let (status, body) = server.post("/v1/activations", None, &activation(machine));
+        assert_eq!(status, 200, "{body}");
+    }
+    let json = |path: &str, who: &str| {
+        let (status, body) = server.get(path, Some(who));
+        assert_eq!(status, 200, "{path} as {who}: {body}");
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    let usage = json("/v1/usage?key_id=1&by=day", "rita");
+    let last = usage["periods"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (&last["consumed"], &last["used_end"], &last["total_end"]),
+        (&json!(3), &json!(3), &json!(5))
+    );
+    assert_eq!(usage["scope"], "key");
+    let status = |path: &str, who: Option<&str>| server.get(path, who).0;
+    assert_eq!(status("/v1/usage?key_id=1", Some("nobody")), 403);
+    assert_eq!(status("/v1/usage?license_id=V100", None), 401);
+    assert_eq!(status("/v1/usage?key_id=99", Some("olga")), 404);
+    let (code, body) = server.get("/v1/usage?license_id=V100&by=year", Some("olga"));
+    assert_eq!(code, 400);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["field"], "by");
+    assert_eq!(
+        status("/v1/usage?license_id=V100&key_id=1", Some("olga")),
+        400
+    );
+    let (code, tsv) = server.get("/v1/usage?license_id=V100&format=tsv", Some("vic"));
+    assert_eq!(code, 200);
+    assert!(
+        tsv.starts_with("period\tconsumed\talready_active\t"),
+        "{tsv}"
+    );
+    let summary = json("/v1/summary?org=contoso", "olga");
+    let row = &summary["rows"][0];
+    assert_eq!(
+        (&row["group"], &row["used"], &row["total"]),
+        (&json!("win11-pro"), &json!(3), &json!(5))
+    );
+    let outside = &summary["reconciliation"][0]["external"];
+    assert_eq!(
+        (
+            &outside["remaining"],
+            &outside["ledger_remaining"],
+            &outside["difference"]
+        ),
+        (&json!(1), &json!(5), &json!(4))
+    );
+    assert_eq!(
+        json("/v1/summary?org=contoso&by=license_id", "rita")["license_ids"],
+        json!(["V100"])
+    );
+    assert_eq!(status("/v1/summary?org=contoso", Some("nobody")), 403);
+    assert_eq!(status("/v1/summary?org=nowhere", Some("olga")), 404);
+    let report = json("/v1/license-ids/V100/report", "rita");
+    assert_eq!(report["keys"][0]["external"]["difference"], 4);
+    assert_eq!(report["keys"][0]["remaining"], 2);
+    assert_eq!(
+        report["keys"][0]["external"]["source"],
+        "microsoft-activation-service"
+    );
+}

@@ -525,6 +525,8 @@ impl<K: KeyRecord> Books<K> {
             } => self.apply_role_revoked(principal, license_id, *role),
             // A disclosure changes no fact of the books; the read models list them.
             EventBody::KeysDisclosed { .. } => {}
+            // Evidence of what an outside service counts; the read models keep the last one.
+            EventBody::ExternalCountRecorded { .. } => {}
         }
     }
 

@@ -55,6 +55,7 @@ pub enum CommandBody {
     RevokeRole(RevokeRole),
     DiscloseKeys(DiscloseKeys),
     RetireKeyText(RetireKeyText),
+    RecordExternalCount(RecordExternalCount),
 }
 
 impl CommandBody {
@@ -81,6 +82,7 @@ impl CommandBody {
             CommandBody::RevokeRole(_) => "revoke_role",
             CommandBody::DiscloseKeys(_) => "disclose_keys",
             CommandBody::RetireKeyText(_) => "retire_key_text",
+            CommandBody::RecordExternalCount(_) => "record_external_count",
         }
     }
 
@@ -222,6 +224,22 @@ pub struct RetireKeyText {
     pub key_id: KeyId,
     /// Why (e.g. "posted publicly"), 1..=500 characters; recorded in the log.
     pub reason: String,
+}
+
+/// Records what an outside activation service (e.g. VAMT's "refresh remaining count")
+/// reports of a MAK, as evidence beside the ledger's own count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordExternalCount {
+    pub key_id: KeyId,
+    /// Who reported it, e.g. "microsoft-activation-service" (1..=128 bytes).
+    pub source: String,
+    /// The activations the source says are left.
+    pub remaining: u64,
+    /// When the source said so; not after the command's own time.
+    pub observed_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -77,6 +77,7 @@ event_kinds! {
     RoleRevoked = "role_revoked",
     KeysDisclosed = "keys_disclosed",
     KeyTextRetired = "key_text_retired",
+    ExternalCountRecorded = "external_count_recorded",
 }
 
 /// One fact, with when it happened (business time) and who caused it.
@@ -284,6 +285,16 @@ pub enum EventBody {
     KeyTextRetired {
         key_id: KeyId,
         reason: String,
+    },
+    /// Issue 19 (reconciliation): an outside activation service's count of a MAK, and the
+    /// ledger's own remaining count when it was recorded, kept side by side as evidence.
+    ExternalCountRecorded {
+        key_id: KeyId,
+        source: String,
+        remaining: u64,
+        observed_at: Timestamp,
+        note: Option<String>,
+        ledger_remaining: u64,
     },
 }
 

@@ -258,7 +258,8 @@ impl State {
             | EventBody::RoleAssigned { .. }
             | EventBody::RoleRevoked { .. }
             | EventBody::KeysDisclosed { .. }
-            | EventBody::KeyTextRetired { .. } => {}
+            | EventBody::KeyTextRetired { .. }
+            | EventBody::ExternalCountRecorded { .. } => {}
         }
     }
 }

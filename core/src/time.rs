@@ -31,6 +31,10 @@ impl Span {
         Span(seconds * MICROS_PER_SECOND)
     }
 
+    pub const fn micros(micros: i64) -> Span {
+        Span(micros)
+    }
+
     pub const fn as_micros(self) -> i64 {
         self.0
     }
@@ -84,6 +88,23 @@ impl Timestamp {
     pub const fn unix_day(self) -> i64 {
         self.0.div_euclid(SECONDS_PER_DAY * MICROS_PER_SECOND)
     }
+
+    /// Midnight UTC at the start of a day counted since the epoch.
+    pub const fn start_of_unix_day(day: i64) -> Timestamp {
+        Timestamp(day * SECONDS_PER_DAY * MICROS_PER_SECOND)
+    }
+}
+
+/// The proleptic Gregorian date `(year, month, day)` of a day counted since 1970-01-01.
+pub fn date_of_unix_day(day: i64) -> (i64, u32, u32) {
+    let (year, month, day) = civil_from_days(day);
+    (year, month as u32, day as u32)
+}
+
+/// The day since 1970-01-01 of a proleptic Gregorian date (`month` 1..=12, `day` as the
+/// month has it; a later day runs on into the next month).
+pub fn unix_day_of_date(year: i64, month: u32, day: u32) -> i64 {
+    days_from_civil(year, i64::from(month), i64::from(day))
 }
 
 fn parse_rfc3339(text: &str) -> Result<Timestamp, &'static str> {

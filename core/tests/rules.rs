@@ -146,6 +146,72 @@ fn r01_a_retired_key_text_is_never_disclosed_again() {
     assert!(!h.state.key(key).unwrap().blocked);
 }
 
+/// Issue 19 (reconciliation), R3: an operator records an outside service's remaining count
+/// of a MAK; the event carries the ledger's own remaining count at that command beside it.
+#[test]
+fn r03_an_operator_records_an_outside_count_beside_the_ledgers_own() {
+    let mut h = Harness::with_catalog();
+    let (key, text) = h.mak("V-SELECT", "win11-pro", 120);
+    h.at("2026-02-01T10:00:00Z");
+    h.ok("vamt", online(&text, "contoso", "pc-1"));
+    let (kms, _) = h.kms_key("V-SELECT", "ws2022-std");
+    let record = |key_id: KeyId, remaining: u64, observed_at: &str, source: &str| {
+        CommandBody::RecordExternalCount(RecordExternalCount {
+            key_id,
+            source: source.to_owned(),
+            remaining,
+            observed_at: ts(observed_at),
+            note: Some(" VAMT refresh ".to_owned()),
+        })
+    };
+    let vamt = "microsoft-activation-service";
+    let observed = "2026-02-01T09:00:00Z";
+    assert_eq!(
+        h.refused(READER, record(key, 112, observed, vamt)),
+        RefusalCode::Forbidden
+    );
+    assert_eq!(
+        h.refused(OPERATOR, record(KeyId(99), 1, observed, vamt)),
+        RefusalCode::UnknownKey
+    );
+    assert_eq!(
+        h.refused(OPERATOR, record(kms, 1, observed, vamt)),
+        RefusalCode::WrongKeyKind
+    );
+    assert_eq!(
+        h.refused(OPERATOR, record(key, 1, observed, " ")),
+        RefusalCode::Invalid
+    );
+    let long_source = "s".repeat(129);
+    assert_eq!(
+        h.refused(OPERATOR, record(key, 1, observed, &long_source)),
+        RefusalCode::Invalid
+    );
+    assert_eq!(
+        h.refused(OPERATOR, record(key, 1_000_000_001, observed, vamt)),
+        RefusalCode::Invalid
+    );
+    // An observation cannot come from after the command's own time.
+    assert_eq!(
+        h.refused(OPERATOR, record(key, 112, "2026-02-01T10:00:00.001Z", vamt)),
+        RefusalCode::Invalid
+    );
+    // Zero left is a count like any other.
+    assert_eq!(
+        h.ok(OPERATOR, record(key, 0, "2026-02-01T10:00:00Z", vamt)),
+        vec![EventBody::ExternalCountRecorded {
+            key_id: key,
+            source: vamt.to_owned(),
+            remaining: 0,
+            observed_at: ts("2026-02-01T10:00:00Z"),
+            note: Some("VAMT refresh".to_owned()),
+            ledger_remaining: 119,
+        }]
+    );
+    // Evidence only: the key's counts are the ledger's.
+    assert_eq!(h.key(key).remaining(), 119);
+}
+
 // R3: licensor-side commands need an operator.
 
 #[test]

@@ -156,6 +156,14 @@ fn samples() -> Vec<Event> {
             key_id: KeyId(2),
             reason: "posted publicly".to_owned(),
         },
+        EventBody::ExternalCountRecorded {
+            key_id: KeyId(1),
+            source: "microsoft-activation-service".to_owned(),
+            remaining: 112,
+            observed_at: ts("2026-03-01T08:00:00Z"),
+            note: Some("VAMT refresh remaining count".to_owned()),
+            ledger_remaining: 120,
+        },
     ];
     bodies
         .into_iter()

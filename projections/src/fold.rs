@@ -18,17 +18,27 @@ impl Projections {
         self.last_seq = seq;
         self.last_at = Some(event.at);
         self.books.apply(event);
-        if let EventBody::MachinesActivated { key_id, .. } = &event.body {
+        if let EventBody::MachinesActivated {
+            key_id,
+            already_active,
+            ..
+        } = &event.body
+        {
             // Nearly every event: its daily count rode on the books' fold
             // (`KeyView::machines_activated`); all that is left is the key's history. Going
             // through `subjects` and `apply_extras` instead costs 17% more instructions per
             // event (callgrind: 234 against 199).
-            self.key_mut(*key_id).history.push(seq);
+            let key = self.key_mut(*key_id);
+            if *already_active > 0 {
+                key.day_mut(event.at).already_active += u64::from(*already_active);
+            }
+            key.history.push(seq);
             return;
         }
         // After the books' fold, so an event's own key or request is there to be named.
         let (license, key) = self.subjects(&event.body);
         self.apply_extras(seq, event);
+        self.count_day(event, key);
         self.index(seq, license, key);
     }
 
@@ -84,6 +94,7 @@ impl Projections {
             } => (Some(license_id.clone()), Some(*key_id)),
             KeyBlocked { key_id }
             | KeyTextRetired { key_id, .. }
+            | ExternalCountRecorded { key_id, .. }
             | MachinesActivated { key_id, .. }
             | KmsHostActivated { key_id, .. }
             | OsaRedeemed { key_id, .. }
@@ -154,6 +165,25 @@ impl Projections {
                 code,
                 ..
             } => *self.key_mut(*key_id).refusals.entry(*code).or_default() += 1,
+            ExternalCountRecorded {
+                key_id,
+                source,
+                remaining,
+                observed_at,
+                note,
+                ledger_remaining,
+            } => {
+                self.key_mut(*key_id).external = Some(ExternalCount {
+                    seq,
+                    recorded_at: at,
+                    recorded_by: event.actor.clone(),
+                    source: source.clone(),
+                    remaining: *remaining,
+                    observed_at: *observed_at,
+                    note: note.clone(),
+                    ledger_remaining: *ledger_remaining,
+                })
+            }
             RoleAssigned {
                 principal,
                 license_id,
@@ -191,6 +221,7 @@ impl Projections {
             | PurchaseRecorded { .. }
             | KeyBlocked { .. }
             | KeyTextRetired { .. }
+            // The day buckets: `count_day`.
             | KmsHostActivated { .. }
             | KmsClientContacted { .. }
             | OsaRedeemed { .. }
@@ -198,6 +229,30 @@ impl Projections {
             | RequestGranted { .. }
             | RequestDenied { .. } => {}
         }
+    }
+
+    /// The day buckets of usage over time, for the events about `key` that count in them
+    /// (activations count theirs in [`Projections::apply`] and the books' fold).
+    fn count_day(&mut self, event: &Event, key: Option<KeyId>) {
+        use EventBody::*;
+        let Some(key_id) = key else { return };
+        let count: fn(&mut DayUsage, u64) = match &event.body {
+            ActivationRefused { code, .. } => {
+                let code = *code;
+                let day = self.key_mut(key_id).day_mut(event.at);
+                *day.refused.entry(code).or_default() += 1;
+                return;
+            }
+            KmsClientContacted { .. } => |d, n| d.kms_contacts += n,
+            KmsHostActivated { .. } => |d, n| d.kms_host_activations += n,
+            RequestGranted { .. } => |d, n| d.granted += n,
+            _ => return,
+        };
+        let amount = match &event.body {
+            RequestGranted { amount, .. } => *amount,
+            _ => 1,
+        };
+        count(self.key_mut(key_id).day_mut(event.at), amount);
     }
 
     fn license_mut(&mut self, id: &LicenseId) -> &mut LicenseView {

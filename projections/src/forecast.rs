@@ -29,7 +29,11 @@ pub fn forecast(key_id: KeyId, key: &KeyView, at: Timestamp, window_days: u32) -
     assert!(window_days > 0, "a forecast window has at least one day");
     let today = at.unix_day();
     let first = today - i64::from(window_days) + 1;
-    let consumed: u64 = key.daily.range(first..=today).map(|(_, n)| n).sum();
+    let consumed: u64 = key
+        .daily
+        .range(first..=today)
+        .map(|(_, d)| d.consumed)
+        .sum();
     let rate_per_day = consumed as f64 / f64::from(window_days);
     let remaining = key.remaining();
     let exhaustion = if remaining == 0 {

@@ -13,7 +13,9 @@ pub mod keys;
 pub mod model;
 pub mod report;
 pub mod snapshot;
+pub mod summary;
 mod table;
+pub mod usage;
 
 pub use model::Projections;
 pub use report::{license_report, Format, LicenseReport};

@@ -46,15 +46,59 @@ impl OsaStatus {
     }
 }
 
+/// What happened to one key on one UTC day: the buckets usage over time (`usage`) and the
+/// forecasts add up. A day is the finest period a report asks for, so sums of days are exact
+/// for days, weeks and months.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayUsage {
+    /// Activations consumed (R9: machines new to the key).
+    pub consumed: u64,
+    /// Machines named again that were active already (R9: they consume nothing).
+    pub already_active: u64,
+    /// R10: refused attempts by reason.
+    pub refused: BTreeMap<RefusalCode, u64>,
+    /// R14: client contacts counted by a host this key activated.
+    pub kms_contacts: u64,
+    /// R13: host activations on this KMS host key.
+    pub kms_host_activations: u64,
+    /// R19: activations (or KMS host activations) granted to the key.
+    pub granted: u64,
+}
+
+/// Issue 19 (reconciliation): the last count an outside activation service reported for a
+/// key, beside the ledger's own at the moment it was recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalCount {
+    pub seq: u64,
+    pub recorded_at: Timestamp,
+    pub recorded_by: Principal,
+    pub source: String,
+    pub remaining: u64,
+    pub observed_at: Timestamp,
+    pub note: Option<String>,
+    pub ledger_remaining: u64,
+}
+
+impl ExternalCount {
+    /// The ledger's remaining count minus the outside one: positive when the ledger counts
+    /// more left than the outside service does.
+    pub fn difference(&self) -> i64 {
+        // Both are at most `COUNT_MAX` (decide), far inside i64.
+        self.ledger_remaining as i64 - self.remaining as i64
+    }
+}
+
 /// Key usage: one key's terms (the books'; read through `Deref`), and what the read models
-/// add: refusals by code, daily consumption and the history index.
+/// add: refusals by code, what happened each day, the last outside count and the history
+/// index.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyView {
     pub terms: KeyTerms,
     /// R10: refused attempts by reason.
     pub refusals: BTreeMap<RefusalCode, u64>,
-    /// Activations consumed per day (days since the epoch), for forecasts.
-    pub daily: BTreeMap<i64, u64>,
+    /// Per UTC day (days since the epoch), for usage over time and forecasts.
+    pub daily: BTreeMap<i64, DayUsage>,
+    pub external: Option<ExternalCount>,
     /// History index: the seqs of every event about this key.
     pub history: Vec<u64>,
 }
@@ -65,6 +109,7 @@ impl From<KeyTerms> for KeyView {
             terms,
             refusals: BTreeMap::new(),
             daily: BTreeMap::new(),
+            external: None,
             history: Vec::new(),
         }
     }
@@ -82,7 +127,7 @@ impl KeyRecord for KeyView {
     fn machines_activated(&mut self, machines: &[keyledger_core::MachineId], at: Timestamp) {
         let consumed = machines.len() as u64;
         if consumed > 0 {
-            *self.daily.entry(at.unix_day()).or_default() += consumed;
+            self.daily.entry(at.unix_day()).or_default().consumed += consumed;
         }
     }
 }
@@ -96,6 +141,11 @@ impl std::ops::Deref for KeyView {
 }
 
 impl KeyView {
+    /// The bucket of the UTC day of `at`.
+    pub fn day_mut(&mut self, at: Timestamp) -> &mut DayUsage {
+        self.daily.entry(at.unix_day()).or_default()
+    }
+
     pub fn osa_status(&self) -> OsaStatus {
         match (self.kind, self.blocked, &self.redeemed_into) {
             (KeyKind::Osa, true, _) => OsaStatus::Blocked,

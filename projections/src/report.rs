@@ -96,6 +96,42 @@ pub struct KeyRow {
     pub refusals: BTreeMap<String, u64>,
     pub rate_per_day: Option<f64>,
     pub exhaustion: Option<Timestamp>,
+    /// The last count an outside activation service reported (`record_external_count`).
+    pub external: Option<ExternalRow>,
+}
+
+/// An outside count beside the ledger's own at the moment it was recorded (issue 19).
+#[derive(Clone, Debug, Serialize)]
+pub struct ExternalRow {
+    /// The seq of the `external_count_recorded` event: its inclusion proof.
+    pub seq: u64,
+    pub source: String,
+    /// What the outside service says is left.
+    pub remaining: u64,
+    pub observed_at: Timestamp,
+    pub recorded_at: Timestamp,
+    pub recorded_by: String,
+    pub note: Option<String>,
+    /// What the ledger counted left when the observation was recorded.
+    pub ledger_remaining: u64,
+    /// `ledger_remaining - remaining`: positive when the ledger counts more left.
+    pub difference: i64,
+}
+
+impl From<&ExternalCount> for ExternalRow {
+    fn from(e: &ExternalCount) -> ExternalRow {
+        ExternalRow {
+            seq: e.seq,
+            source: e.source.clone(),
+            remaining: e.remaining,
+            observed_at: e.observed_at,
+            recorded_at: e.recorded_at,
+            recorded_by: e.recorded_by.to_string(),
+            note: e.note.clone(),
+            ledger_remaining: e.ledger_remaining,
+            difference: e.difference(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -305,6 +341,7 @@ fn key_row(p: &Projections, id: KeyId, at: Timestamp) -> KeyRow {
             .collect(),
         rate_per_day: forecast.as_ref().map(|f| f.rate_per_day),
         exhaustion: forecast.and_then(|f| f.exhaustion),
+        external: key.external.as_ref().map(ExternalRow::from),
     }
 }
 
@@ -513,6 +550,9 @@ impl LicenseReport {
             "esu_coverage",
             "blocked",
             "refusals",
+            "external_remaining",
+            "external_observed_at",
+            "external_difference",
         ])
         .expect("writes to memory");
         for key in &self.keys {
@@ -521,6 +561,7 @@ impl LicenseReport {
                 .iter()
                 .map(|(c, n)| format!("{c}={n}"))
                 .collect();
+            let external = key.external.as_ref();
             out.write_record([
                 self.license_id.as_str(),
                 &self.org.org,
@@ -537,6 +578,9 @@ impl LicenseReport {
                 key.esu_coverage.map_or("", phase_name),
                 if key.blocked { "yes" } else { "no" },
                 &refusals.join(","),
+                &external.map_or_else(String::new, |e| e.remaining.to_string()),
+                &external.map_or_else(String::new, |e| e.observed_at.to_string()),
+                &external.map_or_else(String::new, |e| e.difference.to_string()),
             ])
             .expect("writes to memory");
         }

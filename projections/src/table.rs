@@ -69,6 +69,37 @@ pub fn render(r: &LicenseReport) -> String {
         ]);
     }
     section(&mut out, "Keys", keys, r.keys.is_empty());
+    let mut outside = table(&[
+        "key",
+        "source",
+        "observed at",
+        "outside remaining",
+        "ledger remaining",
+        "difference",
+        "seq",
+    ]);
+    let observed: Vec<_> = r
+        .keys
+        .iter()
+        .filter_map(|k| k.external.as_ref().map(|e| (k.key_id, e)))
+        .collect();
+    for (key_id, e) in &observed {
+        outside.add_row(vec![
+            key_id.to_string(),
+            e.source.clone(),
+            e.observed_at.to_string(),
+            e.remaining.to_string(),
+            e.ledger_remaining.to_string(),
+            format!("{:+}", e.difference),
+            e.seq.to_string(),
+        ]);
+    }
+    section(
+        &mut out,
+        "Outside counts (reconciliation)",
+        outside,
+        observed.is_empty(),
+    );
     let mut purchases = table(&["product", "quantity"]);
     for p in &r.purchases {
         purchases.add_row(vec![p.product.clone(), p.quantity.to_string()]);

@@ -5,6 +5,7 @@ mod apply;
 mod audit;
 mod copy;
 mod import;
+mod insight;
 mod keys;
 mod proofs;
 mod read;
@@ -89,6 +90,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 svg: svg.as_deref(),
             },
         ),
+        Command::Usage(args) => insight::usage(data, &args),
+        Command::Summary {
+            org,
+            by,
+            moment,
+            format,
+        } => insight::summary(data, &org, &by, &moment, &format),
     }
 }
 

@@ -7,7 +7,9 @@ use super::{
     KMS_ACTIVATIONS_PER_HOST_DEFAULT, KMS_HOSTS_DEFAULT,
 };
 use crate::catalog::{DisclosureChannel, KeyKind, KeyRequirement, Program, Role};
-use crate::command::{BlockKey, DiscloseKeys, IssueKey, OrderEsu, RetireKeyText};
+use crate::command::{
+    BlockKey, DiscloseKeys, IssueKey, OrderEsu, RecordExternalCount, RetireKeyText,
+};
 use crate::event::{Coverage, EventBody};
 use crate::ids::Principal;
 use crate::refusal::Refusal;
@@ -203,6 +205,58 @@ pub(super) fn retire_key_text(
     Ok(vec![EventBody::KeyTextRetired {
         key_id: key.id,
         reason: c.reason.trim().to_owned(),
+    }])
+}
+
+/// The longest name of an outside count's source.
+pub const EXTERNAL_SOURCE_BYTES_MAX: usize = 128;
+
+/// Issue 19 (reconciliation), R3: an operator records what an outside activation service
+/// says is left on a MAK. The event keeps the ledger's own remaining count at this command
+/// beside it, so the difference is evidence in the log, not a later computation.
+pub(super) fn record_external_count(
+    state: &State,
+    actor: &Principal,
+    at: crate::Timestamp,
+    c: &RecordExternalCount,
+) -> Result<Vec<EventBody>, Refusal> {
+    require_operator(state, actor, "R3")?;
+    let key = key_by_id(state, c.key_id)?;
+    if !key.kind.is_mak() {
+        return Err(Refusal::WrongKeyKind {
+            key: key.last5.masked(),
+            kind: key.kind,
+            expected: "record_external_count takes a mak or esu_mak key",
+        });
+    }
+    super::text("source", &c.source)?;
+    if c.source.trim().len() > EXTERNAL_SOURCE_BYTES_MAX {
+        return Err(Refusal::Invalid(format!(
+            "source is {} bytes; at most {EXTERNAL_SOURCE_BYTES_MAX} are allowed",
+            c.source.trim().len()
+        )));
+    }
+    super::optional_text("note", &c.note)?;
+    if c.remaining > super::COUNT_MAX {
+        return Err(Refusal::Invalid(format!(
+            "remaining is {}; at most {} is allowed",
+            c.remaining,
+            super::COUNT_MAX
+        )));
+    }
+    if c.observed_at > at {
+        return Err(Refusal::Invalid(format!(
+            "observed_at {} is after the command's time {at}",
+            c.observed_at
+        )));
+    }
+    Ok(vec![EventBody::ExternalCountRecorded {
+        key_id: key.id,
+        source: c.source.trim().to_owned(),
+        remaining: c.remaining,
+        observed_at: c.observed_at,
+        note: c.note.as_deref().map(|n| n.trim().to_owned()),
+        ledger_remaining: key.remaining(),
     }])
 }
 

@@ -109,6 +109,9 @@ pub fn decide(state: &State, command: &Command, ctx: &Context) -> Result<Vec<Eve
         CommandBody::OrderEsu(c) => keys::order_esu(state, actor, c)?,
         CommandBody::DiscloseKeys(c) => keys::disclose_keys(state, actor, c)?,
         CommandBody::RetireKeyText(c) => keys::retire_key_text(state, actor, c)?,
+        CommandBody::RecordExternalCount(c) => {
+            keys::record_external_count(state, actor, command.at, c)?
+        }
         CommandBody::Activate(c) => activation::activate(state, command.at, c, ctx)?,
         CommandBody::RedeemOsa(c) => activation::redeem_osa(state, c, ctx)?,
         CommandBody::ActivateKmsHost(c) => kms::activate_host(state, c, ctx)?,

@@ -21,7 +21,7 @@ use keyledger_core::{Command, CommandBody, Digest, DisclosureChannel, LicenseId,
 use keyledger_ledger::wire::{command_from_value, event_to_json, InputError};
 use keyledger_ledger::{Answer, Error};
 use keyledger_projections::keys::{export_keys, ExportScope};
-use keyledger_projections::{license_report, Format};
+use keyledger_projections::{license_report, Format, Projections};
 use serde_json::Value;
 
 use super::middleware::{self, reply};
@@ -32,6 +32,7 @@ use keyledger_ledger::Store;
 use std::sync::Arc;
 
 mod health;
+mod insight;
 mod log;
 mod proofs;
 mod reports;
@@ -39,6 +40,7 @@ mod stream;
 mod writes;
 
 use health::{healthz, metrics};
+use insight::{summary, usage};
 use log::{log, verify};
 use proofs::{checkpoint, consistency_proof, inclusion_proof};
 use reports::{keys, report};
@@ -51,6 +53,8 @@ pub fn router(app: App) -> Router {
         .route("/v1/commands", post(commands))
         .route("/v1/license-ids/{id}/report", get(report))
         .route("/v1/keys", get(keys))
+        .route("/v1/usage", get(usage))
+        .route("/v1/summary", get(summary))
         .route("/v1/log", get(log))
         .route("/v1/events/stream", get(events_stream))
         .route("/v1/verify", get(verify))

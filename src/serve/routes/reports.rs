@@ -68,7 +68,7 @@ pub(super) async fn report(
     }
 }
 
-fn content_type(format: Format) -> &'static str {
+pub(super) fn content_type(format: Format) -> &'static str {
     match format {
         Format::Json => "application/json",
         Format::Tsv => "text/tab-separated-values; charset=utf-8",

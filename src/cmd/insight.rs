@@ -1,0 +1,78 @@
+//! The questions that follow a report: `usage` (over time) and `summary` (the roll-up of an
+//! ownership structure).
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use keyledger_core::{KeyId, LicenseId, OrgId, ProductId};
+use keyledger_projections::summary::{summary as roll_up, GroupBy};
+use keyledger_projections::usage::{scope_keys, usage as usage_of, Period, UsageScope};
+use keyledger_projections::Format;
+
+use crate::cli::{Moment, UsageArgs};
+use crate::view::{now_at_least, open_store, parse_time, projections, Until};
+
+fn format(text: &str) -> Result<Format> {
+    text.parse().map_err(anyhow::Error::msg).context("--format")
+}
+
+pub fn usage(data: &keyledger_ledger::Location, args: &UsageArgs) -> Result<ExitCode> {
+    let format = format(&args.format)?;
+    let by: Period = args
+        .by
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context("--by")?;
+    let scope = match (&args.license_id, args.key, &args.product) {
+        (Some(id), _, _) => UsageScope::LicenseId(LicenseId::new(id).context("--license-id")?),
+        (_, Some(id), _) => UsageScope::Key(KeyId(id)),
+        (_, _, Some(id)) => UsageScope::Product(ProductId::new(id).context("--product")?),
+        (None, None, None) => bail!("name --license-id, --key or --product"),
+    };
+    let from = args
+        .from
+        .as_deref()
+        .map(|t| parse_time(t, "from"))
+        .transpose()?;
+    let to = args
+        .to
+        .as_deref()
+        .map(|t| parse_time(t, "to"))
+        .transpose()?;
+    let store = open_store(data)?;
+    let p = projections(&store, Until::Head)?;
+    let keys = scope_keys(&p, &scope)?;
+    let report = usage_of(&p, &scope, &keys, by, from, to)?;
+    if let Some(path) = &args.svg {
+        crate::plot::usage(path, &report)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    crate::output::text(&report.render(format))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn summary(
+    data: &keyledger_ledger::Location,
+    org: &str,
+    by: &str,
+    moment: &Moment,
+    format_text: &str,
+) -> Result<ExitCode> {
+    let format = format(format_text)?;
+    let by: GroupBy = by.parse().map_err(anyhow::Error::msg).context("--by")?;
+    let org = OrgId::new(org).context("--org")?;
+    let store = open_store(data)?;
+    let (until, at) = match (&moment.as_of, moment.at_seq) {
+        (Some(text), _) => {
+            let at = parse_time(text, "as-of")?;
+            (Until::Time(at), Some(at))
+        }
+        (None, Some(seq)) => (Until::Seq(seq), None),
+        (None, None) => (Until::Head, None),
+    };
+    let p = projections(&store, until)?;
+    let at = at.unwrap_or_else(|| now_at_least(p.last_at));
+    let summary = roll_up(&p, &org, by, at, |_| true)?;
+    crate::output::text(&summary.render(format))?;
+    Ok(ExitCode::SUCCESS)
+}
