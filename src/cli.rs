@@ -232,6 +232,47 @@ pub enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
+    /// Machine history: every key a machine (or KMS host or client) was activated on,
+    /// named again on, refused by or contacted, from the store's machine index.
+    ///
+    /// Example: keyledger machine ent-pc-00042
+    Machine {
+        name: String,
+        /// Only events after this seq (the `next_after` of the page before).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// table, tsv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// The machines a key activated, paged; optionally of one org, one method, a time range.
+    ///
+    /// Example: keyledger machines --key 7 --method proxy --from 2026-06-01T00:00:00Z
+    Machines {
+        #[arg(long)]
+        key: u64,
+        #[arg(long)]
+        org: Option<String>,
+        /// online, phone or proxy.
+        #[arg(long)]
+        method: Option<String>,
+        /// Activated at or after this instant (RFC 3339)…
+        #[arg(long)]
+        from: Option<String>,
+        /// …and before this one.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only activations after this seq (the `next_after` of the page before).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// table, tsv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// Usage over time: per day, ISO week or month (UTC), activations consumed, machines
     /// already active, refusals by code, KMS contacts, and where the count stood at each
     /// period's end.

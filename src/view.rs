@@ -128,3 +128,78 @@ pub fn checked_secrets(
         })
     }
 }
+
+/// The most rows one page of a machine's history or of a key's machines holds.
+pub const MACHINE_PAGE_MAX: usize = 10_000;
+
+/// One page of machine `name`'s history: the events the store's machine index names after
+/// seq `after`, as rows the read rule lets through.
+pub fn machine_history(
+    store: &Store,
+    p: &Projections,
+    name: &str,
+    after: u64,
+    limit: usize,
+    may_read: impl Fn(Option<&keyledger_core::LicenseId>) -> bool,
+) -> Result<keyledger_projections::machine::MachineHistory> {
+    let limit = limit.clamp(1, MACHINE_PAGE_MAX);
+    // One more than a page says whether another follows; seqs past the projections' fold
+    // (committed a moment ago) wait for the next read.
+    let mut seqs = store.machine_seqs(name, after, limit + 1)?;
+    seqs.retain(|seq| *seq <= p.last_seq);
+    let more = seqs.len() > limit;
+    seqs.truncate(limit);
+    let events = keyledger_ledger::machines::events_at(store, &seqs)?;
+    Ok(keyledger_projections::machine::MachineHistory {
+        machine: name.to_owned(),
+        at_seq: p.last_seq,
+        rows: keyledger_projections::machine::history(p, &events, may_read),
+        next_after: more.then(|| seqs.last().copied()).flatten(),
+    })
+}
+
+/// One page of the machines key `key_id` activated, after seq `after`, as `filter` selects.
+pub fn key_machines(
+    store: &Store,
+    p: &Projections,
+    key_id: keyledger_core::KeyId,
+    filter: &keyledger_projections::machine::KeyMachineFilter,
+    after: u64,
+    limit: usize,
+) -> Result<Option<keyledger_projections::machine::KeyMachines>> {
+    use keyledger_projections::machine::{key_machines as select, KeyMachines};
+    let Some(key) = p.books.keys.get(key_id) else {
+        return Ok(None);
+    };
+    let limit = limit.clamp(1, MACHINE_PAGE_MAX);
+    let start = key.history.partition_point(|seq| *seq <= after);
+    let mut machines = Vec::new();
+    let mut next_after = None;
+    // The key's history index names its events; read them a block-sized chunk at a time
+    // until the page is full. A page ends at an event boundary, so it may hold a little
+    // more than `limit` (a proxy activation's machines stay together).
+    for chunk in key.history[start..].chunks(1024) {
+        let events = keyledger_ledger::machines::events_at(store, chunk)?;
+        for (seq, event) in &events {
+            select(key_id, *seq, event, filter, &mut machines);
+            if machines.len() >= limit {
+                next_after = Some(*seq);
+                break;
+            }
+        }
+        if next_after.is_some() {
+            break;
+        }
+    }
+    // A full page on the key's last event has nothing after it.
+    if next_after == key.history.last().copied() {
+        next_after = None;
+    }
+    Ok(Some(KeyMachines {
+        key_id: key_id.0,
+        license_id: key.license_id.to_string(),
+        at_seq: p.last_seq,
+        machines,
+        next_after,
+    }))
+}

@@ -617,6 +617,17 @@ fn golden_reports_of_the_seeded_demo() {
         ]);
         golden(&format!("usage-V3000003-month.{format}"), &usage);
     }
+    // Machine history: an activation, a refusal that named it, a repeat while active.
+    for format in ["table", "tsv", "json"] {
+        for machine in ["ol-pc-0000000", "ol-pc-0000050", "kms-01"] {
+            let history = ledger.ok(&["machine", machine, "--format", format]);
+            golden(&format!("machine-{machine}.{format}"), &history);
+        }
+    }
+    let page = ledger.ok(&[
+        "machines", "--key", "1", "--method", "proxy", "--format", "tsv",
+    ]);
+    golden("machines-key-1-proxy.tsv", &page);
     let record = json!({"type": "record_external_count", "at": "2026-11-01T00:00:00Z",
         "actor": "olga", "key_id": 1, "source": "microsoft-activation-service", "remaining": 5,
         "observed_at": "2026-10-31T09:00:00Z", "note": "VAMT refresh remaining count"});

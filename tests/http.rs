@@ -415,3 +415,56 @@ fn usage_summary_and_outside_counts_answer_readers_only() {
         "microsoft-activation-service"
     );
 }
+
+/// Issue 19, item 1: a machine's history and a key's machines over HTTP, from the store's
+/// machine index, under the read rule (a principal without a role sees no row).
+#[test]
+fn machine_history_and_a_keys_machines_answer_readers_only() {
+    let server = Server::start(5);
+    for body in [
+        activation("pc-1"),
+        activation("pc-1"),
+        json!({"product_key": MAK, "org": "fabrikam", "method": "online", "machines": ["pc-2"]})
+            .to_string(),
+    ] {
+        server.post("/v1/activations", None, &body);
+    }
+    let json = |path: &str, who: &str| {
+        let (status, body) = server.get(path, Some(who));
+        assert_eq!(status, 200, "{path} as {who}: {body}");
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    let history = json("/v1/machines/pc-1", "rita");
+    let whats: Vec<&str> = history["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(whats, ["activated", "already_active"]);
+    let first = &history["rows"][0];
+    assert_eq!(
+        (&first["license_id"], &first["key_id"]),
+        (&json!("V100"), &json!(1))
+    );
+    let seq = first["seq"].as_u64().unwrap();
+    assert_eq!(first["proof"], format!("/v1/proofs/inclusion?seq={seq}"));
+    let refused = json("/v1/machines/pc-2", "olga");
+    assert_eq!(refused["rows"][0]["what"], "refused");
+    assert_eq!(refused["rows"][0]["code"], "unknown_org");
+    assert_eq!(json("/v1/machines/pc-1", "nobody")["rows"], json!([]));
+    assert_eq!(json("/v1/machines/never-seen", "olga")["rows"], json!([]));
+    let page = json("/v1/keys/1/machines", "vic");
+    assert_eq!(page["machines"][0]["machine"], "pc-1");
+    assert_eq!(page["machines"].as_array().unwrap().len(), 1);
+    let status = |path: &str, who: &str| server.get(path, Some(who)).0;
+    assert_eq!(status("/v1/keys/1/machines", "nobody"), 403);
+    assert_eq!(status("/v1/keys/99/machines", "olga"), 404);
+    assert_eq!(status("/v1/keys/1/machines?limit=0", "olga"), 400);
+    assert_eq!(status("/v1/keys/1/machines?method=fax", "olga"), 400);
+    let long = "m".repeat(129);
+    assert_eq!(status(&format!("/v1/machines/{long}"), "olga"), 400);
+    let (code, tsv) = server.get("/v1/machines/pc-1?format=tsv", Some("rita"));
+    assert_eq!(code, 200);
+    assert_eq!(tsv.lines().count(), 3, "{tsv}");
+}

@@ -527,6 +527,8 @@ impl<K: KeyRecord> Books<K> {
             EventBody::KeysDisclosed { .. } => {}
             // Evidence of what an outside service counts; the read models keep the last one.
             EventBody::ExternalCountRecorded { .. } => {}
+            // R9: machines named again consume nothing; `machines_activated` counted them.
+            EventBody::MachinesAlreadyActive { .. } => {}
         }
     }
 

@@ -78,6 +78,7 @@ event_kinds! {
     KeysDisclosed = "keys_disclosed",
     KeyTextRetired = "key_text_retired",
     ExternalCountRecorded = "external_count_recorded",
+    MachinesAlreadyActive = "machines_already_active",
 }
 
 /// One fact, with when it happened (business time) and who caused it.
@@ -137,6 +138,14 @@ pub enum ActivationAttempt {
     },
     Osa {
         tenant: TenantId,
+    },
+    /// A MAK activation naming its machines (recorded since issue 19, so that a machine's
+    /// history shows the refusals it met); `Mak` is what older logs hold, and what a
+    /// request naming more machines than a proxy activation may is still recorded as.
+    MakMachines {
+        org: OrgId,
+        method: ActivationMethod,
+        machines: Vec<MachineId>,
     },
 }
 
@@ -296,6 +305,15 @@ pub enum EventBody {
         note: Option<String>,
         ledger_remaining: u64,
     },
+    /// R9: the machines of an activation that were active on the key already (the
+    /// `already_active` of the `machines_activated` just before it, by name). Consumes
+    /// nothing; recorded so that a machine's history shows every time it was named.
+    MachinesAlreadyActive {
+        key_id: KeyId,
+        org: OrgId,
+        method: ActivationMethod,
+        machines: Vec<MachineId>,
+    },
 }
 
 /// The facts every request event carries (R17, R18), whichever kind it is.
@@ -396,6 +414,29 @@ impl EventBody {
                 justification,
             }),
             _ => None,
+        }
+    }
+
+    /// Every machine (or KMS host or client) name the event records, for the machine index.
+    pub fn machine_names(&self) -> Vec<&str> {
+        match self {
+            EventBody::MachinesActivated { machines, .. }
+            | EventBody::MachinesAlreadyActive { machines, .. }
+            | EventBody::ActivationRefused {
+                attempt: ActivationAttempt::MakMachines { machines, .. },
+                ..
+            } => machines.iter().map(|m| m.as_str()).collect(),
+            EventBody::KmsHostActivated { host, .. }
+            | EventBody::ActivationRefused {
+                attempt: ActivationAttempt::KmsHost { host, .. },
+                ..
+            } => vec![host.as_str()],
+            EventBody::KmsClientContacted { client, .. }
+            | EventBody::ActivationRefused {
+                attempt: ActivationAttempt::KmsClient { client, .. },
+                ..
+            } => vec![client.as_str()],
+            _ => Vec::new(),
         }
     }
 

@@ -259,7 +259,8 @@ impl State {
             | EventBody::RoleRevoked { .. }
             | EventBody::KeysDisclosed { .. }
             | EventBody::KeyTextRetired { .. }
-            | EventBody::ExternalCountRecorded { .. } => {}
+            | EventBody::ExternalCountRecorded { .. }
+            | EventBody::MachinesAlreadyActive { .. } => {}
         }
     }
 }

@@ -174,6 +174,7 @@ struct Pending {
     secrets: Vec<(u64, String)>,
     /// Keys whose text the batch retires (erased after its secrets are written).
     retired: Vec<u64>,
+    machines: Vec<crate::machines::MachineRow>,
     answers: Vec<(String, Vec<u8>)>,
     seen: HashMap<String, ([u8; 32], Answer)>,
 }
@@ -282,6 +283,7 @@ impl Engine {
                 hashing: BatchHashing::new(ChainState::new(self.head, self.frontier.clone())),
                 secrets: Vec::new(),
                 retired: Vec::new(),
+                machines: Vec::new(),
                 answers: Vec::new(),
                 seen: HashMap::new(),
             },
@@ -323,6 +325,7 @@ impl Engine {
             head: (chain.head != p.start).then_some(chain.head),
             secrets: p.secrets,
             retired: p.retired,
+            machines: p.machines,
             answers: p.answers,
         };
         if write.is_empty() {
@@ -469,6 +472,7 @@ impl Engine {
             pending.secrets.len(),
             pending.answers.len(),
             pending.retired.len(),
+            pending.machines.len(),
         );
         let saved_events = pending.events.as_ref().map(Vec::len);
         let saved_block = pending.block.as_ref().map(BlockWriter::checkpoint);
@@ -501,6 +505,7 @@ impl Engine {
                 pending.secrets.truncate(saved.1);
                 pending.answers.truncate(saved.2);
                 pending.retired.truncate(saved.3);
+                pending.machines.truncate(saved.4);
                 return Answer::atomic_refusal(commands.len(), i, answer);
             }
             answers.push(answer);
@@ -669,6 +674,7 @@ impl Engine {
             if let EventBody::KeyTextRetired { key_id, .. } = &event.body {
                 p.retired.push(key_id.0);
             }
+            crate::machines::rows_of(p.last_seq, &event.body, &mut p.machines);
         }
         let answer = match refusal {
             Some(refusal) => Answer::refused(refusal, Some(p.last_seq)),

@@ -119,6 +119,7 @@ impl IdempotencyKey {
         };
         let scope = match &logged.body {
             EventBody::MachinesActivated { key_id, .. }
+            | EventBody::MachinesAlreadyActive { key_id, .. }
             | EventBody::KmsHostActivated { key_id, .. }
             | EventBody::OsaRedeemed { key_id, .. } => key_scope(*key_id),
             EventBody::ActivationRefused {

@@ -27,6 +27,7 @@ pub mod fingerprints;
 pub mod hashing;
 pub mod health;
 pub mod idempotency;
+pub mod machines;
 pub mod merkle;
 pub mod proof;
 pub mod secrets;

@@ -164,6 +164,12 @@ fn samples() -> Vec<Event> {
             note: Some("VAMT refresh remaining count".to_owned()),
             ledger_remaining: 120,
         },
+        EventBody::MachinesAlreadyActive {
+            key_id: KeyId(1),
+            org: id("contoso"),
+            method: ActivationMethod::Proxy,
+            machines: vec![id("pc-1"), id("pc-2")],
+        },
     ];
     bodies
         .into_iter()
@@ -257,6 +263,54 @@ fn golden_records_decode_to_the_same_events() {
         .map(|l| decode_record(&hex::decode(l.split_once(' ').unwrap().1).unwrap()).unwrap())
         .collect();
     assert_eq!(events, samples());
+}
+
+/// Variants of fields inside an event that arrived after the event itself: each must keep
+/// its bytes and JSON as well (`golden/attempts.txt`: name, record hex, event JSON).
+const ATTEMPTS_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/attempts.txt");
+
+fn attempt_samples() -> Vec<(&'static str, Event)> {
+    let refused = |attempt| Event {
+        at: ts("2026-03-02T10:00:00Z"),
+        actor: id("activation-client"),
+        body: EventBody::ActivationRefused {
+            key_id: Some(KeyId(1)),
+            attempt,
+            code: RefusalCode::InsufficientActivations,
+            remaining: Some(1),
+        },
+    };
+    vec![(
+        "mak_machines",
+        refused(ActivationAttempt::MakMachines {
+            org: id("contoso"),
+            method: ActivationMethod::Proxy,
+            machines: vec![id("pc-7"), id("pc-8")],
+        }),
+    )]
+}
+
+#[test]
+fn nested_variants_keep_their_bytes_and_json() {
+    let rendered: String = attempt_samples()
+        .iter()
+        .map(|(name, event)| {
+            let json = keyledger_ledger::wire::event_to_json(event);
+            format!("{name} {} {json}\n", hex::encode(encode_record(event)))
+        })
+        .collect();
+    if std::env::var_os("KEYLEDGER_BLESS").is_some() {
+        std::fs::write(ATTEMPTS_FIXTURE, &rendered).unwrap();
+    }
+    let golden = std::fs::read_to_string(ATTEMPTS_FIXTURE).expect("golden/attempts.txt exists");
+    assert_eq!(
+        rendered, golden,
+        "record bytes or event JSON changed (docs/format.md)"
+    );
+    for (line, (_, event)) in golden.lines().zip(attempt_samples()) {
+        let record = hex::decode(line.split(' ').nth(1).unwrap()).unwrap();
+        assert_eq!(decode_record(&record).unwrap(), event);
+    }
 }
 
 #[test]

@@ -58,6 +58,27 @@ fn a_format_1_database_is_upgraded_in_place_when_written_and_keeps_its_chain() {
     let store = Store::open(fixture_copy(dir.path())).unwrap();
     let mut engine = Engine::open(store, Default::default()).unwrap();
     assert_eq!(engine.store().format_version().unwrap(), DB_FORMAT_VERSION);
+    // Format 4: the machine index was built from the old blocks before the file was marked.
+    let mut named = std::collections::BTreeMap::<String, Vec<u64>>::new();
+    keyledger_ledger::walk(engine.store(), 1, |r| {
+        for name in r.event.body.machine_names() {
+            named.entry(name.to_owned()).or_default().push(r.seq);
+        }
+        Ok(ControlFlow::Continue(()))
+    })
+    .unwrap();
+    assert!(
+        named.len() > 300,
+        "the demo's machines, hosts and clients: {}",
+        named.len()
+    );
+    for (name, seqs) in &named {
+        assert_eq!(
+            &engine.store().machine_seqs(name, 0, 100).unwrap(),
+            seqs,
+            "{name}"
+        );
+    }
     let orgs = (0..300)
         .map(|i| {
             cmd(

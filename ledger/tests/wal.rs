@@ -34,6 +34,7 @@ fn sample_batches() -> Vec<BatchWrite> {
             )],
             merkle: vec![(8, 0, [0x33; 32])],
             retired: vec![2],
+            machines: vec![],
         },
         BatchWrite {
             block: None,
@@ -43,6 +44,7 @@ fn sample_batches() -> Vec<BatchWrite> {
             answers: vec![("key\u{1f}ab\u{1f}c-2".to_owned(), vec![0; 3])],
             merkle: vec![],
             retired: vec![],
+            machines: vec![],
         },
     ]
 }
@@ -193,6 +195,14 @@ fn opening_replays_the_frames_redb_lost() {
     assert_eq!(store.recovery().problem, None);
     assert_eq!(store.head().unwrap(), head);
     assert_eq!(machines(&store).len(), 6);
+    // The frames carry blocks only: the machine index rows were derived again on replay.
+    for machine in machines(&store) {
+        assert_eq!(
+            store.machine_seqs(&machine, 0, 10).unwrap().len(),
+            1,
+            "{machine}"
+        );
+    }
     assert!(verify(&store).is_ok());
     drop(store);
     // Once applied, durably: opening again replays nothing.

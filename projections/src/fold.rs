@@ -96,6 +96,7 @@ impl Projections {
             | KeyTextRetired { key_id, .. }
             | ExternalCountRecorded { key_id, .. }
             | MachinesActivated { key_id, .. }
+            | MachinesAlreadyActive { key_id, .. }
             | KmsHostActivated { key_id, .. }
             | OsaRedeemed { key_id, .. }
             | ActivationRefused {
@@ -221,6 +222,8 @@ impl Projections {
             | PurchaseRecorded { .. }
             | KeyBlocked { .. }
             | KeyTextRetired { .. }
+            // Counted by the `machines_activated` before it (its `already_active`).
+            | MachinesAlreadyActive { .. }
             // The day buckets: `count_day`.
             | KmsHostActivated { .. }
             | KmsClientContacted { .. }

@@ -10,6 +10,7 @@ pub mod access;
 pub mod fold;
 pub mod forecast;
 pub mod keys;
+pub mod machine;
 pub mod model;
 pub mod report;
 pub mod snapshot;

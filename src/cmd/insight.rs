@@ -1,5 +1,5 @@
-//! The questions that follow a report: `usage` (over time) and `summary` (the roll-up of an
-//! ownership structure).
+//! The questions that follow a report: `machine` (a machine's history), `machines` (a key's
+//! machines), `usage` (over time) and `summary` (the roll-up of an ownership structure).
 
 use std::process::ExitCode;
 
@@ -10,7 +10,81 @@ use keyledger_projections::usage::{scope_keys, usage as usage_of, Period, UsageS
 use keyledger_projections::Format;
 
 use crate::cli::{Moment, UsageArgs};
-use crate::view::{now_at_least, open_store, parse_time, projections, Until};
+use crate::view::{
+    key_machines, machine_history, now_at_least, open_store, parse_time, projections, Until,
+};
+use keyledger_projections::machine::KeyMachineFilter;
+
+/// `machines` filters as typed.
+pub struct MachineQuery {
+    pub org: Option<String>,
+    pub method: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl MachineQuery {
+    pub fn parse(&self) -> Result<KeyMachineFilter> {
+        Ok(KeyMachineFilter {
+            org: self
+                .org
+                .as_deref()
+                .map(OrgId::new)
+                .transpose()
+                .context("--org")?,
+            method: self
+                .method
+                .as_deref()
+                .map(|m| serde_json::from_value(serde_json::Value::String(m.to_owned())))
+                .transpose()
+                .map_err(|_| anyhow::anyhow!("--method: expected online, phone or proxy"))?,
+            from: self
+                .from
+                .as_deref()
+                .map(|t| parse_time(t, "from"))
+                .transpose()?,
+            to: self
+                .to
+                .as_deref()
+                .map(|t| parse_time(t, "to"))
+                .transpose()?,
+        })
+    }
+}
+
+pub fn machine(
+    data: &keyledger_ledger::Location,
+    name: &str,
+    after: u64,
+    limit: usize,
+    format_text: &str,
+) -> Result<ExitCode> {
+    let format = format(format_text)?;
+    keyledger_core::MachineId::new(name).context("machine name")?;
+    let store = open_store(data)?;
+    let p = projections(&store, Until::Head)?;
+    let history = machine_history(&store, &p, name, after, limit, |_| true)?;
+    crate::output::text(&history.render(format))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn machines(
+    data: &keyledger_ledger::Location,
+    key: u64,
+    query: &MachineQuery,
+    (after, limit): (u64, usize),
+    format_text: &str,
+) -> Result<ExitCode> {
+    let format = format(format_text)?;
+    let filter = query.parse()?;
+    let store = open_store(data)?;
+    let p = projections(&store, Until::Head)?;
+    let Some(page) = key_machines(&store, &p, KeyId(key), &filter, after, limit)? else {
+        bail!("no key {key} in the ledger (as of seq {})", p.last_seq);
+    };
+    crate::output::text(&page.render(format))?;
+    Ok(ExitCode::SUCCESS)
+}
 
 fn format(text: &str) -> Result<Format> {
     text.parse().map_err(anyhow::Error::msg).context("--format")

@@ -6,6 +6,8 @@ mod audit;
 mod copy;
 mod import;
 mod insight;
+
+pub use insight::MachineQuery;
 mod keys;
 mod proofs;
 mod read;
@@ -91,6 +93,33 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
         ),
         Command::Usage(args) => insight::usage(data, &args),
+        Command::Machine {
+            name,
+            after,
+            limit,
+            format,
+        } => insight::machine(data, &name, after, limit, &format),
+        Command::Machines {
+            key,
+            org,
+            method,
+            from,
+            to,
+            after,
+            limit,
+            format,
+        } => insight::machines(
+            data,
+            key,
+            &insight::MachineQuery {
+                org,
+                method,
+                from,
+                to,
+            },
+            (after, limit),
+            &format,
+        ),
         Command::Summary {
             org,
             by,

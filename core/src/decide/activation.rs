@@ -6,6 +6,7 @@ use super::{org_exists, presented_key, Context, PROXY_MACHINES_MAX};
 use crate::catalog::{ActivationMethod, KeyKind};
 use crate::command::{Activate, RedeemOsa};
 use crate::event::{CoveragePhase, EventBody};
+use crate::ids::MachineId;
 use crate::refusal::Refusal;
 use crate::state::{Key, State};
 use crate::Timestamp;
@@ -37,34 +38,44 @@ pub(super) fn activate(
             needed,
         });
     }
-    Ok(vec![EventBody::MachinesActivated {
+    let mut events = vec![EventBody::MachinesActivated {
         key_id: key.id,
         org: c.org.clone(),
         method: c.method,
         machines: new_machines,
-        already_active,
-    }])
+        // At most `PROXY_MACHINES_MAX` (checked above).
+        already_active: already_active.len() as u32,
+    }];
+    if !already_active.is_empty() {
+        events.push(EventBody::MachinesAlreadyActive {
+            key_id: key.id,
+            org: c.org.clone(),
+            method: c.method,
+            machines: already_active,
+        });
+    }
+    Ok(events)
 }
 
-/// R9: the distinct machines of a request not yet active on the key, and how many were.
-fn split_new(key: &Key, machines: &[crate::ids::MachineId]) -> (Vec<crate::ids::MachineId>, u32) {
+/// R9: the distinct machines of a request not yet active on the key, and those that were.
+fn split_new(key: &Key, machines: &[MachineId]) -> (Vec<MachineId>, Vec<MachineId>) {
     if let [machine] = machines {
         // Independent activation, the common case: no scratch set.
         return if key.machines.contains(machine) {
-            (Vec::new(), 1)
+            (Vec::new(), vec![machine.clone()])
         } else {
-            (vec![machine.clone()], 0)
+            (vec![machine.clone()], Vec::new())
         };
     }
     let mut distinct = HashSet::with_capacity(machines.len());
     let mut new_machines = Vec::with_capacity(machines.len());
-    let mut already_active = 0u32;
+    let mut already_active = Vec::new();
     for machine in machines {
         if !distinct.insert(machine) {
             continue;
         }
         if key.machines.contains(machine) {
-            already_active += 1;
+            already_active.push(machine.clone());
         } else {
             new_machines.push(machine.clone());
         }

@@ -158,6 +158,16 @@ fn refusal_record(
     }
     let presented = || ctx.presented.and_then(|f| state.key_by_fingerprint(&f));
     let (key_id, attempt) = match &command.body {
+        // The machines by name, so each one's history shows the refusal; a request naming
+        // more than any activation may is recorded by its count only.
+        CommandBody::Activate(c) if c.machines.len() <= PROXY_MACHINES_MAX => (
+            presented().map(|k| k.id),
+            ActivationAttempt::MakMachines {
+                org: c.org.clone(),
+                method: c.method,
+                machines: c.machines.clone(),
+            },
+        ),
         CommandBody::Activate(c) => (
             presented().map(|k| k.id),
             ActivationAttempt::Mak {

@@ -75,6 +75,8 @@ pub struct BatchWrite {
     pub answers: Vec<(String, Vec<u8>)>,
     /// New Merkle subtree hashes: `(level, index, hash)`.
     pub merkle: Vec<(u8, u64, [u8; 32])>,
+    /// The machine index rows of the block's events (`crate::machines`).
+    pub machines: Vec<crate::machines::MachineRow>,
 }
 
 impl BatchWrite {
@@ -149,6 +151,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn format_version(&self) -> Result<u8>;
     /// Marks an older format as this build's, before this build writes to it.
     fn upgrade_format(&self) -> Result<()>;
+    /// Whether the store predates the machine index (its rows must be built from the log
+    /// before [`Backend::upgrade_format`] marks it).
+    fn machine_index_missing(&self) -> Result<bool>;
+    /// Adds machine index rows outside a batch (the upgrade); rows present already are kept.
+    fn put_machine_rows(&self, rows: &[crate::machines::MachineRow]) -> Result<()>;
+    /// The seqs of events naming `name`, after `after`, in order, at most `limit`.
+    fn machine_seqs(&self, name: &str, after: u64, limit: usize) -> Result<Vec<u64>>;
     /// The stored head (redb: the `head` entry; PostgreSQL: the last block's).
     fn head(&self) -> Result<Head>;
     /// Why an acknowledged commit would not survive the loss of this machine, if it would
@@ -259,8 +268,33 @@ impl Store {
         self.backend.format_version()
     }
 
+    /// Brings an older store to this build's format: builds the machine index from the
+    /// blocks if the store predates it (in chunks; an interrupted build is redone, rows
+    /// present are kept), then marks the format.
     pub fn upgrade_format(&self) -> Result<()> {
+        if self.backend.machine_index_missing()? {
+            let mut rows = Vec::new();
+            self.for_each_block(0, |first, bytes| {
+                let more = crate::machines::rows_of_block(bytes)
+                    .map_err(|why| crate::error::Corruption::Undecodable { seq: first, why })?;
+                rows.extend(more);
+                if rows.len() >= 100_000 {
+                    self.backend.put_machine_rows(&std::mem::take(&mut rows))?;
+                }
+                Ok(ControlFlow::Continue(()))
+            })?;
+            self.backend.put_machine_rows(&rows)?;
+        }
         self.backend.upgrade_format()
+    }
+
+    /// The seqs of the events naming machine (or KMS host or client) `name`, after
+    /// `after`, at most `limit`. A store that predates the index is indexed first.
+    pub fn machine_seqs(&self, name: &str, after: u64, limit: usize) -> Result<Vec<u64>> {
+        if self.backend.machine_index_missing()? {
+            self.upgrade_format()?;
+        }
+        self.backend.machine_seqs(name, after, limit)
     }
 
     /// Makes this store the ledger's only writer before the engine folds the log: a redb
@@ -504,11 +538,15 @@ impl Store {
                 seq: block.last_seq(),
                 hash: block.head,
             };
+            // The machine index is derived, not copied: it is built for the target's blocks.
+            let machines = crate::machines::rows_of_block(bytes)
+                .map_err(|why| crate::error::Corruption::Undecodable { seq: key, why })?;
             target.commit(&BatchWrite {
                 block: Some((key, bytes.to_vec())),
                 start,
                 head: Some(head),
                 merkle,
+                machines,
                 ..BatchWrite::default()
             })?;
             start = head;

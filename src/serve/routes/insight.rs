@@ -170,3 +170,127 @@ pub(super) async fn summary(
         }
     }
 }
+
+/// `after` and `limit` of a paged read.
+fn page_of(q: &Params) -> Result<(u64, usize), Response> {
+    let after = q.number("after", Some(0))?;
+    let limit = q.number("limit", Some(1000))?;
+    if limit == 0 || limit > crate::view::MACHINE_PAGE_MAX as u64 {
+        return Err(malformed(&input_error(
+            Some("limit"),
+            format!("expected 1..={}", crate::view::MACHINE_PAGE_MAX),
+        )));
+    }
+    Ok((after, limit as usize))
+}
+
+fn storage_error(err: &anyhow::Error) -> Response {
+    reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Answer::error("storage", format!("{err:#}")),
+    )
+}
+
+/// `GET /v1/machines/{name}[?after=SEQ&limit=N&format=…]`: the rows of license IDs the
+/// reader may read (refusals of unknown keys: operators only).
+pub(super) async fn machine(
+    State(app): State<App>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    Caller(principal): Caller,
+) -> Response {
+    let q = Params(q);
+    if keyledger_core::MachineId::new(name.as_str()).is_err() {
+        return malformed(&input_error(
+            Some("name"),
+            "not a machine name (1..=128 bytes)",
+        ));
+    }
+    let (format, (after, limit)) = match (format_of(&q), page_of(&q)) {
+        (Ok(format), Ok(page)) => (format, page),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let read =
+        tokio::task::spawn_blocking(move || {
+            let p = app
+                .projections
+                .read()
+                .expect("no writer panics holding the lock");
+            let operator = p.books.operators.contains(&principal);
+            crate::view::machine_history(&app.store, &p, &name, after, limit, |license| {
+                match license {
+                    Some(license) => p.may_read(&principal, license),
+                    None => operator,
+                }
+            })
+        })
+        .await;
+    match read {
+        Ok(Ok(history)) => rendered(format, history.render(format)),
+        Ok(Err(err)) => storage_error(&err),
+        Err(_) => storage_error(&anyhow::anyhow!("the read did not finish")),
+    }
+}
+
+/// `GET /v1/keys/{id}/machines[?org=&method=&from=&to=&after=&limit=&format=…]`.
+pub(super) async fn key_machines(
+    State(app): State<App>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    Caller(principal): Caller,
+) -> Response {
+    let q = Params(q);
+    let Ok(key_id) = id.parse::<u64>().map(KeyId) else {
+        return malformed(&input_error(Some("id"), "not a key id"));
+    };
+    let (format, (after, limit)) = match (format_of(&q), page_of(&q)) {
+        (Ok(format), Ok(page)) => (format, page),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let query = crate::cmd::MachineQuery {
+        org: q.get("org").map(str::to_owned),
+        method: q.get("method").map(str::to_owned),
+        from: q.get("from").map(str::to_owned),
+        to: q.get("to").map(str::to_owned),
+    };
+    let filter = match query.parse() {
+        Ok(filter) => filter,
+        Err(err) => return malformed(&input_error(None, format!("{err:#}"))),
+    };
+    let license = {
+        let p = app
+            .projections
+            .read()
+            .expect("no writer panics holding the lock");
+        p.books.keys.get(key_id).map(|k| k.license_id.clone())
+    };
+    let Some(license) = license else {
+        return reply(
+            StatusCode::NOT_FOUND,
+            Answer::error("unknown_key", format!("no key {}", key_id.0)),
+        );
+    };
+    if !may_read(&app, &principal, &license) {
+        return forbidden(
+            "R1",
+            format!("{principal} holds no role on license ID {license}"),
+        );
+    }
+    let read = tokio::task::spawn_blocking(move || {
+        let p = app
+            .projections
+            .read()
+            .expect("no writer panics holding the lock");
+        crate::view::key_machines(&app.store, &p, key_id, &filter, after, limit)
+    })
+    .await;
+    match read {
+        Ok(Ok(Some(page))) => rendered(format, page.render(format)),
+        Ok(Ok(None)) => reply(
+            StatusCode::NOT_FOUND,
+            Answer::error("unknown_key", format!("no key {}", key_id.0)),
+        ),
+        Ok(Err(err)) => storage_error(&err),
+        Err(_) => storage_error(&anyhow::anyhow!("the read did not finish")),
+    }
+}

@@ -40,7 +40,7 @@ mod stream;
 mod writes;
 
 use health::{healthz, metrics};
-use insight::{summary, usage};
+use insight::{key_machines, machine, summary, usage};
 use log::{log, verify};
 use proofs::{checkpoint, consistency_proof, inclusion_proof};
 use reports::{keys, report};
@@ -54,6 +54,8 @@ pub fn router(app: App) -> Router {
         .route("/v1/license-ids/{id}/report", get(report))
         .route("/v1/keys", get(keys))
         .route("/v1/usage", get(usage))
+        .route("/v1/machines/{name}", get(machine))
+        .route("/v1/keys/{id}/machines", get(key_machines))
         .route("/v1/summary", get(summary))
         .route("/v1/log", get(log))
         .route("/v1/events/stream", get(events_stream))

@@ -80,6 +80,11 @@ WITH moved AS (
     DELETE FROM keyledger.secrets
     WHERE key_id = ANY($15::bigint[]) AND EXISTS (SELECT 1 FROM moved)
     RETURNING 1
+), machine AS (
+    INSERT INTO keyledger.machines (machine, seq)
+    SELECT * FROM unnest($16::text[], $17::bigint[]) WHERE EXISTS (SELECT 1 FROM moved)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM moved), epoch, seq FROM keyledger.head";
 
@@ -128,6 +133,14 @@ pub(super) fn append_params(epoch: i64, batch: &BatchWrite) -> Result<Vec<Param>
                 .retired
                 .iter()
                 .map(|k| int8(*k))
+                .collect::<Result<_>>()?,
+        ),
+        Param::Texts(batch.machines.iter().map(|(m, _)| m.clone()).collect()),
+        Param::Int8s(
+            batch
+                .machines
+                .iter()
+                .map(|(_, seq)| int8(*seq))
                 .collect::<Result<_>>()?,
         ),
     ])

@@ -42,12 +42,16 @@ use crate::store::location::PgUrl;
 use crate::store::{Backend, BatchWrite, BlockVisitor, Head, Row, StoredAnswer, SNAPSHOTS_KEPT};
 
 /// The schema version this build writes and reads.
-pub const PG_SCHEMA_VERSION: u8 = 1;
+pub const PG_SCHEMA_VERSION: u8 = 2;
+/// The oldest schema this build still opens (and upgrades when it first writes).
+pub const PG_SCHEMA_OLDEST: u8 = 1;
 
 /// Blocks read per round trip by a walk.
 const BLOCKS_PER_PAGE: i64 = 64;
 
 const SCHEMA: &str = include_str!("schema.sql");
+const UPGRADE_2: &str = include_str!("upgrade-2.sql");
+const MARK_2: &str = "UPDATE keyledger.meta SET value = '\\x02' WHERE key = 'format_version';";
 
 pub struct PgStore {
     label: String,
@@ -168,7 +172,7 @@ impl PgStore {
                 return Err(Error::Exists(label));
             }
             client
-                .batch_execute(&format!("BEGIN;\n{SCHEMA}\nCOMMIT;"))
+                .batch_execute(&format!("BEGIN;\n{SCHEMA}\n{UPGRADE_2}\n{MARK_2}\nCOMMIT;"))
                 .await
                 .map_err(|e| pg_error("creating the keyledger schema", e))
         })?;
@@ -181,7 +185,7 @@ impl PgStore {
         match store.format_version() {
             Err(Error::NotALedger(_)) => Err(Error::Missing(store.label.clone())),
             Err(err) => Err(err),
-            Ok(PG_SCHEMA_VERSION) => Ok(store),
+            Ok(PG_SCHEMA_OLDEST..=PG_SCHEMA_VERSION) => Ok(store),
             Ok(found) => Err(Error::FormatVersion {
                 path: store.label.clone(),
                 found,
@@ -246,6 +250,19 @@ impl PgStore {
                 .await
                 .map_err(|e| pg_error(what, e))?;
             decode(rows)
+        })
+    }
+
+    /// Runs statements (DDL) on a pooled connection, as one simple-query batch.
+    fn batch(&self, sql: &str) -> Result<()> {
+        let pool = self.pool();
+        let sql = sql.to_owned();
+        self.run(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| pg_error("schema upgrade", e))
         })
     }
 
@@ -410,9 +427,52 @@ impl Backend for PgStore {
         })
     }
 
-    /// Schema 1 is the only one so far.
+    /// Schema 1 to 2: the machine index's table (its rows are built by `Store::upgrade_format`
+    /// before this marks the schema).
     fn upgrade_format(&self) -> Result<()> {
+        if self.format_version()? >= PG_SCHEMA_VERSION {
+            return Ok(());
+        }
+        self.batch(&format!("BEGIN;\n{UPGRADE_2}\n{MARK_2}\nCOMMIT;"))
+    }
+
+    fn machine_index_missing(&self) -> Result<bool> {
+        Ok(self.format_version()? < 2)
+    }
+
+    fn put_machine_rows(&self, rows: &[crate::machines::MachineRow]) -> Result<()> {
+        self.batch(UPGRADE_2)?;
+        let names: Vec<String> = rows.iter().map(|(m, _)| m.clone()).collect();
+        let seqs = rows
+            .iter()
+            .map(|(_, seq)| int8(*seq))
+            .collect::<Result<Vec<_>>>()?;
+        self.execute(
+            "machine rows",
+            "INSERT INTO keyledger.machines (machine, seq) \
+             SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
+            vec![Param::Texts(names), Param::Int8s(seqs)],
+        )?;
         Ok(())
+    }
+
+    fn machine_seqs(&self, name: &str, after: u64, limit: usize) -> Result<Vec<u64>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(
+            "machine seqs",
+            "SELECT seq FROM keyledger.machines WHERE machine = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3",
+            vec![
+                Param::Text(name.to_owned()),
+                Param::Int8(int8(after.min(i64::MAX as u64))?),
+                Param::Int8(limit),
+            ],
+            |rows| {
+                rows.iter()
+                    .map(|r| uint8(r.get::<_, i64>(0), "seq"))
+                    .collect()
+            },
+        )
     }
 
     fn claim_writer(&self, wait: bool) -> Result<()> {

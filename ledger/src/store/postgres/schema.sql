@@ -1,9 +1,9 @@
--- keyledger's PostgreSQL schema, version 1 (docs/format.md, "PostgreSQL"). Run once, in one
+-- keyledger's PostgreSQL schema, version 2 (docs/format.md, "PostgreSQL"). Run once, in one
 -- transaction, by `keyledger init`. Block, record and Merkle bytes are those of the redb
 -- store; only the containers differ.
 CREATE SCHEMA keyledger;
 
--- `format_version`: one byte, the schema version (1).
+-- `format_version`: one byte, the schema version (2: this file, then upgrade-2.sql).
 CREATE TABLE keyledger.meta (
     key   text PRIMARY KEY,
     value bytea NOT NULL
@@ -88,4 +88,6 @@ CREATE TRIGGER merkle_append_only BEFORE UPDATE OR DELETE ON keyledger.merkle
 CREATE TRIGGER merkle_no_truncate BEFORE TRUNCATE ON keyledger.merkle
     FOR EACH STATEMENT EXECUTE FUNCTION keyledger.refuse_change();
 
+-- Version 1 ends here: a new database then runs `upgrade-2.sql` and is marked 2, in the same
+-- transaction, exactly as an existing version-1 database is upgraded.
 INSERT INTO keyledger.meta VALUES ('format_version', '\x01');

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use super::server::{config_of, pg_error};
-use super::{PgStore, APPEND};
+use super::{PgStore, APPEND, UPGRADE_2};
 use crate::error::{Error, Result};
 use crate::store::location::PgUrl;
 
@@ -93,6 +93,22 @@ impl PgStore {
                 .await
                 .map_err(|e| pg_error("writer epoch", e))?
                 .get(0);
+            // A version-1 schema gets the tables the append writes to before it is prepared
+            // (the engine then builds the machine index and marks the schema 2).
+            let version: Vec<u8> = client
+                .query_one(
+                    "SELECT value FROM keyledger.meta WHERE key = 'format_version'",
+                    &[],
+                )
+                .await
+                .map_err(|e| pg_error("format version", e))?
+                .get(0);
+            if version.first().is_some_and(|v| *v < 2) {
+                client
+                    .batch_execute(UPGRADE_2)
+                    .await
+                    .map_err(|e| pg_error("schema upgrade", e))?;
+            }
             let append = client
                 .prepare(APPEND)
                 .await

@@ -22,6 +22,7 @@ use crate::chain::{ChainHash, GENESIS};
 use crate::error::{Error, Result};
 pub mod wal;
 
+use crate::machines::MachineRow;
 use crate::store::{
     Backend, BatchWrite, BlockVisitor, Head, Recovery, Row, StoredAnswer, SNAPSHOTS_KEPT,
 };
@@ -35,6 +36,8 @@ const FIRST_ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("first_
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
 const MERKLE: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("merkle");
+/// The machine index (`crate::machines`): `(machine name, seq)`, no value.
+const MACHINES: TableDefinition<(&str, u64), ()> = TableDefinition::new("machines");
 
 const FORMAT_VERSION_KEY: &str = "format_version";
 const HEAD_KEY: &str = "head";
@@ -49,7 +52,9 @@ const HEAD_KEY: &str = "head";
 /// - 3: first answers are written to `first_answers`, scoped and with the command's digest;
 ///   `answers` is only read. Older databases are marked 3 the same way; their `answers`
 ///   stay as they are.
-pub const DB_FORMAT_VERSION: u8 = 3;
+/// - 4: the `machines` index. An older database gets it built from its blocks when an
+///   engine first opens it for writing (or a machine is first looked up), then is marked 4.
+pub const DB_FORMAT_VERSION: u8 = 4;
 /// The oldest database format this build still reads.
 pub const DB_FORMAT_OLDEST: u8 = 1;
 
@@ -221,6 +226,7 @@ impl RedbStore {
             write.open_table(SNAPSHOTS)?;
             write.open_table(TOKENS)?;
             write.open_table(MERKLE)?;
+            write.open_table(MACHINES)?;
         }
         write.commit()?;
         Ok(RedbStore::new(db, label))
@@ -276,8 +282,40 @@ impl Backend for RedbStore {
             .unwrap_or(0))
     }
 
-    /// Marks an older database as this build's format, before this build writes to it.
-    /// Every older format is a subset of the current one, so nothing else changes.
+    fn machine_index_missing(&self) -> Result<bool> {
+        Ok(self.format_version()? < 4)
+    }
+
+    fn put_machine_rows(&self, rows: &[MachineRow]) -> Result<()> {
+        let mut write = self.db()?.begin_write()?;
+        write
+            .set_durability(Durability::Immediate)
+            .map_err(Error::storage)?;
+        insert_machines(&write, rows)?;
+        write.commit()?;
+        Ok(())
+    }
+
+    fn machine_seqs(&self, name: &str, after: u64, limit: usize) -> Result<Vec<u64>> {
+        let read = self.db()?.begin_read()?;
+        let machines = match read.open_table(MACHINES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(err) => return Err(err.into()),
+        };
+        let Some(from) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let mut seqs = Vec::new();
+        for entry in machines.range((name, from)..=(name, u64::MAX))?.take(limit) {
+            seqs.push(entry?.0.value().1);
+        }
+        Ok(seqs)
+    }
+
+    /// Marks an older database as this build's format, before this build writes to it
+    /// (`Store::upgrade_format` has built the machine index first). Every older format is
+    /// a subset of the current one, so nothing else changes.
     fn upgrade_format(&self) -> Result<()> {
         if self.format_version()? >= DB_FORMAT_VERSION {
             return Ok(());
@@ -823,6 +861,20 @@ fn insert(write: &redb::WriteTransaction, batch: &BatchWrite) -> Result<()> {
             merkle.insert((*level, *index), hash.as_slice())?;
         }
     }
+    if !batch.machines.is_empty() {
+        insert_machines(write, &batch.machines)?;
+    }
+    Ok(())
+}
+
+/// Machine rows in key order: neighbouring inserts then touch the same B-tree pages.
+fn insert_machines(write: &redb::WriteTransaction, rows: &[MachineRow]) -> Result<()> {
+    let mut sorted: Vec<&MachineRow> = rows.iter().collect();
+    sorted.sort_unstable();
+    let mut machines = write.open_table(MACHINES)?;
+    for (name, seq) in sorted {
+        machines.insert((name.as_str(), *seq), ())?;
+    }
     Ok(())
 }
 
@@ -850,7 +902,7 @@ fn recover(db: &Database, wal_path: &Path) -> Result<Recovery> {
         .stopped
         .map(|(at, why)| format!("{} byte {at}: {why}", wal_path.display()));
     let mut replay = Vec::new();
-    for frame in scan.frames {
+    for mut frame in scan.frames {
         let ends = frame.head.unwrap_or(frame.start).seq;
         if ends < head.seq || (frame.block.is_some() && ends == head.seq) {
             continue;
@@ -863,6 +915,11 @@ fn recover(db: &Database, wal_path: &Path) -> Result<Recovery> {
                 head.seq
             ));
             break;
+        }
+        // A frame carries the block, not its machine index rows: derive them as the engine did.
+        if let Some((first, bytes)) = &frame.block {
+            frame.machines = crate::machines::rows_of_block(bytes)
+                .map_err(|why| crate::error::Corruption::Undecodable { seq: *first, why })?;
         }
         head = frame.head.unwrap_or(head);
         replay.push(frame);

@@ -496,6 +496,8 @@ pub fn decode(payload: &[u8]) -> std::result::Result<BatchWrite, String> {
         answers,
         merkle,
         retired,
+        // Not in the frame: the replay derives them from the block, as the engine did.
+        machines: Vec::new(),
     })
 }
 

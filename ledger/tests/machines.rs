@@ -1,0 +1,150 @@
+//! The machine index (issue 19, item 1): what the store holds equals what a fold of the log
+//! derives, for random histories of activations, repeats, refusals (whose machines the log
+//! names since then) and atomic batches refused half way; after a copy; and for a database
+//! written before the index existed. On either store (`support::Place`).
+//! Method: commands go through the real engine; the expectation is computed by walking the
+//! log and asking each event which machines it names (`EventBody::machine_names`), the one
+//! definition, and compared name by name with `Store::machine_seqs`.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use keyledger_ledger::{Engine, Store, Submission};
+use proptest::prelude::*;
+use serde_json::json;
+use support::*;
+
+/// name → seqs, by walking the log.
+fn derived(store: &Store) -> BTreeMap<String, Vec<u64>> {
+    let mut index: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    keyledger_ledger::walk(store, 1, |r| {
+        let mut names = r.event.body.machine_names();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            index.entry(name.to_owned()).or_default().push(r.seq);
+        }
+        Ok(ControlFlow::Continue(()))
+    })
+    .unwrap();
+    index
+}
+
+fn assert_index_matches(store: &Store, names: &[String]) {
+    let expected = derived(store);
+    for name in names {
+        let stored = store.machine_seqs(name, 0, 100_000).unwrap();
+        let want = expected.get(name).cloned().unwrap_or_default();
+        assert_eq!(stored, want, "machine {name}");
+        // Paging: after the first seq, the rest.
+        if let Some(first) = want.first() {
+            assert_eq!(
+                store.machine_seqs(name, *first, 100_000).unwrap(),
+                want[1..]
+            );
+            assert_eq!(store.machine_seqs(name, 0, 1).unwrap(), want[..1]);
+        }
+    }
+}
+
+fn proxy(machines: &[String], org: &str) -> keyledger_core::Command {
+    cmd(
+        json!({"type": "activate", "at": AT, "actor": "vamt", "product_key": MAK_TEXT,
+               "org": org, "method": "proxy", "machines": machines}),
+    )
+}
+
+fn names() -> Vec<String> {
+    (0..12).map(|i| format!("m{i}")).collect()
+}
+
+/// One step: a proxy activation of some names (maybe repeated, maybe from an org outside
+/// the structure: refused and recorded), or an atomic pair whose second command is refused.
+fn step(engine: &mut Engine, (kind, picks): (u8, Vec<u8>)) {
+    let names = names();
+    let machines: Vec<String> = picks
+        .iter()
+        .map(|p| names[usize::from(*p) % 12].clone())
+        .collect();
+    match kind % 3 {
+        0 => drop(run(engine, vec![proxy(&machines, "contoso")])),
+        1 => drop(run(engine, vec![proxy(&machines, "fabrikam")])),
+        _ => {
+            let refused = proxy(&machines, "fabrikam");
+            let submission = Submission::atomic(vec![proxy(&machines, "contoso"), refused]);
+            engine.run_batch(&[submission]).remove(0).expect("commits");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: if on_postgres() { 6 } else { 32 },
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_index_equals_what_the_log_names(
+        steps in proptest::collection::vec((0u8..3, proptest::collection::vec(0u8..12, 1..6)), 1..12)
+    ) {
+        let place = Place::new();
+        let mut engine = new_ledger(&place, 8);
+        for s in steps {
+            step(&mut engine, s);
+        }
+        assert_index_matches(engine.store(), &names());
+    }
+}
+
+#[test]
+fn a_copy_and_a_reopened_ledger_hold_the_same_index() {
+    let place = Place::new();
+    let mut engine = new_ledger(&place, 10);
+    let names = names();
+    run(
+        &mut engine,
+        vec![
+            proxy(&names[..2], "contoso"),
+            proxy(&names[1..5], "contoso"),
+        ],
+    );
+    run(&mut engine, vec![proxy(&names[1..2], "fabrikam")]);
+    let seqs = engine.store().machine_seqs("m1", 0, 10).unwrap();
+    assert_eq!(
+        seqs.len(),
+        3,
+        "activated, already active, named by a refusal: {seqs:?}"
+    );
+    assert_index_matches(engine.store(), &names);
+    drop(engine);
+    let engine = keyledger_ledger::open(place.location()).unwrap();
+    assert_index_matches(engine.store(), &names);
+    let target = Place::named("copy");
+    let copy = Store::create(target.location()).unwrap();
+    engine.store().copy_to(&copy, |_| {}).unwrap();
+    assert_index_matches(&copy, &names);
+    assert_eq!(copy.machine_seqs("m1", 0, 10).unwrap(), seqs);
+}
+
+/// A schema-1 database (as the build before the index wrote it: no `machines` table) gets
+/// the table and its rows from the blocks when this build first writes, then says 2.
+#[test]
+fn a_schema_1_database_is_indexed_when_first_written() {
+    if redb_only_not("a schema-1 PostgreSQL database") {
+        return;
+    }
+    let place = Place::new();
+    let mut engine = new_ledger(&place, 10);
+    let names = names();
+    run(&mut engine, vec![proxy(&names[..4], "contoso")]);
+    run(&mut engine, vec![proxy(&names[2..6], "fabrikam")]);
+    drop(engine);
+    place.sql("DROP TABLE keyledger.machines");
+    place.sql("UPDATE keyledger.meta SET value = '\\x01' WHERE key = 'format_version'");
+    let engine = keyledger_ledger::open(place.location()).unwrap();
+    assert_eq!(engine.store().format_version().unwrap(), 2);
+    assert_index_matches(engine.store(), &names);
+    assert_eq!(place.sql("SELECT count(*) FROM keyledger.machines"), ["8"]);
+}
