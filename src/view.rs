@@ -143,18 +143,14 @@ pub fn machine_history(
     may_read: impl Fn(Option<&keyledger_core::LicenseId>) -> bool,
 ) -> Result<keyledger_projections::machine::MachineHistory> {
     let limit = limit.clamp(1, MACHINE_PAGE_MAX);
-    // One more than a page says whether another follows; seqs past the projections' fold
-    // (committed a moment ago) wait for the next read.
-    let mut seqs = store.machine_seqs(name, after, limit + 1)?;
-    seqs.retain(|seq| *seq <= p.last_seq);
-    let more = seqs.len() > limit;
-    seqs.truncate(limit);
-    let events = keyledger_ledger::machines::events_at(store, &seqs)?;
+    let (mut events, next_after) = store.machine_events(name, after, limit)?;
+    // Events past the projections' fold (committed a moment ago) wait for the next read.
+    events.retain(|(seq, _)| *seq <= p.last_seq);
     Ok(keyledger_projections::machine::MachineHistory {
         machine: name.to_owned(),
         at_seq: p.last_seq,
         rows: keyledger_projections::machine::history(p, &events, may_read),
-        next_after: more.then(|| seqs.last().copied()).flatten(),
+        next_after,
     })
 }
 

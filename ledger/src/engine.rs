@@ -116,6 +116,8 @@ pub struct Engine {
     listener: Option<std::sync::mpsc::Sender<Committed>>,
     /// The right edge of the Merkle tree over the log.
     frontier: crate::tree::Frontier,
+    /// Hashes the machine names of each batch's events for the store's machine index.
+    machine_hasher: crate::machines::MachineHasher,
     fingerprints: crate::fingerprints::FingerprintCache,
     /// Hashes large batches beside their decisions; absent if it could not be started
     /// (batches are then hashed inline).
@@ -192,7 +194,9 @@ impl Engine {
         })?;
         let frontier = crate::tree::Frontier::load(&store, head.seq)?;
         store.upgrade_format()?;
+        let machine_hasher = store.machine_hasher()?;
         Ok(Engine {
+            machine_hasher,
             store,
             state,
             head,
@@ -674,7 +678,8 @@ impl Engine {
             if let EventBody::KeyTextRetired { key_id, .. } = &event.body {
                 p.retired.push(key_id.0);
             }
-            crate::machines::rows_of(p.last_seq, &event.body, &mut p.machines);
+            self.machine_hasher
+                .rows_of(p.last_seq, &event.body, &mut p.machines);
         }
         let answer = match refusal {
             Some(refusal) => Answer::refused(refusal, Some(p.last_seq)),

@@ -1,44 +1,68 @@
-//! The machine index: every `(machine name, seq)` of an event that names a machine (or a
-//! KMS host or client), kept by the store beside the log and written in the same commit, so
-//! "what happened to machine X" is one range read, not a scan of the log. The rows are
-//! derived from events by one function ([`EventBody::machine_names`]); the index can
-//! always be rebuilt from the log, and is on an upgrade.
+//! The machine index: for every event that names a machine (or a KMS host or client), a
+//! row `(h, seq)`, `h` a 64-bit keyed hash of the name; the store keeps the rows beside the
+//! log, written in the same commit, so "what happened to machine X" is one lookup, not a scan
+//! of the log. Rows are derived from events by one function ([`EventBody::machine_names`]);
+//! the index can always be rebuilt from the log, and is on an upgrade. A hash names
+//! candidates: the reader keeps the events that do name the machine, so a collision costs
+//! one event read and never a wrong row. The key is the ledger's own (random, made when the
+//! index is first written), so a client cannot choose names that collide with another's.
+
+use std::hash::Hasher;
 
 use keyledger_core::{Event, EventBody};
+use siphasher::sip::SipHasher13;
 
 use crate::block::Block;
 use crate::codec::decode_record;
 
-/// One row of the index.
-pub type MachineRow = (String, u64);
+/// One row of the index: the name's hash, the seq of the event naming it.
+pub type MachineRow = (u64, u64);
 
-/// The rows of the event at `seq`.
-pub fn rows_of(seq: u64, body: &EventBody, rows: &mut Vec<MachineRow>) {
-    let mut names = body.machine_names();
-    if names.len() > 1 {
-        // A refused request may name a machine twice; the index holds it once.
-        names.sort_unstable();
-        names.dedup();
-    }
-    rows.extend(names.into_iter().map(|m| (m.to_owned(), seq)));
-}
+/// Events with their seqs, as the index names them.
+pub type SeqEvents = Vec<(u64, Event)>;
 
-/// The rows of a stored block (a write-ahead frame carries only the block: its rows are
-/// derived again on replay).
-pub fn rows_of_block(bytes: &[u8]) -> Result<Vec<MachineRow>, String> {
-    let block = Block::parse(bytes).map_err(|e| format!("block: {e}"))?;
-    let mut rows = Vec::new();
-    for (i, record) in block.records().enumerate() {
-        let seq = block.first_seq + i as u64;
-        let event: Event = decode_record(record).map_err(|e| format!("seq {seq}: {e}"))?;
-        rows_of(seq, &event.body, &mut rows);
+/// Hashes names under a ledger's key (SipHash-1-3, 128-bit key; docs/format.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MachineHasher(pub [u8; 16]);
+
+impl MachineHasher {
+    pub fn hash(&self, name: &str) -> u64 {
+        let mut hasher = SipHasher13::new_with_key(&self.0);
+        hasher.write(name.as_bytes());
+        hasher.finish()
     }
-    Ok(rows)
+
+    /// The rows of the event at `seq`.
+    pub fn rows_of(&self, seq: u64, body: &EventBody, rows: &mut Vec<MachineRow>) {
+        let names = body.machine_names();
+        let start = rows.len();
+        rows.extend(names.into_iter().map(|m| (self.hash(m), seq)));
+        if rows.len() - start > 1 {
+            // A refused request may name a machine twice; the index holds it once.
+            rows[start..].sort_unstable();
+            let mut unique = rows.split_off(start);
+            unique.dedup();
+            rows.extend(unique);
+        }
+    }
+
+    /// The rows of a stored block (a write-ahead frame carries only the block: its rows are
+    /// derived again on replay; a copy derives them under the target's key).
+    pub fn rows_of_block(&self, bytes: &[u8]) -> Result<Vec<MachineRow>, String> {
+        let block = Block::parse(bytes).map_err(|e| format!("block: {e}"))?;
+        let mut rows = Vec::new();
+        for (i, record) in block.records().enumerate() {
+            let seq = block.first_seq + i as u64;
+            let event: Event = decode_record(record).map_err(|e| format!("seq {seq}: {e}"))?;
+            self.rows_of(seq, &event.body, &mut rows);
+        }
+        Ok(rows)
+    }
 }
 
 /// The events at `seqs` (ascending), read from their blocks without checking the chain
 /// (verification and proofs do that): each block touched is read and decompressed once.
-pub fn events_at(store: &crate::Store, seqs: &[u64]) -> crate::Result<Vec<(u64, Event)>> {
+pub fn events_at(store: &crate::Store, seqs: &[u64]) -> crate::Result<SeqEvents> {
     let mut out = Vec::with_capacity(seqs.len());
     let mut rest = seqs;
     while let Some(&seq) = rest.first() {

@@ -156,8 +156,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn machine_index_missing(&self) -> Result<bool>;
     /// Adds machine index rows outside a batch (the upgrade); rows present already are kept.
     fn put_machine_rows(&self, rows: &[crate::machines::MachineRow]) -> Result<()>;
-    /// The seqs of events naming `name`, after `after`, in order, at most `limit`.
-    fn machine_seqs(&self, name: &str, after: u64, limit: usize) -> Result<Vec<u64>>;
+    /// The ledger's machine hash key (`crate::machines`), made the first time it is asked
+    /// for and kept in the store.
+    fn machine_hasher(&self) -> Result<crate::machines::MachineHasher>;
+    /// The seqs of index rows of hash `h`, after `after`, ascending, at most `limit`: every
+    /// event naming a machine of that hash is among them ([`Store::machine_events`] keeps
+    /// those that name the one asked for).
+    fn machine_seqs(&self, h: u64, after: u64, limit: usize) -> Result<Vec<u64>>;
     /// The stored head (redb: the `head` entry; PostgreSQL: the last block's).
     fn head(&self) -> Result<Head>;
     /// Why an acknowledged commit would not survive the loss of this machine, if it would
@@ -273,9 +278,11 @@ impl Store {
     /// present are kept), then marks the format.
     pub fn upgrade_format(&self) -> Result<()> {
         if self.backend.machine_index_missing()? {
+            let hasher = self.backend.machine_hasher()?;
             let mut rows = Vec::new();
             self.for_each_block(0, |first, bytes| {
-                let more = crate::machines::rows_of_block(bytes)
+                let more = hasher
+                    .rows_of_block(bytes)
                     .map_err(|why| crate::error::Corruption::Undecodable { seq: first, why })?;
                 rows.extend(more);
                 if rows.len() >= 100_000 {
@@ -288,13 +295,47 @@ impl Store {
         self.backend.upgrade_format()
     }
 
-    /// The seqs of the events naming machine (or KMS host or client) `name`, after
-    /// `after`, at most `limit`. A store that predates the index is indexed first.
-    pub fn machine_seqs(&self, name: &str, after: u64, limit: usize) -> Result<Vec<u64>> {
+    /// The events naming machine (or KMS host or client) `name` among the next `limit`
+    /// the index names after seq `after`, and, when that filled the page, the last seq it
+    /// looked at (`after` for the next page). A store that predates the index is indexed
+    /// first.
+    pub fn machine_events(
+        &self,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<(crate::machines::SeqEvents, Option<u64>)> {
         if self.backend.machine_index_missing()? {
             self.upgrade_format()?;
         }
-        self.backend.machine_seqs(name, after, limit)
+        let h = self.backend.machine_hasher()?.hash(name);
+        let candidates = self.backend.machine_seqs(h, after, limit)?;
+        let mut events = crate::machines::events_at(self, &candidates)?;
+        events.retain(|(_, event)| event.body.machine_names().contains(&name));
+        let next = (candidates.len() >= limit)
+            .then(|| candidates.last().copied())
+            .flatten();
+        Ok((events, next))
+    }
+
+    /// The key machine names are hashed with in this ledger's index.
+    pub fn machine_hasher(&self) -> Result<crate::machines::MachineHasher> {
+        self.backend.machine_hasher()
+    }
+
+    /// The seqs of the events naming `name` after `after`: [`Store::machine_events`]'
+    /// seqs, over as many pages as it takes.
+    pub fn machine_seqs(&self, name: &str, after: u64, limit: usize) -> Result<Vec<u64>> {
+        let (mut seqs, mut after) = (Vec::new(), after);
+        while seqs.len() < limit {
+            let (events, last) = self.machine_events(name, after, limit - seqs.len())?;
+            seqs.extend(events.into_iter().map(|(seq, _)| seq));
+            match last {
+                Some(last) => after = last,
+                None => break,
+            }
+        }
+        Ok(seqs)
     }
 
     /// Makes this store the ledger's only writer before the engine folds the log: a redb
@@ -521,6 +562,7 @@ impl Store {
             return Err(Error::Exists(target.label().to_owned()));
         }
         target.claim_writer(false)?;
+        let hasher = target.machine_hasher()?;
         let mut start = Head::EMPTY;
         let mut frontier = crate::tree::Frontier::default();
         let head = self.for_each_block_with_head(0, |key, bytes| {
@@ -539,7 +581,8 @@ impl Store {
                 hash: block.head,
             };
             // The machine index is derived, not copied: it is built for the target's blocks.
-            let machines = crate::machines::rows_of_block(bytes)
+            let machines = hasher
+                .rows_of_block(bytes)
                 .map_err(|why| crate::error::Corruption::Undecodable { seq: key, why })?;
             target.commit(&BatchWrite {
                 block: Some((key, bytes.to_vec())),

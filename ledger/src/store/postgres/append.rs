@@ -81,8 +81,8 @@ WITH moved AS (
     WHERE key_id = ANY($15::bigint[]) AND EXISTS (SELECT 1 FROM moved)
     RETURNING 1
 ), machine AS (
-    INSERT INTO keyledger.machines (machine, seq)
-    SELECT * FROM unnest($16::text[], $17::bigint[]) WHERE EXISTS (SELECT 1 FROM moved)
+    INSERT INTO keyledger.machines (h, seq)
+    SELECT * FROM unnest($16::bigint[], $17::bigint[]) WHERE EXISTS (SELECT 1 FROM moved)
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
@@ -135,13 +135,19 @@ pub(super) fn append_params(epoch: i64, batch: &BatchWrite) -> Result<Vec<Param>
                 .map(|k| int8(*k))
                 .collect::<Result<_>>()?,
         ),
-        Param::Texts(batch.machines.iter().map(|(m, _)| m.clone()).collect()),
-        Param::Int8s(
-            batch
-                .machines
-                .iter()
-                .map(|(_, seq)| int8(*seq))
-                .collect::<Result<_>>()?,
-        ),
-    ])
+    ]
+    .into_iter()
+    .chain(<[Param; 2]>::from(machine_params(&batch.machines)?))
+    .collect())
+}
+
+/// Machine index rows as two arrays: hashes (a `u64` stored as the `bigint` of its bits)
+/// and seqs.
+pub(super) fn machine_params(rows: &[crate::machines::MachineRow]) -> Result<(Param, Param)> {
+    let hashes = rows.iter().map(|(h, _)| *h as i64).collect();
+    let seqs = rows
+        .iter()
+        .map(|(_, seq)| int8(*seq))
+        .collect::<Result<_>>()?;
+    Ok((Param::Int8s(hashes), Param::Int8s(seqs)))
 }

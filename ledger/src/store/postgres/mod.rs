@@ -69,6 +69,8 @@ pub struct PgStore {
     rechosen: Mutex<Option<std::time::Instant>>,
     /// The writer's own session: it holds [`WRITER_LOCK`] and appends every block.
     writer: Mutex<Option<WriterSession>>,
+    /// The ledger's machine hash key, once read (it never changes).
+    hasher: std::sync::OnceLock<crate::machines::MachineHasher>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -131,6 +133,7 @@ impl PgStore {
             pool: std::sync::RwLock::new(pool),
             rechosen: Mutex::new(None),
             writer: Mutex::new(None),
+            hasher: std::sync::OnceLock::new(),
         })
     }
 
@@ -442,28 +445,53 @@ impl Backend for PgStore {
 
     fn put_machine_rows(&self, rows: &[crate::machines::MachineRow]) -> Result<()> {
         self.batch(UPGRADE_2)?;
-        let names: Vec<String> = rows.iter().map(|(m, _)| m.clone()).collect();
-        let seqs = rows
-            .iter()
-            .map(|(_, seq)| int8(*seq))
-            .collect::<Result<Vec<_>>>()?;
+        let (hashes, seqs) = append::machine_params(rows)?;
         self.execute(
             "machine rows",
-            "INSERT INTO keyledger.machines (machine, seq) \
-             SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
-            vec![Param::Texts(names), Param::Int8s(seqs)],
+            "INSERT INTO keyledger.machines (h, seq) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[]) ON CONFLICT DO NOTHING",
+            vec![hashes, seqs],
         )?;
         Ok(())
     }
 
-    fn machine_seqs(&self, name: &str, after: u64, limit: usize) -> Result<Vec<u64>> {
+    fn machine_hasher(&self) -> Result<crate::machines::MachineHasher> {
+        if let Some(hasher) = self.hasher.get() {
+            return Ok(*hasher);
+        }
+        let made: [u8; 16] = rand::random();
+        // Made once: a second writer racing here keeps the first key.
+        self.execute(
+            "machine hash key",
+            "INSERT INTO keyledger.meta (key, value) VALUES ('machine_hash_key', $1) \
+             ON CONFLICT (key) DO NOTHING",
+            vec![Param::Bytes(made.to_vec())],
+        )?;
+        let key = self.read(
+            "machine hash key",
+            "SELECT value FROM keyledger.meta WHERE key = 'machine_hash_key'",
+            Vec::new(),
+            |rows| {
+                let bytes: Vec<u8> = rows
+                    .first()
+                    .map(|r| r.get(0))
+                    .ok_or_else(|| Error::Storage("the machine hash key is gone".to_owned()))?;
+                <[u8; 16]>::try_from(bytes.as_slice())
+                    .map_err(|_| Error::Storage("the machine hash key is not 16 bytes".to_owned()))
+            },
+        )?;
+        Ok(*self
+            .hasher
+            .get_or_init(|| crate::machines::MachineHasher(key)))
+    }
+
+    fn machine_seqs(&self, h: u64, after: u64, limit: usize) -> Result<Vec<u64>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(
             "machine seqs",
-            "SELECT seq FROM keyledger.machines WHERE machine = $1 AND seq > $2 \
-             ORDER BY seq LIMIT $3",
+            "SELECT seq FROM keyledger.machines WHERE h = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             vec![
-                Param::Text(name.to_owned()),
+                Param::Int8(h as i64),
                 Param::Int8(int8(after.min(i64::MAX as u64))?),
                 Param::Int8(limit),
             ],

@@ -20,6 +20,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 
 use crate::chain::{ChainHash, GENESIS};
 use crate::error::{Error, Result};
+mod machine_runs;
 pub mod wal;
 
 use crate::machines::MachineRow;
@@ -36,8 +37,6 @@ const FIRST_ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("first_
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
 const MERKLE: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("merkle");
-/// The machine index (`crate::machines`): `(machine name, seq)`, no value.
-const MACHINES: TableDefinition<(&str, u64), ()> = TableDefinition::new("machines");
 
 const FORMAT_VERSION_KEY: &str = "format_version";
 const HEAD_KEY: &str = "head";
@@ -52,8 +51,10 @@ const HEAD_KEY: &str = "head";
 /// - 3: first answers are written to `first_answers`, scoped and with the command's digest;
 ///   `answers` is only read. Older databases are marked 3 the same way; their `answers`
 ///   stay as they are.
-/// - 4: the `machines` index. An older database gets it built from its blocks when an
-///   engine first opens it for writing (or a machine is first looked up), then is marked 4.
+/// - 4: the machine index (`machine_runs`, `machine_run_list`, `meta` keys
+///   `machine_hash_key` and `machine_run_next`; see `machine_runs.rs`). An older database
+///   gets it built from its blocks when an engine first opens it for writing (or a machine
+///   is first looked up), then is marked 4.
 pub const DB_FORMAT_VERSION: u8 = 4;
 /// The oldest database format this build still reads.
 pub const DB_FORMAT_OLDEST: u8 = 1;
@@ -79,6 +80,8 @@ pub struct RedbStore {
     wal_faults: Option<wal::WalFaults>,
     /// How to open the database again; `None` when it cannot be (a one-off backend).
     reopen: Option<Box<Reopen>>,
+    /// Machine index rows of the last committed batches, not yet in a run.
+    machines: std::sync::Mutex<machine_runs::Pending>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -199,6 +202,7 @@ impl RedbStore {
             recovery: std::sync::Mutex::new(Recovery::default()),
             wal_faults: None,
             reopen: None,
+            machines: Default::default(),
         }
     }
 
@@ -226,8 +230,8 @@ impl RedbStore {
             write.open_table(SNAPSHOTS)?;
             write.open_table(TOKENS)?;
             write.open_table(MERKLE)?;
-            write.open_table(MACHINES)?;
         }
+        machine_runs::hash_key(&write, META)?;
         write.commit()?;
         Ok(RedbStore::new(db, label))
     }
@@ -257,6 +261,57 @@ impl RedbStore {
     }
 }
 
+impl RedbStore {
+    /// Makes `pending` hold the machine index rows of every block after the durable
+    /// watermark up to seq `to`: a no-op while batches commit one after another; after an
+    /// open, a reopen or a crash the rows are derived from the stored blocks (and written as
+    /// runs, durably, a million at a time).
+    fn machines_caught_up(
+        &self,
+        db: &Database,
+        pending: &mut machine_runs::Pending,
+        to: u64,
+    ) -> Result<()> {
+        if pending.to == Some(to) {
+            return Ok(());
+        }
+        let hasher = self.machine_hasher()?;
+        let read = db.begin_read()?;
+        let through = machine_runs::through(&read.open_table(META)?)?;
+        *pending = machine_runs::Pending::default();
+        let blocks = read.open_table(BLOCKS)?;
+        for entry in blocks.range(through + 1..=to)? {
+            let (key, bytes) = entry?;
+            let rows = hasher.rows_of_block(bytes.value()).map_err(|why| {
+                crate::error::Corruption::Undecodable {
+                    seq: key.value(),
+                    why,
+                }
+            })?;
+            pending.rows.extend(rows);
+            pending.batches += 1;
+            let last = crate::block::Block::parse(bytes.value())
+                .map_err(|e| crate::error::Corruption::Undecodable {
+                    seq: key.value(),
+                    why: e.to_string(),
+                })?
+                .last_seq();
+            if pending.rows.len() >= 1 << 20 {
+                let mut write = db.begin_write()?;
+                write
+                    .set_durability(Durability::Immediate)
+                    .map_err(Error::storage)?;
+                machine_runs::flush(&write, META, &pending.rows, last)?;
+                write.commit()?;
+                pending.rows.clear();
+                pending.batches = 0;
+            }
+        }
+        pending.to = Some(to);
+        Ok(())
+    }
+}
+
 impl Drop for RedbStore {
     /// A clean close checkpoints, so the next open has nothing to replay (best effort: a
     /// failure here leaves the frames for that open to apply).
@@ -282,8 +337,10 @@ impl Backend for RedbStore {
             .unwrap_or(0))
     }
 
+    /// Never: rows after the watermark are derived from the blocks whenever they are
+    /// needed (and all of them, from seq 1, for a file older than format 4).
     fn machine_index_missing(&self) -> Result<bool> {
-        Ok(self.format_version()? < 4)
+        Ok(false)
     }
 
     fn put_machine_rows(&self, rows: &[MachineRow]) -> Result<()> {
@@ -291,25 +348,41 @@ impl Backend for RedbStore {
         write
             .set_durability(Durability::Immediate)
             .map_err(Error::storage)?;
-        insert_machines(&write, rows)?;
+        machine_runs::add(&write, META, rows)?;
         write.commit()?;
         Ok(())
     }
 
-    fn machine_seqs(&self, name: &str, after: u64, limit: usize) -> Result<Vec<u64>> {
-        let read = self.db()?.begin_read()?;
-        let machines = match read.open_table(MACHINES) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(err) => return Err(err.into()),
-        };
-        let Some(from) = after.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        let mut seqs = Vec::new();
-        for entry in machines.range((name, from)..=(name, u64::MAX))?.take(limit) {
-            seqs.push(entry?.0.value().1);
+    fn machine_hasher(&self) -> Result<crate::machines::MachineHasher> {
+        if let Some(key) = machine_runs::read_hash_key(&self.db()?.begin_read()?, META)? {
+            return Ok(key);
         }
+        let mut write = self.db()?.begin_write()?;
+        write
+            .set_durability(Durability::Immediate)
+            .map_err(Error::storage)?;
+        let key = machine_runs::hash_key(&write, META)?;
+        write.commit()?;
+        Ok(key)
+    }
+
+    fn machine_seqs(&self, h: u64, after: u64, limit: usize) -> Result<Vec<u64>> {
+        let db = self.db()?;
+        let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+        let read = db.begin_read()?;
+        self.machines_caught_up(&db, &mut pending, head_in(&read)?.seq)?;
+        let read = db.begin_read()?;
+        let mut seqs = machine_runs::candidates(&read, h, after)?;
+        seqs.extend(
+            pending
+                .rows
+                .iter()
+                .filter(|(rh, seq)| *rh == h && *seq > after)
+                .map(|(_, seq)| *seq),
+        );
+        seqs.sort_unstable();
+        seqs.dedup();
+        seqs.truncate(limit);
         Ok(seqs)
     }
 
@@ -320,6 +393,23 @@ impl Backend for RedbStore {
         if self.format_version()? >= DB_FORMAT_VERSION {
             return Ok(());
         }
+        // Format 4: the machine index of every block, written before the file says 4.
+        self.machine_hasher()?;
+        let db = self.db()?;
+        let head = head_in(&db.begin_read()?)?.seq;
+        let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+        self.machines_caught_up(&db, &mut pending, head)?;
+        let mut write = db.begin_write()?;
+        write
+            .set_durability(Durability::Immediate)
+            .map_err(Error::storage)?;
+        machine_runs::flush(&write, META, &pending.rows, head)?;
+        write.commit()?;
+        *pending = machine_runs::Pending {
+            to: Some(head),
+            ..Default::default()
+        };
+        drop(pending);
         let mut write = self.db()?.begin_write()?;
         write
             .set_durability(Durability::Immediate)
@@ -422,6 +512,8 @@ impl Backend for RedbStore {
         };
         *slot = Some(Arc::new(db));
         drop(slot);
+        // What the file holds now decides; pending rows are derived again from its blocks.
+        *self.machines.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
         let writing = wal.take().is_some();
         let found = self.recover()?;
@@ -443,14 +535,30 @@ impl Backend for RedbStore {
     fn commit(&self, batch: &BatchWrite) -> Result<()> {
         let db = self.db()?;
         let mut slot = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+        self.machines_caught_up(&db, &mut pending, batch.start.seq)?;
+        let to = batch.head.map_or(batch.start.seq, |h| h.seq);
+        let flush = pending.batches + 1 >= machine_runs::FLUSH_BATCHES
+            || pending.rows.len() + batch.machines.len() >= machine_runs::FLUSH_ROWS;
+        let flushed: Option<Vec<MachineRow>> = flush.then(|| {
+            pending
+                .rows
+                .iter()
+                .chain(&batch.machines)
+                .copied()
+                .collect()
+        });
+        let index = flushed.as_deref().map(|rows| (rows, to));
         let Some(wal) = slot.as_mut() else {
-            return apply(&db, std::slice::from_ref(batch), Durability::Immediate);
+            apply_one(&db, batch, index, Durability::Immediate)?;
+            pending.committed(batch, flush, to);
+            return Ok(());
         };
         if wal.frames() >= self.checkpoint_every {
             checkpoint(&db, wal)?;
         }
         wal.append(batch)?;
-        if let Err(err) = apply(&db, std::slice::from_ref(batch), Durability::None) {
+        if let Err(err) = apply_one(&db, batch, index, Durability::None) {
             // Answered as failed, so it must not come back from the file on a later open.
             return Err(match wal.retract_last() {
                 Ok(()) => err,
@@ -460,6 +568,7 @@ impl Backend for RedbStore {
                 )),
             });
         }
+        pending.committed(batch, flush, to);
         if !batch.retired.is_empty() {
             // The retired text is in earlier frames (the one that issued it, and this
             // batch's own erasure is durable in redb after the checkpoint): wipe them all.
@@ -822,6 +931,26 @@ fn apply(db: &Database, batches: &[BatchWrite], durability: Durability) -> Resul
     Ok(())
 }
 
+/// One batch, with the machine index rows to write as a run (and the watermark) when the
+/// pending ones are flushed with it.
+fn apply_one(
+    db: &Database,
+    batch: &BatchWrite,
+    index: Option<(&[MachineRow], u64)>,
+    durability: Durability,
+) -> Result<()> {
+    let mut write = db.begin_write()?;
+    write.set_durability(durability).map_err(Error::storage)?;
+    insert(&write, batch)?;
+    if let Some((rows, to)) = index {
+        machine_runs::flush(&write, META, rows, to)?;
+    }
+    write.commit()?;
+    Ok(())
+}
+
+/// A batch's blocks, head and tables; its machine index rows are the caller's
+/// ([`RedbStore::commit`] keeps them pending, a replay derives them again from the blocks).
 fn insert(write: &redb::WriteTransaction, batch: &BatchWrite) -> Result<()> {
     if let Some((first_seq, bytes)) = &batch.block {
         let mut blocks = write.open_table(BLOCKS)?;
@@ -861,20 +990,6 @@ fn insert(write: &redb::WriteTransaction, batch: &BatchWrite) -> Result<()> {
             merkle.insert((*level, *index), hash.as_slice())?;
         }
     }
-    if !batch.machines.is_empty() {
-        insert_machines(write, &batch.machines)?;
-    }
-    Ok(())
-}
-
-/// Machine rows in key order: neighbouring inserts then touch the same B-tree pages.
-fn insert_machines(write: &redb::WriteTransaction, rows: &[MachineRow]) -> Result<()> {
-    let mut sorted: Vec<&MachineRow> = rows.iter().collect();
-    sorted.sort_unstable();
-    let mut machines = write.open_table(MACHINES)?;
-    for (name, seq) in sorted {
-        machines.insert((name.as_str(), *seq), ())?;
-    }
     Ok(())
 }
 
@@ -902,7 +1017,7 @@ fn recover(db: &Database, wal_path: &Path) -> Result<Recovery> {
         .stopped
         .map(|(at, why)| format!("{} byte {at}: {why}", wal_path.display()));
     let mut replay = Vec::new();
-    for mut frame in scan.frames {
+    for frame in scan.frames {
         let ends = frame.head.unwrap_or(frame.start).seq;
         if ends < head.seq || (frame.block.is_some() && ends == head.seq) {
             continue;
@@ -915,11 +1030,6 @@ fn recover(db: &Database, wal_path: &Path) -> Result<Recovery> {
                 head.seq
             ));
             break;
-        }
-        // A frame carries the block, not its machine index rows: derive them as the engine did.
-        if let Some((first, bytes)) = &frame.block {
-            frame.machines = crate::machines::rows_of_block(bytes)
-                .map_err(|why| crate::error::Corruption::Undecodable { seq: *first, why })?;
         }
         head = frame.head.unwrap_or(head);
         replay.push(frame);
