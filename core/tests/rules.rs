@@ -440,22 +440,42 @@ fn r09_an_already_active_machine_consumes_nothing() {
     let (key, text) = h.mak("V-SELECT", "win11-pro", 2);
     h.ok("vamt", online(&text, "contoso", "pc-1"));
     let events = h.ok("vamt", online(&text, "contoso", "pc-1"));
+    let contoso = OrgId::new("contoso").unwrap();
+    // The count, then the machine by name (issue 19: its history shows the repeat).
     assert_eq!(
         events,
-        vec![EventBody::MachinesActivated {
-            key_id: key,
-            org: OrgId::new("contoso").unwrap(),
-            method: ActivationMethod::Online,
-            machines: vec![],
-            already_active: 1
-        }]
+        vec![
+            EventBody::MachinesActivated {
+                key_id: key,
+                org: contoso.clone(),
+                method: ActivationMethod::Online,
+                machines: vec![],
+                already_active: 1
+            },
+            EventBody::MachinesAlreadyActive {
+                key_id: key,
+                org: contoso.clone(),
+                method: ActivationMethod::Online,
+                machines: machines(&["pc-1"]),
+            }
+        ]
     );
-    // At the limit, a proxy batch of known machines plus duplicates still fits.
+    // At the limit, a proxy batch of known machines plus duplicates still fits; each
+    // repeat is named once.
     h.ok("vamt", online(&text, "contoso", "pc-2"));
     let repeat = machines(&["pc-1", "pc-2", "pc-2"]);
-    h.ok(
+    let events = h.ok(
         "vamt",
         activate(&text, "contoso", ActivationMethod::Proxy, repeat),
+    );
+    assert_eq!(
+        events[1],
+        EventBody::MachinesAlreadyActive {
+            key_id: key,
+            org: contoso,
+            method: ActivationMethod::Proxy,
+            machines: machines(&["pc-1", "pc-2"]),
+        }
     );
     assert_eq!(h.key(key).used(), 2);
 }
@@ -505,10 +525,10 @@ fn r10_refused_activations_are_recorded_with_their_reason_and_remaining() {
         recorded.body,
         EventBody::ActivationRefused {
             key_id: Some(key),
-            attempt: event::ActivationAttempt::Mak {
+            attempt: event::ActivationAttempt::MakMachines {
                 org: OrgId::new("contoso").unwrap(),
                 method: ActivationMethod::Online,
-                machines: 1
+                machines: machines(&["pc-2"]),
             },
             code: RefusalCode::InsufficientActivations,
             remaining: Some(0)
