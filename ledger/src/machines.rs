@@ -21,6 +21,44 @@ pub type MachineRow = (u64, u64);
 /// Events with their seqs, as the index names them.
 pub type SeqEvents = Vec<(u64, Event)>;
 
+/// Committed batches whose rows a writer holds before it writes them to the store in one go:
+/// an index write at every commit would cost the store far more than the rows are worth.
+pub const FLUSH_BATCHES: usize = 16;
+/// …or this many rows, whichever comes first.
+pub const FLUSH_ROWS: usize = 262_144;
+
+/// A writer's rows of committed batches after the store's watermark (the last seq whose rows
+/// the store holds), not yet written. Lost with the process, they are derived again from
+/// the blocks after the watermark.
+#[derive(Debug, Default)]
+pub struct Pending {
+    pub rows: Vec<MachineRow>,
+    /// The last seq the rows cover (`None`: unknown, after an open or a reopen).
+    pub to: Option<u64>,
+    pub batches: usize,
+}
+
+impl Pending {
+    /// Whether the batch after these rows, with `more` rows, is written with them, when
+    /// the store takes a write every `batches` batches (or [`FLUSH_ROWS`] rows).
+    pub fn flushes_with(&self, more: usize, batches: usize) -> bool {
+        self.batches + 1 >= batches || self.rows.len() + more >= FLUSH_ROWS
+    }
+
+    /// After `batch` committed (up to seq `to`): its rows wait, or were written with the
+    /// pending ones.
+    pub fn committed(&mut self, batch: &crate::store::BatchWrite, flushed: bool, to: u64) {
+        if flushed {
+            self.rows.clear();
+            self.batches = 0;
+        } else {
+            self.rows.extend_from_slice(&batch.machines);
+            self.batches += 1;
+        }
+        self.to = Some(to);
+    }
+}
+
 /// Hashes names under a ledger's key (SipHash-1-3, 128-bit key; docs/format.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MachineHasher(pub [u8; 16]);

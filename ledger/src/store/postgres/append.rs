@@ -23,10 +23,13 @@ pub(super) fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32]> {
 #[derive(Debug)]
 pub(super) enum Param {
     Int8(i64),
+    Int4(i32),
     Int2(i16),
     Text(String),
     Bytes(Vec<u8>),
     OptText(Option<String>),
+    OptBytes(Option<Vec<u8>>),
+    Int4s(Vec<i32>),
     Int8s(Vec<i64>),
     Int2s(Vec<i16>),
     Texts(Vec<String>),
@@ -37,10 +40,13 @@ impl Param {
     pub(super) fn as_sql(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
         match self {
             Param::Int8(v) => v,
+            Param::Int4(v) => v,
             Param::Int2(v) => v,
             Param::Text(v) => v,
             Param::Bytes(v) => v,
             Param::OptText(v) => v,
+            Param::OptBytes(v) => v,
+            Param::Int4s(v) => v,
             Param::Int8s(v) => v,
             Param::Int2s(v) => v,
             Param::Texts(v) => v,
@@ -80,15 +86,25 @@ WITH moved AS (
     DELETE FROM keyledger.secrets
     WHERE key_id = ANY($15::bigint[]) AND EXISTS (SELECT 1 FROM moved)
     RETURNING 1
-), machine AS (
-    INSERT INTO keyledger.machines (h, seq)
-    SELECT * FROM unnest($16::bigint[], $17::bigint[]) WHERE EXISTS (SELECT 1 FROM moved)
-    ON CONFLICT DO NOTHING
+), bucket AS (
+    INSERT INTO keyledger.machine_buckets (bucket, last_seq, bytes)
+    SELECT * FROM unnest($16::integer[], $17::bigint[], $18::bytea[])
+    WHERE EXISTS (SELECT 1 FROM moved)
+    RETURNING 1
+), through AS (
+    UPDATE keyledger.meta SET value = $19
+    WHERE key = 'machine_index_through' AND $19::bytea IS NOT NULL AND EXISTS (SELECT 1 FROM moved)
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM moved), epoch, seq FROM keyledger.head";
 
-pub(super) fn append_params(epoch: i64, batch: &BatchWrite) -> Result<Vec<Param>> {
+/// The params of [`APPEND`]; `index`: the machine index rows written with this batch (the
+/// writer's pending ones and its own) and the watermark they bring the index to.
+pub(super) fn append_params(
+    epoch: i64,
+    batch: &BatchWrite,
+    index: Option<(&[crate::machines::MachineRow], u64)>,
+) -> Result<Vec<Param>> {
     let head = batch.head.unwrap_or(batch.start);
     let (first, bytes) = match &batch.block {
         Some((first, bytes)) => (int8(*first)?, bytes.clone()),
@@ -137,17 +153,32 @@ pub(super) fn append_params(epoch: i64, batch: &BatchWrite) -> Result<Vec<Param>
         ),
     ]
     .into_iter()
-    .chain(<[Param; 2]>::from(machine_params(&batch.machines)?))
+    .chain(bucket_params(
+        index.map_or(&[][..], |(rows, _)| rows),
+        index.map(|i| i.1),
+    )?)
+    .chain([Param::OptBytes(
+        index.map(|(_, to)| to.to_le_bytes().to_vec()),
+    )])
     .collect())
 }
 
-/// Machine index rows as two arrays: hashes (a `u64` stored as the `bigint` of its bits)
-/// and seqs.
-pub(super) fn machine_params(rows: &[crate::machines::MachineRow]) -> Result<(Param, Param)> {
-    let hashes = rows.iter().map(|(h, _)| *h as i64).collect();
-    let seqs = rows
-        .iter()
-        .map(|(_, seq)| int8(*seq))
-        .collect::<Result<_>>()?;
-    Ok((Param::Int8s(hashes), Param::Int8s(seqs)))
+/// Machine index rows as the bucket rows that hold them: bucket (the hash's top 12 bits),
+/// `last_seq` (the watermark they bring the index to, which keys the row), entries.
+pub(super) fn bucket_params(
+    rows: &[crate::machines::MachineRow],
+    last_seq: Option<u64>,
+) -> Result<[Param; 3]> {
+    let mut buckets: std::collections::BTreeMap<i32, Vec<u8>> = Default::default();
+    for (h, seq) in rows {
+        let bytes = buckets.entry((h >> 52) as i32).or_default();
+        bytes.extend_from_slice(&h.to_le_bytes());
+        bytes.extend_from_slice(&seq.to_le_bytes());
+    }
+    let last = int8(last_seq.unwrap_or(0))?;
+    Ok([
+        Param::Int4s(buckets.keys().copied().collect()),
+        Param::Int8s(vec![last; buckets.len()]),
+        Param::Byteses(buckets.into_values().collect()),
+    ])
 }

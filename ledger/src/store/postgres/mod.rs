@@ -71,6 +71,10 @@ pub struct PgStore {
     writer: Mutex<Option<WriterSession>>,
     /// The ledger's machine hash key, once read (it never changes).
     hasher: std::sync::OnceLock<crate::machines::MachineHasher>,
+    /// The writer's machine index rows not yet in `machine_buckets`.
+    machines: Mutex<crate::machines::Pending>,
+    /// Flushes of machine index rows (every 64 batches); every 16th merges small bucket rows.
+    flushes: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -134,6 +138,8 @@ impl PgStore {
             rechosen: Mutex::new(None),
             writer: Mutex::new(None),
             hasher: std::sync::OnceLock::new(),
+            machines: Mutex::new(Default::default()),
+            flushes: Default::default(),
         })
     }
 
@@ -254,6 +260,106 @@ impl PgStore {
                 .map_err(|e| pg_error(what, e))?;
             decode(rows)
         })
+    }
+
+    /// Makes `pending` hold the machine index rows of the blocks after the stored watermark
+    /// up to seq `to` (a no-op while this writer's batches follow one another).
+    fn machines_caught_up(&self, pending: &mut crate::machines::Pending, to: u64) -> Result<()> {
+        if pending.to == Some(to) {
+            return Ok(());
+        }
+        let through = self.read(
+            "machine index watermark",
+            "SELECT value FROM keyledger.meta WHERE key = 'machine_index_through'",
+            Vec::new(),
+            |rows| {
+                let bytes: Vec<u8> = rows.first().map(|r| r.get(0)).unwrap_or_default();
+                Ok(<[u8; 8]>::try_from(bytes.as_slice()).map_or(0, u64::from_le_bytes))
+            },
+        )?;
+        let hasher = self.machine_hasher()?;
+        let mut rows = Vec::new();
+        let mut batches = 0;
+        self.for_each_block_with_head(through + 1, &mut |key, bytes| {
+            if key > to {
+                return Ok(std::ops::ControlFlow::Break(()));
+            }
+            let more = hasher
+                .rows_of_block(bytes)
+                .map_err(|why| crate::error::Corruption::Undecodable { seq: key, why })?;
+            rows.extend(more);
+            batches += 1;
+            Ok(std::ops::ControlFlow::Continue(()))
+        })?;
+        *pending = crate::machines::Pending {
+            rows,
+            to: Some(to),
+            batches,
+        };
+        Ok(())
+    }
+
+    /// Merges each bucket's rows under 64 KiB into one (the bucket's entries stay as they
+    /// are, in another row), so a lookup reads a few rows a bucket however long the log.
+    fn merge_small_buckets(&self) -> Result<()> {
+        let small = self.read(
+            "small machine buckets",
+            "SELECT bucket, last_seq, bytes FROM keyledger.machine_buckets \
+             WHERE length(bytes) < 65536 ORDER BY bucket, last_seq",
+            Vec::new(),
+            |rows| {
+                Ok(rows
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.get::<_, i32>(0),
+                            r.get::<_, i64>(1),
+                            r.get::<_, Vec<u8>>(2),
+                        )
+                    })
+                    .collect::<Vec<_>>())
+            },
+        )?;
+        let mut merged: std::collections::BTreeMap<i32, (Vec<i64>, Vec<u8>)> = Default::default();
+        for (bucket, last_seq, bytes) in small {
+            let (seqs, all) = merged.entry(bucket).or_default();
+            seqs.push(last_seq);
+            all.extend_from_slice(&bytes);
+        }
+        merged.retain(|_, (seqs, _)| seqs.len() > 1);
+        if merged.is_empty() {
+            return Ok(());
+        }
+        let (mut gone_buckets, mut gone_seqs) = (Vec::new(), Vec::new());
+        let (mut buckets, mut lasts, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
+        for (bucket, (seqs, all)) in merged {
+            for seq in &seqs {
+                gone_buckets.push(bucket);
+                gone_seqs.push(*seq);
+            }
+            buckets.push(bucket);
+            lasts.push(*seqs.iter().max().expect("more than one"));
+            bytes.push(all);
+        }
+        // One statement: the merged rows replace theirs (each takes the key of the newest
+        // of its rows, deleted by the same statement).
+        self.execute(
+            "merging machine buckets",
+            "WITH gone AS (DELETE FROM keyledger.machine_buckets \
+                 WHERE (bucket, last_seq) IN (SELECT * FROM unnest($1::integer[], $2::bigint[])) \
+                 RETURNING 1) \
+             INSERT INTO keyledger.machine_buckets (bucket, last_seq, bytes) \
+             SELECT b, l - 1, y FROM unnest($3::integer[], $4::bigint[], $5::bytea[]) AS t(b, l, y) \
+             WHERE (SELECT count(*) FROM gone) = cardinality($1::integer[])",
+            vec![
+                Param::Int4s(gone_buckets),
+                Param::Int8s(gone_seqs),
+                Param::Int4s(buckets),
+                Param::Int8s(lasts),
+                Param::Byteses(bytes),
+            ],
+        )?;
+        Ok(())
     }
 
     /// Runs statements (DDL) on a pooled connection, as one simple-query batch.
@@ -436,7 +542,15 @@ impl Backend for PgStore {
         if self.format_version()? >= PG_SCHEMA_VERSION {
             return Ok(());
         }
-        self.batch(&format!("BEGIN;\n{UPGRADE_2}\n{MARK_2}\nCOMMIT;"))
+        // `Store::upgrade_format` put the rows of every block: the watermark is the head.
+        let head = self.head()?.seq;
+        self.batch(UPGRADE_2)?;
+        self.execute(
+            "machine index watermark",
+            "UPDATE keyledger.meta SET value = $1 WHERE key = 'machine_index_through'",
+            vec![Param::Bytes(head.to_le_bytes().to_vec())],
+        )?;
+        self.batch(&format!("BEGIN;\n{MARK_2}\nCOMMIT;"))
     }
 
     fn machine_index_missing(&self) -> Result<bool> {
@@ -445,12 +559,15 @@ impl Backend for PgStore {
 
     fn put_machine_rows(&self, rows: &[crate::machines::MachineRow]) -> Result<()> {
         self.batch(UPGRADE_2)?;
-        let (hashes, seqs) = append::machine_params(rows)?;
+        let last = rows.iter().map(|(_, seq)| *seq).max().unwrap_or(0);
+        let [buckets, seqs, bytes] = append::bucket_params(rows, Some(last))?;
+        // A chunk of an interrupted upgrade may be written again: the rows are the same.
         self.execute(
             "machine rows",
-            "INSERT INTO keyledger.machines (h, seq) \
-             SELECT * FROM unnest($1::bigint[], $2::bigint[]) ON CONFLICT DO NOTHING",
-            vec![hashes, seqs],
+            "INSERT INTO keyledger.machine_buckets (bucket, last_seq, bytes) \
+             SELECT * FROM unnest($1::integer[], $2::bigint[], $3::bytea[]) \
+             ON CONFLICT (bucket, last_seq) DO NOTHING",
+            vec![buckets, seqs, bytes],
         )?;
         Ok(())
     }
@@ -486,21 +603,57 @@ impl Backend for PgStore {
     }
 
     fn machine_seqs(&self, h: u64, after: u64, limit: usize) -> Result<Vec<u64>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(
-            "machine seqs",
-            "SELECT seq FROM keyledger.machines WHERE h = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            vec![
-                Param::Int8(h as i64),
-                Param::Int8(int8(after.min(i64::MAX as u64))?),
-                Param::Int8(limit),
-            ],
+        let bucket = (h >> 52) as i32;
+        let stored = self.read(
+            "machine bucket",
+            "SELECT bytes FROM keyledger.machine_buckets WHERE bucket = $1",
+            vec![Param::Int4(bucket)],
             |rows| {
-                rows.iter()
-                    .map(|r| uint8(r.get::<_, i64>(0), "seq"))
-                    .collect()
+                Ok(rows
+                    .iter()
+                    .map(|r| r.get::<_, Vec<u8>>(0))
+                    .collect::<Vec<_>>())
             },
-        )
+        )?;
+        let mut seqs = Vec::new();
+        for bytes in &stored {
+            if !bytes.len().is_multiple_of(16) {
+                return Err(Error::Storage(format!(
+                    "machine bucket {bucket} is damaged"
+                )));
+            }
+            for entry in bytes.chunks_exact(16) {
+                let eh = u64::from_le_bytes(entry[..8].try_into().expect("8 bytes"));
+                let seq = u64::from_le_bytes(entry[8..].try_into().expect("8 bytes"));
+                if eh == h && seq > after {
+                    seqs.push(seq);
+                }
+            }
+        }
+        // Rows after the watermark: the writer's pending ones, or derived from the blocks.
+        let head = self.head()?.seq;
+        let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+        self.machines_caught_up(&mut pending, head)?;
+        seqs.extend(
+            pending
+                .rows
+                .iter()
+                .filter(|(rh, seq)| *rh == h && *seq > after)
+                .map(|(_, seq)| *seq),
+        );
+        if self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+        {
+            // A reader's rows are a snapshot: derived again at the next lookup.
+            *pending = Default::default();
+        }
+        seqs.sort_unstable();
+        seqs.dedup();
+        seqs.truncate(limit);
+        Ok(seqs)
     }
 
     fn claim_writer(&self, wait: bool) -> Result<()> {
@@ -526,7 +679,20 @@ impl Backend for PgStore {
             )
         };
         warnings.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        let params = append_params(epoch, batch)?;
+        let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+        self.machines_caught_up(&mut pending, batch.start.seq)?;
+        let to = batch.head.map_or(batch.start.seq, |h| h.seq);
+        // Every 64 batches: a flush is a row a bucket, and rows are what PostgreSQL pays for.
+        let flush = pending.flushes_with(batch.machines.len(), 64);
+        let flushed: Option<Vec<crate::machines::MachineRow>> = flush.then(|| {
+            pending
+                .rows
+                .iter()
+                .chain(&batch.machines)
+                .copied()
+                .collect()
+        });
+        let params = append_params(epoch, batch, flushed.as_deref().map(|rows| (rows, to)))?;
         let row = self.run(async move {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(Param::as_sql).collect();
@@ -568,6 +734,18 @@ impl Backend for PgStore {
                 "the server committed the batch locally but may not have replicated it \
                  ({warning}): its outcome is unknown"
             )));
+        }
+        pending.committed(batch, flush, to);
+        drop(pending);
+        if flush
+            && self
+                .flushes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                % 16
+                == 15
+        {
+            // Derived data: a merge that fails is tried again 16 flushes later.
+            let _ = self.merge_small_buckets();
         }
         Ok(())
     }

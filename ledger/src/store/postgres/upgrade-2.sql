@@ -2,15 +2,18 @@
 -- database runs it after schema.sql; a version-1 database runs it when this build first
 -- writes to it, before its rows are built from the blocks and the schema is marked 2.
 
--- One row per (hash of a machine, KMS host or client name; seq of an event naming it). `h`
--- is the SipHash-1-3 of the name under the key `meta.machine_hash_key`, as the bigint of its
--- 64 bits: a reader keeps the events that do name the machine (docs/format.md).
-CREATE TABLE IF NOT EXISTS keyledger.machines (
-    h   bigint NOT NULL,
-    seq bigint NOT NULL CHECK (seq >= 1),
-    PRIMARY KEY (h, seq)
+-- The index entries (16 bytes each: u64 LE hash of a machine, KMS host or client name under
+-- meta.machine_hash_key, u64 LE seq of an event naming it), by the hash's top 12 bits: a
+-- writer adds one row a bucket for every 64 batches, and merges each bucket's rows under
+-- 64 KiB every 1,024. Derived data (rebuildable from the blocks), so rows are deleted by merges.
+CREATE TABLE IF NOT EXISTS keyledger.machine_buckets (
+    bucket   integer NOT NULL CHECK (bucket >= 0 AND bucket < 4096),
+    last_seq bigint NOT NULL,
+    bytes    bytea NOT NULL,
+    PRIMARY KEY (bucket, last_seq)
 );
-CREATE OR REPLACE TRIGGER machines_append_only BEFORE UPDATE OR DELETE ON keyledger.machines
-    FOR EACH ROW EXECUTE FUNCTION keyledger.refuse_change();
-CREATE OR REPLACE TRIGGER machines_no_truncate BEFORE TRUNCATE ON keyledger.machines
-    FOR EACH STATEMENT EXECUTE FUNCTION keyledger.refuse_change();
+-- Hashes do not compress.
+ALTER TABLE keyledger.machine_buckets ALTER COLUMN bytes SET STORAGE EXTERNAL;
+-- The last seq whose rows are in `machine_buckets` (u64 LE).
+INSERT INTO keyledger.meta VALUES ('machine_index_through', '\x0000000000000000')
+    ON CONFLICT (key) DO NOTHING;

@@ -32,35 +32,6 @@ const NEXT_RUN: &str = "machine_run_next";
 /// the blocks again when needed, so losing them (a crash, a reopen) loses nothing.
 const THROUGH: &str = "machine_index_through";
 
-/// Committed batches whose rows wait in memory before they are written as one run: a run a
-/// batch would cost a redb page for each of three tables at every commit.
-pub(super) const FLUSH_BATCHES: usize = 16;
-/// …or this many rows, whichever comes first.
-pub(super) const FLUSH_ROWS: usize = 65_536;
-
-/// Rows of committed batches after the durable watermark, not yet in a run.
-#[derive(Debug, Default)]
-pub(super) struct Pending {
-    pub rows: Vec<MachineRow>,
-    /// The last seq the rows cover (`None`: unknown, after an open or a reopen).
-    pub to: Option<u64>,
-    pub batches: usize,
-}
-
-impl Pending {
-    /// After `batch` committed: its rows wait, or were written with the pending ones.
-    pub(super) fn committed(&mut self, batch: &crate::store::BatchWrite, flushed: bool, to: u64) {
-        if flushed {
-            self.rows.clear();
-            self.batches = 0;
-        } else {
-            self.rows.extend_from_slice(&batch.machines);
-            self.batches += 1;
-        }
-        self.to = Some(to);
-    }
-}
-
 pub(super) fn through(table: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64> {
     match table.get(THROUGH)? {
         None => Ok(0),

@@ -81,7 +81,7 @@ pub struct RedbStore {
     /// How to open the database again; `None` when it cannot be (a one-off backend).
     reopen: Option<Box<Reopen>>,
     /// Machine index rows of the last committed batches, not yet in a run.
-    machines: std::sync::Mutex<machine_runs::Pending>,
+    machines: std::sync::Mutex<crate::machines::Pending>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -269,7 +269,7 @@ impl RedbStore {
     fn machines_caught_up(
         &self,
         db: &Database,
-        pending: &mut machine_runs::Pending,
+        pending: &mut crate::machines::Pending,
         to: u64,
     ) -> Result<()> {
         if pending.to == Some(to) {
@@ -278,7 +278,7 @@ impl RedbStore {
         let hasher = self.machine_hasher()?;
         let read = db.begin_read()?;
         let through = machine_runs::through(&read.open_table(META)?)?;
-        *pending = machine_runs::Pending::default();
+        *pending = crate::machines::Pending::default();
         let blocks = read.open_table(BLOCKS)?;
         for entry in blocks.range(through + 1..=to)? {
             let (key, bytes) = entry?;
@@ -405,7 +405,7 @@ impl Backend for RedbStore {
             .map_err(Error::storage)?;
         machine_runs::flush(&write, META, &pending.rows, head)?;
         write.commit()?;
-        *pending = machine_runs::Pending {
+        *pending = crate::machines::Pending {
             to: Some(head),
             ..Default::default()
         };
@@ -538,8 +538,7 @@ impl Backend for RedbStore {
         let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
         self.machines_caught_up(&db, &mut pending, batch.start.seq)?;
         let to = batch.head.map_or(batch.start.seq, |h| h.seq);
-        let flush = pending.batches + 1 >= machine_runs::FLUSH_BATCHES
-            || pending.rows.len() + batch.machines.len() >= machine_runs::FLUSH_ROWS;
+        let flush = pending.flushes_with(batch.machines.len(), crate::machines::FLUSH_BATCHES);
         let flushed: Option<Vec<MachineRow>> = flush.then(|| {
             pending
                 .rows
