@@ -26,6 +26,34 @@ pub fn open_store(data: &keyledger_ledger::Location) -> Result<Store> {
     Store::open(data).with_context(|| format!("cannot open ledger {data}"))
 }
 
+/// The projections at the moment `--as-of` / `--at-seq` name (the head by default), and the
+/// business time a report at that moment is evaluated at.
+pub fn at_moment(store: &Store, moment: &crate::cli::Moment) -> Result<(Projections, Timestamp)> {
+    let (until, at) = match (&moment.as_of, moment.at_seq) {
+        (Some(text), _) => {
+            let at = parse_time(text, "as-of")?;
+            (Until::Time(at), Some(at))
+        }
+        (None, Some(seq)) => (Until::Seq(seq), None),
+        (None, None) => (Until::Head, None),
+    };
+    let p = projections(store, until)?;
+    if let Until::Seq(seq) = until {
+        if seq > p.last_seq {
+            anyhow::bail!(
+                "--at-seq {seq} is past the end of the log (seq {})",
+                p.last_seq
+            );
+        }
+    }
+    let at = match (at, until) {
+        (Some(at), _) => at,
+        (None, Until::Seq(_)) => p.last_at.unwrap_or_default(),
+        _ => now_at_least(p.last_at),
+    };
+    Ok((p, at))
+}
+
 /// Projections up to `until`, from the newest snapshot at or below it when one is usable.
 pub fn projections(store: &Store, until: Until) -> Result<Projections> {
     let limit = match until {

@@ -45,6 +45,27 @@ impl Pending {
         self.batches + 1 >= batches || self.rows.len() + more >= FLUSH_ROWS
     }
 
+    /// Adds the pending seqs of hash `h` after `after` to a store's `candidates`, and
+    /// answers them ascending, once each, at most `limit`.
+    pub fn with_candidates(
+        &self,
+        mut candidates: Vec<u64>,
+        h: u64,
+        after: u64,
+        limit: usize,
+    ) -> Vec<u64> {
+        candidates.extend(
+            self.rows
+                .iter()
+                .filter(|(rh, seq)| *rh == h && *seq > after)
+                .map(|(_, seq)| *seq),
+        );
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates.truncate(limit);
+        candidates
+    }
+
     /// After `batch` committed (up to seq `to`): its rows wait, or were written with the
     /// pending ones.
     pub fn committed(&mut self, batch: &crate::store::BatchWrite, flushed: bool, to: u64) {

@@ -147,25 +147,9 @@ impl KeyMachines {
         };
         match format {
             Format::Json => serde_json::to_string_pretty(self).expect("lists serialize") + "\n",
-            Format::Tsv => {
-                let mut out = csv::WriterBuilder::new()
-                    .delimiter(b'\t')
-                    .from_writer(Vec::new());
-                out.write_record(columns).expect("writes to memory");
-                for m in &self.machines {
-                    out.write_record(cells(m)).expect("writes to memory");
-                }
-                String::from_utf8(out.into_inner().expect("flushes to memory"))
-                    .expect("UTF-8 in, UTF-8 out")
-            }
+            Format::Tsv => crate::table::tsv(&columns, self.machines.iter().map(cells)),
             Format::Table => {
-                let mut table = comfy_table::Table::new();
-                table
-                    .load_preset(comfy_table::presets::ASCII_MARKDOWN)
-                    .set_header(columns.to_vec());
-                for m in &self.machines {
-                    table.add_row(cells(m));
-                }
+                let table = crate::table::grid(&columns, self.machines.iter().map(cells));
                 let more = self
                     .next_after
                     .map_or_else(String::new, |a| format!("more: --after {a}\n"));
@@ -323,26 +307,14 @@ impl MachineHistory {
 
     /// One header row, then one row an event.
     pub fn to_tsv(&self) -> String {
-        let mut out = csv::WriterBuilder::new()
-            .delimiter(b'\t')
-            .from_writer(Vec::new());
-        out.write_record(Self::COLUMNS).expect("writes to memory");
-        for row in &self.rows {
-            out.write_record(Self::cells(row))
-                .expect("writes to memory");
-        }
-        String::from_utf8(out.into_inner().expect("flushes to memory"))
-            .expect("UTF-8 in, UTF-8 out")
+        crate::table::tsv(&Self::COLUMNS, self.rows.iter().map(Self::cells))
     }
 
     fn to_table(&self) -> String {
-        let mut table = comfy_table::Table::new();
-        table
-            .load_preset(comfy_table::presets::ASCII_MARKDOWN)
-            .set_header(Self::COLUMNS.to_vec());
-        for row in &self.rows {
-            table.add_row(Self::cells(row).to_vec());
-        }
+        let table = crate::table::grid(
+            &Self::COLUMNS,
+            self.rows.iter().map(|r| Self::cells(r).to_vec()),
+        );
         let mut out = format!("Machine {} · as of seq {}\n", self.machine, self.at_seq);
         if self.rows.is_empty() {
             out.push_str("(no event names this machine)\n");

@@ -237,29 +237,14 @@ impl Summary {
 
     /// One header row, then one row a group.
     pub fn to_tsv(&self) -> String {
-        let mut out = csv::WriterBuilder::new()
-            .delimiter(b'\t')
-            .from_writer(Vec::new());
-        out.write_record(self.columns()).expect("writes to memory");
-        for row in &self.rows {
-            out.write_record(Self::cells(row))
-                .expect("writes to memory");
-        }
-        String::from_utf8(out.into_inner().expect("flushes to memory"))
-            .expect("UTF-8 in, UTF-8 out")
+        crate::table::tsv(&self.columns(), self.rows.iter().map(Self::cells))
     }
 
     fn to_table(&self) -> String {
-        let table = |header: Vec<&str>| {
-            let mut t = comfy_table::Table::new();
-            t.load_preset(comfy_table::presets::ASCII_MARKDOWN)
-                .set_header(header);
-            t
-        };
-        let mut rows = table(self.columns().to_vec());
-        for row in &self.rows {
-            rows.add_row(Self::cells(row).to_vec());
-        }
+        let rows = crate::table::grid(
+            &self.columns(),
+            self.rows.iter().map(|r| Self::cells(r).to_vec()),
+        );
         let mut out = format!(
             "Ownership structure {} — {} · license IDs {} · report time {} · as of seq {}\n{rows}\n",
             self.root_name,
@@ -272,7 +257,7 @@ impl Summary {
         if self.reconciliation.is_empty() {
             out.push_str("(none)\n");
         } else {
-            let mut outside = table(vec![
+            let header = [
                 "license_id",
                 "key",
                 "source",
@@ -281,19 +266,22 @@ impl Summary {
                 "ledger remaining",
                 "difference",
                 "remaining now",
-            ]);
-            for r in &self.reconciliation {
-                outside.add_row(vec![
-                    r.license_id.clone(),
-                    r.key_id.to_string(),
-                    r.external.source.clone(),
-                    r.external.observed_at.to_string(),
-                    r.external.remaining.to_string(),
-                    r.external.ledger_remaining.to_string(),
-                    format!("{:+}", r.external.difference),
-                    r.remaining_now.to_string(),
-                ]);
-            }
+            ];
+            let outside = crate::table::grid(
+                &header,
+                self.reconciliation.iter().map(|r| {
+                    vec![
+                        r.license_id.clone(),
+                        r.key_id.to_string(),
+                        r.external.source.clone(),
+                        r.external.observed_at.to_string(),
+                        r.external.remaining.to_string(),
+                        r.external.ledger_remaining.to_string(),
+                        format!("{:+}", r.external.difference),
+                        r.remaining_now.to_string(),
+                    ]
+                }),
+            );
             out.push_str(&format!("{outside}\n"));
         }
         out.push_str(&format!(

@@ -12,6 +12,31 @@ fn table(header: &[&str]) -> Table {
     table
 }
 
+/// A human table of `header` and `rows`, as every report draws one.
+pub(crate) fn grid(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Table {
+    let mut grid = table(header);
+    for row in rows {
+        grid.add_row(row);
+    }
+    grid
+}
+
+/// Tab-separated text: one header row, then `rows`, quoted where a cell needs it.
+pub(crate) fn tsv<I, C>(header: &[&str], rows: impl IntoIterator<Item = I>) -> String
+where
+    I: IntoIterator<Item = C>,
+    C: AsRef<[u8]>,
+{
+    let mut out = csv::WriterBuilder::new()
+        .delimiter(b'\t')
+        .from_writer(Vec::new());
+    out.write_record(header).expect("writes to memory");
+    for row in rows {
+        out.write_record(row).expect("writes to memory");
+    }
+    String::from_utf8(out.into_inner().expect("flushes to memory")).expect("UTF-8 in, UTF-8 out")
+}
+
 fn opt<T: ToString>(value: &Option<T>) -> String {
     value.as_ref().map_or_else(|| "-".to_owned(), T::to_string)
 }

@@ -400,26 +400,14 @@ impl UsageReport {
 
     /// One header row, then one row a period.
     pub fn to_tsv(&self) -> String {
-        let mut out = csv::WriterBuilder::new()
-            .delimiter(b'\t')
-            .from_writer(Vec::new());
-        out.write_record(Self::COLUMNS).expect("writes to memory");
-        for row in &self.periods {
-            out.write_record(Self::cells(row))
-                .expect("writes to memory");
-        }
-        String::from_utf8(out.into_inner().expect("flushes to memory"))
-            .expect("UTF-8 in, UTF-8 out")
+        crate::table::tsv(&Self::COLUMNS, self.periods.iter().map(Self::cells))
     }
 
     fn to_table(&self) -> String {
-        let mut table = comfy_table::Table::new();
-        table
-            .load_preset(comfy_table::presets::ASCII_MARKDOWN)
-            .set_header(Self::COLUMNS.to_vec());
-        for row in &self.periods {
-            table.add_row(Self::cells(row).to_vec());
-        }
+        let table = crate::table::grid(
+            &Self::COLUMNS,
+            self.periods.iter().map(|r| Self::cells(r).to_vec()),
+        );
         let keys: Vec<String> = self.keys.iter().map(u64::to_string).collect();
         format!(
             "Usage of {} {} by {} from {} to {} (keys {}) · as of seq {}\n{table}\nNote: {}\n",

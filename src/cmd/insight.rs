@@ -11,7 +11,7 @@ use keyledger_projections::Format;
 
 use crate::cli::{Moment, UsageArgs};
 use crate::view::{
-    key_machines, machine_history, now_at_least, open_store, parse_time, projections, Until,
+    at_moment, key_machines, machine_history, open_store, parse_time, projections, Until,
 };
 use keyledger_projections::machine::KeyMachineFilter;
 
@@ -136,16 +136,7 @@ pub fn summary(
     let by: GroupBy = by.parse().map_err(anyhow::Error::msg).context("--by")?;
     let org = OrgId::new(org).context("--org")?;
     let store = open_store(data)?;
-    let (until, at) = match (&moment.as_of, moment.at_seq) {
-        (Some(text), _) => {
-            let at = parse_time(text, "as-of")?;
-            (Until::Time(at), Some(at))
-        }
-        (None, Some(seq)) => (Until::Seq(seq), None),
-        (None, None) => (Until::Head, None),
-    };
-    let p = projections(&store, until)?;
-    let at = at.unwrap_or_else(|| now_at_least(p.last_at));
+    let (p, at) = at_moment(&store, moment)?;
     let summary = roll_up(&p, &org, by, at, |_| true)?;
     crate::output::text(&summary.render(format))?;
     Ok(ExitCode::SUCCESS)

@@ -13,7 +13,7 @@ use keyledger_projections::forecast::forecasts;
 use keyledger_projections::{license_report, Format};
 
 use crate::cli::Moment;
-use crate::view::{now_at_least, open_store, parse_time, projections, Until};
+use crate::view::{at_moment, open_store, parse_time, projections, Until};
 
 pub fn report(
     data: &keyledger_ledger::Location,
@@ -27,28 +27,7 @@ pub fn report(
         .context("--format")?;
     let license = LicenseId::new(license_id).context("--license-id")?;
     let store = open_store(data)?;
-    let (until, at) = match (&moment.as_of, moment.at_seq) {
-        (Some(text), _) => {
-            let at = parse_time(text, "as-of")?;
-            (Until::Time(at), Some(at))
-        }
-        (None, Some(seq)) => (Until::Seq(seq), None),
-        (None, None) => (Until::Head, None),
-    };
-    let p = projections(&store, until)?;
-    if let Until::Seq(seq) = until {
-        if seq > p.last_seq {
-            bail!(
-                "--at-seq {seq} is past the end of the log (seq {})",
-                p.last_seq
-            );
-        }
-    }
-    let at = match (at, until) {
-        (Some(at), _) => at,
-        (None, Until::Seq(_)) => p.last_at.unwrap_or_default(),
-        _ => now_at_least(p.last_at),
-    };
+    let (p, at) = at_moment(&store, moment)?;
     let Some(report) = license_report(&p, &license, at) else {
         bail!(
             "no license ID {license} in the ledger (as of seq {})",

@@ -151,16 +151,10 @@ pub(super) async fn summary(
         }
     };
     match as_of {
-        Some(at) => {
-            let store = app.store.clone();
-            match tokio::task::spawn_blocking(move || projections(&store, Until::Time(at))).await {
-                Ok(Ok(p)) => answer(&p, at),
-                _ => reply(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Answer::error("storage", "cannot fold the log"),
-                ),
-            }
-        }
+        Some(at) => match projections_as_of(&app, at).await {
+            Ok(p) => answer(&p, at),
+            Err(response) => response,
+        },
         None => {
             let p = app
                 .projections

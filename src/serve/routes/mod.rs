@@ -71,6 +71,21 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
+/// The projections as they stood at business time `at`, folded off the async threads.
+async fn projections_as_of(
+    app: &App,
+    at: keyledger_core::Timestamp,
+) -> Result<Projections, Response> {
+    let store = app.store.clone();
+    match tokio::task::spawn_blocking(move || projections(&store, Until::Time(at))).await {
+        Ok(Ok(p)) => Ok(p),
+        _ => Err(reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Answer::error("storage", "cannot fold the log"),
+        )),
+    }
+}
+
 fn malformed(err: &InputError) -> Response {
     reply(StatusCode::BAD_REQUEST, Answer::malformed(None, err))
 }

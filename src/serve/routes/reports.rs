@@ -37,17 +37,9 @@ pub(super) async fn report(
                 Ok(at) => at,
                 Err(err) => return malformed(&input_error(Some("as_of"), format!("{err:#}"))),
             };
-            let store = app.store.clone();
-            let folded =
-                tokio::task::spawn_blocking(move || projections(&store, Until::Time(at))).await;
-            match folded {
-                Ok(Ok(p)) => license_report(&p, &license, at).map(|r| r.render(format)),
-                _ => {
-                    return reply(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        Answer::error("storage", "cannot fold the log"),
-                    )
-                }
+            match projections_as_of(&app, at).await {
+                Ok(p) => license_report(&p, &license, at).map(|r| r.render(format)),
+                Err(response) => return response,
             }
         }
         None => {

@@ -634,13 +634,7 @@ impl Backend for PgStore {
         let head = self.head()?.seq;
         let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
         self.machines_caught_up(&mut pending, head)?;
-        seqs.extend(
-            pending
-                .rows
-                .iter()
-                .filter(|(rh, seq)| *rh == h && *seq > after)
-                .map(|(_, seq)| *seq),
-        );
+        let seqs = pending.with_candidates(seqs, h, after, limit);
         if self
             .writer
             .lock()
@@ -650,9 +644,6 @@ impl Backend for PgStore {
             // A reader's rows are a snapshot: derived again at the next lookup.
             *pending = Default::default();
         }
-        seqs.sort_unstable();
-        seqs.dedup();
-        seqs.truncate(limit);
         Ok(seqs)
     }
 

@@ -372,18 +372,8 @@ impl Backend for RedbStore {
         let read = db.begin_read()?;
         self.machines_caught_up(&db, &mut pending, head_in(&read)?.seq)?;
         let read = db.begin_read()?;
-        let mut seqs = machine_runs::candidates(&read, h, after)?;
-        seqs.extend(
-            pending
-                .rows
-                .iter()
-                .filter(|(rh, seq)| *rh == h && *seq > after)
-                .map(|(_, seq)| *seq),
-        );
-        seqs.sort_unstable();
-        seqs.dedup();
-        seqs.truncate(limit);
-        Ok(seqs)
+        let stored = machine_runs::candidates(&read, h, after)?;
+        Ok(pending.with_candidates(stored, h, after, limit))
     }
 
     /// Marks an older database as this build's format, before this build writes to it
