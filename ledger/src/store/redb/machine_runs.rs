@@ -19,7 +19,7 @@
 //!                  (u64 LE each)
 //! ```
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::error::{Error, Result};
 use crate::machines::{MachineHasher, MachineRow};
@@ -106,8 +106,19 @@ pub(super) fn add(
     if entries.is_empty() {
         return Ok(());
     }
-    write_run(write, meta, 0, &entries)?;
-    merge_full_levels(write, meta)
+    write_run(write, meta, 0, &entries)
+}
+
+/// Whether some level holds `FANOUT` runs (a merge is due).
+pub(super) fn merge_due(read: &redb::ReadTransaction) -> Result<bool> {
+    let Ok(list) = read.open_table(RUN_LIST) else {
+        return Ok(false);
+    };
+    Ok(full_level(&runs_of(&list)?).is_some())
+}
+
+fn full_level(runs: &[Run]) -> Option<u8> {
+    (0..=u8::MAX).find(|l| runs.iter().filter(|r| r.level == *l).count() >= FANOUT)
 }
 
 fn next_run_id(write: &WriteTransaction, meta: TableDefinition<&str, &[u8]>) -> Result<u64> {
@@ -200,36 +211,53 @@ fn chunk_entries(id: u64, bytes: &[u8]) -> Result<impl Iterator<Item = Entry> + 
     }))
 }
 
-/// While some level holds `FANOUT` runs, merges them into one run of the level above.
-fn merge_full_levels(write: &WriteTransaction, meta: TableDefinition<&str, &[u8]>) -> Result<()> {
-    loop {
-        let runs = runs_of(&write.open_table(RUN_LIST)?)?;
-        let Some(level) =
-            (0..=u8::MAX).find(|l| runs.iter().filter(|r| r.level == *l).count() >= FANOUT)
-        else {
-            return Ok(());
-        };
-        let merging: Vec<&Run> = runs.iter().filter(|r| r.level == level).collect();
-        let total: u64 = merging.iter().map(|r| r.entries).sum();
-        let mut entries: Vec<Entry> = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-        {
-            let mut chunks = write.open_table(RUNS)?;
-            let mut list = write.open_table(RUN_LIST)?;
-            for run in &merging {
-                for i in 0..run.fences.len() as u32 {
-                    let bytes = chunks.remove((run.id, i))?.ok_or_else(|| {
-                        Error::Storage(format!("machine run {}: chunk {i} is missing", run.id))
-                    })?;
-                    entries.extend(chunk_entries(run.id, bytes.value())?);
-                }
-                list.remove(run.id)?;
-            }
+/// Merges the runs of one full level into one run of the level above; `false` when no level
+/// is full. The reading and sorting happen in a read transaction, beside the writer's
+/// commits; only the swap (the merged run written, its inputs deleted) takes the write lock.
+/// Only merges delete runs, and one thread merges, so the inputs are still there to delete.
+pub(super) fn merge_one_level(
+    db: &redb::Database,
+    meta: TableDefinition<&str, &[u8]>,
+) -> Result<bool> {
+    let read = db.begin_read()?;
+    let runs = runs_of(&read.open_table(RUN_LIST)?)?;
+    let Some(level) = full_level(&runs) else {
+        return Ok(false);
+    };
+    let merging: Vec<&Run> = runs.iter().filter(|r| r.level == level).collect();
+    let total: u64 = merging.iter().map(|r| r.entries).sum();
+    let mut entries: Vec<Entry> = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    let chunks = read.open_table(RUNS)?;
+    for run in &merging {
+        for i in 0..run.fences.len() as u32 {
+            let bytes = chunks.get((run.id, i))?.ok_or_else(|| {
+                Error::Storage(format!("machine run {}: chunk {i} is missing", run.id))
+            })?;
+            entries.extend(chunk_entries(run.id, bytes.value())?);
         }
-        // Each run is sorted: a merge sort of sorted runs is close to linear.
-        entries.sort();
-        entries.dedup();
-        write_run(write, meta, level.saturating_add(1), &entries)?;
     }
+    drop(chunks);
+    drop(read);
+    // Each run is sorted: a merge sort of sorted runs is close to linear.
+    entries.sort();
+    entries.dedup();
+    let mut write = db.begin_write()?;
+    write
+        .set_durability(redb::Durability::Immediate)
+        .map_err(Error::storage)?;
+    {
+        let mut chunks = write.open_table(RUNS)?;
+        let mut list = write.open_table(RUN_LIST)?;
+        for run in &merging {
+            for i in 0..run.fences.len() as u32 {
+                chunks.remove((run.id, i))?;
+            }
+            list.remove(run.id)?;
+        }
+    }
+    write_run(&write, meta, level.saturating_add(1), &entries)?;
+    write.commit()?;
+    Ok(true)
 }
 
 /// The seqs of entries of hash `h` after `after`, in no order, possibly repeated.

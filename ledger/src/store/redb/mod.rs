@@ -82,6 +82,38 @@ pub struct RedbStore {
     reopen: Option<Box<Reopen>>,
     /// Machine index rows of the last committed batches, not yet in a run.
     machines: std::sync::Mutex<crate::machines::Pending>,
+    /// The thread that merges full levels of machine index runs, started by the first
+    /// commit that makes one due.
+    merger: std::sync::Mutex<Option<Merger>>,
+}
+
+/// The merge thread: it is handed the database whenever a merge is due, and lets go of it
+/// between merges (a reopen closes the database).
+struct Merger {
+    due: std::sync::mpsc::SyncSender<Arc<Database>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Merger {
+    fn start() -> std::io::Result<Merger> {
+        let (due, jobs) = std::sync::mpsc::sync_channel::<Arc<Database>>(1);
+        let thread = std::thread::Builder::new()
+            .name("keyledger-machine-merge".to_owned())
+            .spawn(move || {
+                while let Ok(db) = jobs.recv() {
+                    // Derived data: a merge that fails leaves the runs as they were, and
+                    // the next commit that finds a level full asks again.
+                    while let Ok(true) = machine_runs::merge_one_level(&db, META) {}
+                }
+            })?;
+        Ok(Merger { due, thread })
+    }
+
+    /// Lets a merge in progress finish, and the thread end.
+    fn stop(self) {
+        drop(self.due);
+        let _ = self.thread.join();
+    }
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -203,6 +235,7 @@ impl RedbStore {
             wal_faults: None,
             reopen: None,
             machines: Default::default(),
+            merger: Default::default(),
         }
     }
 
@@ -262,6 +295,32 @@ impl RedbStore {
 }
 
 impl RedbStore {
+    /// Hands the database to the merge thread if a level of machine index runs is full
+    /// (starting the thread the first time). A merge already under way picks it up.
+    fn merge_if_due(&self, db: &Arc<Database>) {
+        let due = db
+            .begin_read()
+            .ok()
+            .and_then(|read| machine_runs::merge_due(&read).ok());
+        if due != Some(true) {
+            return;
+        }
+        let mut merger = self.merger.lock().unwrap_or_else(|e| e.into_inner());
+        if merger.is_none() {
+            *merger = Merger::start().ok();
+        }
+        if let Some(merger) = merger.as_ref() {
+            let _ = merger.due.try_send(db.clone());
+        }
+    }
+
+    fn stop_merging(&self) {
+        let merger = self.merger.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(merger) = merger {
+            merger.stop();
+        }
+    }
+
     /// Makes `pending` hold the machine index rows of every block after the durable
     /// watermark up to seq `to`: a no-op while batches commit one after another; after an
     /// open, a reopen or a crash the rows are derived from the stored blocks (and written as
@@ -316,6 +375,7 @@ impl Drop for RedbStore {
     /// A clean close checkpoints, so the next open has nothing to replay (best effort: a
     /// failure here leaves the frames for that open to apply).
     fn drop(&mut self) {
+        self.stop_merging();
         let wal = self.wal.get_mut().unwrap_or_else(|e| e.into_inner());
         let db = self.db.get_mut().unwrap_or_else(|e| e.into_inner());
         if let (Some(wal), Some(db)) = (wal.as_mut(), db.as_ref()) {
@@ -414,6 +474,7 @@ impl Backend for RedbStore {
     /// Compacts the file so it holds only live pages (redb grows files ahead of need).
     /// Needs the only handle to the database: no read may be under way.
     fn compact(&self) -> Result<()> {
+        self.stop_merging();
         let only = || Error::Unavailable("compaction needs the only handle to the ledger");
         let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
         let shared = slot.take().ok_or_else(only)?;
@@ -483,6 +544,7 @@ impl Backend for RedbStore {
         let reopen = self.reopen.as_ref().ok_or(Error::Unavailable(
             "this store cannot be reopened (it was opened on a one-off backend)",
         ))?;
+        self.stop_merging();
         let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
         // After a panic inside redb (a bug, caught by the writer's supervisor) closing the old
         // database can panic on its poisoned locks; the file is closed all the same.
@@ -541,6 +603,10 @@ impl Backend for RedbStore {
         let Some(wal) = slot.as_mut() else {
             apply_one(&db, batch, index, Durability::Immediate)?;
             pending.committed(batch, flush, to);
+            drop(pending);
+            if flush {
+                self.merge_if_due(&db);
+            }
             return Ok(());
         };
         if wal.frames() >= self.checkpoint_every {
@@ -558,6 +624,10 @@ impl Backend for RedbStore {
             });
         }
         pending.committed(batch, flush, to);
+        drop(pending);
+        if flush {
+            self.merge_if_due(&db);
+        }
         if !batch.retired.is_empty() {
             // The retired text is in earlier frames (the one that issued it, and this
             // batch's own erasure is durable in redb after the checkpoint): wipe them all.
