@@ -457,6 +457,16 @@ fn machine_history_and_a_keys_machines_answer_readers_only() {
     let page = json("/v1/keys/1/machines", "vic");
     assert_eq!(page["machines"][0]["machine"], "pc-1");
     assert_eq!(page["machines"].as_array().unwrap().len(), 1);
+    // Time and org filters: activations at or after `from`, before `to`, of that org.
+    let later = json("/v1/keys/1/machines?from=2099-01-01T00:00:00Z", "vic");
+    assert_eq!(later["machines"], json!([]));
+    let before = json(
+        "/v1/keys/1/machines?to=2099-01-01T00:00:00Z&org=contoso",
+        "vic",
+    );
+    assert_eq!(before["machines"].as_array().unwrap().len(), 1);
+    let elsewhere = json("/v1/keys/1/machines?org=fabrikam", "vic");
+    assert_eq!(elsewhere["machines"], json!([]));
     let status = |path: &str, who: &str| server.get(path, Some(who)).0;
     assert_eq!(status("/v1/keys/1/machines", "nobody"), 403);
     assert_eq!(status("/v1/keys/99/machines", "olga"), 404);
