@@ -52,7 +52,8 @@ const HEAD_KEY: &str = "head";
 ///   `answers` is only read. Older databases are marked 3 the same way; their `answers`
 ///   stay as they are.
 /// - 4: the machine index (`machine_runs`, `machine_run_list`, `meta` keys
-///   `machine_hash_key` and `machine_run_next`; see `machine_runs.rs`). An older database
+///   `machine_hash_key`, `machine_index_through` and `machine_run_next`; see
+///   `machine_runs.rs`). An older database
 ///   gets it built from its blocks when an engine first opens it for writing (or a machine
 ///   is first looked up), then is marked 4.
 pub const DB_FORMAT_VERSION: u8 = 4;
@@ -436,9 +437,9 @@ impl Backend for RedbStore {
         Ok(pending.with_candidates(stored, h, after, limit))
     }
 
-    /// Marks an older database as this build's format, before this build writes to it
-    /// (`Store::upgrade_format` has built the machine index first). Every older format is
-    /// a subset of the current one, so nothing else changes.
+    /// Marks an older database as this build's format, before this build writes to it:
+    /// first the machine index of every block is built and written (format 4), then the
+    /// format byte says 4. Every older format is otherwise a subset of the current one.
     fn upgrade_format(&self) -> Result<()> {
         if self.format_version()? >= DB_FORMAT_VERSION {
             return Ok(());
