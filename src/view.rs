@@ -182,6 +182,21 @@ pub fn machine_history(
     })
 }
 
+/// The index in `history` (ascending seqs) of the first event at or after business time `at`.
+fn first_at_or_after(store: &Store, history: &[u64], at: Timestamp) -> Result<usize> {
+    let (mut low, mut high) = (0, history.len());
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let events = keyledger_ledger::machines::events_at(store, &history[mid..=mid])?;
+        if events.first().is_some_and(|(_, e)| e.at < at) {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    Ok(low)
+}
+
 /// One page of the machines key `key_id` activated, after seq `after`, as `filter` selects.
 pub fn key_machines(
     store: &Store,
@@ -196,7 +211,12 @@ pub fn key_machines(
         return Ok(None);
     };
     let limit = limit.clamp(1, MACHINE_PAGE_MAX);
-    let start = key.history.partition_point(|seq| *seq <= after);
+    let mut start = key.history.partition_point(|seq| *seq <= after);
+    if let Some(from) = filter.from {
+        // Business time never runs backwards in the log: the first event at or after `from`
+        // is found by bisecting the history, one event read a step.
+        start = start.max(first_at_or_after(store, &key.history, from)?);
+    }
     let mut machines = Vec::new();
     let mut next_after = None;
     // The key's history index names its events; read them a block-sized chunk at a time
@@ -204,14 +224,19 @@ pub fn key_machines(
     // more than `limit` (a proxy activation's machines stay together).
     for chunk in key.history[start..].chunks(1024) {
         let events = keyledger_ledger::machines::events_at(store, chunk)?;
+        let mut past_to = false;
         for (seq, event) in &events {
+            if filter.to.is_some_and(|to| event.at >= to) {
+                past_to = true;
+                break;
+            }
             select(key_id, *seq, event, filter, &mut machines);
             if machines.len() >= limit {
                 next_after = Some(*seq);
                 break;
             }
         }
-        if next_after.is_some() {
+        if next_after.is_some() || past_to {
             break;
         }
     }

@@ -628,6 +628,25 @@ fn golden_reports_of_the_seeded_demo() {
         "machines", "--key", "1", "--method", "proxy", "--format", "tsv",
     ]);
     golden("machines-key-1-proxy.tsv", &page);
+    // A time range: found by bisecting the key's history (business time only grows).
+    let day = ledger.ok(&[
+        "machines",
+        "--key",
+        "1",
+        "--from",
+        "2026-01-07T00:00:00Z",
+        "--to",
+        "2026-01-08T00:00:00Z",
+        "--format",
+        "tsv",
+    ]);
+    let seqs: Vec<&str> = day
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').nth(1).unwrap())
+        .collect();
+    assert_eq!(seqs.len(), 48, "{day}");
+    assert!(seqs.iter().all(|s| *s == "66"), "{day}");
     let record = json!({"type": "record_external_count", "at": "2026-11-01T00:00:00Z",
         "actor": "olga", "key_id": 1, "source": "microsoft-activation-service", "remaining": 5,
         "observed_at": "2026-10-31T09:00:00Z", "note": "VAMT refresh remaining count"});
