@@ -39,10 +39,16 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Whether the batch after these rows, with `more` rows, is written with them, when
-    /// the store takes a write every `batches` batches (or [`FLUSH_ROWS`] rows).
-    pub fn flushes_with(&self, more: usize, batches: usize) -> bool {
-        self.batches + 1 >= batches || self.rows.len() + more >= FLUSH_ROWS
+    /// The rows to write with `batch` (these and its own) when the store takes a write
+    /// every `batches` batches (or [`FLUSH_ROWS`] rows) and this batch is due; else `None`.
+    pub fn flush_with(
+        &self,
+        batch: &crate::store::BatchWrite,
+        batches: usize,
+    ) -> Option<Vec<MachineRow>> {
+        let due =
+            self.batches + 1 >= batches || self.rows.len() + batch.machines.len() >= FLUSH_ROWS;
+        due.then(|| self.rows.iter().chain(&batch.machines).copied().collect())
     }
 
     /// Adds the pending seqs of hash `h` after `after` to a store's `candidates`, and

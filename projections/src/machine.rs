@@ -237,22 +237,7 @@ fn row(p: &Projections, seq: u64, event: &Event) -> Option<MachineRow> {
             code,
             remaining,
         } => {
-            row.what = "refused";
-            row.code = Some(code.as_str().to_owned());
-            row.remaining = *remaining;
-            match attempt {
-                ActivationAttempt::MakMachines { org, method, .. }
-                | ActivationAttempt::Mak { org, method, .. } => {
-                    row.org = Some(org.to_string());
-                    row.method = Some(*method);
-                }
-                ActivationAttempt::KmsHost { org, .. } => row.org = Some(org.to_string()),
-                ActivationAttempt::KmsClient { host, family, .. } => {
-                    row.host = Some(host.to_string());
-                    row.family = Some(*family);
-                }
-                ActivationAttempt::Osa { .. } => {}
-            }
+            refused(&mut row, attempt, *code, *remaining);
             *key_id
         }
         _ => return None,
@@ -263,6 +248,32 @@ fn row(p: &Projections, seq: u64, event: &Event) -> Option<MachineRow> {
         row.product = Some(key.1.product.to_string());
     }
     Some(row)
+}
+
+/// What a refusal row adds: the code (R10), what was left (R9), and the attempt's org and
+/// method or host and family.
+fn refused(
+    row: &mut MachineRow,
+    attempt: &ActivationAttempt,
+    code: keyledger_core::RefusalCode,
+    remaining: Option<u64>,
+) {
+    row.what = "refused";
+    row.code = Some(code.as_str().to_owned());
+    row.remaining = remaining;
+    match attempt {
+        ActivationAttempt::MakMachines { org, method, .. }
+        | ActivationAttempt::Mak { org, method, .. } => {
+            row.org = Some(org.to_string());
+            row.method = Some(*method);
+        }
+        ActivationAttempt::KmsHost { org, .. } => row.org = Some(org.to_string()),
+        ActivationAttempt::KmsClient { host, family, .. } => {
+            row.host = Some(host.to_string());
+            row.family = Some(*family);
+        }
+        ActivationAttempt::Osa { .. } => {}
+    }
 }
 
 impl MachineHistory {

@@ -127,24 +127,7 @@ pub fn summary(
         let view = &p.license_views[*license];
         for key_id in &view.keys {
             let key = &p.books.keys[*key_id];
-            let row = row(&mut rows, group(license, &key.product));
-            *row.keys.entry(key.kind.as_str().to_owned()).or_default() += 1;
-            match key.kind {
-                KeyKind::Mak | KeyKind::EsuMak => {
-                    row.used += key.used();
-                    row.total += key.total();
-                    row.remaining += key.remaining();
-                }
-                KeyKind::KmsHost => {
-                    let kms = key.kms.as_ref().expect("KMS host keys have an allowance");
-                    row.kms_hosts += kms.hosts.len() as u64;
-                    row.kms_hosts_limit += kms.hosts_limit();
-                }
-                KeyKind::Osa | KeyKind::Setup | KeyKind::Embedded => {}
-            }
-            for (code, n) in &key.refusals {
-                *row.refusals.entry(code.as_str().to_owned()).or_default() += n;
-            }
+            add_key(row(&mut rows, group(license, &key.product)), key);
             if let Some(external) = &key.external {
                 reconciliation.push(ReconciliationRow {
                     license_id: license.to_string(),
@@ -181,6 +164,27 @@ pub fn summary(
         note: ACTIVATION_NOTE,
         purchase_note: PURCHASE_NOTE,
     })
+}
+
+/// One key's counts added to its row.
+fn add_key(row: &mut SummaryRow, key: &crate::model::KeyView) {
+    *row.keys.entry(key.kind.as_str().to_owned()).or_default() += 1;
+    match key.kind {
+        KeyKind::Mak | KeyKind::EsuMak => {
+            row.used += key.used();
+            row.total += key.total();
+            row.remaining += key.remaining();
+        }
+        KeyKind::KmsHost => {
+            let kms = key.kms.as_ref().expect("KMS host keys have an allowance");
+            row.kms_hosts += kms.hosts.len() as u64;
+            row.kms_hosts_limit += kms.hosts_limit();
+        }
+        KeyKind::Osa | KeyKind::Setup | KeyKind::Embedded => {}
+    }
+    for (code, n) in &key.refusals {
+        *row.refusals.entry(code.as_str().to_owned()).or_default() += n;
+    }
 }
 
 fn row(rows: &mut BTreeMap<String, SummaryRow>, group: String) -> &mut SummaryRow {

@@ -256,30 +256,7 @@ pub fn usage(
     let mut start = from_day;
     while start <= last_start {
         let end = by.next(start);
-        let mut row = PeriodRow {
-            period: by.label(start),
-            start: Timestamp::start_of_unix_day(start),
-            end: Timestamp::start_of_unix_day(end),
-            consumed: 0,
-            already_active: 0,
-            refusals: BTreeMap::new(),
-            refused: 0,
-            kms_contacts: 0,
-            kms_host_activations: 0,
-            granted: 0,
-            used_end: 0,
-            total_end: 0,
-            remaining_end: 0,
-            peak_day: None,
-            peak_day_consumed: 0,
-        };
-        for (day, d) in days.range(start..end) {
-            add_day(&mut row, d);
-            if d.consumed > row.peak_day_consumed {
-                row.peak_day_consumed = d.consumed;
-                row.peak_day = Some(Period::Day.label(*day));
-            }
-        }
+        let mut row = period_row(by, start, end, &days);
         used = used.saturating_add(row.consumed);
         total = limits
             .range(start..end)
@@ -308,6 +285,35 @@ pub fn usage(
         periods: rows,
         note: ACTIVATION_NOTE,
     })
+}
+
+/// The period `[start, end)` (days since the epoch): its days added up, and its peak day.
+fn period_row(by: Period, start: i64, end: i64, days: &BTreeMap<i64, DayUsage>) -> PeriodRow {
+    let mut row = PeriodRow {
+        period: by.label(start),
+        start: Timestamp::start_of_unix_day(start),
+        end: Timestamp::start_of_unix_day(end),
+        consumed: 0,
+        already_active: 0,
+        refusals: BTreeMap::new(),
+        refused: 0,
+        kms_contacts: 0,
+        kms_host_activations: 0,
+        granted: 0,
+        used_end: 0,
+        total_end: 0,
+        remaining_end: 0,
+        peak_day: None,
+        peak_day_consumed: 0,
+    };
+    for (day, d) in days.range(start..end) {
+        add_day(&mut row, d);
+        if d.consumed > row.peak_day_consumed {
+            row.peak_day_consumed = d.consumed;
+            row.peak_day = Some(Period::Day.label(*day));
+        }
+    }
+    row
 }
 
 fn add_day(row: &mut PeriodRow, d: &DayUsage) {

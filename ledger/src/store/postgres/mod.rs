@@ -674,15 +674,8 @@ impl Backend for PgStore {
         self.machines_caught_up(&mut pending, batch.start.seq)?;
         let to = batch.head.map_or(batch.start.seq, |h| h.seq);
         // Every 64 batches: a flush is a row a bucket, and rows are what PostgreSQL pays for.
-        let flush = pending.flushes_with(batch.machines.len(), 64);
-        let flushed: Option<Vec<crate::machines::MachineRow>> = flush.then(|| {
-            pending
-                .rows
-                .iter()
-                .chain(&batch.machines)
-                .copied()
-                .collect()
-        });
+        let flushed = pending.flush_with(batch, 64);
+        let flush = flushed.is_some();
         let params = append_params(epoch, batch, flushed.as_deref().map(|rows| (rows, to)))?;
         let row = self.run(async move {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =

@@ -591,15 +591,8 @@ impl Backend for RedbStore {
         let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
         self.machines_caught_up(&db, &mut pending, batch.start.seq)?;
         let to = batch.head.map_or(batch.start.seq, |h| h.seq);
-        let flush = pending.flushes_with(batch.machines.len(), crate::machines::FLUSH_BATCHES);
-        let flushed: Option<Vec<MachineRow>> = flush.then(|| {
-            pending
-                .rows
-                .iter()
-                .chain(&batch.machines)
-                .copied()
-                .collect()
-        });
+        let flushed = pending.flush_with(batch, crate::machines::FLUSH_BATCHES);
+        let flush = flushed.is_some();
         let index = flushed.as_deref().map(|rows| (rows, to));
         let Some(wal) = slot.as_mut() else {
             apply_one(&db, batch, index, Durability::Immediate)?;
