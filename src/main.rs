@@ -4,6 +4,7 @@
 
 mod cli;
 mod cmd;
+mod console;
 mod demo;
 mod loadgen;
 mod output;

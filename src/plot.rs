@@ -74,6 +74,23 @@ pub fn timeline(path: &Path, plan: &CapacityPlan) -> Result<()> {
 
 /// Up to eight keys: cumulative activations by day, and a dashed projection to exhaustion.
 pub fn forecast(path: &Path, p: &Projections, forecasts: &[Forecast], at: Timestamp) -> Result<()> {
+    std::fs::write(path, forecast_svg(p, forecasts, at)?)?;
+    Ok(())
+}
+
+/// [`forecast`] as SVG text (the console shows it inline).
+pub fn forecast_svg(p: &Projections, forecasts: &[Forecast], at: Timestamp) -> Result<String> {
+    let mut svg = String::new();
+    draw_forecast(&mut svg, p, forecasts, at)?;
+    Ok(svg)
+}
+
+fn draw_forecast(
+    svg: &mut String,
+    p: &Projections,
+    forecasts: &[Forecast],
+    at: Timestamp,
+) -> Result<()> {
     let shown: Vec<&Forecast> = forecasts.iter().take(8).collect();
     let today = at.unix_day();
     let first = shown
@@ -92,7 +109,7 @@ pub fn forecast(path: &Path, p: &Projections, forecasts: &[Forecast], at: Timest
         .clamp(today, today + 3 * 365)
         .max(first + 1);
     let y_max = shown.iter().map(|f| f.total).max().unwrap_or(1).max(1) as f64 * 1.05;
-    let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (1000, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let date = |day: &i64| Timestamp::EPOCH.plus(Span::days(*day)).to_string()[..10].to_owned();
     let mut chart = ChartBuilder::on(&root)
@@ -156,6 +173,18 @@ pub fn forecast(path: &Path, p: &Projections, forecasts: &[Forecast], at: Timest
 
 /// Per period, a bar of activations consumed with the refused attempts stacked on top.
 pub fn usage(path: &Path, report: &keyledger_projections::usage::UsageReport) -> Result<()> {
+    std::fs::write(path, usage_svg(report)?)?;
+    Ok(())
+}
+
+/// [`usage`] as SVG text (the console shows it inline).
+pub fn usage_svg(report: &keyledger_projections::usage::UsageReport) -> Result<String> {
+    let mut svg = String::new();
+    draw_usage(&mut svg, report)?;
+    Ok(svg)
+}
+
+fn draw_usage(svg: &mut String, report: &keyledger_projections::usage::UsageReport) -> Result<()> {
     let rows = &report.periods;
     let y_max = rows
         .iter()
@@ -164,7 +193,7 @@ pub fn usage(path: &Path, report: &keyledger_projections::usage::UsageReport) ->
         .unwrap_or(1)
         .max(1) as f64
         * 1.1;
-    let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (1000, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let caption = format!(
         "{} {}: consumed and refused per {:?}",

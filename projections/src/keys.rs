@@ -23,6 +23,8 @@ pub const EXPORT_COLUMNS: [&str; 8] = [
 pub enum ExportScope {
     LicenseIds(Vec<LicenseId>),
     Product(ProductId),
+    /// Keys picked one by one (the console's check boxes).
+    Keys(std::collections::BTreeSet<KeyId>),
     /// Every key the principal may see.
     All,
 }
@@ -63,6 +65,7 @@ pub fn export_keys(
         let in_scope = match scope {
             ExportScope::LicenseIds(ids) => ids.contains(&key.license_id),
             ExportScope::Product(product) => &key.product == product,
+            ExportScope::Keys(ids) => ids.contains(&key_id),
             ExportScope::All => true,
         };
         if !in_scope || !p.may_read(principal, &key.license_id) {

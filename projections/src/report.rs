@@ -310,7 +310,8 @@ fn org_row(p: &Projections, org: &keyledger_core::OrgId) -> OrgRow {
     }
 }
 
-fn key_row(p: &Projections, id: KeyId, at: Timestamp) -> KeyRow {
+/// One key's row of a report at `at` (also a row of the console's Keys table).
+pub fn key_row(p: &Projections, id: KeyId, at: Timestamp) -> KeyRow {
     let key = &p.books.keys[id];
     let forecast = key
         .kind
@@ -396,7 +397,8 @@ fn kms_host_rows(p: &Projections, license: &LicenseView, at: Timestamp) -> Vec<K
     rows
 }
 
-fn request_row(p: &Projections, id: &keyledger_core::RequestId) -> RequestRow {
+/// One request's row, pending or decided.
+pub fn request_row(p: &Projections, id: &keyledger_core::RequestId) -> RequestRow {
     let request = &p.books.requests[id];
     let (kind, key_id, needed) = match &request.kind {
         keyledger_core::state::RequestKind::MakIncrease {

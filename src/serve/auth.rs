@@ -49,6 +49,11 @@ pub fn principal(store: &Store, header: Option<&str>) -> Result<Principal, AuthE
         .strip_prefix("Bearer ")
         .ok_or(AuthError::Malformed)?
         .trim();
+    principal_of_token(store, token)
+}
+
+/// The principal a token (from a header or the console's session cookie) authenticates.
+pub fn principal_of_token(store: &Store, token: &str) -> Result<Principal, AuthError> {
     if !token.starts_with(TOKEN_PREFIX) {
         return Err(AuthError::Unknown);
     }

@@ -51,6 +51,8 @@ pub struct Shared {
     pub head: tokio::sync::watch::Sender<u64>,
     /// Set when the service shuts down: event streams end, so connections can close.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// Derives the console's CSRF tokens (drawn at start).
+    pub console_key: crate::console::CsrfKey,
 }
 
 pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> Result<ExitCode> {
@@ -94,6 +96,7 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
         metrics,
         head,
         closing: tokio::sync::watch::Sender::new(false),
+        console_key: crate::console::CsrfKey::random(),
     }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -65,9 +65,11 @@ pub fn router(app: App) -> Router {
         .route("/v1/proofs/consistency", get(consistency_proof))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(from_fn(middleware::guard))
+        // The console's forms are not JSON: it sits beside the API's guard, with its own.
+        .merge(crate::console::router().layer(DefaultBodyLimit::max(BODY_BYTES_MAX)))
+        .fallback(middleware::not_found)
         .with_state(app)
 }
 

@@ -1,0 +1,325 @@
+//! Signing in: a bearer token (`keyledger token create`) becomes an HttpOnly,
+//! SameSite=Strict session cookie on `/ui`; every POST carries a CSRF token derived from
+//! that cookie under a key only this server process holds.
+//!
+//! The CSRF token is `BLAKE3-keyed(server key, cookie value)`: nothing to store, different
+//! for every session, and useless to a page on another origin (it cannot read the cookie,
+//! and SameSite=Strict keeps the cookie off its requests in the first place). Before
+//! signing in, a random pre-session cookie plays the cookie's part, so the sign-in form is
+//! protected too. A restart draws a new key: open forms then ask to be reloaded.
+
+use askama::Template;
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use cookie::{Cookie, SameSite};
+use keyledger_core::Principal;
+use rand::RngCore;
+
+use super::{error_page, render};
+use crate::serve::{auth, App};
+
+/// The session cookie: the bearer token itself, never readable by scripts.
+pub const SESSION_COOKIE: &str = "keyledger_session";
+/// The cookie a sign-in form's CSRF token is bound to.
+pub const PRE_SESSION_COOKIE: &str = "keyledger_presession";
+/// The form field every POST carries.
+pub const CSRF_FIELD: &str = "csrf";
+
+/// The key CSRF tokens are derived under, drawn when the server starts.
+#[derive(Clone)]
+pub struct CsrfKey([u8; 32]);
+
+impl std::fmt::Debug for CsrfKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CsrfKey(..)")
+    }
+}
+
+impl CsrfKey {
+    pub fn random() -> CsrfKey {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        CsrfKey(key)
+    }
+
+    fn token(&self, cookie_value: &str) -> blake3::Hash {
+        blake3::keyed_hash(&self.0, cookie_value.as_bytes())
+    }
+
+    /// Whether `offered` is the token of `cookie_value` (compared in constant time).
+    fn accepts(&self, cookie_value: &str, offered: Option<&str>) -> bool {
+        offered
+            .and_then(|hex| blake3::Hash::from_hex(hex).ok())
+            .is_some_and(|offered| offered == self.token(cookie_value))
+    }
+}
+
+/// What every signed-in page shows around its content.
+#[derive(Clone, Debug)]
+pub struct Chrome {
+    pub principal: String,
+    pub csrf: String,
+    pub operator: bool,
+}
+
+/// The signed-in principal of a console request. A page asked for without a session is
+/// answered with a redirect to the sign-in page.
+#[derive(Debug)]
+pub struct Viewer {
+    pub principal: Principal,
+    pub chrome: Chrome,
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
+}
+
+impl FromRequestParts<App> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Viewer, Response> {
+        let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE) else {
+            return Err(Redirect::to("/ui/sign-in").into_response());
+        };
+        match auth::principal_of_token(&app.store, &token) {
+            Ok(principal) => {
+                let operator = app
+                    .projections
+                    .read()
+                    .expect("no writer panics holding the lock")
+                    .books
+                    .operators
+                    .contains(&principal);
+                let chrome = Chrome {
+                    principal: principal.to_string(),
+                    csrf: app.console_key.token(&token).to_hex().to_string(),
+                    operator,
+                };
+                Ok(Viewer { principal, chrome })
+            }
+            Err(auth::AuthError::Unreadable(why)) => Err(error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "Try again",
+                &format!("The token table cannot be read now: {why}"),
+            )),
+            // A revoked token: the cookie goes, and the person signs in again.
+            Err(_) => {
+                let mut response = Redirect::to("/ui/sign-in").into_response();
+                set_cookie(&mut response, removal(SESSION_COOKIE));
+                Err(response)
+            }
+        }
+    }
+}
+
+/// A POSTed form from a signed-in principal whose CSRF token checks out. Fields keep their
+/// order and repeats (check boxes send one field per box).
+#[derive(Debug)]
+pub struct Posted {
+    pub viewer: Viewer,
+    pub fields: Vec<(String, String)>,
+    /// The console's script asked for plain text (`Accept: text/plain`), not a page.
+    pub wants_text: bool,
+}
+
+impl Posted {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        field(&self.fields, name)
+    }
+
+    /// Every value of a repeated field, in the order sent.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+impl FromRequest<App> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(request: Request<Body>, app: &App) -> Result<Posted, Response> {
+        let (mut parts, body) = request.into_parts();
+        let viewer = Viewer::from_request_parts(&mut parts, app).await?;
+        let session = cookie_value(&parts.headers, SESSION_COOKIE).unwrap_or_default();
+        let wants_text = parts
+            .headers
+            .get(header::ACCEPT)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+        let request = Request::from_parts(parts, body);
+        let fields = read_form(request, app, Some(&viewer.chrome)).await?;
+        if !app
+            .console_key
+            .accepts(&session, field(&fields, CSRF_FIELD))
+        {
+            return Err(csrf_refused(Some(&viewer.chrome)));
+        }
+        Ok(Posted {
+            viewer,
+            fields,
+            wants_text,
+        })
+    }
+}
+
+async fn read_form(
+    request: Request<Body>,
+    app: &App,
+    chrome: Option<&Chrome>,
+) -> Result<Vec<(String, String)>, Response> {
+    match Form::<Vec<(String, String)>>::from_request(request, app).await {
+        Ok(Form(fields)) => Ok(fields),
+        Err(rejection) => Err(error_page(
+            StatusCode::BAD_REQUEST,
+            chrome,
+            "The form could not be read",
+            &format!(
+                "Send it as application/x-www-form-urlencoded: {}",
+                rejection.body_text()
+            ),
+        )),
+    }
+}
+
+fn csrf_refused(chrome: Option<&Chrome>) -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        chrome,
+        "The form has expired",
+        "This form's CSRF token is missing or wrong (it may be from before the server restarted). \
+         Reload the page and try again; nothing was changed.",
+    )
+}
+
+fn set_cookie(response: &mut Response, cookie: Cookie<'_>) {
+    let value = HeaderValue::from_str(&cookie.to_string()).expect("cookie values are ASCII");
+    response.headers_mut().append(header::SET_COOKIE, value);
+}
+
+fn console_cookie(name: &'static str, value: String) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .path("/ui")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .build()
+}
+
+fn removal(name: &'static str) -> Cookie<'static> {
+    let mut cookie = console_cookie(name, String::new());
+    cookie.make_removal();
+    cookie
+}
+
+/// `GET /ui`: the contracts when signed in, else the sign-in page.
+pub async fn home(headers: HeaderMap) -> Response {
+    match cookie_value(&headers, SESSION_COOKIE) {
+        Some(_) => Redirect::to("/ui/contracts").into_response(),
+        None => Redirect::to("/ui/sign-in").into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage<'a> {
+    csrf: &'a str,
+    refused: Option<&'a str>,
+}
+
+/// `GET /ui/sign-in`: the form, bound to a pre-session cookie (drawn now if absent).
+pub async fn sign_in_page(State(app): State<App>, headers: HeaderMap) -> Response {
+    sign_in_form(&app, &headers, StatusCode::OK, None)
+}
+
+fn sign_in_form(
+    app: &App,
+    headers: &HeaderMap,
+    status: StatusCode,
+    refused: Option<&str>,
+) -> Response {
+    let (pre, fresh) = match cookie_value(headers, PRE_SESSION_COOKIE) {
+        Some(pre) => (pre, false),
+        None => {
+            let mut bytes = [0u8; 16];
+            rand::rng().fill_bytes(&mut bytes);
+            (hex::encode(bytes), true)
+        }
+    };
+    let csrf = app.console_key.token(&pre).to_hex().to_string();
+    let mut response = (
+        status,
+        render(&SignInPage {
+            csrf: &csrf,
+            refused,
+        }),
+    )
+        .into_response();
+    if fresh {
+        set_cookie(&mut response, console_cookie(PRE_SESSION_COOKIE, pre));
+    }
+    response
+}
+
+/// `POST /ui/sign-in` (token, csrf): a known token becomes the session cookie.
+pub async fn sign_in(State(app): State<App>, request: Request<Body>) -> Response {
+    let headers = request.headers().clone();
+    let fields = match read_form(request, &app, None).await {
+        Ok(fields) => fields,
+        Err(response) => return response,
+    };
+    let pre = cookie_value(&headers, PRE_SESSION_COOKIE).unwrap_or_default();
+    if pre.is_empty() || !app.console_key.accepts(&pre, field(&fields, CSRF_FIELD)) {
+        return csrf_refused(None);
+    }
+    let token = field(&fields, "token").unwrap_or("").trim();
+    if token.is_empty() {
+        let why = "Enter the token that `keyledger token create` printed.";
+        return sign_in_form(&app, &headers, StatusCode::BAD_REQUEST, Some(why));
+    }
+    match auth::principal_of_token(&app.store, token) {
+        Ok(_) => {
+            let mut response = Redirect::to("/ui/contracts").into_response();
+            set_cookie(
+                &mut response,
+                console_cookie(SESSION_COOKIE, token.to_owned()),
+            );
+            set_cookie(&mut response, removal(PRE_SESSION_COOKIE));
+            response
+        }
+        Err(auth::AuthError::Unreadable(why)) => {
+            let why = format!("The token table cannot be read now: {why}");
+            sign_in_form(&app, &headers, StatusCode::SERVICE_UNAVAILABLE, Some(&why))
+        }
+        Err(err) => {
+            let why = format!("Not signed in: {}.", err.message());
+            sign_in_form(&app, &headers, StatusCode::UNAUTHORIZED, Some(&why))
+        }
+    }
+}
+
+/// `POST /ui/sign-out`: the session cookie is removed (the token itself stays valid:
+/// `keyledger token revoke` ends it).
+pub async fn sign_out(_posted: Posted) -> Response {
+    let mut response = Redirect::to("/ui/sign-in").into_response();
+    set_cookie(&mut response, removal(SESSION_COOKIE));
+    response
+}
