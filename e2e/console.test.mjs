@@ -75,7 +75,7 @@ after(async () => {
 
 /** A fresh browser context (its own cookies) signed in as `who`. */
 async function signedIn(who, permissions = []) {
-  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1400, height: 900 } });
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1680, height: 960 } });
   if (permissions.length) await context.grantPermissions(permissions, { origin: url });
   const page = await context.newPage();
   const failures = [];

@@ -91,6 +91,10 @@ async fn folded_through(app: &App, seq: u64) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), folded).await;
 }
 
+/// Requests one page lists at most (pending first, then the newest); the report of each
+/// license ID lists all of its own.
+const REQUESTS_PAGE_MAX: usize = 1_000;
+
 pub(super) struct MakKeyChoice {
     pub key_id: u64,
     pub label: String,
@@ -103,6 +107,8 @@ struct RequestsPage {
     notice: Option<Notice>,
     /// (license ID, row) of each request the principal may read.
     rows: Vec<(String, RequestRow)>,
+    /// Decided requests past [`REQUESTS_PAGE_MAX`], not listed.
+    older: usize,
     license_ids: Vec<String>,
     mak_keys: Vec<MakKeyChoice>,
     products: Vec<(String, String)>,
@@ -112,6 +118,24 @@ struct RequestsPage {
 impl RequestsPage {
     fn opt<T: std::fmt::Display>(&self, v: &Option<T>) -> String {
         v.as_ref().map(|v| v.to_string()).unwrap_or_default()
+    }
+
+    fn day(&self, t: &keyledger_core::Timestamp) -> String {
+        super::pages::date(*t)
+    }
+
+    /// "20 by olga on 2026-01-09", "by olga on 2026-02-10: not needed", or nothing.
+    fn decision(&self, r: &RequestRow) -> String {
+        let (Some(by), Some(at)) = (&r.decided_by, r.decided_at) else {
+            return String::new();
+        };
+        let amount = r.amount.map(|a| format!("{a} ")).unwrap_or_default();
+        let reason = r
+            .reason
+            .as_ref()
+            .map(|why| format!(": {why}"))
+            .unwrap_or_default();
+        format!("{amount}by {by} on {}{reason}", self.day(&at))
     }
 }
 
@@ -142,6 +166,8 @@ fn requests_page(app: &App, viewer: Viewer, notice: Option<Notice>) -> Response 
             .cmp(&(b.outcome != "pending"))
             .then(b.requested_at.cmp(&a.requested_at))
     });
+    let older = rows.len().saturating_sub(REQUESTS_PAGE_MAX);
+    rows.truncate(REQUESTS_PAGE_MAX);
     let mak_keys = p
         .books
         .keys
@@ -166,6 +192,7 @@ fn requests_page(app: &App, viewer: Viewer, notice: Option<Notice>) -> Response 
         chrome: viewer.chrome,
         notice,
         rows,
+        older,
         license_ids: readable.iter().map(ToString::to_string).collect(),
         mak_keys,
         products,

@@ -117,6 +117,10 @@ pub(super) struct ProductSection {
     pub keys: Vec<KeyLine>,
 }
 
+/// Keys one Products page lists at most: past that it says how many more match, and the
+/// product filter or the search box narrows them (the export buttons still cover all).
+pub(super) const PRODUCT_PAGE_KEYS_MAX: usize = 1_000;
+
 #[derive(Template)]
 #[template(path = "products.html")]
 struct ProductsPage {
@@ -127,6 +131,8 @@ struct ProductsPage {
     search: String,
     sections: Vec<ProductSection>,
     shown: usize,
+    /// Keys that matched past [`PRODUCT_PAGE_KEYS_MAX`].
+    more: usize,
 }
 
 /// `GET /ui/products[?product=ID&q=TEXT]`: products with their keys.
@@ -141,6 +147,7 @@ pub async fn products(
     let at = now_at_least(p.last_at);
     let mut sections: Vec<ProductSection> = Vec::new();
     let mut products: Vec<(String, String)> = Vec::new();
+    let (mut shown, mut more) = (0, 0);
     for (key_id, key) in p.books.keys.iter() {
         if !p.may_read(&viewer.principal, &key.license_id) {
             continue;
@@ -153,10 +160,15 @@ pub async fn products(
         if !selected.is_empty() && key.product.as_str() != selected {
             continue;
         }
+        if shown == PRODUCT_PAGE_KEYS_MAX {
+            more += usize::from(matches_key(&p, key_id, &product.name, &search));
+            continue;
+        }
         let line = key_line(&p, &viewer.principal, key_id, at);
         if !matches_search(&line, &product.name, &search) {
             continue;
         }
+        shown += 1;
         match sections
             .iter_mut()
             .find(|s| s.product == key.product.as_str())
@@ -171,7 +183,6 @@ pub async fn products(
     }
     products.sort();
     sections.sort_by(|a, b| a.name.cmp(&b.name));
-    let shown = sections.iter().map(|s| s.keys.len()).sum();
     render(&ProductsPage {
         chrome: viewer.chrome,
         products,
@@ -179,6 +190,7 @@ pub async fn products(
         search,
         sections,
         shown,
+        more,
     })
 }
 
@@ -204,6 +216,29 @@ fn key_line(p: &Projections, principal: &Principal, key_id: KeyId, at: Timestamp
         exhaustion: row.exhaustion.map(date).unwrap_or_default(),
         may_copy: may_see_text(p, principal, &key.license_id) && !key.text_retired,
     }
+}
+
+/// [`matches_search`] without building the row (for the keys past the page's end).
+fn matches_key(p: &Projections, key_id: KeyId, product_name: &str, search: &str) -> bool {
+    if search.is_empty() {
+        return true;
+    }
+    let key = &p.books.keys[key_id];
+    let license = &p.books.licenses[&key.license_id];
+    let line = KeyLine {
+        key_id: key_id.0,
+        license_id: key.license_id.to_string(),
+        organization: p.books.orgs[&license.org].name.clone(),
+        kind: key.kind.to_string(),
+        masked: key.last5.masked(),
+        used_of_total: String::new(),
+        osa_status: String::new(),
+        esu_coverage: String::new(),
+        remaining: String::new(),
+        exhaustion: String::new(),
+        may_copy: false,
+    };
+    matches_search(&line, product_name, search)
 }
 
 fn matches_search(line: &KeyLine, product_name: &str, search: &str) -> bool {
