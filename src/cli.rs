@@ -279,6 +279,12 @@ pub enum Command {
     ///
     /// Example: keyledger usage --license-id V3000003 --by month --from 2026-01-01T00:00:00Z
     Usage(UsageArgs),
+    /// Alerts (derived, never in the log): MAKs low or running out soon, ESU coverage
+    /// starting or ending soon, KMS hosts fallen below a threshold, requests pending long,
+    /// bursts of refusals; each with its rule, value, threshold and seq.
+    ///
+    /// Example: keyledger alerts --license-id V3000003 --exhaustion-days 60
+    Alerts(AlertArgs),
     /// The roll-up of an ownership structure: per product (or license ID) across every
     /// license ID of it, purchased (R24: not a compliance figure), keys by kind, used of
     /// total, remaining, refusals, pending requests, and outside counts beside the ledger's.
@@ -297,6 +303,46 @@ pub enum Command {
         #[arg(long, default_value = "table")]
         format: String,
     },
+}
+
+/// `alerts`: over which license IDs, at which moment, with which thresholds.
+#[derive(Debug, Args)]
+pub struct AlertArgs {
+    /// One license ID (default: every one).
+    #[arg(long)]
+    pub license_id: Option<String>,
+    #[command(flatten)]
+    pub moment: Moment,
+    /// `mak_low_remaining`: under this percentage of a MAK's total left.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub remaining_percent: u64,
+    /// `mak_exhaustion_soon`: projected to run out within this many days.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3650))]
+    pub exhaustion_days: i64,
+    /// `esu_coverage_starting` / `esu_coverage_ending`: within this many days.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3650))]
+    pub coverage_days: i64,
+    /// `request_pending_long`: pending longer than this many days.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(i64).range(1..=3650))]
+    pub pending_days: i64,
+    /// `refusal_burst`: this many refusals of one code on one key in a UTC day.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub burst_refusals: u64,
+    /// table, tsv or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+impl AlertArgs {
+    pub fn rules(&self) -> keyledger_projections::alerts::AlertRules {
+        keyledger_projections::alerts::AlertRules {
+            remaining_percent: self.remaining_percent,
+            exhaustion_days: self.exhaustion_days,
+            coverage_days: self.coverage_days,
+            pending_days: self.pending_days,
+            burst_refusals: self.burst_refusals,
+        }
+    }
 }
 
 /// `usage`: which keys, by what period, over which range.

@@ -670,6 +670,41 @@ fn golden_reports_of_the_seeded_demo() {
         ]);
         golden(&format!("summary-contoso-{by}.{format}"), &summary);
     }
+    // Issue 18: alerts at a moment when ESU coverage changes hands within 30 days.
+    for format in ["table", "json"] {
+        let alerts = ledger.ok(&[
+            "alerts",
+            "--as-of",
+            "2026-10-01T00:00:00Z",
+            "--format",
+            format,
+        ]);
+        golden(&format!("alerts-2026-10-01.{format}"), &alerts);
+    }
+    let wider = ledger.ok(&[
+        "alerts",
+        "--license-id",
+        "V3000003",
+        "--as-of",
+        "2026-10-01T00:00:00Z",
+        "--coverage-days",
+        "11",
+        "--format",
+        "tsv",
+    ]);
+    let rules: Vec<&str> = wider
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert!(
+        !rules.contains(&"esu_coverage_starting"),
+        "12 days ahead is past 11: {wider}"
+    );
+    assert!(wider
+        .lines()
+        .skip(1)
+        .all(|l| l.split('\t').nth(1) == Some("V3000003")));
 }
 
 /// A bench run; each on a ledger of its own (on PostgreSQL, `bench` needs an empty database).

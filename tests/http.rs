@@ -478,3 +478,48 @@ fn machine_history_and_a_keys_machines_answer_readers_only() {
     assert_eq!(code, 200);
     assert_eq!(tsv.lines().count(), 3, "{tsv}");
 }
+
+#[test]
+fn alerts_answer_the_license_ids_a_reader_may_read() {
+    // A MAK of 10: nine activations leave 10% (no alert), the tenth leaves none.
+    let server = Server::start(10);
+    let low = |who: &str| -> Vec<Value> {
+        let (status, body) = server.get("/v1/alerts?format=json", Some(who));
+        assert_eq!(status, 200, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        body["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["rule"] == "mak_low_remaining")
+            .map(|a| {
+                let mut a = a.clone();
+                // Evaluated at the moment of each request: the rest must be equal.
+                a.as_object_mut().unwrap().remove("evaluated_at");
+                a
+            })
+            .collect()
+    };
+    for i in 0..9 {
+        let (status, body) = server.post("/v1/activations", None, &activation(&format!("pc-{i}")));
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(low("olga").is_empty(), "exactly 10% left is not under 10%");
+    server.post("/v1/activations", None, &activation("pc-9"));
+    let fired = low("rita");
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0]["license_id"], "V100");
+    assert_eq!(fired[0]["key_id"], 1);
+    assert_eq!(fired[0]["value"], 0.0);
+    assert_eq!(fired[0]["at_seq"], server.seq());
+    assert_eq!(low("olga"), fired);
+    // A principal without a role reads no alert, and is refused one license ID's.
+    assert!(low("nobody").is_empty());
+    let (status, body) = server.get("/v1/alerts?license_id=V100", Some("nobody"));
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = server.get("/v1/alerts?format=xml", Some("olga"));
+    assert_eq!(status, 400);
+    let (status, tsv) = server.get("/v1/alerts?license_id=V100&format=tsv", Some("rita"));
+    assert_eq!(status, 200);
+    assert!(tsv.starts_with("rule\tlicense_id\tkey_id"), "{tsv}");
+}

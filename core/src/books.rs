@@ -254,6 +254,12 @@ impl ContactWindow {
         (self.by_time.len() - stale) as u32
     }
 
+    /// The newest contact in the window: the count can only fall after it (clients age
+    /// out), so `count_at` of it is the count the window last reached.
+    pub fn latest_contact(&self) -> Option<Timestamp> {
+        self.by_time.last().map(|(seen, _)| *seen)
+    }
+
     /// The count at `at` if `client` contacted the host then.
     pub fn count_with(&self, client: &ClientId, at: Timestamp) -> u32 {
         let cutoff = at.minus(KMS_CONTACT_WINDOW);

@@ -44,6 +44,9 @@ pub struct LicenseReport {
     /// R1: who could see key text here at the report's moment.
     pub may_see_key_text: Vec<RoleRow>,
     pub rights: Vec<RightsRow>,
+    /// Issue 18: the alerts of this license ID at the report's moment, with the default rules
+    /// (derived, never in the log).
+    pub alerts: Vec<crate::alerts::Alert>,
     pub note: &'static str,
 }
 
@@ -264,6 +267,12 @@ pub fn license_report(
             })
             .collect(),
         rights: rights_rows(p, license_id, license, record),
+        alerts: crate::alerts::alerts(
+            p,
+            Some(license_id),
+            at,
+            &crate::alerts::AlertRules::default(),
+        ),
         keys,
         note: ACTIVATION_NOTE,
     })

@@ -243,6 +243,29 @@ pub fn render(r: &LicenseReport) -> String {
         ]);
     }
     section(&mut out, "Rights", rights, r.rights.is_empty());
+    let alerts = grid(
+        &[
+            "rule",
+            "key",
+            "host",
+            "request",
+            "value",
+            "threshold",
+            "message",
+        ],
+        r.alerts.iter().map(|a| {
+            vec![
+                a.rule.to_owned(),
+                opt(&a.key_id),
+                opt(&a.host),
+                opt(&a.request_id),
+                format!("{:.2}", a.value),
+                format!("{:.2}", a.threshold),
+                a.message.clone(),
+            ]
+        }),
+    );
+    section(&mut out, "Alerts (derived)", alerts, r.alerts.is_empty());
     out.push_str(&format!("\nNote: {}\n", r.note));
     out
 }

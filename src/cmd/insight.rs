@@ -125,6 +125,26 @@ pub fn usage(data: &keyledger_ledger::Location, args: &UsageArgs) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// `alerts`: evaluated at the moment asked for (now by default) on the folded log.
+pub fn alerts(data: &keyledger_ledger::Location, args: &crate::cli::AlertArgs) -> Result<ExitCode> {
+    let format = format(&args.format)?;
+    let license = args
+        .license_id
+        .as_deref()
+        .map(|id| LicenseId::new(id).context("--license-id"))
+        .transpose()?;
+    let store = open_store(data)?;
+    let (p, at) = at_moment(&store, &args.moment)?;
+    if let Some(id) = &license {
+        if !p.books.licenses.contains_key(id) {
+            bail!("no license ID {id} in the ledger");
+        }
+    }
+    let all = keyledger_projections::alerts::alerts(&p, license.as_ref(), at, &args.rules());
+    crate::output::text(&keyledger_projections::alerts::render(&all, format))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn summary(
     data: &keyledger_ledger::Location,
     org: &str,

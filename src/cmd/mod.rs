@@ -93,6 +93,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
         ),
         Command::Usage(args) => insight::usage(data, &args),
+        Command::Alerts(args) => insight::alerts(data, &args),
         Command::Machine {
             name,
             after,

@@ -165,6 +165,53 @@ pub(super) async fn summary(
     }
 }
 
+/// `GET /v1/alerts[?license_id=ID&as_of=T&format=..]`: the alerts of the license IDs the
+/// caller may read (operators: all), evaluated now or at `as_of`, with the default rules.
+pub(super) async fn alerts(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+    Caller(principal): Caller,
+) -> Response {
+    let q = Params(q);
+    let (format, as_of, license) = match (
+        format_of(&q),
+        time_of(&q, "as_of"),
+        q.license_id("license_id"),
+    ) {
+        (Ok(format), Ok(as_of), Ok(license)) => (format, as_of, license),
+        (Err(r), _, _) | (_, Err(r), _) | (_, _, Err(r)) => return r,
+    };
+    if let Some(license) = &license {
+        if !may_read(&app, &principal, license) {
+            return forbidden(
+                "R1",
+                format!("{principal} holds no role on license ID {license}"),
+            );
+        }
+    }
+    let answer = |p: &Projections, at: Timestamp| {
+        let rules = keyledger_projections::alerts::AlertRules::default();
+        let mut all = keyledger_projections::alerts::alerts(p, license.as_ref(), at, &rules);
+        all.retain(|a| {
+            LicenseId::new(a.license_id.as_str()).is_ok_and(|l| p.may_read(&principal, &l))
+        });
+        rendered(format, keyledger_projections::alerts::render(&all, format))
+    };
+    match as_of {
+        Some(at) => match projections_as_of(&app, at).await {
+            Ok(p) => answer(&p, at),
+            Err(response) => response,
+        },
+        None => {
+            let p = app
+                .projections
+                .read()
+                .expect("no writer panics holding the lock");
+            answer(&p, now_at_least(p.last_at))
+        }
+    }
+}
+
 /// `after` and `limit` of a paged read.
 fn page_of(q: &Params) -> Result<(u64, usize), Response> {
     let after = q.number("after", Some(0))?;

@@ -40,7 +40,7 @@ mod stream;
 mod writes;
 
 use health::{healthz, metrics};
-use insight::{key_machines, machine, summary, usage};
+use insight::{alerts, key_machines, machine, summary, usage};
 use log::{log, verify};
 use proofs::{checkpoint, consistency_proof, inclusion_proof};
 use reports::{keys, report};
@@ -57,6 +57,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/machines/{name}", get(machine))
         .route("/v1/keys/{id}/machines", get(key_machines))
         .route("/v1/summary", get(summary))
+        .route("/v1/alerts", get(alerts))
         .route("/v1/log", get(log))
         .route("/v1/events/stream", get(events_stream))
         .route("/v1/verify", get(verify))
