@@ -628,6 +628,14 @@ fn golden_reports_of_the_seeded_demo() {
         "machines", "--key", "1", "--method", "proxy", "--format", "tsv",
     ]);
     golden("machines-key-1-proxy.tsv", &page);
+    // TSV stays rows only; where the next page starts is said on stderr.
+    let first = ledger.run(&["machines", "--key", "1", "--limit", "5", "--format", "tsv"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let rows = String::from_utf8(first.stdout.clone()).unwrap();
+    let last_seq = rows.lines().last().unwrap().split('\t').nth(1).unwrap();
+    // A page ends at an event boundary: five rows, or more when an event holds more.
+    assert!(rows.lines().count() > 5, "{rows}");
+    assert_eq!(stderr(&first).trim(), format!("more: --after {last_seq}"));
     // A time range: found by bisecting the key's history (business time only grows).
     let day = ledger.ok(&[
         "machines",

@@ -435,6 +435,28 @@ fn machine_history_and_a_keys_machines_answer_readers_only() {
         serde_json::from_str::<Value>(&body).unwrap()
     };
     let history = json("/v1/machines/pc-1", "rita");
+    // A page that is not the last says where the next starts, in TSV too (a header).
+    let (status, next, tsv) = server.get_with_header(
+        "/v1/machines/pc-1?limit=1&format=tsv",
+        Some("rita"),
+        "keyledger-next-after",
+    );
+    assert_eq!(status, 200);
+    let first_seq = tsv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(next.as_deref(), Some(first_seq.as_str()), "{tsv}");
+    let (_, last, _) = server.get_with_header(
+        "/v1/machines/pc-1?format=tsv",
+        Some("rita"),
+        "keyledger-next-after",
+    );
+    assert_eq!(last, None, "the last page names no next");
     let whats: Vec<&str> = history["rows"]
         .as_array()
         .unwrap()

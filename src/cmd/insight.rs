@@ -65,6 +65,7 @@ pub fn machine(
     let p = projections(&store, Until::Head)?;
     let history = machine_history(&store, &p, name, after, limit, |_| true)?;
     crate::output::text(&history.render(format))?;
+    more_on_stderr(format, history.next_after);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -83,7 +84,16 @@ pub fn machines(
         bail!("no key {key} in the ledger (as of seq {})", p.last_seq);
     };
     crate::output::text(&page.render(format))?;
+    more_on_stderr(format, page.next_after);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tab-separated text stays rows only: where the next page starts goes to stderr (the table
+/// says it in its own footer, the JSON in `next_after`).
+fn more_on_stderr(format: Format, next_after: Option<u64>) {
+    if let (Format::Tsv, Some(after)) = (format, next_after) {
+        eprintln!("more: --after {after}");
+    }
 }
 
 fn format(text: &str) -> Result<Format> {

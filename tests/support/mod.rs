@@ -185,6 +185,29 @@ impl Server {
         )
     }
 
+    /// A GET answering the status, one response header (if present) and the body.
+    pub fn get_with_header(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        header: &str,
+    ) -> (u16, Option<String>, String) {
+        let mut request = self.agent.get(format!("{}{path}", self.url));
+        if let Some(who) = token {
+            request = request.header("Authorization", format!("Bearer {}", self.token(who)));
+        }
+        let mut response = request.call().unwrap();
+        let value = response
+            .headers()
+            .get(header)
+            .map(|v| v.to_str().unwrap().to_owned());
+        (
+            response.status().as_u16(),
+            value,
+            response.body_mut().read_to_string().unwrap(),
+        )
+    }
+
     /// Announces a body of `bytes` and sends none: the server must refuse it from the
     /// header alone (sending it would race the server's early answer).
     pub fn status_of_oversized_post(&self, path: &str, bytes: usize) -> u16 {

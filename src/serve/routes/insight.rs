@@ -36,6 +36,16 @@ fn rendered(format: Format, body: String) -> Response {
         .into_response()
 }
 
+/// A page that is not the last says where the next starts in `Keyledger-Next-After`, in
+/// every format (tab-separated text has no other place for it).
+fn paged(next_after: Option<u64>, mut response: Response) -> Response {
+    if let Some(after) = next_after {
+        let value = header::HeaderValue::from_str(&after.to_string()).expect("digits");
+        response.headers_mut().insert("keyledger-next-after", value);
+    }
+    response
+}
+
 /// `GET /v1/usage?license_id=ID|key_id=N|product=P[&by=day|week|month&from=T&to=T&format=…]`.
 pub(super) async fn usage(
     State(app): State<App>,
@@ -267,7 +277,7 @@ pub(super) async fn machine(
         })
         .await;
     match read {
-        Ok(Ok(history)) => rendered(format, history.render(format)),
+        Ok(Ok(history)) => paged(history.next_after, rendered(format, history.render(format))),
         Ok(Err(err)) => storage_error(&err),
         Err(_) => storage_error(&anyhow::anyhow!("the read did not finish")),
     }
@@ -326,7 +336,7 @@ pub(super) async fn key_machines(
     })
     .await;
     match read {
-        Ok(Ok(Some(page))) => rendered(format, page.render(format)),
+        Ok(Ok(Some(page))) => paged(page.next_after, rendered(format, page.render(format))),
         Ok(Ok(None)) => reply(
             StatusCode::NOT_FOUND,
             Answer::error("unknown_key", format!("no key {}", key_id.0)),
