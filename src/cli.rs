@@ -202,6 +202,15 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Durable consumers: named readers of the log whose acknowledged position the ledger's
+    /// database keeps (pulled and acknowledged over HTTP, docs/api.md). On a redb file, run
+    /// these while the service is stopped (or use POST /v1/consumers); on PostgreSQL, any time.
+    ///
+    /// Example: keyledger consumer create siem --types keys_disclosed,activation_refused
+    Consumer {
+        #[command(subcommand)]
+        action: ConsumerAction,
+    },
     /// A seeded activation workload through the full engine, and the capacity plan it
     /// implies; or `bench http` for the HTTP load generator.
     ///
@@ -414,6 +423,34 @@ pub enum TokenAction {
         #[arg(long)]
         token: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsumerAction {
+    /// A new consumer at position 0: it receives the log from seq 1.
+    Create {
+        name: String,
+        /// Only the events of this license ID's history.
+        #[arg(long)]
+        license_id: Option<String>,
+        /// Only events of these types (comma-separated JSON `type` names).
+        #[arg(long, value_delimiter = ',')]
+        types: Vec<String>,
+    },
+    /// Every consumer with its filter and position.
+    List {
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Move a consumer's position: delivery starts again after SEQ.
+    Reset {
+        name: String,
+        #[arg(long)]
+        to: u64,
+    },
+    /// Remove a consumer and its position.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,6 +20,7 @@ pub mod block;
 pub mod chain;
 pub mod checkpoint;
 pub mod codec;
+pub mod consumer;
 pub mod engine;
 pub mod error;
 pub mod export;

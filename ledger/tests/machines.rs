@@ -128,8 +128,39 @@ fn a_copy_and_a_reopened_ledger_hold_the_same_index() {
     assert_eq!(copy.machine_seqs("m1", 0, 10).unwrap(), seqs);
 }
 
+/// A schema-2 database (before durable consumers) gets their table when this build first
+/// writes, and says 3; a consumer stored by another process before that upgrades it too.
+#[test]
+fn a_schema_2_database_gets_the_consumers_table() {
+    if redb_only_not("a schema-2 PostgreSQL database") {
+        return;
+    }
+    let consumer = |name: &str| {
+        keyledger_ledger::consumer::Consumer::new(name, None, &[], keyledger_core::Timestamp::EPOCH)
+            .unwrap()
+    };
+    for first_by_writer in [true, false] {
+        let place = Place::new();
+        let engine = new_ledger(&place, 10);
+        drop(engine);
+        place.sql("DROP TABLE keyledger.consumers");
+        place.sql("UPDATE keyledger.meta SET value = '\\x02' WHERE key = 'format_version'");
+        let store = if first_by_writer {
+            let engine = keyledger_ledger::open(place.location()).unwrap();
+            engine.store().clone()
+        } else {
+            Store::open(place.location()).unwrap()
+        };
+        assert!(store.consumers().unwrap().is_empty());
+        assert!(store.create_consumer(&consumer("c")).unwrap());
+        assert_eq!(store.format_version().unwrap(), 3);
+        assert_eq!(store.consumers().unwrap(), [consumer("c")]);
+    }
+}
+
 /// A schema-1 database (as the build before the index wrote it: no `machines` table) gets
-/// the table and its rows from the blocks when this build first writes, then says 2.
+/// the table and its rows from the blocks when this build first writes, then says 3 (2 is
+/// the machine index, 3 the consumers' table).
 #[test]
 fn a_schema_1_database_is_indexed_when_first_written() {
     if redb_only_not("a schema-1 PostgreSQL database") {
@@ -143,9 +174,21 @@ fn a_schema_1_database_is_indexed_when_first_written() {
     drop(engine);
     place.sql("DROP TABLE keyledger.machine_buckets");
     place.sql("DELETE FROM keyledger.meta WHERE key = 'machine_index_through'");
+    place.sql("DROP TABLE IF EXISTS keyledger.consumers");
     place.sql("UPDATE keyledger.meta SET value = '\\x01' WHERE key = 'format_version'");
     let engine = keyledger_ledger::open(place.location()).unwrap();
-    assert_eq!(engine.store().format_version().unwrap(), 2);
+    assert_eq!(engine.store().format_version().unwrap(), 3);
+    let consumer = keyledger_ledger::consumer::Consumer::new(
+        "after-upgrade",
+        None,
+        &[],
+        keyledger_core::Timestamp::EPOCH,
+    )
+    .unwrap();
+    assert!(
+        engine.store().create_consumer(&consumer).unwrap(),
+        "the table is there"
+    );
     assert_index_matches(engine.store(), &names);
     let entries = "SELECT sum(length(bytes)) / 16 FROM keyledger.machine_buckets";
     assert_eq!(place.sql(entries), ["8"]);

@@ -3,6 +3,7 @@
 
 mod apply;
 mod audit;
+mod consumer;
 mod copy;
 mod import;
 mod insight;
@@ -68,6 +69,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => proofs::verify_proof(&file, &pubkey, old_checkpoint.as_deref()),
         Command::Serve(args) => crate::serve::run(data, &args),
         Command::Token { action } => token(data, action),
+        Command::Consumer { action } => consumer::run(data, &action),
         Command::Bench {
             target: Some(crate::cli::BenchTarget::Http(args)),
             ..

@@ -126,6 +126,9 @@ async fn serve(app: App, addr: SocketAddr, limits: connections::ConnectionLimits
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
+    // The handlers are in place before the address is printed: a SIGTERM sent the moment a
+    // script reads it is a clean shutdown, never the default action's kill.
+    let shutdown_signals = ShutdownSignals::install()?;
     // Tests and scripts read this line to find an ephemeral port.
     outln!("listening on http://{bound}");
     use std::io::Write;
@@ -133,30 +136,35 @@ async fn serve(app: App, addr: SocketAddr, limits: connections::ConnectionLimits
     eprintln!("keyledger: serving {} on http://{bound}", app.store.label());
     let closing = app.closing.clone();
     let shutdown = async move {
-        shutdown_signal().await;
+        shutdown_signals.received().await;
         closing.send_replace(true);
     };
     connections::serve(listener, routes::router(app), limits, shutdown).await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+/// SIGINT and SIGTERM, registered when made.
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<ShutdownSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        })
     }
-    eprintln!("keyledger: shutting down: finishing in-flight requests");
+
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
+        }
+        eprintln!("keyledger: shutting down: finishing in-flight requests");
+    }
 }
 
 /// Folds every committed batch into the live projections, in commit order, and writes a

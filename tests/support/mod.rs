@@ -41,6 +41,7 @@ pub fn keyledger(data: &Path, args: &[&str]) -> String {
 
 pub struct Server {
     child: Option<Child>,
+    serve_args: Vec<String>,
     pub url: String,
     /// The `--data` value: a file's path, or a PostgreSQL URL.
     pub data: PathBuf,
@@ -119,34 +120,14 @@ impl Server {
             );
         }
         keyledger(&data, &["token", "revoke", "--principal", "gone"]);
-        let mut child = keyledger_command(&data)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(serve_args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("the server prints its address")
-            .to_owned();
-        let mut pipe = child.stderr.take().unwrap();
-        let stderr = Some(std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        }));
+        let (child, url, stderr) = spawn_serve(&data, serve_args);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
             .into();
         Server {
             child: Some(child),
+            serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
             url,
             location: keyledger_ledger::Location::parse(data.to_str().unwrap()).unwrap(),
             database: None,
@@ -282,6 +263,16 @@ impl Server {
             .unwrap()
     }
 
+    /// Stops the server cleanly and starts it again on the same ledger (a new port).
+    pub fn restart(&mut self) {
+        self.stop();
+        let args: Vec<&str> = self.serve_args.iter().map(String::as_str).collect();
+        let (child, url, stderr) = spawn_serve(&self.data, &args);
+        self.child = Some(child);
+        self.url = url;
+        self.stderr = stderr;
+    }
+
     /// SIGTERM, wait for a clean exit, and return what the server wrote to stderr.
     pub fn stop(&mut self) -> String {
         let mut child = self.child.take().unwrap();
@@ -309,6 +300,35 @@ impl Drop for Server {
         }
         drop(self.database.take());
     }
+}
+
+type StderrReader = Option<std::thread::JoinHandle<String>>;
+
+/// `keyledger serve` on an ephemeral loopback port: the child, its URL, its stderr's reader.
+fn spawn_serve(data: &Path, serve_args: &[&str]) -> (Child, String, StderrReader) {
+    let mut child = keyledger_command(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(serve_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the server prints its address")
+        .to_owned();
+    let mut pipe = child.stderr.take().unwrap();
+    let stderr = Some(std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    }));
+    (child, url, stderr)
 }
 
 pub fn activation(machine: &str) -> String {

@@ -194,6 +194,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()>;
     fn token_principal(&self, digest_hex: &str) -> Result<Option<String>>;
     fn revoke_tokens(&self, digest_hex: Option<&str>, principal: Option<&str>) -> Result<usize>;
+    /// Durable consumers (`crate::consumer`): one record a name, in name order.
+    fn consumer_records(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    fn consumer_record(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Stores a new consumer's record; `false` when the name is taken.
+    fn insert_consumer(&self, name: &str, record: &[u8]) -> Result<bool>;
+    /// Replaces the record if it is still `old` (compare-and-set); `false` otherwise.
+    fn replace_consumer(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool>;
+    fn delete_consumer(&self, name: &str) -> Result<bool>;
     /// Every row outside the blocks and the Merkle nodes, table by table (for `copy`).
     fn for_each_row(&self, visit: &mut dyn FnMut(Row) -> Result<()>) -> Result<()>;
     /// Writes rows [`Backend::for_each_row`] produced (for `copy`, into a new ledger).
@@ -494,6 +502,57 @@ impl Store {
         Ok(out)
     }
 
+    /// Stores a new durable consumer; `false` when one of that name exists.
+    pub fn create_consumer(&self, consumer: &crate::consumer::Consumer) -> Result<bool> {
+        // A PostgreSQL schema from before consumers gets their table (schema 3) first.
+        self.upgrade_format()?;
+        self.backend
+            .insert_consumer(&consumer.name, &consumer.to_bytes())
+    }
+
+    /// Every durable consumer, in name order.
+    pub fn consumers(&self) -> Result<Vec<crate::consumer::Consumer>> {
+        self.backend
+            .consumer_records()?
+            .iter()
+            .map(|(name, bytes)| crate::consumer::Consumer::from_bytes(name, bytes))
+            .collect()
+    }
+
+    pub fn consumer(&self, name: &str) -> Result<Option<crate::consumer::Consumer>> {
+        self.backend
+            .consumer_record(name)?
+            .map(|bytes| crate::consumer::Consumer::from_bytes(name, &bytes))
+            .transpose()
+    }
+
+    /// Changes a consumer with `change` (read, changed, compared and set; retried when
+    /// another process changed it in between); `None` when there is no such consumer.
+    pub fn update_consumer(
+        &self,
+        name: &str,
+        mut change: impl FnMut(&mut crate::consumer::Consumer),
+    ) -> Result<Option<crate::consumer::Consumer>> {
+        for _ in 0..64 {
+            let Some(old) = self.backend.consumer_record(name)? else {
+                return Ok(None);
+            };
+            let mut consumer = crate::consumer::Consumer::from_bytes(name, &old)?;
+            change(&mut consumer);
+            let new = consumer.to_bytes();
+            if new == old || self.backend.replace_consumer(name, &old, &new)? {
+                return Ok(Some(consumer));
+            }
+        }
+        Err(crate::error::Error::Storage(format!(
+            "consumer {name:?} kept changing under 64 updates in a row"
+        )))
+    }
+
+    pub fn delete_consumer(&self, name: &str) -> Result<bool> {
+        self.backend.delete_consumer(name)
+    }
+
     /// Stores an API token's digest for `principal`.
     pub fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()> {
         self.backend.put_token(digest_hex, principal)
@@ -605,6 +664,10 @@ impl Store {
             Ok(())
         })?;
         target.backend.put_rows(&rows)?;
+        // Durable consumers go along with their positions (their seqs are the same there).
+        for consumer in self.consumers()? {
+            target.create_consumer(&consumer)?;
+        }
         Ok(head)
     }
 }

@@ -31,6 +31,7 @@ use axum::middleware::from_fn;
 use keyledger_ledger::Store;
 use std::sync::Arc;
 
+mod consumers;
 mod health;
 mod insight;
 mod log;
@@ -58,6 +59,13 @@ pub fn router(app: App) -> Router {
         .route("/v1/keys/{id}/machines", get(key_machines))
         .route("/v1/summary", get(summary))
         .route("/v1/alerts", get(alerts))
+        .route(
+            "/v1/consumers",
+            get(consumers::list).post(consumers::create),
+        )
+        .route("/v1/consumers/{name}/events", get(consumers::events))
+        .route("/v1/consumers/{name}/ack", post(consumers::ack))
+        .route("/v1/consumers/{name}/reset", post(consumers::reset))
         .route("/v1/log", get(log))
         .route("/v1/events/stream", get(events_stream))
         .route("/v1/verify", get(verify))

@@ -42,7 +42,7 @@ use crate::store::location::PgUrl;
 use crate::store::{Backend, BatchWrite, BlockVisitor, Head, Row, StoredAnswer, SNAPSHOTS_KEPT};
 
 /// The schema version this build writes and reads.
-pub const PG_SCHEMA_VERSION: u8 = 2;
+pub const PG_SCHEMA_VERSION: u8 = 3;
 /// The oldest schema this build still opens (and upgrades when it first writes).
 pub const PG_SCHEMA_OLDEST: u8 = 1;
 
@@ -52,6 +52,8 @@ const BLOCKS_PER_PAGE: i64 = 64;
 const SCHEMA: &str = include_str!("schema.sql");
 const UPGRADE_2: &str = include_str!("upgrade-2.sql");
 const MARK_2: &str = "UPDATE keyledger.meta SET value = '\\x02' WHERE key = 'format_version';";
+const UPGRADE_3: &str = include_str!("upgrade-3.sql");
+const MARK_3: &str = "UPDATE keyledger.meta SET value = '\\x03' WHERE key = 'format_version';";
 
 pub struct PgStore {
     label: String,
@@ -181,7 +183,9 @@ impl PgStore {
                 return Err(Error::Exists(label));
             }
             client
-                .batch_execute(&format!("BEGIN;\n{SCHEMA}\n{UPGRADE_2}\n{MARK_2}\nCOMMIT;"))
+                .batch_execute(&format!(
+                    "BEGIN;\n{SCHEMA}\n{UPGRADE_2}\n{UPGRADE_3}\n{MARK_3}\nCOMMIT;"
+                ))
                 .await
                 .map_err(|e| pg_error("creating the keyledger schema", e))
         })?;
@@ -537,20 +541,24 @@ impl Backend for PgStore {
     }
 
     /// Schema 1 to 2: the machine index's table (its rows are built by `Store::upgrade_format`
-    /// before this marks the schema).
+    /// before this marks the schema); 2 to 3: the consumers' table.
     fn upgrade_format(&self) -> Result<()> {
-        if self.format_version()? >= PG_SCHEMA_VERSION {
+        let version = self.format_version()?;
+        if version >= PG_SCHEMA_VERSION {
             return Ok(());
         }
-        // `Store::upgrade_format` put the rows of every block: the watermark is the head.
-        let head = self.head()?.seq;
-        self.batch(UPGRADE_2)?;
-        self.execute(
-            "machine index watermark",
-            "UPDATE keyledger.meta SET value = $1 WHERE key = 'machine_index_through'",
-            vec![Param::Bytes(head.to_le_bytes().to_vec())],
-        )?;
-        self.batch(&format!("BEGIN;\n{MARK_2}\nCOMMIT;"))
+        if version < 2 {
+            // `Store::upgrade_format` put the rows of every block: the watermark is the head.
+            let head = self.head()?.seq;
+            self.batch(UPGRADE_2)?;
+            self.execute(
+                "machine index watermark",
+                "UPDATE keyledger.meta SET value = $1 WHERE key = 'machine_index_through'",
+                vec![Param::Bytes(head.to_le_bytes().to_vec())],
+            )?;
+            self.batch(&format!("BEGIN;\n{MARK_2}\nCOMMIT;"))?;
+        }
+        self.batch(&format!("BEGIN;\n{UPGRADE_3}\n{MARK_3}\nCOMMIT;"))
     }
 
     fn machine_index_missing(&self) -> Result<bool> {
@@ -952,6 +960,66 @@ impl Backend for PgStore {
                 Some(row) => Ok(Some(hash32(row.get(0), "merkle hash")?)),
             },
         )
+    }
+
+    fn consumer_records(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        if self.format_version()? < 3 {
+            return Ok(Vec::new());
+        }
+        self.read(
+            "consumers",
+            "SELECT name, record FROM keyledger.consumers ORDER BY name",
+            vec![],
+            |rows| Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect()),
+        )
+    }
+
+    fn consumer_record(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        if self.format_version()? < 3 {
+            return Ok(None);
+        }
+        self.read(
+            "consumer",
+            "SELECT record FROM keyledger.consumers WHERE name = $1",
+            vec![Param::Text(name.to_owned())],
+            |rows| Ok(rows.first().map(|r| r.get(0))),
+        )
+    }
+
+    fn insert_consumer(&self, name: &str, record: &[u8]) -> Result<bool> {
+        // `Store::create_consumer` brought the schema to 3 (the table's) first.
+        let inserted = self.execute(
+            "consumer",
+            "INSERT INTO keyledger.consumers (name, record) VALUES ($1, $2) \
+             ON CONFLICT (name) DO NOTHING",
+            vec![Param::Text(name.to_owned()), Param::Bytes(record.to_vec())],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    fn replace_consumer(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+        let replaced = self.execute(
+            "consumer update",
+            "UPDATE keyledger.consumers SET record = $3 WHERE name = $1 AND record = $2",
+            vec![
+                Param::Text(name.to_owned()),
+                Param::Bytes(old.to_vec()),
+                Param::Bytes(new.to_vec()),
+            ],
+        )?;
+        Ok(replaced == 1)
+    }
+
+    fn delete_consumer(&self, name: &str) -> Result<bool> {
+        if self.format_version()? < 3 {
+            return Ok(false);
+        }
+        let deleted = self.execute(
+            "consumer delete",
+            "DELETE FROM keyledger.consumers WHERE name = $1",
+            vec![Param::Text(name.to_owned())],
+        )?;
+        Ok(deleted == 1)
     }
 
     fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()> {

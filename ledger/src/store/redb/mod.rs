@@ -10,6 +10,7 @@
 //!   for answers written before format 3, never written.
 //! - `snapshots` u64 (last seq folded) → projection snapshot bytes, opaque to the ledger.
 //! - `tokens`  str (BLAKE3 hex of an API token) → principal. The token itself is never kept.
+//! - `consumers` str (name) → a durable consumer's JSON record (`crate::consumer`).
 //! - `merkle`  (level, index) → 32-byte hash of the perfect subtree of leaves
 //!   `[index << level, (index + 1) << level)`, for levels >= 8 (see `crate::tree`).
 
@@ -36,6 +37,7 @@ const ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("answers");
 const FIRST_ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("first_answers");
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
+const CONSUMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("consumers");
 const MERKLE: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("merkle");
 
 const FORMAT_VERSION_KEY: &str = "format_version";
@@ -765,6 +767,69 @@ impl Backend for RedbStore {
         };
         let found = merkle.get((level, index))?;
         Ok(found.and_then(|v| v.value().try_into().ok()))
+    }
+
+    fn consumer_records(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let read = self.db()?.begin_read()?;
+        let table = match read.open_table(CONSUMERS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(err) => return Err(err.into()),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (name, record) = entry?;
+            out.push((name.value().to_owned(), record.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn consumer_record(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let read = self.db()?.begin_read()?;
+        let table = match read.open_table(CONSUMERS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        Ok(table.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    fn insert_consumer(&self, name: &str, record: &[u8]) -> Result<bool> {
+        let write = self.db()?.begin_write()?;
+        let inserted = {
+            let mut table = write.open_table(CONSUMERS)?;
+            if table.get(name)?.is_some() {
+                false
+            } else {
+                table.insert(name, record)?;
+                true
+            }
+        };
+        write.commit()?;
+        Ok(inserted)
+    }
+
+    fn replace_consumer(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+        let write = self.db()?.begin_write()?;
+        let replaced = {
+            let mut table = write.open_table(CONSUMERS)?;
+            let current = table.get(name)?.map(|v| v.value().to_vec());
+            if current.as_deref() == Some(old) {
+                table.insert(name, new)?;
+                true
+            } else {
+                false
+            }
+        };
+        write.commit()?;
+        Ok(replaced)
+    }
+
+    fn delete_consumer(&self, name: &str) -> Result<bool> {
+        let write = self.db()?.begin_write()?;
+        let deleted = write.open_table(CONSUMERS)?.remove(name)?.is_some();
+        write.commit()?;
+        Ok(deleted)
     }
 
     /// Stores an API token's digest for `principal`.

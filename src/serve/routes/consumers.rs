@@ -1,0 +1,316 @@
+//! Durable consumers over HTTP (issue 18, item 2; docs/api.md, "Durable consumers"): a
+//! consumer pulls the events after its acknowledged position and acknowledges what it has
+//! processed; the position is kept in the ledger's database, so a restart of either side
+//! loses nothing. Delivery is at least once, in seq order: the seq is the idempotency key.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use keyledger_ledger::consumer::Consumer;
+use serde_json::{json, Value};
+
+use super::*;
+
+/// The most events one page of a consumer's events holds.
+const CONSUMER_PAGE_MAX: u64 = 10_000;
+
+fn storage(err: &keyledger_ledger::Error) -> Response {
+    reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Answer::error("storage", err.to_string()),
+    )
+}
+
+fn is_operator(app: &App, principal: &Principal) -> bool {
+    app.projections
+        .read()
+        .expect("no writer panics holding the lock")
+        .books
+        .operators
+        .contains(principal)
+}
+
+fn operator_only(app: &App, principal: &Principal) -> Result<(), Response> {
+    if is_operator(app, principal) {
+        return Ok(());
+    }
+    Err(forbidden(
+        "R3",
+        format!("{principal} is not an operator: consumers are managed by operators"),
+    ))
+}
+
+/// The consumer `name`, if the caller may read its events (the read rule of `/v1/log`).
+fn readable_consumer(app: &App, principal: &Principal, name: &str) -> Result<Consumer, Response> {
+    let consumer = match app.store.consumer(name) {
+        Ok(Some(consumer)) => consumer,
+        Ok(None) => {
+            return Err(reply(
+                StatusCode::NOT_FOUND,
+                Answer::error("unknown_consumer", format!("no consumer {name:?}")),
+            ))
+        }
+        Err(err) => return Err(storage(&err)),
+    };
+    let license = match consumer.license_id.as_deref().map(LicenseId::new) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            return Err(storage(&keyledger_ledger::Error::Storage(format!(
+                "consumer {name:?} names a license ID that is not one"
+            ))))
+        }
+        None => None,
+    };
+    may_read_log(app, principal, license.as_ref())?;
+    Ok(consumer)
+}
+
+/// `POST /v1/consumers` `{"name", "license_id"?, "types"?}` (operators).
+pub(super) async fn create(
+    State(app): State<App>,
+    Caller(principal): Caller,
+    body: Bytes,
+) -> Response {
+    if let Err(response) = operator_only(&app, &principal) {
+        return response;
+    }
+    let value = match parse_body(&body) {
+        Ok(value) => value,
+        Err(response) => return response,
+    };
+    let text = |field: &str| value.get(field).and_then(Value::as_str);
+    let Some(name) = text("name") else {
+        return malformed(&input_error(Some("name"), "missing or not a string"));
+    };
+    let types: Vec<String> = match value.get("types") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => match items
+            .iter()
+            .map(|t| t.as_str().map(str::to_owned))
+            .collect()
+        {
+            Some(types) => types,
+            None => {
+                return malformed(&input_error(
+                    Some("types"),
+                    "expected an array of event types",
+                ))
+            }
+        },
+        Some(_) => {
+            return malformed(&input_error(
+                Some("types"),
+                "expected an array of event types",
+            ))
+        }
+    };
+    let consumer = match Consumer::new(name, text("license_id"), &types, wall_clock()) {
+        Ok(consumer) => consumer,
+        Err(why) => return malformed(&input_error(None, why)),
+    };
+    match app.store.create_consumer(&consumer) {
+        Ok(true) => (
+            StatusCode::CREATED,
+            Json(json!({ "ok": true, "consumer": consumer })),
+        )
+            .into_response(),
+        Ok(false) => reply(
+            StatusCode::CONFLICT,
+            Answer::error(
+                "already_exists",
+                format!("consumer {name:?} exists already"),
+            ),
+        ),
+        Err(err) => storage(&err),
+    }
+}
+
+/// `GET /v1/consumers` (operators).
+pub(super) async fn list(State(app): State<App>, Caller(principal): Caller) -> Response {
+    if let Err(response) = operator_only(&app, &principal) {
+        return response;
+    }
+    match app.store.consumers() {
+        Ok(all) => Json(json!({ "consumers": all })).into_response(),
+        Err(err) => storage(&err),
+    }
+}
+
+/// `GET /v1/consumers/{name}/events[?limit=N]`: the events after the position that the
+/// consumer's filter takes, up to the folded head; `through` is the last seq looked at (ack
+/// it when no event matched, to move on).
+pub(super) async fn events(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    Caller(principal): Caller,
+) -> Response {
+    let consumer = match readable_consumer(&app, &principal, &name) {
+        Ok(consumer) => consumer,
+        Err(response) => return response,
+    };
+    let limit = match Params(q).number("limit", Some(1000)) {
+        Ok(limit) if (1..=CONSUMER_PAGE_MAX).contains(&limit) => limit as usize,
+        Ok(_) => {
+            return malformed(&input_error(
+                Some("limit"),
+                format!("expected 1..={CONSUMER_PAGE_MAX}"),
+            ))
+        }
+        Err(response) => return response,
+    };
+    let head = *app.head.borrow();
+    let from = consumer.position + 1;
+    let wanted: Option<Vec<u64>> = consumer.license_id.as_deref().map(|id| {
+        let p = app
+            .projections
+            .read()
+            .expect("no writer panics holding the lock");
+        LicenseId::new(id)
+            .ok()
+            .and_then(|l| p.license_history(&l))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| (from..=head).contains(s))
+            .collect()
+    });
+    let store = app.store.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        page(&store, &consumer, head, limit, wanted.as_deref())
+    });
+    match page.await {
+        Ok(Ok(body)) => Json(body).into_response(),
+        Ok(Err(err)) => storage(&err),
+        Err(_) => storage(&keyledger_ledger::Error::Storage(
+            "the read did not finish".into(),
+        )),
+    }
+}
+
+fn page(
+    store: &keyledger_ledger::Store,
+    consumer: &Consumer,
+    head: u64,
+    limit: usize,
+    wanted: Option<&[u64]>,
+) -> keyledger_ledger::Result<Value> {
+    let from = consumer.position + 1;
+    let mut events = Vec::new();
+    let mut through = consumer.position;
+    let start = match wanted {
+        Some([]) => None,
+        Some(seqs) => Some(seqs[0]),
+        None => (from <= head).then_some(from),
+    };
+    if let Some(start) = start {
+        keyledger_ledger::walk(store, start, |record| {
+            if record.seq > head || events.len() == limit {
+                return Ok(ControlFlow::Break(()));
+            }
+            through = record.seq;
+            let in_license = wanted.is_none_or(|w| w.binary_search(&record.seq).is_ok());
+            if in_license && consumer.takes(record.event.body.kind()) {
+                events.push(json!({
+                    "seq": record.seq,
+                    "prev": hex::encode(record.prev),
+                    "hash": hex::encode(record.hash),
+                    "event": event_to_json(&record.event),
+                }));
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+    }
+    // Nothing left below the head that this consumer takes: the whole range is covered.
+    if events.len() < limit {
+        through = through.max(head);
+    }
+    Ok(json!({
+        "consumer": consumer.name,
+        "position": consumer.position,
+        "events": events,
+        "through": through,
+    }))
+}
+
+fn seq_field(body: &Bytes, field: &str) -> Result<u64, Response> {
+    let value = parse_body(body)?;
+    value
+        .get(field)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| malformed(&input_error(Some(field), "missing or not a whole number")))
+}
+
+fn past_head(app: &App, seq: u64, field: &str) -> Result<(), Response> {
+    let head = *app.head.borrow();
+    if seq > head {
+        return Err(malformed(&input_error(
+            Some(field),
+            format!("seq {seq} is past the head of the log ({head})"),
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /v1/consumers/{name}/ack` `{"seq": N}`: the position moves to N if that is later
+/// (an older or repeated acknowledgement changes nothing).
+pub(super) async fn ack(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Caller(principal): Caller,
+    body: Bytes,
+) -> Response {
+    if let Err(response) = readable_consumer(&app, &principal, &name) {
+        return response;
+    }
+    let seq =
+        match seq_field(&body, "seq").and_then(|seq| past_head(&app, seq, "seq").map(|()| seq)) {
+            Ok(seq) => seq,
+            Err(response) => return response,
+        };
+    match app
+        .store
+        .update_consumer(&name, |c| c.position = c.position.max(seq))
+    {
+        Ok(Some(c)) => Json(json!({ "ok": true, "position": c.position })).into_response(),
+        Ok(None) => reply(
+            StatusCode::NOT_FOUND,
+            Answer::error("unknown_consumer", format!("no consumer {name:?}")),
+        ),
+        Err(err) => storage(&err),
+    }
+}
+
+/// `POST /v1/consumers/{name}/reset` `{"to": SEQ}` (operators): delivery starts again after
+/// SEQ, earlier or later than the position.
+pub(super) async fn reset(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Caller(principal): Caller,
+    body: Bytes,
+) -> Response {
+    if let Err(response) = operator_only(&app, &principal) {
+        return response;
+    }
+    let to = match seq_field(&body, "to").and_then(|to| past_head(&app, to, "to").map(|()| to)) {
+        Ok(to) => to,
+        Err(response) => return response,
+    };
+    let now = wall_clock();
+    let changed = app.store.update_consumer(&name, |c| {
+        c.position = to;
+        c.reset_at = Some(now);
+    });
+    match changed {
+        Ok(Some(c)) => Json(json!({ "ok": true, "consumer": c })).into_response(),
+        Ok(None) => reply(
+            StatusCode::NOT_FOUND,
+            Answer::error("unknown_consumer", format!("no consumer {name:?}")),
+        ),
+        Err(err) => storage(&err),
+    }
+}
