@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 
 use scraper::{Html, Selector};
 use serde_json::Value;
@@ -15,6 +14,8 @@ const KEY_TEXT_CHARS: &str = "BCDFGHJKMPQRTVWXY2346789";
 
 struct Console {
     child: Child,
+    /// Reads the server's stderr (to its end, when the server exits).
+    _stderr: support::StderrReader,
     url: String,
     agent: ureq::Agent,
     data: PathBuf,
@@ -67,21 +68,7 @@ impl Console {
             let token = keyledger(&data, &["token", "create", "--principal", who]);
             tokens.insert(who, token.trim().to_owned());
         }
-        let mut child = support::keyledger_command(&data)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_owned();
+        let (child, url, stderr) = support::spawn_serve(&data, &[]);
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -89,6 +76,7 @@ impl Console {
             .into();
         Console {
             child,
+            _stderr: stderr,
             url,
             agent,
             data,

@@ -23,6 +23,27 @@ fn seqs(page: &Value) -> Vec<u64> {
         .collect()
 }
 
+/// Activates `machines` and waits until the service has folded the last answer's seq (a
+/// page is read up to the folded head, which follows the commit by a moment); answers it.
+fn activate_all(server: &Server, bodies: &[String]) -> u64 {
+    let mut last = 0;
+    for body in bodies {
+        let (_, answer) = server.post("/v1/activations", None, body);
+        last = serde_json::from_str::<Value>(&answer).unwrap()["seq"]
+            .as_u64()
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.seq() < last {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "seq {last} never folded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    last
+}
+
 fn ack(server: &Server, name: &str, who: &str, seq: u64) -> (u16, Value) {
     let (status, text) = server.post(
         &format!("/v1/consumers/{name}/ack"),
@@ -40,10 +61,8 @@ fn a_consumer_resumes_after_its_acknowledged_seq_across_restarts() {
     assert_eq!(status, 201, "{text}");
     let (status, _) = server.post("/v1/consumers", Some("olga"), &create);
     assert_eq!(status, 409, "one consumer a name");
-    for i in 0..5 {
-        server.post("/v1/activations", None, &activation(&format!("pc-{i}")));
-    }
-    let head = server.seq();
+    let bodies: Vec<String> = (0..5).map(|i| activation(&format!("pc-{i}"))).collect();
+    let head = activate_all(&server, &bodies);
     let first = body(&server, "/v1/consumers/warehouse/events?limit=4", "olga");
     assert_eq!(seqs(&first), [1, 2, 3, 4], "from seq 1, in order");
     assert_eq!(first["through"], 4);

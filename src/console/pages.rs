@@ -514,8 +514,18 @@ pub async fn forecast(
     })
 }
 
-fn svg_answer(made: anyhow::Result<String>) -> Response {
-    match made {
+/// The plot `draw` makes of the license ID a plot's query names (the forecast page's rule).
+fn plot_of(
+    app: &App,
+    viewer: &Viewer,
+    q: &HashMap<String, String>,
+    draw: impl FnOnce(&Projections, LicenseId) -> anyhow::Result<String>,
+) -> Response {
+    let p = live(app);
+    let Some(license) = forecast_license(&p, &viewer.principal, q) else {
+        return (StatusCode::FORBIDDEN, "no such license ID among yours").into_response();
+    };
+    match draw(&p, license) {
         Ok(svg) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}")).into_response(),
     }
@@ -527,13 +537,11 @@ pub async fn forecast_svg(
     Query(q): Query<HashMap<String, String>>,
     viewer: Viewer,
 ) -> Response {
-    let p = live(&app);
-    let Some(license) = forecast_license(&p, &viewer.principal, &q) else {
-        return (StatusCode::FORBIDDEN, "no such license ID among yours").into_response();
-    };
-    let at = p.last_at.unwrap_or_default();
-    let all = forecasts(&p, Some(license.as_str()), at, WINDOW_DAYS_DEFAULT);
-    svg_answer(crate::plot::forecast_svg(&p, &all, at))
+    plot_of(&app, &viewer, &q, |p, license| {
+        let at = p.last_at.unwrap_or_default();
+        let all = forecasts(p, Some(license.as_str()), at, WINDOW_DAYS_DEFAULT);
+        crate::plot::forecast_svg(p, &all, at)
+    })
 }
 
 /// `GET /ui/usage.svg?license_id=ID`: activations by month, as `keyledger usage --svg`.
@@ -542,16 +550,12 @@ pub async fn usage_svg(
     Query(q): Query<HashMap<String, String>>,
     viewer: Viewer,
 ) -> Response {
-    let p = live(&app);
-    let Some(license) = forecast_license(&p, &viewer.principal, &q) else {
-        return (StatusCode::FORBIDDEN, "no such license ID among yours").into_response();
-    };
-    let scope = UsageScope::LicenseId(license);
-    let made = scope_keys(&p, &scope)
-        .and_then(|keys| usage(&p, &scope, &keys, Period::Month, None, None))
-        .map_err(anyhow::Error::from)
-        .and_then(|report| crate::plot::usage_svg(&report));
-    svg_answer(made)
+    plot_of(&app, &viewer, &q, |p, license| {
+        let scope = UsageScope::LicenseId(license);
+        let report = scope_keys(p, &scope)
+            .and_then(|keys| usage(p, &scope, &keys, Period::Month, None, None))?;
+        crate::plot::usage_svg(&report)
+    })
 }
 
 /// A product id from a form or a query, checked.

@@ -273,6 +273,19 @@ impl Server {
         self.stderr = stderr;
     }
 
+    /// Waits until the service has folded `seq` into its read models (answers come at the
+    /// commit; the fold follows by a moment), at most 10 s.
+    pub fn wait_folded(&self, seq: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.seq() < seq {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "seq {seq} never folded"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// SIGTERM, wait for a clean exit, and return what the server wrote to stderr.
     pub fn stop(&mut self) -> String {
         let mut child = self.child.take().unwrap();
@@ -302,10 +315,10 @@ impl Drop for Server {
     }
 }
 
-type StderrReader = Option<std::thread::JoinHandle<String>>;
+pub type StderrReader = Option<std::thread::JoinHandle<String>>;
 
 /// `keyledger serve` on an ephemeral loopback port: the child, its URL, its stderr's reader.
-fn spawn_serve(data: &Path, serve_args: &[&str]) -> (Child, String, StderrReader) {
+pub fn spawn_serve(data: &Path, serve_args: &[&str]) -> (Child, String, StderrReader) {
     let mut child = keyledger_command(data)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(serve_args)

@@ -160,19 +160,7 @@ pub(super) async fn summary(
             Ok(s) => rendered(format, s.render(format)),
         }
     };
-    match as_of {
-        Some(at) => match projections_as_of(&app, at).await {
-            Ok(p) => answer(&p, at),
-            Err(response) => response,
-        },
-        None => {
-            let p = app
-                .projections
-                .read()
-                .expect("no writer panics holding the lock");
-            answer(&p, now_at_least(p.last_at))
-        }
-    }
+    at_moment(&app, as_of, answer).await
 }
 
 /// `GET /v1/alerts[?license_id=ID&as_of=T&format=..]`: the alerts of the license IDs the
@@ -207,8 +195,18 @@ pub(super) async fn alerts(
         });
         rendered(format, keyledger_projections::alerts::render(&all, format))
     };
+    at_moment(&app, as_of, answer).await
+}
+
+/// `answer` on the projections at business time `as_of` (folded off the async threads), or
+/// on the live ones, now.
+async fn at_moment(
+    app: &App,
+    as_of: Option<Timestamp>,
+    answer: impl FnOnce(&Projections, Timestamp) -> Response,
+) -> Response {
     match as_of {
-        Some(at) => match projections_as_of(&app, at).await {
+        Some(at) => match projections_as_of(app, at).await {
             Ok(p) => answer(&p, at),
             Err(response) => response,
         },
