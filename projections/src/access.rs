@@ -7,10 +7,15 @@ use keyledger_core::{LicenseId, Principal};
 use crate::model::Projections;
 
 impl Projections {
+    /// Whether `principal` is an operator: one who reads everything (R3).
+    pub fn is_operator(&self, principal: &Principal) -> bool {
+        self.books.operators.contains(principal)
+    }
+
     /// Whether `principal` may read `license_id`'s report, keys (masked without the role
     /// R1 asks for) and history.
     pub fn may_read(&self, principal: &Principal, license_id: &LicenseId) -> bool {
-        self.books.operators.contains(principal)
+        self.is_operator(principal)
             || self
                 .books
                 .roles
@@ -22,7 +27,7 @@ impl Projections {
     /// that carries it): operators any; others one in the history of a license ID they may
     /// read. Events about no license ID (operators, orgs, products) are the operators' alone.
     pub fn may_read_seq(&self, principal: &Principal, seq: u64) -> bool {
-        if self.books.operators.contains(principal) {
+        if self.is_operator(principal) {
             return true;
         }
         self.books

@@ -6,11 +6,11 @@
 //! Every rule compares with the threshold in one direction, written once here; the edges
 //! are tested in `projections/tests/alerts.rs`.
 
-use keyledger_core::{ClientFamily, KeyKind, LicenseId, Span, Timestamp};
+use keyledger_core::{ClientFamily, KeyId, KeyKind, LicenseId, Span, Timestamp};
 use serde::Serialize;
 
 use crate::forecast::{forecast, WINDOW_DAYS_DEFAULT};
-use crate::model::Projections;
+use crate::model::{KeyView, Projections};
 use crate::report::phase_name;
 
 /// The thresholds the rules compare with; `Default` is what the CLI and the service use
@@ -67,119 +67,22 @@ pub fn alerts(
     at: Timestamp,
     rules: &AlertRules,
 ) -> Vec<Alert> {
-    let mut out = Vec::new();
-    let alert = |rule: &'static str, license_id: &LicenseId, value: f64, threshold: f64| Alert {
-        rule,
-        license_id: license_id.to_string(),
-        key_id: None,
-        host: None,
-        request_id: None,
-        value,
-        threshold,
-        message: String::new(),
-        evaluated_at: at,
-        at_seq: p.last_seq,
+    let e = Evaluation {
+        p,
+        license,
+        at,
+        rules,
     };
+    let mut out = Vec::new();
     for (key_id, key) in p.books.keys.iter() {
-        if license.is_some_and(|l| *l != key.license_id) {
-            continue;
-        }
-        let about = |mut a: Alert, message: String| {
-            a.key_id = Some(key_id.0);
-            a.message = message;
-            a
-        };
-        if matches!(key.kind, KeyKind::Mak | KeyKind::EsuMak) && key.total() > 0 {
-            let remaining = key.total().saturating_sub(key.used);
-            // Compared in whole numbers: exactly N% left is not an alert, a unit less is.
-            let (left, total) = (u128::from(remaining), u128::from(key.total()));
-            if left * 100 < u128::from(rules.remaining_percent) * total {
-                let percent = remaining as f64 * 100.0 / key.total() as f64;
-                let a = alert(
-                    "mak_low_remaining",
-                    &key.license_id,
-                    percent,
-                    rules.remaining_percent as f64,
-                );
-                out.push(about(
-                    a,
-                    format!(
-                        "{remaining} of {} activations left ({percent:.1}%, under {}%)",
-                        key.total(),
-                        rules.remaining_percent
-                    ),
-                ));
-            }
-            let f = forecast(key_id, key, at, WINDOW_DAYS_DEFAULT);
-            if let (Some(end), true) = (f.exhaustion, remaining > 0) {
-                let days = (end.unix_micros() - at.unix_micros()) as f64 / 86_400e6;
-                if end <= at.plus(Span::days(rules.exhaustion_days)) {
-                    let a = alert(
-                        "mak_exhaustion_soon",
-                        &key.license_id,
-                        days,
-                        rules.exhaustion_days as f64,
-                    );
-                    out.push(about(
-                        a,
-                        format!(
-                        "at {:.2} a day, the {remaining} left run out on {} (in {days:.1} days)",
-                        f.rate_per_day,
-                        &end.to_string()[..10]
-                    ),
-                    ));
-                }
-            }
-        }
-        if let Some(coverage) = key.coverage {
-            for (rule, when) in [
-                ("esu_coverage_starting", coverage.start),
-                ("esu_coverage_ending", coverage.end),
-            ] {
-                let horizon = at.plus(Span::days(rules.coverage_days));
-                if when > at && when <= horizon {
-                    let days = (when.unix_micros() - at.unix_micros()) as f64 / 86_400e6;
-                    let a = alert(rule, &key.license_id, days, rules.coverage_days as f64);
-                    let phase = phase_name(coverage.phase_at(at));
-                    out.push(about(
-                        a,
-                        format!(
-                            "ESU coverage {} on {} (in {days:.1} days; {phase} now)",
-                            if rule == "esu_coverage_starting" {
-                                "starts"
-                            } else {
-                                "ends"
-                            },
-                            &when.to_string()[..10]
-                        ),
-                    ));
-                }
-            }
+        if e.takes(&key.license_id) {
+            e.mak_alerts(key_id, key, &mut out);
+            e.coverage_alerts(key_id, key, &mut out);
+            e.burst_alerts(key_id, key, &mut out);
         }
     }
-    kms_alerts(p, license, at, &mut out, &alert);
-    for (request_id, request) in &p.books.requests {
-        if license.is_some_and(|l| *l != request.license_id) || request.decision.is_some() {
-            continue;
-        }
-        let waited = at.unix_micros() - request.requested_at.unix_micros();
-        if waited > Span::days(rules.pending_days).as_micros() {
-            let days = waited as f64 / 86_400e6;
-            let mut a = alert(
-                "request_pending_long",
-                &request.license_id,
-                days,
-                rules.pending_days as f64,
-            );
-            a.request_id = Some(request_id.to_string());
-            a.message = format!(
-                "request {request_id} by {} has waited {days:.1} days (over {})",
-                request.requested_by, rules.pending_days
-            );
-            out.push(a);
-        }
-    }
-    burst_alerts(p, license, at, rules, &mut out, &alert);
+    e.kms_alerts(&mut out);
+    e.request_alerts(&mut out);
     out.sort_by(|a, b| {
         (&a.license_id, a.rule, a.key_id, &a.host, &a.request_id).cmp(&(
             &b.license_id,
@@ -192,98 +95,228 @@ pub fn alerts(
     out
 }
 
-/// `kms_below_threshold`: a host whose 30-day count reached a threshold at its last contact
-/// and has fallen below it since, as clients aged out of the window (R14). A count only
-/// falls after the newest contact, so the count then is the one the window last reached.
-fn kms_alerts(
-    p: &Projections,
-    license: Option<&LicenseId>,
+/// One evaluation: the read models, the scope, the moment and the thresholds.
+struct Evaluation<'a> {
+    p: &'a Projections,
+    license: Option<&'a LicenseId>,
     at: Timestamp,
-    out: &mut Vec<Alert>,
-    alert: &impl Fn(&'static str, &LicenseId, f64, f64) -> Alert,
-) {
-    for (host, view) in &p.books.kms_hosts {
-        let lines = [
-            (
-                view.windows_key,
-                &view.windows,
-                [ClientFamily::WindowsClient, ClientFamily::WindowsServer].as_slice(),
-            ),
-            (
-                view.office_key,
-                &view.office,
-                [ClientFamily::Office].as_slice(),
-            ),
-        ];
-        for (key_id, window, families) in lines {
-            let Some(key_id) = key_id else { continue };
-            let Some(key) = p.books.keys.get(key_id) else {
-                continue;
-            };
-            if license.is_some_and(|l| *l != key.license_id) {
-                continue;
-            }
-            let Some(last) = window.latest_contact() else {
-                continue;
-            };
-            let (then, now) = (window.count_at(last), window.count_at(at.max(last)));
-            // One alert a host line: the largest threshold lost, naming every one.
-            let lost: Vec<(ClientFamily, u32)> = families
-                .iter()
-                .map(|f| (*f, f.kms_threshold()))
-                .filter(|(_, threshold)| then >= *threshold && now < *threshold)
-                .collect();
-            let Some(&(_, threshold)) = lost.first() else {
-                continue;
-            };
-            let names: Vec<String> = lost.iter().map(|(f, t)| format!("{t} for {f}")).collect();
-            let mut a = alert(
-                "kms_below_threshold",
-                &key.license_id,
-                f64::from(now),
-                f64::from(threshold),
-            );
-            a.key_id = Some(key_id.0);
-            a.host = Some(host.to_string());
-            a.message = format!(
-                "KMS host {host} counts {now} machines in 30 days (it counted {then}): below \
-                 the threshold of {}",
-                names.join(" and ")
-            );
-            out.push(a);
-        }
-    }
+    rules: &'a AlertRules,
 }
 
-/// `refusal_burst`: one refusal code on one key at least `burst_refusals` times in the UTC
-/// day of `at`.
-fn burst_alerts(
-    p: &Projections,
-    license: Option<&LicenseId>,
-    at: Timestamp,
-    rules: &AlertRules,
-    out: &mut Vec<Alert>,
-    alert: &impl Fn(&'static str, &LicenseId, f64, f64) -> Alert,
-) {
-    for (key_id, key) in p.books.keys.iter() {
-        if license.is_some_and(|l| *l != key.license_id) {
-            continue;
+/// Days from `from` to `to`, with their fraction.
+fn days_between(from: Timestamp, to: Timestamp) -> f64 {
+    (to.unix_micros() - from.unix_micros()) as f64 / 86_400e6
+}
+
+impl Evaluation<'_> {
+    fn takes(&self, license_id: &LicenseId) -> bool {
+        self.license.is_none_or(|l| l == license_id)
+    }
+
+    fn alert(
+        &self,
+        rule: &'static str,
+        license_id: &LicenseId,
+        value: f64,
+        threshold: f64,
+    ) -> Alert {
+        Alert {
+            rule,
+            license_id: license_id.to_string(),
+            key_id: None,
+            host: None,
+            request_id: None,
+            value,
+            threshold,
+            message: String::new(),
+            evaluated_at: self.at,
+            at_seq: self.p.last_seq,
         }
-        let Some(day) = key.daily.get(&at.unix_day()) else {
-            continue;
-        };
-        for (code, count) in &day.refused {
-            if *count >= rules.burst_refusals {
-                let mut a = alert(
-                    "refusal_burst",
-                    &key.license_id,
-                    *count as f64,
-                    rules.burst_refusals as f64,
+    }
+
+    /// An alert about key `key_id`.
+    fn about_key(
+        &self,
+        rule: &'static str,
+        key_id: KeyId,
+        key: &KeyView,
+        value: f64,
+        threshold: f64,
+        message: String,
+    ) -> Alert {
+        let mut a = self.alert(rule, &key.license_id, value, threshold);
+        a.key_id = Some(key_id.0);
+        a.message = message;
+        a
+    }
+
+    /// `mak_low_remaining` and `mak_exhaustion_soon`.
+    fn mak_alerts(&self, key_id: KeyId, key: &KeyView, out: &mut Vec<Alert>) {
+        if !matches!(key.kind, KeyKind::Mak | KeyKind::EsuMak) || key.total() == 0 {
+            return;
+        }
+        let (at, rules) = (self.at, self.rules);
+        let remaining = key.total().saturating_sub(key.used);
+        // Compared in whole numbers: exactly N% left is not an alert, a unit less is.
+        let (left, total) = (u128::from(remaining), u128::from(key.total()));
+        if left * 100 < u128::from(rules.remaining_percent) * total {
+            let percent = remaining as f64 * 100.0 / key.total() as f64;
+            let message = format!(
+                "{remaining} of {} activations left ({percent:.1}%, under {}%)",
+                key.total(),
+                rules.remaining_percent
+            );
+            let threshold = rules.remaining_percent as f64;
+            out.push(self.about_key(
+                "mak_low_remaining",
+                key_id,
+                key,
+                percent,
+                threshold,
+                message,
+            ));
+        }
+        let f = forecast(key_id, key, at, WINDOW_DAYS_DEFAULT);
+        if let (Some(end), true) = (f.exhaustion, remaining > 0) {
+            if end <= at.plus(Span::days(rules.exhaustion_days)) {
+                let days = days_between(at, end);
+                let message = format!(
+                    "at {:.2} a day, the {remaining} left run out on {} (in {days:.1} days)",
+                    f.rate_per_day,
+                    &end.to_string()[..10]
                 );
-                a.key_id = Some(key_id.0);
+                let threshold = rules.exhaustion_days as f64;
+                out.push(self.about_key(
+                    "mak_exhaustion_soon",
+                    key_id,
+                    key,
+                    days,
+                    threshold,
+                    message,
+                ));
+            }
+        }
+    }
+
+    /// `esu_coverage_starting` and `esu_coverage_ending`.
+    fn coverage_alerts(&self, key_id: KeyId, key: &KeyView, out: &mut Vec<Alert>) {
+        let Some(coverage) = key.coverage else {
+            return;
+        };
+        let at = self.at;
+        let horizon = at.plus(Span::days(self.rules.coverage_days));
+        for (rule, verb, when) in [
+            ("esu_coverage_starting", "starts", coverage.start),
+            ("esu_coverage_ending", "ends", coverage.end),
+        ] {
+            if when > at && when <= horizon {
+                let days = days_between(at, when);
+                let phase = phase_name(coverage.phase_at(at));
+                let message = format!(
+                    "ESU coverage {verb} on {} (in {days:.1} days; {phase} now)",
+                    &when.to_string()[..10]
+                );
+                let threshold = self.rules.coverage_days as f64;
+                out.push(self.about_key(rule, key_id, key, days, threshold, message));
+            }
+        }
+    }
+
+    /// `refusal_burst`: one refusal code on one key at least `burst_refusals` times in the
+    /// UTC day of the evaluation.
+    fn burst_alerts(&self, key_id: KeyId, key: &KeyView, out: &mut Vec<Alert>) {
+        let Some(day) = key.daily.get(&self.at.unix_day()) else {
+            return;
+        };
+        let threshold = self.rules.burst_refusals;
+        for (code, count) in day.refused.iter().filter(|(_, n)| **n >= threshold) {
+            let message = format!(
+                "{count} activations refused with {code} on key {key_id} on {}",
+                &self.at.to_string()[..10]
+            );
+            let (value, threshold) = (*count as f64, threshold as f64);
+            out.push(self.about_key("refusal_burst", key_id, key, value, threshold, message));
+        }
+    }
+
+    /// `kms_below_threshold`: a host line whose 30-day count reached a threshold at its last
+    /// contact and has fallen below it since, as clients aged out of the window (R14). A
+    /// count only falls after the newest contact, so the count then is the one the window
+    /// last reached.
+    fn kms_alerts(&self, out: &mut Vec<Alert>) {
+        let windows = [ClientFamily::WindowsClient, ClientFamily::WindowsServer];
+        for (host, view) in &self.p.books.kms_hosts {
+            let lines = [
+                (view.windows_key, &view.windows, windows.as_slice()),
+                (
+                    view.office_key,
+                    &view.office,
+                    [ClientFamily::Office].as_slice(),
+                ),
+            ];
+            for (key_id, window, families) in lines {
+                let Some((key_id, key)) =
+                    key_id.and_then(|id| Some((id, self.p.books.keys.get(id)?)))
+                else {
+                    continue;
+                };
+                let Some(last) = window
+                    .latest_contact()
+                    .filter(|_| self.takes(&key.license_id))
+                else {
+                    continue;
+                };
+                let (then, now) = (window.count_at(last), window.count_at(self.at.max(last)));
+                // One alert a host line: the largest threshold lost, naming every one.
+                let lost: Vec<(ClientFamily, u32)> = families
+                    .iter()
+                    .map(|f| (*f, f.kms_threshold()))
+                    .filter(|(_, threshold)| then >= *threshold && now < *threshold)
+                    .collect();
+                let Some(&(_, threshold)) = lost.first() else {
+                    continue;
+                };
+                let names: Vec<String> = lost.iter().map(|(f, t)| format!("{t} for {f}")).collect();
+                let message = format!(
+                    "KMS host {host} counts {now} machines in 30 days (it counted {then}): below \
+                     the threshold of {}",
+                    names.join(" and ")
+                );
+                let (value, threshold) = (f64::from(now), f64::from(threshold));
+                let mut a = self.about_key(
+                    "kms_below_threshold",
+                    key_id,
+                    key,
+                    value,
+                    threshold,
+                    message,
+                );
+                a.host = Some(host.to_string());
+                out.push(a);
+            }
+        }
+    }
+
+    /// `request_pending_long`: undecided for more than `pending_days`.
+    fn request_alerts(&self, out: &mut Vec<Alert>) {
+        let pending_days = self.rules.pending_days;
+        for (request_id, request) in &self.p.books.requests {
+            if !self.takes(&request.license_id) || request.decision.is_some() {
+                continue;
+            }
+            let waited = self.at.unix_micros() - request.requested_at.unix_micros();
+            if waited > Span::days(pending_days).as_micros() {
+                let days = days_between(request.requested_at, self.at);
+                let mut a = self.alert(
+                    "request_pending_long",
+                    &request.license_id,
+                    days,
+                    pending_days as f64,
+                );
+                a.request_id = Some(request_id.to_string());
                 a.message = format!(
-                    "{count} activations refused with {code} on key {key_id} on {}",
-                    &at.to_string()[..10]
+                    "request {request_id} by {} has waited {days:.1} days (over {pending_days})",
+                    request.requested_by
                 );
                 out.push(a);
             }

@@ -243,7 +243,14 @@ pub fn render(r: &LicenseReport) -> String {
         ]);
     }
     section(&mut out, "Rights", rights, r.rights.is_empty());
-    let alerts = grid(
+    section(&mut out, "Alerts (derived)", alerts(r), r.alerts.is_empty());
+    out.push_str(&format!("\nNote: {}\n", r.note));
+    out
+}
+
+/// The report's alerts (issue 18), one row each.
+fn alerts(r: &LicenseReport) -> Table {
+    grid(
         &[
             "rule",
             "key",
@@ -264,10 +271,7 @@ pub fn render(r: &LicenseReport) -> String {
                 a.message.clone(),
             ]
         }),
-    );
-    section(&mut out, "Alerts (derived)", alerts, r.alerts.is_empty());
-    out.push_str(&format!("\nNote: {}\n", r.note));
-    out
+    )
 }
 
 fn section(out: &mut String, title: &str, table: Table, empty: bool) {

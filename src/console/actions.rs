@@ -20,7 +20,7 @@ use rand::RngCore;
 
 use super::pages::{product_id, readable_license_ids};
 use super::session::{Chrome, Posted, Viewer};
-use super::{error_page, render};
+use super::{error_page, forbidden_page, render};
 use crate::serve::App;
 use crate::view::{checked_secrets, wall_clock};
 
@@ -436,12 +436,7 @@ pub async fn copy_key(State(app): State<App>, Path(id): Path<u64>, posted: Poste
              product_key_reader role on its license ID, and text that is not retired (R1).",
             viewer.principal
         );
-        return error_page(
-            StatusCode::FORBIDDEN,
-            Some(&viewer.chrome),
-            "Forbidden",
-            &why,
-        );
+        return forbidden_page(&viewer.chrome, &why);
     };
     let seq = match disclose(
         &app,

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::pages::{parse_as_of, readable_license_ids};
 use super::session::{Chrome, Viewer};
-use super::{error_page, render};
+use super::{error_page, forbidden_page, render};
 use crate::serve::App;
 use crate::view::wall_clock;
 
@@ -133,46 +133,11 @@ pub async fn audit_log(
             .read()
             .expect("no writer panics holding the lock");
         let readable = readable_license_ids(&p, &viewer.principal);
-        let operator = viewer.chrome.operator;
-        let wanted = match (&filter.license, filter.key) {
-            (Some(l), _) if !readable.contains(l) => {
-                let why = format!("{} holds no role on license ID {l} (R1).", viewer.principal);
-                return error_page(
-                    StatusCode::FORBIDDEN,
-                    Some(&viewer.chrome),
-                    "Forbidden",
-                    &why,
-                );
-            }
-            (_, Some(key)) => match p.books.keys.get(key) {
-                Some(k) if readable.contains(&k.license_id) => Some(k.history.clone()),
-                _ => Some(Vec::new()),
-            },
-            (Some(l), None) => Some(p.license_history(l).unwrap_or_default()),
-            (None, None) if operator => None,
-            (None, None) => {
-                let mut seqs: Vec<u64> = readable
-                    .iter()
-                    .filter_map(|l| p.license_history(l))
-                    .flatten()
-                    .collect();
-                seqs.sort_unstable();
-                seqs.dedup();
-                Some(seqs)
-            }
-        };
-        let wanted = match (wanted, &filter.license, filter.key) {
-            // A key and a license ID: the key's events that are also the license ID's.
-            (Some(seqs), Some(l), Some(_)) => {
-                let of_license = p.license_history(l).unwrap_or_default();
-                Some(
-                    seqs.into_iter()
-                        .filter(|s| of_license.binary_search(s).is_ok())
-                        .collect(),
-                )
-            }
-            (wanted, _, _) => wanted,
-        };
+        if let Some(l) = filter.license.as_ref().filter(|l| !readable.contains(l)) {
+            let why = format!("{} holds no role on license ID {l} (R1).", viewer.principal);
+            return forbidden_page(&viewer.chrome, &why);
+        }
+        let wanted = readable_seqs(&p, &filter, &readable, viewer.chrome.operator);
         (wanted, readable.iter().map(ToString::to_string).collect())
     };
     let store = app.store.clone();
@@ -197,6 +162,48 @@ pub async fn audit_log(
         rows,
         next,
     })
+}
+
+/// The seqs the filter's license ID and key narrow the log to, among those of `readable`
+/// license IDs (`None`: every seq, for an operator with neither). The license ID, when
+/// named, is one of `readable`.
+fn readable_seqs(
+    p: &keyledger_projections::Projections,
+    filter: &AuditFilter,
+    readable: &[LicenseId],
+    operator: bool,
+) -> Option<Vec<u64>> {
+    let wanted = match (&filter.license, filter.key) {
+        (_, Some(key)) => match p.books.keys.get(key) {
+            Some(k) if readable.contains(&k.license_id) => k.history.clone(),
+            _ => Vec::new(),
+        },
+        (Some(l), None) => p.license_history(l).unwrap_or_default(),
+        (None, None) if operator => return None,
+        (None, None) => {
+            let mut seqs: Vec<u64> = readable
+                .iter()
+                .filter_map(|l| p.license_history(l))
+                .flatten()
+                .collect();
+            seqs.sort_unstable();
+            seqs.dedup();
+            seqs
+        }
+    };
+    match (&filter.license, filter.key) {
+        // A key and a license ID: the key's events that are also the license ID's.
+        (Some(l), Some(_)) => {
+            let of_license = p.license_history(l).unwrap_or_default();
+            Some(
+                wanted
+                    .into_iter()
+                    .filter(|s| of_license.binary_search(s).is_ok())
+                    .collect(),
+            )
+        }
+        _ => Some(wanted),
+    }
 }
 
 /// The query string of the page after `after`, with the same filter.
@@ -297,12 +304,7 @@ pub async fn inclusion_proof(
         .may_read_seq(&viewer.principal, seq);
     if !readable {
         let why = format!("{} may not read seq {seq} (R1).", viewer.principal);
-        return error_page(
-            StatusCode::FORBIDDEN,
-            Some(&viewer.chrome),
-            "Forbidden",
-            &why,
-        );
+        return forbidden_page(&viewer.chrome, &why);
     }
     let (store, key) = (app.store.clone(), std::sync::Arc::clone(&app.key));
     let made = tokio::task::spawn_blocking(move || {

@@ -115,6 +115,11 @@ fn error_page(
     (status, render(&page)).into_response()
 }
 
+/// 403 with the rule's reason, to a signed-in principal.
+fn forbidden_page(chrome: &session::Chrome, why: &str) -> Response {
+    error_page(StatusCode::FORBIDDEN, Some(chrome), "Forbidden", why)
+}
+
 /// A template as an HTML answer; a template that cannot render is a 500 naming why.
 fn render(page: &impl Template) -> Response {
     match page.render() {

@@ -16,7 +16,7 @@ use keyledger_projections::usage::{scope_keys, usage, Period, UsageScope};
 use keyledger_projections::Projections;
 
 use super::session::{Chrome, Viewer};
-use super::{error_page, render};
+use super::{error_page, forbidden_page, render};
 use crate::serve::App;
 use crate::view::{now_at_least, projections, Until};
 
@@ -362,12 +362,7 @@ pub async fn details(
             "{} holds no role on license ID {license} (R1).",
             viewer.principal
         );
-        return error_page(
-            StatusCode::FORBIDDEN,
-            Some(&viewer.chrome),
-            "Forbidden",
-            &why,
-        );
+        return forbidden_page(&viewer.chrome, &why);
     }
     let as_of = q
         .get("as_of")

@@ -94,17 +94,10 @@ impl FromRequestParts<App> for Viewer {
         };
         match auth::principal_of_token(&app.store, &token) {
             Ok(principal) => {
-                let operator = app
-                    .projections
-                    .read()
-                    .expect("no writer panics holding the lock")
-                    .books
-                    .operators
-                    .contains(&principal);
                 let chrome = Chrome {
                     principal: principal.to_string(),
                     csrf: app.console_key.token(&token).to_hex().to_string(),
-                    operator,
+                    operator: app.is_operator(&principal),
                 };
                 Ok(Viewer { principal, chrome })
             }

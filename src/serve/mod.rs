@@ -55,6 +55,16 @@ pub struct Shared {
     pub console_key: crate::console::CsrfKey,
 }
 
+impl Shared {
+    /// Whether `principal` is an operator, by the live projections.
+    pub fn is_operator(&self, principal: &keyledger_core::Principal) -> bool {
+        self.projections
+            .read()
+            .expect("no writer panics holding the lock")
+            .is_operator(principal)
+    }
+}
+
 pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> Result<ExitCode> {
     let listen = &args.listen;
     let limits = connections::ConnectionLimits::from(args);

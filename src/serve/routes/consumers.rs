@@ -26,17 +26,8 @@ fn storage(err: &keyledger_ledger::Error) -> Response {
     )
 }
 
-fn is_operator(app: &App, principal: &Principal) -> bool {
-    app.projections
-        .read()
-        .expect("no writer panics holding the lock")
-        .books
-        .operators
-        .contains(principal)
-}
-
 fn operator_only(app: &App, principal: &Principal) -> Result<(), Response> {
-    if is_operator(app, principal) {
+    if app.is_operator(principal) {
         return Ok(());
     }
     Err(forbidden(

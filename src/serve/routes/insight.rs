@@ -148,15 +148,13 @@ pub(super) async fn summary(
                 StatusCode::NOT_FOUND,
                 Answer::error("unknown_org", err.to_string()),
             ),
-            Ok(s) if s.license_ids.is_empty() && !p.books.operators.contains(&principal) => {
-                forbidden(
-                    "R1",
-                    format!(
-                        "{principal} holds no role on a license ID of {}",
-                        s.root_org
-                    ),
-                )
-            }
+            Ok(s) if s.license_ids.is_empty() && !p.is_operator(&principal) => forbidden(
+                "R1",
+                format!(
+                    "{principal} holds no role on a license ID of {}",
+                    s.root_org
+                ),
+            ),
             Ok(s) => rendered(format, s.render(format)),
         }
     };
@@ -265,7 +263,7 @@ pub(super) async fn machine(
                 .projections
                 .read()
                 .expect("no writer panics holding the lock");
-            let operator = p.books.operators.contains(&principal);
+            let operator = p.is_operator(&principal);
             crate::view::machine_history(&app.store, &p, &name, after, limit, |license| {
                 match license {
                     Some(license) => p.may_read(&principal, license),

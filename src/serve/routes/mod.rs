@@ -237,14 +237,7 @@ pub(super) fn may_read_log(
         )),
         Some(_) => Ok(()),
         None => {
-            let operator = app
-                .projections
-                .read()
-                .expect("no writer panics holding the lock")
-                .books
-                .operators
-                .contains(principal);
-            if operator {
+            if app.is_operator(principal) {
                 return Ok(());
             }
             Err(forbidden(
