@@ -398,3 +398,37 @@ fn golden_blocks_of_both_formats_read_back_to_the_golden_records() {
     let block = Block::parse(&stored).unwrap();
     assert_eq!(block.record(0), records[0].as_slice());
 }
+
+const CONSUMER_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/consumer.json");
+
+/// A durable consumer's stored record (both stores keep these bytes): public contract, and
+/// records written by earlier builds must keep reading.
+#[test]
+fn a_consumer_record_matches_the_golden_file_and_reads_back() {
+    use keyledger_ledger::consumer::Consumer;
+    let mut consumer = Consumer::new(
+        "siem",
+        Some("V3000003"),
+        &["keys_disclosed".to_owned(), "activation_refused".to_owned()],
+        keyledger_core::Timestamp::parse("2026-12-02T07:09:10.057889Z").unwrap(),
+    )
+    .unwrap();
+    consumer.position = 70;
+    consumer.reset_at = Some(keyledger_core::Timestamp::parse("2026-12-02T08:00:00Z").unwrap());
+    let rendered = String::from_utf8(consumer.to_bytes()).unwrap() + "\n";
+    if std::env::var_os("KEYLEDGER_BLESS").is_some() {
+        std::fs::write(CONSUMER_FIXTURE, &rendered).unwrap();
+    }
+    let golden = std::fs::read_to_string(CONSUMER_FIXTURE).expect("golden/consumer.json exists");
+    assert_eq!(
+        rendered, golden,
+        "the consumer record changed: it is stored (docs/format.md, `consumers`)"
+    );
+    let read = Consumer::from_bytes("siem", golden.trim_end().as_bytes()).unwrap();
+    assert_eq!(read, consumer);
+    assert_eq!(
+        read.types,
+        ["activation_refused", "keys_disclosed"],
+        "kept sorted"
+    );
+}
