@@ -436,6 +436,29 @@ pub enum ConsumerAction {
         /// Only events of these types (comma-separated JSON `type` names).
         #[arg(long, value_delimiter = ',')]
         types: Vec<String>,
+        /// Push the events to this URL (`serve` POSTs them, signed): a webhook consumer.
+        #[arg(long)]
+        webhook: Option<String>,
+        /// How deliveries are signed: hmac-sha256 (a new secret, printed once) or ed25519
+        /// (the ledger's checkpoint key).
+        #[arg(long, default_value = "hmac-sha256", requires = "webhook")]
+        signing: String,
+        /// The most events one delivery carries (1..=10000).
+        #[arg(long, requires = "webhook")]
+        batch: Option<u32>,
+    },
+    /// One consumer: its filter, position, and a webhook's state and newest attempts.
+    Show {
+        name: String,
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Deliver again from SEQ on (a failing webhook is active again).
+    Redeliver {
+        name: String,
+        #[arg(long)]
+        from: u64,
     },
     /// Every consumer with its filter and position.
     List {
@@ -573,6 +596,18 @@ pub struct ServeArgs {
     /// take over when it stops (default: refuse at once, saying who holds it).
     #[arg(long)]
     pub wait_for_writer: bool,
+    /// Milliseconds before a webhook's first retry; each failure in a row doubles it.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub webhook_retry_base_ms: u64,
+    /// The longest wait between two attempts, in milliseconds.
+    #[arg(long, default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub webhook_retry_cap_ms: u64,
+    /// Failed attempts in a row after which a webhook consumer is marked failing.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub webhook_attempts_max: u32,
+    /// Seconds one webhook attempt may take, connecting included.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub webhook_timeout: u64,
 }
 
 /// `tail`: the server and token, where to start, what to show.

@@ -127,6 +127,8 @@ fn filters_take_only_their_license_id_and_types_and_the_read_rule_holds() {
     let refused_seq = serde_json::from_str::<Value>(&refused).unwrap()["seq"]
         .as_u64()
         .unwrap();
+    // A page is read up to the folded head, which follows the commit by a moment.
+    server.wait_folded(refused_seq);
     let refusals = body(&server, "/v1/consumers/refusals/events", "olga");
     assert_eq!(seqs(&refusals), [refused_seq]);
     assert_eq!(

@@ -79,6 +79,12 @@ impl LedgerKey {
         )
     }
 
+    /// An Ed25519 signature of `message` (webhook deliveries; docs/api.md, "Webhooks"), to
+    /// be checked with the public key inside `verifier_key`.
+    pub fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
+    }
+
     /// The signed note of `checkpoint`.
     pub fn sign(&self, checkpoint: &Checkpoint) -> String {
         let body = checkpoint.body();

@@ -432,3 +432,105 @@ fn a_consumer_record_matches_the_golden_file_and_reads_back() {
         "kept sorted"
     );
 }
+
+const WEBHOOK_CONSUMER_FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/golden/consumer-webhook.json"
+);
+
+/// A webhook consumer's record, with one failed and one delivered attempt kept.
+#[test]
+fn a_webhook_consumer_record_matches_the_golden_file_and_reads_back() {
+    use keyledger_ledger::consumer::{Attempt, Consumer, DeliveryState, Signing, Webhook};
+    let at = |text| keyledger_core::Timestamp::parse(text).unwrap();
+    let mut consumer = Consumer::new("tickets", None, &[], at("2026-12-02T07:00:00Z")).unwrap();
+    let mut webhook = Webhook::new(
+        "https://hooks.example.com/keyledger",
+        Signing::HmacSha256,
+        Some(format!("klwh_{}", "ab".repeat(32))),
+        Some(500),
+    )
+    .unwrap();
+    webhook.record(Attempt {
+        at: at("2026-12-02T07:01:00Z"),
+        after: 0,
+        through: 12,
+        events: 12,
+        status: Some(503),
+        latency_ms: 41,
+        error: Some("HTTP 503".into()),
+    });
+    webhook.record(Attempt {
+        at: at("2026-12-02T07:01:02Z"),
+        after: 0,
+        through: 12,
+        events: 12,
+        status: Some(200),
+        latency_ms: 7,
+        error: None,
+    });
+    consumer.webhook = Some(webhook);
+    consumer.position = 12;
+    let rendered = String::from_utf8(consumer.to_bytes()).unwrap() + "\n";
+    if std::env::var_os("KEYLEDGER_BLESS").is_some() {
+        std::fs::write(WEBHOOK_CONSUMER_FIXTURE, &rendered).unwrap();
+    }
+    let golden = std::fs::read_to_string(WEBHOOK_CONSUMER_FIXTURE)
+        .expect("golden/consumer-webhook.json exists");
+    assert_eq!(
+        rendered, golden,
+        "the webhook consumer record changed: it is stored (docs/format.md, `consumers`)"
+    );
+    let read = Consumer::from_bytes("tickets", golden.trim_end().as_bytes()).unwrap();
+    assert_eq!(read, consumer);
+    let webhook = read.webhook.as_ref().unwrap();
+    assert_eq!(
+        (
+            webhook.failures,
+            webhook.attempts_total,
+            webhook.delivered_total
+        ),
+        (0, 2, 1),
+        "a delivery clears the failures"
+    );
+    assert_eq!(webhook.state, DeliveryState::Active);
+    assert!(read.redacted().webhook.unwrap().secret.is_none());
+}
+
+#[test]
+fn a_webhook_keeps_its_newest_attempts_and_counts_its_failures() {
+    use keyledger_ledger::consumer::{Attempt, Signing, Webhook, ATTEMPTS_KEPT};
+    let mut webhook = Webhook::new("http://127.0.0.1:9/x", Signing::Ed25519, None, None).unwrap();
+    for n in 0..(ATTEMPTS_KEPT as u64 + 3) {
+        webhook.record(Attempt {
+            at: keyledger_core::Timestamp::parse("2026-12-02T07:00:00Z").unwrap(),
+            after: n,
+            through: n + 1,
+            events: 1,
+            status: None,
+            latency_ms: 1,
+            error: Some("connection refused".into()),
+        });
+    }
+    assert_eq!(webhook.attempts.len(), ATTEMPTS_KEPT);
+    assert_eq!(webhook.attempts[0].after, 3, "the three oldest were let go");
+    assert_eq!(webhook.failures, ATTEMPTS_KEPT as u32 + 3);
+    assert_eq!(webhook.attempts_total, ATTEMPTS_KEPT as u64 + 3);
+    assert_eq!(webhook.secret, None, "ed25519 keeps no secret");
+    for bad in [
+        "ftp://x/y",
+        "http://",
+        "http:///path",
+        "https://user:pw@host/",
+        "http://host/a b",
+        "hooks.example.com",
+    ] {
+        assert!(
+            Webhook::new(bad, Signing::Ed25519, None, None).is_err(),
+            "{bad:?} is refused"
+        );
+    }
+    assert!(Webhook::new("http://h/", Signing::HmacSha256, None, None).is_err());
+    assert!(Webhook::new("http://h/", Signing::Ed25519, None, Some(0)).is_err());
+    assert!(Webhook::new("http://h/", Signing::Ed25519, None, Some(10_001)).is_err());
+}

@@ -14,6 +14,13 @@ pub struct CodeLabel {
     pub code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabel {
+    pub consumer: String,
+    /// `delivered` or `failed`.
+    pub outcome: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -22,6 +29,9 @@ pub struct Metrics {
     pub commit_latency_seconds: Histogram,
     pub queue_depth: Gauge,
     pub refusals: Family<CodeLabel, Counter>,
+    pub webhook_attempts: Family<WebhookLabel, Counter>,
+    /// From the fold of a delivery's first event to the receiver's 2xx.
+    pub webhook_delivery_lag_seconds: Histogram,
 }
 
 impl Metrics {
@@ -31,6 +41,10 @@ impl Metrics {
         let commit_latency_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         let queue_depth = Gauge::default();
         let refusals = Family::<CodeLabel, Counter>::default();
+        let webhook_attempts = Family::<WebhookLabel, Counter>::default();
+        let webhook_delivery_lag_seconds = Histogram::new([
+            0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 60.0,
+        ]);
         let mut registry = Registry::with_prefix("keyledger");
         registry.register(
             "events_committed",
@@ -53,6 +67,16 @@ impl Metrics {
             queue_depth.clone(),
         );
         registry.register("refusals", "Refused commands by code", refusals.clone());
+        registry.register(
+            "webhook_attempts",
+            "Webhook deliveries attempted, by consumer and outcome",
+            webhook_attempts.clone(),
+        );
+        registry.register(
+            "webhook_delivery_lag_seconds",
+            "From the fold of a delivery's first event to the receiver's 2xx answer",
+            webhook_delivery_lag_seconds.clone(),
+        );
         Metrics {
             registry,
             events_committed,
@@ -60,6 +84,8 @@ impl Metrics {
             commit_latency_seconds,
             queue_depth,
             refusals,
+            webhook_attempts,
+            webhook_delivery_lag_seconds,
         }
     }
 
@@ -76,6 +102,19 @@ impl Metrics {
                 code: code.to_owned(),
             })
             .inc();
+    }
+
+    pub fn webhook_attempt(&self, consumer: &str, delivered: bool) {
+        self.webhook_attempts
+            .get_or_create(&WebhookLabel {
+                consumer: consumer.to_owned(),
+                outcome: if delivered { "delivered" } else { "failed" },
+            })
+            .inc();
+    }
+
+    pub fn webhook_lag(&self, lag: std::time::Duration) {
+        self.webhook_delivery_lag_seconds.observe(lag.as_secs_f64());
     }
 
     pub fn render(&self) -> String {

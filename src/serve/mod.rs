@@ -8,9 +8,11 @@
 mod activation;
 pub mod auth;
 pub mod connections;
+mod feed;
 mod metrics;
 mod middleware;
 mod routes;
+pub(crate) mod webhooks;
 
 use crate::output::outln;
 use std::net::SocketAddr;
@@ -53,6 +55,10 @@ pub struct Shared {
     pub closing: tokio::sync::watch::Sender<bool>,
     /// Derives the console's CSRF tokens (drawn at start).
     pub console_key: crate::console::CsrfKey,
+    /// Told when a consumer is made or changed here: webhook delivery starts at once.
+    pub consumers_changed: tokio::sync::Notify,
+    /// When each recent batch was folded (webhook delivery lag).
+    pub fold_times: Arc<feed::FoldTimes>,
 }
 
 impl Shared {
@@ -92,10 +98,11 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
     engine.set_listener(tx);
     let writer = Writer::spawn(engine);
     let head = tokio::sync::watch::Sender::new(folded.read().expect("not yet shared").last_seq);
+    let fold_times = Arc::new(feed::FoldTimes::default());
     let follower = {
         let (folded, metrics, store) = (Arc::clone(&folded), Arc::clone(&metrics), store.clone());
-        let head = head.clone();
-        std::thread::spawn(move || follow(rx, &folded, &metrics, &store, &head))
+        let (head, fold_times) = (head.clone(), Arc::clone(&fold_times));
+        std::thread::spawn(move || follow(rx, &folded, &metrics, &store, &head, &fold_times))
     };
     let (key, _) = keyledger_ledger::proof::signing_key(data, true)?;
     let app = App(Arc::new(Shared {
@@ -107,11 +114,14 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
         head,
         closing: tokio::sync::watch::Sender::new(false),
         console_key: crate::console::CsrfKey::random(),
+        consumers_changed: tokio::sync::Notify::new(),
+        fold_times,
     }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(app, addr, limits))?;
+    let policy = Arc::new(webhooks::Policy::from(args));
+    runtime.block_on(serve(app, addr, limits, policy))?;
     drop(runtime);
     // Every handler's clone of the writer handle is gone with the runtime: the writer drains.
     let stopped = writer.stop().err();
@@ -131,7 +141,12 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(app: App, addr: SocketAddr, limits: connections::ConnectionLimits) -> Result<()> {
+async fn serve(
+    app: App,
+    addr: SocketAddr,
+    limits: connections::ConnectionLimits,
+    policy: Arc<webhooks::Policy>,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -149,7 +164,10 @@ async fn serve(app: App, addr: SocketAddr, limits: connections::ConnectionLimits
         shutdown_signals.received().await;
         closing.send_replace(true);
     };
+    let deliveries = tokio::spawn(webhooks::supervise(app.clone(), policy));
     connections::serve(listener, routes::router(app), limits, shutdown).await;
+    // Each delivery task ends at the close; one in flight finishes its attempt first.
+    let _ = deliveries.await;
     Ok(())
 }
 
@@ -207,6 +225,7 @@ fn follow(
     metrics: &metrics::Metrics,
     store: &Store,
     head: &tokio::sync::watch::Sender<u64>,
+    fold_times: &feed::FoldTimes,
 ) {
     let mut snapshotted = folded.read().expect("not yet shared").last_seq;
     for committed in rx {
@@ -229,6 +248,7 @@ fn follow(
         }
         let folded_to = p.last_seq;
         drop(p);
+        fold_times.folded(folded_to);
         head.send_replace(folded_to);
         let p = folded.read().expect("no reader panics holding the lock");
         if p.last_seq >= snapshotted + crate::view::SNAPSHOT_EVERY_EVENTS {

@@ -199,8 +199,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn consumer_record(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// Stores a new consumer's record; `false` when the name is taken.
     fn insert_consumer(&self, name: &str, record: &[u8]) -> Result<bool>;
-    /// Replaces the record if it is still `old` (compare-and-set); `false` otherwise.
-    fn replace_consumer(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool>;
+    /// Replaces the record if it is still `old` (compare-and-set); `false` otherwise. Not
+    /// `durable`: the change may be lost in a crash until the next durable commit (redb
+    /// makes it durable at the log's next checkpoint; PostgreSQL commits every change durably).
+    fn replace_consumer(&self, name: &str, old: &[u8], new: &[u8], durable: bool) -> Result<bool>;
     fn delete_consumer(&self, name: &str) -> Result<bool>;
     /// Every row outside the blocks and the Merkle nodes, table by table (for `copy`).
     fn for_each_row(&self, visit: &mut dyn FnMut(Row) -> Result<()>) -> Result<()>;
@@ -531,6 +533,26 @@ impl Store {
     pub fn update_consumer(
         &self,
         name: &str,
+        change: impl FnMut(&mut crate::consumer::Consumer),
+    ) -> Result<Option<crate::consumer::Consumer>> {
+        self.change_consumer(name, true, change)
+    }
+
+    /// `update_consumer` for a webhook's progress, which a crash may take back to the last
+    /// durable commit: the events after it are delivered again (at least once), and no
+    /// delivery costs the writer an fsync of its own.
+    pub fn advance_consumer(
+        &self,
+        name: &str,
+        change: impl FnMut(&mut crate::consumer::Consumer),
+    ) -> Result<Option<crate::consumer::Consumer>> {
+        self.change_consumer(name, false, change)
+    }
+
+    fn change_consumer(
+        &self,
+        name: &str,
+        durable: bool,
         mut change: impl FnMut(&mut crate::consumer::Consumer),
     ) -> Result<Option<crate::consumer::Consumer>> {
         for _ in 0..64 {
@@ -540,7 +562,7 @@ impl Store {
             let mut consumer = crate::consumer::Consumer::from_bytes(name, &old)?;
             change(&mut consumer);
             let new = consumer.to_bytes();
-            if new == old || self.backend.replace_consumer(name, &old, &new)? {
+            if new == old || self.backend.replace_consumer(name, &old, &new, durable)? {
                 return Ok(Some(consumer));
             }
         }

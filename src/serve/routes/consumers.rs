@@ -4,14 +4,13 @@
 //! loses nothing. Delivery is at least once, in seq order: the seq is the idempotency key.
 
 use std::collections::HashMap;
-use std::ops::ControlFlow;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keyledger_ledger::consumer::Consumer;
+use keyledger_ledger::consumer::{Consumer, Signing, Webhook};
 use serde_json::{json, Value};
 
 use super::*;
@@ -100,16 +99,27 @@ pub(super) async fn create(
             ))
         }
     };
-    let consumer = match Consumer::new(name, text("license_id"), &types, wall_clock()) {
+    let mut consumer = match Consumer::new(name, text("license_id"), &types, wall_clock()) {
         Ok(consumer) => consumer,
         Err(why) => return malformed(&input_error(None, why)),
     };
+    match value.get("webhook") {
+        None | Some(Value::Null) => {}
+        Some(hook) => match webhook_of(hook) {
+            Ok(webhook) => consumer.webhook = Some(webhook),
+            Err(response) => return response,
+        },
+    }
     match app.store.create_consumer(&consumer) {
-        Ok(true) => (
-            StatusCode::CREATED,
-            Json(json!({ "ok": true, "consumer": consumer })),
-        )
-            .into_response(),
+        Ok(true) => {
+            app.consumers_changed.notify_one();
+            // The only answer that shows a webhook's secret.
+            (
+                StatusCode::CREATED,
+                Json(json!({ "ok": true, "consumer": consumer })),
+            )
+                .into_response()
+        }
         Ok(false) => reply(
             StatusCode::CONFLICT,
             Answer::error(
@@ -121,13 +131,69 @@ pub(super) async fn create(
     }
 }
 
+/// `{"url", "signing"?, "batch"?}`: a webhook with a new secret for `hmac-sha256` (the
+/// default signing).
+fn webhook_of(hook: &Value) -> Result<Webhook, Response> {
+    let field = |name: &str| format!("webhook.{name}");
+    let Some(url) = hook.get("url").and_then(Value::as_str) else {
+        return Err(malformed(&input_error(
+            Some(&field("url")),
+            "missing or not a string",
+        )));
+    };
+    let signing = match hook.get("signing") {
+        None | Some(Value::Null) => Signing::HmacSha256,
+        Some(Value::String(text)) => match Signing::parse(text) {
+            Ok(signing) => signing,
+            Err(why) => return Err(malformed(&input_error(Some(&field("signing")), why))),
+        },
+        Some(_) => {
+            return Err(malformed(&input_error(
+                Some(&field("signing")),
+                "expected hmac-sha256 or ed25519",
+            )))
+        }
+    };
+    let batch = match hook.get("batch") {
+        None | Some(Value::Null) => None,
+        Some(n) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => Some(n),
+            None => {
+                return Err(malformed(&input_error(
+                    Some(&field("batch")),
+                    "expected a whole number",
+                )))
+            }
+        },
+    };
+    let secret = (signing == Signing::HmacSha256).then(crate::serve::webhooks::new_secret);
+    Webhook::new(url, signing, secret, batch)
+        .map_err(|why| malformed(&input_error(Some("webhook"), why)))
+}
+
+/// `GET /v1/consumers/{name}`: one consumer with its webhook's state and newest attempts
+/// (its secret left out), for whoever may read its events.
+pub(super) async fn show(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Caller(principal): Caller,
+) -> Response {
+    match readable_consumer(&app, &principal, &name) {
+        Ok(consumer) => Json(json!({ "consumer": consumer.redacted() })).into_response(),
+        Err(response) => response,
+    }
+}
+
 /// `GET /v1/consumers` (operators).
 pub(super) async fn list(State(app): State<App>, Caller(principal): Caller) -> Response {
     if let Err(response) = operator_only(&app, &principal) {
         return response;
     }
     match app.store.consumers() {
-        Ok(all) => Json(json!({ "consumers": all })).into_response(),
+        Ok(all) => {
+            let shown: Vec<Consumer> = all.iter().map(Consumer::redacted).collect();
+            Json(json!({ "consumers": shown })).into_response()
+        }
         Err(err) => storage(&err),
     }
 }
@@ -155,77 +221,10 @@ pub(super) async fn events(
         }
         Err(response) => return response,
     };
-    let head = *app.head.borrow();
-    let from = consumer.position + 1;
-    let wanted: Option<Vec<u64>> = consumer.license_id.as_deref().map(|id| {
-        let p = app
-            .projections
-            .read()
-            .expect("no writer panics holding the lock");
-        LicenseId::new(id)
-            .ok()
-            .and_then(|l| p.license_history(&l))
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| (from..=head).contains(s))
-            .collect()
-    });
-    let store = app.store.clone();
-    let page = tokio::task::spawn_blocking(move || {
-        page(&store, &consumer, head, limit, wanted.as_deref())
-    });
-    match page.await {
-        Ok(Ok(body)) => Json(body).into_response(),
-        Ok(Err(err)) => storage(&err),
-        Err(_) => storage(&keyledger_ledger::Error::Storage(
-            "the read did not finish".into(),
-        )),
+    match crate::serve::feed::next_page(&app, &consumer, limit).await {
+        Ok(page) => Json(page.body).into_response(),
+        Err(err) => storage(&err),
     }
-}
-
-fn page(
-    store: &keyledger_ledger::Store,
-    consumer: &Consumer,
-    head: u64,
-    limit: usize,
-    wanted: Option<&[u64]>,
-) -> keyledger_ledger::Result<Value> {
-    let from = consumer.position + 1;
-    let mut events = Vec::new();
-    let mut through = consumer.position;
-    let start = match wanted {
-        Some([]) => None,
-        Some(seqs) => Some(seqs[0]),
-        None => (from <= head).then_some(from),
-    };
-    if let Some(start) = start {
-        keyledger_ledger::walk(store, start, |record| {
-            if record.seq > head || events.len() == limit {
-                return Ok(ControlFlow::Break(()));
-            }
-            through = record.seq;
-            let in_license = wanted.is_none_or(|w| w.binary_search(&record.seq).is_ok());
-            if in_license && consumer.takes(record.event.body.kind()) {
-                events.push(json!({
-                    "seq": record.seq,
-                    "prev": hex::encode(record.prev),
-                    "hash": hex::encode(record.hash),
-                    "event": event_to_json(&record.event),
-                }));
-            }
-            Ok(ControlFlow::Continue(()))
-        })?;
-    }
-    // Nothing left below the head that this consumer takes: the whole range is covered.
-    if events.len() < limit {
-        through = through.max(head);
-    }
-    Ok(json!({
-        "consumer": consumer.name,
-        "position": consumer.position,
-        "events": events,
-        "through": through,
-    }))
 }
 
 fn seq_field(body: &Bytes, field: &str) -> Result<u64, Response> {
@@ -255,8 +254,21 @@ pub(super) async fn ack(
     Caller(principal): Caller,
     body: Bytes,
 ) -> Response {
-    if let Err(response) = readable_consumer(&app, &principal, &name) {
-        return response;
+    match readable_consumer(&app, &principal, &name) {
+        Ok(consumer) if consumer.webhook.is_some() => {
+            return reply(
+                StatusCode::CONFLICT,
+                Answer::error(
+                    "webhook_consumer",
+                    format!(
+                        "consumer {name:?} is delivered to its webhook, which acknowledges; \
+                         POST …/redeliver moves it"
+                    ),
+                ),
+            )
+        }
+        Ok(_) => {}
+        Err(response) => return response,
     }
     let seq =
         match seq_field(&body, "seq").and_then(|seq| past_head(&app, seq, "seq").map(|()| seq)) {
@@ -291,13 +303,37 @@ pub(super) async fn reset(
         Ok(to) => to,
         Err(response) => return response,
     };
+    rewind(&app, &name, to)
+}
+
+/// `POST /v1/consumers/{name}/redeliver` `{"from": SEQ}` (operators): the events from SEQ
+/// on are delivered again, and a failing webhook is active again.
+pub(super) async fn redeliver(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Caller(principal): Caller,
+    body: Bytes,
+) -> Response {
+    if let Err(response) = operator_only(&app, &principal) {
+        return response;
+    }
+    let from = match seq_field(&body, "from") {
+        Ok(0) => return malformed(&input_error(Some("from"), "seqs start at 1")),
+        Ok(from) => from,
+        Err(response) => return response,
+    };
+    if let Err(response) = past_head(&app, from - 1, "from") {
+        return response;
+    }
+    rewind(&app, &name, from - 1)
+}
+
+fn rewind(app: &App, name: &str, to: u64) -> Response {
     let now = wall_clock();
-    let changed = app.store.update_consumer(&name, |c| {
-        c.position = to;
-        c.reset_at = Some(now);
-    });
+    let changed = app.store.update_consumer(name, |c| c.rewind(to, now));
+    app.consumers_changed.notify_one();
     match changed {
-        Ok(Some(c)) => Json(json!({ "ok": true, "consumer": c })).into_response(),
+        Ok(Some(c)) => Json(json!({ "ok": true, "consumer": c.redacted() })).into_response(),
         Ok(None) => reply(
             StatusCode::NOT_FOUND,
             Answer::error("unknown_consumer", format!("no consumer {name:?}")),

@@ -63,9 +63,11 @@ pub fn router(app: App) -> Router {
             "/v1/consumers",
             get(consumers::list).post(consumers::create),
         )
+        .route("/v1/consumers/{name}", get(consumers::show))
         .route("/v1/consumers/{name}/events", get(consumers::events))
         .route("/v1/consumers/{name}/ack", post(consumers::ack))
         .route("/v1/consumers/{name}/reset", post(consumers::reset))
+        .route("/v1/consumers/{name}/redeliver", post(consumers::redeliver))
         .route("/v1/log", get(log))
         .route("/v1/events/stream", get(events_stream))
         .route("/v1/verify", get(verify))

@@ -997,7 +997,7 @@ impl Backend for PgStore {
         Ok(inserted == 1)
     }
 
-    fn replace_consumer(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+    fn replace_consumer(&self, name: &str, old: &[u8], new: &[u8], _durable: bool) -> Result<bool> {
         let replaced = self.execute(
             "consumer update",
             "UPDATE keyledger.consumers SET record = $3 WHERE name = $1 AND record = $2",

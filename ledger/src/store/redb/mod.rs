@@ -88,6 +88,9 @@ pub struct RedbStore {
     /// The thread that merges full levels of machine index runs, started by the first
     /// commit that makes one due.
     merger: std::sync::Mutex<Option<Merger>>,
+    /// A consumer's change was committed without durability since the last checkpoint: a
+    /// clean close makes it durable.
+    unsynced: std::sync::atomic::AtomicBool,
 }
 
 /// The merge thread: it is handed the database whenever a merge is due, and lets go of it
@@ -239,6 +242,7 @@ impl RedbStore {
             reopen: None,
             machines: Default::default(),
             merger: Default::default(),
+            unsynced: Default::default(),
         }
     }
 
@@ -381,10 +385,15 @@ impl Drop for RedbStore {
         self.stop_merging();
         let wal = self.wal.get_mut().unwrap_or_else(|e| e.into_inner());
         let db = self.db.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let (Some(wal), Some(db)) = (wal.as_mut(), db.as_ref()) {
-            if wal.frames() > 0 {
+        let unsynced = *self.unsynced.get_mut();
+        match (wal.as_mut(), db.as_ref()) {
+            (Some(wal), Some(db)) if wal.frames() > 0 || unsynced => {
                 let _ = checkpoint(db, wal);
             }
+            (None, Some(db)) if unsynced => {
+                let _ = sync(db);
+            }
+            _ => {}
         }
     }
 }
@@ -809,8 +818,15 @@ impl Backend for RedbStore {
         Ok(inserted)
     }
 
-    fn replace_consumer(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool> {
-        let write = self.db()?.begin_write()?;
+    fn replace_consumer(&self, name: &str, old: &[u8], new: &[u8], durable: bool) -> Result<bool> {
+        let mut write = self.db()?.begin_write()?;
+        if !durable {
+            write
+                .set_durability(Durability::None)
+                .map_err(Error::storage)?;
+            self.unsynced
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let replaced = {
             let mut table = write.open_table(CONSUMERS)?;
             let current = table.get(name)?.map(|v| v.value().to_vec());
@@ -1114,12 +1130,18 @@ fn insert(write: &redb::WriteTransaction, batch: &BatchWrite) -> Result<()> {
 /// One durable redb commit, which makes every earlier non-durable one durable too; then the
 /// write-ahead file's frames are no longer needed and it starts its next generation.
 fn checkpoint(db: &Database, wal: &mut Wal) -> Result<()> {
+    sync(db)?;
+    wal.restart()
+}
+
+/// A durable commit of nothing: every earlier non-durable commit is durable after it.
+fn sync(db: &Database) -> Result<()> {
     let mut write = db.begin_write()?;
     write
         .set_durability(Durability::Immediate)
         .map_err(Error::storage)?;
     write.commit()?;
-    wal.restart()
+    Ok(())
 }
 
 /// Applies the write-ahead frames redb does not hold durably yet (a crash lost its

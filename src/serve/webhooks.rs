@@ -1,0 +1,350 @@
+//! Webhooks (issue 18, item 3; docs/api.md, "Webhooks"): the service POSTs each webhook
+//! consumer's events after its position as the page a pulling consumer would read, signed,
+//! and moves the position when the receiver answers 2xx. A failed attempt is retried after
+//! an exponential backoff with jitter; after `attempts_max` failures in a row the consumer
+//! is marked failing and nothing more is sent until `consumer redeliver`. Every attempt is
+//! written to the consumer's record (the newest `ATTEMPTS_KEPT` are kept there).
+//!
+//! One task a webhook consumer, at most one delivery in flight each: events reach a
+//! receiver in seq order, at least once; the seq is its idempotency key.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hmac::{KeyInit, Mac};
+use keyledger_ledger::consumer::{Attempt, Consumer, DeliveryState, Signing, Webhook};
+use tokio::task::JoinHandle;
+
+use super::feed::{next_page, Page};
+use super::App;
+use crate::view::wall_clock;
+
+/// How deliveries are retried and how long one may take (`serve --webhook-*`).
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// Failed attempts in a row after which a consumer is marked failing.
+    pub attempts_max: u32,
+    /// The longest one attempt may take, connecting included.
+    pub timeout: Duration,
+}
+
+impl From<&crate::cli::ServeArgs> for Policy {
+    fn from(args: &crate::cli::ServeArgs) -> Policy {
+        Policy {
+            retry_base: Duration::from_millis(args.webhook_retry_base_ms),
+            retry_cap: Duration::from_millis(args.webhook_retry_cap_ms),
+            attempts_max: args.webhook_attempts_max,
+            timeout: Duration::from_secs(args.webhook_timeout),
+        }
+    }
+}
+
+impl Policy {
+    /// The wait after `failures` failed attempts in a row: `retry_base × 2^(failures−1)`, at
+    /// most `retry_cap`, of which the upper half is drawn at random (`unit` in [0, 1)), so
+    /// receivers that fail together are not retried together.
+    pub fn backoff(&self, failures: u32, unit: f64) -> Duration {
+        let doubled = self
+            .retry_base
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(30));
+        let full = doubled.min(self.retry_cap);
+        full / 2 + full.mul_f64(unit.clamp(0.0, 1.0) / 2.0)
+    }
+}
+
+/// A new HMAC secret: `klwh_` and 32 random bytes in hex.
+pub fn new_secret() -> String {
+    format!("klwh_{}", hex::encode(rand::random::<[u8; 32]>()))
+}
+
+/// The `Keyledger-Signature` header of a delivery of `body` at unix second `t`: the
+/// signed bytes are `"{t}."` followed by the body.
+pub fn signature(
+    webhook: &Webhook,
+    key: &keyledger_ledger::checkpoint::LedgerKey,
+    t: i64,
+    body: &[u8],
+) -> String {
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(body);
+    match webhook.signing {
+        Signing::HmacSha256 => {
+            let secret = webhook.secret.as_deref().unwrap_or_default();
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+                .expect("HMAC takes a key of any length");
+            mac.update(&signed);
+            format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+        }
+        Signing::Ed25519 => {
+            use base64::Engine;
+            let signature = key.sign_bytes(&signed);
+            format!(
+                "t={t},ed25519={}",
+                base64::engine::general_purpose::STANDARD.encode(signature)
+            )
+        }
+    }
+}
+
+/// Starts a delivery task for every webhook consumer, as consumers are made (this
+/// service's `POST /v1/consumers` wakes it; a consumer made by another process is found
+/// within a second), until the service closes.
+pub async fn supervise(app: App, policy: Arc<Policy>) {
+    let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut closing = app.closing.subscribe();
+    let mut said = None::<String>;
+    loop {
+        running.retain(|_, task| !task.is_finished());
+        let store = app.store.clone();
+        match tokio::task::spawn_blocking(move || store.consumers()).await {
+            Ok(Ok(all)) => {
+                said = None;
+                for consumer in all.into_iter().filter(|c| c.webhook.is_some()) {
+                    running.entry(consumer.name.clone()).or_insert_with(|| {
+                        tokio::spawn(deliver(app.clone(), consumer.name, Arc::clone(&policy)))
+                    });
+                }
+            }
+            Ok(Err(err)) if said.as_deref() != Some(&err.to_string()) => {
+                eprintln!("keyledger: webhooks: cannot list consumers: {err}");
+                said = Some(err.to_string());
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = app.consumers_changed.notified() => {}
+            _ = closing.wait_for(|closed| *closed) => break,
+        }
+    }
+    for task in running.into_values() {
+        let _ = task.await;
+    }
+}
+
+/// What the delivery loop does next.
+enum Step {
+    /// Look again at once.
+    Again,
+    /// Wait for new events, a change of the record, or the close.
+    Idle,
+    /// Wait this long (a retry's backoff, or a failing consumer's next look at its record).
+    Pause(Duration),
+    /// The consumer is gone or no longer has a webhook.
+    Stop,
+}
+
+async fn deliver(app: App, name: String, policy: Arc<Policy>) {
+    let mut head = app.head.subscribe();
+    let mut closing = app.closing.subscribe();
+    let agent = agent(&policy);
+    while !*closing.borrow() {
+        head.borrow_and_update();
+        let step = match step(&app, &name, &policy, &agent).await {
+            Ok(step) => step,
+            Err(err) => {
+                eprintln!("keyledger: webhook {name}: {err}");
+                Step::Pause(Duration::from_secs(1))
+            }
+        };
+        let wait = match step {
+            Step::Again => continue,
+            Step::Stop => return,
+            Step::Idle => Duration::from_secs(1),
+            Step::Pause(wait) => wait,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = head.changed(), if matches!(step, Step::Idle) => {}
+            _ = closing.wait_for(|closed| *closed) => return,
+        }
+    }
+}
+
+/// One turn: read the record, send the next page if there is one, and note the outcome.
+async fn step(
+    app: &App,
+    name: &str,
+    policy: &Policy,
+    agent: &ureq::Agent,
+) -> keyledger_ledger::Result<Step> {
+    let store = app.store.clone();
+    let owned = name.to_owned();
+    let consumer = tokio::task::spawn_blocking(move || store.consumer(&owned))
+        .await
+        .unwrap_or(Ok(None))?;
+    let Some(consumer) = consumer else {
+        return Ok(Step::Stop);
+    };
+    let Some(webhook) = consumer.webhook.clone() else {
+        return Ok(Step::Stop);
+    };
+    if webhook.state == DeliveryState::Failing {
+        return Ok(Step::Pause(Duration::from_secs(1)));
+    }
+    if consumer.position >= *app.head.borrow() {
+        return Ok(Step::Idle);
+    }
+    let page = next_page(app, &consumer, webhook.batch as usize).await?;
+    if page.events == 0 {
+        // Nothing this consumer takes up to `through`: move past it without a request.
+        advance(app, &consumer, None, page.through)?;
+        return Ok(Step::Again);
+    }
+    let attempt = post(app, agent, &consumer, &webhook, &page).await;
+    let delivered = attempt.error.is_none();
+    app.metrics.webhook_attempt(name, delivered);
+    if delivered {
+        if let Some(folded) = page.first.and_then(|seq| app.fold_times.of(seq)) {
+            app.metrics.webhook_lag(folded.elapsed());
+        }
+        advance(app, &consumer, Some(attempt), page.through)?;
+        return Ok(Step::Again);
+    }
+    eprintln!(
+        "keyledger: webhook {name}: seqs {}..={} not delivered: {}",
+        consumer.position + 1,
+        page.through,
+        attempt.error.as_deref().unwrap_or_default()
+    );
+    let failures = fail(app, name, attempt, policy)?;
+    Ok(match failures {
+        Some(failures) => Step::Pause(policy.backoff(failures, rand::random())),
+        None => Step::Pause(Duration::from_secs(1)),
+    })
+}
+
+/// Moves the position to `through` (and keeps the delivery's attempt), unless an operator
+/// moved the position since the page was read: a reset is never undone by a delivery.
+fn advance(
+    app: &App,
+    read: &Consumer,
+    attempt: Option<Attempt>,
+    through: u64,
+) -> keyledger_ledger::Result<()> {
+    app.store.advance_consumer(&read.name, |c| {
+        let unmoved = c.position == read.position && c.reset_at == read.reset_at;
+        if unmoved {
+            c.position = through;
+        }
+        if let (Some(webhook), Some(attempt)) = (c.webhook.as_mut(), attempt.clone()) {
+            webhook.record(attempt);
+        }
+    })?;
+    Ok(())
+}
+
+/// Keeps a failed attempt (durably: the failure count decides the backoff after a
+/// restart too) and marks the consumer failing at the limit; the failures in a row, or
+/// `None` when the consumer is failing now.
+fn fail(
+    app: &App,
+    name: &str,
+    attempt: Attempt,
+    policy: &Policy,
+) -> keyledger_ledger::Result<Option<u32>> {
+    let changed = app.store.update_consumer(name, |c| {
+        if let Some(webhook) = c.webhook.as_mut() {
+            webhook.record(attempt.clone());
+            if webhook.failures >= policy.attempts_max {
+                webhook.state = DeliveryState::Failing;
+            }
+        }
+    })?;
+    let webhook = changed.and_then(|c| c.webhook);
+    Ok(match webhook {
+        Some(w) if w.state == DeliveryState::Active => Some(w.failures),
+        Some(w) => {
+            eprintln!(
+                "keyledger: webhook {name}: {} failed attempts in a row: marked failing; \
+                 `keyledger consumer redeliver {name} --from SEQ` starts it again",
+                w.failures
+            );
+            None
+        }
+        None => None,
+    })
+}
+
+fn agent(policy: &Policy) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(policy.timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(concat!("keyledger/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+/// The longest part of a receiver's answer kept with a failed attempt.
+const ANSWER_KEPT: usize = 200;
+
+/// POSTs `page` to the webhook and says how it went.
+async fn post(
+    app: &App,
+    agent: &ureq::Agent,
+    consumer: &Consumer,
+    webhook: &Webhook,
+    page: &Page,
+) -> Attempt {
+    let body = serde_json::to_vec(&page.body).expect("pages serialize");
+    let sent = wall_clock();
+    let header = signature(
+        webhook,
+        &app.key,
+        sent.unix_micros().div_euclid(1_000_000),
+        &body,
+    );
+    let delivery = format!("{}/{}-{}", consumer.name, consumer.position, page.through);
+    let attempt_no = (webhook.failures + 1).to_string();
+    let (agent, url, name) = (agent.clone(), webhook.url.clone(), consumer.name.clone());
+    let started = Instant::now();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut response = agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("Keyledger-Signature", &header)
+            .header("Keyledger-Consumer", &name)
+            .header("Keyledger-Delivery", &delivery)
+            .header("Keyledger-Attempt", &attempt_no)
+            .send(&body[..])?;
+        let status = response.status().as_u16();
+        let said = response
+            .body_mut()
+            .with_config()
+            .limit(ANSWER_KEPT as u64)
+            .read_to_string()
+            .unwrap_or_default();
+        Ok::<_, ureq::Error>((status, said))
+    })
+    .await;
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let (status, error) = match answer {
+        Ok(Ok((status, _))) if (200..300).contains(&status) => (Some(status), None),
+        Ok(Ok((status, said))) => {
+            let said: String = said.chars().filter(|c| !c.is_control()).collect();
+            (
+                Some(status),
+                Some(
+                    format!("HTTP {status}: {said}")
+                        .trim_end_matches([':', ' '])
+                        .to_owned(),
+                ),
+            )
+        }
+        Ok(Err(err)) => (None, Some(err.to_string())),
+        Err(_) => (None, Some("the request task did not finish".to_owned())),
+    };
+    Attempt {
+        at: sent,
+        after: consumer.position,
+        through: page.through,
+        events: u32::try_from(page.events).unwrap_or(u32::MAX),
+        status,
+        latency_ms,
+        error,
+    }
+}
