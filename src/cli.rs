@@ -446,6 +446,10 @@ pub enum ConsumerAction {
         /// The most events one delivery carries (1..=10000).
         #[arg(long, requires = "webhook")]
         batch: Option<u32>,
+        /// events, or alerts: the webhook is told which alerts are raised and cleared as
+        /// events commit and time passes (docs/api.md, "Alerts through a webhook").
+        #[arg(long, default_value = "events", value_parser = ["events", "alerts"])]
+        feed: String,
     },
     /// One consumer: its filter, position, and a webhook's state and newest attempts.
     Show {
@@ -608,6 +612,10 @@ pub struct ServeArgs {
     /// Seconds one webhook attempt may take, connecting included.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub webhook_timeout: u64,
+    /// Milliseconds between evaluations of an alert feed when no event comes (business time
+    /// passes: coverage comes near, requests wait longer).
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    pub alerts_every_ms: u64,
 }
 
 /// `tail`: the server and token, where to start, what to show.

@@ -458,6 +458,28 @@ fn webhook_consumers_refuse_bad_definitions_and_the_cli_manages_them() {
         let answer: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(answer["field"], field, "{text}");
     }
+    let hook = json!({"url": "http://127.0.0.1:9/in"});
+    for bad in [
+        json!({"name": "bad", "feed": "alerts"}),
+        json!({"name": "bad", "feed": "alerts", "webhook": hook, "types": ["key_issued"]}),
+        json!({"name": "bad", "feed": "everything", "webhook": hook}),
+    ] {
+        let (status, text) = server.post("/v1/consumers", Some("olga"), &bad.to_string());
+        assert_eq!(status, 400, "{bad}: {text}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap()["field"],
+            "feed"
+        );
+    }
+    let feed = json!({"name": "admins", "feed": "alerts", "webhook": hook});
+    assert_eq!(
+        server
+            .post("/v1/consumers", Some("olga"), &feed.to_string())
+            .0,
+        201
+    );
+    let (status, text) = server.get("/v1/consumers/admins/events", Some("olga"));
+    assert_eq!((status, text.contains("alert_feed")), (409, true), "{text}");
     drop(server);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("ledger.redb");
@@ -494,6 +516,30 @@ fn webhook_consumers_refuse_bad_definitions_and_the_cli_manages_them() {
     .unwrap();
     assert_eq!(shown["consumer"]["webhook"]["batch"], 50);
     assert_eq!(shown["consumer"]["webhook"]["signing"], "hmac-sha256");
+    let made = keyledger(
+        &data,
+        &[
+            "consumer",
+            "create",
+            "admins",
+            "--feed",
+            "alerts",
+            "--webhook",
+            "http://127.0.0.1:9/a",
+        ],
+    );
+    assert!(made.contains("secret: klwh_"), "{made}");
+    let list = keyledger(&data, &["consumer", "list"]);
+    assert!(
+        list.contains("alerts webhook active http://127.0.0.1:9/a"),
+        "{list}"
+    );
+    let out = keyledger_command(&data)
+        .args(["consumer", "create", "pull-alerts", "--feed", "alerts"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("delivered by a webhook"));
     let said = keyledger(
         &data,
         &["consumer", "redeliver", "asset-tool", "--from", "1"],
@@ -505,4 +551,123 @@ fn webhook_consumers_refuse_bad_definitions_and_the_cli_manages_them() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("past the head"));
+}
+
+/// RFC 3339 of the wall clock moved by `seconds` (the service stamps activations with it).
+fn wall_clock_plus(seconds: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    keyledger_core::Timestamp::from_unix_micros(now + seconds * 1_000_000).to_string()
+}
+
+fn ids(delivery: &Delivery, field: &str) -> Vec<String> {
+    page_of(delivery)[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.get("id").unwrap_or(a).as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits for the `n`th delivery (at most 30 s).
+fn nth_delivery(receiver: &Receiver, n: usize) -> Delivery {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(d) = receiver.deliveries().get(n - 1) {
+            return d.clone();
+        }
+        assert!(Instant::now() < deadline, "delivery {n} never came");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn an_alert_feed_is_told_of_alerts_raised_as_time_passes_and_as_events_commit() {
+    let receiver = Receiver::start(0);
+    let mut args = RETRY_FAST.to_vec();
+    args.extend(["--alerts-every-ms", "200"]);
+    let server = Server::start_with(20, &args);
+    // A request made 7 days less 3 seconds ago: pending "longer than 7 days" 3 s from now.
+    let asked = json!({"type": "request_mak_increase", "at": wall_clock_plus(-7 * 86_400 + 3),
+        "actor": "vic", "request_id": "r1", "license_id": "V100", "product": "win11-pro",
+        "key_last5": "6789B", "activations_needed": 100, "justification": "a new office"});
+    let (status, text) = server.post("/v1/commands", Some("vic"), &asked.to_string());
+    assert_eq!(status, 200, "{text}");
+    let create = json!({"name": "admins", "feed": "alerts", "webhook": {"url": receiver.url()}});
+    let (status, text) = server.post("/v1/consumers", Some("olga"), &create.to_string());
+    assert_eq!(status, 201, "{text}");
+    let secret = serde_json::from_str::<Value>(&text).unwrap()["consumer"]["webhook"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let quiet_head = server.seq();
+    let made = Instant::now();
+
+    // Business time passes, no event comes: the request's alert is raised by the clock.
+    let first = nth_delivery(&receiver, 1);
+    assert!(
+        made.elapsed() >= Duration::from_secs(2),
+        "not before its time"
+    );
+    assert_eq!(server.seq(), quiet_head, "no event was committed meanwhile");
+    assert_eq!(
+        ids(&first, "raised"),
+        ["request_pending_long/V100/request:r1"]
+    );
+    assert!(ids(&first, "cleared").is_empty());
+    let page = page_of(&first);
+    assert_eq!(
+        (page["feed"].as_str(), page["at_seq"].as_u64()),
+        (Some("alerts"), Some(quiet_head))
+    );
+    assert_eq!(page["raised"][0]["rule"], "request_pending_long");
+    assert_eq!(page["raised"][0]["threshold"], 7.0);
+
+    // Events commit: 19 of 20 activations used raise the MAK's alerts, once.
+    for i in 0..19 {
+        let (status, answer) =
+            server.post("/v1/activations", None, &activation(&format!("pc-{i}")));
+        assert_eq!(status, 200, "{answer}");
+    }
+    let second = nth_delivery(&receiver, 2);
+    let mut raised = ids(&second, "raised");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !raised.contains(&"mak_low_remaining/V100/key:1".to_owned()) {
+        assert!(Instant::now() < deadline, "never raised: {raised:?}");
+        // The activations may have been evaluated in two steps.
+        let n = receiver.deliveries().len();
+        raised.extend(ids(&nth_delivery(&receiver, n + 1), "raised"));
+    }
+    assert!(
+        !raised.contains(&"request_pending_long/V100/request:r1".to_owned()),
+        "told once"
+    );
+
+    // The grant clears the request's alert and, with 100 more activations, the MAK's.
+    let before = receiver.deliveries().len();
+    let grant = json!({"type": "grant_request", "at": wall_clock_plus(0), "actor": "olga",
+                       "request_id": "r1", "amount": 100});
+    let (status, text) = server.post("/v1/commands", Some("olga"), &grant.to_string());
+    assert_eq!(status, 200, "{text}");
+    let cleared = nth_delivery(&receiver, before + 1);
+    let cleared_ids = ids(&cleared, "cleared");
+    assert!(
+        cleared_ids.contains(&"request_pending_long/V100/request:r1".to_owned()),
+        "{cleared_ids:?}"
+    );
+    assert!(
+        cleared_ids.contains(&"mak_low_remaining/V100/key:1".to_owned()),
+        "{cleared_ids:?}"
+    );
+    assert!(ids(&cleared, "raised").is_empty());
+    let consumer = consumer_of(&server, "admins");
+    assert_eq!(consumer["alerts"]["raised"], json!([]), "{consumer}");
+    for delivery in receiver.deliveries() {
+        assert!(hmac_verifies(&delivery, &secret));
+    }
+    // Nothing more to tell: no further delivery while nothing changes.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(receiver.deliveries().len(), before + 1);
 }

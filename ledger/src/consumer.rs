@@ -32,6 +32,19 @@ pub struct Consumer {
     /// from records written before webhooks, which read as pull consumers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Webhook>,
+    /// Present for a consumer of alerts rather than events (delivered by its webhook):
+    /// what its receiver was last told is raised. Absent from every other record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertFeed>,
+}
+
+/// An alert feed's acknowledged state: the ids of the alerts its receiver was told are
+/// raised (docs/api.md, "Alerts through a webhook"), sorted. The next delivery carries the
+/// difference from the alerts evaluated then.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertFeed {
+    pub raised: Vec<String>,
 }
 
 /// The most attempts a webhook's record keeps (the newest; older ones are counted only).
@@ -194,6 +207,20 @@ pub fn check_name(name: &str) -> std::result::Result<(), String> {
 }
 
 impl Consumer {
+    /// Makes this consumer one of alerts: it needs a webhook and takes no event types.
+    pub fn feed_alerts(&mut self) -> std::result::Result<(), String> {
+        if self.webhook.is_none() {
+            return Err(
+                "an alert feed is delivered by a webhook (poll GET /v1/alerts to pull)".into(),
+            );
+        }
+        if !self.types.is_empty() {
+            return Err("an alert feed takes no event types".into());
+        }
+        self.alerts = Some(AlertFeed::default());
+        Ok(())
+    }
+
     /// A new consumer at position 0 (it will receive the log from seq 1), its filter checked.
     pub fn new(
         name: &str,
@@ -225,6 +252,7 @@ impl Consumer {
             created_at,
             reset_at: None,
             webhook: None,
+            alerts: None,
         })
     }
 
@@ -243,10 +271,14 @@ impl Consumer {
         shown
     }
 
-    /// Delivery starts again after `to`; a failing webhook is active again.
+    /// Delivery starts again after `to`; a failing webhook is active again; an alert feed
+    /// tells every alert raised then as new.
     pub fn rewind(&mut self, to: u64, now: Timestamp) {
         self.position = to;
         self.reset_at = Some(now);
+        if let Some(feed) = self.alerts.as_mut() {
+            feed.raised.clear();
+        }
         if let Some(webhook) = self.webhook.as_mut() {
             webhook.state = DeliveryState::Active;
             webhook.failures = 0;

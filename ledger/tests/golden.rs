@@ -534,3 +534,43 @@ fn a_webhook_keeps_its_newest_attempts_and_counts_its_failures() {
     assert!(Webhook::new("http://h/", Signing::Ed25519, None, Some(0)).is_err());
     assert!(Webhook::new("http://h/", Signing::Ed25519, None, Some(10_001)).is_err());
 }
+
+const ALERT_FEED_FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/golden/consumer-alerts.json"
+);
+
+/// An alert feed's record: a webhook consumer with the ids its receiver was told are raised.
+#[test]
+fn an_alert_feed_record_matches_the_golden_file_and_reads_back() {
+    use keyledger_ledger::consumer::{Consumer, Signing, Webhook};
+    let at = |text| keyledger_core::Timestamp::parse(text).unwrap();
+    let mut consumer =
+        Consumer::new("admins", Some("V100"), &[], at("2026-12-02T07:00:00Z")).unwrap();
+    assert!(consumer.feed_alerts().is_err(), "a webhook first");
+    consumer.webhook =
+        Some(Webhook::new("http://127.0.0.1:8099/alerts", Signing::Ed25519, None, None).unwrap());
+    consumer.feed_alerts().unwrap();
+    consumer.alerts.as_mut().unwrap().raised = vec![
+        "mak_low_remaining/V100/key:1".into(),
+        "request_pending_long/V100/request:r1".into(),
+    ];
+    consumer.position = 40;
+    let rendered = String::from_utf8(consumer.to_bytes()).unwrap() + "\n";
+    if std::env::var_os("KEYLEDGER_BLESS").is_some() {
+        std::fs::write(ALERT_FEED_FIXTURE, &rendered).unwrap();
+    }
+    let golden =
+        std::fs::read_to_string(ALERT_FEED_FIXTURE).expect("golden/consumer-alerts.json exists");
+    assert_eq!(
+        rendered, golden,
+        "the alert feed record changed: it is stored"
+    );
+    let mut read = Consumer::from_bytes("admins", golden.trim_end().as_bytes()).unwrap();
+    assert_eq!(read, consumer);
+    read.rewind(0, at("2026-12-02T08:00:00Z"));
+    assert!(
+        read.alerts.unwrap().raised.is_empty(),
+        "a redelivery tells every raised alert again"
+    );
+}

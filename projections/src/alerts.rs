@@ -59,6 +59,25 @@ pub struct Alert {
     pub at_seq: u64,
 }
 
+impl Alert {
+    /// What the alert is about, stable while it holds: `RULE/LICENSE_ID` then `/key:N`,
+    /// `/host:NAME`, `/request:ID` for the parts it names. An alert feed says an alert is
+    /// raised, and later cleared, by this id.
+    pub fn id(&self) -> String {
+        let mut id = format!("{}/{}", self.rule, self.license_id);
+        if let Some(key) = self.key_id {
+            id.push_str(&format!("/key:{key}"));
+        }
+        if let Some(host) = &self.host {
+            id.push_str(&format!("/host:{host}"));
+        }
+        if let Some(request) = &self.request_id {
+            id.push_str(&format!("/request:{request}"));
+        }
+        id
+    }
+}
+
 /// The alerts at business time `at`, over one license ID or all of them, in a stable order
 /// (license ID, then rule, then what it is about).
 pub fn alerts(

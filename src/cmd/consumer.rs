@@ -20,6 +20,7 @@ pub fn run(data: &Location, action: &ConsumerAction) -> Result<ExitCode> {
             webhook,
             signing,
             batch,
+            feed,
         } => {
             let mut consumer = Consumer::new(name, license_id.as_deref(), types, wall_clock())
                 .map_err(anyhow::Error::msg)?;
@@ -31,6 +32,11 @@ pub fn run(data: &Location, action: &ConsumerAction) -> Result<ExitCode> {
                     Webhook::new(url, signing, secret, *batch)
                         .map_err(|why| anyhow::anyhow!("--webhook: {why}"))?,
                 );
+            }
+            if feed == "alerts" {
+                consumer
+                    .feed_alerts()
+                    .map_err(|why| anyhow::anyhow!("--feed alerts: {why}"))?;
             }
             if !store.create_consumer(&consumer)? {
                 bail!("a consumer {name:?} exists already");
@@ -91,7 +97,12 @@ fn delivery(consumer: &Consumer) -> String {
                 DeliveryState::Active => "active",
                 DeliveryState::Failing => "FAILING",
             };
-            format!("webhook {state} {}", hook.url)
+            let feed = if consumer.alerts.is_some() {
+                "alerts "
+            } else {
+                ""
+            };
+            format!("{feed}webhook {state} {}", hook.url)
         }
     }
 }

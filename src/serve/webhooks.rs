@@ -16,7 +16,7 @@ use hmac::{KeyInit, Mac};
 use keyledger_ledger::consumer::{Attempt, Consumer, DeliveryState, Signing, Webhook};
 use tokio::task::JoinHandle;
 
-use super::feed::{next_page, Page};
+use super::feed::next_page;
 use super::App;
 use crate::view::wall_clock;
 
@@ -29,6 +29,8 @@ pub struct Policy {
     pub attempts_max: u32,
     /// The longest one attempt may take, connecting included.
     pub timeout: Duration,
+    /// How often an alert feed is evaluated with no new events (business time passes).
+    pub alerts_every: Duration,
 }
 
 impl From<&crate::cli::ServeArgs> for Policy {
@@ -38,6 +40,7 @@ impl From<&crate::cli::ServeArgs> for Policy {
             retry_cap: Duration::from_millis(args.webhook_retry_cap_ms),
             attempts_max: args.webhook_attempts_max,
             timeout: Duration::from_secs(args.webhook_timeout),
+            alerts_every: Duration::from_millis(args.alerts_every_ms),
         }
     }
 }
@@ -129,47 +132,64 @@ pub async fn supervise(app: App, policy: Arc<Policy>) {
 enum Step {
     /// Look again at once.
     Again,
-    /// Wait for new events, a change of the record, or the close.
-    Idle,
+    /// Wait for new events, a change of the record or the close, at most this long.
+    Idle(Duration),
     /// Wait this long (a retry's backoff, or a failing consumer's next look at its record).
     Pause(Duration),
     /// The consumer is gone or no longer has a webhook.
     Stop,
 }
 
+/// How long an idle delivery task waits before it looks at its record again (a reset or a
+/// redeliver made by another process).
+const IDLE_LOOK: Duration = Duration::from_secs(1);
+
 async fn deliver(app: App, name: String, policy: Arc<Policy>) {
     let mut head = app.head.subscribe();
     let mut closing = app.closing.subscribe();
     let agent = agent(&policy);
+    let mut evaluated = None;
     while !*closing.borrow() {
         head.borrow_and_update();
-        let step = match step(&app, &name, &policy, &agent).await {
+        let step = match step(&app, &name, &policy, &agent, &mut evaluated).await {
             Ok(step) => step,
             Err(err) => {
                 eprintln!("keyledger: webhook {name}: {err}");
-                Step::Pause(Duration::from_secs(1))
+                Step::Pause(IDLE_LOOK)
             }
         };
-        let wait = match step {
+        let (wait, on_head) = match step {
             Step::Again => continue,
             Step::Stop => return,
-            Step::Idle => Duration::from_secs(1),
-            Step::Pause(wait) => wait,
+            Step::Idle(wait) => (wait, true),
+            Step::Pause(wait) => (wait, false),
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = head.changed(), if matches!(step, Step::Idle) => {}
+            _ = head.changed(), if on_head => {}
             _ = closing.wait_for(|closed| *closed) => return,
         }
     }
 }
 
-/// One turn: read the record, send the next page if there is one, and note the outcome.
+/// What one POST carries: an events page, or an alert feed's changes.
+struct Outbound {
+    body: serde_json::Value,
+    through: u64,
+    /// The first event's seq (the delivery lag is measured from its fold).
+    first: Option<u64>,
+    items: usize,
+    /// For an alert feed, the ids raised once this is delivered.
+    raised: Option<Vec<String>>,
+}
+
+/// One turn: read the record, send what is due if anything is, and note the outcome.
 async fn step(
     app: &App,
     name: &str,
     policy: &Policy,
     agent: &ureq::Agent,
+    evaluated: &mut Option<(u64, Instant)>,
 ) -> keyledger_ledger::Result<Step> {
     let store = app.store.clone();
     let owned = name.to_owned();
@@ -183,39 +203,143 @@ async fn step(
         return Ok(Step::Stop);
     };
     if webhook.state == DeliveryState::Failing {
-        return Ok(Step::Pause(Duration::from_secs(1)));
+        return Ok(Step::Pause(IDLE_LOOK));
     }
-    if consumer.position >= *app.head.borrow() {
-        return Ok(Step::Idle);
-    }
-    let page = next_page(app, &consumer, webhook.batch as usize).await?;
-    if page.events == 0 {
-        // Nothing this consumer takes up to `through`: move past it without a request.
-        advance(app, &consumer, None, page.through)?;
-        return Ok(Step::Again);
-    }
-    let attempt = post(app, agent, &consumer, &webhook, &page).await;
+    let outbound = if consumer.alerts.is_some() {
+        match alert_changes(app, &consumer, policy, evaluated) {
+            Ok(outbound) => outbound,
+            Err(wait) => return Ok(Step::Idle(wait)),
+        }
+    } else {
+        if consumer.position >= *app.head.borrow() {
+            return Ok(Step::Idle(IDLE_LOOK));
+        }
+        let page = next_page(app, &consumer, webhook.batch as usize).await?;
+        if page.events == 0 {
+            // Nothing this consumer takes up to `through`: move past it without a request.
+            advance(app, &consumer, None, page.through, None)?;
+            return Ok(Step::Again);
+        }
+        Outbound {
+            body: page.body,
+            through: page.through,
+            first: page.first,
+            items: page.events,
+            raised: None,
+        }
+    };
+    let attempt = post(app, agent, &consumer, &webhook, &outbound).await;
     let delivered = attempt.error.is_none();
     app.metrics.webhook_attempt(name, delivered);
     if delivered {
-        if let Some(folded) = page.first.and_then(|seq| app.fold_times.of(seq)) {
+        if let Some(folded) = outbound.first.and_then(|seq| app.fold_times.of(seq)) {
             app.metrics.webhook_lag(folded.elapsed());
         }
-        advance(app, &consumer, Some(attempt), page.through)?;
+        advance(
+            app,
+            &consumer,
+            Some(attempt),
+            outbound.through,
+            outbound.raised,
+        )?;
         return Ok(Step::Again);
     }
     eprintln!(
         "keyledger: webhook {name}: seqs {}..={} not delivered: {}",
         consumer.position + 1,
-        page.through,
+        outbound.through,
         attempt.error.as_deref().unwrap_or_default()
     );
+    // An alert feed evaluates afresh for its retry.
+    *evaluated = None;
     let failures = fail(app, name, attempt, policy)?;
     Ok(match failures {
         Some(failures) => Step::Pause(policy.backoff(failures, rand::random())),
-        None => Step::Pause(Duration::from_secs(1)),
+        None => Step::Pause(IDLE_LOOK),
     })
 }
+
+/// An alert feed's changes since what its receiver was told: the alerts evaluated now
+/// (`now_at_least` the newest event's time, as `GET /v1/alerts`) over the consumer's
+/// license ID or all, raised ones new to the receiver and ids no longer raised. Evaluated
+/// when events were folded since the last evaluation, and every `alerts_every` as time
+/// passes; `Err(wait)` when nothing is due or nothing changed.
+fn alert_changes(
+    app: &App,
+    consumer: &Consumer,
+    policy: &Policy,
+    evaluated: &mut Option<(u64, Instant)>,
+) -> Result<Outbound, Duration> {
+    let head = *app.head.borrow();
+    if let Some((seq, when)) = *evaluated {
+        let due = when + policy.alerts_every;
+        if seq == head && Instant::now() < due {
+            return Err(due - Instant::now());
+        }
+        // Events came: at most one evaluation each ALERTS_GAP under a steady stream.
+        let gap = when + ALERTS_GAP;
+        if Instant::now() < gap {
+            return Err(gap - Instant::now());
+        }
+    }
+    let license = consumer
+        .license_id
+        .as_deref()
+        .and_then(|id| keyledger_core::LicenseId::new(id).ok());
+    let (at, seq, current) = {
+        let p = app
+            .projections
+            .read()
+            .expect("no writer panics holding the lock");
+        let at = crate::view::now_at_least(p.last_at);
+        let rules = keyledger_projections::alerts::AlertRules::default();
+        let all = keyledger_projections::alerts::alerts(&p, license.as_ref(), at, &rules);
+        (at, p.last_seq, all)
+    };
+    *evaluated = Some((seq, Instant::now()));
+    let told = &consumer.alerts.as_ref().expect("an alert feed").raised;
+    let ids: Vec<String> = current.iter().map(|a| a.id()).collect();
+    let raised: Vec<serde_json::Value> = current
+        .iter()
+        .zip(&ids)
+        .filter(|(_, id)| told.binary_search(id).is_err())
+        .map(|(alert, id)| {
+            let mut shown = serde_json::to_value(alert).expect("alerts serialize");
+            shown["id"] = serde_json::Value::String(id.clone());
+            shown
+        })
+        .collect();
+    let mut now_raised = ids.clone();
+    now_raised.sort();
+    now_raised.dedup();
+    let cleared: Vec<&String> = told
+        .iter()
+        .filter(|id| now_raised.binary_search(id).is_err())
+        .collect();
+    if raised.is_empty() && cleared.is_empty() {
+        return Err(policy.alerts_every.min(IDLE_LOOK));
+    }
+    let items = raised.len() + cleared.len();
+    Ok(Outbound {
+        body: serde_json::json!({
+            "consumer": consumer.name,
+            "feed": "alerts",
+            "evaluated_at": at,
+            "at_seq": seq,
+            "raised": raised,
+            "cleared": cleared,
+            "position": consumer.position,
+            "through": seq,
+        }),
+        through: seq,
+        first: None,
+        items,
+        raised: Some(now_raised),
+    })
+}
+
+/// The shortest time between two evaluations of one alert feed while events stream in.
+const ALERTS_GAP: Duration = Duration::from_millis(250);
 
 /// Moves the position to `through` (and keeps the delivery's attempt), unless an operator
 /// moved the position since the page was read: a reset is never undone by a delivery.
@@ -224,11 +348,15 @@ fn advance(
     read: &Consumer,
     attempt: Option<Attempt>,
     through: u64,
+    raised: Option<Vec<String>>,
 ) -> keyledger_ledger::Result<()> {
     app.store.advance_consumer(&read.name, |c| {
         let unmoved = c.position == read.position && c.reset_at == read.reset_at;
         if unmoved {
             c.position = through;
+            if let (Some(feed), Some(raised)) = (c.alerts.as_mut(), raised.clone()) {
+                feed.raised = raised;
+            }
         }
         if let (Some(webhook), Some(attempt)) = (c.webhook.as_mut(), attempt.clone()) {
             webhook.record(attempt);
@@ -288,7 +416,7 @@ async fn post(
     agent: &ureq::Agent,
     consumer: &Consumer,
     webhook: &Webhook,
-    page: &Page,
+    page: &Outbound,
 ) -> Attempt {
     let body = serde_json::to_vec(&page.body).expect("pages serialize");
     let sent = wall_clock();
@@ -342,7 +470,7 @@ async fn post(
         at: sent,
         after: consumer.position,
         through: page.through,
-        events: u32::try_from(page.events).unwrap_or(u32::MAX),
+        events: u32::try_from(page.items).unwrap_or(u32::MAX),
         status,
         latency_ms,
         error,

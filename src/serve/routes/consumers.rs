@@ -110,6 +110,16 @@ pub(super) async fn create(
             Err(response) => return response,
         },
     }
+    match value.get("feed") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(feed)) if feed == "events" => {}
+        Some(Value::String(feed)) if feed == "alerts" => {
+            if let Err(why) = consumer.feed_alerts() {
+                return malformed(&input_error(Some("feed"), why));
+            }
+        }
+        Some(_) => return malformed(&input_error(Some("feed"), "expected events or alerts")),
+    }
     match app.store.create_consumer(&consumer) {
         Ok(true) => {
             app.consumers_changed.notify_one();
@@ -208,6 +218,15 @@ pub(super) async fn events(
     Caller(principal): Caller,
 ) -> Response {
     let consumer = match readable_consumer(&app, &principal, &name) {
+        Ok(consumer) if consumer.alerts.is_some() => {
+            return reply(
+                StatusCode::CONFLICT,
+                Answer::error(
+                    "alert_feed",
+                    format!("consumer {name:?} is an alert feed: its webhook is told of alerts; GET /v1/alerts reads them"),
+                ),
+            )
+        }
         Ok(consumer) => consumer,
         Err(response) => return response,
     };
