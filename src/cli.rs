@@ -551,6 +551,10 @@ pub struct BenchHttp {
     /// …or after this many seconds, whichever comes first.
     #[arg(long, default_value_t = 30)]
     pub duration: u64,
+    /// Send at most this many requests a second in all (request i is sent no earlier than
+    /// i/RATE seconds after the start); as fast as answers come when absent.
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -40,6 +40,11 @@ pub fn run(args: &BenchHttp, data: &keyledger_ledger::Location) -> Result<ExitCo
     if args.concurrency == 0 || args.requests == 0 {
         bail!("--concurrency and --requests must be at least 1");
     }
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && (0.001..=10_000_000.0).contains(&rate)) {
+            bail!("--rate {rate}: expected requests a second, from 0.001 to 10000000");
+        }
+    }
     let (url, key, org, server) = match &args.url {
         Some(url) => {
             check_loopback(url)?;
@@ -113,9 +118,11 @@ async fn load(url: &str, key: &str, org: &str, args: &BenchHttp) -> Result<LoadR
     // measures activations, not a burst of connection set-ups.
     let ready = Arc::new(tokio::sync::Barrier::new(args.concurrency + 1));
     let duration = Duration::from_secs(args.duration);
+    let interval = args.rate.map(|rate| Duration::from_secs_f64(1.0 / rate));
+    let start = Arc::new(std::sync::OnceLock::<Instant>::new());
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let (next, ready) = (Arc::clone(&next), Arc::clone(&ready));
+        let (next, ready, start) = (Arc::clone(&next), Arc::clone(&ready), Arc::clone(&start));
         let (authority, key, org, limit) =
             (authority.clone(), key.clone(), org.clone(), args.requests);
         tasks.push(tokio::spawn(async move {
@@ -123,11 +130,16 @@ async fn load(url: &str, key: &str, org: &str, args: &BenchHttp) -> Result<LoadR
             let mut counts = [0u64; 3];
             let mut connection = connect(&authority).await.ok();
             ready.wait().await;
-            let deadline = Instant::now() + duration;
+            let t0 = *start.get_or_init(Instant::now);
+            let deadline = t0 + duration;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= limit || Instant::now() >= deadline {
                     break;
+                }
+                if let Some(interval) = interval {
+                    let due = t0 + interval.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+                    tokio::time::sleep_until(due.into()).await;
                 }
                 let body = format!(
                     r#"{{"product_key":{key},"org":{org},"method":"online","machines":["lg-{run_id:x}-{i}"]}}"#

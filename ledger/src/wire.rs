@@ -247,6 +247,32 @@ pub fn command_to_json(command: &Command) -> Value {
     Value::Object(flat)
 }
 
+/// Appends one logged event as the change feed sends it (the event stream's `data`, a
+/// consumer page's `events[]` item): `{"event":…,"hash":"…","prev":"…","seq":N}`, the bytes
+/// `serde_json` writes for that object, without building it as a `Value` first.
+pub fn write_logged_event(
+    out: &mut Vec<u8>,
+    seq: u64,
+    prev: &crate::chain::ChainHash,
+    hash: &crate::chain::ChainHash,
+    event: &keyledger_core::Event,
+) {
+    let hex_of = |what: &[u8; 32], out: &mut Vec<u8>| {
+        let mut text = [0u8; 64];
+        hex::encode_to_slice(what, &mut text).expect("64 hex digits for 32 bytes");
+        out.extend_from_slice(&text);
+    };
+    out.extend_from_slice(b"{\"event\":");
+    serde_json::to_writer(&mut *out, &event_to_json(event)).expect("events serialize");
+    out.extend_from_slice(b",\"hash\":\"");
+    hex_of(hash, out);
+    out.extend_from_slice(b"\",\"prev\":\"");
+    hex_of(prev, out);
+    out.extend_from_slice(b"\",\"seq\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.push(b'}');
+}
+
 /// Writes an event as a flat JSON object: `at`, `actor`, `type` and the event's fields.
 pub fn event_to_json(event: &keyledger_core::Event) -> Value {
     let body = serde_json::to_value(&event.body).expect("events serialize");

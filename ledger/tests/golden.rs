@@ -574,3 +574,23 @@ fn an_alert_feed_record_matches_the_golden_file_and_reads_back() {
         "a redelivery tells every raised alert again"
     );
 }
+
+/// The change feed writes each logged event straight to bytes; they are the bytes of the
+/// JSON object it stands for, so the stream, webhooks and consumer pages stay one format.
+#[test]
+fn a_logged_event_is_written_as_the_json_object_it_stands_for() {
+    for (i, event) in samples().iter().enumerate() {
+        let (prev, hash) = ([i as u8; 32], [0xa0 ^ i as u8; 32]);
+        let seq = u64::MAX - i as u64;
+        let mut written = Vec::new();
+        keyledger_ledger::wire::write_logged_event(&mut written, seq, &prev, &hash, event);
+        let expected = serde_json::json!({
+            "seq": seq,
+            "prev": hex::encode(prev),
+            "hash": hex::encode(hash),
+            "event": keyledger_ledger::wire::event_to_json(event),
+        })
+        .to_string();
+        assert_eq!(String::from_utf8(written).unwrap(), expected, "sample {i}");
+    }
+}

@@ -5,21 +5,33 @@
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use keyledger_core::LicenseId;
 use keyledger_ledger::consumer::Consumer;
-use keyledger_ledger::wire::event_to_json;
-use keyledger_ledger::Store;
-use serde_json::{json, Value};
+use keyledger_ledger::wire::write_logged_event;
+use keyledger_ledger::{LoggedRecord, Store};
 
 use super::App;
 
-/// One page of a consumer's events: `body` is the JSON both deliveries send.
+/// How long a reader caught up with the head waits after a commit before it reads: live
+/// events then come in pages of every batch of that moment (the delivery lag grows by at
+/// most this much; the writer is spared a read and a write per batch for each reader).
+pub const LIVE_COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Bytes to reserve for the feed's JSON of the events `from..=until` (a page at most):
+/// about what an activation takes, so a page's buffer is not grown and copied as it fills.
+pub fn capacity_for(from: u64, until: u64) -> usize {
+    let events = until.saturating_sub(from).saturating_add(1).min(1_000) as usize;
+    events * 448 + 128
+}
+
+/// One page of a consumer's events: `body` is the JSON both deliveries send,
+/// `{"consumer","events":[…],"position","through"}`.
 #[derive(Debug)]
 pub struct Page {
-    pub body: Value,
+    pub body: Vec<u8>,
     /// The last seq the page covers: acknowledging it moves past the events the
     /// consumer's filter skipped.
     pub through: u64,
@@ -29,11 +41,13 @@ pub struct Page {
 }
 
 /// The events after `consumer`'s position that its filter takes, at most `limit`, up to the
-/// folded head.
+/// folded head, written into `buffer` (a delivery task hands back the last page's, so its
+/// pages reuse memory rather than fault in fresh pages each time).
 pub async fn next_page(
     app: &App,
     consumer: &Consumer,
     limit: usize,
+    buffer: Vec<u8>,
 ) -> keyledger_ledger::Result<Page> {
     let head = *app.head.borrow();
     let from = consumer.position + 1;
@@ -51,8 +65,17 @@ pub async fn next_page(
             .collect()
     });
     let (store, consumer) = (app.store.clone(), consumer.clone());
+    let encoded = Arc::clone(&app.encoded_events);
     tokio::task::spawn_blocking(move || {
-        read_page(&store, &consumer, head, limit, wanted.as_deref())
+        read_page(
+            &store,
+            &encoded,
+            &consumer,
+            head,
+            limit,
+            wanted.as_deref(),
+            buffer,
+        )
     })
     .await
     .unwrap_or_else(|_| {
@@ -64,13 +87,22 @@ pub async fn next_page(
 
 fn read_page(
     store: &Store,
+    encoded: &EncodedEvents,
     consumer: &Consumer,
     head: u64,
     limit: usize,
     wanted: Option<&[u64]>,
+    mut body: Vec<u8>,
 ) -> keyledger_ledger::Result<Page> {
     let from = consumer.position + 1;
-    let mut events = Vec::new();
+    // Each event is written straight into the body (the bytes `serde_json` would write for
+    // the page as a `Value`, keys in order), so a page of a thousand costs no tree.
+    body.clear();
+    body.reserve(capacity_for(from, head.min(from + limit as u64)));
+    body.extend_from_slice(br#"{"consumer":"#);
+    serde_json::to_writer(&mut body, &consumer.name).expect("names serialize");
+    body.extend_from_slice(br#","events":["#);
+    let mut events = 0;
     let mut through = consumer.position;
     let start = match wanted {
         Some([]) => None,
@@ -80,38 +112,38 @@ fn read_page(
     let mut first = None;
     if let Some(start) = start {
         keyledger_ledger::walk(store, start, |record| {
-            if record.seq > head || events.len() == limit {
+            if record.seq > head || events == limit {
                 return Ok(ControlFlow::Break(()));
             }
             through = record.seq;
             let in_license = wanted.is_none_or(|w| w.binary_search(&record.seq).is_ok());
             if in_license && consumer.takes(record.event.body.kind()) {
-                first.get_or_insert(record.seq);
-                events.push(json!({
-                    "seq": record.seq,
-                    "prev": hex::encode(record.prev),
-                    "hash": hex::encode(record.hash),
-                    "event": event_to_json(&record.event),
-                }));
+                match first {
+                    Some(_) => body.push(b','),
+                    None => first = Some(record.seq),
+                }
+                encoded.write(&mut body, &record);
+                events += 1;
             }
             Ok(ControlFlow::Continue(()))
         })?;
     }
     // Nothing left below the head that this consumer takes: the whole range is covered.
-    if events.len() < limit {
+    if events < limit {
         through = through.max(head);
     }
-    let count = events.len();
+    body.extend_from_slice(
+        format!(
+            r#"],"position":{},"through":{through}}}"#,
+            consumer.position
+        )
+        .as_bytes(),
+    );
     Ok(Page {
-        body: json!({
-            "consumer": consumer.name,
-            "position": consumer.position,
-            "events": events,
-            "through": through,
-        }),
+        body,
         through,
         first,
-        events: count,
+        events,
     })
 }
 
@@ -137,5 +169,41 @@ impl FoldTimes {
         let times = self.0.lock().expect("no holder panics");
         let i = times.partition_point(|&(last, _)| last < seq);
         times.get(i).map(|&(_, at)| at)
+    }
+}
+
+/// The feed's JSON of recently read events, by seq: the event stream and every consumer
+/// reading near the head write each event's JSON once between them, not once each.
+#[derive(Debug)]
+pub struct EncodedEvents(Mutex<Vec<Option<Encoded>>>);
+
+/// A seq and its feed JSON.
+type Encoded = (u64, Arc<[u8]>);
+
+/// Slots of [`EncodedEvents`] (a seq's slot is `seq % ENCODED_KEPT`): a few pages of the
+/// newest events, about 3 MiB of activations.
+const ENCODED_KEPT: usize = 8192;
+
+impl Default for EncodedEvents {
+    fn default() -> EncodedEvents {
+        EncodedEvents(Mutex::new(vec![None; ENCODED_KEPT]))
+    }
+}
+
+impl EncodedEvents {
+    /// Appends `record`'s feed JSON (`wire::write_logged_event`) to `out`, written once.
+    pub fn write(&self, out: &mut Vec<u8>, record: &LoggedRecord<'_>) {
+        let slot = (record.seq % ENCODED_KEPT as u64) as usize;
+        let cached = self.0.lock().expect("no holder panics")[slot].clone();
+        if let Some((seq, json)) = cached {
+            if seq == record.seq {
+                out.extend_from_slice(&json);
+                return;
+            }
+        }
+        let start = out.len();
+        write_logged_event(out, record.seq, &record.prev, &record.hash, &record.event);
+        let json: Arc<[u8]> = Arc::from(&out[start..]);
+        self.0.lock().expect("no holder panics")[slot] = Some((record.seq, json));
     }
 }

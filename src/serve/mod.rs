@@ -8,7 +8,7 @@
 mod activation;
 pub mod auth;
 pub mod connections;
-mod feed;
+pub(crate) mod feed;
 mod metrics;
 mod middleware;
 mod routes;
@@ -59,6 +59,8 @@ pub struct Shared {
     pub consumers_changed: tokio::sync::Notify,
     /// When each recent batch was folded (webhook delivery lag).
     pub fold_times: Arc<feed::FoldTimes>,
+    /// The change feed's JSON of the newest events read, shared by its readers.
+    pub encoded_events: Arc<feed::EncodedEvents>,
 }
 
 impl Shared {
@@ -116,6 +118,7 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
         console_key: crate::console::CsrfKey::random(),
         consumers_changed: tokio::sync::Notify::new(),
         fold_times,
+        encoded_events: Arc::default(),
     }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -149,9 +149,10 @@ async fn deliver(app: App, name: String, policy: Arc<Policy>) {
     let mut closing = app.closing.subscribe();
     let agent = agent(&policy);
     let mut evaluated = None;
+    let mut spare = Vec::new();
     while !*closing.borrow() {
         head.borrow_and_update();
-        let step = match step(&app, &name, &policy, &agent, &mut evaluated).await {
+        let step = match step(&app, &name, &policy, &agent, &mut evaluated, &mut spare).await {
             Ok(step) => step,
             Err(err) => {
                 eprintln!("keyledger: webhook {name}: {err}");
@@ -164,17 +165,20 @@ async fn deliver(app: App, name: String, policy: Arc<Policy>) {
             Step::Idle(wait) => (wait, true),
             Step::Pause(wait) => (wait, false),
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = head.changed(), if on_head => {}
+        let woken = tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            _ = head.changed(), if on_head => true,
             _ = closing.wait_for(|closed| *closed) => return,
+        };
+        if woken {
+            tokio::time::sleep(super::feed::LIVE_COALESCE).await;
         }
     }
 }
 
 /// What one POST carries: an events page, or an alert feed's changes.
 struct Outbound {
-    body: serde_json::Value,
+    body: Vec<u8>,
     through: u64,
     /// The first event's seq (the delivery lag is measured from its fold).
     first: Option<u64>,
@@ -190,6 +194,7 @@ async fn step(
     policy: &Policy,
     agent: &ureq::Agent,
     evaluated: &mut Option<(u64, Instant)>,
+    spare: &mut Vec<u8>,
 ) -> keyledger_ledger::Result<Step> {
     let store = app.store.clone();
     let owned = name.to_owned();
@@ -205,7 +210,7 @@ async fn step(
     if webhook.state == DeliveryState::Failing {
         return Ok(Step::Pause(IDLE_LOOK));
     }
-    let outbound = if consumer.alerts.is_some() {
+    let mut outbound = if consumer.alerts.is_some() {
         match alert_changes(app, &consumer, policy, evaluated) {
             Ok(outbound) => outbound,
             Err(wait) => return Ok(Step::Idle(wait)),
@@ -214,7 +219,13 @@ async fn step(
         if consumer.position >= *app.head.borrow() {
             return Ok(Step::Idle(IDLE_LOOK));
         }
-        let page = next_page(app, &consumer, webhook.batch as usize).await?;
+        let page = next_page(
+            app,
+            &consumer,
+            webhook.batch as usize,
+            std::mem::take(spare),
+        )
+        .await?;
         if page.events == 0 {
             // Nothing this consumer takes up to `through`: move past it without a request.
             advance(app, &consumer, None, page.through, None)?;
@@ -228,7 +239,8 @@ async fn step(
             raised: None,
         }
     };
-    let attempt = post(app, agent, &consumer, &webhook, &outbound).await;
+    let attempt = post(app, agent, &consumer, &webhook, &mut outbound).await;
+    *spare = std::mem::take(&mut outbound.body);
     let delivered = attempt.error.is_none();
     app.metrics.webhook_attempt(name, delivered);
     if delivered {
@@ -242,7 +254,14 @@ async fn step(
             outbound.through,
             outbound.raised,
         )?;
-        return Ok(Step::Again);
+        // A full page: more are waiting. Otherwise the receiver has caught up with the head,
+        // and the next delivery gathers what commits meanwhile.
+        let full = outbound.items >= webhook.batch as usize;
+        return Ok(if full || outbound.first.is_none() {
+            Step::Again
+        } else {
+            Step::Pause(super::feed::LIVE_COALESCE)
+        });
     }
     eprintln!(
         "keyledger: webhook {name}: seqs {}..={} not delivered: {}",
@@ -321,7 +340,7 @@ fn alert_changes(
     }
     let items = raised.len() + cleared.len();
     Ok(Outbound {
-        body: serde_json::json!({
+        body: serde_json::to_vec(&serde_json::json!({
             "consumer": consumer.name,
             "feed": "alerts",
             "evaluated_at": at,
@@ -330,7 +349,8 @@ fn alert_changes(
             "cleared": cleared,
             "position": consumer.position,
             "through": seq,
-        }),
+        }))
+        .expect("alerts serialize"),
         through: seq,
         first: None,
         items,
@@ -416,9 +436,9 @@ async fn post(
     agent: &ureq::Agent,
     consumer: &Consumer,
     webhook: &Webhook,
-    page: &Outbound,
+    page: &mut Outbound,
 ) -> Attempt {
-    let body = serde_json::to_vec(&page.body).expect("pages serialize");
+    let body = std::mem::take(&mut page.body);
     let sent = wall_clock();
     let header = signature(
         webhook,
@@ -431,24 +451,19 @@ async fn post(
     let (agent, url, name) = (agent.clone(), webhook.url.clone(), consumer.name.clone());
     let started = Instant::now();
     let answer = tokio::task::spawn_blocking(move || {
-        let mut response = agent
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .header("Keyledger-Signature", &header)
-            .header("Keyledger-Consumer", &name)
-            .header("Keyledger-Delivery", &delivery)
-            .header("Keyledger-Attempt", &attempt_no)
-            .send(&body[..])?;
-        let status = response.status().as_u16();
-        let said = response
-            .body_mut()
-            .with_config()
-            .limit(ANSWER_KEPT as u64)
-            .read_to_string()
-            .unwrap_or_default();
-        Ok::<_, ureq::Error>((status, said))
+        let outcome = send(
+            &agent,
+            &url,
+            &body,
+            [&header, &name, &delivery, &attempt_no],
+        );
+        (outcome, body)
     })
-    .await;
+    .await
+    .map(|(outcome, body)| {
+        page.body = body;
+        outcome
+    });
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (status, error) = match answer {
         Ok(Ok((status, _))) if (200..300).contains(&status) => (Some(status), None),
@@ -475,4 +490,29 @@ async fn post(
         latency_ms,
         error,
     }
+}
+
+/// One POST: the status and the start of the answer.
+fn send(
+    agent: &ureq::Agent,
+    url: &str,
+    body: &[u8],
+    [signature, consumer, delivery, attempt]: [&str; 4],
+) -> Result<(u16, String), ureq::Error> {
+    let mut response = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("Keyledger-Signature", signature)
+        .header("Keyledger-Consumer", consumer)
+        .header("Keyledger-Delivery", delivery)
+        .header("Keyledger-Attempt", attempt)
+        .send(body)?;
+    let status = response.status().as_u16();
+    let said = response
+        .body_mut()
+        .with_config()
+        .limit(ANSWER_KEPT as u64)
+        .read_to_string()
+        .unwrap_or_default();
+    Ok((status, said))
 }

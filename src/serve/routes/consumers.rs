@@ -240,8 +240,12 @@ pub(super) async fn events(
         }
         Err(response) => return response,
     };
-    match crate::serve::feed::next_page(&app, &consumer, limit).await {
-        Ok(page) => Json(page.body).into_response(),
+    match crate::serve::feed::next_page(&app, &consumer, limit, Vec::new()).await {
+        Ok(page) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            page.body,
+        )
+            .into_response(),
         Err(err) => storage(&err),
     }
 }

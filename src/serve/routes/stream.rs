@@ -5,17 +5,20 @@
 //!
 //! A stream pulls from the log at its own pace: each reads pages of at most
 //! [`PAGE_EVENTS`] from the store and waits for the projections' head to move; nothing is
-//! buffered for it beyond one page, so a slow reader never slows the writer or other
+//! buffered for it beyond the page it is sent, so a slow reader never slows the writer or other
 //! readers. A reader that takes no message for [`SEND_TIMEOUT`] is cut (it can resume).
+//!
+//! A page is written in chunks of many messages (a write for up to [`CHUNK_BYTES`], not one
+//! a message), formatted here as the SSE format says: `id:`, `event:`, `data:`, a blank line.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use axum::response::sse::{Event as Message, KeepAlive, Sse};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use keyledger_core::LicenseId;
 use serde_json::json;
@@ -27,6 +30,12 @@ use super::*;
 pub(super) const PAGE_EVENTS: usize = 1_000;
 /// A reader that takes no message for this long is cut.
 pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most bytes of one chunk of messages: small enough for the allocator to reuse its
+/// memory from chunk to chunk (a larger buffer is fresh pages, zeroed by the kernel, each
+/// time).
+const CHUNK_BYTES: usize = 60 * 1024;
+/// An idle stream sends a comment this often, so proxies and clients see it alive.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// `GET /v1/events/stream?from=SEQ[&license_id=ID]` (token): the read rule of `/v1/log` —
 /// operators the whole log; others must name a license ID they hold a role on and get the
@@ -60,46 +69,69 @@ pub(super) async fn events_stream(
     if let Err(response) = may_read_log(&app, &principal, license.as_ref()) {
         return response;
     }
-    let (tx, rx) = mpsc::channel::<Message>(PAGE_EVENTS);
+    let (tx, rx) = mpsc::channel::<Bytes>(2);
     tokio::spawn(feed(app, from, license, tx));
-    let messages = futures_util::stream::unfold(rx, |mut rx| async move {
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
-            .map(|message| (Ok::<_, Infallible>(message), rx))
+            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
     });
-    Sse::new(messages)
-        .keep_alive(KeepAlive::default())
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(chunks),
+    )
         .into_response()
 }
 
 /// Sends every event from `next` on, page by page, then each new one as the head moves,
 /// until the client goes away, stops reading, or the service shuts down.
-async fn feed(app: App, mut next: u64, license: Option<LicenseId>, tx: mpsc::Sender<Message>) {
+async fn feed(app: App, mut next: u64, license: Option<LicenseId>, tx: mpsc::Sender<Bytes>) {
     let (mut head, mut closing) = (app.head.subscribe(), app.closing.subscribe());
     loop {
         let until = *head.borrow_and_update();
         while next <= until {
             let wanted = license.as_ref().map(|l| history(&app, l, next, until));
-            let store = app.store.clone();
-            let page = tokio::task::spawn_blocking(move || page(&store, next, until, wanted)).await;
-            let Ok(Ok((messages, read_to))) = page else {
+            let (store, encoded) = (app.store.clone(), Arc::clone(&app.encoded_events));
+            let page =
+                tokio::task::spawn_blocking(move || page(&store, &encoded, next, until, wanted))
+                    .await;
+            let Ok(Ok((chunks, read_to))) = page else {
                 let _ = tx.send(error("storage", "cannot read the log")).await;
                 return;
             };
-            for message in messages {
-                match tokio::time::timeout(SEND_TIMEOUT, tx.send(message)).await {
-                    Ok(Ok(())) => {}
-                    // The client is gone, or has read nothing for SEND_TIMEOUT.
-                    Ok(Err(_)) | Err(_) => return,
+            for chunk in chunks {
+                if !send(&tx, chunk).await {
+                    return;
                 }
             }
             next = read_to + 1;
         }
-        tokio::select! {
-            changed = head.changed() => if changed.is_err() { return },
+        let idle = tokio::select! {
+            changed = head.changed() => if changed.is_err() { return } else { false },
             _ = closing.wait_for(|closing| *closing) => return,
+            _ = tokio::time::sleep(KEEP_ALIVE) => true,
+        };
+        if idle && !send(&tx, Bytes::from_static(b":\n\n")).await {
+            return;
+        }
+        if !idle {
+            // Caught up and woken by a commit: let a few more batches land, so a live
+            // reader takes pages, not one read and one write per batch.
+            tokio::time::sleep(crate::serve::feed::LIVE_COALESCE).await;
         }
     }
+}
+
+/// Hands a chunk to the response; `false` when the client is gone or has read nothing for
+/// `SEND_TIMEOUT`.
+async fn send(tx: &mpsc::Sender<Bytes>, chunk: Bytes) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, tx.send(chunk)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// The seqs of `license`'s history in `from..=until`, at most a page of them.
@@ -117,23 +149,26 @@ fn history(app: &App, license: &LicenseId, from: u64, until: u64) -> Vec<u64> {
 }
 
 /// The messages of the events in `from..=until` (only `wanted` ones when given), at most a
-/// page, and the last seq this page covers.
+/// page, in chunks; and the last seq this page covers.
 fn page(
     store: &keyledger_ledger::Store,
+    encoded: &crate::serve::feed::EncodedEvents,
     from: u64,
     until: u64,
     wanted: Option<Vec<u64>>,
-) -> keyledger_ledger::Result<(Vec<Message>, u64)> {
+) -> keyledger_ledger::Result<(Vec<Bytes>, u64)> {
     let start = match wanted.as_deref() {
         // Nothing of this license ID in the range: the whole range is covered.
         Some([]) => return Ok((Vec::new(), until)),
         Some([first, ..]) => *first,
         None => from,
     };
-    let mut messages = Vec::new();
+    let mut chunks = Vec::new();
+    let mut chunk = Vec::with_capacity(CHUNK_BYTES + 4096);
+    let mut messages = 0;
     let mut read_to = start.saturating_sub(1);
     keyledger_ledger::walk(store, start, |record| {
-        if record.seq > until || messages.len() == PAGE_EVENTS {
+        if record.seq > until || messages == PAGE_EVENTS {
             return Ok(ControlFlow::Break(()));
         }
         read_to = record.seq;
@@ -141,17 +176,17 @@ fn page(
             .as_deref()
             .is_none_or(|w| w.binary_search(&record.seq).is_ok());
         if keep {
-            let data = json!({
-                "seq": record.seq,
-                "prev": hex::encode(record.prev),
-                "hash": hex::encode(record.hash),
-                "event": keyledger_ledger::wire::event_to_json(&record.event),
-            });
-            let message = Message::default()
-                .id(record.seq.to_string())
-                .event("event")
-                .data(data.to_string());
-            messages.push(message);
+            // The JSON has no line breaks, so it is one `data:` line.
+            chunk.extend_from_slice(format!("id: {}\nevent: event\ndata: ", record.seq).as_bytes());
+            encoded.write(&mut chunk, &record);
+            chunk.extend_from_slice(b"\n\n");
+            if chunk.len() >= CHUNK_BYTES {
+                chunks.push(Bytes::from(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(CHUNK_BYTES + 4096),
+                )));
+            }
+            messages += 1;
         }
         let done = wanted
             .as_deref()
@@ -166,10 +201,13 @@ fn page(
         // Every wanted seq up to `until` was in this page.
         read_to = until;
     }
-    Ok((messages, read_to))
+    if !chunk.is_empty() {
+        chunks.push(Bytes::from(chunk));
+    }
+    Ok((chunks, read_to))
 }
 
-fn error(code: &str, message: &str) -> Message {
+fn error(code: &str, message: &str) -> Bytes {
     let data = json!({ "ok": false, "code": code, "message": message });
-    Message::default().event("error").data(data.to_string())
+    Bytes::from(format!("event: error\ndata: {data}\n\n"))
 }
