@@ -25,6 +25,14 @@ fn storage(err: &keyledger_ledger::Error) -> Response {
     )
 }
 
+/// 404 `unknown_consumer`.
+fn unknown(name: &str) -> Response {
+    reply(
+        StatusCode::NOT_FOUND,
+        Answer::error("unknown_consumer", format!("no consumer {name:?}")),
+    )
+}
+
 fn operator_only(app: &App, principal: &Principal) -> Result<(), Response> {
     if app.is_operator(principal) {
         return Ok(());
@@ -39,12 +47,7 @@ fn operator_only(app: &App, principal: &Principal) -> Result<(), Response> {
 fn readable_consumer(app: &App, principal: &Principal, name: &str) -> Result<Consumer, Response> {
     let consumer = match app.store.consumer(name) {
         Ok(Some(consumer)) => consumer,
-        Ok(None) => {
-            return Err(reply(
-                StatusCode::NOT_FOUND,
-                Answer::error("unknown_consumer", format!("no consumer {name:?}")),
-            ))
-        }
+        Ok(None) => return Err(unknown(name)),
         Err(err) => return Err(storage(&err)),
     };
     let license = match consumer.license_id.as_deref().map(LicenseId::new) {
@@ -303,10 +306,7 @@ pub(super) async fn ack(
         .update_consumer(&name, |c| c.position = c.position.max(seq))
     {
         Ok(Some(c)) => Json(json!({ "ok": true, "position": c.position })).into_response(),
-        Ok(None) => reply(
-            StatusCode::NOT_FOUND,
-            Answer::error("unknown_consumer", format!("no consumer {name:?}")),
-        ),
+        Ok(None) => unknown(&name),
         Err(err) => storage(&err),
     }
 }
@@ -357,10 +357,7 @@ fn rewind(app: &App, name: &str, to: u64) -> Response {
     app.consumers_changed.notify_one();
     match changed {
         Ok(Some(c)) => Json(json!({ "ok": true, "consumer": c.redacted() })).into_response(),
-        Ok(None) => reply(
-            StatusCode::NOT_FOUND,
-            Answer::error("unknown_consumer", format!("no consumer {name:?}")),
-        ),
+        Ok(None) => unknown(name),
         Err(err) => storage(&err),
     }
 }
