@@ -230,6 +230,20 @@ const RETRY_FAST: &[&str] = &[
     "200",
 ];
 
+/// The consumer's record once `settled` holds of it (at most 10 s): the service notes a
+/// delivery just after the receiver answered it, so a test that saw the answer waits.
+fn consumer_when(server: &Server, name: &str, settled: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let consumer = consumer_of(server, name);
+        if settled(&consumer) {
+            return consumer;
+        }
+        assert!(Instant::now() < deadline, "never settled: {consumer}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn consumer_of(server: &Server, name: &str) -> Value {
     let (status, text) = server.get(&format!("/v1/consumers/{name}"), Some("olga"));
     assert_eq!(status, 200, "{text}");
@@ -329,7 +343,7 @@ fn a_receiver_that_fails_then_is_down_gets_every_event_once_by_seq() {
         !hmac_verifies(&tampered, &secret),
         "a changed body does not verify"
     );
-    let done = consumer_of(&server, "tickets");
+    let done = consumer_when(&server, "tickets", |c| c["position"] == last);
     let webhook = &done["webhook"];
     let answered_2xx = all.iter().filter(|d| d.status == 200).count() as u64;
     assert_eq!(webhook["delivered_total"], answered_2xx, "{done}");
@@ -429,7 +443,7 @@ fn a_failing_webhook_waits_for_redeliver_and_ed25519_signatures_verify() {
         forged.push(b' ');
         assert!(key.verify_strict(&forged, &signature).is_err());
     }
-    let done = consumer_of(&server, "siem");
+    let done = consumer_when(&server, "siem", |c| c["position"].as_u64() >= Some(6));
     assert_eq!(done["webhook"]["state"], "active");
     assert!(done["reset_at"].is_string());
     assert_eq!(done["webhook"]["delivered_total"], 2);
@@ -662,7 +676,9 @@ fn an_alert_feed_is_told_of_alerts_raised_as_time_passes_and_as_events_commit() 
         "{cleared_ids:?}"
     );
     assert!(ids(&cleared, "raised").is_empty());
-    let consumer = consumer_of(&server, "admins");
+    let consumer = consumer_when(&server, "admins", |c| {
+        c["position"] == page_of(&cleared)["through"]
+    });
     assert_eq!(consumer["alerts"]["raised"], json!([]), "{consumer}");
     for delivery in receiver.deliveries() {
         assert!(hmac_verifies(&delivery, &secret));
