@@ -112,54 +112,23 @@ async fn load(url: &str, key: &str, org: &str, args: &BenchHttp) -> Result<LoadR
         .to_owned();
     // Pre-escaped JSON strings: each request's body is then one `format!`.
     let (key, org) = (serde_json::to_string(key)?, serde_json::to_string(org)?);
-    let run_id: u64 = rand::random();
-    let next = Arc::new(AtomicU64::new(0));
     // Every client connects first; the clock starts when all are connected, so the run
     // measures activations, not a burst of connection set-ups.
     let ready = Arc::new(tokio::sync::Barrier::new(args.concurrency + 1));
-    let duration = Duration::from_secs(args.duration);
-    let interval = args.rate.map(|rate| Duration::from_secs_f64(1.0 / rate));
-    let start = Arc::new(std::sync::OnceLock::<Instant>::new());
-    let mut tasks = Vec::new();
-    for _ in 0..args.concurrency {
-        let (next, ready, start) = (Arc::clone(&next), Arc::clone(&ready), Arc::clone(&start));
-        let (authority, key, org, limit) =
-            (authority.clone(), key.clone(), org.clone(), args.requests);
-        tasks.push(tokio::spawn(async move {
-            let mut histogram = latency_histogram();
-            let mut counts = [0u64; 3];
-            let mut connection = connect(&authority).await.ok();
-            ready.wait().await;
-            let t0 = *start.get_or_init(Instant::now);
-            let deadline = t0 + duration;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= limit || Instant::now() >= deadline {
-                    break;
-                }
-                if let Some(interval) = interval {
-                    let due = t0 + interval.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
-                    tokio::time::sleep_until(due.into()).await;
-                }
-                let body = format!(
-                    r#"{{"product_key":{key},"org":{org},"method":"online","machines":["lg-{run_id:x}-{i}"]}}"#
-                );
-                let sent = Instant::now();
-                let outcome = match post(&mut connection, &authority, body).await {
-                    Ok(200..=299) => 0,
-                    Ok(400..=499) => 1,
-                    Ok(_) => 2,
-                    Err(_) => {
-                        connection = None;
-                        2
-                    }
-                };
-                histogram.saturating_record((sent.elapsed().as_micros() as u64).max(1));
-                counts[outcome] += 1;
-            }
-            (histogram, counts)
-        }));
-    }
+    let plan = Arc::new(Plan {
+        authority,
+        key,
+        org,
+        run_id: rand::random(),
+        limit: args.requests,
+        duration: Duration::from_secs(args.duration),
+        interval: args.rate.map(|rate| Duration::from_secs_f64(1.0 / rate)),
+        next: AtomicU64::new(0),
+        start: std::sync::OnceLock::new(),
+    });
+    let tasks: Vec<_> = (0..args.concurrency)
+        .map(|_| tokio::spawn(client(Arc::clone(&plan), Arc::clone(&ready))))
+        .collect();
     ready.wait().await;
     let started = Instant::now();
     let mut histogram = latency_histogram();
@@ -187,6 +156,65 @@ async fn load(url: &str, key: &str, org: &str, args: &BenchHttp) -> Result<LoadR
         latency_ms_p99: histogram.value_at_quantile(0.99) as f64 / 1000.0,
         latency_ms_max: histogram.max() as f64 / 1000.0,
     })
+}
+
+/// What every client of one run shares: where to send, what, how many, how fast.
+struct Plan {
+    authority: String,
+    /// The key and org as JSON strings.
+    key: String,
+    org: String,
+    run_id: u64,
+    limit: u64,
+    duration: Duration,
+    /// With `--rate`: request i is sent no earlier than `i × interval` after the start.
+    interval: Option<Duration>,
+    /// The next request's number, taken by whichever client is free.
+    next: AtomicU64,
+    /// When the first client passed the barrier.
+    start: std::sync::OnceLock<Instant>,
+}
+
+/// One simulated client: connects, waits for the others, then sends requests until the
+/// plan's count or time runs out; its latencies and its counts of activated, refused and
+/// failed requests.
+async fn client(
+    plan: Arc<Plan>,
+    ready: Arc<tokio::sync::Barrier>,
+) -> (hdrhistogram::Histogram<u64>, [u64; 3]) {
+    let mut histogram = latency_histogram();
+    let mut counts = [0u64; 3];
+    let mut connection = connect(&plan.authority).await.ok();
+    ready.wait().await;
+    let t0 = *plan.start.get_or_init(Instant::now);
+    let deadline = t0 + plan.duration;
+    loop {
+        let i = plan.next.fetch_add(1, Ordering::Relaxed);
+        if i >= plan.limit || Instant::now() >= deadline {
+            break;
+        }
+        if let Some(interval) = plan.interval {
+            let due = t0 + interval.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let (key, org, run_id) = (&plan.key, &plan.org, plan.run_id);
+        let body = format!(
+            r#"{{"product_key":{key},"org":{org},"method":"online","machines":["lg-{run_id:x}-{i}"]}}"#
+        );
+        let sent = Instant::now();
+        let outcome = match post(&mut connection, &plan.authority, body).await {
+            Ok(200..=299) => 0,
+            Ok(400..=499) => 1,
+            Ok(_) => 2,
+            Err(_) => {
+                connection = None;
+                2
+            }
+        };
+        histogram.saturating_record((sent.elapsed().as_micros() as u64).max(1));
+        counts[outcome] += 1;
+    }
+    (histogram, counts)
 }
 
 /// One keep-alive HTTP/1.1 connection of one simulated client. The load generator shares

@@ -210,57 +210,80 @@ async fn step(
     if webhook.state == DeliveryState::Failing {
         return Ok(Step::Pause(IDLE_LOOK));
     }
-    let mut outbound = if consumer.alerts.is_some() {
-        match alert_changes(app, &consumer, policy, evaluated) {
-            Ok(outbound) => outbound,
-            Err(wait) => return Ok(Step::Idle(wait)),
-        }
+    let outbound = if consumer.alerts.is_some() {
+        alert_changes(app, &consumer, policy, evaluated).map_err(Step::Idle)
     } else {
-        if consumer.position >= *app.head.borrow() {
-            return Ok(Step::Idle(IDLE_LOOK));
-        }
-        let page = next_page(
-            app,
-            &consumer,
-            webhook.batch as usize,
-            std::mem::take(spare),
-        )
-        .await?;
-        if page.events == 0 {
-            // Nothing this consumer takes up to `through`: move past it without a request.
-            advance(app, &consumer, None, page.through, None)?;
-            return Ok(Step::Again);
-        }
-        Outbound {
-            body: page.body,
-            through: page.through,
-            first: page.first,
-            items: page.events,
-            raised: None,
-        }
+        events_outbound(app, &consumer, &webhook, spare).await?
+    };
+    let mut outbound = match outbound {
+        Ok(outbound) => outbound,
+        Err(step) => return Ok(step),
     };
     let attempt = post(app, agent, &consumer, &webhook, &mut outbound).await;
     *spare = std::mem::take(&mut outbound.body);
+    settle(
+        app, policy, &consumer, &webhook, outbound, attempt, evaluated,
+    )
+}
+
+/// The next page of events to POST, or what to do when there is none to send.
+async fn events_outbound(
+    app: &App,
+    consumer: &Consumer,
+    webhook: &Webhook,
+    spare: &mut Vec<u8>,
+) -> keyledger_ledger::Result<Result<Outbound, Step>> {
+    if consumer.position >= *app.head.borrow() {
+        return Ok(Err(Step::Idle(IDLE_LOOK)));
+    }
+    let batch = webhook.batch as usize;
+    let page = next_page(app, consumer, batch, std::mem::take(spare)).await?;
+    if page.events == 0 {
+        // Nothing this consumer takes up to `through`: move past it without a request.
+        advance(app, consumer, None, page.through, None)?;
+        return Ok(Err(Step::Again));
+    }
+    Ok(Ok(Outbound {
+        body: page.body,
+        through: page.through,
+        first: page.first,
+        items: page.events,
+        raised: None,
+    }))
+}
+
+/// Notes how an attempt went: the position moves on a 2xx, a failure is counted and backs
+/// off; what the loop does next.
+fn settle(
+    app: &App,
+    policy: &Policy,
+    consumer: &Consumer,
+    webhook: &Webhook,
+    outbound: Outbound,
+    attempt: Attempt,
+    evaluated: &mut Option<(u64, Instant)>,
+) -> keyledger_ledger::Result<Step> {
+    let name = &consumer.name;
     let delivered = attempt.error.is_none();
     app.metrics.webhook_attempt(name, delivered);
     if delivered {
         if let Some(folded) = outbound.first.and_then(|seq| app.fold_times.of(seq)) {
             app.metrics.webhook_lag(folded.elapsed());
         }
+        let caught_up = outbound.items < webhook.batch as usize && outbound.first.is_some();
         advance(
             app,
-            &consumer,
+            consumer,
             Some(attempt),
             outbound.through,
             outbound.raised,
         )?;
         // A full page: more are waiting. Otherwise the receiver has caught up with the head,
         // and the next delivery gathers what commits meanwhile.
-        let full = outbound.items >= webhook.batch as usize;
-        return Ok(if full || outbound.first.is_none() {
-            Step::Again
-        } else {
+        return Ok(if caught_up {
             Step::Pause(super::feed::LIVE_COALESCE)
+        } else {
+            Step::Again
         });
     }
     eprintln!(
