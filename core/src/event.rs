@@ -139,9 +139,10 @@ pub enum ActivationAttempt {
     Osa {
         tenant: TenantId,
     },
-    /// A MAK activation naming its machines (recorded since issue 19, so that a machine's
-    /// history shows the refusals it met); `Mak` is what older logs hold, and what a
-    /// request naming more machines than a proxy activation may is still recorded as.
+    /// A MAK activation on a known key naming its machines, so that a machine's history
+    /// shows the refusals it met. `Mak` (the count alone) is what older logs hold, and
+    /// what a refusal on an unknown key or naming more than
+    /// `decide::REFUSAL_MACHINES_NAMED_MAX` machines is recorded as.
     MakMachines {
         org: OrgId,
         method: ActivationMethod,

@@ -546,6 +546,53 @@ fn r10_refused_activations_are_recorded_with_their_reason_and_remaining() {
     ));
 }
 
+/// F1 (hardening): a refusal costs no token, so what it adds to the log is bounded — an
+/// unknown key's attempt by its count alone, a known key's by name up to
+/// `REFUSAL_MACHINES_NAMED_MAX`.
+#[test]
+fn r10_f1_a_refusal_records_a_bounded_number_of_machine_names() {
+    use keyledger_core::decide::REFUSAL_MACHINES_NAMED_MAX;
+    let mut h = Harness::with_catalog();
+    let (key, text) = h.mak("V-SELECT", "win11-pro", 1);
+    h.ok("vamt", online(&text, "contoso", "pc-1"));
+    let org = OrgId::new("contoso").unwrap();
+    let long = |i: usize| format!("{}-{i}", "m".repeat(120));
+    let flood: Vec<_> = (0..10_000)
+        .map(|i| keyledger_core::MachineId::new(&long(i)).unwrap())
+        .collect();
+    let unknown = activate(&key_text(999_999_999), "contoso", ActivationMethod::Proxy, flood.clone());
+    assert_eq!(h.refused("vamt", unknown), RefusalCode::UnknownKey);
+    let expected = |key_id, machines, code| EventBody::ActivationRefused {
+        key_id,
+        attempt: event::ActivationAttempt::Mak {
+            org: org.clone(),
+            method: ActivationMethod::Proxy,
+            machines,
+        },
+        code,
+        remaining: None,
+    };
+    assert_eq!(h.last_event(), &expected(None, 10_000, RefusalCode::UnknownKey));
+    // A known key: one name past the bound is recorded by its count.
+    let over: Vec<_> = flood[..REFUSAL_MACHINES_NAMED_MAX + 1].to_vec();
+    h.refused("vamt", activate(&text, "contoso", ActivationMethod::Proxy, over));
+    let EventBody::ActivationRefused { key_id, attempt, .. } = h.last_event() else {
+        panic!("a refusal is recorded");
+    };
+    assert_eq!(*key_id, Some(key));
+    assert!(matches!(attempt, event::ActivationAttempt::Mak { machines: 65, .. }), "{attempt:?}");
+    // At the bound, every name is kept.
+    let at: Vec<_> = flood[..REFUSAL_MACHINES_NAMED_MAX].to_vec();
+    h.refused("vamt", activate(&text, "contoso", ActivationMethod::Proxy, at.clone()));
+    let EventBody::ActivationRefused { attempt, .. } = h.last_event() else {
+        panic!("a refusal is recorded");
+    };
+    assert_eq!(
+        attempt,
+        &event::ActivationAttempt::MakMachines { org, method: ActivationMethod::Proxy, machines: at }
+    );
+}
+
 #[test]
 fn r10_licensor_refusals_are_not_recorded() {
     let mut h = Harness::with_catalog();

@@ -67,6 +67,43 @@ impl Projections {
         Some(seqs)
     }
 
+    /// At most `limit` seqs of a license ID's history in `from..=until`, in order: the
+    /// sorted histories of the license ID and of each of its keys merged from `from` on, so
+    /// a page costs in proportion to the page (and the number of keys), not to the history.
+    pub fn license_history_page(
+        &self,
+        id: &LicenseId,
+        from: u64,
+        until: u64,
+        limit: usize,
+    ) -> Option<Vec<u64>> {
+        use std::cmp::Reverse;
+        let license = self.license_views.get(id)?;
+        let sources: Vec<&[u64]> = std::iter::once(license.history.as_slice())
+            .chain(license.keys.iter().map(|k| self.books.keys[*k].history.as_slice()))
+            .map(|h| &h[h.partition_point(|s| *s < from)..])
+            .filter(|h| !h.is_empty())
+            .collect();
+        let mut heap: std::collections::BinaryHeap<Reverse<(u64, usize, usize)>> = sources
+            .iter()
+            .enumerate()
+            .map(|(i, h)| Reverse((h[0], i, 0)))
+            .collect();
+        let mut page: Vec<u64> = Vec::with_capacity(limit.min(4096));
+        while let Some(Reverse((seq, source, at))) = heap.pop() {
+            if seq > until || page.len() == limit {
+                break;
+            }
+            if page.last() != Some(&seq) {
+                page.push(seq);
+            }
+            if let Some(next) = sources[source].get(at + 1) {
+                heap.push(Reverse((*next, source, at + 1)));
+            }
+        }
+        Some(page)
+    }
+
     /// The license ID and key an event is about, for the history index.
     fn subjects(&self, body: &EventBody) -> (Option<LicenseId>, Option<KeyId>) {
         use EventBody::*;

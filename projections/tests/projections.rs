@@ -273,6 +273,38 @@ fn the_history_index_lists_the_events_of_a_license_id_and_of_a_key() {
     );
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// F13 (hardening): a page of a license ID's history is the slice of its whole history,
+    /// for any window and limit, though it merges only from `from` on.
+    #[test]
+    fn f13_a_license_history_page_is_a_slice_of_the_whole(
+        activations in proptest::collection::vec((0usize..3, 0u8..20), 1..60),
+        from in 1u64..80,
+        span in 0u64..80,
+        limit in 1usize..30,
+    ) {
+        let mut h = Harness::with_catalog();
+        let keys: Vec<_> = (0..3).map(|_| h.mak("V-SELECT", "win11-pro", 1_000).1).collect();
+        h.mak("V-EA", "win11-pro", 2);
+        for (key, machine) in &activations {
+            let name = format!("pc-{machine}");
+            let _ = h.run("vamt", online(&keys[*key], "contoso", &name));
+        }
+        let p = fold(&h.events);
+        let whole = p.license_history(&lid()).unwrap();
+        let until = from + span;
+        let expected: Vec<u64> = whole
+            .iter()
+            .copied()
+            .filter(|s| (from..=until).contains(s))
+            .take(limit)
+            .collect();
+        prop_assert_eq!(p.license_history_page(&lid(), from, until, limit).unwrap(), expected);
+    }
+}
+
 /// Key export rows are typed (issue 14): the file and the JSON come from the same rows, so an
 /// organization name holding a tab or a quote is quoted in the file and exact in the JSON.
 #[test]

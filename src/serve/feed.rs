@@ -20,6 +20,21 @@ use super::App;
 /// most this much; the writer is spared a read and a write per batch for each reader).
 pub const LIVE_COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// A feed page (a stream's read, a consumer's page, a webhook's body, `/v1/log`) ends with
+/// the event that brings it to this many bytes, whatever its event limit: a reader's memory
+/// is bounded in bytes (one page and one event), not by how large the events it reads are.
+pub const PAGE_BYTES_MAX: usize = 512 * 1024;
+
+/// The largest feed JSON of one event [`EncodedEvents`] keeps: larger ones (proxy
+/// activations of many machines) are written afresh each time, so the shared slots hold
+/// at most `ENCODED_KEPT` times this.
+const ENCODED_EVENT_BYTES_MAX: usize = 4 * 1024;
+
+/// The most events one page reads, taken or passed over by its filters: a filtered
+/// reader's page costs at most this many event reads, however sparse its events are in the
+/// log (it then ends short of the head, and the next page goes on from there).
+pub const PAGE_SCAN_MAX: usize = 65_536;
+
 /// Bytes to reserve for the feed's JSON of the events `from..=until` (a page at most):
 /// about what an activation takes, so a page's buffer is not grown and copied as it fills.
 pub fn capacity_for(from: u64, until: u64) -> usize {
@@ -58,11 +73,8 @@ pub async fn next_page(
             .expect("no writer panics holding the lock");
         LicenseId::new(id)
             .ok()
-            .and_then(|l| p.license_history(&l))
+            .and_then(|l| p.license_history_page(&l, from, head, limit))
             .unwrap_or_default()
-            .into_iter()
-            .filter(|s| (from..=head).contains(s))
-            .collect()
     });
     let (store, consumer) = (app.store.clone(), consumer.clone());
     let encoded = Arc::clone(&app.encoded_events);
@@ -110,12 +122,20 @@ fn read_page(
         None => (from <= head).then_some(from),
     };
     let mut first = None;
+    // Where the page stopped short of the head (a limit reached): its last seq read.
+    let mut short = None;
+    let mut scanned = 0;
     if let Some(start) = start {
         keyledger_ledger::walk(store, start, |record| {
-            if record.seq > head || events == limit {
+            if record.seq > head {
+                return Ok(ControlFlow::Break(()));
+            }
+            if events == limit || body.len() >= PAGE_BYTES_MAX || scanned == PAGE_SCAN_MAX {
+                short = Some(through);
                 return Ok(ControlFlow::Break(()));
             }
             through = record.seq;
+            scanned += 1;
             let in_license = wanted.is_none_or(|w| w.binary_search(&record.seq).is_ok());
             if in_license && consumer.takes(record.event.body.kind()) {
                 match first {
@@ -125,13 +145,21 @@ fn read_page(
                 encoded.write(&mut body, &record);
                 events += 1;
             }
-            Ok(ControlFlow::Continue(()))
+            match wanted {
+                // The history page was whole: nothing of the license ID follows below the head.
+                Some(w) if w.last() == Some(&record.seq) && w.len() < limit => {
+                    Ok(ControlFlow::Break(()))
+                }
+                Some(w) if w.last() == Some(&record.seq) => {
+                    short = Some(record.seq);
+                    Ok(ControlFlow::Break(()))
+                }
+                _ => Ok(ControlFlow::Continue(())),
+            }
         })?;
     }
     // Nothing left below the head that this consumer takes: the whole range is covered.
-    if events < limit {
-        through = through.max(head);
-    }
+    through = short.unwrap_or(through.max(head));
     body.extend_from_slice(
         format!(
             r#"],"position":{},"through":{through}}}"#,
@@ -203,6 +231,9 @@ impl EncodedEvents {
         }
         let start = out.len();
         write_logged_event(out, record.seq, &record.prev, &record.hash, &record.event);
+        if out.len() - start > ENCODED_EVENT_BYTES_MAX {
+            return;
+        }
         let json: Arc<[u8]> = Arc::from(&out[start..]);
         self.0.lock().expect("no holder panics")[slot] = Some((record.seq, json));
     }

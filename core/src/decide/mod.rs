@@ -18,6 +18,12 @@ use crate::Role;
 
 /// The most machines one proxy activation may name (R9).
 pub const PROXY_MACHINES_MAX: usize = 10_000;
+/// The most machines a recorded refusal names (R10): a refusal on a known key names up to
+/// this many, so each one's history shows it; anything larger, and every refusal on a key
+/// the ledger does not know, is recorded by its count alone. Refusals cost no token, so
+/// what one may add to the append-only log is bounded (at most this many names of
+/// `ID_BYTES_MAX` each), whatever the request carried.
+pub const REFUSAL_MACHINES_NAMED_MAX: usize = 64;
 /// The most bytes of a free-text field (names, justifications, reasons).
 pub const TEXT_BYTES_MAX: usize = 2_048;
 /// The most keys one disclosure may name (R1, R2).
@@ -158,16 +164,21 @@ fn refusal_record(
     }
     let presented = || ctx.presented.and_then(|f| state.key_by_fingerprint(&f));
     let (key_id, attempt) = match &command.body {
-        // The machines by name, so each one's history shows the refusal; a request naming
-        // more than any activation may is recorded by its count only.
-        CommandBody::Activate(c) if c.machines.len() <= PROXY_MACHINES_MAX => (
-            presented().map(|k| k.id),
-            ActivationAttempt::MakMachines {
-                org: c.org.clone(),
-                method: c.method,
-                machines: c.machines.clone(),
-            },
-        ),
+        // The machines by name, so each one's history shows the refusal; a key nobody
+        // issued, or more names than a refusal records, by their count only (the bound on
+        // what a tokenless request can add to the log).
+        CommandBody::Activate(c)
+            if c.machines.len() <= REFUSAL_MACHINES_NAMED_MAX && presented().is_some() =>
+        {
+            (
+                presented().map(|k| k.id),
+                ActivationAttempt::MakMachines {
+                    org: c.org.clone(),
+                    method: c.method,
+                    machines: c.machines.clone(),
+                },
+            )
+        }
         CommandBody::Activate(c) => (
             presented().map(|k| k.id),
             ActivationAttempt::Mak {

@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::*;
+use crate::serve::feed::{PAGE_BYTES_MAX, PAGE_SCAN_MAX};
 
 /// The most events one `GET /v1/log` page returns.
 const LOG_PAGE_MAX: usize = 10_000;
@@ -33,19 +34,13 @@ pub(super) async fn log(
     if let Err(response) = may_read_log(&app, &principal, license.as_ref()) {
         return response;
     }
+    // One seq past the page, so the answer says where the next page starts.
     let wanted: Option<Vec<u64>> = license.map(|license| {
         let p = app
             .projections
             .read()
             .expect("no writer panics holding the lock");
-        p.license_history(&license)
-            .map(|history| {
-                history
-                    .into_iter()
-                    .filter(|s| *s >= from)
-                    .take(limit)
-                    .collect()
-            })
+        p.license_history_page(&license, from, u64::MAX, limit + 1)
             .unwrap_or_default()
     });
     let store = app.store.clone();
@@ -53,7 +48,7 @@ pub(super) async fn log(
         tokio::task::spawn_blocking(move || read_page(&store, from, limit, wanted.as_deref()))
             .await;
     match page {
-        Ok(Ok(body)) => Json(body).into_response(),
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         _ => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
             Answer::error("storage", "cannot read the log"),
@@ -61,36 +56,56 @@ pub(super) async fn log(
     }
 }
 
+/// `{"events":[{"event","seq"}…],"next_from"}`: at most `limit` events, ending early at
+/// the event that brings the page to `PAGE_BYTES_MAX` or after `PAGE_SCAN_MAX` events
+/// read; `next_from` is where the next page starts (`null` at the end of the log).
 fn read_page(
     store: &keyledger_ledger::Store,
     from: u64,
     limit: usize,
     wanted: Option<&[u64]>,
-) -> keyledger_ledger::Result<Value> {
-    let mut events = Vec::new();
+) -> keyledger_ledger::Result<Vec<u8>> {
+    let mut body = br#"{"events":["#.to_vec();
+    let (mut events, mut scanned) = (0, 0);
     let mut next = None;
     let start = match wanted {
-        Some([]) => return Ok(json!({ "events": [], "next_from": null })),
-        Some(seqs) => seqs[0],
-        None => from,
+        Some([]) => None,
+        Some(seqs) => Some(seqs[0]),
+        None => Some(from),
     };
-    keyledger_ledger::walk(store, start, |record| {
-        if wanted.is_some_and(|w| w.binary_search(&record.seq).is_err()) {
-            return Ok(std::ops::ControlFlow::Continue(()));
-        }
-        if events.len() == limit {
-            next = Some(record.seq);
-            return Ok(std::ops::ControlFlow::Break(()));
-        }
-        events.push(json!({ "seq": record.seq, "event": event_to_json(&record.event) }));
-        let done = wanted.is_some_and(|w| w.last() == Some(&record.seq));
-        Ok(if done {
-            std::ops::ControlFlow::Break(())
-        } else {
-            std::ops::ControlFlow::Continue(())
-        })
-    })?;
-    Ok(json!({ "events": events, "next_from": next }))
+    if let Some(start) = start {
+        keyledger_ledger::walk(store, start, |record| {
+            if scanned == PAGE_SCAN_MAX {
+                next = Some(record.seq);
+                return Ok(std::ops::ControlFlow::Break(()));
+            }
+            scanned += 1;
+            if wanted.is_some_and(|w| w.binary_search(&record.seq).is_err()) {
+                return Ok(std::ops::ControlFlow::Continue(()));
+            }
+            if events == limit || body.len() >= PAGE_BYTES_MAX {
+                next = Some(record.seq);
+                return Ok(std::ops::ControlFlow::Break(()));
+            }
+            if events > 0 {
+                body.push(b',');
+            }
+            let item = json!({ "seq": record.seq, "event": event_to_json(&record.event) });
+            serde_json::to_writer(&mut body, &item).expect("a JSON value serializes");
+            events += 1;
+            // The license ID's last event: nothing of it follows.
+            let done = wanted.is_some_and(|w| w.last() == Some(&record.seq));
+            Ok(if done {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            })
+        })?;
+    }
+    body.extend_from_slice(br#"],"next_from":"#);
+    serde_json::to_writer(&mut body, &next).expect("a number serializes");
+    body.push(b'}');
+    Ok(body)
 }
 
 /// `GET /v1/verify`: the whole chain, decoded and rehashed.

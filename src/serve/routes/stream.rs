@@ -28,6 +28,9 @@ use super::*;
 
 /// The most events one read of the log takes.
 pub(super) const PAGE_EVENTS: usize = 1_000;
+/// A page ends with the event that brings it to this many bytes: what one reader holds is
+/// bounded in bytes, not only in events (an event may be a proxy activation's 1 MB).
+use crate::serve::feed::{PAGE_BYTES_MAX, PAGE_SCAN_MAX};
 /// A reader that takes no message for this long is cut.
 pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most bytes of one chunk of messages: small enough for the allocator to reuse its
@@ -140,16 +143,13 @@ fn history(app: &App, license: &LicenseId, from: u64, until: u64) -> Vec<u64> {
         .projections
         .read()
         .expect("no writer panics holding the lock");
-    p.license_history(license)
+    p.license_history_page(license, from, until, PAGE_EVENTS)
         .unwrap_or_default()
-        .into_iter()
-        .filter(|seq| (from..=until).contains(seq))
-        .take(PAGE_EVENTS)
-        .collect()
 }
 
 /// The messages of the events in `from..=until` (only `wanted` ones when given), at most a
-/// page, in chunks; and the last seq this page covers.
+/// page ([`PAGE_EVENTS`] events, or the event that reaches [`PAGE_BYTES_MAX`]), in chunks;
+/// and the last seq this page covers.
 fn page(
     store: &keyledger_ledger::Store,
     encoded: &crate::serve::feed::EncodedEvents,
@@ -165,21 +165,28 @@ fn page(
     };
     let mut chunks = Vec::new();
     let mut chunk = Vec::with_capacity(CHUNK_BYTES + 4096);
-    let mut messages = 0;
+    let (mut messages, mut bytes, mut scanned) = (0, 0, 0);
     let mut read_to = start.saturating_sub(1);
     keyledger_ledger::walk(store, start, |record| {
-        if record.seq > until || messages == PAGE_EVENTS {
+        if record.seq > until
+            || messages == PAGE_EVENTS
+            || bytes >= PAGE_BYTES_MAX
+            || scanned == PAGE_SCAN_MAX
+        {
             return Ok(ControlFlow::Break(()));
         }
         read_to = record.seq;
+        scanned += 1;
         let keep = wanted
             .as_deref()
             .is_none_or(|w| w.binary_search(&record.seq).is_ok());
         if keep {
             // The JSON has no line breaks, so it is one `data:` line.
+            let before = chunk.len();
             chunk.extend_from_slice(format!("id: {}\nevent: event\ndata: ", record.seq).as_bytes());
             encoded.write(&mut chunk, &record);
             chunk.extend_from_slice(b"\n\n");
+            bytes += chunk.len() - before;
             if chunk.len() >= CHUNK_BYTES {
                 chunks.push(Bytes::from(std::mem::replace(
                     &mut chunk,
@@ -197,7 +204,7 @@ fn page(
             ControlFlow::Continue(())
         })
     })?;
-    if wanted.as_ref().is_some_and(|w| w.len() < PAGE_EVENTS) {
+    if wanted.as_ref().is_some_and(|w| w.len() < PAGE_EVENTS && messages == w.len()) {
         // Every wanted seq up to `until` was in this page.
         read_to = until;
     }
