@@ -620,6 +620,28 @@ pub struct ServeArgs {
     /// passes: coverage comes near, requests wait longer).
     #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
     pub alerts_every_ms: u64,
+    /// Refused activations a second allowed from one client address before its activations
+    /// are answered 429 for a while (0: no limit; behind a reverse proxy every client shares
+    /// its address). Accepted activations are never counted.
+    #[arg(long, default_value_t = 50)]
+    pub refusals_per_address: u32,
+    /// Refused activations a second allowed for one presented key, from any address (0: no
+    /// limit).
+    #[arg(long, default_value_t = 50)]
+    pub refusals_per_key: u32,
+    /// Refusals allowed at once before those rates apply.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub refusals_burst: u32,
+    /// Event streams open at once; the other connections stay for API calls.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub streams_max: u32,
+    /// Event streams one principal may hold open at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub streams_per_principal: u32,
+    /// Create the checkpoint signing key if it is missing (by default `serve` refuses to
+    /// start without the key `init` made: proofs signed by a new key match no pinned one).
+    #[arg(long)]
+    pub create_signing_key: bool,
 }
 
 /// `tail`: the server and token, where to start, what to show.

@@ -333,7 +333,8 @@ fn own_server(data: &keyledger_ledger::Location) -> Result<(String, OwnServer)> 
     let mut child = Process::new(std::env::current_exe()?)
         .arg("--data")
         .arg(&data_arg)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        // A throwaway ledger: its checkpoint key is made here, pinned by nobody.
+        .args(["serve", "--listen", "127.0.0.1:0", "--create-signing-key"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;

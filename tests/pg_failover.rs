@@ -357,7 +357,10 @@ fn one_writer_a_second_serve_refuses_or_waits_and_a_stale_primary_acknowledges_n
     let _ = second.wait();
     // The promoted server has no standby of its own: a writer started on it says that an
     // acknowledged commit is now on one machine only.
+    // The same ledger, so the same checkpoint key (serve makes none of its own).
+    let key = support::pg::signing_key_for(&first.data).unwrap();
     let mut alone = keyledger_command(std::path::Path::new(&promoted))
+        .env("KEYLEDGER_SIGNING_KEY", key)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -560,7 +560,12 @@ fn r10_f1_a_refusal_records_a_bounded_number_of_machine_names() {
     let flood: Vec<_> = (0..10_000)
         .map(|i| keyledger_core::MachineId::new(&long(i)).unwrap())
         .collect();
-    let unknown = activate(&key_text(999_999_999), "contoso", ActivationMethod::Proxy, flood.clone());
+    let unknown = activate(
+        &key_text(999_999_999),
+        "contoso",
+        ActivationMethod::Proxy,
+        flood.clone(),
+    );
     assert_eq!(h.refused("vamt", unknown), RefusalCode::UnknownKey);
     let expected = |key_id, machines, code| EventBody::ActivationRefused {
         key_id,
@@ -572,24 +577,43 @@ fn r10_f1_a_refusal_records_a_bounded_number_of_machine_names() {
         code,
         remaining: None,
     };
-    assert_eq!(h.last_event(), &expected(None, 10_000, RefusalCode::UnknownKey));
+    assert_eq!(
+        h.last_event(),
+        &expected(None, 10_000, RefusalCode::UnknownKey)
+    );
     // A known key: one name past the bound is recorded by its count.
     let over: Vec<_> = flood[..REFUSAL_MACHINES_NAMED_MAX + 1].to_vec();
-    h.refused("vamt", activate(&text, "contoso", ActivationMethod::Proxy, over));
-    let EventBody::ActivationRefused { key_id, attempt, .. } = h.last_event() else {
+    h.refused(
+        "vamt",
+        activate(&text, "contoso", ActivationMethod::Proxy, over),
+    );
+    let EventBody::ActivationRefused {
+        key_id, attempt, ..
+    } = h.last_event()
+    else {
         panic!("a refusal is recorded");
     };
     assert_eq!(*key_id, Some(key));
-    assert!(matches!(attempt, event::ActivationAttempt::Mak { machines: 65, .. }), "{attempt:?}");
+    assert!(
+        matches!(attempt, event::ActivationAttempt::Mak { machines: 65, .. }),
+        "{attempt:?}"
+    );
     // At the bound, every name is kept.
     let at: Vec<_> = flood[..REFUSAL_MACHINES_NAMED_MAX].to_vec();
-    h.refused("vamt", activate(&text, "contoso", ActivationMethod::Proxy, at.clone()));
+    h.refused(
+        "vamt",
+        activate(&text, "contoso", ActivationMethod::Proxy, at.clone()),
+    );
     let EventBody::ActivationRefused { attempt, .. } = h.last_event() else {
         panic!("a refusal is recorded");
     };
     assert_eq!(
         attempt,
-        &event::ActivationAttempt::MakMachines { org, method: ActivationMethod::Proxy, machines: at }
+        &event::ActivationAttempt::MakMachines {
+            org,
+            method: ActivationMethod::Proxy,
+            machines: at
+        }
     );
 }
 

@@ -203,6 +203,13 @@ pub fn check_name(name: &str) -> std::result::Result<(), String> {
             "consumer name {name:?}: 1 to {CONSUMER_NAME_MAX} of A-Z a-z 0-9 - _ ."
         ));
     }
+    // `.` and `..` are path segments a URL resolves away: such a consumer could be made
+    // and never reached.
+    if name.chars().all(|c| c == '.') {
+        return Err(format!(
+            "consumer name {name:?}: a name of dots alone is no path segment"
+        ));
+    }
     Ok(())
 }
 

@@ -80,7 +80,12 @@ impl Projections {
         use std::cmp::Reverse;
         let license = self.license_views.get(id)?;
         let sources: Vec<&[u64]> = std::iter::once(license.history.as_slice())
-            .chain(license.keys.iter().map(|k| self.books.keys[*k].history.as_slice()))
+            .chain(
+                license
+                    .keys
+                    .iter()
+                    .map(|k| self.books.keys[*k].history.as_slice()),
+            )
             .map(|h| &h[h.partition_point(|s| *s < from)..])
             .filter(|h| !h.is_empty())
             .collect();

@@ -353,8 +353,17 @@ struct VerifyPage {
     checkpoint: String,
 }
 
-/// `GET /ui/verify`: the whole chain decoded and rehashed, and a checkpoint signed now.
+/// `GET /ui/verify` (operators): the whole chain decoded and rehashed, and a checkpoint
+/// signed now.
 pub async fn verify(State(app): State<App>, viewer: Viewer) -> Response {
+    // The rule of `GET /v1/verify`: a read of the whole log is the operators' (F14).
+    if !viewer.chrome.operator {
+        let why = format!(
+            "{} is not an operator: verifying the whole chain is theirs",
+            viewer.principal
+        );
+        return forbidden_page(&viewer.chrome, &why);
+    }
     let (store, key) = (app.store.clone(), std::sync::Arc::clone(&app.key));
     let ran = tokio::task::spawn_blocking(move || {
         let verified = keyledger_ledger::verify(&store);

@@ -52,6 +52,10 @@ impl From<&crate::cli::ServeArgs> for ConnectionLimits {
 
 /// Serves `router` on `listener` until `shutdown` resolves, then waits up to 30 s for open
 /// connections to finish their requests.
+/// The address a request's connection came from (what the activation throttle counts by).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::IpAddr);
+
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
@@ -68,7 +72,7 @@ pub async fn serve(
         };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, peer)) => (stream, peer),
                 Err(err) => {
                     // Out of file descriptors, or a connection reset before it was accepted:
                     // wait a moment rather than spin, and keep serving.
@@ -79,6 +83,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let (stream, peer) = stream;
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::default());
         let io = TokioIo::new(Tracked {
@@ -89,10 +94,12 @@ pub async fn serve(
             let (router, activity) = (router.clone(), Arc::clone(&activity));
             hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                 let (mut router, activity) = (router.clone(), Arc::clone(&activity));
+                let mut request = request.map(axum::body::Body::new);
+                request.extensions_mut().insert(Peer(peer.ip()));
                 async move {
                     use tower_service::Service;
                     activity.busy.fetch_add(1, Ordering::Relaxed);
-                    let response = router.call(request.map(axum::body::Body::new)).await;
+                    let response = router.call(request).await;
                     activity.busy.fetch_sub(1, Ordering::Relaxed);
                     activity.touch();
                     response

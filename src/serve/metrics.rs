@@ -14,11 +14,20 @@ pub struct CodeLabel {
     pub code: String,
 }
 
+/// A webhook attempt's outcome. No consumer name: `/metrics` takes no token, and the names
+/// of consumers are the operators' to know (`GET /v1/consumers/{name}` shows each one's
+/// attempts).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabel {
-    pub consumer: String,
     /// `delivered` or `failed`.
     pub outcome: &'static str,
+}
+
+/// What a request was refused by: `address`, `key` (the activation throttle), `streams`
+/// (the open event streams' bounds).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThrottleLabel {
+    pub by: &'static str,
 }
 
 #[derive(Debug)]
@@ -32,6 +41,10 @@ pub struct Metrics {
     pub webhook_attempts: Family<WebhookLabel, Counter>,
     /// From the fold of a delivery's first event to the receiver's 2xx.
     pub webhook_delivery_lag_seconds: Histogram,
+    /// Requests answered 429, by what refused them.
+    pub throttled: Family<ThrottleLabel, Counter>,
+    /// Event streams open now.
+    pub streams_open: Gauge,
 }
 
 impl Metrics {
@@ -45,7 +58,19 @@ impl Metrics {
         let webhook_delivery_lag_seconds = Histogram::new([
             0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 60.0,
         ]);
+        let throttled = Family::<ThrottleLabel, Counter>::default();
+        let streams_open = Gauge::default();
         let mut registry = Registry::with_prefix("keyledger");
+        registry.register(
+            "throttled",
+            "Requests answered 429 Too Many Requests, by what refused them",
+            throttled.clone(),
+        );
+        registry.register(
+            "streams_open",
+            "Event streams open now",
+            streams_open.clone(),
+        );
         registry.register(
             "events_committed",
             "Events appended to the log",
@@ -69,7 +94,7 @@ impl Metrics {
         registry.register("refusals", "Refused commands by code", refusals.clone());
         registry.register(
             "webhook_attempts",
-            "Webhook deliveries attempted, by consumer and outcome",
+            "Webhook deliveries attempted, by outcome",
             webhook_attempts.clone(),
         );
         registry.register(
@@ -86,6 +111,8 @@ impl Metrics {
             refusals,
             webhook_attempts,
             webhook_delivery_lag_seconds,
+            throttled,
+            streams_open,
         }
     }
 
@@ -104,13 +131,16 @@ impl Metrics {
             .inc();
     }
 
-    pub fn webhook_attempt(&self, consumer: &str, delivered: bool) {
+    pub fn webhook_attempt(&self, delivered: bool) {
         self.webhook_attempts
             .get_or_create(&WebhookLabel {
-                consumer: consumer.to_owned(),
                 outcome: if delivered { "delivered" } else { "failed" },
             })
             .inc();
+    }
+
+    pub fn throttled(&self, by: &'static str) {
+        self.throttled.get_or_create(&ThrottleLabel { by }).inc();
     }
 
     pub fn webhook_lag(&self, lag: std::time::Duration) {

@@ -12,6 +12,7 @@ pub(crate) mod feed;
 mod metrics;
 mod middleware;
 mod routes;
+pub mod throttle;
 pub(crate) mod webhooks;
 
 use crate::output::outln;
@@ -61,6 +62,10 @@ pub struct Shared {
     pub fold_times: Arc<feed::FoldTimes>,
     /// The change feed's JSON of the newest events read, shared by its readers.
     pub encoded_events: Arc<feed::EncodedEvents>,
+    /// Refused activations by address and key (429 when they come too fast).
+    pub throttle: throttle::Throttle,
+    /// The open event streams.
+    pub stream_slots: Arc<throttle::StreamSlots>,
 }
 
 impl Shared {
@@ -79,6 +84,9 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
     let addr: SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen:?}: expected IP:PORT"))?;
+    // Before anything opens: a missing key is a refusal to start, never a fresh key that
+    // signs proofs no auditor pinned (F10).
+    let key = signing_key(data, args.create_signing_key)?;
     let store = Store::open(data).with_context(|| format!("cannot open ledger {data}"))?;
     let recovery = store.recovery();
     for said in [recovery.note(), recovery.warning()].into_iter().flatten() {
@@ -106,7 +114,6 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
         let (head, fold_times) = (head.clone(), Arc::clone(&fold_times));
         std::thread::spawn(move || follow(rx, &folded, &metrics, &store, &head, &fold_times))
     };
-    let (key, _) = keyledger_ledger::proof::signing_key(data, true)?;
     let app = App(Arc::new(Shared {
         writer: writer.handle(),
         store: store.clone(),
@@ -119,6 +126,11 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
         consumers_changed: tokio::sync::Notify::new(),
         fold_times,
         encoded_events: Arc::default(),
+        throttle: throttle::Throttle::new(throttle::ThrottlePolicy::from(args)),
+        stream_slots: Arc::new(throttle::StreamSlots::new(
+            args.streams_max,
+            args.streams_per_principal,
+        )),
     }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -142,6 +154,37 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
         folded.last_seq
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The checkpoint signing key of the ledger at `data`; created only when asked.
+fn signing_key(
+    data: &keyledger_ledger::Location,
+    create: bool,
+) -> Result<keyledger_ledger::checkpoint::LedgerKey> {
+    let path = keyledger_ledger::proof::key_path(data)?;
+    match keyledger_ledger::proof::signing_key(data, create) {
+        Ok((key, created)) => {
+            if created {
+                eprintln!(
+                    "keyledger: created the checkpoint signing key {} (--create-signing-key); verifier key {}",
+                    path.display(),
+                    key.verifier_key()
+                );
+            }
+            Ok(key)
+        }
+        Err(keyledger_ledger::Error::Io(err)) if err.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!(
+                "no checkpoint signing key at {} (`keyledger init` creates it; check {} if you \
+                 set it, or pass --create-signing-key to make a new one that no auditor has \
+                 pinned yet)",
+                path.display(),
+                keyledger_ledger::store::location::SIGNING_KEY_ENV
+            )
+        }
+        Err(err) => Err(err)
+            .with_context(|| format!("cannot read the checkpoint signing key {}", path.display())),
+    }
 }
 
 async fn serve(
@@ -168,10 +211,20 @@ async fn serve(
         closing.send_replace(true);
     };
     let deliveries = tokio::spawn(webhooks::supervise(app.clone(), policy));
+    let pruning = tokio::spawn(prune_throttle(app.clone()));
     connections::serve(listener, routes::router(app), limits, shutdown).await;
     // Each delivery task ends at the close; one in flight finishes its attempt first.
     let _ = deliveries.await;
+    pruning.abort();
     Ok(())
+}
+
+/// Forgets the throttle's full buckets and spent blocks every few seconds.
+async fn prune_throttle(app: App) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        app.throttle.prune();
+    }
 }
 
 /// SIGINT and SIGTERM, registered when made.

@@ -265,7 +265,7 @@ fn settle(
 ) -> keyledger_ledger::Result<Step> {
     let name = &consumer.name;
     let delivered = attempt.error.is_none();
-    app.metrics.webhook_attempt(name, delivered);
+    app.metrics.webhook_attempt(delivered);
     if delivered {
         if let Some(folded) = outbound.first.and_then(|seq| app.fold_times.of(seq)) {
             app.metrics.webhook_lag(folded.elapsed());

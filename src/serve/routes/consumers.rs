@@ -76,6 +76,19 @@ pub(super) async fn create(
         Ok(value) => value,
         Err(response) => return response,
     };
+    if let Err(response) = known_fields(
+        &value,
+        "",
+        &["name", "license_id", "types", "webhook", "feed"],
+    )
+    .and_then(|()| match value.get("webhook") {
+        Some(hook @ Value::Object(_)) => {
+            known_fields(hook, "webhook.", &["url", "signing", "batch"])
+        }
+        _ => Ok(()),
+    }) {
+        return response;
+    }
     let text = |field: &str| value.get(field).and_then(Value::as_str);
     let Some(name) = text("name") else {
         return malformed(&input_error(Some("name"), "missing or not a string"));
@@ -141,6 +154,24 @@ pub(super) async fn create(
             ),
         ),
         Err(err) => storage(&err),
+    }
+}
+
+/// Refuses a field that is not one of `known` (fail closed: a misspelt `licence_id` must
+/// not make a consumer of every license ID's events).
+fn known_fields(value: &Value, prefix: &str, known: &[&str]) -> Result<(), Response> {
+    let Value::Object(fields) = value else {
+        return Err(malformed(&input_error(
+            (!prefix.is_empty()).then(|| prefix.trim_end_matches('.')),
+            "expected a JSON object",
+        )));
+    };
+    match fields.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(field) => Err(malformed(&input_error(
+            Some(&format!("{prefix}{field}")),
+            format!("unknown field; expected one of {}", known.join(", ")),
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -272,7 +303,7 @@ fn past_head(app: &App, seq: u64, field: &str) -> Result<(), Response> {
     Ok(())
 }
 
-/// `POST /v1/consumers/{name}/ack` `{"seq": N}`: the position moves to N if that is later
+/// `POST /v1/consumers/{name}/ack` `{"seq": N}` (operators): the position moves to N if that is later
 /// (an older or repeated acknowledgement changes nothing).
 pub(super) async fn ack(
     State(app): State<App>,
@@ -280,6 +311,11 @@ pub(super) async fn ack(
     Caller(principal): Caller,
     body: Bytes,
 ) -> Response {
+    // Moving a position hides events from whoever relies on the consumer (an operators'
+    // SIEM, say): operators made it, and only they move it (F8).
+    if let Err(response) = operator_only(&app, &principal) {
+        return response;
+    }
     match readable_consumer(&app, &principal, &name) {
         Ok(consumer) if consumer.webhook.is_some() => {
             return reply(

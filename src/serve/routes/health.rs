@@ -36,6 +36,9 @@ pub(super) async fn healthz(State(app): State<App>) -> Response {
 
 pub(super) async fn metrics(State(app): State<App>) -> Response {
     app.metrics.queue_depth.set(app.writer.queue_depth() as i64);
+    app.metrics
+        .streams_open
+        .set(i64::from(app.stream_slots.open_now()));
     (
         [(
             header::CONTENT_TYPE,

@@ -141,14 +141,16 @@ pub(super) async fn summary(
         (Ok(format), Ok(as_of)) => (format, as_of),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    let answer = |p: &Projections, at: Timestamp| {
-        let summary = roll_up(p, &org, by, at, |license| p.may_read(&principal, license));
+    let answer = |p: &Projections, today: &Projections, at: Timestamp| {
+        let summary = roll_up(p, &org, by, at, |license| {
+            today.may_read(&principal, license)
+        });
         match summary {
             Err(err) => reply(
                 StatusCode::NOT_FOUND,
                 Answer::error("unknown_org", err.to_string()),
             ),
-            Ok(s) if s.license_ids.is_empty() && !p.is_operator(&principal) => forbidden(
+            Ok(s) if s.license_ids.is_empty() && !today.is_operator(&principal) => forbidden(
                 "R1",
                 format!(
                     "{principal} holds no role on a license ID of {}",
@@ -185,11 +187,11 @@ pub(super) async fn alerts(
             );
         }
     }
-    let answer = |p: &Projections, at: Timestamp| {
+    let answer = |p: &Projections, today: &Projections, at: Timestamp| {
         let rules = keyledger_projections::alerts::AlertRules::default();
         let mut all = keyledger_projections::alerts::alerts(p, license.as_ref(), at, &rules);
         all.retain(|a| {
-            LicenseId::new(a.license_id.as_str()).is_ok_and(|l| p.may_read(&principal, &l))
+            LicenseId::new(a.license_id.as_str()).is_ok_and(|l| today.may_read(&principal, &l))
         });
         rendered(format, keyledger_projections::alerts::render(&all, format))
     };
@@ -197,24 +199,28 @@ pub(super) async fn alerts(
 }
 
 /// `answer` on the projections at business time `as_of` (folded off the async threads), or
-/// on the live ones, now.
+/// on the live ones, now. Its second argument is always the live projections: who may read
+/// what is today's rule, whatever moment is shown (a principal whose role was revoked
+/// reads no past either, F9).
 async fn at_moment(
     app: &App,
     as_of: Option<Timestamp>,
-    answer: impl FnOnce(&Projections, Timestamp) -> Response,
+    answer: impl FnOnce(&Projections, &Projections, Timestamp) -> Response,
 ) -> Response {
-    match as_of {
+    let moment = match as_of {
         Some(at) => match projections_as_of(app, at).await {
-            Ok(p) => answer(&p, at),
-            Err(response) => response,
+            Ok(p) => Some((p, at)),
+            Err(response) => return response,
         },
-        None => {
-            let p = app
-                .projections
-                .read()
-                .expect("no writer panics holding the lock");
-            answer(&p, now_at_least(p.last_at))
-        }
+        None => None,
+    };
+    let today = app
+        .projections
+        .read()
+        .expect("no writer panics holding the lock");
+    match &moment {
+        Some((p, at)) => answer(p, &today, *at),
+        None => answer(&today, &today, now_at_least(today.last_at)),
     }
 }
 

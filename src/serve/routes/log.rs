@@ -108,8 +108,15 @@ fn read_page(
     Ok(body)
 }
 
-/// `GET /v1/verify`: the whole chain, decoded and rehashed.
-pub(super) async fn verify(State(app): State<App>, _caller: Caller) -> Response {
+/// `GET /v1/verify` (operators): the whole chain, decoded and rehashed. It reads the
+/// whole log, so it is no cost any token may impose at will (F14).
+pub(super) async fn verify(State(app): State<App>, Caller(principal): Caller) -> Response {
+    if !app.is_operator(&principal) {
+        return forbidden(
+            "R3",
+            format!("{principal} is not an operator: verifying the whole chain is theirs (an auditor runs keyledger verify on a copy)"),
+        );
+    }
     let store = app.store.clone();
     match tokio::task::spawn_blocking(move || keyledger_ledger::verify(&store)).await {
         Ok(Ok(report)) => Json(json!({

@@ -130,6 +130,19 @@ fn status_of(answer: &Answer) -> StatusCode {
     }
 }
 
+/// 429 `throttled` with `Retry-After` (whole seconds, at least 1).
+fn too_many(throttled: &crate::serve::throttle::Throttled, message: String) -> Response {
+    let seconds = throttled.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = reply(
+        StatusCode::TOO_MANY_REQUESTS,
+        Answer::error("throttled", message),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    response
+}
+
 fn writer_error(err: Error) -> Response {
     let (status, code) = match err {
         Error::BatchTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "not_committed"),

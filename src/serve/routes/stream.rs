@@ -72,8 +72,33 @@ pub(super) async fn events_stream(
     if let Err(response) = may_read_log(&app, &principal, license.as_ref()) {
         return response;
     }
+    let slot = match app.stream_slots.open(&principal) {
+        Ok(slot) => slot,
+        Err(by) => {
+            app.metrics.throttled("streams");
+            let why = match by {
+                "principal" => format!("{principal} holds as many open streams as one may"),
+                _ => "as many streams are open as the service allows".to_owned(),
+            };
+            let throttled = crate::serve::throttle::Throttled {
+                by,
+                retry_after: KEEP_ALIVE,
+            };
+            return too_many(&throttled, why);
+        }
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let reader = Reader {
+        principal,
+        token,
+        license,
+        _slot: slot,
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(2);
-    tokio::spawn(feed(app, from, license, tx));
+    tokio::spawn(feed(app, from, reader, tx));
     let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -89,13 +114,54 @@ pub(super) async fn events_stream(
         .into_response()
 }
 
+/// Who reads a stream, and what: checked again as it reads.
+struct Reader {
+    principal: keyledger_core::Principal,
+    /// The `Authorization` header it opened with.
+    token: Option<String>,
+    license: Option<LicenseId>,
+    /// Given back when the stream ends.
+    _slot: crate::serve::throttle::StreamSlot,
+}
+
+/// How often a stream checks again that its token is valid and its reader may still read.
+const REAUTHORISE_EVERY: Duration = Duration::from_secs(1);
+
+impl Reader {
+    /// Whether the token still names the principal and the read rule still lets it read
+    /// (F5): a revoked token or role ends the stream with an `error` message.
+    fn still_allowed(&self, app: &App) -> Result<(), Bytes> {
+        match auth::principal(&app.store, self.token.as_deref()) {
+            Ok(p) if p == self.principal => {}
+            Err(auth::AuthError::Unreadable(_)) => return Ok(()),
+            _ => return Err(error("unauthorized", "the stream's token is revoked")),
+        }
+        may_read_log(app, &self.principal, self.license.as_ref()).map_err(|_| {
+            error(
+                "forbidden",
+                "the stream's reader may no longer read these events",
+            )
+        })
+    }
+}
+
 /// Sends every event from `next` on, page by page, then each new one as the head moves,
-/// until the client goes away, stops reading, or the service shuts down.
-async fn feed(app: App, mut next: u64, license: Option<LicenseId>, tx: mpsc::Sender<Bytes>) {
+/// until the client goes away, stops reading, loses the right to read, or the service
+/// shuts down.
+async fn feed(app: App, mut next: u64, reader: Reader, tx: mpsc::Sender<Bytes>) {
     let (mut head, mut closing) = (app.head.subscribe(), app.closing.subscribe());
+    let license = reader.license.clone();
+    let mut checked = std::time::Instant::now();
     loop {
         let until = *head.borrow_and_update();
         while next <= until {
+            if checked.elapsed() >= REAUTHORISE_EVERY {
+                if let Err(message) = reader.still_allowed(&app) {
+                    let _ = send(&tx, message).await;
+                    return;
+                }
+                checked = std::time::Instant::now();
+            }
             let wanted = license.as_ref().map(|l| history(&app, l, next, until));
             let (store, encoded) = (app.store.clone(), Arc::clone(&app.encoded_events));
             let page =
@@ -115,8 +181,17 @@ async fn feed(app: App, mut next: u64, license: Option<LicenseId>, tx: mpsc::Sen
         let idle = tokio::select! {
             changed = head.changed() => if changed.is_err() { return } else { false },
             _ = closing.wait_for(|closing| *closing) => return,
-            _ = tokio::time::sleep(KEEP_ALIVE) => true,
+            _ = tokio::time::sleep(KEEP_ALIVE.min(REAUTHORISE_EVERY * 5)) => true,
         };
+        if idle {
+            // A quiet stream is checked too: a revoked reader learns nothing more, not
+            // even that the log is quiet.
+            if let Err(message) = reader.still_allowed(&app) {
+                let _ = send(&tx, message).await;
+                return;
+            }
+            checked = std::time::Instant::now();
+        }
         if idle && !send(&tx, Bytes::from_static(b":\n\n")).await {
             return;
         }
@@ -204,7 +279,10 @@ fn page(
             ControlFlow::Continue(())
         })
     })?;
-    if wanted.as_ref().is_some_and(|w| w.len() < PAGE_EVENTS && messages == w.len()) {
+    if wanted
+        .as_ref()
+        .is_some_and(|w| w.len() < PAGE_EVENTS && messages == w.len())
+    {
         // Every wanted seq up to `until` was in this page.
         read_to = until;
     }

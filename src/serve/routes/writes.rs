@@ -10,9 +10,17 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::serve::connections::Peer;
+use crate::serve::throttle::key_tag;
 
-/// `POST /v1/activations`: authorised by the key text presented; `at` is the server's.
-pub(super) async fn activations(State(app): State<App>, body: Bytes) -> Response {
+/// `POST /v1/activations`: authorised by the key text presented; `at` is the server's. An
+/// address or key whose refusals came too fast is answered 429 before the writer sees it
+/// (`throttle`).
+pub(super) async fn activations(
+    State(app): State<App>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
+    body: Bytes,
+) -> Response {
     let command = match crate::serve::activation::plain_activation(&body, wall_clock()) {
         Some(command) => command,
         None => match crate::serve::activation::general_activation(&body, wall_clock()) {
@@ -20,10 +28,38 @@ pub(super) async fn activations(State(app): State<App>, body: Bytes) -> Response
             Err(err) => return malformed(&err),
         },
     };
+    let key = presented_key(&command).map(key_tag);
+    if let Err(throttled) = app.throttle.admit(Some(peer), key.as_ref()) {
+        app.metrics.throttled(throttled.by);
+        return too_many(
+            &throttled,
+            format!(
+                "too many refused activations from this {}: try again later",
+                throttled.by
+            ),
+        );
+    }
     app.metrics.queue_depth.set(app.writer.queue_depth() as i64);
     match app.writer.try_submit_stamped(vec![command]).await {
-        Ok(mut answers) => answered(&app, answers.remove(0)),
+        Ok(mut answers) => {
+            let answer = answers.remove(0);
+            if !answer.ok && answer.code().is_some_and(|code| code != "not_committed") {
+                app.throttle.refused(Some(peer), key.as_ref());
+            }
+            answered(&app, answer)
+        }
         Err(err) => writer_error(err),
+    }
+}
+
+/// The key text an activation presents (a KMS client's activation presents none).
+fn presented_key(command: &keyledger_core::Command) -> Option<&keyledger_core::ProductKeyText> {
+    use keyledger_core::CommandBody as B;
+    match &command.body {
+        B::Activate(c) => Some(&c.product_key),
+        B::ActivateKmsHost(c) => Some(&c.product_key),
+        B::RedeemOsa(c) => Some(&c.product_key),
+        _ => None,
     }
 }
 
