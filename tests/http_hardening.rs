@@ -424,3 +424,354 @@ fn finding6_a_full_disk_degrades_the_service_and_it_recovers_without_a_restart()
         }
     }
 }
+
+// The second hardening pass: each finding (F1..F15) reproduced over the wire, named after it.
+
+/// A tokenless activation of `machines` long names presenting `key`.
+fn proxy_activation(key: &str, machines: usize, tag: &str) -> String {
+    let names: Vec<String> = (0..machines)
+        .map(|i| format!("{tag}-{i}-{}", "m".repeat(110)))
+        .collect();
+    json!({"product_key": key, "org": "contoso", "method": "proxy", "machines": names}).to_string()
+}
+
+/// The events after `after`, as the operator reads them.
+fn events_after(server: &Server, after: u64) -> Vec<Value> {
+    let (status, text) = server.get(&format!("/v1/log?from={}", after + 1), Some("olga"));
+    assert_eq!(status, 200, "{text}");
+    answer(&text)["events"].as_array().unwrap().clone()
+}
+
+#[test]
+fn f1_a_tokenless_flood_of_unknown_keys_records_a_bounded_event_and_is_throttled() {
+    let server = Server::start_with(5, &["--refusals-per-address", "1", "--refusals-burst", "4"]);
+    let before = server.seq();
+    let unknown = "CCCCC-CCCCC-CCCCC-CCCCC-CCCCC";
+    for i in 0..4 {
+        let body = proxy_activation(unknown, 10_000, &format!("probe{i}"));
+        assert!(body.len() > 1_200_000, "a request of {} bytes", body.len());
+        let (status, text) = server.post("/v1/activations", None, &body);
+        assert_eq!(
+            (status, answer(&text)["code"].clone()),
+            (404, json!("unknown_key"))
+        );
+    }
+    let recorded = events_after(&server, before);
+    assert_eq!(recorded.len(), 4, "every refusal is still recorded (R10)");
+    for event in &recorded {
+        let size = event.to_string().len();
+        assert!(
+            size < 1_024,
+            "a tokenless refusal recorded {size} bytes: {event}"
+        );
+        assert_eq!(
+            event["event"]["attempt"]["mak"]["machines"], 10_000,
+            "{event}"
+        );
+    }
+    // The burst is spent: within a few more refusals (the bucket refills one a second)
+    // activations from this address are answered before the writer sees them.
+    let post = |body: &str| {
+        let mut response = ureq::post(format!("{}/v1/activations", server.url))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .content_type("application/json")
+            .send(body)
+            .unwrap();
+        let retry = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (
+            response.status().as_u16(),
+            retry,
+            response.body_mut().read_to_string().unwrap(),
+        )
+    };
+    let body = proxy_activation(unknown, 1, "late");
+    let mut tries = 0;
+    let (status, retry_after, text) = loop {
+        tries += 1;
+        let (status, retry, text) = post(&body);
+        if status != 404 || tries == 10 {
+            break (status, retry, text);
+        }
+    };
+    let before_throttled = server.seq();
+    assert!(tries <= 4, "throttled only after {tries} more refusals");
+    assert_eq!(
+        (status, answer(&text)["code"].clone()),
+        (429, json!("throttled")),
+        "{text}"
+    );
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
+    assert_eq!(post(&body).0, 429);
+    assert_eq!(
+        server.seq(),
+        before_throttled,
+        "a throttled request appends nothing"
+    );
+    let (_, metrics) = server.get("/metrics", None);
+    assert!(
+        metrics.contains(r#"keyledger_throttled_total{by="address"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn f2_feed_pages_are_bounded_in_bytes_whatever_their_event_limit() {
+    let server = Server::start(40_000);
+    let before = server.seq();
+    for i in 0..4 {
+        let (status, text) = server.post(
+            "/v1/activations",
+            None,
+            &proxy_activation(MAK, 4_000, &format!("big{i}")),
+        );
+        assert_eq!(status, 200, "{text}");
+    }
+    server.wait_folded(before + 4);
+    let (status, text) = server.get(
+        &format!("/v1/log?from={}&limit=10000", before + 1),
+        Some("olga"),
+    );
+    assert_eq!(status, 200);
+    let page = answer(&text);
+    let events = page["events"].as_array().unwrap();
+    // A page ends with the event that reaches 512 KiB: each of these is about 480 KB.
+    assert_eq!(events.len(), 2, "{} bytes", text.len());
+    assert_eq!(page["next_from"], before + 3);
+    let consumer = json!({"name": "siem"}).to_string();
+    assert_eq!(server.post("/v1/consumers", Some("olga"), &consumer).0, 201);
+    let ack = json!({"seq": before}).to_string();
+    assert_eq!(
+        server.post("/v1/consumers/siem/ack", Some("olga"), &ack).0,
+        200
+    );
+    let (status, text) = server.get("/v1/consumers/siem/events?limit=10000", Some("olga"));
+    assert_eq!(status, 200);
+    let page = answer(&text);
+    assert_eq!(
+        page["events"].as_array().unwrap().len(),
+        2,
+        "{} bytes",
+        text.len()
+    );
+    assert_eq!(
+        page["through"],
+        before + 2,
+        "the rest comes in the next page"
+    );
+}
+
+/// Reads an event stream's lines until one satisfies `until` (or 20 s pass).
+fn stream_until(
+    server: &Server,
+    token: &str,
+    query: &str,
+    until: impl Fn(&str) -> bool,
+) -> (TcpStream, Vec<String>) {
+    let mut stream = TcpStream::connect(server.address()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /v1/events/stream?{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        use std::io::BufRead;
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return (stream, lines);
+        }
+        let done = until(&line);
+        lines.push(line);
+        if done {
+            return (stream, lines);
+        }
+    }
+}
+
+#[test]
+fn f5_a_stream_ends_when_its_reader_loses_the_role_it_read_by() {
+    let server = Server::start(50);
+    let rita = server.token("rita");
+    let (stream, lines) =
+        stream_until(&server, &rita, "license_id=V100", |l| l.starts_with("id: "));
+    assert!(lines.last().unwrap().starts_with("id: "), "{lines:?}");
+    let revoke = json!({"type": "revoke_role", "at": "2099-01-01T00:00:00Z", "principal": "rita",
+                        "license_id": "V100", "role": "product_key_reader"});
+    let (status, text) = server.post("/v1/commands", Some("olga"), &revoke.to_string());
+    assert_eq!(status, 200, "{text}");
+    // Whatever the stream already had in flight, it ends with an error and nothing after.
+    let mut reader = std::io::BufReader::new(stream);
+    let mut rest = String::new();
+    let _ = reader.read_to_string(&mut rest);
+    assert!(
+        rest.contains("event: error") && rest.contains("forbidden"),
+        "{rest}"
+    );
+    let after_error = rest.split("event: error").nth(1).unwrap();
+    assert!(!after_error.contains("id: "), "{rest}");
+}
+
+#[test]
+fn f6_streams_are_bounded_per_principal_and_api_calls_still_answer() {
+    let server = Server::start_with(50, &["--streams-per-principal", "2"]);
+    let olga = server.token("olga");
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| stream_until(&server, &olga, "from=1", |l| l.starts_with("id: ")).0)
+        .collect();
+    let (status, text) = server.get("/v1/events/stream?from=1", Some("olga"));
+    assert_eq!(
+        (status, answer(&text)["code"].clone()),
+        (429, json!("throttled")),
+        "{text}"
+    );
+    let (_, lines) = stream_until(&server, &server.token("rita"), "license_id=V100", |l| {
+        l.starts_with("id: ")
+    });
+    assert!(
+        lines[0].starts_with("HTTP/1.1 200"),
+        "another principal still streams: {lines:?}"
+    );
+    assert_eq!(
+        server.post("/v1/activations", None, &activation("pc-9")).0,
+        200
+    );
+    drop(held);
+}
+
+#[test]
+fn f8_only_operators_move_a_consumers_position() {
+    let server = Server::start(5);
+    let consumer = json!({"name": "siem-v100", "license_id": "V100"}).to_string();
+    assert_eq!(server.post("/v1/consumers", Some("olga"), &consumer).0, 201);
+    let ack = json!({"seq": server.seq()}).to_string();
+    let (status, text) = server.post("/v1/consumers/siem-v100/ack", Some("rita"), &ack);
+    assert_eq!(
+        (status, answer(&text)["code"].clone()),
+        (403, json!("forbidden")),
+        "{text}"
+    );
+    let (_, shown) = server.get("/v1/consumers/siem-v100", Some("olga"));
+    assert_eq!(answer(&shown)["consumer"]["position"], 0, "{shown}");
+    assert_eq!(
+        server
+            .post("/v1/consumers/siem-v100/ack", Some("olga"), &ack)
+            .0,
+        200
+    );
+}
+
+#[test]
+fn f9_a_past_moment_is_read_under_todays_rule() {
+    let server = Server::start(5);
+    let at = "2026-06-01T00:00:00Z";
+    let path = format!("/v1/summary?org=contoso&as_of={at}");
+    assert_eq!(
+        server.get(&path, Some("rita")).0,
+        200,
+        "rita holds a role today"
+    );
+    let revoke = json!({"type": "revoke_role", "at": "2099-01-01T00:00:00Z", "principal": "rita",
+                        "license_id": "V100", "role": "product_key_reader"});
+    let (status, text) = server.post("/v1/commands", Some("olga"), &revoke.to_string());
+    assert_eq!(status, 200, "{text}");
+    server.wait_folded(server.seq());
+    for path in [path, format!("/v1/alerts?license_id=V100&as_of={at}")] {
+        let (status, text) = server.get(&path, Some("rita"));
+        assert_eq!(status, 403, "{path}: {text}");
+    }
+    assert_eq!(
+        server
+            .get(&format!("/v1/alerts?as_of={at}"), Some("rita"))
+            .1
+            .matches("license_id")
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn f10_serve_refuses_to_start_without_its_checkpoint_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ledger.redb");
+    keyledger(
+        &data,
+        &["init", "--operator", "olga", "--at", "2026-01-01T00:00:00Z"],
+    );
+    let key = dir.path().join("ledger.redb.ed25519");
+    std::fs::remove_file(&key).unwrap();
+    let out = keyledger_command(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("KEYLEDGER_SIGNING_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("no checkpoint signing key") && said.contains("--create-signing-key"),
+        "{said}"
+    );
+    assert!(!key.exists(), "no key was made");
+    let typo = keyledger_command(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("KEYLEDGER_SIGNING_KEY", dir.path().join("mistyped.ed25519"))
+        .output()
+        .unwrap();
+    assert!(!typo.status.success());
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("mistyped.ed25519"));
+}
+
+#[test]
+fn f11_consumer_bodies_refuse_unknown_fields_and_unreachable_names() {
+    let server = Server::start(5);
+    let cases = [
+        (json!({"name": "siem", "licence_id": "V100"}), "licence_id"),
+        (
+            json!({"name": "hook", "webhook": {"url": "http://127.0.0.1:9/x", "sign": "ed25519"}}),
+            "webhook.sign",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, text) = server.post("/v1/consumers", Some("olga"), &body.to_string());
+        assert_eq!(
+            (status, answer(&text)["field"].clone()),
+            (400, json!(field)),
+            "{text}"
+        );
+    }
+    for name in [".", ".."] {
+        let body = json!({"name": name}).to_string();
+        assert_eq!(
+            server.post("/v1/consumers", Some("olga"), &body).0,
+            400,
+            "{name}"
+        );
+    }
+    let (_, list) = server.get("/v1/consumers", Some("olga"));
+    assert_eq!(answer(&list)["consumers"], json!([]));
+}
+
+#[test]
+fn f14_verifying_the_whole_chain_is_for_operators() {
+    let server = Server::start(5);
+    let (status, text) = server.get("/v1/verify", Some("rita"));
+    assert_eq!(
+        (status, answer(&text)["code"].clone()),
+        (403, json!("forbidden")),
+        "{text}"
+    );
+    let (status, text) = server.get("/v1/verify", Some("olga"));
+    assert_eq!(
+        (status, answer(&text)["ok"].clone()),
+        (200, json!(true)),
+        "{text}"
+    );
+}
