@@ -678,3 +678,91 @@ fn the_audit_log_filters_under_the_read_rule_and_verify_shows_the_head() {
     );
     assert!(verify.texts("#checkpoint")[0].contains(&format!("\n{}\n", console.head())));
 }
+
+/// F3 (second hardening): the console percent-encodes every id it puts into a URL, so a
+/// request id holding `/ ? # .. %` cannot aim an operator's Deny at another request.
+#[test]
+fn f3_ids_in_urls_are_percent_encoded_and_act_on_their_own_request_only() {
+    let console = Console::start();
+    let mut response = console
+        .agent
+        .get(format!(
+            "{}/v1/license-ids/V1000001/report?format=json",
+            console.url
+        ))
+        .header(
+            "Authorization",
+            format!("Bearer {}", console.tokens["oscar"]),
+        )
+        .call()
+        .unwrap();
+    let report: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    let key = report["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key_id"] == 1)
+        .unwrap_or_else(|| panic!("{report}"))
+        .clone();
+    let last5 = key["key"]
+        .as_str()
+        .unwrap()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .to_owned();
+    let hostile = "z/../RQ-victim/deny?#%2e%2e";
+    for id in ["RQ-victim", hostile] {
+        let body = serde_json::json!({"type": "request_mak_increase", "at": "2026-11-02T00:00:00Z",
+            "request_id": id, "license_id": "V1000001", "product": key["product"],
+            "key_last5": last5, "authorization_number": report["authorization_number"], "activations_needed": 5, "justification": "more rooms"});
+        let mut filed = console
+            .agent
+            .post(format!("{}/v1/commands", console.url))
+            .header(
+                "Authorization",
+                format!("Bearer {}", console.tokens["oscar"]),
+            )
+            .content_type("application/json")
+            .send(body.to_string())
+            .unwrap();
+        let text = filed.body_mut().read_to_string().unwrap();
+        assert_eq!(filed.status().as_u16(), 200, "{text}");
+    }
+    let olga = console.sign_in("olga");
+    let page = console.get("/ui/requests", Some(&olga.cookie));
+    let actions = page.attrs("form[action$=\"/deny\"]", "action");
+    let encoded = "/ui/requests/z%2F..%2FRQ-victim%2Fdeny%3F%23%252e%252e/deny";
+    assert!(actions.iter().any(|a| a == encoded), "{actions:?}");
+    assert!(!actions.iter().any(|a| a.contains("z/..")), "{actions:?}");
+    let denied = console.post(
+        encoded,
+        Some(&olga.cookie),
+        &[("csrf", &olga.csrf), ("reason", "no")],
+    );
+    assert_eq!(denied.status, 200, "{}", denied.body);
+    let outcomes: Vec<(String, String)> = denied
+        .html()
+        .select(&scraper::Selector::parse("tr[data-request-id]").unwrap())
+        .map(|row| {
+            let outcome = row
+                .select(&scraper::Selector::parse("[data-field=outcome]").unwrap())
+                .map(|c| c.text().collect::<String>().trim().to_owned())
+                .next()
+                .unwrap_or_default();
+            (
+                row.value().attr("data-request-id").unwrap().to_owned(),
+                outcome,
+            )
+        })
+        .collect();
+    assert!(
+        outcomes.contains(&(hostile.to_owned(), "denied".to_owned())),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains(&("RQ-victim".to_owned(), "pending".to_owned())),
+        "{outcomes:?}"
+    );
+}
