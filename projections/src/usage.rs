@@ -72,7 +72,8 @@ impl Period {
     }
 
     fn label(self, start: i64) -> String {
-        let (year, month, day) = date_of_unix_day(start);
+        // A week that starts before 0000-01-01 is labelled by the first day it shows.
+        let (year, month, day) = date_of_unix_day(start.max(Timestamp::MIN.unix_day()));
         match self {
             Period::Day | Period::Week => format!("{year:04}-{month:02}-{day:02}"),
             Period::Month => format!("{year:04}-{month:02}"),
@@ -221,7 +222,7 @@ pub fn usage(
     let from_day = by.start(from.map_or(first_day, Timestamp::unix_day));
     let newest = p.last_at.unwrap_or(Timestamp::EPOCH);
     let to = to.unwrap_or_else(|| newest.plus(Span::micros(1)));
-    let from_at = Timestamp::start_of_unix_day(from_day);
+    let from_at = edge_of_day(from_day);
     if to <= from_at {
         return Err(UsageError::EmptyRange { from: from_at, to });
     }
@@ -279,7 +280,7 @@ pub fn usage(
         id,
         by,
         from: from_at,
-        to: Timestamp::start_of_unix_day(start),
+        to: edge_of_day(start),
         keys: keys.iter().map(|k| k.0).collect(),
         at_seq: p.last_seq,
         periods: rows,
@@ -287,12 +288,19 @@ pub fn usage(
     })
 }
 
+/// The start of `day` (days since the epoch), kept inside the years every answer may show
+/// (0000..=9999, what the API accepts as input): a period running past either edge ends
+/// there (F12).
+fn edge_of_day(day: i64) -> Timestamp {
+    Timestamp::start_of_unix_day(day).clamp(Timestamp::MIN, Timestamp::MAX)
+}
+
 /// The period `[start, end)` (days since the epoch): its days added up, and its peak day.
 fn period_row(by: Period, start: i64, end: i64, days: &BTreeMap<i64, DayUsage>) -> PeriodRow {
     let mut row = PeriodRow {
         period: by.label(start),
-        start: Timestamp::start_of_unix_day(start),
-        end: Timestamp::start_of_unix_day(end),
+        start: edge_of_day(start),
+        end: edge_of_day(end),
         consumed: 0,
         already_active: 0,
         refusals: BTreeMap::new(),

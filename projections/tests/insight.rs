@@ -147,6 +147,41 @@ fn usage_by_month_is_exact_at_the_month_edge_and_on_the_leap_day() {
     assert_eq!(mar.end, ts("2028-04-01T00:00:00Z"));
 }
 
+/// F12 (second hardening): a period running past 0000-01-01 or 9999-12-31 ends at the
+/// edge: no answer shows a moment the API would refuse as input.
+#[test]
+fn f12_usage_at_the_edges_of_the_accepted_years_stays_inside_them() {
+    let p = fold(&scenario().0.events);
+    let scope = UsageScope::Key(KeyId(1));
+    let keys = scope_keys(&p, &scope).unwrap();
+    let early = usage(
+        &p,
+        &scope,
+        &keys,
+        Period::Week,
+        Some(Timestamp::MIN),
+        Some(ts("0000-01-20T00:00:00Z")),
+    )
+    .unwrap();
+    assert_eq!(early.from, Timestamp::MIN);
+    assert_eq!(early.periods[0].start, Timestamp::MIN);
+    assert_eq!(early.periods[0].period, "0000-01-01");
+    let late = usage(
+        &p,
+        &scope,
+        &keys,
+        Period::Month,
+        Some(ts("9999-12-05T00:00:00Z")),
+        Some(Timestamp::MAX),
+    )
+    .unwrap();
+    assert_eq!(late.to, Timestamp::MAX);
+    assert_eq!(late.periods.last().unwrap().end, Timestamp::MAX);
+    for t in [early.from, early.to, late.from, late.to] {
+        assert_eq!(Timestamp::parse(&t.to_string()), Ok(t), "{t} reads back");
+    }
+}
+
 #[test]
 fn usage_by_day_and_week_put_midnight_in_the_day_it_starts() {
     let p = fold(&scenario().0.events);
