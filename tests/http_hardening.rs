@@ -775,3 +775,30 @@ fn f14_verifying_the_whole_chain_is_for_operators() {
         "{text}"
     );
 }
+
+#[test]
+fn f4_a_disclosure_is_in_the_history_of_the_license_id_whose_keys_it_showed() {
+    let server = Server::start(5);
+    let (status, text) = server.get("/v1/keys?license_id=V100&format=json", Some("rita"));
+    assert_eq!(status, 200, "{text}");
+    let head = server.seq();
+    server.wait_folded(head);
+    let (status, text) = server.get("/v1/log?license_id=V100&limit=1000", Some("vic"));
+    assert_eq!(status, 200, "{text}");
+    let log = answer(&text);
+    let disclosure = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"]["type"] == "keys_disclosed")
+        .unwrap_or_else(|| panic!("no disclosure in V100's history: {log}"));
+    assert_eq!(disclosure["seq"], head);
+    assert_eq!(disclosure["event"]["actor"], "rita");
+    let (status, text) = server.get(&format!("/v1/proofs/inclusion?seq={head}"), Some("vic"));
+    assert_eq!(
+        status, 200,
+        "the license's own role holder proves it: {text}"
+    );
+    let (status, _) = server.get(&format!("/v1/proofs/inclusion?seq={head}"), Some("nobody"));
+    assert_eq!(status, 403);
+}

@@ -35,8 +35,8 @@ impl Projections {
             .iter()
             .filter(|((_, holder), roles)| holder == principal && !roles.is_empty())
             .any(|((license_id, _), _)| {
-                self.license_history(license_id)
-                    .is_some_and(|history| history.binary_search(&seq).is_ok())
+                self.license_history_page(license_id, seq, seq, 1)
+                    .is_some_and(|page| page == [seq])
             })
     }
 }

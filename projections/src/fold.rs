@@ -40,6 +40,24 @@ impl Projections {
         self.apply_extras(seq, event);
         self.count_day(event, key);
         self.index(seq, license, key);
+        if let EventBody::KeysDisclosed { key_ids, .. } = &event.body {
+            self.index_disclosure(seq, key_ids);
+        }
+    }
+
+    /// A disclosure belongs to the history of every license ID whose keys it showed (F4):
+    /// the license's role holders, its consumers and its auditors read who saw its keys.
+    fn index_disclosure(&mut self, seq: u64, key_ids: &[KeyId]) {
+        let licenses: std::collections::BTreeSet<LicenseId> = key_ids
+            .iter()
+            .filter_map(|k| self.books.keys.get(*k))
+            .map(|key| key.license_id.clone())
+            .collect();
+        for license in licenses {
+            if let Some(view) = self.license_views.get_mut(&license) {
+                view.history.push(seq);
+            }
+        }
     }
 
     /// Records `seq` in the history of its key and, for events that name one, of its license

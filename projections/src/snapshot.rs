@@ -1,7 +1,7 @@
 //! Snapshots: a projection's bytes with its digest, so startup can skip replaying the log.
 //!
 //! ```text
-//! u8        snapshot format version (6)
+//! u8        snapshot format version (7)
 //! u64 LE    last seq folded
 //! [u8; 32]  BLAKE3 of the payload
 //! payload   bincode 2.0.1 (standard, little endian, varint) of `Projections`
@@ -16,7 +16,7 @@ use crate::model::Projections;
 /// models' own views; keys carry their fingerprint (exports check stored key text against it).
 /// 5: a key's terms say whether its text was retired (`key_text_retired`).
 /// 6: a key's day buckets (usage over time) and its last outside count (reconciliation).
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 6;
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 7;
 const HEADER_BYTES: usize = 1 + 8 + 32;
 
 /// Why a snapshot cannot be used.
