@@ -558,7 +558,7 @@ fn r10_f1_a_refusal_records_a_bounded_number_of_machine_names() {
     let org = OrgId::new("contoso").unwrap();
     let long = |i: usize| format!("{}-{i}", "m".repeat(120));
     let flood: Vec<_> = (0..10_000)
-        .map(|i| keyledger_core::MachineId::new(&long(i)).unwrap())
+        .map(|i| keyledger_core::MachineId::new(long(i)).unwrap())
         .collect();
     let unknown = activate(
         &key_text(999_999_999),
