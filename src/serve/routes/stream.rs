@@ -25,12 +25,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::*;
+// A page also ends at `PAGE_BYTES_MAX` bytes and after `PAGE_SCAN_MAX` events read: what
+// one reader holds is bounded in bytes, not only in events.
+use crate::serve::feed::{PAGE_BYTES_MAX, PAGE_SCAN_MAX};
 
 /// The most events one read of the log takes.
 pub(super) const PAGE_EVENTS: usize = 1_000;
-/// A page ends with the event that brings it to this many bytes: what one reader holds is
-/// bounded in bytes, not only in events (an event may be a proxy activation's 1 MB).
-use crate::serve::feed::{PAGE_BYTES_MAX, PAGE_SCAN_MAX};
 /// A reader that takes no message for this long is cut.
 pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most bytes of one chunk of messages: small enough for the allocator to reuse its
@@ -181,11 +181,11 @@ async fn feed(app: App, mut next: u64, reader: Reader, tx: mpsc::Sender<Bytes>) 
         let idle = tokio::select! {
             changed = head.changed() => if changed.is_err() { return } else { false },
             _ = closing.wait_for(|closing| *closing) => return,
-            _ = tokio::time::sleep(KEEP_ALIVE.min(REAUTHORISE_EVERY * 5)) => true,
+            _ = tokio::time::sleep(KEEP_ALIVE) => true,
         };
         if idle {
-            // A quiet stream is checked too: a revoked reader learns nothing more, not
-            // even that the log is quiet.
+            // A quiet stream is checked at each keep-alive: a revoked reader's connection
+            // is not held for ever.
             if let Err(message) = reader.still_allowed(&app) {
                 let _ = send(&tx, message).await;
                 return;
