@@ -93,27 +93,9 @@ pub(super) async fn create(
     let Some(name) = text("name") else {
         return malformed(&input_error(Some("name"), "missing or not a string"));
     };
-    let types: Vec<String> = match value.get("types") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => match items
-            .iter()
-            .map(|t| t.as_str().map(str::to_owned))
-            .collect()
-        {
-            Some(types) => types,
-            None => {
-                return malformed(&input_error(
-                    Some("types"),
-                    "expected an array of event types",
-                ))
-            }
-        },
-        Some(_) => {
-            return malformed(&input_error(
-                Some("types"),
-                "expected an array of event types",
-            ))
-        }
+    let types = match types_of(&value) {
+        Ok(types) => types,
+        Err(response) => return response,
     };
     let mut consumer = match Consumer::new(name, text("license_id"), &types, wall_clock()) {
         Ok(consumer) => consumer,
@@ -154,6 +136,25 @@ pub(super) async fn create(
             ),
         ),
         Err(err) => storage(&err),
+    }
+}
+
+/// The `types` of a consumer body: absent or null is every type.
+fn types_of(value: &Value) -> Result<Vec<String>, Response> {
+    let wrong = || {
+        malformed(&input_error(
+            Some("types"),
+            "expected an array of event types",
+        ))
+    };
+    match value.get("types") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|t| t.as_str().map(str::to_owned))
+            .collect::<Option<Vec<String>>>()
+            .ok_or_else(wrong),
+        Some(_) => Err(wrong()),
     }
 }
 
