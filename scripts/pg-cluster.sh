@@ -12,6 +12,10 @@
 #   scripts/pg-cluster.sh restart-old-primary
 #                                        start the killed primary again, as it was: a
 #                                        stale primary whose synchronous standby is gone
+#   scripts/pg-cluster.sh freeze NODE    SIGSTOP a node (primary|standby) and all its
+#                                        processes: its sockets stay open and nothing
+#                                        answers, as in a network partition
+#   scripts/pg-cluster.sh thaw NODE      SIGCONT them again
 #   scripts/pg-cluster.sh stop           stop both and delete the directory
 #
 # Environment: KEYLEDGER_PG_DIR (default /tmp/keyledger-pg), KEYLEDGER_PG_PRIMARY_PORT
@@ -154,6 +158,16 @@ kill_primary() {
     echo "pg-cluster: killed the primary's postmaster (pid $pid)" >&2
 }
 
+# Sends signal $2 to node $1's postmaster and every process it started.
+signal_node() {
+    local node=$1 sig=$2 pid
+    case "$node" in primary | standby) ;; *) die "no node $node (primary or standby)" ;; esac
+    pid=$(head -1 "$DIR/$node/postmaster.pid" 2>/dev/null) || die "no $node postmaster.pid in $DIR"
+    # shellcheck disable=SC2046
+    kill "-$sig" "$pid" $(pgrep -P "$pid") || die "cannot send SIG$sig to the $node"
+    echo "pg-cluster: SIG$sig sent to the $node (postmaster pid $pid and its children)" >&2
+}
+
 promote() {
     pg pg_ctl -D "$DIR/standby" -w -t 60 promote >/dev/null
     wait_for "the standby to leave recovery" 150 test "$(role_of "$STANDBY_PORT")" = primary
@@ -175,7 +189,13 @@ restart_old_primary() {
 }
 
 stop() {
-    local node
+    local node pid
+    for node in primary standby; do
+        # A frozen node would never stop.
+        pid=$(head -1 "$DIR/$node/postmaster.pid" 2>/dev/null) || continue
+        # shellcheck disable=SC2046
+        kill -CONT "$pid" $(pgrep -P "$pid") 2>/dev/null || true
+    done
     for node in primary standby; do
         if [ -e "$DIR/$node/postmaster.pid" ]; then
             pg pg_ctl -D "$DIR/$node" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
@@ -193,6 +213,8 @@ case "${1:-}" in
     kill-primary) kill_primary ;;
     promote) promote ;;
     restart-old-primary) restart_old_primary ;;
+    freeze) signal_node "${2:-}" STOP ;;
+    thaw) signal_node "${2:-}" CONT ;;
     stop) stop ;;
-    *) die "usage: $0 start|url|status|kill-primary|promote|restart-old-primary|stop" ;;
+    *) die "usage: $0 start|url|status|kill-primary|promote|restart-old-primary|freeze NODE|thaw NODE|stop" ;;
 esac

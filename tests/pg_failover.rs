@@ -11,6 +11,10 @@
 //! - Fencing: a second `serve` refuses, or waits and takes over; the old primary, started
 //!   again after the failover, acknowledges nothing.
 //!
+//! - Partitions (F15): a frozen standby, then a frozen primary (SIGSTOP: sockets stay open
+//!   and nothing answers) make writes answer 503 `not_committed` within a bound and
+//!   `/healthz` say `degraded`; once thawed, writes resume by themselves.
+//!
 //! Without PostgreSQL (and not root) the tests say they were skipped; under CI they fail.
 
 mod support;
@@ -463,6 +467,96 @@ fn a_commit_cancelled_while_waiting_for_its_standby_is_not_acknowledged_and_is_r
     assert_eq!(status, 200, "{report}");
     let served: Value = serde_json::from_str(&report).unwrap();
     assert_eq!(served["keys"][0]["used"], 3, "w-0, w-unknown, w-after");
+    let verified = keyledger(&server.data, &["verify"]);
+    assert!(verified.starts_with("chain ok"), "{verified}");
+}
+
+/// F15: a server that stops answering (SIGSTOP keeps its sockets open, as a network partition
+/// would) is an error within a bound, never a hang: the write answers 503 `not_committed`,
+/// `/healthz` says `degraded`, and once the server thaws writes resume by themselves; the
+/// resend of the unknown one lands once, whether or not its first try had.
+#[test]
+fn f15_a_frozen_standby_or_primary_is_an_error_within_a_bound_and_healthz_degrades() {
+    if skip_without_postgres("frozen servers") {
+        return;
+    }
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_at(dir, PathBuf::from(cluster.url()), 1_000, &[]);
+    let patient: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(90)))
+        .build()
+        .into();
+    assert_eq!(
+        post(&patient, &server.url, &activation_with_id("f15-0")).0,
+        200
+    );
+    for node in ["standby", "primary"] {
+        cluster.must(&format!("freeze {node}"));
+        let id = format!("f15-{node}");
+        let started = Instant::now();
+        let (status, answer) = post(&patient, &server.url, &activation_with_id(&id));
+        let waited = started.elapsed();
+        // `not_committed` when the commit is what waited; `storage` when the resend check
+        // (a read of the command's first answer) did, before anything was decided.
+        assert_eq!(status, 503, "frozen {node}: {answer}");
+        assert!(
+            ["not_committed", "storage"].contains(&answer["code"].as_str().unwrap()),
+            "frozen {node}: {answer}"
+        );
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap()
+                .contains("no answer within 10 s"),
+            "the reason: {answer}"
+        );
+        // Ten seconds for the commit, and (primary) ten more to find no server answering.
+        assert!(
+            waited < Duration::from_secs(45),
+            "answered after {waited:?}"
+        );
+        let (status, health) = server.get("/healthz", None);
+        let health: Value = serde_json::from_str(&health).unwrap();
+        assert_eq!(
+            (status, health["status"].as_str()),
+            (503, Some("degraded")),
+            "frozen {node}: {health}"
+        );
+        cluster.must(&format!("thaw {node}"));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (status, again) = post(&patient, &server.url, &activation_with_id(&id));
+            if status == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "writes did not resume after the {node} thawed: {status} {again}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.get("/healthz", None).0 != 200 {
+            assert!(Instant::now() < deadline, "healthz stays degraded");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let log = keyledger(&server.data, &["log", "--format", "jsonl"]);
+    let mut activated: Vec<String> = log
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|entry| entry["event"]["type"] == "machines_activated")
+        .flat_map(|entry| entry["event"]["machines"].as_array().unwrap().clone())
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect();
+    activated.sort();
+    assert_eq!(
+        activated,
+        ["f15-0", "f15-primary", "f15-standby"],
+        "each once"
+    );
     let verified = keyledger(&server.data, &["verify"]);
     assert!(verified.starts_with("chain ok"), "{verified}");
 }

@@ -9,6 +9,7 @@ mod activation;
 pub mod auth;
 pub mod connections;
 pub(crate) mod feed;
+mod liveness;
 mod metrics;
 mod middleware;
 mod routes;
@@ -66,6 +67,8 @@ pub struct Shared {
     pub throttle: throttle::Throttle,
     /// The open event streams.
     pub stream_slots: Arc<throttle::StreamSlots>,
+    /// Whether the store answers reads (`/healthz`).
+    pub liveness: Arc<liveness::Liveness>,
 }
 
 impl Shared {
@@ -131,6 +134,7 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
             args.streams_max,
             args.streams_per_principal,
         )),
+        liveness: liveness::Liveness::spawn(store.clone())?,
     }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -169,11 +169,12 @@ impl Cluster {
         cluster
     }
 
-    /// Runs the script; answers whether it succeeded, and stdout + stderr.
+    /// Runs the script (`action` and its arguments, split at spaces); answers whether it
+    /// succeeded, and stdout + stderr.
     pub fn run(&self, action: &str) -> (bool, String) {
         let out = Command::new("bash")
             .arg(script())
-            .arg(action)
+            .args(action.split_whitespace())
             .env("KEYLEDGER_PG_DIR", &self.dir)
             .env("KEYLEDGER_PG_PRIMARY_PORT", self.primary.to_string())
             .env("KEYLEDGER_PG_STANDBY_PORT", self.standby.to_string())

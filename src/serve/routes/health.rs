@@ -8,8 +8,9 @@ use serde_json::json;
 
 use super::*;
 
-/// `GET /healthz`: 200 while the writer takes commands; 503 with the reason while it is
-/// degraded (a failed commit it has not recovered from yet) or stopped.
+/// `GET /healthz`: 200 while the writer takes commands and the store answers; 503 with the
+/// reason while it is degraded (a failed commit it has not recovered from yet, or a store
+/// that does not answer reads) or stopped.
 pub(super) async fn healthz(State(app): State<App>) -> Response {
     use keyledger_ledger::health::Status;
     let seq = app
@@ -18,10 +19,12 @@ pub(super) async fn healthz(State(app): State<App>) -> Response {
         .expect("no writer panics holding the lock")
         .last_seq;
     let report = app.writer.health().report();
-    let (status, state, reason) = match &report.status {
-        Status::Ok => (StatusCode::OK, "ok", None),
-        Status::Degraded(why) => (StatusCode::SERVICE_UNAVAILABLE, "degraded", Some(why)),
-        Status::Stopped(why) => (StatusCode::SERVICE_UNAVAILABLE, "writer_stopped", Some(why)),
+    let silent = app.liveness.trouble();
+    let (status, state, reason) = match (&report.status, &silent) {
+        (Status::Ok, None) => (StatusCode::OK, "ok", None),
+        (Status::Ok, Some(why)) => (StatusCode::SERVICE_UNAVAILABLE, "degraded", Some(why)),
+        (Status::Degraded(why), _) => (StatusCode::SERVICE_UNAVAILABLE, "degraded", Some(why)),
+        (Status::Stopped(why), _) => (StatusCode::SERVICE_UNAVAILABLE, "writer_stopped", Some(why)),
     };
     let mut body = json!({ "ok": status == StatusCode::OK, "status": state, "seq": seq });
     if let Some(reason) = reason {

@@ -32,9 +32,11 @@ mod writer;
 use deadpool_postgres::Pool;
 
 use append::{append_params, hash32, int8, uint8, Param, APPEND};
-use server::{choose_server, pg_error, pool_error, pool_of, CONNECTION_FAILED};
-use writer::WriterSession;
+use server::{
+    choose_server, pg_error, pool_error, pool_of, BULK_BOUND, CALL_BOUND, CONNECTION_FAILED,
+};
 pub use writer::WRITER_LOCK;
+use writer::{Claim, WriterSession};
 
 use crate::chain::{ChainHash, GENESIS};
 use crate::error::{Error, Result};
@@ -154,7 +156,8 @@ impl PgStore {
     /// reader pool at it if it changed; answers whether it did.
     fn rechoose_server(&self) -> Result<bool> {
         let servers = self.servers.clone();
-        let chosen = self.run(async move { choose_server(&servers).await })?;
+        // Each server's probe has its own bound (see `choose_server`).
+        let chosen = self.run_within(None, async move { choose_server(&servers).await })?;
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if *current == chosen {
             return Ok(false);
@@ -213,10 +216,31 @@ impl PgStore {
         &self,
         work: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
+        self.run_within(Some(CALL_BOUND), work)
+    }
+
+    /// [`Self::run`], given up after `bound` (none: waits as long as the work does). A call
+    /// given up counts as a lost connection: what it sent may or may not have been done.
+    fn run_within<T: Send + 'static>(
+        &self,
+        bound: Option<std::time::Duration>,
+        work: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
         let runtime = self.runtime.as_ref().expect("the runtime lives until drop");
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let label = self.label.clone();
         runtime.spawn(async move {
-            let _ = tx.send(work.await);
+            let result = match bound {
+                None => work.await,
+                Some(bound) => tokio::time::timeout(bound, work).await.unwrap_or_else(|_| {
+                    Err(Error::Storage(format!(
+                        "{CONNECTION_FAILED} ({label}): no answer within {} s, so the outcome \
+                         of what was sent is unknown",
+                        bound.as_secs()
+                    )))
+                }),
+            };
+            let _ = tx.send(result);
         });
         let result = rx.recv().unwrap_or_else(|_| {
             Err(Error::Storage(format!(
@@ -252,8 +276,30 @@ impl PgStore {
         params: Vec<Param>,
         decode: impl FnOnce(Vec<tokio_postgres::Row>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.read_within(CALL_BOUND, what, sql, params, decode)
+    }
+
+    /// [`Self::read`] of many rows or large values, with the wider [`BULK_BOUND`].
+    fn read_bulk<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        sql: &'static str,
+        params: Vec<Param>,
+        decode: impl FnOnce(Vec<tokio_postgres::Row>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.read_within(BULK_BOUND, what, sql, params, decode)
+    }
+
+    fn read_within<T: Send + 'static>(
+        &self,
+        bound: std::time::Duration,
+        what: &'static str,
+        sql: &'static str,
+        params: Vec<Param>,
+        decode: impl FnOnce(Vec<tokio_postgres::Row>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let pool = self.pool();
-        self.run(async move {
+        self.run_within(Some(bound), async move {
             let client = pool.get().await.map_err(pool_error)?;
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(Param::as_sql).collect();
@@ -370,7 +416,7 @@ impl PgStore {
     fn batch(&self, sql: &str) -> Result<()> {
         let pool = self.pool();
         let sql = sql.to_owned();
-        self.run(async move {
+        self.run_within(Some(BULK_BOUND), async move {
             let client = pool.get().await.map_err(pool_error)?;
             client
                 .batch_execute(&sql)
@@ -382,7 +428,7 @@ impl PgStore {
     /// Runs one statement on a pooled connection; answers the rows it changed.
     fn execute(&self, what: &'static str, sql: &'static str, params: Vec<Param>) -> Result<u64> {
         let pool = self.pool();
-        self.run(async move {
+        self.run_within(Some(BULK_BOUND), async move {
             let client = pool.get().await.map_err(pool_error)?;
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(Param::as_sql).collect();
@@ -452,7 +498,7 @@ impl PgStore {
     }
 
     fn blocks_page(&self, from: u64, through: u64) -> Result<Vec<(u64, Vec<u8>)>> {
-        self.read(
+        self.read_bulk(
             "blocks",
             "SELECT first_seq, bytes FROM keyledger.blocks \
              WHERE first_seq >= $1 AND first_seq <= $2 ORDER BY first_seq LIMIT $3",
@@ -660,12 +706,12 @@ impl Backend for PgStore {
         if slot.as_ref().is_some_and(|s| !s.client.is_closed()) {
             return Ok(());
         }
-        *slot = Some(self.writer_session(wait)?);
+        *slot = Some(self.writer_session(if wait { Claim::Wait } else { Claim::Once })?);
         Ok(())
     }
 
     fn commit(&self, batch: &BatchWrite) -> Result<()> {
-        let (client, append, epoch, warnings) = {
+        let (client, append, epoch, warnings, lost) = {
             let slot = self.writer.lock().unwrap_or_else(|e| e.into_inner());
             let session = slot.as_ref().ok_or(Error::Unavailable(
                 "this PostgreSQL store is not the ledger's writer (no claim_writer)",
@@ -675,6 +721,7 @@ impl Backend for PgStore {
                 session.append.clone(),
                 session.epoch,
                 session.warnings.clone(),
+                session.lost.clone(),
             )
         };
         warnings.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -685,20 +732,28 @@ impl Backend for PgStore {
         let flushed = pending.flush_with(batch, 64);
         let flush = flushed.is_some();
         let params = append_params(epoch, batch, flushed.as_deref().map(|rows| (rows, to)))?;
-        let row = self.run(async move {
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                params.iter().map(Param::as_sql).collect();
-            client
-                .query_one(&append, &refs)
-                .await
-                .map_err(|e| match e.as_db_error() {
-                    Some(_) => pg_error("append", e),
-                    None => Error::Storage(format!(
-                        "{CONNECTION_FAILED} (append): lost during the append, its outcome is \
-                         unknown: {e}"
-                    )),
-                })
-        })?;
+        let row = self
+            .run_within(Some(CALL_BOUND), async move {
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    params.iter().map(Param::as_sql).collect();
+                client
+                    .query_one(&append, &refs)
+                    .await
+                    .map_err(|e| match e.as_db_error() {
+                        Some(_) => pg_error("append", e),
+                        None => Error::Storage(format!(
+                            "{CONNECTION_FAILED} (append): lost during the append, its outcome \
+                             is unknown: {e}"
+                        )),
+                    })
+            })
+            .inspect_err(|e| {
+                if matches!(e, Error::Storage(why) if why.starts_with(CONNECTION_FAILED)) {
+                    // The session may still be waiting on the server: the next reopen
+                    // replaces it (and ends its backend) rather than sending more down it.
+                    lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            })?;
         let (moved, current, stored_seq): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
         if moved == 0 && current != epoch {
             return Err(Error::Fenced(format!(
@@ -757,19 +812,25 @@ impl Backend for PgStore {
         let Some(old) = slot.as_ref() else {
             return Ok(());
         };
-        if old.server == current && !old.client.is_closed() {
+        let lost = old.lost.load(std::sync::atomic::Ordering::SeqCst);
+        if old.server == current && !old.client.is_closed() && !lost {
             return Ok(());
         }
-        let old_epoch = old.epoch;
-        *slot = None;
-        let session = self.writer_session(false)?;
-        if session.epoch != old_epoch + 1 {
-            return Err(Error::Fenced(format!(
-                "while this writer (epoch {old_epoch}) was disconnected another writer took \
-                 over (epoch {} is now the ledger's); this one stops writing",
-                session.epoch - 1
-            )));
-        }
+        // The old session's backend may still hold the writer lock (a server that froze, a
+        // commit that waits for its standby): on the same server, end it and wait for the
+        // lock; on another, it is not ours to touch. The old session is kept (ended) until a
+        // new one replaces it, so a failed attempt is tried again at the next reopen.
+        let claim = Claim::Again(match old.server == current {
+            true => Some(old.backend_pid),
+            false => None,
+        });
+        old.end();
+        old.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+        let session = self.writer_session(claim).inspect_err(|e| {
+            if matches!(e, Error::Fenced(_)) {
+                *slot = None;
+            }
+        })?;
         *slot = Some(session);
         Ok(())
     }
@@ -860,7 +921,7 @@ impl Backend for PgStore {
     }
 
     fn for_each_secret(&self, visit: &mut dyn FnMut(u64, &str) -> Result<()>) -> Result<()> {
-        let rows: Vec<(u64, String)> = self.read(
+        let rows: Vec<(u64, String)> = self.read_bulk(
             "secrets",
             "SELECT key_id, text FROM keyledger.secrets ORDER BY key_id",
             Vec::new(),
@@ -913,7 +974,7 @@ impl Backend for PgStore {
     fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()> {
         let pool = self.pool();
         let (seq, bytes) = (int8(seq)?, bytes.to_vec());
-        self.run(async move {
+        self.run_within(Some(BULK_BOUND), async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let tx = client
                 .transaction()
@@ -938,7 +999,7 @@ impl Backend for PgStore {
     }
 
     fn snapshot_at_or_below(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>> {
-        self.read(
+        self.read_bulk(
             "snapshot",
             "SELECT seq, bytes FROM keyledger.snapshots WHERE seq <= $1 \
              ORDER BY seq DESC LIMIT 1",
@@ -966,7 +1027,7 @@ impl Backend for PgStore {
         if self.format_version()? < 3 {
             return Ok(Vec::new());
         }
-        self.read(
+        self.read_bulk(
             "consumers",
             "SELECT name, record FROM keyledger.consumers ORDER BY name",
             vec![],
@@ -1099,7 +1160,7 @@ impl Backend for PgStore {
     fn put_rows(&self, rows: &[Row]) -> Result<()> {
         let pool = self.pool();
         let rows = rows.to_vec();
-        self.run(async move {
+        self.run_within(Some(BULK_BOUND), async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let tx = client
                 .transaction()
@@ -1120,7 +1181,7 @@ impl Backend for PgStore {
     fn tamper_block(&self, key: u64, bytes: Option<&[u8]>) -> Result<()> {
         let pool = self.pool();
         let (key, bytes) = (int8(key)?, bytes.map(<[u8]>::to_vec));
-        self.run(async move {
+        self.run_within(Some(BULK_BOUND), async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let tx = client.transaction().await.map_err(|e| pg_error("tamper", e))?;
             tx.batch_execute("ALTER TABLE keyledger.blocks DISABLE TRIGGER blocks_append_only")
@@ -1193,7 +1254,7 @@ impl Backend for PgStore {
             }
             Ok(())
         })?;
-        let nodes: Vec<(i16, i64, Vec<u8>)> = self.read(
+        let nodes: Vec<(i16, i64, Vec<u8>)> = self.read_bulk(
             "merkle",
             "SELECT level, idx, hash FROM keyledger.merkle ORDER BY level, idx",
             Vec::new(),
@@ -1213,7 +1274,7 @@ impl Backend for PgStore {
     }
 
     fn stored_bytes(&self) -> Result<u64> {
-        self.read(
+        self.read_bulk(
             "size",
             "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \

@@ -1,5 +1,7 @@
 //! Which server a PostgreSQL store talks to, and how its connections and their errors look.
 
+use std::time::Duration;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
@@ -29,12 +31,34 @@ pub(super) fn pool_error(err: deadpool_postgres::PoolError) -> Error {
 }
 
 /// How long connecting to one server may take before the next is tried.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long one call (a commit, claiming the writer, choosing the server, a point read such
+/// as a resend's first answer) may wait for the server before it counts as lost. A frozen
+/// or partitioned server keeps a socket open and answers nothing: without a bound the
+/// writer would wait for ever, and `/healthz` would say `ok` meanwhile.
+pub(super) const CALL_BOUND: Duration = Duration::from_secs(10);
+
+/// The same for a read of many rows or large values (a page of blocks, a snapshot, every
+/// secret or Merkle node): wider, since its size and not the server sets how long it takes.
+pub(super) const BULK_BOUND: Duration = Duration::from_secs(60);
+
+/// Connections as the URL says, with keyledger's defaults for what it leaves out: a connect
+/// timeout, and TCP keepalives and a user timeout, so that a peer gone from the network (a
+/// partition, a host powered off) ends the connection instead of leaving it open.
 pub(super) fn config_of(url: &PgUrl) -> tokio_postgres::Config {
     let mut config = url.config();
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        // tokio-postgres's default (two hours) is the kernel's; nothing sets it shorter.
+        config.keepalives_idle(Duration::from_secs(5));
+        config.keepalives_interval(Duration::from_secs(2));
+        config.keepalives_retries(3);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(CALL_BOUND);
     }
     config
 }
@@ -49,6 +73,10 @@ pub(super) fn pool_of(url: &PgUrl) -> Result<Pool> {
     );
     Pool::builder(manager)
         .max_size(POOL_SIZE)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .create_timeout(Some(CONNECT_TIMEOUT + CALL_BOUND))
+        .recycle_timeout(Some(CALL_BOUND))
+        .wait_timeout(Some(BULK_BOUND))
         .build()
         .map_err(|e| Error::Storage(format!("{url}: {e}")))
 }
@@ -62,7 +90,7 @@ pub(super) async fn choose_server(servers: &[PgUrl]) -> Result<PgUrl> {
     let mut fallback = None;
     let mut why = Vec::new();
     for url in servers {
-        let probe = async {
+        let probe = tokio::time::timeout(CALL_BOUND, async {
             let (client, connection) = config_of(url).connect(NoTls).await?;
             tokio::spawn(connection);
             client
@@ -73,10 +101,14 @@ pub(super) async fn choose_server(servers: &[PgUrl]) -> Result<PgUrl> {
                     &[],
                 )
                 .await
-        };
+        });
         match probe.await {
-            Err(err) => why.push(format!("{url}: {err}")),
-            Ok(row) => {
+            Err(_) => why.push(format!(
+                "{url}: no answer within {} s",
+                CALL_BOUND.as_secs()
+            )),
+            Ok(Err(err)) => why.push(format!("{url}: {err}")),
+            Ok(Ok(row)) => {
                 let (standby, names, synced): (bool, String, i64) =
                     (row.get(0), row.get(1), row.get(2));
                 if standby {

@@ -1,11 +1,12 @@
 //! The writer's own session: the advisory lock that keeps a second writer out, the epoch that
 //! fences an earlier one, the prepared append, and the server's warnings on that session.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
-use super::server::{config_of, pg_error};
+use super::server::{config_of, pg_error, CALL_BOUND};
 use super::{PgStore, APPEND, UPGRADE_2};
 use crate::error::{Error, Result};
 use crate::store::location::PgUrl;
@@ -25,12 +26,42 @@ pub(super) struct WriterSession {
     pub(super) epoch: i64,
     /// Warnings the server sent on this session since the last commit began.
     pub(super) warnings: Arc<Mutex<Vec<String>>>,
+    /// The server's process for this session: the one a replacement session ends.
+    pub(super) backend_pid: i32,
+    /// Set when a call on this session was given up (see `CALL_BOUND`): it is replaced,
+    /// never used again.
+    pub(super) lost: Arc<AtomicBool>,
+    /// The task that drives the connection: aborting it closes the socket.
+    connection: tokio::task::AbortHandle,
+}
+
+impl WriterSession {
+    /// Closes this session's socket (its backend ends when the server notices).
+    pub(super) fn end(&self) {
+        self.connection.abort();
+    }
+}
+
+/// How a new writer session takes the writer lock.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Claim {
+    /// Once: another holder makes it fail with [`Error::WriterBusy`].
+    Once,
+    /// Until the holder stops (`serve --wait-for-writer`).
+    Wait,
+    /// Again, by a writer whose session was lost: its old backend (this pid, on the same
+    /// server) may still hold the lock, so it is ended and the lock awaited for a bounded
+    /// time. The claim holds only if the ledger still names this process as its writer;
+    /// else another writer took over meanwhile and this one is fenced for good. (Comparing
+    /// epochs would not do: a claim given up while its commit waited for a frozen standby
+    /// may have moved the epoch already.)
+    Again(Option<i32>),
 }
 
 impl PgStore {
     /// A new writer session: its own connection, whose warnings are kept for the commit
     /// that caused them.
-    pub(super) fn writer_session(&self, wait: bool) -> Result<WriterSession> {
+    pub(super) fn writer_session(&self, claim: Claim) -> Result<WriterSession> {
         let server = self
             .current
             .lock()
@@ -38,14 +69,19 @@ impl PgStore {
             .clone();
         let config = config_of(&server);
         let holder = holder();
-        self.run(async move {
+        // Waiting for another writer has no bound; every other claim does.
+        let bound = match claim {
+            Claim::Wait => None,
+            Claim::Once | Claim::Again(_) => Some(CALL_BOUND),
+        };
+        self.run_within(bound, async move {
             let (client, mut connection) = config
                 .connect(NoTls)
                 .await
                 .map_err(|e| pg_error("writer connection", e))?;
             let warnings = Arc::new(Mutex::new(Vec::new()));
             let seen = warnings.clone();
-            tokio::spawn(async move {
+            let connection = tokio::spawn(async move {
                 let mut messages = std::pin::pin!(futures_util::stream::poll_fn(move |cx| {
                     connection.poll_message(cx)
                 }));
@@ -56,7 +92,20 @@ impl PgStore {
                         seen.lock().unwrap_or_else(|e| e.into_inner()).push(text);
                     }
                 }
-            });
+            })
+            .abort_handle();
+            if let Claim::Again(Some(pid)) = claim {
+                // Only a backend that holds an advisory lock: a pid reused by another
+                // session since is left alone.
+                client
+                    .execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+                         WHERE locktype = 'advisory' AND granted AND pid = $1",
+                        &[&pid],
+                    )
+                    .await
+                    .map_err(|e| pg_error("ending the lost writer session", e))?;
+            }
             loop {
                 let locked: bool = client
                     .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
@@ -66,7 +115,7 @@ impl PgStore {
                 if locked {
                     break;
                 }
-                if !wait {
+                if let Claim::Once = claim {
                     let row = client
                         .query_one(
                             "SELECT epoch, holder, claimed_at::text FROM keyledger.head",
@@ -84,15 +133,7 @@ impl PgStore {
                 }
                 tokio::time::sleep(CLAIM_POLL).await;
             }
-            let epoch: i64 = client
-                .query_one(
-                    "UPDATE keyledger.head SET epoch = epoch + 1, holder = $1, \
-                     claimed_at = now() RETURNING epoch",
-                    &[&holder],
-                )
-                .await
-                .map_err(|e| pg_error("writer epoch", e))?
-                .get(0);
+            let epoch = claim_epoch(&client, claim, &holder).await?;
             // A version-1 schema gets the tables the append writes to before it is prepared
             // (the engine then builds the machine index and marks the schema 2).
             let version: Vec<u8> = client
@@ -113,21 +154,65 @@ impl PgStore {
                 .prepare(APPEND)
                 .await
                 .map_err(|e| pg_error("preparing the append", e))?;
+            let backend_pid: i32 = client
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await
+                .map_err(|e| pg_error("backend pid", e))?
+                .get(0);
             Ok(WriterSession {
                 append,
                 client: Arc::new(client),
                 server,
                 epoch,
                 warnings,
+                backend_pid,
+                lost: Default::default(),
+                connection,
             })
         })
     }
 }
 
-/// Who a writer is, for the `writer` row and the message a second writer gets.
+/// Moves the ledger's epoch to this writer (which holds the writer lock by now), fencing
+/// every earlier one; see [`Claim::Again`] for when it refuses.
+async fn claim_epoch(client: &Client, claim: Claim, holder: &str) -> Result<i64> {
+    let only_if_ours = match claim {
+        Claim::Again(_) => "WHERE holder = $1",
+        Claim::Once | Claim::Wait => "",
+    };
+    let sql = format!(
+        "UPDATE keyledger.head SET epoch = epoch + 1, holder = $1, claimed_at = now() \
+         {only_if_ours} RETURNING epoch"
+    );
+    let moved = client
+        .query_opt(&sql, &[&holder])
+        .await
+        .map_err(|e| pg_error("writer epoch", e))?;
+    if let Some(row) = moved {
+        return Ok(row.get(0));
+    }
+    let row = client
+        .query_one("SELECT epoch, holder FROM keyledger.head", &[])
+        .await
+        .map_err(|e| pg_error("writer row", e))?;
+    let (epoch, other): (i64, String) = (row.get(0), row.get(1));
+    Err(Error::Fenced(format!(
+        "while this writer was disconnected another writer took over ({other}, epoch \
+         {epoch}); this one stops writing"
+    )))
+}
+
+/// Who a writer is, for the `writer` row and the message a second writer gets: the process,
+/// and a number drawn once per process, so that a pid reused later is another holder.
 fn holder() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "an unknown host".to_owned());
-    format!("pid {} on {host}", std::process::id())
+    static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOLDER
+        .get_or_init(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "an unknown host".to_owned());
+            let instance: u32 = rand::random();
+            format!("pid {} on {host} ({instance:08x})", std::process::id())
+        })
+        .clone()
 }
