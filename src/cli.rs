@@ -132,6 +132,13 @@ pub enum Command {
         #[arg(long)]
         to: keyledger_ledger::Location,
     },
+    /// Rewrite a redb ledger into a new file holding only its live data, verified, in the
+    /// old file's place: retired key text is then gone from the file's bytes, and the file
+    /// takes only what its data needs. Offline: stop `serve` first. (On PostgreSQL,
+    /// `VACUUM FULL keyledger.secrets` does the same for key text.)
+    ///
+    /// Example: keyledger compact
+    Compact,
     /// Check an export without the database: on its own (its chain), or, with
     /// --checkpoint and --pubkey, that its records are the log a signed checkpoint names
     /// (which also catches a truncated or rewritten export).

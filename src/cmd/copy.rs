@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use keyledger_ledger::{Location, Store};
+use keyledger_ledger::{Location, Store, VerifyReport};
 
 use crate::output::outln;
 use crate::progress::Progress;
@@ -13,7 +13,25 @@ pub fn copy(from: &Location, to: &Location) -> Result<ExitCode> {
         bail!("--from and --to are both {from}: copy into a new ledger");
     }
     let source = Store::open(from).with_context(|| format!("cannot open ledger {from}"))?;
-    let before = keyledger_ledger::verify(&source)
+    let after = copy_checked(&source, from, to)?;
+    copy_signing_key(from, to)?;
+    outln!(
+        "copied {} events in {} blocks and {} key texts from {from} to {to}; both verify, head \
+         seq {} hash {}",
+        after.events,
+        after.blocks,
+        after.secrets,
+        after.head.seq,
+        hex::encode(after.head.hash)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Copies `source` (at `from`) into a new ledger at `to`, verifying both and comparing
+/// their heads and key texts; a copy that fails any of that is removed (see [`abandon`]).
+/// Answers the copy's verification.
+pub fn copy_checked(source: &Store, from: &Location, to: &Location) -> Result<VerifyReport> {
+    let before = keyledger_ledger::verify(source)
         .with_context(|| format!("{from} does not verify; nothing was copied"))?;
     let target = Store::create(to).with_context(|| format!("cannot create ledger {to}"))?;
     let progress = Progress::new("copy", before.head.seq);
@@ -37,26 +55,18 @@ pub fn copy(from: &Location, to: &Location) -> Result<ExitCode> {
         )
     })?;
     if (after.head, after.events, after.secrets) != (before.head, before.events, before.secrets) {
-        bail!(
+        drop(target);
+        let differs = anyhow::anyhow!(
             "the copy at {to} differs from {from}: head seq {} vs {}, {} vs {} key texts",
             after.head.seq,
             before.head.seq,
             after.secrets,
             before.secrets
         );
+        return Err(abandon(to, differs));
     }
     debug_assert_eq!(head, after.head);
-    copy_signing_key(from, to)?;
-    outln!(
-        "copied {} events in {} blocks and {} key texts from {from} to {to}; both verify, head \
-         seq {} hash {}",
-        after.events,
-        after.blocks,
-        after.secrets,
-        after.head.seq,
-        hex::encode(after.head.hash)
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(after)
 }
 
 /// A copy that failed half-way leaves a partial ledger: a redb file this run created is

@@ -3,6 +3,7 @@
 
 mod apply;
 mod audit;
+mod compact;
 mod consumer;
 mod copy;
 mod import;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify => audit::verify(data),
         Command::Export { out } => audit::export(data, &out),
         Command::Copy { from, to } => copy::copy(&from, &to),
+        Command::Compact => compact::compact(data),
         Command::VerifyExport {
             file,
             checkpoint,
