@@ -35,7 +35,7 @@ pub fn compact(data: &Location) -> Result<ExitCode> {
     };
     // The same for the new file: once opened, its write-ahead frames are in it.
     drop(
-        Store::open(&Location::File(rewritten.clone()))
+        Store::open(Location::File(rewritten.clone()))
             .with_context(|| format!("cannot open the rewritten {}", rewritten.display()))?,
     );
     swap(path, &rewritten)?;
