@@ -802,3 +802,59 @@ fn f4_a_disclosure_is_in_the_history_of_the_license_id_whose_keys_it_showed() {
     let (status, _) = server.get(&format!("/v1/proofs/inclusion?seq={head}"), Some("nobody"));
     assert_eq!(status, 403);
 }
+
+/// Smaller finding: 404 for an unknown id and 403 for an unreadable one told a stranger
+/// which license IDs, keys and orgs exist. A principal who may not read everything now gets
+/// the same answer for both; an operator still learns that an id is unknown.
+#[test]
+fn unknown_and_unreadable_ids_get_the_same_answer_so_none_is_revealed() {
+    let server = Server::start(5);
+    let pairs = [
+        (
+            "/v1/usage?license_id=V100",
+            "/v1/usage?license_id=V999",
+            "V100",
+            "V999",
+        ),
+        (
+            "/v1/usage?key_id=1",
+            "/v1/usage?key_id=999",
+            "key 1",
+            "key 999",
+        ),
+        (
+            "/v1/keys/1/machines",
+            "/v1/keys/999/machines",
+            "key 1",
+            "key 999",
+        ),
+        (
+            "/v1/summary?org=contoso",
+            "/v1/summary?org=nobody",
+            "contoso",
+            "nobody",
+        ),
+        (
+            "/v1/license-ids/V100/report",
+            "/v1/license-ids/V999/report",
+            "V100",
+            "V999",
+        ),
+    ];
+    for (existing, unknown, id, other) in pairs {
+        let (status, there) = server.get(existing, Some("nobody"));
+        let (status_unknown, not_there) = server.get(unknown, Some("nobody"));
+        assert_eq!(
+            (status, status_unknown),
+            (403, 403),
+            "{existing}: {there} / {not_there}"
+        );
+        assert_eq!(
+            there.replace(id, other),
+            not_there,
+            "the same text but for the id"
+        );
+        let (status, text) = server.get(unknown, Some("olga"));
+        assert_eq!(status, 404, "an operator is told: {unknown}: {text}");
+    }
+}

@@ -69,13 +69,12 @@ pub(super) async fn usage(
         .projections
         .read()
         .expect("no writer panics holding the lock");
+    let not_theirs = format!("{principal} holds no role on the license ID of {scope}");
     let keys = match scope_keys(&p, &scope) {
         Ok(keys) => keys,
         Err(err) => {
-            return reply(
-                StatusCode::NOT_FOUND,
-                Answer::error(err.code(), err.to_string()),
-            )
+            let unknown = Answer::error(err.code(), err.to_string());
+            return unknown_to(&p, &principal, unknown, not_theirs);
         }
     };
     let readable: Vec<KeyId> = keys
@@ -86,10 +85,7 @@ pub(super) async fn usage(
     // A license ID or key is the reader's or not; a product is read across the license IDs
     // the reader may see.
     if readable.len() < keys.len() && !matches!(scope, UsageScope::Product(_)) {
-        return forbidden(
-            "R1",
-            format!("{principal} holds no role on the license ID of {scope}"),
-        );
+        return forbidden("R1", not_theirs);
     }
     match usage_of(&p, &scope, &readable, by, from, to) {
         Ok(report) => rendered(format, report.render(format)),
@@ -145,18 +141,18 @@ pub(super) async fn summary(
         let summary = roll_up(p, &org, by, at, |license| {
             today.may_read(&principal, license)
         });
+        // The org asked about, in both answers: the same text whether or not it exists.
+        let not_theirs = || format!("{principal} holds no role on a license ID of {org}");
         match summary {
-            Err(err) => reply(
-                StatusCode::NOT_FOUND,
+            Err(err) => unknown_to(
+                today,
+                &principal,
                 Answer::error("unknown_org", err.to_string()),
+                not_theirs(),
             ),
-            Ok(s) if s.license_ids.is_empty() && !today.is_operator(&principal) => forbidden(
-                "R1",
-                format!(
-                    "{principal} holds no role on a license ID of {}",
-                    s.root_org
-                ),
-            ),
+            Ok(s) if s.license_ids.is_empty() && !today.is_operator(&principal) => {
+                forbidden("R1", not_theirs())
+            }
             Ok(s) => rendered(format, s.render(format)),
         }
     };
@@ -310,24 +306,25 @@ pub(super) async fn key_machines(
         Ok(filter) => filter,
         Err(err) => return malformed(&input_error(None, format!("{err:#}"))),
     };
-    let license = {
+    {
         let p = app
             .projections
             .read()
             .expect("no writer panics holding the lock");
-        p.books.keys.get(key_id).map(|k| k.license_id.clone())
-    };
-    let Some(license) = license else {
-        return reply(
-            StatusCode::NOT_FOUND,
-            Answer::error("unknown_key", format!("no key {}", key_id.0)),
+        let not_theirs = format!(
+            "{principal} holds no role on the license ID of key {}",
+            key_id.0
         );
-    };
-    if !may_read(&app, &principal, &license) {
-        return forbidden(
-            "R1",
-            format!("{principal} holds no role on license ID {license}"),
-        );
+        match p.books.keys.get(key_id) {
+            None => {
+                let unknown = Answer::error("unknown_key", format!("no key {}", key_id.0));
+                return unknown_to(&p, &principal, unknown, not_theirs);
+            }
+            Some(key) if !p.may_read(&principal, &key.license_id) => {
+                return forbidden("R1", not_theirs)
+            }
+            Some(_) => {}
+        }
     }
     let read = tokio::task::spawn_blocking(move || {
         let p = app

@@ -187,6 +187,21 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
     })
 }
 
+/// The answer about an id that does not exist: 404 to an operator, who may read everything,
+/// and to anyone else the same 403 (`message`) that an id they may not read gets, so that
+/// answers never tell a stranger which license IDs, keys or orgs exist.
+fn unknown_to(
+    p: &Projections,
+    principal: &Principal,
+    not_found: Answer,
+    message: String,
+) -> Response {
+    if p.is_operator(principal) {
+        return reply(StatusCode::NOT_FOUND, not_found);
+    }
+    forbidden("R1", message)
+}
+
 fn forbidden(rule: &str, message: String) -> Response {
     let mut answer = Answer::error("forbidden", message);
     answer.text_mut().rule = Some(rule.to_owned());
