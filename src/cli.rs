@@ -620,6 +620,11 @@ pub struct ServeArgs {
     /// Failed attempts in a row after which a webhook consumer is marked failing.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub webhook_attempts_max: u32,
+    /// Let webhooks reach loopback, private and link-local addresses (a receiver on this
+    /// host or network). Without it such a target's delivery fails, saying why: the service
+    /// must not reach, for its operators, what their own machines may not.
+    #[arg(long)]
+    pub webhook_private_targets: bool,
     /// Seconds one webhook attempt may take, connecting included.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub webhook_timeout: u64,

@@ -224,6 +224,7 @@ fn assert_complete_and_chained(deliveries: &[Delivery], head: u64) {
 }
 
 const RETRY_FAST: &[&str] = &[
+    "--webhook-private-targets",
     "--webhook-retry-base-ms",
     "20",
     "--webhook-retry-cap-ms",
@@ -686,4 +687,41 @@ fn an_alert_feed_is_told_of_alerts_raised_as_time_passes_and_as_events_commit() 
     // Nothing more to tell: no further delivery while nothing changes.
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(receiver.deliveries().len(), before + 1);
+}
+
+/// Smaller finding: a webhook could target any address, so an operator's token could make
+/// the service reach its own host's and network's services. Without
+/// `--webhook-private-targets`, a target that resolves to loopback (by number or by name)
+/// gets nothing, and the attempt says why.
+#[test]
+fn a_webhook_to_a_loopback_or_private_address_is_refused_unless_allowed() {
+    let receiver = Receiver::start(0);
+    let server = Server::start_with(
+        10,
+        &[
+            "--webhook-retry-base-ms",
+            "20",
+            "--webhook-attempts-max",
+            "2",
+        ],
+    );
+    let by_name = receiver.url().replace("127.0.0.1", "localhost");
+    for (name, url) in [("by-number", receiver.url()), ("by-name", by_name)] {
+        let create = json!({"name": name, "webhook": {"url": url}});
+        let (status, text) = server.post("/v1/consumers", Some("olga"), &create.to_string());
+        assert_eq!(status, 201, "{text}");
+        let failing = consumer_when(&server, name, |c| c["webhook"]["state"] == "failing");
+        let error = failing["webhook"]["attempts"][0]["error"]
+            .as_str()
+            .unwrap_or("");
+        assert!(
+            error.contains("--webhook-private-targets"),
+            "{name}: {failing}"
+        );
+        assert_eq!(failing["position"], 0);
+    }
+    assert!(
+        receiver.deliveries().is_empty(),
+        "nothing reached the receiver"
+    );
 }

@@ -31,6 +31,9 @@ pub struct Policy {
     pub timeout: Duration,
     /// How often an alert feed is evaluated with no new events (business time passes).
     pub alerts_every: Duration,
+    /// Whether deliveries may reach loopback, private and link-local addresses (see
+    /// [`super::targets`]).
+    pub private_targets: bool,
 }
 
 impl From<&crate::cli::ServeArgs> for Policy {
@@ -41,6 +44,7 @@ impl From<&crate::cli::ServeArgs> for Policy {
             attempts_max: args.webhook_attempts_max,
             timeout: Duration::from_secs(args.webhook_timeout),
             alerts_every: Duration::from_millis(args.alerts_every_ms),
+            private_targets: args.webhook_private_targets,
         }
     }
 }
@@ -441,13 +445,20 @@ fn fail(
 }
 
 fn agent(policy: &Policy) -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .timeout_global(Some(policy.timeout))
         .http_status_as_error(false)
         .max_redirects(0)
         .user_agent(concat!("keyledger/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into()
+        .build();
+    if policy.private_targets {
+        return config.into();
+    }
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        super::targets::PublicOnly::default(),
+    )
 }
 
 /// The longest part of a receiver's answer kept with a failed attempt.
