@@ -19,6 +19,7 @@ mod assets;
 mod audit;
 mod pages;
 mod session;
+mod sessions;
 
 use askama::Template;
 use axum::extract::Request;
@@ -31,6 +32,7 @@ use axum::Router;
 use crate::serve::App;
 
 pub use session::CsrfKey;
+pub use sessions::Sessions;
 
 /// What every console answer says to the browser: scripts, styles and images only from
 /// this origin, never framed, never cached, never sniffed.

@@ -1,6 +1,7 @@
-//! Signing in: a bearer token (`keyledger token create`) becomes an HttpOnly,
-//! SameSite=Strict session cookie on `/ui`; every POST carries a CSRF token derived from
-//! that cookie under a key only this server process holds.
+//! Signing in: a bearer token (`keyledger token create`) starts a session (see
+//! [`super::sessions`]) whose random id is an HttpOnly, SameSite=Strict cookie on `/ui`;
+//! every POST carries a CSRF token derived from that cookie under a key only this server
+//! process holds.
 //!
 //! The CSRF token is `BLAKE3-keyed(server key, cookie value)`: nothing to store, different
 //! for every session, and useless to a page on another origin (it cannot read the cookie,
@@ -22,7 +23,7 @@ use rand::RngCore;
 use super::{error_page, render};
 use crate::serve::{auth, App};
 
-/// The session cookie: the bearer token itself, never readable by scripts.
+/// The session cookie: a session's random id, never readable by scripts.
 pub const SESSION_COOKIE: &str = "keyledger_session";
 /// The cookie a sign-in form's CSRF token is bound to.
 pub const PRE_SESSION_COOKIE: &str = "keyledger_presession";
@@ -89,14 +90,20 @@ impl FromRequestParts<App> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Viewer, Response> {
-        let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE) else {
+        let Some(session) = cookie_value(&parts.headers, SESSION_COOKIE) else {
             return Err(Redirect::to("/ui/sign-in").into_response());
+        };
+        let Some(token) = app.console_sessions.token(&session) else {
+            // Signed out, expired, or from before a restart: sign in again.
+            let mut response = Redirect::to("/ui/sign-in").into_response();
+            set_cookie(&mut response, removal(SESSION_COOKIE));
+            return Err(response);
         };
         match auth::principal_of_token(&app.store, &token) {
             Ok(principal) => {
                 let chrome = Chrome {
                     principal: principal.to_string(),
-                    csrf: app.console_key.token(&token).to_hex().to_string(),
+                    csrf: app.console_key.token(&session).to_hex().to_string(),
                     operator: app.is_operator(&principal),
                 };
                 Ok(Viewer { principal, chrome })
@@ -107,8 +114,9 @@ impl FromRequestParts<App> for Viewer {
                 "Try again",
                 &format!("The token table cannot be read now: {why}"),
             )),
-            // A revoked token: the cookie goes, and the person signs in again.
+            // A revoked token: the session and its cookie go, and the person signs in again.
             Err(_) => {
+                app.console_sessions.end(&session);
                 let mut response = Redirect::to("/ui/sign-in").into_response();
                 set_cookie(&mut response, removal(SESSION_COOKIE));
                 Err(response)
@@ -272,7 +280,7 @@ fn sign_in_form(
     response
 }
 
-/// `POST /ui/sign-in` (token, csrf): a known token becomes the session cookie.
+/// `POST /ui/sign-in` (token, csrf): a known token starts a session.
 pub async fn sign_in(State(app): State<App>, request: Request<Body>) -> Response {
     let headers = request.headers().clone();
     let fields = match read_form(request, &app, None).await {
@@ -290,11 +298,9 @@ pub async fn sign_in(State(app): State<App>, request: Request<Body>) -> Response
     }
     match auth::principal_of_token(&app.store, token) {
         Ok(_) => {
+            let session = app.console_sessions.start(token.to_owned());
             let mut response = Redirect::to("/ui/contracts").into_response();
-            set_cookie(
-                &mut response,
-                console_cookie(SESSION_COOKIE, token.to_owned()),
-            );
+            set_cookie(&mut response, console_cookie(SESSION_COOKIE, session));
             set_cookie(&mut response, removal(PRE_SESSION_COOKIE));
             response
         }
@@ -309,9 +315,13 @@ pub async fn sign_in(State(app): State<App>, request: Request<Body>) -> Response
     }
 }
 
-/// `POST /ui/sign-out`: the session cookie is removed (the token itself stays valid:
-/// `keyledger token revoke` ends it).
-pub async fn sign_out(_posted: Posted) -> Response {
+/// `POST /ui/sign-out`: the session ends and its cookie is removed; a copy of the cookie is
+/// worth nothing from now on. The token itself stays valid (`keyledger token revoke` ends
+/// it): it may be an API credential in use elsewhere.
+pub async fn sign_out(State(app): State<App>, headers: HeaderMap, _posted: Posted) -> Response {
+    if let Some(session) = cookie_value(&headers, SESSION_COOKIE) {
+        app.console_sessions.end(&session);
+    }
     let mut response = Redirect::to("/ui/sign-in").into_response();
     set_cookie(&mut response, removal(SESSION_COOKIE));
     response

@@ -58,6 +58,8 @@ pub struct Shared {
     pub closing: tokio::sync::watch::Sender<bool>,
     /// Derives the console's CSRF tokens (drawn at start).
     pub console_key: crate::console::CsrfKey,
+    /// The console's signed-in sessions.
+    pub console_sessions: crate::console::Sessions,
     /// Told when a consumer is made or changed here: webhook delivery starts at once.
     pub consumers_changed: tokio::sync::Notify,
     /// When each recent batch was folded (webhook delivery lag).
@@ -127,6 +129,7 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
         head,
         closing: tokio::sync::watch::Sender::new(false),
         console_key: crate::console::CsrfKey::random(),
+        console_sessions: Default::default(),
         consumers_changed: tokio::sync::Notify::new(),
         fold_times,
         encoded_events: Arc::default(),
