@@ -606,6 +606,8 @@ fn a_request_filed_on_the_page_is_granted_by_another_operator_never_its_requeste
         again.attrs("[role=alert]", "data-code"),
         ["request_already_decided"]
     );
+    // The console answers with the API's status for the same code (one map for both).
+    assert_eq!(again.status, 409, "{}", again.body);
     let malformed = console.post(
         "/ui/requests/mak",
         Some(&oscar.cookie),

@@ -6,6 +6,13 @@ use keyledger_core::{LicenseId, Principal};
 
 use crate::model::Projections;
 
+/// Why a principal may not read what it asked for: the rule (`R1`, `R3`) and the words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRefusal {
+    pub rule: &'static str,
+    pub message: String,
+}
+
 impl Projections {
     /// Whether `principal` is an operator: one who reads everything (R3).
     pub fn is_operator(&self, principal: &Principal) -> bool {
@@ -21,6 +28,31 @@ impl Projections {
                 .roles
                 .get(&(license_id.clone(), principal.clone()))
                 .is_some_and(|roles| !roles.is_empty())
+    }
+
+    /// Whether `principal` may read the log narrowed to `license_id` (`None`: the whole log,
+    /// the operators' alone). The one rule of every log surface: `/v1/log`, the event
+    /// stream, consumers' pages and the console's audit log. `Err` says which rule refused
+    /// and why, in words every surface shows as they are.
+    pub fn may_read_log(
+        &self,
+        principal: &Principal,
+        license_id: Option<&LicenseId>,
+    ) -> Result<(), LogRefusal> {
+        match license_id {
+            Some(license_id) if !self.may_read(principal, license_id) => Err(LogRefusal {
+                rule: "R1",
+                message: format!("{principal} holds no role on license ID {license_id}"),
+            }),
+            Some(_) => Ok(()),
+            None if self.is_operator(principal) => Ok(()),
+            None => Err(LogRefusal {
+                rule: "R3",
+                message: format!(
+                    "{principal} is not an operator: filter by a license ID you hold a role on"
+                ),
+            }),
+        }
     }
 
     /// Whether `principal` may read the event at `seq` (the log page or the inclusion proof

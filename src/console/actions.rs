@@ -141,11 +141,7 @@ impl RequestsPage {
 
 fn requests_page(app: &App, viewer: Viewer, notice: Option<Notice>) -> Response {
     let status = match &notice {
-        Some(n) if !n.ok => match n.code.as_str() {
-            "not_committed" | "storage" => StatusCode::SERVICE_UNAVAILABLE,
-            "forbidden" => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
-        },
+        Some(n) if !n.ok => crate::serve::status::of_code(&n.code),
         _ => StatusCode::OK,
     };
     let p = app

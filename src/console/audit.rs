@@ -116,7 +116,7 @@ pub async fn audit_log(
     Query(q): Query<HashMap<String, String>>,
     viewer: Viewer,
 ) -> Response {
-    let (asked, filter) = match read_filter(&q) {
+    let (mut asked, mut filter) = match read_filter(&q) {
         Ok(read) => read,
         Err(why) => {
             return error_page(
@@ -133,11 +133,21 @@ pub async fn audit_log(
             .read()
             .expect("no writer panics holding the lock");
         let readable = readable_license_ids(&p, &viewer.principal);
-        if let Some(l) = filter.license.as_ref().filter(|l| !readable.contains(l)) {
-            let why = format!("{} holds no role on license ID {l} (R1).", viewer.principal);
+        if filter.license.is_none() && !viewer.chrome.operator {
+            // The whole log is the operators' (the API's rule too): anyone else reads one
+            // license ID's history at a time, starting with the first they hold a role on.
+            filter.license = readable.first().cloned();
+            asked.license_id = filter
+                .license
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+        }
+        if let Err(refused) = p.may_read_log(&viewer.principal, filter.license.as_ref()) {
+            let why = format!("{} ({}).", refused.message, refused.rule);
             return forbidden_page(&viewer.chrome, &why);
         }
-        let wanted = readable_seqs(&p, &filter, &readable, viewer.chrome.operator);
+        let wanted = readable_seqs(&p, &filter);
         (wanted, readable.iter().map(ToString::to_string).collect())
     };
     let store = app.store.clone();
@@ -164,46 +174,31 @@ pub async fn audit_log(
     })
 }
 
-/// The seqs the filter's license ID and key narrow the log to, among those of `readable`
-/// license IDs (`None`: every seq, for an operator with neither). The license ID, when
-/// named, is one of `readable`.
-fn readable_seqs(
-    p: &keyledger_projections::Projections,
-    filter: &AuditFilter,
-    readable: &[LicenseId],
-    operator: bool,
-) -> Option<Vec<u64>> {
-    let wanted = match (&filter.license, filter.key) {
-        (_, Some(key)) => match p.books.keys.get(key) {
-            Some(k) if readable.contains(&k.license_id) => k.history.clone(),
-            _ => Vec::new(),
-        },
-        (Some(l), None) => p.license_history(l).unwrap_or_default(),
-        (None, None) if operator => return None,
-        (None, None) => {
-            let mut seqs: Vec<u64> = readable
-                .iter()
-                .filter_map(|l| p.license_history(l))
-                .flatten()
-                .collect();
-            seqs.sort_unstable();
-            seqs.dedup();
-            seqs
-        }
+/// The seqs the filter's license ID and key narrow the log to (`None`: every seq, which
+/// only an operator's unfiltered page reads); the read rule was checked before.
+fn readable_seqs(p: &keyledger_projections::Projections, filter: &AuditFilter) -> Option<Vec<u64>> {
+    let of_license = filter
+        .license
+        .as_ref()
+        .map(|l| p.license_history(l).unwrap_or_default());
+    let Some(key) = filter.key else {
+        return of_license;
     };
-    match (&filter.license, filter.key) {
+    let of_key = p
+        .books
+        .keys
+        .get(key)
+        .map(|k| k.history.clone())
+        .unwrap_or_default();
+    Some(match of_license {
         // A key and a license ID: the key's events that are also the license ID's.
-        (Some(l), Some(_)) => {
-            let of_license = p.license_history(l).unwrap_or_default();
-            Some(
-                wanted
-                    .into_iter()
-                    .filter(|s| of_license.binary_search(s).is_ok())
-                    .collect(),
-            )
-        }
-        _ => Some(wanted),
-    }
+        Some(of_license) => of_key
+            .into_iter()
+            .filter(|s| of_license.binary_search(s).is_ok())
+            .collect(),
+        // Only an operator names a key without a license ID.
+        None => of_key,
+    })
 }
 
 /// The query string of the page after `after`, with the same filter.

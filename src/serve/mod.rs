@@ -13,6 +13,7 @@ mod liveness;
 mod metrics;
 mod middleware;
 mod routes;
+pub mod status;
 mod targets;
 pub mod throttle;
 pub(crate) mod webhooks;

@@ -110,25 +110,7 @@ fn input_error(field: Option<&str>, message: impl Into<String>) -> InputError {
     }
 }
 
-/// The status of an answer: refusals are 4xx by kind (STYLE: a rule said no).
-fn status_of(answer: &Answer) -> StatusCode {
-    if answer.ok {
-        return StatusCode::OK;
-    }
-    match answer.code().unwrap_or("") {
-        "forbidden" => StatusCode::FORBIDDEN,
-        "malformed" => StatusCode::BAD_REQUEST,
-        "record_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "not_committed" | "storage" => StatusCode::SERVICE_UNAVAILABLE,
-        code if code.starts_with("unknown_") => StatusCode::NOT_FOUND,
-        "already_exists"
-        | "request_already_decided"
-        | "already_redeemed"
-        | "time_regression"
-        | "command_id_reused" => StatusCode::CONFLICT,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    }
-}
+use crate::serve::status::of_answer as status_of;
 
 /// 429 `throttled` with `Retry-After` (whole seconds, at least 1).
 fn too_many(throttled: &crate::serve::throttle::Throttled, message: String) -> Response {
@@ -260,22 +242,9 @@ pub(super) fn may_read_log(
     principal: &keyledger_core::Principal,
     license: Option<&LicenseId>,
 ) -> Result<(), Response> {
-    match license {
-        Some(license) if !may_read(app, principal, license) => Err(forbidden(
-            "R1",
-            format!("{principal} holds no role on license ID {license}"),
-        )),
-        Some(_) => Ok(()),
-        None => {
-            if app.is_operator(principal) {
-                return Ok(());
-            }
-            Err(forbidden(
-                "R3",
-                format!(
-                    "{principal} is not an operator: filter by a license ID you hold a role on"
-                ),
-            ))
-        }
-    }
+    app.projections
+        .read()
+        .expect("no writer panics holding the lock")
+        .may_read_log(principal, license)
+        .map_err(|refused| forbidden(refused.rule, refused.message))
 }

@@ -17,6 +17,10 @@ pub const WRITER_LOCK: i64 = 0x6b65_796c_6564_6765;
 /// How often a writer started with `wait` tries the writer lock again.
 const CLAIM_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// How long a writer claiming the ledger again waits for its old session's backend to let
+/// go of the lock (within the claim's own `CALL_BOUND`); past it, someone else holds it.
+const AGAIN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(super) struct WriterSession {
     pub(super) client: Arc<Client>,
     /// [`APPEND`], prepared once per session: a batch is then one round trip.
@@ -106,6 +110,7 @@ impl PgStore {
                     .await
                     .map_err(|e| pg_error("ending the lost writer session", e))?;
             }
+            let again_until = std::time::Instant::now() + AGAIN_LOCK_WAIT;
             loop {
                 let locked: bool = client
                     .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
@@ -115,21 +120,13 @@ impl PgStore {
                 if locked {
                     break;
                 }
-                if let Claim::Once = claim {
-                    let row = client
-                        .query_one(
-                            "SELECT epoch, holder, claimed_at::text FROM keyledger.head",
-                            &[],
-                        )
-                        .await
-                        .map_err(|e| pg_error("writer row", e))?;
-                    let (epoch, holder, since): (i64, String, String) =
-                        (row.get(0), row.get(1), row.get(2));
-                    return Err(Error::WriterBusy(format!(
-                        "another keyledger writer holds this ledger (epoch {epoch}, \
-                         {holder}, since {since}); stop it, or start with --wait-for-writer \
-                         to take over when it stops"
-                    )));
+                let give_up = match claim {
+                    Claim::Once => true,
+                    Claim::Wait => false,
+                    Claim::Again(_) => std::time::Instant::now() >= again_until,
+                };
+                if give_up {
+                    return Err(busy(&client).await);
                 }
                 tokio::time::sleep(CLAIM_POLL).await;
             }
@@ -171,6 +168,25 @@ impl PgStore {
             })
         })
     }
+}
+
+/// Who holds the writer lock, as the error a refused claim answers.
+async fn busy(client: &Client) -> Error {
+    let row = match client
+        .query_one(
+            "SELECT epoch, holder, claimed_at::text FROM keyledger.head",
+            &[],
+        )
+        .await
+    {
+        Ok(row) => row,
+        Err(e) => return pg_error("writer row", e),
+    };
+    let (epoch, holder, since): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
+    Error::WriterBusy(format!(
+        "another keyledger writer holds this ledger (epoch {epoch}, {holder}, since {since}); \
+         stop it, or start with --wait-for-writer to take over when it stops"
+    ))
 }
 
 /// Moves the ledger's epoch to this writer (which holds the writer lock by now), fencing
