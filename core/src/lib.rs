@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod command;
 pub mod decide;
 pub mod event;
+pub mod facts;
 pub mod ids;
 pub mod product_key;
 pub mod refusal;

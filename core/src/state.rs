@@ -1,8 +1,9 @@
 //! `State`: everything `decide` needs to know. Its facts are [`Books`], folded by the one
 //! fold of every event's effect ([`Books::apply`]), which the read models share; what the
-//! state adds is its own: the activated machines of each key and hash indexes, so that
-//! every lookup a decision makes is a hash-map probe (O(1)) or, for the KMS contact window,
-//! a B-tree operation (O(log n)): the state holds millions of activated machines.
+//! state adds is its own: hash indexes, so that every lookup a decision makes is a hash-map
+//! probe (O(1)) or, for the KMS contact window, a B-tree operation (O(log n)), and the
+//! [`MachineFacts`] a decision needs (which machines are active on a key: looked up on disk
+//! by the writer, never all kept in memory).
 
 use std::collections::BTreeSet;
 
@@ -20,25 +21,23 @@ pub use crate::books::{
 };
 use crate::catalog::Role;
 use crate::event::{Event, EventBody};
+pub use crate::facts::MachineFacts;
 use crate::ids::{
     HostId, KeyId, LicenseId, MachineId, OrderId, OrgId, Principal, ProductId, RequestId,
 };
 use crate::product_key::Fingerprint;
 use crate::time::Timestamp;
 
-/// A key as decisions see it: its terms (read through `Deref`) and its activated machines.
+/// A key as decisions see it: its terms (read through `Deref`). Its activated machines are
+/// [`MachineFacts`], not kept here.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Key {
     terms: KeyTerms,
-    pub machines: HashSet<MachineId>,
 }
 
 impl From<KeyTerms> for Key {
     fn from(terms: KeyTerms) -> Key {
-        Key {
-            terms,
-            machines: HashSet::default(),
-        }
+        Key { terms }
     }
 }
 
@@ -49,11 +48,6 @@ impl KeyRecord for Key {
 
     fn terms_mut(&mut self) -> &mut KeyTerms {
         &mut self.terms
-    }
-
-    fn machines_activated(&mut self, machines: &[MachineId], _at: Timestamp) {
-        self.machines.extend(machines.iter().cloned());
-        debug_assert_eq!(self.machines.len() as u64, self.terms.used);
     }
 }
 
@@ -74,6 +68,8 @@ pub struct State {
     keys_by_fingerprint:
         std::collections::HashMap<Fingerprint, KeyId, crate::product_key::DigestHashBuilder>,
     keys_by_license_product: HashMap<(LicenseId, ProductId), Vec<KeyId>>,
+    /// Which machines are active on which key, as far as the decision at hand needs.
+    pub machine_facts: MachineFacts,
 }
 
 impl crate::rights::Catalog for State {
@@ -144,6 +140,11 @@ impl State {
 
     pub fn keys(&self) -> &[Key] {
         self.books.keys.as_slice()
+    }
+
+    /// R9: whether `machine` is active on `key` (see [`MachineFacts::active`]).
+    pub fn machine_active(&self, key: KeyId, machine: &MachineId) -> bool {
+        self.machine_facts.active(key, machine)
     }
 
     pub fn key_by_fingerprint(&self, fingerprint: &Fingerprint) -> Option<&Key> {
@@ -239,9 +240,10 @@ impl State {
                     .or_default()
                     .push(*key_id);
             }
+            EventBody::MachinesActivated {
+                key_id, machines, ..
+            } => self.machine_facts.activated(*key_id, machines),
             EventBody::OperatorAdded { .. }
-            // The key's machines: `Key::machines_activated`, called by the books' fold.
-            | EventBody::MachinesActivated { .. }
             | EventBody::LicenseIdRegistered { .. }
             | EventBody::ProductRegistered { .. }
             | EventBody::PurchaseRecorded { .. }

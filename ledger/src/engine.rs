@@ -126,6 +126,34 @@ pub struct Engine {
     /// batches not yet durable: a resent command finds its first answer here before it
     /// reaches the store.
     inflight: HashMap<String, ([u8; 32], Answer)>,
+    /// Every (key, machine) pair ever activated, as a filter in front of the machine index
+    /// (see [`crate::prefetch`]).
+    activated: crate::prefetch::ActivatedFilter,
+    /// The number of the last batch begun (its machine facts are kept until it is durable).
+    generation: u64,
+}
+
+/// The decision state a writer folds from `store`'s log (machine facts on disk, none kept
+/// in memory): what a writer's state must equal once its batches are durable.
+pub fn decision_state(store: &Store) -> Result<State> {
+    fold_for_decisions(store, 0).map(|(state, _, _)| state)
+}
+
+/// The decision state folded from the whole log, with the writer's machine facts on disk
+/// (none kept in memory), and the filter of every pair the log activated.
+fn fold_for_decisions(
+    store: &Store,
+    cache_pairs: usize,
+) -> Result<(State, Head, crate::prefetch::ActivatedFilter)> {
+    let mut state = State::default();
+    state.machine_facts = keyledger_core::facts::MachineFacts::on_disk(cache_pairs);
+    let mut activated = crate::prefetch::ActivatedFilter::new(rand::random());
+    let head = walk(store, 1, |record| {
+        activated.note(&record.event.body);
+        state.apply(&record.event);
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok((state, head, activated))
 }
 
 /// A batch being decided: submissions join it one by one ([`Engine::add`]) until it is
@@ -134,6 +162,7 @@ pub struct Engine {
 pub struct Batch {
     pending: Pending,
     commands: usize,
+    generation: u64,
 }
 
 impl Batch {
@@ -149,6 +178,7 @@ impl Batch {
 #[derive(Debug)]
 pub struct Prepared {
     write: BatchWrite,
+    generation: u64,
     first_seq: Option<u64>,
     events: Option<Vec<Event>>,
     commands: usize,
@@ -187,11 +217,7 @@ impl Engine {
     /// chain while replaying it into `State`.
     pub fn open(store: Store, limits: Limits) -> Result<Engine> {
         store.claim_writer(false)?;
-        let mut state = State::default();
-        let head = walk(&store, 1, |record| {
-            state.apply(&record.event);
-            Ok(ControlFlow::Continue(()))
-        })?;
+        let (state, head, activated) = fold_for_decisions(&store, limits.machine_cache_pairs)?;
         let frontier = crate::tree::Frontier::load(&store, head.seq)?;
         store.upgrade_format()?;
         let machine_hasher = store.machine_hasher()?;
@@ -210,7 +236,38 @@ impl Engine {
             fingerprints: Default::default(),
             hashing: HashingThread::spawn().ok(),
             inflight: HashMap::new(),
+            activated,
+            generation: 0,
         })
+    }
+
+    /// Whether `machine` is active on `key`, by what this engine has decided (durable or
+    /// not): the facts of batches not yet durable, else the log.
+    pub fn machine_active(
+        &self,
+        key: keyledger_core::KeyId,
+        machine: &keyledger_core::MachineId,
+    ) -> Result<bool> {
+        if self.state.machine_facts.kept_active(key, machine) {
+            return Ok(true);
+        }
+        self.store.activated(key, machine)
+    }
+
+    /// Puts a pair into the filter of activated machines without activating it: a forced
+    /// false positive, for tests that the log, not the filter, has the last word.
+    #[doc(hidden)]
+    pub fn force_filter_positive(
+        &mut self,
+        key: keyledger_core::KeyId,
+        machine: &keyledger_core::MachineId,
+    ) {
+        self.activated.insert(key, machine);
+    }
+
+    /// Bytes of the filter of activated machines (capacity planning).
+    pub fn activated_filter_bytes(&self) -> usize {
+        self.activated.bytes()
     }
 
     pub fn state(&self) -> &State {
@@ -277,8 +334,11 @@ impl Engine {
     }
 
     /// Starts a batch on top of everything decided so far (durable or sealed).
-    pub fn begin(&self) -> Batch {
+    pub fn begin(&mut self) -> Batch {
+        self.generation += 1;
+        self.state.machine_facts.begin(self.generation);
         Batch {
+            generation: self.generation,
             pending: Pending {
                 block: None,
                 events: self.listener.as_ref().map(|_| Vec::new()),
@@ -343,6 +403,7 @@ impl Engine {
         self.inflight.extend(p.seen);
         Some(Prepared {
             first_seq: write.block.as_ref().map(|(seq, _)| *seq),
+            generation: batch.generation,
             write,
             events: p.events,
             commands: batch.commands,
@@ -373,6 +434,9 @@ impl Engine {
             }
             return Err(err.to_string());
         }
+        self.state
+            .machine_facts
+            .durable_through(prepared.generation);
         if std::mem::take(&mut self.commit_failed) {
             self.health.set_degraded(None);
         }
@@ -414,7 +478,11 @@ impl Engine {
     fn recover(&mut self) -> Result<()> {
         self.inflight.clear();
         self.store.reopen()?;
+        // The filter keeps what it has: it only ever answers "maybe", and holds every pair
+        // the log does (and perhaps some of the failed batch's).
         let mut state = State::default();
+        state.machine_facts =
+            keyledger_core::facts::MachineFacts::on_disk(self.limits.machine_cache_pairs);
         let head = walk(&self.store, 1, |record| {
             state.apply(&record.event);
             Ok(ControlFlow::Continue(()))
@@ -531,10 +599,27 @@ impl Engine {
         p: &mut Pending,
     ) -> Answer {
         // Inside an atomic submission a refusal appends nothing, not even its R10 record.
-        match handle(state, c, &ctx.decide) {
-            Outcome::Accepted(events) => self.append(state, c, ctx, events, None, p),
-            Outcome::Refused { refusal, .. } => Answer::refused(&refusal, None),
+        match self.decide_looked_up(state, c, ctx) {
+            Ok(Outcome::Accepted(events)) => self.append(state, c, ctx, events, None, p),
+            Ok(Outcome::Refused { refusal, .. }) => Answer::refused(&refusal, None),
+            Err(err) => Answer::error("storage", err.to_string()),
         }
+    }
+
+    /// Decides `c` over the machine facts it needs, looked up first (see
+    /// [`crate::prefetch`]) and forgotten after: the next command looks again.
+    fn decide_looked_up(
+        &self,
+        state: &mut State,
+        c: &Command,
+        ctx: &CommandContext,
+    ) -> Result<Outcome> {
+        let presented = ctx.decide.presented.as_ref();
+        let looked =
+            crate::prefetch::look_up(&self.store, &self.activated, state, &c.body, presented);
+        let outcome = looked.map(|()| handle(state, c, &ctx.decide));
+        state.machine_facts.clear_looked_up();
+        outcome
     }
 
     fn run_command(&mut self, state: &mut State, c: &Command, p: &mut Pending) -> Answer {
@@ -547,13 +632,14 @@ impl Engine {
                 Err(err) => return Answer::error("storage", err.to_string()),
             }
         }
-        let answer = match handle(state, c, &ctx.decide) {
-            Outcome::Accepted(events) => self.append(state, c, &ctx, events, None, p),
-            Outcome::Refused {
+        let answer = match self.decide_looked_up(state, c, &ctx) {
+            Ok(Outcome::Accepted(events)) => self.append(state, c, &ctx, events, None, p),
+            Ok(Outcome::Refused {
                 refusal,
                 recorded: Some(event),
-            } => self.append(state, c, &ctx, vec![*event], Some(&refusal), p),
-            Outcome::Refused { refusal, .. } => Answer::refused(&refusal, None),
+            }) => self.append(state, c, &ctx, vec![*event], Some(&refusal), p),
+            Ok(Outcome::Refused { refusal, .. }) => Answer::refused(&refusal, None),
+            Err(err) => Answer::error("storage", err.to_string()),
         };
         if let Some(key) = key {
             remember(p, key, &answer);
@@ -665,6 +751,7 @@ impl Engine {
         for event in &events {
             p.last_seq += 1;
             state.apply(event);
+            self.activated.note(&event.body);
             if let EventBody::KeyIssued { key_id, .. } = &event.body {
                 let text = match &c.body {
                     CommandBody::IssueKey(issue) if issue.product_key.is_some() => {

@@ -30,6 +30,7 @@ pub mod health;
 pub mod idempotency;
 pub mod machines;
 pub mod merkle;
+pub mod prefetch;
 pub mod proof;
 pub mod secrets;
 pub mod store;
@@ -59,6 +60,10 @@ pub struct Limits {
     /// decides the next batch; smaller ones commit on the writer thread itself. Not a limit
     /// on input: a tuning point measured on the benches (see `writer`).
     pub pipeline_from_commands: usize,
+    /// Durable (key, machine) pairs the writer keeps in memory, of those activated or
+    /// looked up lately, so a machine activated again soon costs no lookup on disk (about
+    /// 100 bytes a pair). Not a limit on input.
+    pub machine_cache_pairs: usize,
 }
 
 impl Default for Limits {
@@ -68,6 +73,7 @@ impl Default for Limits {
             queue_depth: 16_384,
             record_bytes_max: codec::RECORD_BYTES_MAX,
             pipeline_from_commands: 512,
+            machine_cache_pairs: 65_536,
         }
     }
 }

@@ -16,13 +16,7 @@ use serde_json::json;
 use support::*;
 
 fn replayed(engine: &Engine) -> State {
-    let mut state = State::default();
-    keyledger_ledger::walk(engine.store(), 1, |r| {
-        state.apply(&r.event);
-        Ok(std::ops::ControlFlow::Continue(()))
-    })
-    .unwrap();
-    state
+    keyledger_ledger::engine::decision_state(engine.store()).unwrap()
 }
 
 #[test]
@@ -483,4 +477,138 @@ fn walking_the_log_while_batches_commit_never_reports_damage() {
     );
     drop(handle);
     writer.stop().unwrap();
+}
+
+mod machine_facts {
+    //! Machine facts looked up on disk decide exactly as a state holding every machine in
+    //! memory did (the reference model: `State::default()`, fed the same commands through
+    //! the pure `handle`): random histories of online and proxy activations, with machines
+    //! repeated inside one proxy command, inside one batch, in a batch decided while the one
+    //! before it is not yet committed, and after the engine is reopened.
+
+    use super::*;
+    use keyledger_core::{handle, Command, Context, Outcome};
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    fn activation_of(proxy: bool, names: &[u8]) -> Command {
+        let machines: Vec<String> = names.iter().map(|n| format!("m{n}")).collect();
+        let (method, machines) = match proxy {
+            true => ("proxy", machines),
+            false => ("online", machines[..1].to_vec()),
+        };
+        cmd(
+            json!({"type": "activate", "at": AT, "actor": "vamt", "product_key": MAK_TEXT,
+                   "org": "contoso", "method": method, "machines": machines}),
+        )
+    }
+
+    /// The reference's answer to `command`: accepted, or the refusal's code.
+    fn reference_answer(reference: &mut State, command: &Command) -> Option<String> {
+        let text = keyledger_core::ProductKeyText::parse(MAK_TEXT).unwrap();
+        let ctx = Context {
+            presented: Some(keyledger_ledger::engine::fingerprint(&text)),
+            new_key: None,
+        };
+        match handle(reference, command, &ctx) {
+            Outcome::Accepted(events) => {
+                events.iter().for_each(|e| reference.apply(e));
+                None
+            }
+            Outcome::Refused { refusal, recorded } => {
+                if let Some(event) = recorded {
+                    reference.apply(&event);
+                }
+                Some(refusal.code().to_string())
+            }
+        }
+    }
+
+    fn code_of(answer: &keyledger_ledger::Answer) -> Option<String> {
+        (!answer.ok).then(|| answer.code().unwrap_or("").to_owned())
+    }
+
+    type Round = (Vec<(bool, Vec<u8>)>, bool, bool);
+
+    fn round() -> impl Strategy<Value = Round> {
+        let command = (any::<bool>(), vec(0u8..14, 1..4));
+        (vec(command, 1..6), any::<bool>(), any::<bool>())
+    }
+
+    /// The filter only ever says "maybe": a pair it holds that the log never activated (a
+    /// false positive) is looked up in the log and activated as new; one the log holds is
+    /// found there after a reopen, when nothing of it is kept in memory.
+    #[test]
+    fn a_false_positive_of_the_filter_is_settled_by_the_log() {
+        let place = Place::new();
+        let mut engine = new_ledger(&place, 10);
+        let ghost = keyledger_core::MachineId::new("ghost").unwrap();
+        engine.force_filter_positive(KeyId(1), &ghost);
+        let answers = run(&mut engine, vec![activation("ghost")]);
+        assert!(answers[0].ok, "{answers:?}");
+        assert_eq!(
+            engine.state().key(KeyId(1)).unwrap().used(),
+            1,
+            "activated as new"
+        );
+        drop(engine);
+        let mut engine = open(place.location()).unwrap();
+        assert_eq!(
+            engine.state().machine_facts.recent_len(),
+            0,
+            "nothing kept in memory"
+        );
+        let again = run(&mut engine, vec![activation("ghost")]);
+        assert_eq!(
+            engine.state().key(KeyId(1)).unwrap().used(),
+            1,
+            "{again:?}: a repeat"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #[test]
+        fn facts_on_disk_decide_as_the_all_in_memory_state(rounds in vec(round(), 1..8)) {
+            let place = Place::new();
+            let mut engine = new_ledger(&place, 10);
+            let mut reference = State::default();
+            keyledger_ledger::walk(engine.store(), 1, |r| {
+                reference.apply(&r.event);
+                Ok(std::ops::ControlFlow::Continue(()))
+            })
+            .unwrap();
+            for (commands, split, reopen) in rounds {
+                let commands: Vec<Command> =
+                    commands.iter().map(|(proxy, names)| activation_of(*proxy, names)).collect();
+                let expected: Vec<Option<String>> =
+                    commands.iter().map(|c| reference_answer(&mut reference, c)).collect();
+                // Two batches, the second decided before the first commits (the writer's
+                // pipeline), or one.
+                let half = if split { commands.len() / 2 } else { commands.len() };
+                let (first, second) = commands.split_at(half);
+                let mut batch = engine.begin();
+                let mut answers = engine.add(&mut batch, &Submission::new(first.to_vec())).unwrap();
+                let sealed = engine.seal(batch);
+                let mut batch = engine.begin();
+                answers.extend(engine.add(&mut batch, &Submission::new(second.to_vec())).unwrap());
+                let later = engine.seal(batch);
+                for prepared in [sealed, later].into_iter().flatten() {
+                    let outcome = prepared.commit(engine.store());
+                    engine.settle(prepared, outcome, 0).unwrap();
+                }
+                let got: Vec<Option<String>> = answers.iter().map(code_of).collect();
+                prop_assert_eq!(&got, &expected);
+                if reopen {
+                    drop(engine);
+                    engine = open(place.location()).unwrap();
+                }
+            }
+            prop_assert_eq!(
+                engine.state().key(KeyId(1)).unwrap().used(),
+                reference.key(KeyId(1)).unwrap().used()
+            );
+            prop_assert_eq!(engine.state(), &replayed(&engine));
+        }
+    }
 }

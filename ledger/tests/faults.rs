@@ -137,12 +137,7 @@ fn state_matches_disk(engine: &Engine) -> Result<(), TestCaseError> {
     if engine.poisoned().is_some() {
         return Ok(());
     }
-    let mut replayed = keyledger_core::State::default();
-    let walked = keyledger_ledger::walk(engine.store(), 1, |r| {
-        replayed.apply(&r.event);
-        Ok(std::ops::ControlFlow::Continue(()))
-    });
-    if walked.is_ok() {
+    if let Ok(replayed) = keyledger_ledger::engine::decision_state(engine.store()) {
         prop_assert_eq!(&replayed, engine.state());
     }
     Ok(())
@@ -151,11 +146,10 @@ fn state_matches_disk(engine: &Engine) -> Result<(), TestCaseError> {
 /// Reopened on a healthy disk, the ledger verifies and holds every acknowledged machine.
 fn reopened_holds(path: &Path, acknowledged: &[String]) -> Result<(), TestCaseError> {
     let engine = open(path).map_err(|e| TestCaseError::fail(format!("reopen: {e}")))?;
-    let key = engine.state().key(KeyId(1)).unwrap();
     for machine in acknowledged {
         let id = keyledger_core::MachineId::new(machine.as_str()).unwrap();
         prop_assert!(
-            key.machines.contains(&id),
+            engine.machine_active(KeyId(1), &id).unwrap(),
             "acknowledged {machine} is missing"
         );
     }
@@ -304,8 +298,7 @@ fn finding6_a_transient_commit_failure_recovers_without_a_restart() {
         // may or may not be what recovery reads back (redb decides by its commit slots): the
         // batch was not acknowledged either way, and the state says what the disk holds.
         let lost = keyledger_core::MachineId::new("lost-1").unwrap();
-        let key = engine.state().key(KeyId(1)).unwrap();
-        let landed = u64::from(key.machines.contains(&lost));
+        let landed = u64::from(engine.machine_active(KeyId(1), &lost).unwrap());
         if matches!(fault, Fault::Write | Fault::PanicOnWrite) {
             assert_eq!(landed, 0, "{fault:?}");
         }
@@ -570,16 +563,15 @@ fn each_step_of_the_write_ahead_path_can_fail_and_nothing_acknowledged_is_lost()
         state_matches_disk(&engine).unwrap();
         drop(engine);
         let reopened = open(&path).unwrap();
-        let key = reopened.state().key(KeyId(1)).unwrap();
         for machine in ["ok-1", "ok-2", "ok-3"] {
             let id = keyledger_core::MachineId::new(machine).unwrap();
             assert!(
-                key.machines.contains(&id),
+                reopened.machine_active(KeyId(1), &id).unwrap(),
                 "{step:?}: {machine} was acknowledged"
             );
         }
         let lost = keyledger_core::MachineId::new("lost").unwrap();
-        let landed = key.machines.contains(&lost);
+        let landed = reopened.machine_active(KeyId(1), &lost).unwrap();
         // A failed redb fsync may leave its pages (the batch then reads back, as before
         // the write-ahead file); every other failure leaves nothing of the batch.
         if !matches!(step, Step::Redb(Fault::Sync)) {

@@ -285,7 +285,7 @@ fn agree(state: &State, report: &LicenseReport, license: &LicenseId, at: Timesta
                 key.limit,
                 key.granted,
                 key.total(),
-                key.machines.len() as u64,
+                state.machine_facts.kept_on(key.id) as u64,
                 key.remaining()
             ),
             "{what}: limit, granted, total, used, remaining"

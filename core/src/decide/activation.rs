@@ -29,7 +29,7 @@ pub(super) fn activate(
         });
     }
     check_usable(state, key, &c.org, at)?;
-    let (new_machines, already_active) = split_new(key, &c.machines);
+    let (new_machines, already_active) = split_new(state, key, &c.machines);
     let needed = new_machines.len() as u64;
     if needed > key.remaining() {
         return Err(Refusal::InsufficientActivations {
@@ -58,10 +58,10 @@ pub(super) fn activate(
 }
 
 /// R9: the distinct machines of a request not yet active on the key, and those that were.
-fn split_new(key: &Key, machines: &[MachineId]) -> (Vec<MachineId>, Vec<MachineId>) {
+fn split_new(state: &State, key: &Key, machines: &[MachineId]) -> (Vec<MachineId>, Vec<MachineId>) {
     if let [machine] = machines {
         // Independent activation, the common case: no scratch set.
-        return if key.machines.contains(machine) {
+        return if state.machine_active(key.id, machine) {
             (Vec::new(), vec![machine.clone()])
         } else {
             (vec![machine.clone()], Vec::new())
@@ -74,7 +74,7 @@ fn split_new(key: &Key, machines: &[MachineId]) -> (Vec<MachineId>, Vec<MachineI
         if !distinct.insert(machine) {
             continue;
         }
-        if key.machines.contains(machine) {
+        if state.machine_active(key.id, machine) {
             already_active.push(machine.clone());
         } else {
             new_machines.push(machine.clone());
