@@ -503,6 +503,9 @@ pub struct WorkloadArgs {
     /// minutes and 14 GB of memory on two cores).
     #[arg(long, default_value = "small")]
     pub preset: String,
+    /// Keep the writer's machine facts on disk, not in memory (see `serve --help`).
+    #[arg(long)]
+    pub machine_facts_on_disk: bool,
     #[arg(long)]
     pub license_ids: Option<u64>,
     #[arg(long)]
@@ -607,6 +610,13 @@ pub struct ServeArgs {
     /// Connections open at once; more wait to be accepted until one closes.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+    /// Keep which machines are active on which key on disk (the machine index, behind a
+    /// filter of about 1.2 bytes a machine and a cache of recent ones), not in memory (about
+    /// 100 bytes a machine ever activated): memory stays bounded however long the history,
+    /// but a machine activated again after it left the cache costs a read of the block that
+    /// activated it.
+    #[arg(long)]
+    pub machine_facts_on_disk: bool,
     /// On PostgreSQL, when another `serve` holds the ledger: wait as a standby writer and
     /// take over when it stops (default: refuse at once, saying who holds it).
     #[arg(long)]

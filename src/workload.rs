@@ -271,7 +271,11 @@ pub fn run(args: &WorkloadArgs, data: &Location) -> Result<ExitCode> {
         Location::Postgres(_) => data.clone(),
         Location::File(_) => Location::File(dir.path().join("bench.redb")),
     };
-    let plan = measure(&shape, &location, args.activations_per_day)?;
+    let limits = keyledger_ledger::Limits {
+        machine_facts_on_disk: args.machine_facts_on_disk,
+        ..Default::default()
+    };
+    let plan = measure(&shape, &location, args.activations_per_day, limits)?;
     if let Some(svg) = &args.svg {
         crate::plot::timeline(svg, &plan)
             .with_context(|| format!("cannot write {}", svg.display()))?;
@@ -284,11 +288,16 @@ pub fn run(args: &WorkloadArgs, data: &Location) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn measure(shape: &Shape, path: &Location, activations_per_day: u64) -> Result<CapacityPlan> {
+fn measure(
+    shape: &Shape,
+    path: &Location,
+    activations_per_day: u64,
+    limits: keyledger_ledger::Limits,
+) -> Result<CapacityPlan> {
     let mut generator = Generator::new(shape);
     let mut setup = generator.setup();
     let init = setup.remove(0);
-    let engine = keyledger_ledger::init(path, init.actor.clone(), init.at)?;
+    let engine = keyledger_ledger::init_with(path, init.actor.clone(), init.at, limits)?;
     let writer = Writer::spawn(engine);
     let handle = writer.handle();
     for chunk in setup.chunks(4096) {

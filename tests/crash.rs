@@ -108,7 +108,8 @@ fn round(seed: u64, checkpoint_every: u64) -> (usize, u64) {
         Ok(ControlFlow::Continue(()))
     })
     .unwrap();
-    let replayed = keyledger_ledger::engine::decision_state(engine.store()).unwrap();
+    let replayed =
+        keyledger_ledger::engine::decision_state(engine.store(), engine.limits()).unwrap();
     for (machine, seq) in &acknowledged {
         assert!(
             *seq <= report.head.seq,

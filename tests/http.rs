@@ -554,3 +554,31 @@ fn alerts_answer_the_license_ids_a_reader_may_read() {
     assert_eq!(status, 200);
     assert!(tsv.starts_with("rule\tlicense_id\tkey_id"), "{tsv}");
 }
+
+/// `serve --machine-facts-on-disk`: the writer keeps no machine in memory, looks them up on
+/// disk before deciding, and answers as the in-memory writer does, across a restart.
+#[test]
+fn a_writer_with_machine_facts_on_disk_answers_repeats_as_repeats_across_a_restart() {
+    let mut server = Server::start_with(3, &["--machine-facts-on-disk"]);
+    for machine in ["pc-1", "pc-2"] {
+        assert_eq!(
+            server.post("/v1/activations", None, &activation(machine)).0,
+            200
+        );
+    }
+    server.restart();
+    let (status, text) = server.post("/v1/activations", None, &activation("pc-1"));
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(answer["status"], "already_active", "{text}");
+    assert_eq!(answer["consumed"], 0, "{text}");
+    assert_eq!(
+        server.post("/v1/activations", None, &activation("pc-3")).0,
+        200
+    );
+    let (status, text) = server.post("/v1/activations", None, &activation("pc-4"));
+    assert_eq!(status, 422, "the limit of 3 holds: {text}");
+    let (_, report) = server.get("/v1/license-ids/V100/report", Some("olga"));
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["keys"][0]["used"], 3);
+}

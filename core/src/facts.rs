@@ -25,9 +25,9 @@ pub struct MachineFacts {
     keep_all: bool,
     /// Pairs activated by batches not yet known durable, with the generation (batch) that
     /// activated them.
-    recent: HashMap<(KeyId, MachineId), u64>,
+    recent: Pairs<u64>,
     /// Pairs looked up for the command being decided, and whether each is active.
-    looked_up: HashMap<(KeyId, MachineId), bool>,
+    looked_up: Pairs<bool>,
     /// Durable active pairs seen lately (on disk only).
     cache: ActiveCache,
     /// The batch being decided (0 while the state is folded from the log: nothing is kept).
@@ -35,8 +35,15 @@ pub struct MachineFacts {
 }
 
 impl PartialEq for MachineFacts {
+    /// The same mode and the same recent pairs (whatever batch they came from).
     fn eq(&self, other: &MachineFacts) -> bool {
-        self.keep_all == other.keep_all && self.recent == other.recent
+        let same_pairs = self.recent.len() == other.recent.len()
+            && self.recent.0.iter().all(|(key, machines)| {
+                machines
+                    .keys()
+                    .all(|machine| other.recent.get(*key, machine).is_some())
+            });
+        self.keep_all == other.keep_all && same_pairs
     }
 }
 
@@ -47,8 +54,8 @@ impl Default for MachineFacts {
     fn default() -> MachineFacts {
         MachineFacts {
             keep_all: true,
-            recent: HashMap::default(),
-            looked_up: HashMap::default(),
+            recent: Pairs::default(),
+            looked_up: Pairs::default(),
             cache: ActiveCache::new(0),
             generation: 0,
         }
@@ -69,11 +76,10 @@ impl MachineFacts {
     /// Whether `machine` is active on `key`. Panics, on disk, when the fact is unknown: the
     /// writer looks up every pair a command names before deciding it.
     pub fn active(&self, key: KeyId, machine: &MachineId) -> bool {
-        let pair = (key, machine.clone());
-        if self.recent.contains_key(&pair) || self.cache.contains(&pair) {
+        if self.recent.get(key, machine).is_some() {
             return true;
         }
-        match self.looked_up.get(&pair) {
+        match self.looked_up.get(key, machine) {
             Some(active) => *active,
             None if self.keep_all => false,
             None => panic!(
@@ -85,20 +91,30 @@ impl MachineFacts {
 
     /// Whether the fact for the pair must be looked up (on disk, neither recent nor known).
     pub fn unknown(&self, key: KeyId, machine: &MachineId) -> bool {
-        let pair = (key, machine.clone());
         !self.keep_all
-            && !self.recent.contains_key(&pair)
-            && !self.cache.contains(&pair)
-            && !self.looked_up.contains_key(&pair)
+            && self.recent.get(key, machine).is_none()
+            && self.looked_up.get(key, machine).is_none()
+    }
+
+    /// Settles an unknown pair from the cache of durable active pairs, if it holds it
+    /// (answers whether it did). The fact is then the command's own: a cache that turns over
+    /// while the command's other machines are looked up cannot lose it.
+    pub fn from_cache(&mut self, key: KeyId, machine: &MachineId) -> bool {
+        if !self.cache.contains(key, machine) {
+            return false;
+        }
+        self.cache.insert(key, machine.clone());
+        self.looked_up.insert(key, machine.clone(), true);
+        true
     }
 
     /// Hands in a fact looked up on disk for the command about to be decided (an active
     /// one is durable, and is cached).
     pub fn looked_up(&mut self, key: KeyId, machine: MachineId, active: bool) {
         if active {
-            self.cache.insert((key, machine.clone()));
+            self.cache.insert(key, machine.clone());
         }
-        self.looked_up.insert((key, machine), active);
+        self.looked_up.insert(key, machine, active);
     }
 
     /// Forgets the looked-up facts (after each command: the disk may change under them).
@@ -112,7 +128,7 @@ impl MachineFacts {
             return;
         }
         for machine in machines {
-            self.recent.insert((key, machine.clone()), self.generation);
+            self.recent.insert(key, machine.clone(), self.generation);
         }
     }
 
@@ -128,10 +144,10 @@ impl MachineFacts {
             return;
         }
         let cache = &mut self.cache;
-        self.recent.retain(|pair, g| {
+        self.recent.retain(|key, machine, g| {
             let keep = *g > generation;
             if !keep {
-                cache.insert(pair.clone());
+                cache.insert(key, machine.clone());
             }
             keep
         });
@@ -140,14 +156,13 @@ impl MachineFacts {
     /// Whether `machine` is active on `key` by what is kept here (all in memory: the truth;
     /// on disk: only batches not yet durable).
     pub fn kept_active(&self, key: KeyId, machine: &MachineId) -> bool {
-        let pair = (key, machine.clone());
-        self.recent.contains_key(&pair) || self.cache.contains(&pair)
+        self.recent.get(key, machine).is_some() || self.cache.contains(key, machine)
     }
 
     /// How many machines are kept active on `key` (all in memory: the key's activated
     /// machines, counted independently of its `used` count).
     pub fn kept_on(&self, key: KeyId) -> usize {
-        self.recent.keys().filter(|(k, _)| *k == key).count()
+        self.recent.0.get(&key).map_or(0, HashMap::len)
     }
 
     /// Pairs kept for batches not yet durable (a gauge: it stays at a few batches' worth).
@@ -161,13 +176,50 @@ impl MachineFacts {
     }
 }
 
+/// Machines by key (looked up without building a pair: no allocation per probe).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Pairs<V>(HashMap<KeyId, HashMap<MachineId, V>>);
+
+impl<V> Default for Pairs<V> {
+    fn default() -> Pairs<V> {
+        Pairs(HashMap::default())
+    }
+}
+
+impl<V> Pairs<V> {
+    fn get(&self, key: KeyId, machine: &MachineId) -> Option<&V> {
+        self.0.get(&key)?.get(machine)
+    }
+
+    fn insert(&mut self, key: KeyId, machine: MachineId, value: V) {
+        self.0.entry(key).or_default().insert(machine, value);
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(KeyId, &MachineId, &mut V) -> bool) {
+        self.0.retain(|key, machines| {
+            machines.retain(|machine, value| keep(*key, machine, value));
+            !machines.is_empty()
+        });
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.0.values().map(HashMap::len).sum()
+    }
+}
+
 /// A bounded set of durable active pairs: two generations, the newer taking inserts; when it
-/// holds half the capacity it becomes the older and the older is dropped. A pair asked for
-/// from the older one moves to the newer, so what is used stays. At most `capacity` pairs.
+/// holds half the capacity it becomes the older and the older is dropped. A pair inserted
+/// again while in the older one moves to the newer, so what is used stays. At most
+/// `capacity` pairs.
 #[derive(Clone, Debug, Default)]
 struct ActiveCache {
-    newer: crate::state::HashSet<(KeyId, MachineId)>,
-    older: crate::state::HashSet<(KeyId, MachineId)>,
+    newer: Pairs<()>,
+    older: Pairs<()>,
+    newer_len: usize,
     half: usize,
 }
 
@@ -179,23 +231,24 @@ impl ActiveCache {
         }
     }
 
-    fn contains(&self, pair: &(KeyId, MachineId)) -> bool {
-        self.newer.contains(pair) || self.older.contains(pair)
+    fn contains(&self, key: KeyId, machine: &MachineId) -> bool {
+        self.newer.get(key, machine).is_some() || self.older.get(key, machine).is_some()
     }
 
-    fn insert(&mut self, pair: (KeyId, MachineId)) {
-        if self.half == 0 || self.newer.contains(&pair) {
+    fn insert(&mut self, key: KeyId, machine: MachineId) {
+        if self.half == 0 || self.newer.get(key, &machine).is_some() {
             return;
         }
-        self.older.remove(&pair);
-        if self.newer.len() >= self.half {
+        if self.newer_len >= self.half {
             self.older = std::mem::take(&mut self.newer);
+            self.newer_len = 0;
         }
-        self.newer.insert(pair);
+        self.newer.insert(key, machine, ());
+        self.newer_len += 1;
     }
 
     fn len(&self) -> usize {
-        self.newer.len() + self.older.len()
+        self.newer_len + self.older.len()
     }
 }
 
@@ -211,11 +264,12 @@ mod tests {
     fn the_cache_holds_at_most_its_capacity_and_keeps_the_newest() {
         let mut cache = ActiveCache::new(100);
         for i in 0..1000 {
-            cache.insert(pair(i));
+            let (key, machine) = pair(i);
+            cache.insert(key, machine);
             assert!(cache.len() <= 100);
         }
-        assert!(cache.contains(&pair(999)) && !cache.contains(&pair(0)));
-        assert!(!ActiveCache::new(0).contains(&pair(1)));
+        assert!(cache.contains(KeyId(1), &pair(999).1) && !cache.contains(KeyId(1), &pair(0).1));
+        assert!(!ActiveCache::new(0).contains(KeyId(1), &pair(1).1));
     }
 
     #[test]
@@ -225,7 +279,13 @@ mod tests {
         facts.activated(KeyId(1), &[pair(1).1]);
         facts.durable_through(1);
         assert_eq!(facts.recent_len(), 0);
+        assert!(facts.kept_active(KeyId(1), &pair(1).1));
+        assert!(
+            facts.unknown(KeyId(1), &pair(1).1),
+            "the cache is asked by the writer"
+        );
+        assert!(facts.from_cache(KeyId(1), &pair(1).1));
         assert!(facts.active(KeyId(1), &pair(1).1), "from the cache");
-        assert!(facts.unknown(KeyId(1), &pair(2).1));
+        assert!(!facts.from_cache(KeyId(1), &pair(2).1));
     }
 }

@@ -133,23 +133,38 @@ pub struct Engine {
     generation: u64,
 }
 
+/// The machine facts a writer's state starts with (see [`Limits::machine_facts_on_disk`]).
+fn machine_facts(limits: &Limits) -> keyledger_core::facts::MachineFacts {
+    match limits.machine_facts_on_disk {
+        true => keyledger_core::facts::MachineFacts::on_disk(limits.machine_cache_pairs),
+        false => keyledger_core::facts::MachineFacts::default(),
+    }
+}
+
 /// The decision state a writer folds from `store`'s log (machine facts on disk, none kept
 /// in memory): what a writer's state must equal once its batches are durable.
-pub fn decision_state(store: &Store) -> Result<State> {
-    fold_for_decisions(store, 0).map(|(state, _, _)| state)
+pub fn decision_state(store: &Store, limits: &Limits) -> Result<State> {
+    let limits = Limits {
+        machine_cache_pairs: 0,
+        ..*limits
+    };
+    fold_for_decisions(store, &limits).map(|(state, _, _)| state)
 }
 
 /// The decision state folded from the whole log, with the writer's machine facts on disk
 /// (none kept in memory), and the filter of every pair the log activated.
 fn fold_for_decisions(
     store: &Store,
-    cache_pairs: usize,
+    limits: &Limits,
 ) -> Result<(State, Head, crate::prefetch::ActivatedFilter)> {
     let mut state = State::default();
-    state.machine_facts = keyledger_core::facts::MachineFacts::on_disk(cache_pairs);
+    state.machine_facts = machine_facts(limits);
     let mut activated = crate::prefetch::ActivatedFilter::new(rand::random());
+    let on_disk = limits.machine_facts_on_disk;
     let head = walk(store, 1, |record| {
-        activated.note(&record.event.body);
+        if on_disk {
+            activated.note(&record.event.body);
+        }
         state.apply(&record.event);
         Ok(ControlFlow::Continue(()))
     })?;
@@ -217,7 +232,7 @@ impl Engine {
     /// chain while replaying it into `State`.
     pub fn open(store: Store, limits: Limits) -> Result<Engine> {
         store.claim_writer(false)?;
-        let (state, head, activated) = fold_for_decisions(&store, limits.machine_cache_pairs)?;
+        let (state, head, activated) = fold_for_decisions(&store, &limits)?;
         let frontier = crate::tree::Frontier::load(&store, head.seq)?;
         store.upgrade_format()?;
         let machine_hasher = store.machine_hasher()?;
@@ -481,8 +496,7 @@ impl Engine {
         // The filter keeps what it has: it only ever answers "maybe", and holds every pair
         // the log does (and perhaps some of the failed batch's).
         let mut state = State::default();
-        state.machine_facts =
-            keyledger_core::facts::MachineFacts::on_disk(self.limits.machine_cache_pairs);
+        state.machine_facts = machine_facts(&self.limits);
         let head = walk(&self.store, 1, |record| {
             state.apply(&record.event);
             Ok(ControlFlow::Continue(()))
@@ -751,7 +765,9 @@ impl Engine {
         for event in &events {
             p.last_seq += 1;
             state.apply(event);
-            self.activated.note(&event.body);
+            if self.limits.machine_facts_on_disk {
+                self.activated.note(&event.body);
+            }
             if let EventBody::KeyIssued { key_id, .. } = &event.body {
                 let text = match &c.body {
                     CommandBody::IssueKey(issue) if issue.product_key.is_some() => {

@@ -60,9 +60,16 @@ pub struct Limits {
     /// decides the next batch; smaller ones commit on the writer thread itself. Not a limit
     /// on input: a tuning point measured on the benches (see `writer`).
     pub pipeline_from_commands: usize,
-    /// Durable (key, machine) pairs the writer keeps in memory, of those activated or
-    /// looked up lately, so a machine activated again soon costs no lookup on disk (about
-    /// 100 bytes a pair). Not a limit on input.
+    /// Where the writer keeps which machines are active on which key: `false`, all of them
+    /// in memory (about 100 bytes a machine ever activated, decisions at memory speed);
+    /// `true`, on disk (the machine index, behind a filter of about 1.2 bytes a machine and
+    /// a cache of `machine_cache_pairs`): memory stays bounded, but each machine activated
+    /// again after it left the cache costs a read of the block that activated it, so a
+    /// workload of many repeats runs slower (docs/performance.md).
+    pub machine_facts_on_disk: bool,
+    /// Durable (key, machine) pairs the writer keeps in memory on disk mode, of those
+    /// activated or looked up lately, so a machine activated again soon costs no lookup
+    /// (about 100 bytes a pair). Not a limit on input.
     pub machine_cache_pairs: usize,
 }
 
@@ -73,6 +80,7 @@ impl Default for Limits {
             queue_depth: 16_384,
             record_bytes_max: codec::RECORD_BYTES_MAX,
             pipeline_from_commands: 512,
+            machine_facts_on_disk: false,
             machine_cache_pairs: 65_536,
         }
     }
@@ -84,8 +92,18 @@ pub fn init(
     operator: keyledger_core::Principal,
     at: keyledger_core::Timestamp,
 ) -> Result<Engine> {
+    init_with(at_location, operator, at, Limits::default())
+}
+
+/// [`init`], the writer opened with `limits`.
+pub fn init_with(
+    at_location: impl Into<Location>,
+    operator: keyledger_core::Principal,
+    at: keyledger_core::Timestamp,
+    limits: Limits,
+) -> Result<Engine> {
     let store = Store::create(at_location)?;
-    let mut engine = Engine::open(store, Limits::default())?;
+    let mut engine = Engine::open(store, limits)?;
     let command = keyledger_core::Command {
         at,
         actor: operator.clone(),
@@ -103,4 +121,9 @@ pub fn init(
 /// Opens an existing ledger as its writer, verifying and replaying it.
 pub fn open(at: impl Into<Location>) -> Result<Engine> {
     Engine::open(Store::open(at)?, Limits::default())
+}
+
+/// [`open`], with `limits`.
+pub fn open_with(at: impl Into<Location>, limits: Limits) -> Result<Engine> {
+    Engine::open(Store::open(at)?, limits)
 }

@@ -32,13 +32,43 @@ pub const FLUSH_ROWS: usize = 262_144;
 /// the blocks after the watermark.
 #[derive(Debug, Default)]
 pub struct Pending {
-    pub rows: Vec<MachineRow>,
+    /// Only ever appended to or cleared (the lookup index below relies on it).
+    rows: Vec<MachineRow>,
     /// The last seq the rows cover (`None`: unknown, after an open or a reopen).
     pub to: Option<u64>,
     pub batches: usize,
+    /// `rows` by hash, as of its first so many rows: the writer looks machines up before
+    /// deciding, and a scan of up to a quarter million rows per lookup cost more than the
+    /// decision.
+    by_hash: std::sync::Mutex<(usize, std::collections::HashMap<u64, Vec<u64>>)>,
 }
 
 impl Pending {
+    /// Rows derived from the blocks after the store's watermark, up to seq `to`.
+    pub fn derived(rows: Vec<MachineRow>, to: u64, batches: usize) -> Pending {
+        Pending {
+            rows,
+            to: Some(to),
+            batches,
+            by_hash: Default::default(),
+        }
+    }
+
+    pub fn rows(&self) -> &[MachineRow] {
+        &self.rows
+    }
+
+    pub fn extend_rows(&mut self, rows: impl IntoIterator<Item = MachineRow>) {
+        self.rows.extend(rows);
+    }
+
+    /// The rows were written to the store.
+    pub fn clear_rows(&mut self) {
+        self.rows.clear();
+        self.batches = 0;
+        *self.by_hash.get_mut().unwrap_or_else(|e| e.into_inner()) = Default::default();
+    }
+
     /// The rows to write with `batch` (these and its own) when the store takes a write
     /// every `batches` batches (or [`FLUSH_ROWS`] rows) and this batch is due; else `None`.
     pub fn flush_with(
@@ -60,12 +90,15 @@ impl Pending {
         after: u64,
         limit: usize,
     ) -> Vec<u64> {
-        candidates.extend(
-            self.rows
-                .iter()
-                .filter(|(rh, seq)| *rh == h && *seq > after)
-                .map(|(_, seq)| *seq),
-        );
+        let mut index = self.by_hash.lock().unwrap_or_else(|e| e.into_inner());
+        let (indexed, by_hash) = &mut *index;
+        for (rh, seq) in &self.rows[*indexed..] {
+            by_hash.entry(*rh).or_default().push(*seq);
+        }
+        *indexed = self.rows.len();
+        if let Some(seqs) = by_hash.get(&h) {
+            candidates.extend(seqs.iter().filter(|seq| **seq > after));
+        }
         candidates.sort_unstable();
         candidates.dedup();
         candidates.truncate(limit);
@@ -76,8 +109,7 @@ impl Pending {
     /// pending ones.
     pub fn committed(&mut self, batch: &crate::store::BatchWrite, flushed: bool, to: u64) {
         if flushed {
-            self.rows.clear();
-            self.batches = 0;
+            self.clear_rows();
         } else {
             self.rows.extend_from_slice(&batch.machines);
             self.batches += 1;

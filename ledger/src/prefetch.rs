@@ -51,15 +51,28 @@ impl ActivatedFilter {
                 .expected_items(capacity);
             self.parts.push((part, capacity, 0));
         }
+        let hash = self.hash(key, machine);
         let (part, _, len) = self.parts.last_mut().expect("a part was just made");
-        part.insert(&(key.0, machine.as_str()));
+        part.insert_hash(hash);
         *len += 1;
     }
 
     /// Whether the pair may have been activated (false: it surely was not).
     pub fn may_contain(&self, key: KeyId, machine: &MachineId) -> bool {
-        let pair = (key.0, machine.as_str());
-        self.parts.iter().any(|(part, _, _)| part.contains(&pair))
+        let hash = self.hash(key, machine);
+        self.parts
+            .iter()
+            .any(|(part, _, _)| part.contains_hash(hash))
+    }
+
+    /// The pair's hash, once for every part (each derives its probes from it).
+    fn hash(&self, key: KeyId, machine: &MachineId) -> u64 {
+        use std::hash::Hasher;
+        let mut hasher =
+            siphasher::sip::SipHasher13::new_with_keys(self.seed as u64, (self.seed >> 64) as u64);
+        hasher.write_u64(key.0);
+        hasher.write(machine.as_str().as_bytes());
+        hasher.finish()
     }
 
     /// Bytes the filter's bits take.
@@ -99,7 +112,9 @@ pub fn look_up(
         return Ok(());
     };
     for machine in &activate.machines {
-        if !state.machine_facts.unknown(key, machine) {
+        if !state.machine_facts.unknown(key, machine)
+            || state.machine_facts.from_cache(key, machine)
+        {
             continue;
         }
         let active = filter.may_contain(key, machine) && store.activated(key, machine)?;

@@ -16,7 +16,7 @@ use serde_json::json;
 use support::*;
 
 fn replayed(engine: &Engine) -> State {
-    keyledger_ledger::engine::decision_state(engine.store()).unwrap()
+    keyledger_ledger::engine::decision_state(engine.store(), engine.limits()).unwrap()
 }
 
 #[test]
@@ -488,6 +488,21 @@ mod machine_facts {
 
     use super::*;
     use keyledger_core::{handle, Command, Context, Outcome};
+
+    /// The writer with its machine facts on disk.
+    fn on_disk() -> Limits {
+        Limits {
+            machine_facts_on_disk: true,
+            machine_cache_pairs: 4,
+            ..Limits::default()
+        }
+    }
+
+    /// A new ledger (limit 10), reopened with its machine facts on disk.
+    fn ledger_on_disk(place: &Place) -> Engine {
+        drop(new_ledger(place, 10));
+        keyledger_ledger::open_with(place.location(), on_disk()).unwrap()
+    }
     use proptest::collection::vec;
     use proptest::prelude::*;
 
@@ -541,7 +556,7 @@ mod machine_facts {
     #[test]
     fn a_false_positive_of_the_filter_is_settled_by_the_log() {
         let place = Place::new();
-        let mut engine = new_ledger(&place, 10);
+        let mut engine = ledger_on_disk(&place);
         let ghost = keyledger_core::MachineId::new("ghost").unwrap();
         engine.force_filter_positive(KeyId(1), &ghost);
         let answers = run(&mut engine, vec![activation("ghost")]);
@@ -552,7 +567,7 @@ mod machine_facts {
             "activated as new"
         );
         drop(engine);
-        let mut engine = open(place.location()).unwrap();
+        let mut engine = keyledger_ledger::open_with(place.location(), on_disk()).unwrap();
         assert_eq!(
             engine.state().machine_facts.recent_len(),
             0,
@@ -571,7 +586,7 @@ mod machine_facts {
         #[test]
         fn facts_on_disk_decide_as_the_all_in_memory_state(rounds in vec(round(), 1..8)) {
             let place = Place::new();
-            let mut engine = new_ledger(&place, 10);
+            let mut engine = ledger_on_disk(&place);
             let mut reference = State::default();
             keyledger_ledger::walk(engine.store(), 1, |r| {
                 reference.apply(&r.event);
@@ -601,7 +616,7 @@ mod machine_facts {
                 prop_assert_eq!(&got, &expected);
                 if reopen {
                     drop(engine);
-                    engine = open(place.location()).unwrap();
+                    engine = keyledger_ledger::open_with(place.location(), on_disk()).unwrap();
                 }
             }
             prop_assert_eq!(

@@ -137,7 +137,8 @@ fn state_matches_disk(engine: &Engine) -> Result<(), TestCaseError> {
     if engine.poisoned().is_some() {
         return Ok(());
     }
-    if let Ok(replayed) = keyledger_ledger::engine::decision_state(engine.store()) {
+    if let Ok(replayed) = keyledger_ledger::engine::decision_state(engine.store(), engine.limits())
+    {
         prop_assert_eq!(&replayed, engine.state());
     }
     Ok(())

@@ -106,7 +106,11 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
     if let Some(warning) = store.durability_warning()? {
         eprintln!("warning: {warning}");
     }
-    let mut engine = keyledger_ledger::Engine::open(store, keyledger_ledger::Limits::default())
+    let writer_limits = keyledger_ledger::Limits {
+        machine_facts_on_disk: args.machine_facts_on_disk,
+        ..Default::default()
+    };
+    let mut engine = keyledger_ledger::Engine::open(store, writer_limits)
         .with_context(|| format!("cannot open ledger {data}"))?;
     let store = engine.store().clone();
     let folded = Arc::new(RwLock::new(projections(&store, Until::Head)?));

@@ -341,11 +341,7 @@ impl PgStore {
             batches += 1;
             Ok(std::ops::ControlFlow::Continue(()))
         })?;
-        *pending = crate::machines::Pending {
-            rows,
-            to: Some(to),
-            batches,
-        };
+        *pending = crate::machines::Pending::derived(rows, to, batches);
         Ok(())
     }
 

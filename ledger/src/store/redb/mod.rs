@@ -354,7 +354,7 @@ impl RedbStore {
                     why,
                 }
             })?;
-            pending.rows.extend(rows);
+            pending.extend_rows(rows);
             pending.batches += 1;
             let last = crate::block::Block::parse(bytes.value())
                 .map_err(|e| crate::error::Corruption::Undecodable {
@@ -362,15 +362,14 @@ impl RedbStore {
                     why: e.to_string(),
                 })?
                 .last_seq();
-            if pending.rows.len() >= 1 << 20 {
+            if pending.rows().len() >= 1 << 20 {
                 let mut write = db.begin_write()?;
                 write
                     .set_durability(Durability::Immediate)
                     .map_err(Error::storage)?;
-                machine_runs::flush(&write, META, &pending.rows, last)?;
+                machine_runs::flush(&write, META, pending.rows(), last)?;
                 write.commit()?;
-                pending.rows.clear();
-                pending.batches = 0;
+                pending.clear_rows();
             }
         }
         pending.to = Some(to);
@@ -465,12 +464,9 @@ impl Backend for RedbStore {
         write
             .set_durability(Durability::Immediate)
             .map_err(Error::storage)?;
-        machine_runs::flush(&write, META, &pending.rows, head)?;
+        machine_runs::flush(&write, META, pending.rows(), head)?;
         write.commit()?;
-        *pending = crate::machines::Pending {
-            to: Some(head),
-            ..Default::default()
-        };
+        *pending = crate::machines::Pending::derived(Vec::new(), head, 0);
         drop(pending);
         let mut write = self.db()?.begin_write()?;
         write
