@@ -26,6 +26,9 @@ pub struct MachineFacts {
     /// Pairs activated by batches not yet known durable, with the generation (batch) that
     /// activated them.
     recent: Pairs<u64>,
+    /// Every pair folded, all in memory (`keep_all`): no generation to keep, so 8 bytes a
+    /// pair fewer than `recent`.
+    all: Pairs<()>,
     /// Pairs looked up for the command being decided, and whether each is active.
     looked_up: Pairs<bool>,
     /// Durable active pairs seen lately (on disk only).
@@ -37,13 +40,9 @@ pub struct MachineFacts {
 impl PartialEq for MachineFacts {
     /// The same mode and the same recent pairs (whatever batch they came from).
     fn eq(&self, other: &MachineFacts) -> bool {
-        let same_pairs = self.recent.len() == other.recent.len()
-            && self.recent.0.iter().all(|(key, machines)| {
-                machines
-                    .keys()
-                    .all(|machine| other.recent.get(*key, machine).is_some())
-            });
-        self.keep_all == other.keep_all && same_pairs
+        self.keep_all == other.keep_all
+            && self.recent.same_pairs(&other.recent)
+            && self.all.same_pairs(&other.all)
     }
 }
 
@@ -55,6 +54,7 @@ impl Default for MachineFacts {
         MachineFacts {
             keep_all: true,
             recent: Pairs::default(),
+            all: Pairs::default(),
             looked_up: Pairs::default(),
             cache: ActiveCache::new(0),
             generation: 0,
@@ -76,7 +76,7 @@ impl MachineFacts {
     /// Whether `machine` is active on `key`. Panics, on disk, when the fact is unknown: the
     /// writer looks up every pair a command names before deciding it.
     pub fn active(&self, key: KeyId, machine: &MachineId) -> bool {
-        if self.recent.get(key, machine).is_some() {
+        if self.holds(key, machine) {
             return true;
         }
         match self.looked_up.get(key, machine) {
@@ -91,9 +91,7 @@ impl MachineFacts {
 
     /// Whether the fact for the pair must be looked up (on disk, neither recent nor known).
     pub fn unknown(&self, key: KeyId, machine: &MachineId) -> bool {
-        !self.keep_all
-            && self.recent.get(key, machine).is_none()
-            && self.looked_up.get(key, machine).is_none()
+        !self.keep_all && !self.holds(key, machine) && self.looked_up.get(key, machine).is_none()
     }
 
     /// Settles an unknown pair from the cache of durable active pairs, if it holds it
@@ -128,7 +126,10 @@ impl MachineFacts {
             return;
         }
         for machine in machines {
-            self.recent.insert(key, machine.clone(), self.generation);
+            match self.keep_all {
+                true => self.all.insert(key, machine.clone(), ()),
+                false => self.recent.insert(key, machine.clone(), self.generation),
+            }
         }
     }
 
@@ -156,13 +157,19 @@ impl MachineFacts {
     /// Whether `machine` is active on `key` by what is kept here (all in memory: the truth;
     /// on disk: only batches not yet durable).
     pub fn kept_active(&self, key: KeyId, machine: &MachineId) -> bool {
-        self.recent.get(key, machine).is_some() || self.cache.contains(key, machine)
+        self.holds(key, machine) || self.cache.contains(key, machine)
+    }
+
+    /// Whether the pair is kept active: folded all in memory, or by a batch not yet durable.
+    fn holds(&self, key: KeyId, machine: &MachineId) -> bool {
+        self.all.get(key, machine).is_some() || self.recent.get(key, machine).is_some()
     }
 
     /// How many machines are kept active on `key` (all in memory: the key's activated
     /// machines, counted independently of its `used` count).
     pub fn kept_on(&self, key: KeyId) -> usize {
-        self.recent.0.get(&key).map_or(0, HashMap::len)
+        self.all.0.get(&key).map_or(0, HashMap::len)
+            + self.recent.0.get(&key).map_or(0, HashMap::len)
     }
 
     /// Pairs kept for batches not yet durable (a gauge: it stays at a few batches' worth).
@@ -208,6 +215,16 @@ impl<V> Pairs<V> {
 
     fn len(&self) -> usize {
         self.0.values().map(HashMap::len).sum()
+    }
+
+    /// The same pairs, whatever their values.
+    fn same_pairs<W>(&self, other: &Pairs<W>) -> bool {
+        self.len() == other.len()
+            && self.0.iter().all(|(key, machines)| {
+                machines
+                    .keys()
+                    .all(|machine| other.get(*key, machine).is_some())
+            })
     }
 }
 

@@ -628,6 +628,9 @@ impl Engine {
         c: &Command,
         ctx: &CommandContext,
     ) -> Result<Outcome> {
+        if !self.limits.machine_facts_on_disk {
+            return Ok(handle(state, c, &ctx.decide));
+        }
         let presented = ctx.decide.presented.as_ref();
         let looked =
             crate::prefetch::look_up(&self.store, &self.activated, state, &c.body, presented);
