@@ -1,4 +1,4 @@
-//! The closed vocabularies of volume licensing (DOMAIN.md §1).
+//! The closed vocabularies of volume licensing (docs/rules.md, "Key text").
 //!
 //! Each enum is written to the log by its variant index and to JSON by its snake_case name:
 //! new variants go at the end, and none is ever removed or reordered.
@@ -155,7 +155,7 @@ vocabulary!(
 );
 
 vocabulary!(
-    /// The outcome of an accepted activation (DOMAIN.md §3).
+    /// The outcome of an accepted activation (docs/api.md).
     ActivationStatus {
         Activated = "activated",
         /// R9: the machine was already active on this key; nothing consumed.

@@ -1,4 +1,4 @@
-//! Commands: what a caller asks of the ledger (DOMAIN.md §3).
+//! Commands: what a caller asks of the ledger (docs/api.md).
 //!
 //! A command is a `CommandBody` (one struct per `type`) plus the common fields `at`,
 //! `actor` and `command_id`. On the wire it is one flat JSON object; the flat form is read
@@ -86,8 +86,8 @@ impl CommandBody {
         }
     }
 
-    /// Activation commands are authorised by what they present, not by a role (DOMAIN.md
-    /// §3), and their refusals are recorded (R10).
+    /// Activation commands are authorised by what they present, not by a role (R3 in
+    /// docs/rules.md), and their refusals are recorded (R10).
     pub fn is_activation(&self) -> bool {
         matches!(
             self,
@@ -215,7 +215,7 @@ pub struct BlockKey {
     pub key_id: KeyId,
 }
 
-/// Erases a key's text from the ledger's secrets (DOMAIN.md §1: key text lives outside the
+/// Erases a key's text from the ledger's secrets (docs/rules.md, "Key text": key text lives outside the
 /// chain so that it can be erased): after it the text is never disclosed again. The key and
 /// its history stay.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -291,7 +291,7 @@ pub enum EventBody {
         channel: DisclosureChannel,
         export_digest: Option<Digest>,
     },
-    /// DOMAIN.md §1: the key's text was erased from the secrets; never disclosed again.
+    /// docs/rules.md, "Key text": the key's text was erased from the secrets; never disclosed again.
     KeyTextRetired {
         key_id: KeyId,
         reason: String,

@@ -158,7 +158,7 @@ text_id!(
     TenantId
 );
 text_id!(
-    /// A client-chosen id that makes a command safe to resend (DOMAIN.md §3).
+    /// A client-chosen id that makes a command safe to resend (docs/api.md).
     CommandId
 );
 

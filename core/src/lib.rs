@@ -7,7 +7,7 @@
 //! (key fingerprints, generated key material) arrives in [`Context`]. So replaying the log
 //! gives the same state on any machine, in any year, which is what an auditor relies on.
 //!
-//! Rule ids (R1..R24) refer to `DOMAIN.md`; the code and the tests cite them.
+//! Rule ids (R1..R24) refer to docs/rules.md; the code and the tests cite them.
 #![forbid(unsafe_code)]
 
 pub mod books;

@@ -1,4 +1,4 @@
-//! Product key text, its fingerprint and its masked form (DOMAIN.md §1).
+//! Product key text, its fingerprint and its masked form (docs/rules.md, "Key text").
 //!
 //! Key text is a secret: it never enters an event. Events carry the [`Fingerprint`]
 //! (BLAKE3 of the normalized text, computed outside `core` and handed in) and the
@@ -299,7 +299,7 @@ impl std::hash::Hasher for DigestHasher {
 }
 
 hash32!(
-    /// BLAKE3 digest of normalized key text. The ledger finds keys by it (DOMAIN.md §1).
+    /// BLAKE3 digest of normalized key text. The ledger finds keys by it (docs/rules.md, "Key text").
     Fingerprint
 );
 hash32!(

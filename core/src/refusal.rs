@@ -1,4 +1,4 @@
-//! Refusals: a business rule said no. Codes are stable API (DOMAIN.md §3); tests assert them.
+//! Refusals: a business rule said no. Codes are stable API (docs/api.md); tests assert them.
 
 use std::fmt;
 
@@ -83,7 +83,7 @@ refusal_codes! {
     /// Counts that combine (a key's limit and grants, a host allowance, purchases) would
     /// pass `decide::COUNT_MAX`.
     CountOverMaximum = "count_over_maximum",
-    /// R1 (DOMAIN.md §1): a key whose text was retired cannot be disclosed or retired again.
+    /// R1 (docs/rules.md, "Key text"): a key whose text was retired cannot be disclosed or retired again.
     KeyTextRetired = "key_text_retired",
 }
 

@@ -1,4 +1,4 @@
-//! One test (or more) per rule of DOMAIN.md, named after it, in given / when / then form.
+//! One test (or more) per rule of docs/rules.md, named after it, in given / when / then form.
 //! Method: build the state through real commands (`Harness`), run the command under test, and
 //! assert on the exact events or refusal code, and on the state it leaves.
 
@@ -104,7 +104,7 @@ fn r02_an_export_disclosure_carries_the_file_digest() {
     assert_eq!(h.refused(ADMIN, copy_of_two), RefusalCode::Invalid);
 }
 
-/// DOMAIN.md §1 (key text lives outside the chain so that it can be erased), R3: an operator
+/// docs/rules.md, "Key text" (key text lives outside the chain so that it can be erased), R3: an operator
 /// retires a key's text once; after it no one can disclose it, whatever their role (R1).
 #[test]
 fn r01_a_retired_key_text_is_never_disclosed_again() {

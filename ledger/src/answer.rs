@@ -1,4 +1,4 @@
-//! The answer to one command (DOMAIN.md §3): `{"ok": true, "seq": N, ...}` or
+//! The answer to one command (docs/api.md): `{"ok": true, "seq": N, ...}` or
 //! `{"ok": false, "code": "...", "message": "..."}`. Every field name is public API
 //! (docs/api.md); absent fields are omitted, never null.
 
@@ -297,7 +297,7 @@ impl Answer {
         }
     }
 
-    /// Malformed input (DOMAIN.md §3): not a refusal, never reaches the log.
+    /// Malformed input (docs/api.md): not a refusal, never reaches the log.
     pub fn malformed(line: Option<u64>, err: &crate::wire::InputError) -> Answer {
         let at = line.map(|n| format!("line {n}: ")).unwrap_or_default();
         Answer {

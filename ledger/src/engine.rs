@@ -85,7 +85,7 @@ pub struct Committed {
     pub commit_micros: u64,
 }
 
-/// The BLAKE3 fingerprint of normalized key text (DOMAIN.md §1).
+/// The BLAKE3 fingerprint of normalized key text (docs/rules.md, "Key text").
 pub fn fingerprint(text: &ProductKeyText) -> Fingerprint {
     Fingerprint(*blake3::hash(text.reveal().as_bytes()).as_bytes())
 }

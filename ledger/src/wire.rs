@@ -1,4 +1,4 @@
-//! Commands as JSON (DOMAIN.md §3): one flat object with `type`, `at`, `actor`, optional
+//! Commands as JSON (docs/api.md): one flat object with `type`, `at`, `actor`, optional
 //! `command_id`, and the fields of that type.
 //!
 //! Malformed input is not a refusal: [`parse_command`] names the field that is wrong, and

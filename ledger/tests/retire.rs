@@ -1,4 +1,4 @@
-//! Retiring a key's text (issue 19, item 5; DOMAIN.md §1): `retire_key_text` erases the text
+//! Retiring a key's text (issue 19, item 5; docs/rules.md, "Key text"): `retire_key_text` erases the text
 //! from the secrets in the same commit that records why; the chain, exports and proofs stay
 //! valid, `verify` accepts the missing text for that key only (and refuses a retired text
 //! that is still stored), and on redb the text is gone from the ledger's files once they

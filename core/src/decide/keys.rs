@@ -184,7 +184,7 @@ pub(super) fn block_key(
 /// The longest reason a retirement may record.
 pub const RETIRE_REASON_MAX: usize = 500;
 
-/// DOMAIN.md §1 (key text lives outside the chain so that it can be erased), R3: an
+/// docs/rules.md, "Key text" (key text lives outside the chain so that it can be erased), R3: an
 /// operator retires a key's text; once.
 pub(super) fn retire_key_text(
     state: &State,

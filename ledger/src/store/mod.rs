@@ -448,7 +448,7 @@ impl Store {
         }
     }
 
-    /// Erases a key's text; the chain is untouched (DOMAIN.md §1).
+    /// Erases a key's text; the chain is untouched (docs/rules.md, "Key text").
     pub fn erase_secret(&self, key_id: u64) -> Result<bool> {
         self.backend.erase_secret(key_id)
     }

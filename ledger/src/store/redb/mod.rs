@@ -714,7 +714,7 @@ impl Backend for RedbStore {
         Ok(())
     }
 
-    /// Erases a key's text; the chain is untouched (DOMAIN.md §1).
+    /// Erases a key's text; the chain is untouched (docs/rules.md, "Key text").
     fn erase_secret(&self, key_id: u64) -> Result<bool> {
         let write = self.db()?.begin_write()?;
         let existed = {
