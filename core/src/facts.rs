@@ -274,7 +274,7 @@ mod tests {
     use super::*;
 
     fn pair(i: usize) -> (KeyId, MachineId) {
-        (KeyId(1), MachineId::new(&format!("m{i}")).unwrap())
+        (KeyId(1), MachineId::new(format!("m{i}")).unwrap())
     }
 
     #[test]

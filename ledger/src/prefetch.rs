@@ -153,7 +153,7 @@ mod tests {
     fn the_filter_has_no_false_negatives_and_grows_by_parts() {
         let mut filter = ActivatedFilter::new(7);
         let names: Vec<MachineId> = (0..(FIRST_PART + 10))
-            .map(|i| MachineId::new(&format!("m{i}")).unwrap())
+            .map(|i| MachineId::new(format!("m{i}")).unwrap())
             .collect();
         for name in &names {
             filter.insert(KeyId(1), name);
@@ -161,7 +161,7 @@ mod tests {
         assert_eq!(filter.parts.len(), 2);
         assert!(names.iter().all(|n| filter.may_contain(KeyId(1), n)));
         let strangers = (0..10_000)
-            .filter(|i| filter.may_contain(KeyId(2), &MachineId::new(&format!("m{i}")).unwrap()))
+            .filter(|i| filter.may_contain(KeyId(2), &MachineId::new(format!("m{i}")).unwrap()))
             .count();
         assert!(
             strangers < 300,
