@@ -125,11 +125,12 @@ pub fn look_up(
 
 impl Store {
     /// Whether the log holds the activation of `machine` on `key`: the events naming the
-    /// machine (its index's candidates), in seq order, until that activation is found.
+    /// machine (its index's candidates), in seq order, until that activation is found. The
+    /// store must be indexed (a writer's is, from its open on).
     pub fn activated(&self, key: KeyId, machine: &MachineId) -> Result<bool> {
         let mut after = 0;
         loop {
-            let (events, next) = self.machine_events(machine.as_str(), after, PAGE)?;
+            let (events, next) = self.indexed_machine_events(machine.as_str(), after, PAGE)?;
             let found = events.iter().any(|(_, event)| match &event.body {
                 EventBody::MachinesActivated {
                     key_id, machines, ..

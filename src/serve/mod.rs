@@ -94,24 +94,7 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
     // Before anything opens: a missing key is a refusal to start, never a fresh key that
     // signs proofs no auditor pinned (F10).
     let key = signing_key(data, args.create_signing_key)?;
-    let store = Store::open(data).with_context(|| format!("cannot open ledger {data}"))?;
-    let recovery = store.recovery();
-    for said in [recovery.note(), recovery.warning()].into_iter().flatten() {
-        eprintln!("{said}");
-    }
-    if args.wait_for_writer {
-        eprintln!("waiting to become the writer of {data}");
-        store.claim_writer(true)?;
-    }
-    if let Some(warning) = store.durability_warning()? {
-        eprintln!("warning: {warning}");
-    }
-    let writer_limits = keyledger_ledger::Limits {
-        machine_facts_on_disk: args.machine_facts_on_disk,
-        ..Default::default()
-    };
-    let mut engine = keyledger_ledger::Engine::open(store, writer_limits)
-        .with_context(|| format!("cannot open ledger {data}"))?;
+    let mut engine = open_writer(data, args)?;
     let store = engine.store().clone();
     let folded = Arc::new(RwLock::new(projections(&store, Until::Head)?));
     let metrics = Arc::new(metrics::Metrics::new());
@@ -167,6 +150,32 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
         folded.last_seq
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The ledger's writer, saying what its store recovered and how durable it is; with
+/// `--wait-for-writer`, once the writer before it stops.
+fn open_writer(
+    data: &keyledger_ledger::Location,
+    args: &crate::cli::ServeArgs,
+) -> Result<keyledger_ledger::Engine> {
+    let store = Store::open(data).with_context(|| format!("cannot open ledger {data}"))?;
+    let recovery = store.recovery();
+    for said in [recovery.note(), recovery.warning()].into_iter().flatten() {
+        eprintln!("{said}");
+    }
+    if args.wait_for_writer {
+        eprintln!("waiting to become the writer of {data}");
+        store.claim_writer(true)?;
+    }
+    if let Some(warning) = store.durability_warning()? {
+        eprintln!("warning: {warning}");
+    }
+    let writer_limits = keyledger_ledger::Limits {
+        machine_facts_on_disk: args.machine_facts_on_disk,
+        ..Default::default()
+    };
+    keyledger_ledger::Engine::open(store, writer_limits)
+        .with_context(|| format!("cannot open ledger {data}"))
 }
 
 /// The checkpoint signing key of the ledger at `data`; created only when asked.

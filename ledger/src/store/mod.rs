@@ -318,6 +318,17 @@ impl Store {
         if self.backend.machine_index_missing()? {
             self.upgrade_format()?;
         }
+        self.indexed_machine_events(name, after, limit)
+    }
+
+    /// [`Store::machine_events`] of a store known to be indexed (the writer's: it upgrades
+    /// the store when it opens it), without asking again on every lookup.
+    pub(crate) fn indexed_machine_events(
+        &self,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<(crate::machines::SeqEvents, Option<u64>)> {
         let h = self.backend.machine_hasher()?.hash(name);
         let candidates = self.backend.machine_seqs(h, after, limit)?;
         let mut events = crate::machines::events_at(self, &candidates)?;

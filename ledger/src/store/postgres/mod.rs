@@ -279,17 +279,7 @@ impl PgStore {
         self.read_within(CALL_BOUND, what, sql, params, decode)
     }
 
-    /// [`Self::read`] of many rows or large values, with the wider [`BULK_BOUND`].
-    fn read_bulk<T: Send + 'static>(
-        &self,
-        what: &'static str,
-        sql: &'static str,
-        params: Vec<Param>,
-        decode: impl FnOnce(Vec<tokio_postgres::Row>) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        self.read_within(BULK_BOUND, what, sql, params, decode)
-    }
-
+    /// [`Self::read`] with its own bound: [`BULK_BOUND`] for many rows or large values.
     fn read_within<T: Send + 'static>(
         &self,
         bound: std::time::Duration,
@@ -494,7 +484,8 @@ impl PgStore {
     }
 
     fn blocks_page(&self, from: u64, through: u64) -> Result<Vec<(u64, Vec<u8>)>> {
-        self.read_bulk(
+        self.read_within(
+            BULK_BOUND,
             "blocks",
             "SELECT first_seq, bytes FROM keyledger.blocks \
              WHERE first_seq >= $1 AND first_seq <= $2 ORDER BY first_seq LIMIT $3",
@@ -750,34 +741,7 @@ impl Backend for PgStore {
                     lost.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
             })?;
-        let (moved, current, stored_seq): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-        if moved == 0 && current != epoch {
-            return Err(Error::Fenced(format!(
-                "this writer's epoch {epoch} is over (the ledger's is {current}): another \
-                 writer took over; nothing of the batch was written"
-            )));
-        }
-        if moved == 0 {
-            return Err(Error::Fenced(format!(
-                "the stored log ends at seq {stored_seq}, not at seq {} where this writer's \
-                 batch starts: someone else appended; nothing of the batch was written",
-                batch.start.seq
-            )));
-        }
-        let warned: Vec<String> = warnings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
-        if let Some(warning) = warned
-            .iter()
-            .find(|w| w.contains("synchronous replication"))
-        {
-            return Err(Error::Storage(format!(
-                "the server committed the batch locally but may not have replicated it \
-                 ({warning}): its outcome is unknown"
-            )));
-        }
+        appended(&row, epoch, batch.start.seq, &warnings)?;
         pending.committed(batch, flush, to);
         drop(pending);
         if flush
@@ -917,7 +881,8 @@ impl Backend for PgStore {
     }
 
     fn for_each_secret(&self, visit: &mut dyn FnMut(u64, &str) -> Result<()>) -> Result<()> {
-        let rows: Vec<(u64, String)> = self.read_bulk(
+        let rows: Vec<(u64, String)> = self.read_within(
+            BULK_BOUND,
             "secrets",
             "SELECT key_id, text FROM keyledger.secrets ORDER BY key_id",
             Vec::new(),
@@ -995,7 +960,8 @@ impl Backend for PgStore {
     }
 
     fn snapshot_at_or_below(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>> {
-        self.read_bulk(
+        self.read_within(
+            BULK_BOUND,
             "snapshot",
             "SELECT seq, bytes FROM keyledger.snapshots WHERE seq <= $1 \
              ORDER BY seq DESC LIMIT 1",
@@ -1023,7 +989,8 @@ impl Backend for PgStore {
         if self.format_version()? < 3 {
             return Ok(Vec::new());
         }
-        self.read_bulk(
+        self.read_within(
+            BULK_BOUND,
             "consumers",
             "SELECT name, record FROM keyledger.consumers ORDER BY name",
             vec![],
@@ -1250,7 +1217,8 @@ impl Backend for PgStore {
             }
             Ok(())
         })?;
-        let nodes: Vec<(i16, i64, Vec<u8>)> = self.read_bulk(
+        let nodes: Vec<(i16, i64, Vec<u8>)> = self.read_within(
+            BULK_BOUND,
             "merkle",
             "SELECT level, idx, hash FROM keyledger.merkle ORDER BY level, idx",
             Vec::new(),
@@ -1270,7 +1238,8 @@ impl Backend for PgStore {
     }
 
     fn stored_bytes(&self) -> Result<u64> {
-        self.read_bulk(
+        self.read_within(
+            BULK_BOUND,
             "size",
             "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -1284,4 +1253,44 @@ impl Backend for PgStore {
     fn compact(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// Whether the append's row says the batch is in, durably: its head row moved (else this
+/// writer was fenced, and nothing of the batch was written), and the server sent no
+/// warning that it committed locally without its synchronous standby.
+fn appended(
+    row: &tokio_postgres::Row,
+    epoch: i64,
+    start_seq: u64,
+    warnings: &std::sync::Mutex<Vec<String>>,
+) -> Result<()> {
+    let (moved, current, stored_seq): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    if moved == 0 && current != epoch {
+        return Err(Error::Fenced(format!(
+            "this writer's epoch {epoch} is over (the ledger's is {current}): another \
+             writer took over; nothing of the batch was written"
+        )));
+    }
+    if moved == 0 {
+        return Err(Error::Fenced(format!(
+            "the stored log ends at seq {stored_seq}, not at seq {} where this writer's \
+             batch starts: someone else appended; nothing of the batch was written",
+            start_seq
+        )));
+    }
+    let warned: Vec<String> = warnings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+        .collect();
+    if let Some(warning) = warned
+        .iter()
+        .find(|w| w.contains("synchronous replication"))
+    {
+        return Err(Error::Storage(format!(
+            "the server committed the batch locally but may not have replicated it \
+             ({warning}): its outcome is unknown"
+        )));
+    }
+    Ok(())
 }

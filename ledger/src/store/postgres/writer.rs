@@ -79,78 +79,10 @@ impl PgStore {
             Claim::Once | Claim::Again(_) => Some(CALL_BOUND),
         };
         self.run_within(bound, async move {
-            let (client, mut connection) = config
-                .connect(NoTls)
-                .await
-                .map_err(|e| pg_error("writer connection", e))?;
-            let warnings = Arc::new(Mutex::new(Vec::new()));
-            let seen = warnings.clone();
-            let connection = tokio::spawn(async move {
-                let mut messages = std::pin::pin!(futures_util::stream::poll_fn(move |cx| {
-                    connection.poll_message(cx)
-                }));
-                use futures_util::StreamExt;
-                while let Some(Ok(message)) = messages.next().await {
-                    if let AsyncMessage::Notice(notice) = message {
-                        let text = format!("{}: {}", notice.severity(), notice.message());
-                        seen.lock().unwrap_or_else(|e| e.into_inner()).push(text);
-                    }
-                }
-            })
-            .abort_handle();
-            if let Claim::Again(Some(pid)) = claim {
-                // Only a backend that holds an advisory lock: a pid reused by another
-                // session since is left alone.
-                client
-                    .execute(
-                        "SELECT pg_terminate_backend(pid) FROM pg_locks \
-                         WHERE locktype = 'advisory' AND granted AND pid = $1",
-                        &[&pid],
-                    )
-                    .await
-                    .map_err(|e| pg_error("ending the lost writer session", e))?;
-            }
-            let again_until = std::time::Instant::now() + AGAIN_LOCK_WAIT;
-            loop {
-                let locked: bool = client
-                    .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
-                    .await
-                    .map_err(|e| pg_error("writer lock", e))?
-                    .get(0);
-                if locked {
-                    break;
-                }
-                let give_up = match claim {
-                    Claim::Once => true,
-                    Claim::Wait => false,
-                    Claim::Again(_) => std::time::Instant::now() >= again_until,
-                };
-                if give_up {
-                    return Err(busy(&client).await);
-                }
-                tokio::time::sleep(CLAIM_POLL).await;
-            }
+            let (client, warnings, connection) = connect_keeping_notices(&config).await?;
+            take_lock(&client, claim).await?;
             let epoch = claim_epoch(&client, claim, &holder).await?;
-            // A version-1 schema gets the tables the append writes to before it is prepared
-            // (the engine then builds the machine index and marks the schema 2).
-            let version: Vec<u8> = client
-                .query_one(
-                    "SELECT value FROM keyledger.meta WHERE key = 'format_version'",
-                    &[],
-                )
-                .await
-                .map_err(|e| pg_error("format version", e))?
-                .get(0);
-            if version.first().is_some_and(|v| *v < 2) {
-                client
-                    .batch_execute(UPGRADE_2)
-                    .await
-                    .map_err(|e| pg_error("schema upgrade", e))?;
-            }
-            let append = client
-                .prepare(APPEND)
-                .await
-                .map_err(|e| pg_error("preparing the append", e))?;
+            let append = prepare_append(&client).await?;
             let backend_pid: i32 = client
                 .query_one("SELECT pg_backend_pid()", &[])
                 .await
@@ -168,6 +100,92 @@ impl PgStore {
             })
         })
     }
+}
+
+/// The session's connection, driven by a task of its own that keeps the server's notices
+/// (the commit reads them: a synchronous-replication warning makes its outcome unknown).
+async fn connect_keeping_notices(
+    config: &tokio_postgres::Config,
+) -> Result<(Client, Arc<Mutex<Vec<String>>>, tokio::task::AbortHandle)> {
+    let (client, mut connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| pg_error("writer connection", e))?;
+    let warnings = Arc::new(Mutex::new(Vec::new()));
+    let seen = warnings.clone();
+    let connection = tokio::spawn(async move {
+        let mut messages = std::pin::pin!(futures_util::stream::poll_fn(move |cx| {
+            connection.poll_message(cx)
+        }));
+        use futures_util::StreamExt;
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notice(notice) = message {
+                let text = format!("{}: {}", notice.severity(), notice.message());
+                seen.lock().unwrap_or_else(|e| e.into_inner()).push(text);
+            }
+        }
+    })
+    .abort_handle();
+    Ok((client, warnings, connection))
+}
+
+/// Takes the writer lock as `claim` says (see [`Claim`]).
+async fn take_lock(client: &Client, claim: Claim) -> Result<()> {
+    if let Claim::Again(Some(pid)) = claim {
+        // Only a backend that holds an advisory lock: a pid reused by another session
+        // since is left alone.
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks \
+                 WHERE locktype = 'advisory' AND granted AND pid = $1",
+                &[&pid],
+            )
+            .await
+            .map_err(|e| pg_error("ending the lost writer session", e))?;
+    }
+    let again_until = std::time::Instant::now() + AGAIN_LOCK_WAIT;
+    loop {
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
+            .await
+            .map_err(|e| pg_error("writer lock", e))?
+            .get(0);
+        if locked {
+            return Ok(());
+        }
+        let give_up = match claim {
+            Claim::Once => true,
+            Claim::Wait => false,
+            Claim::Again(_) => std::time::Instant::now() >= again_until,
+        };
+        if give_up {
+            return Err(busy(client).await);
+        }
+        tokio::time::sleep(CLAIM_POLL).await;
+    }
+}
+
+/// [`APPEND`], prepared on the session. A version-1 schema first gets the tables the append
+/// writes to (the engine then builds the machine index and marks the schema 2).
+async fn prepare_append(client: &Client) -> Result<tokio_postgres::Statement> {
+    let version: Vec<u8> = client
+        .query_one(
+            "SELECT value FROM keyledger.meta WHERE key = 'format_version'",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_error("format version", e))?
+        .get(0);
+    if version.first().is_some_and(|v| *v < 2) {
+        client
+            .batch_execute(UPGRADE_2)
+            .await
+            .map_err(|e| pg_error("schema upgrade", e))?;
+    }
+    client
+        .prepare(APPEND)
+        .await
+        .map_err(|e| pg_error("preparing the append", e))
 }
 
 /// Who holds the writer lock, as the error a refused claim answers.
