@@ -221,7 +221,7 @@ struct Pending {
     secrets: Vec<(u64, String)>,
     /// Keys whose text the batch retires (erased after its secrets are written).
     retired: Vec<u64>,
-    machines: Vec<crate::machines::MachineRow>,
+    index: crate::machines::IndexRows,
     answers: Vec<(String, Vec<u8>)>,
     seen: HashMap<String, ([u8; 32], Answer)>,
 }
@@ -266,7 +266,7 @@ impl Engine {
         if self.state.machine_facts.kept_active(key, machine) {
             return Ok(true);
         }
-        self.store.activated(key, machine)
+        self.store.activated(&self.machine_hasher, key, machine)
     }
 
     /// Puts a pair into the filter of activated machines without activating it: a forced
@@ -362,7 +362,7 @@ impl Engine {
                 hashing: BatchHashing::new(ChainState::new(self.head, self.frontier.clone())),
                 secrets: Vec::new(),
                 retired: Vec::new(),
-                machines: Vec::new(),
+                index: Default::default(),
                 answers: Vec::new(),
                 seen: HashMap::new(),
             },
@@ -404,7 +404,7 @@ impl Engine {
             head: (chain.head != p.start).then_some(chain.head),
             secrets: p.secrets,
             retired: p.retired,
-            machines: p.machines,
+            index: p.index,
             answers: p.answers,
         };
         if write.is_empty() {
@@ -558,7 +558,7 @@ impl Engine {
             pending.secrets.len(),
             pending.answers.len(),
             pending.retired.len(),
-            pending.machines.len(),
+            pending.index.mark(),
         );
         let saved_events = pending.events.as_ref().map(Vec::len);
         let saved_block = pending.block.as_ref().map(BlockWriter::checkpoint);
@@ -591,7 +591,7 @@ impl Engine {
                 pending.secrets.truncate(saved.1);
                 pending.answers.truncate(saved.2);
                 pending.retired.truncate(saved.3);
-                pending.machines.truncate(saved.4);
+                pending.index.truncate(saved.4);
                 return Answer::atomic_refusal(commands.len(), i, answer);
             }
             answers.push(answer);
@@ -632,8 +632,14 @@ impl Engine {
             return Ok(handle(state, c, &ctx.decide));
         }
         let presented = ctx.decide.presented.as_ref();
-        let looked =
-            crate::prefetch::look_up(&self.store, &self.activated, state, &c.body, presented);
+        let looked = crate::prefetch::look_up(
+            &self.store,
+            &self.machine_hasher,
+            &self.activated,
+            state,
+            &c.body,
+            presented,
+        );
         let outcome = looked.map(|()| handle(state, c, &ctx.decide));
         state.machine_facts.clear_looked_up();
         outcome
@@ -785,7 +791,7 @@ impl Engine {
                 p.retired.push(key_id.0);
             }
             self.machine_hasher
-                .rows_of(p.last_seq, &event.body, &mut p.machines);
+                .rows_of(p.last_seq, &event.body, &mut p.index);
         }
         let answer = match refusal {
             Some(refusal) => Answer::refused(refusal, Some(p.last_seq)),

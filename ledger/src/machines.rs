@@ -9,7 +9,7 @@
 
 use std::hash::Hasher;
 
-use keyledger_core::{Event, EventBody};
+use keyledger_core::{Event, EventBody, KeyId, MachineId};
 use siphasher::sip::SipHasher13;
 
 use crate::block::Block;
@@ -17,6 +17,49 @@ use crate::codec::decode_record;
 
 /// One row of the index: the name's hash, the seq of the event naming it.
 pub type MachineRow = (u64, u64);
+
+/// One row of the pair index: the 128-bit keyed hash of a (key, machine) pair that an event
+/// activated, as its high and low halves (see [`MachineHasher::pair`]).
+pub type PairRow = (u64, u64);
+
+/// The index rows of some events: the machine index's and the pair index's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexRows {
+    pub machines: Vec<MachineRow>,
+    pub pairs: Vec<PairRow>,
+}
+
+/// How many rows of each kind a batch held at some point (to roll back to it).
+pub type RowsMark = (usize, usize);
+
+impl IndexRows {
+    pub fn is_empty(&self) -> bool {
+        self.machines.is_empty() && self.pairs.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.machines.len() + self.pairs.len()
+    }
+
+    pub fn mark(&self) -> RowsMark {
+        (self.machines.len(), self.pairs.len())
+    }
+
+    pub fn truncate(&mut self, (machines, pairs): RowsMark) {
+        self.machines.truncate(machines);
+        self.pairs.truncate(pairs);
+    }
+
+    pub fn extend(&mut self, other: &IndexRows) {
+        self.machines.extend_from_slice(&other.machines);
+        self.pairs.extend_from_slice(&other.pairs);
+    }
+
+    pub fn clear(&mut self) {
+        self.machines.clear();
+        self.pairs.clear();
+    }
+}
 
 /// Events with their seqs, as the index names them.
 pub type SeqEvents = Vec<(u64, Event)>;
@@ -32,8 +75,8 @@ pub const FLUSH_ROWS: usize = 262_144;
 /// the blocks after the watermark.
 #[derive(Debug, Default)]
 pub struct Pending {
-    /// Only ever appended to or cleared (the lookup index below relies on it).
-    rows: Vec<MachineRow>,
+    /// Only ever appended to or cleared (the lookup indexes below rely on it).
+    rows: IndexRows,
     /// The last seq the rows cover (`None`: unknown, after an open or a reopen).
     pub to: Option<u64>,
     pub batches: usize,
@@ -41,24 +84,26 @@ pub struct Pending {
     /// deciding, and a scan of up to a quarter million rows per lookup cost more than the
     /// decision.
     by_hash: std::sync::Mutex<(usize, std::collections::HashMap<u64, Vec<u64>>)>,
+    /// `rows.pairs` as a set, as of its first so many rows (for the same reason).
+    pairs: std::sync::Mutex<(usize, std::collections::HashSet<PairRow>)>,
 }
 
 impl Pending {
     /// Rows derived from the blocks after the store's watermark, up to seq `to`.
-    pub fn derived(rows: Vec<MachineRow>, to: u64, batches: usize) -> Pending {
+    pub fn derived(rows: IndexRows, to: u64, batches: usize) -> Pending {
         Pending {
             rows,
             to: Some(to),
             batches,
-            by_hash: Default::default(),
+            ..Pending::default()
         }
     }
 
-    pub fn rows(&self) -> &[MachineRow] {
+    pub fn rows(&self) -> &IndexRows {
         &self.rows
     }
 
-    pub fn extend_rows(&mut self, rows: impl IntoIterator<Item = MachineRow>) {
+    pub fn extend_rows(&mut self, rows: &IndexRows) {
         self.rows.extend(rows);
     }
 
@@ -67,6 +112,16 @@ impl Pending {
         self.rows.clear();
         self.batches = 0;
         *self.by_hash.get_mut().unwrap_or_else(|e| e.into_inner()) = Default::default();
+        *self.pairs.get_mut().unwrap_or_else(|e| e.into_inner()) = Default::default();
+    }
+
+    /// Whether the pending rows hold the pair.
+    pub fn holds_pair(&self, pair: PairRow) -> bool {
+        let mut index = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
+        let (indexed, set) = &mut *index;
+        set.extend(&self.rows.pairs[*indexed..]);
+        *indexed = self.rows.pairs.len();
+        set.contains(&pair)
     }
 
     /// The rows to write with `batch` (these and its own) when the store takes a write
@@ -75,10 +130,13 @@ impl Pending {
         &self,
         batch: &crate::store::BatchWrite,
         batches: usize,
-    ) -> Option<Vec<MachineRow>> {
-        let due =
-            self.batches + 1 >= batches || self.rows.len() + batch.machines.len() >= FLUSH_ROWS;
-        due.then(|| self.rows.iter().chain(&batch.machines).copied().collect())
+    ) -> Option<IndexRows> {
+        let due = self.batches + 1 >= batches || self.rows.len() + batch.index.len() >= FLUSH_ROWS;
+        due.then(|| {
+            let mut rows = self.rows.clone();
+            rows.extend(&batch.index);
+            rows
+        })
     }
 
     /// Adds the pending seqs of hash `h` after `after` to a store's `candidates`, and
@@ -92,10 +150,10 @@ impl Pending {
     ) -> Vec<u64> {
         let mut index = self.by_hash.lock().unwrap_or_else(|e| e.into_inner());
         let (indexed, by_hash) = &mut *index;
-        for (rh, seq) in &self.rows[*indexed..] {
+        for (rh, seq) in &self.rows.machines[*indexed..] {
             by_hash.entry(*rh).or_default().push(*seq);
         }
-        *indexed = self.rows.len();
+        *indexed = self.rows.machines.len();
         if let Some(seqs) = by_hash.get(&h) {
             candidates.extend(seqs.iter().filter(|seq| **seq > after));
         }
@@ -111,7 +169,7 @@ impl Pending {
         if flushed {
             self.clear_rows();
         } else {
-            self.rows.extend_from_slice(&batch.machines);
+            self.rows.extend(&batch.index);
             self.batches += 1;
         }
         self.to = Some(to);
@@ -129,25 +187,47 @@ impl MachineHasher {
         hasher.finish()
     }
 
+    /// The pair row of `machine` on `key`: SipHash-1-3 with 128-bit output, under the
+    /// same key, of the domain tag `pair`, the key id (`u64 LE`) and the name's UTF-8. At 128
+    /// bits, two pairs of one ledger share a row with odds near 10^-20 over a billion pairs,
+    /// and a client cannot aim for it (the key is secret): the row is the pair's identity.
+    pub fn pair(&self, key: KeyId, machine: &MachineId) -> PairRow {
+        use siphasher::sip128::Hasher128;
+        let mut hasher = siphasher::sip128::SipHasher13::new_with_key(&self.0);
+        hasher.write(b"pair");
+        hasher.write(&key.0.to_le_bytes());
+        hasher.write(machine.as_str().as_bytes());
+        let h = hasher.finish128();
+        (h.h1, h.h2)
+    }
+
     /// The rows of the event at `seq`.
-    pub fn rows_of(&self, seq: u64, body: &EventBody, rows: &mut Vec<MachineRow>) {
+    pub fn rows_of(&self, seq: u64, body: &EventBody, rows: &mut IndexRows) {
         let names = body.machine_names();
-        let start = rows.len();
-        rows.extend(names.into_iter().map(|m| (self.hash(m), seq)));
-        if rows.len() - start > 1 {
+        let machines = &mut rows.machines;
+        let start = machines.len();
+        machines.extend(names.into_iter().map(|m| (self.hash(m), seq)));
+        if machines.len() - start > 1 {
             // A refused request may name a machine twice; the index holds it once.
-            rows[start..].sort_unstable();
-            let mut unique = rows.split_off(start);
+            machines[start..].sort_unstable();
+            let mut unique = machines.split_off(start);
             unique.dedup();
-            rows.extend(unique);
+            machines.extend(unique);
+        }
+        if let EventBody::MachinesActivated {
+            key_id, machines, ..
+        } = body
+        {
+            rows.pairs
+                .extend(machines.iter().map(|m| self.pair(*key_id, m)));
         }
     }
 
     /// The rows of a stored block (a write-ahead frame carries only the block: its rows are
     /// derived again on replay; a copy derives them under the target's key).
-    pub fn rows_of_block(&self, bytes: &[u8]) -> Result<Vec<MachineRow>, String> {
+    pub fn rows_of_block(&self, bytes: &[u8]) -> Result<IndexRows, String> {
         let block = Block::parse(bytes).map_err(|e| format!("block: {e}"))?;
-        let mut rows = Vec::new();
+        let mut rows = IndexRows::default();
         for (i, record) in block.records().enumerate() {
             let seq = block.first_seq + i as u64;
             let event: Event = decode_record(record).map_err(|e| format!("seq {seq}: {e}"))?;

@@ -3,8 +3,9 @@
 //!
 //! Most activations name a machine the key has never seen, so a filter answers first: a
 //! Bloom filter over every (key, machine) pair ever activated says "surely new" for almost
-//! all of them at no I/O. "Maybe" is settled from the machine index beside the log (the
-//! events that name the machine, read in seq order until the key's activation is found).
+//! all of them at no I/O. "Maybe" is settled from the pair index beside the log (one exact
+//! entry per pair activated; redb) or from the machine index (the events that name the
+//! machine, read in seq order until the key's activation is found; PostgreSQL).
 //! The filter is derived data, rebuilt as the log is folded at start; it is never trusted
 //! for "active". It grows by adding a filter twice the size of the last when the last is
 //! full (a scalable Bloom filter), so it needs no count up front and stays near 1.2 bytes a
@@ -15,6 +16,7 @@ use keyledger_core::command::CommandBody;
 use keyledger_core::{EventBody, KeyId, MachineId, State};
 
 use crate::error::Result;
+use crate::machines::MachineHasher;
 use crate::Store;
 
 /// The false-positive rate of each filter part.
@@ -97,6 +99,7 @@ impl ActivatedFilter {
 /// machine it names is active on that key.
 pub fn look_up(
     store: &Store,
+    hasher: &MachineHasher,
     filter: &ActivatedFilter,
     state: &mut State,
     body: &CommandBody,
@@ -117,17 +120,31 @@ pub fn look_up(
         {
             continue;
         }
-        let active = filter.may_contain(key, machine) && store.activated(key, machine)?;
+        let active = filter.may_contain(key, machine) && store.activated(hasher, key, machine)?;
         state.machine_facts.looked_up(key, machine.clone(), active);
     }
     Ok(())
 }
 
 impl Store {
-    /// Whether the log holds the activation of `machine` on `key`: the events naming the
-    /// machine (its index's candidates), in seq order, until that activation is found. The
-    /// store must be indexed (a writer's is, from its open on).
-    pub fn activated(&self, key: KeyId, machine: &MachineId) -> Result<bool> {
+    /// Whether the log holds the activation of `machine` on `key`: one exact lookup in the
+    /// pair index where the store keeps one (redb), else the events naming the machine (its
+    /// index's candidates), in seq order, until that activation is found. The store must be
+    /// indexed (a writer's is, from its open on).
+    pub fn activated(
+        &self,
+        hasher: &MachineHasher,
+        key: KeyId,
+        machine: &MachineId,
+    ) -> Result<bool> {
+        if let Some(active) = self.pair_active(hasher.pair(key, machine))? {
+            return Ok(active);
+        }
+        self.activated_by_events(key, machine)
+    }
+
+    /// [`Store::activated`] from the machine index and the events it names.
+    pub fn activated_by_events(&self, key: KeyId, machine: &MachineId) -> Result<bool> {
         let mut after = 0;
         loop {
             let (events, next) = self.indexed_machine_events(machine.as_str(), after, PAGE)?;

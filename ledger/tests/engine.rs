@@ -431,7 +431,7 @@ fn a_database_of_another_format_version_is_refused_with_a_clear_message() {
             err,
             Error::FormatVersion {
                 found: 9,
-                expected: 4,
+                expected: 5,
                 ..
             }
         ),
@@ -579,6 +579,49 @@ mod machine_facts {
             1,
             "{again:?}: a repeat"
         );
+    }
+
+    /// Pairs far behind the writer live in the store's pair index (redb: flushed every 16
+    /// batches as runs, 16 runs merged a level up by another thread while batches go on):
+    /// 300 batches, each with a new machine and a machine of a third as many batches ago,
+    /// decide as the reference does; after a reopen, every machine is a repeat.
+    #[test]
+    fn pairs_far_behind_the_writer_decide_as_the_reference() {
+        let place = Place::new();
+        drop(new_ledger(&place, 1_000));
+        let mut engine = keyledger_ledger::open_with(place.location(), on_disk()).unwrap();
+        let mut reference = State::default();
+        keyledger_ledger::walk(engine.store(), 1, |r| {
+            reference.apply(&r.event);
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .unwrap();
+        for b in 0..300u32 {
+            let commands = vec![
+                activation(&format!("n{b}")),
+                activation(&format!("n{}", b / 3)),
+            ];
+            let expected: Vec<Option<String>> = commands
+                .iter()
+                .map(|c| reference_answer(&mut reference, c))
+                .collect();
+            let got: Vec<Option<String>> = run(&mut engine, commands).iter().map(code_of).collect();
+            assert_eq!(got, expected, "batch {b}");
+        }
+        let used = reference.key(KeyId(1)).unwrap().used();
+        assert_eq!(used, 300);
+        assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), used);
+        drop(engine);
+        let mut engine = keyledger_ledger::open_with(place.location(), on_disk()).unwrap();
+        for b in (0..300u32).step_by(7) {
+            run(&mut engine, vec![activation(&format!("n{b}"))]);
+        }
+        assert_eq!(
+            engine.state().key(KeyId(1)).unwrap().used(),
+            used,
+            "all repeats"
+        );
+        assert_eq!(engine.state(), &replayed(&engine));
     }
 
     proptest! {

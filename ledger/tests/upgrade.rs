@@ -114,3 +114,57 @@ fn a_format_1_database_is_upgraded_in_place_when_written_and_keeps_its_chain() {
         .unwrap();
     assert_eq!(last, Some(EVENTS + 300));
 }
+
+/// `golden/format4-demo.redb`: `keyledger demo --machines 300 --seed 7`, then 20 orgs
+/// registered by 20 `apply` runs (so that the machine index holds runs, not only rows derived
+/// at open), compacted, as written by the last build of database format 4 (machine index, no
+/// pair index); never regenerated.
+const FORMAT4: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/golden/format4-demo.redb"
+);
+
+/// Every (key, machine) pair the log activated.
+fn activated_pairs(store: &Store) -> Vec<(keyledger_core::KeyId, keyledger_core::MachineId)> {
+    let mut pairs = Vec::new();
+    keyledger_ledger::walk(store, 1, |r| {
+        if let keyledger_core::EventBody::MachinesActivated {
+            key_id, machines, ..
+        } = &r.event.body
+        {
+            pairs.extend(machines.iter().map(|m| (*key_id, m.clone())));
+        }
+        Ok(ControlFlow::Continue(()))
+    })
+    .unwrap();
+    pairs
+}
+
+#[test]
+fn a_format_4_database_gets_its_pair_index_when_written_and_answers_every_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    std::fs::copy(FORMAT4, &path).unwrap();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.format_version().unwrap(), 4);
+    let pairs = activated_pairs(&store);
+    assert!(pairs.len() > 250, "{}", pairs.len());
+    let limits = keyledger_ledger::Limits {
+        machine_facts_on_disk: true,
+        ..Default::default()
+    };
+    let engine = Engine::open(store, limits).unwrap();
+    assert_eq!(engine.store().format_version().unwrap(), 5);
+    for (key, machine) in &pairs {
+        assert!(engine.machine_active(*key, machine).unwrap(), "{machine}");
+        // The same machine on another key was never activated there.
+        let other = keyledger_core::KeyId(key.0 + 1000);
+        assert!(!engine.machine_active(other, machine).unwrap(), "{machine}");
+    }
+    let report = verify(engine.store()).unwrap();
+    assert_eq!(report.events, 167);
+    assert_eq!(
+        hex::encode(report.head.hash),
+        "7ab92ea9793d57c6648f7ab7d0d410f3b5c38851448c4df0e5eb7414b0b4c7b5"
+    );
+}

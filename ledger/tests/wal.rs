@@ -34,7 +34,7 @@ fn sample_batches() -> Vec<BatchWrite> {
             )],
             merkle: vec![(8, 0, [0x33; 32])],
             retired: vec![2],
-            machines: vec![],
+            index: Default::default(),
         },
         BatchWrite {
             block: None,
@@ -44,7 +44,7 @@ fn sample_batches() -> Vec<BatchWrite> {
             answers: vec![("key\u{1f}ab\u{1f}c-2".to_owned(), vec![0; 3])],
             merkle: vec![],
             retired: vec![],
-            machines: vec![],
+            index: Default::default(),
         },
     ]
 }

@@ -75,8 +75,8 @@ pub struct BatchWrite {
     pub answers: Vec<(String, Vec<u8>)>,
     /// New Merkle subtree hashes: `(level, index, hash)`.
     pub merkle: Vec<(u8, u64, [u8; 32])>,
-    /// The machine index rows of the block's events (`crate::machines`).
-    pub machines: Vec<crate::machines::MachineRow>,
+    /// The machine and pair index rows of the block's events (`crate::machines`).
+    pub index: crate::machines::IndexRows,
 }
 
 impl BatchWrite {
@@ -155,7 +155,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// before [`Backend::upgrade_format`] marks it).
     fn machine_index_missing(&self) -> Result<bool>;
     /// Adds machine index rows outside a batch (the upgrade); rows present already are kept.
-    fn put_machine_rows(&self, rows: &[crate::machines::MachineRow]) -> Result<()>;
+    fn put_machine_rows(&self, rows: &crate::machines::IndexRows) -> Result<()>;
+    /// Whether the pair index holds `pair` (`crate::machines::PairRow`): the writer's answer
+    /// to "was this machine activated on this key". `None`: this store keeps no pair index,
+    /// and the machine index settles it.
+    fn pair_active(&self, _pair: crate::machines::PairRow) -> Result<Option<bool>> {
+        Ok(None)
+    }
     /// The ledger's machine hash key (`crate::machines`), made the first time it is asked
     /// for and kept in the store.
     fn machine_hasher(&self) -> Result<crate::machines::MachineHasher>;
@@ -289,12 +295,12 @@ impl Store {
     pub fn upgrade_format(&self) -> Result<()> {
         if self.backend.machine_index_missing()? {
             let hasher = self.backend.machine_hasher()?;
-            let mut rows = Vec::new();
+            let mut rows = crate::machines::IndexRows::default();
             self.for_each_block(0, |first, bytes| {
                 let more = hasher
                     .rows_of_block(bytes)
                     .map_err(|why| crate::error::Corruption::Undecodable { seq: first, why })?;
-                rows.extend(more);
+                rows.extend(&more);
                 if rows.len() >= 100_000 {
                     self.backend.put_machine_rows(&std::mem::take(&mut rows))?;
                 }
@@ -342,6 +348,11 @@ impl Store {
     /// The key machine names are hashed with in this ledger's index.
     pub fn machine_hasher(&self) -> Result<crate::machines::MachineHasher> {
         self.backend.machine_hasher()
+    }
+
+    /// See [`Backend::pair_active`].
+    pub(crate) fn pair_active(&self, pair: crate::machines::PairRow) -> Result<Option<bool>> {
+        self.backend.pair_active(pair)
     }
 
     /// The seqs of the events naming `name` after `after`: [`Store::machine_events`]'
@@ -673,7 +684,7 @@ impl Store {
                 hash: block.head,
             };
             // The machine index is derived, not copied: it is built for the target's blocks.
-            let machines = hasher
+            let index = hasher
                 .rows_of_block(bytes)
                 .map_err(|why| crate::error::Corruption::Undecodable { seq: key, why })?;
             target.commit(&BatchWrite {
@@ -681,7 +692,7 @@ impl Store {
                 start,
                 head: Some(head),
                 merkle,
-                machines,
+                index,
                 ..BatchWrite::default()
             })?;
             start = head;

@@ -318,7 +318,7 @@ impl PgStore {
             },
         )?;
         let hasher = self.machine_hasher()?;
-        let mut rows = Vec::new();
+        let mut rows = crate::machines::IndexRows::default();
         let mut batches = 0;
         self.for_each_block_with_head(through + 1, &mut |key, bytes| {
             if key > to {
@@ -327,7 +327,8 @@ impl PgStore {
             let more = hasher
                 .rows_of_block(bytes)
                 .map_err(|why| crate::error::Corruption::Undecodable { seq: key, why })?;
-            rows.extend(more);
+            // The pair index is redb's (this store settles pairs from the machine index).
+            rows.machines.extend(more.machines);
             batches += 1;
             Ok(std::ops::ControlFlow::Continue(()))
         })?;
@@ -598,7 +599,8 @@ impl Backend for PgStore {
         Ok(self.format_version()? < 2)
     }
 
-    fn put_machine_rows(&self, rows: &[crate::machines::MachineRow]) -> Result<()> {
+    fn put_machine_rows(&self, rows: &crate::machines::IndexRows) -> Result<()> {
+        let rows = &rows.machines[..];
         self.batch(UPGRADE_2)?;
         let last = rows.iter().map(|(_, seq)| *seq).max().unwrap_or(0);
         let [buckets, seqs, bytes] = append::bucket_params(rows, Some(last))?;
@@ -718,7 +720,8 @@ impl Backend for PgStore {
         // Every 64 batches: a flush is a row a bucket, and rows are what PostgreSQL pays for.
         let flushed = pending.flush_with(batch, 64);
         let flush = flushed.is_some();
-        let params = append_params(epoch, batch, flushed.as_deref().map(|rows| (rows, to)))?;
+        let index = flushed.as_ref().map(|rows| (&rows.machines[..], to));
+        let params = append_params(epoch, batch, index)?;
         let row = self
             .run_within(Some(CALL_BOUND), async move {
                 let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =

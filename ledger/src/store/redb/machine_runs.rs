@@ -1,5 +1,5 @@
-//! The machine index in the redb file, as sorted runs merged level by level (a small
-//! log-structured merge tree inside redb's tables).
+//! The machine index and the pair index in the redb file, each as sorted runs merged level
+//! by level (a small log-structured merge tree inside redb's tables).
 //!
 //! Why not a redb table keyed by name: machine names arrive in no order, so each of a
 //! batch's thousands of rows lands on a different B-tree leaf and every commit copies
@@ -8,26 +8,55 @@
 //! `FANOUT` runs share a level they are merged into one run of the next level, so each row is
 //! rewritten once per level, sequentially.
 //!
-//! An entry is a [`MachineRow`] `(h, seq)` (`crate::machines`: `h` the keyed hash of the
-//! name under `META["machine_hash_key"]`). Lookups answer candidate seqs; the caller keeps
-//! the events that do name the machine.
+//! An entry is two `u64`s. In the machine index, a [`crate::machines::MachineRow`] `(h, seq)`
+//! (`h` the keyed hash of the name under `META["machine_hash_key"]`): lookups answer
+//! candidate seqs and the caller keeps the events that do name the machine. In the pair index
+//! (format 5), a [`crate::machines::PairRow`]: the two halves of a (key, machine) pair's
+//! 128-bit keyed hash, so that "was this machine activated on this key" is one exact entry
+//! (see `pair_lookup`).
 //!
 //! ```text
-//! machine_runs     (run id u64, chunk u32) → up to CHUNK_ENTRIES entries, 16 bytes each:
-//!                  h u64 LE, seq u64 LE, ascending by (h, seq)
-//! machine_run_list run id u64 → level u8, entries u64 LE, then the first h of each chunk
-//!                  (u64 LE each)
+//! machine_runs          (run id u64, chunk u32) → up to CHUNK_ENTRIES entries, 16 bytes
+//!                       each: u64 LE, u64 LE, ascending
+//! machine_run_list      run id u64 → level u8, entries u64 LE, then the first u64 of each
+//!                       chunk (u64 LE each)
+//! machine_pair_runs     as machine_runs, for the pair index
+//! machine_pair_run_list as machine_run_list, for the pair index
 //! ```
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::error::{Error, Result};
-use crate::machines::{MachineHasher, MachineRow};
+use crate::machines::{IndexRows, MachineHasher};
 
-const RUNS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("machine_runs");
-const RUN_LIST: TableDefinition<u64, &[u8]> = TableDefinition::new("machine_run_list");
+/// The tables of one index's runs.
+#[derive(Clone, Copy)]
+pub(super) struct Index {
+    runs: TableDefinition<'static, (u64, u32), &'static [u8]>,
+    list: TableDefinition<'static, u64, &'static [u8]>,
+    /// The `meta` key of the id the next run gets.
+    next_run: &'static str,
+    /// For messages.
+    name: &'static str,
+}
+
+/// The machine index: `(h, seq)` entries.
+pub(super) const MACHINES: Index = Index {
+    runs: TableDefinition::new("machine_runs"),
+    list: TableDefinition::new("machine_run_list"),
+    next_run: "machine_run_next",
+    name: "machine",
+};
+
+/// The pair index (format 5): `(hash high, hash low)` entries.
+pub(super) const PAIRS: Index = Index {
+    runs: TableDefinition::new("machine_pair_runs"),
+    list: TableDefinition::new("machine_pair_run_list"),
+    next_run: "machine_pair_run_next",
+    name: "machine pair",
+};
+
 const HASH_KEY: &str = "machine_hash_key";
-const NEXT_RUN: &str = "machine_run_next";
 /// The last seq whose rows are in runs (u64 LE; absent: 0). Rows after it are derived from
 /// the blocks again when needed, so losing them (a crash, a reopen) loses nothing.
 const THROUGH: &str = "machine_index_through";
@@ -41,11 +70,11 @@ pub(super) fn through(table: &impl ReadableTable<&'static str, &'static [u8]>) -
     }
 }
 
-/// Writes `rows` as one run and moves the watermark to `to`, in `write`.
+/// Writes `rows` as one run of each index and moves the watermark to `to`, in `write`.
 pub(super) fn flush(
     write: &WriteTransaction,
     meta: TableDefinition<&str, &[u8]>,
-    rows: &[MachineRow],
+    rows: &IndexRows,
     to: u64,
 ) -> Result<()> {
     add(write, meta, rows)?;
@@ -62,7 +91,10 @@ pub const FANOUT: usize = 16;
 const CHUNK_ENTRIES: usize = 4064;
 const ENTRY_BYTES: usize = 16;
 
-type Entry = (u64, u64);
+pub(super) type Entry = (u64, u64);
+
+/// A run table, read.
+pub(super) type Chunks = redb::ReadOnlyTable<(u64, u32), &'static [u8]>;
 
 fn parse_key(bytes: &[u8]) -> Result<MachineHasher> {
     bytes
@@ -94,54 +126,74 @@ pub(super) fn read_hash_key(
     key.map(|k| parse_key(k.value())).transpose()
 }
 
-/// Adds a batch's rows as a new level-0 run, then merges full levels.
+/// Adds rows as a new level-0 run of each index (a merge thread merges full levels later).
 pub(super) fn add(
     write: &WriteTransaction,
     meta: TableDefinition<&str, &[u8]>,
-    rows: &[MachineRow],
+    rows: &IndexRows,
 ) -> Result<()> {
-    let mut entries: Vec<Entry> = rows.to_vec();
+    add_run(write, meta, MACHINES, &rows.machines)?;
+    add_run(write, meta, PAIRS, &rows.pairs)
+}
+
+/// Adds entries as a new level-0 run of `index`.
+pub(super) fn add_run(
+    write: &WriteTransaction,
+    meta: TableDefinition<&str, &[u8]>,
+    index: Index,
+    entries: &[Entry],
+) -> Result<()> {
+    let mut entries = entries.to_vec();
     entries.sort_unstable();
     entries.dedup();
     if entries.is_empty() {
         return Ok(());
     }
-    write_run(write, meta, 0, &entries)
+    write_run(write, meta, index, 0, &entries).map(drop)
 }
 
-/// Whether some level holds `FANOUT` runs (a merge is due).
+/// Whether some level of either index holds `FANOUT` runs (a merge is due).
 pub(super) fn merge_due(read: &redb::ReadTransaction) -> Result<bool> {
-    let Ok(list) = read.open_table(RUN_LIST) else {
-        return Ok(false);
-    };
-    Ok(full_level(&runs_of(&list)?).is_some())
+    for index in [MACHINES, PAIRS] {
+        let Ok(list) = read.open_table(index.list) else {
+            continue;
+        };
+        if full_level(&runs_of(index, &list)?).is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn full_level(runs: &[Run]) -> Option<u8> {
     (0..=u8::MAX).find(|l| runs.iter().filter(|r| r.level == *l).count() >= FANOUT)
 }
 
-fn next_run_id(write: &WriteTransaction, meta: TableDefinition<&str, &[u8]>) -> Result<u64> {
+fn next_run_id(
+    write: &WriteTransaction,
+    meta: TableDefinition<&str, &[u8]>,
+    index: Index,
+) -> Result<u64> {
     let mut table = write.open_table(meta)?;
-    let next =
-        match table.get(NEXT_RUN)? {
-            Some(v) => u64::from_le_bytes(v.value().try_into().map_err(|_| {
-                Error::Storage("the next machine run id is not 8 bytes".to_owned())
-            })?),
-            None => 1,
-        };
-    table.insert(NEXT_RUN, &(next + 1).to_le_bytes()[..])?;
+    let next = match table.get(index.next_run)? {
+        Some(v) => u64::from_le_bytes(v.value().try_into().map_err(|_| {
+            Error::Storage(format!("the next {} run id is not 8 bytes", index.name))
+        })?),
+        None => 1,
+    };
+    table.insert(index.next_run, &(next + 1).to_le_bytes()[..])?;
     Ok(next)
 }
 
 fn write_run(
     write: &WriteTransaction,
     meta: TableDefinition<&str, &[u8]>,
+    index: Index,
     level: u8,
     entries: &[Entry],
-) -> Result<()> {
-    let id = next_run_id(write, meta)?;
-    let mut runs = write.open_table(RUNS)?;
+) -> Result<Run> {
+    let id = next_run_id(write, meta, index)?;
+    let mut runs = write.open_table(index.runs)?;
     let mut descriptor = Vec::with_capacity(9 + entries.len() / CHUNK_ENTRIES * 8 + 8);
     descriptor.push(level);
     descriptor.extend_from_slice(&(entries.len() as u64).to_le_bytes());
@@ -158,21 +210,28 @@ fn write_run(
         runs.insert((id, index), bytes.as_slice())?;
     }
     write
-        .open_table(RUN_LIST)?
+        .open_table(index.list)?
         .insert(id, descriptor.as_slice())?;
-    Ok(())
+    parse_run(index, id, &descriptor)
 }
 
 /// A run as its descriptor says.
-struct Run {
-    id: u64,
+#[derive(Debug)]
+pub(super) struct Run {
+    pub id: u64,
     level: u8,
-    entries: u64,
+    pub entries: u64,
+    /// The first entry's first half, of each chunk.
     fences: Vec<u64>,
 }
 
-fn parse_run(id: u64, bytes: &[u8]) -> Result<Run> {
-    let bad = || Error::Storage(format!("machine run {id}: its descriptor is damaged"));
+fn parse_run(index: Index, id: u64, bytes: &[u8]) -> Result<Run> {
+    let bad = || {
+        Error::Storage(format!(
+            "{} run {id}: its descriptor is damaged",
+            index.name
+        ))
+    };
     let (&level, rest) = bytes.split_first().ok_or_else(bad)?;
     let (entries, fences) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
     if !fences.len().is_multiple_of(8) {
@@ -189,101 +248,287 @@ fn parse_run(id: u64, bytes: &[u8]) -> Result<Run> {
     })
 }
 
-fn runs_of(table: &impl ReadableTable<u64, &'static [u8]>) -> Result<Vec<Run>> {
+fn runs_of(index: Index, table: &impl ReadableTable<u64, &'static [u8]>) -> Result<Vec<Run>> {
     let mut runs = Vec::new();
     for entry in table.iter()? {
         let (id, bytes) = entry?;
-        runs.push(parse_run(id.value(), bytes.value())?);
+        runs.push(parse_run(index, id.value(), bytes.value())?);
     }
     Ok(runs)
 }
 
-fn chunk_entries(id: u64, bytes: &[u8]) -> Result<impl Iterator<Item = Entry> + '_> {
-    if !bytes.len().is_multiple_of(ENTRY_BYTES) {
-        return Err(Error::Storage(format!(
-            "machine run {id}: a chunk is damaged"
-        )));
+/// The runs of `index` as the transaction sees them (none before the index's first run).
+pub(super) fn list(index: Index, read: &redb::ReadTransaction) -> Result<Vec<Run>> {
+    match read.open_table(index.list) {
+        Ok(list) => runs_of(index, &list),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+        Err(err) => Err(err.into()),
     }
-    Ok(bytes.chunks_exact(ENTRY_BYTES).map(|e| {
-        let h = u64::from_le_bytes(e[..8].try_into().expect("8 bytes"));
-        let seq = u64::from_le_bytes(e[8..].try_into().expect("8 bytes"));
-        (h, seq)
-    }))
 }
 
-/// Merges the runs of one full level into one run of the level above; `false` when no level
-/// is full. The reading and sorting happen in a read transaction, beside the writer's
-/// commits; only the swap (the merged run written, its inputs deleted) takes the write lock.
-/// Only merges delete runs, and one thread merges, so the inputs are still there to delete.
-pub(super) fn merge_one_level(
-    db: &redb::Database,
-    meta: TableDefinition<&str, &[u8]>,
+fn entry_at(e: &[u8]) -> Entry {
+    let h = u64::from_le_bytes(e[..8].try_into().expect("8 bytes"));
+    let seq = u64::from_le_bytes(e[8..].try_into().expect("8 bytes"));
+    (h, seq)
+}
+
+fn checked_chunk(index: Index, id: u64, bytes: &[u8]) -> Result<&[u8]> {
+    if !bytes.len().is_multiple_of(ENTRY_BYTES) {
+        return Err(Error::Storage(format!(
+            "{} run {id}: a chunk is damaged",
+            index.name
+        )));
+    }
+    Ok(bytes)
+}
+
+fn chunk_entries(index: Index, id: u64, bytes: &[u8]) -> Result<impl Iterator<Item = Entry> + '_> {
+    Ok(checked_chunk(index, id, bytes)?
+        .chunks_exact(ENTRY_BYTES)
+        .map(entry_at))
+}
+
+fn missing_chunk(index: Index, id: u64, i: usize) -> Error {
+    Error::Storage(format!("{} run {id}: chunk {i} is missing", index.name))
+}
+
+/// Every entry of `run`, ascending.
+pub(super) fn run_entries(
+    index: Index,
+    read: &redb::ReadTransaction,
+    run: &Run,
+) -> Result<Vec<Entry>> {
+    let chunks = read.open_table(index.runs)?;
+    let mut entries = Vec::with_capacity(usize::try_from(run.entries).unwrap_or(0));
+    for i in 0..run.fences.len() {
+        let bytes = chunks
+            .get((run.id, i as u32))?
+            .ok_or_else(|| missing_chunk(index, run.id, i))?;
+        entries.extend(chunk_entries(index, run.id, bytes.value())?);
+    }
+    Ok(entries)
+}
+
+/// Whether `run` holds `entry` exactly: one chunk read (or two, when the entry's first half
+/// runs over a chunk's end), searched by halving.
+pub(super) fn run_holds(
+    index: Index,
+    chunks: &Chunks,
+    run: &Run,
+    entry: Entry,
 ) -> Result<bool> {
-    let read = db.begin_read()?;
-    let runs = runs_of(&read.open_table(RUN_LIST)?)?;
-    let Some(level) = full_level(&runs) else {
-        return Ok(false);
-    };
-    let merging: Vec<&Run> = runs.iter().filter(|r| r.level == level).collect();
-    let total: u64 = merging.iter().map(|r| r.entries).sum();
-    let mut entries: Vec<Entry> = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-    let chunks = read.open_table(RUNS)?;
-    for run in &merging {
-        for i in 0..run.fences.len() as u32 {
-            let bytes = chunks.get((run.id, i))?.ok_or_else(|| {
-                Error::Storage(format!("machine run {}: chunk {i} is missing", run.id))
-            })?;
-            entries.extend(chunk_entries(run.id, bytes.value())?);
+    let first = run
+        .fences
+        .partition_point(|f| *f < entry.0)
+        .saturating_sub(1);
+    let end = run.fences.partition_point(|f| *f <= entry.0);
+    for i in first..end {
+        let bytes = chunks
+            .get((run.id, i as u32))?
+            .ok_or_else(|| missing_chunk(index, run.id, i))?;
+        let bytes = checked_chunk(index, run.id, bytes.value())?;
+        let n = bytes.len() / ENTRY_BYTES;
+        let at = |k: usize| entry_at(&bytes[k * ENTRY_BYTES..(k + 1) * ENTRY_BYTES]);
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if at(mid) < entry {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo < n && at(lo) == entry {
+            return Ok(true);
         }
     }
-    drop(chunks);
-    drop(read);
+    Ok(false)
+}
+
+/// The chunk table of `index`, for [`run_holds`] (`None` before its first run).
+pub(super) fn chunks(
+    index: Index,
+    read: &redb::ReadTransaction,
+) -> Result<Option<Chunks>> {
+    match read.open_table(index.runs) {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// A merge read and sorted, not yet written: the level's runs and their entries as one.
+pub(super) struct Merge {
+    pub index: Index,
+    level: u8,
+    inputs: Vec<Run>,
+    pub entries: Vec<Entry>,
+}
+
+/// A merge committed: the runs it replaced, and the run that replaced them.
+pub(super) struct Merged {
+    pub gone: Vec<u64>,
+    pub run: Run,
+}
+
+/// Reads and sorts the runs of one full level of `index` into one (`None` when no level is
+/// full), in a read transaction beside the writer's commits; [`commit_merge`] then swaps
+/// them, which is all that takes the write lock. Only merges delete runs, and one thread
+/// merges, so the inputs are still there to delete.
+pub(super) fn prepare_merge(db: &redb::Database, index: Index) -> Result<Option<Merge>> {
+    let read = db.begin_read()?;
+    let mut runs = list(index, &read)?;
+    let Some(level) = full_level(&runs) else {
+        return Ok(None);
+    };
+    runs.retain(|r| r.level == level);
+    let mut entries: Vec<Entry> = Vec::new();
+    for run in &runs {
+        entries.extend(run_entries(index, &read, run)?);
+    }
     // Each run is sorted: a merge sort of sorted runs is close to linear.
     entries.sort();
     entries.dedup();
+    Ok(Some(Merge {
+        index,
+        level,
+        inputs: runs,
+        entries,
+    }))
+}
+
+/// Writes a prepared merge's run one level up and deletes its inputs, durably.
+pub(super) fn commit_merge(
+    db: &redb::Database,
+    meta: TableDefinition<&str, &[u8]>,
+    merge: &Merge,
+) -> Result<Merged> {
+    let index = merge.index;
     let mut write = db.begin_write()?;
     write
         .set_durability(redb::Durability::Immediate)
         .map_err(Error::storage)?;
     {
-        let mut chunks = write.open_table(RUNS)?;
-        let mut list = write.open_table(RUN_LIST)?;
-        for run in &merging {
+        let mut chunks = write.open_table(index.runs)?;
+        let mut list = write.open_table(index.list)?;
+        for run in &merge.inputs {
             for i in 0..run.fences.len() as u32 {
                 chunks.remove((run.id, i))?;
             }
             list.remove(run.id)?;
         }
     }
-    write_run(&write, meta, level.saturating_add(1), &entries)?;
+    let level = merge.level.saturating_add(1);
+    let run = write_run(&write, meta, index, level, &merge.entries)?;
     write.commit()?;
-    Ok(true)
+    Ok(Merged {
+        gone: merge.inputs.iter().map(|r| r.id).collect(),
+        run,
+    })
 }
 
 /// The seqs of entries of hash `h` after `after`, in no order, possibly repeated.
 pub(super) fn candidates(read: &redb::ReadTransaction, h: u64, after: u64) -> Result<Vec<u64>> {
-    let (Ok(list), Ok(chunks)) = (read.open_table(RUN_LIST), read.open_table(RUNS)) else {
+    let index = MACHINES;
+    let (Ok(list), Ok(chunks)) = (read.open_table(index.list), read.open_table(index.runs)) else {
         return Ok(Vec::new());
     };
     let mut seqs = Vec::new();
-    for run in runs_of(&list)? {
+    for run in runs_of(index, &list)? {
         // The chunks that may hold `h`: from the last one starting below it (an equal hash
         // may run over a chunk's end) to the last one starting at or below it.
         let first = run.fences.partition_point(|f| *f < h).saturating_sub(1);
         let end = run.fences.partition_point(|f| *f <= h);
         for i in first..end {
             let Some(bytes) = chunks.get((run.id, i as u32))? else {
-                return Err(Error::Storage(format!(
-                    "machine run {}: chunk {i} is missing",
-                    run.id
-                )));
+                return Err(missing_chunk(index, run.id, i));
             };
             seqs.extend(
-                chunk_entries(run.id, bytes.value())?
+                chunk_entries(index, run.id, bytes.value())?
                     .filter(|(eh, seq)| *eh == h && *seq > after)
                     .map(|(_, seq)| seq),
             );
         }
     }
     Ok(seqs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::backends::InMemoryBackend;
+
+    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+    fn database() -> redb::Database {
+        redb::Builder::new()
+            .create_with_backend(InMemoryBackend::new())
+            .unwrap()
+    }
+
+    /// Pair entries over three chunks, a first half shared across a chunk's end (the second
+    /// chunk starts in the middle of it), found exactly; neighbours that differ in either
+    /// half are not.
+    #[test]
+    fn a_run_holds_exactly_its_entries_across_chunk_ends() {
+        let db = database();
+        let mut entries: Vec<Entry> = (0..(2 * CHUNK_ENTRIES as u64 + 100))
+            .map(|i| (i * 10, i))
+            .collect();
+        let shared = entries[CHUNK_ENTRIES - 2].0;
+        for (k, entry) in entries[CHUNK_ENTRIES - 2..CHUNK_ENTRIES + 3]
+            .iter_mut()
+            .enumerate()
+        {
+            *entry = (shared, 1_000_000 + k as u64);
+        }
+        let write = db.begin_write().unwrap();
+        add_run(&write, META, PAIRS, &entries).unwrap();
+        write.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        let runs = list(PAIRS, &read).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].fences.len(), 3);
+        let chunks = chunks(PAIRS, &read).unwrap().unwrap();
+        for entry in &entries {
+            assert!(
+                run_holds(PAIRS, &chunks, &runs[0], *entry).unwrap(),
+                "{entry:?}"
+            );
+        }
+        for (high, low) in entries.iter().step_by(97) {
+            assert!(!run_holds(PAIRS, &chunks, &runs[0], (*high, low + 7)).unwrap());
+            assert!(!run_holds(PAIRS, &chunks, &runs[0], (high + 1, *low)).unwrap());
+        }
+        assert!(!run_holds(PAIRS, &chunks, &runs[0], (u64::MAX, 0)).unwrap());
+        assert_eq!(run_entries(PAIRS, &read, &runs[0]).unwrap(), {
+            let mut sorted = entries.clone();
+            sorted.sort();
+            sorted
+        });
+        // The machine index's tables are another index's: they are untouched.
+        assert!(list(MACHINES, &read).unwrap().is_empty());
+    }
+
+    /// A full level merges into one run a level up, holding every entry once.
+    #[test]
+    fn a_full_level_merges_into_one_run_of_every_entry() {
+        let db = database();
+        for r in 0..FANOUT as u64 {
+            let write = db.begin_write().unwrap();
+            // Each run repeats one entry of the one before it.
+            add_run(&write, META, PAIRS, &[(r, r), (r + 1, r + 1)]).unwrap();
+            write.commit().unwrap();
+        }
+        let merge = prepare_merge(&db, PAIRS).unwrap().expect("a level is full");
+        let merged = commit_merge(&db, META, &merge).unwrap();
+        assert_eq!(merged.gone.len(), FANOUT);
+        let read = db.begin_read().unwrap();
+        let runs = list(PAIRS, &read).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!((runs[0].id, runs[0].level), (merged.run.id, 1));
+        let expected: Vec<Entry> = (0..=FANOUT as u64).map(|i| (i, i)).collect();
+        assert_eq!(run_entries(PAIRS, &read, &runs[0]).unwrap(), expected);
+        assert!(prepare_merge(&db, PAIRS).unwrap().is_none());
+    }
 }

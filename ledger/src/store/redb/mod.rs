@@ -22,9 +22,10 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use crate::chain::{ChainHash, GENESIS};
 use crate::error::{Error, Result};
 mod machine_runs;
+mod pair_lookup;
 pub mod wal;
 
-use crate::machines::MachineRow;
+use crate::machines::{IndexRows, PairRow};
 use crate::store::{
     Backend, BatchWrite, BlockVisitor, Head, Recovery, Row, StoredAnswer, SNAPSHOTS_KEPT,
 };
@@ -58,7 +59,11 @@ const HEAD_KEY: &str = "head";
 ///   `machine_runs.rs`). An older database
 ///   gets it built from its blocks when an engine first opens it for writing (or a machine
 ///   is first looked up), then is marked 4.
-pub const DB_FORMAT_VERSION: u8 = 4;
+/// - 5: the pair index (`machine_pair_runs`, `machine_pair_run_list`, `meta` key
+///   `machine_pair_run_next`): one entry per (key, machine) pair an event activated, covered
+///   by the same watermark. A format-4 database gets the pairs of the blocks up to its
+///   watermark built when an engine first opens it for writing, then is marked 5.
+pub const DB_FORMAT_VERSION: u8 = 5;
 /// The oldest database format this build still reads.
 pub const DB_FORMAT_OLDEST: u8 = 1;
 
@@ -85,6 +90,9 @@ pub struct RedbStore {
     reopen: Option<Box<Reopen>>,
     /// Machine index rows of the last committed batches, not yet in a run.
     machines: std::sync::Mutex<crate::machines::Pending>,
+    /// The pair index's runs with their filters, for the writer's lookups (shared with the
+    /// merge thread, which replaces runs).
+    pairs: Arc<std::sync::Mutex<pair_lookup::PairView>>,
     /// The thread that merges full levels of machine index runs, started by the first
     /// commit that makes one due.
     merger: std::sync::Mutex<Option<Merger>>,
@@ -100,8 +108,10 @@ struct Merger {
     thread: std::thread::JoinHandle<()>,
 }
 
+type SharedPairs = Arc<std::sync::Mutex<pair_lookup::PairView>>;
+
 impl Merger {
-    fn start() -> std::io::Result<Merger> {
+    fn start(pairs: SharedPairs) -> std::io::Result<Merger> {
         let (due, jobs) = std::sync::mpsc::sync_channel::<Arc<Database>>(1);
         let thread = std::thread::Builder::new()
             .name("keyledger-machine-merge".to_owned())
@@ -109,7 +119,7 @@ impl Merger {
                 while let Ok(db) = jobs.recv() {
                     // Derived data: a merge that fails leaves the runs as they were, and
                     // the next commit that finds a level full asks again.
-                    while let Ok(true) = machine_runs::merge_one_level(&db, META) {}
+                    while let Ok(true) = merge_one_level(&db, &pairs) {}
                 }
             })?;
         Ok(Merger { due, thread })
@@ -120,6 +130,29 @@ impl Merger {
         drop(self.due);
         let _ = self.thread.join();
     }
+}
+
+/// Merges one full level of either index (`false`: none is full). A pair merge's run gets its
+/// filter before the swap, and the swap commits under the pair view's lock, so a lookup never
+/// sees runs the view does not describe.
+fn merge_one_level(db: &Database, pairs: &SharedPairs) -> Result<bool> {
+    if let Some(merge) = machine_runs::prepare_merge(db, machine_runs::MACHINES)? {
+        machine_runs::commit_merge(db, META, &merge)?;
+        return Ok(true);
+    }
+    let Some(merge) = machine_runs::prepare_merge(db, machine_runs::PAIRS)? else {
+        return Ok(false);
+    };
+    let filter = pair_lookup::filter_of(&merge.entries);
+    let mut view = pairs.lock().unwrap_or_else(|e| e.into_inner());
+    match machine_runs::commit_merge(db, META, &merge) {
+        Ok(merged) => view.merged(merged, filter),
+        Err(err) => {
+            view.stale();
+            return Err(err);
+        }
+    }
+    Ok(true)
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -241,6 +274,7 @@ impl RedbStore {
             wal_faults: None,
             reopen: None,
             machines: Default::default(),
+            pairs: Default::default(),
             merger: Default::default(),
             unsynced: Default::default(),
         }
@@ -314,10 +348,25 @@ impl RedbStore {
         }
         let mut merger = self.merger.lock().unwrap_or_else(|e| e.into_inner());
         if merger.is_none() {
-            *merger = Merger::start().ok();
+            *merger = Merger::start(self.pairs.clone()).ok();
         }
         if let Some(merger) = merger.as_ref() {
             let _ = merger.due.try_send(db.clone());
+        }
+    }
+
+    /// After `batch` committed: its rows wait, or were written (with the pending ones) as
+    /// runs, which the pair view is told of before the pending rows are let go (see
+    /// `pair_lookup`: a lookup finds a pair in one or the other).
+    fn index_committed(&self, db: &Arc<Database>, batch: &BatchWrite, flushed: bool, to: u64) {
+        if flushed {
+            self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
+        }
+        let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+        pending.committed(batch, flushed, to);
+        drop(pending);
+        if flushed {
+            self.merge_if_due(db);
         }
     }
 
@@ -326,6 +375,39 @@ impl RedbStore {
         if let Some(merger) = merger {
             merger.stop();
         }
+    }
+
+    /// Format 4 to 5: the pair rows of the blocks up to the machine index's watermark (those
+    /// after it are derived with the pending rows), written as pair runs a million at a time.
+    /// An upgrade cut short is done again: a pair in two runs is still one pair.
+    fn build_pairs(&self, db: &Database) -> Result<()> {
+        let hasher = self.machine_hasher()?;
+        let read = db.begin_read()?;
+        let through = machine_runs::through(&read.open_table(META)?)?;
+        let blocks = read.open_table(BLOCKS)?;
+        let mut pairs = Vec::new();
+        let mut entries = blocks.range(..=through)?.peekable();
+        while let Some(entry) = entries.next() {
+            let (key, bytes) = entry?;
+            let rows = hasher.rows_of_block(bytes.value()).map_err(|why| {
+                crate::error::Corruption::Undecodable {
+                    seq: key.value(),
+                    why,
+                }
+            })?;
+            pairs.extend(rows.pairs);
+            if pairs.len() >= 1 << 20 || entries.peek().is_none() {
+                let mut write = db.begin_write()?;
+                write
+                    .set_durability(Durability::Immediate)
+                    .map_err(Error::storage)?;
+                machine_runs::add_run(&write, META, machine_runs::PAIRS, &pairs)?;
+                write.commit()?;
+                pairs.clear();
+            }
+        }
+        self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
+        Ok(())
     }
 
     /// Makes `pending` hold the machine index rows of every block after the durable
@@ -354,7 +436,7 @@ impl RedbStore {
                     why,
                 }
             })?;
-            pending.extend_rows(rows);
+            pending.extend_rows(&rows);
             pending.batches += 1;
             let last = crate::block::Block::parse(bytes.value())
                 .map_err(|e| crate::error::Corruption::Undecodable {
@@ -369,6 +451,7 @@ impl RedbStore {
                     .map_err(Error::storage)?;
                 machine_runs::flush(&write, META, pending.rows(), last)?;
                 write.commit()?;
+                self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
                 pending.clear_rows();
             }
         }
@@ -414,14 +497,32 @@ impl Backend for RedbStore {
         Ok(false)
     }
 
-    fn put_machine_rows(&self, rows: &[MachineRow]) -> Result<()> {
+    fn put_machine_rows(&self, rows: &IndexRows) -> Result<()> {
         let mut write = self.db()?.begin_write()?;
         write
             .set_durability(Durability::Immediate)
             .map_err(Error::storage)?;
         machine_runs::add(&write, META, rows)?;
         write.commit()?;
+        self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
         Ok(())
+    }
+
+    /// From the pending rows (caught up first after an open or a reopen), then the pair
+    /// runs: both under the pending rows' lock, so a flush cannot move rows between them.
+    fn pair_active(&self, pair: PairRow) -> Result<Option<bool>> {
+        let db = self.db()?;
+        let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.to.is_none() {
+            let head = head_in(&db.begin_read()?)?.seq;
+            self.machines_caught_up(&db, &mut pending, head)?;
+        }
+        if pending.holds_pair(pair) {
+            return Ok(Some(true));
+        }
+        let mut view = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
+        let read = db.begin_read()?;
+        view.holds(&read, pair).map(Some)
     }
 
     fn machine_hasher(&self) -> Result<crate::machines::MachineHasher> {
@@ -451,12 +552,16 @@ impl Backend for RedbStore {
     /// first the machine index of every block is built and written (format 4), then the
     /// format byte says 4. Every older format is otherwise a subset of the current one.
     fn upgrade_format(&self) -> Result<()> {
-        if self.format_version()? >= DB_FORMAT_VERSION {
+        let version = self.format_version()?;
+        if version >= DB_FORMAT_VERSION {
             return Ok(());
         }
         // Format 4: the machine index of every block, written before the file says 4.
         self.machine_hasher()?;
         let db = self.db()?;
+        if version == 4 {
+            self.build_pairs(&db)?;
+        }
         let head = head_in(&db.begin_read()?)?.seq;
         let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
         self.machines_caught_up(&db, &mut pending, head)?;
@@ -466,7 +571,7 @@ impl Backend for RedbStore {
             .map_err(Error::storage)?;
         machine_runs::flush(&write, META, pending.rows(), head)?;
         write.commit()?;
-        *pending = crate::machines::Pending::derived(Vec::new(), head, 0);
+        *pending = crate::machines::Pending::derived(IndexRows::default(), head, 0);
         drop(pending);
         let mut write = self.db()?.begin_write()?;
         write
@@ -574,6 +679,7 @@ impl Backend for RedbStore {
         drop(slot);
         // What the file holds now decides; pending rows are derived again from its blocks.
         *self.machines.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
+        self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
         let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
         let writing = wal.take().is_some();
         let found = self.recover()?;
@@ -595,19 +701,19 @@ impl Backend for RedbStore {
     fn commit(&self, batch: &BatchWrite) -> Result<()> {
         let db = self.db()?;
         let mut slot = self.wal.lock().unwrap_or_else(|e| e.into_inner());
-        let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
-        self.machines_caught_up(&db, &mut pending, batch.start.seq)?;
+        // The pending rows' lock is not held across the commit: the writer looks pairs up
+        // (under it) while a batch commits.
         let to = batch.head.map_or(batch.start.seq, |h| h.seq);
-        let flushed = pending.flush_with(batch, crate::machines::FLUSH_BATCHES);
+        let flushed = {
+            let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+            self.machines_caught_up(&db, &mut pending, batch.start.seq)?;
+            pending.flush_with(batch, crate::machines::FLUSH_BATCHES)
+        };
         let flush = flushed.is_some();
-        let index = flushed.as_deref().map(|rows| (rows, to));
+        let index = flushed.as_ref().map(|rows| (rows, to));
         let Some(wal) = slot.as_mut() else {
             apply_one(&db, batch, index, Durability::Immediate)?;
-            pending.committed(batch, flush, to);
-            drop(pending);
-            if flush {
-                self.merge_if_due(&db);
-            }
+            self.index_committed(&db, batch, flush, to);
             return Ok(());
         };
         if wal.frames() >= self.checkpoint_every {
@@ -624,11 +730,7 @@ impl Backend for RedbStore {
                 )),
             });
         }
-        pending.committed(batch, flush, to);
-        drop(pending);
-        if flush {
-            self.merge_if_due(&db);
-        }
+        self.index_committed(&db, batch, flush, to);
         if !batch.retired.is_empty() {
             // The retired text is in earlier frames (the one that issued it, and this
             // batch's own erasure is durable in redb after the checkpoint): wipe them all.
@@ -1066,7 +1168,7 @@ fn apply(db: &Database, batches: &[BatchWrite], durability: Durability) -> Resul
 fn apply_one(
     db: &Database,
     batch: &BatchWrite,
-    index: Option<(&[MachineRow], u64)>,
+    index: Option<(&IndexRows, u64)>,
     durability: Durability,
 ) -> Result<()> {
     let mut write = db.begin_write()?;

@@ -497,7 +497,7 @@ pub fn decode(payload: &[u8]) -> std::result::Result<BatchWrite, String> {
         merkle,
         retired,
         // Not in the frame: the replay derives them from the block, as the engine did.
-        machines: Vec::new(),
+        index: Default::default(),
     })
 }
 

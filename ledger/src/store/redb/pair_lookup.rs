@@ -1,0 +1,88 @@
+//! The pair index's runs as the writer looks pairs up ("was machine M activated on key K").
+//!
+//! A lookup must not visit every run: there are up to `FANOUT - 1` a level, and each visit
+//! is a chunk read. So the view keeps, per run, a Bloom filter over its entries' first
+//! halves (about 1.2 bytes an entry at 1%), and visits only the runs whose filter says
+//! "maybe": about one run for a pair that is there, almost none for one that is not. The
+//! filters are derived data, built from the runs when the view first syncs and for each run
+//! as it appears (a flush's small run read back; a merge's run built by the merge thread
+//! from the entries it already holds), never stored.
+//!
+//! The view must describe the runs the reading transaction sees. Runs are added by the
+//! writer's flushes (under the pending rows' lock, which lookups hold too: the view is marked
+//! stale there) and replaced by merges (whose commit and view update happen under the view's
+//! own lock, which lookups hold while they read).
+
+use fastbloom::BloomFilter;
+
+use super::machine_runs::{self, Entry, Merged, Run, PAIRS};
+use crate::error::Result;
+use crate::machines::PairRow;
+
+/// The false-positive rate of each run's filter.
+const FALSE_POSITIVES: f64 = 0.01;
+
+/// The pair runs, each with its filter.
+#[derive(Debug, Default)]
+pub(super) struct PairView {
+    runs: Vec<(Run, BloomFilter)>,
+    /// Runs may have been added or removed since the last sync.
+    synced: bool,
+}
+
+/// A filter over `entries`' first halves.
+pub(super) fn filter_of(entries: &[Entry]) -> BloomFilter {
+    let mut filter =
+        BloomFilter::with_false_pos(FALSE_POSITIVES).expected_items(entries.len().max(1));
+    for (high, _) in entries {
+        filter.insert_hash(*high);
+    }
+    filter
+}
+
+impl PairView {
+    /// Runs were added (or the file reopened): the next lookup lists them again.
+    pub fn stale(&mut self) {
+        self.synced = false;
+    }
+
+    /// A merge's swap committed: its inputs are gone, its run (with `filter`, built from
+    /// its entries) is there.
+    pub fn merged(&mut self, merged: Merged, filter: BloomFilter) {
+        self.runs.retain(|(run, _)| !merged.gone.contains(&run.id));
+        self.runs.push((merged.run, filter));
+    }
+
+    /// Brings the view to the runs `read` sees: runs it does not know are read and filtered,
+    /// runs gone are dropped.
+    fn sync(&mut self, read: &redb::ReadTransaction) -> Result<()> {
+        let listed = machine_runs::list(PAIRS, read)?;
+        self.runs
+            .retain(|(run, _)| listed.iter().any(|l| l.id == run.id));
+        for run in listed {
+            if self.runs.iter().all(|(known, _)| known.id != run.id) {
+                let entries = machine_runs::run_entries(PAIRS, read, &run)?;
+                let filter = filter_of(&entries);
+                self.runs.push((run, filter));
+            }
+        }
+        self.synced = true;
+        Ok(())
+    }
+
+    /// Whether the pair runs `read` sees hold `pair`.
+    pub fn holds(&mut self, read: &redb::ReadTransaction, pair: PairRow) -> Result<bool> {
+        if !self.synced {
+            self.sync(read)?;
+        }
+        let Some(chunks) = machine_runs::chunks(PAIRS, read)? else {
+            return Ok(false);
+        };
+        for (run, filter) in &self.runs {
+            if filter.contains_hash(pair.0) && machine_runs::run_holds(PAIRS, &chunks, run, pair)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
