@@ -148,7 +148,7 @@ pub fn decision_state(store: &Store, limits: &Limits) -> Result<State> {
         machine_cache_pairs: 0,
         ..*limits
     };
-    fold_for_decisions(store, &limits).map(|(state, _, _)| state)
+    fold_for_decisions(store, &limits, None).map(|(state, _, _)| state)
 }
 
 /// The decision state folded from the whole log, with the writer's machine facts on disk
@@ -156,14 +156,14 @@ pub fn decision_state(store: &Store, limits: &Limits) -> Result<State> {
 fn fold_for_decisions(
     store: &Store,
     limits: &Limits,
+    hasher: Option<&crate::machines::MachineHasher>,
 ) -> Result<(State, Head, crate::prefetch::ActivatedFilter)> {
     let mut state = State::default();
     state.machine_facts = machine_facts(limits);
-    let mut activated = crate::prefetch::ActivatedFilter::new(rand::random());
-    let on_disk = limits.machine_facts_on_disk;
+    let mut activated = crate::prefetch::ActivatedFilter::new();
     let head = walk(store, 1, |record| {
-        if on_disk {
-            activated.note(&record.event.body);
+        if let (true, Some(hasher)) = (limits.machine_facts_on_disk, hasher) {
+            activated.note(hasher, &record.event.body);
         }
         state.apply(&record.event);
         Ok(ControlFlow::Continue(()))
@@ -232,10 +232,12 @@ impl Engine {
     /// chain while replaying it into `State`.
     pub fn open(store: Store, limits: Limits) -> Result<Engine> {
         store.claim_writer(false)?;
-        let (state, head, activated) = fold_for_decisions(&store, &limits)?;
+        // The hash key first (made now for a store older than the machine index): the
+        // filter of activated pairs is built as the log is folded.
+        let machine_hasher = store.machine_hasher()?;
+        let (state, head, activated) = fold_for_decisions(&store, &limits, Some(&machine_hasher))?;
         let frontier = crate::tree::Frontier::load(&store, head.seq)?;
         store.upgrade_format()?;
-        let machine_hasher = store.machine_hasher()?;
         Ok(Engine {
             machine_hasher,
             store,
@@ -277,7 +279,8 @@ impl Engine {
         key: keyledger_core::KeyId,
         machine: &keyledger_core::MachineId,
     ) {
-        self.activated.insert(key, machine);
+        self.activated
+            .insert(self.machine_hasher.pair(key, machine));
     }
 
     /// Bytes of the filter of activated machines (capacity planning).
@@ -774,9 +777,7 @@ impl Engine {
         for event in &events {
             p.last_seq += 1;
             state.apply(event);
-            if self.limits.machine_facts_on_disk {
-                self.activated.note(&event.body);
-            }
+
             if let EventBody::KeyIssued { key_id, .. } = &event.body {
                 let text = match &c.body {
                     CommandBody::IssueKey(issue) if issue.product_key.is_some() => {
@@ -790,8 +791,14 @@ impl Engine {
             if let EventBody::KeyTextRetired { key_id, .. } = &event.body {
                 p.retired.push(key_id.0);
             }
+            let before = p.index.pairs.len();
             self.machine_hasher
                 .rows_of(p.last_seq, &event.body, &mut p.index);
+            if self.limits.machine_facts_on_disk {
+                for pair in &p.index.pairs[before..] {
+                    self.activated.insert(*pair);
+                }
+            }
         }
         let answer = match refusal {
             Some(refusal) => Answer::refused(refusal, Some(p.last_seq)),

@@ -311,12 +311,7 @@ pub(super) fn run_entries(
 
 /// Whether `run` holds `entry` exactly: one chunk read (or two, when the entry's first half
 /// runs over a chunk's end), searched by halving.
-pub(super) fn run_holds(
-    index: Index,
-    chunks: &Chunks,
-    run: &Run,
-    entry: Entry,
-) -> Result<bool> {
+pub(super) fn run_holds(index: Index, chunks: &Chunks, run: &Run, entry: Entry) -> Result<bool> {
     let first = run
         .fences
         .partition_point(|f| *f < entry.0)
@@ -346,10 +341,7 @@ pub(super) fn run_holds(
 }
 
 /// The chunk table of `index`, for [`run_holds`] (`None` before its first run).
-pub(super) fn chunks(
-    index: Index,
-    read: &redb::ReadTransaction,
-) -> Result<Option<Chunks>> {
+pub(super) fn chunks(index: Index, read: &redb::ReadTransaction) -> Result<Option<Chunks>> {
     match read.open_table(index.runs) {
         Ok(table) => Ok(Some(table)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),

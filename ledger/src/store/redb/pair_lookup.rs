@@ -1,8 +1,8 @@
 //! The pair index's runs as the writer looks pairs up ("was machine M activated on key K").
 //!
 //! A lookup must not visit every run: there are up to `FANOUT - 1` a level, and each visit
-//! is a chunk read. So the view keeps, per run, a Bloom filter over its entries' first
-//! halves (about 1.2 bytes an entry at 1%), and visits only the runs whose filter says
+//! is a chunk read. So the view keeps, per run, a split-block Bloom filter over its entries'
+//! first halves (10 bits an entry, about 1%), and visits only the runs whose filter says
 //! "maybe": about one run for a pair that is there, almost none for one that is not. The
 //! filters are derived data, built from the runs when the view first syncs and for each run
 //! as it appears (a flush's small run read back; a merge's run built by the merge thread
@@ -13,27 +13,23 @@
 //! stale there) and replaced by merges (whose commit and view update happen under the view's
 //! own lock, which lookups hold while they read).
 
-use fastbloom::BloomFilter;
+use sbbf_rs_safe::Filter;
 
 use super::machine_runs::{self, Entry, Merged, Run, PAIRS};
 use crate::error::Result;
 use crate::machines::PairRow;
 
-/// The false-positive rate of each run's filter.
-const FALSE_POSITIVES: f64 = 0.01;
-
 /// The pair runs, each with its filter.
 #[derive(Debug, Default)]
 pub(super) struct PairView {
-    runs: Vec<(Run, BloomFilter)>,
+    runs: Vec<(Run, Filter)>,
     /// Runs may have been added or removed since the last sync.
     synced: bool,
 }
 
 /// A filter over `entries`' first halves.
-pub(super) fn filter_of(entries: &[Entry]) -> BloomFilter {
-    let mut filter =
-        BloomFilter::with_false_pos(FALSE_POSITIVES).expected_items(entries.len().max(1));
+pub(super) fn filter_of(entries: &[Entry]) -> Filter {
+    let mut filter = Filter::new(crate::prefetch::BITS_PER_PAIR, entries.len().max(1));
     for (high, _) in entries {
         filter.insert_hash(*high);
     }
@@ -48,7 +44,7 @@ impl PairView {
 
     /// A merge's swap committed: its inputs are gone, its run (with `filter`, built from
     /// its entries) is there.
-    pub fn merged(&mut self, merged: Merged, filter: BloomFilter) {
+    pub fn merged(&mut self, merged: Merged, filter: Filter) {
         self.runs.retain(|(run, _)| !merged.gone.contains(&run.id));
         self.runs.push((merged.run, filter));
     }
