@@ -26,6 +26,9 @@ pub struct MachineFacts {
     /// Pairs activated by batches not yet known durable, with the generation (batch) that
     /// activated them.
     recent: Pairs<u64>,
+    /// `recent`'s pairs by the batch that activated them, oldest first: a batch made durable
+    /// moves its own pairs to the cache, without a walk over every key's.
+    recent_batches: std::collections::VecDeque<(u64, Vec<(KeyId, MachineId)>)>,
     /// Every pair folded, all in memory (`keep_all`): no generation to keep, so 8 bytes a
     /// pair fewer than `recent`.
     all: Pairs<()>,
@@ -54,6 +57,7 @@ impl Default for MachineFacts {
         MachineFacts {
             keep_all: true,
             recent: Pairs::default(),
+            recent_batches: Default::default(),
             all: Pairs::default(),
             looked_up: Pairs::default(),
             cache: ActiveCache::new(0),
@@ -128,7 +132,17 @@ impl MachineFacts {
         for machine in machines {
             match self.keep_all {
                 true => self.all.insert(key, machine.clone(), ()),
-                false => self.recent.insert(key, machine.clone(), self.generation),
+                false => {
+                    self.recent.insert(key, machine.clone(), self.generation);
+                    match self.recent_batches.back_mut() {
+                        Some((g, pairs)) if *g == self.generation => {
+                            pairs.push((key, machine.clone()))
+                        }
+                        _ => self
+                            .recent_batches
+                            .push_back((self.generation, vec![(key, machine.clone())])),
+                    }
+                }
             }
         }
     }
@@ -144,14 +158,17 @@ impl MachineFacts {
         if self.keep_all {
             return;
         }
-        let cache = &mut self.cache;
-        self.recent.retain(|key, machine, g| {
-            let keep = *g > generation;
-            if !keep {
-                cache.insert(key, machine.clone());
+        while let Some((g, _)) = self.recent_batches.front() {
+            if *g > generation {
+                break;
             }
-            keep
-        });
+            let (_, pairs) = self.recent_batches.pop_front().expect("a front batch");
+            for (key, machine) in pairs {
+                if self.recent.remove(key, &machine).is_some() {
+                    self.cache.insert(key, machine);
+                }
+            }
+        }
     }
 
     /// Whether `machine` is active on `key` by what is kept here (all in memory: the truth;
@@ -202,11 +219,13 @@ impl<V> Pairs<V> {
         self.0.entry(key).or_default().insert(machine, value);
     }
 
-    fn retain(&mut self, mut keep: impl FnMut(KeyId, &MachineId, &mut V) -> bool) {
-        self.0.retain(|key, machines| {
-            machines.retain(|machine, value| keep(*key, machine, value));
-            !machines.is_empty()
-        });
+    fn remove(&mut self, key: KeyId, machine: &MachineId) -> Option<V> {
+        let machines = self.0.get_mut(&key)?;
+        let value = machines.remove(machine);
+        if machines.is_empty() {
+            self.0.remove(&key);
+        }
+        value
     }
 
     fn clear(&mut self) {
