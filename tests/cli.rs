@@ -1057,3 +1057,30 @@ fn an_older_ledger_verifies_and_its_old_snapshot_is_skipped_not_failed() {
     assert_eq!(report["at_seq"], 146);
     assert_eq!(report["keys"][0]["kind"], "mak");
 }
+
+/// A redb file held by `serve` is refused by any other command with a message naming the
+/// process that holds it and what to do instead, not the storage library's own words.
+#[test]
+fn a_ledger_file_held_by_serve_is_refused_naming_the_holder() {
+    if pg::on_postgres() {
+        return; // PostgreSQL has many readers: nothing is held.
+    }
+    let server = support::Server::start(10);
+    let out = support::keyledger_command(&server.data)
+        .args(["report", "--license-id", "V100"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let pid = server.pid();
+    assert!(
+        stderr.contains(&format!("is held by process {pid} (")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("serve"),
+        "the holder's command line: {stderr}"
+    );
+    assert!(stderr.contains("over HTTP"), "{stderr}");
+    assert!(!stderr.contains("Cannot acquire lock"), "{stderr}");
+}

@@ -262,6 +262,10 @@ fn is_masked(text: &str) -> bool {
 #[test]
 fn signing_in_makes_an_http_only_strict_session_and_every_page_needs_one() {
     let console = Console::start();
+    // The server's own address leads a person to the console.
+    let root = console.get("/", None);
+    assert_eq!(root.status, 303);
+    assert_eq!(root.header("location"), Some("/ui"));
     let away = console.get("/ui/contracts", None);
     assert_eq!(away.status, 303);
     assert_eq!(away.header("location"), Some("/ui/sign-in"));

@@ -226,7 +226,10 @@ async fn serve(
     outln!("listening on http://{bound}");
     use std::io::Write;
     std::io::stdout().flush()?;
-    eprintln!("keyledger: serving {} on http://{bound}", app.store.label());
+    eprintln!(
+        "keyledger: serving {} on http://{bound}; the console is at http://{bound}/ui",
+        app.store.label()
+    );
     let closing = app.closing.clone();
     let shutdown = async move {
         shutdown_signals.received().await;

@@ -75,6 +75,8 @@ pub fn router(app: App) -> Router {
         .route("/v1/proofs/inclusion", get(inclusion_proof))
         .route("/v1/proofs/consistency", get(consistency_proof))
         .route("/healthz", get(healthz))
+        // A person who opens the server's address finds the console.
+        .route("/", get(|| async { axum::response::Redirect::to("/ui") }))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(from_fn(middleware::guard))

@@ -101,6 +101,47 @@ pub struct RedbStore {
     unsynced: std::sync::atomic::AtomicBool,
 }
 
+/// Why a ledger file cannot be opened while another process has it open (redb takes an
+/// exclusive lock on the file): who holds it, when the process table says, and what to do.
+fn held(path: &Path) -> String {
+    let holder = holder_of(path)
+        .map(|(pid, command)| format!(" by process {pid} ({command})"))
+        .unwrap_or_default();
+    format!(
+        "{} is held{holder}: a redb ledger has one user at a time. While `keyledger serve` \
+         holds it, ask the server over HTTP (docs/api.md: reports, log, proofs, export), or \
+         stop it first; for a second reader at all times use PostgreSQL",
+        path.display()
+    )
+}
+
+/// The process that has `path` open, from `/proc` (Linux): its pid and command line.
+fn holder_of(path: &Path) -> Option<(u32, String)> {
+    let target = std::fs::canonicalize(path).ok()?;
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|link| link == target));
+        if holds && pid != me {
+            let command = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let command = String::from_utf8_lossy(&command).replace('\0', " ");
+            return Some((pid, command.trim().to_owned()));
+        }
+    }
+    None
+}
+
 /// The merge thread: it is handed the database whenever a merge is due, and lets go of it
 /// between merges (a reopen closes the database).
 struct Merger {
@@ -194,7 +235,10 @@ impl RedbStore {
         if !path.exists() {
             return Err(Error::Missing(path.display().to_string()));
         }
-        let db = Database::open(path)?;
+        let db = Database::open(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::WriterBusy(held(path)),
+            other => other.into(),
+        })?;
         let store = RedbStore::checked(db, path.display().to_string())?;
         let store = store.reopening_from(path.to_owned());
         store.recover()?;
