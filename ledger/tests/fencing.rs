@@ -34,7 +34,10 @@ fn a_second_writer_is_refused_while_the_first_runs() {
             );
         }
         // redb's own lock: the file cannot be opened twice.
-        (false, Err(Error::Storage(why))) => assert!(why.contains("already open"), "{why}"),
+        (false, Err(Error::WriterBusy(why))) => assert!(
+            why.contains(&format!("is held by this process ({})", std::process::id())),
+            "{why}"
+        ),
         (_, other) => panic!("a second writer was let in: {other:?}"),
     }
     drop(first);

@@ -104,9 +104,11 @@ pub struct RedbStore {
 /// Why a ledger file cannot be opened while another process has it open (redb takes an
 /// exclusive lock on the file): who holds it, when the process table says, and what to do.
 fn held(path: &Path) -> String {
-    let holder = holder_of(path)
-        .map(|(pid, command)| format!(" by process {pid} ({command})"))
-        .unwrap_or_default();
+    let holder = match holder_of(path) {
+        Some((pid, _)) if pid == std::process::id() => format!(" by this process ({pid})"),
+        Some((pid, command)) => format!(" by process {pid} ({command})"),
+        None => String::new(),
+    };
     format!(
         "{} is held{holder}: a redb ledger has one user at a time. While `keyledger serve` \
          holds it, ask the server over HTTP (docs/api.md: reports, log, proofs, export), or \
@@ -115,10 +117,10 @@ fn held(path: &Path) -> String {
     )
 }
 
-/// The process that has `path` open, from `/proc` (Linux): its pid and command line.
+/// The process that has `path` open, from `/proc` (Linux): its pid and command line (the
+/// first one found; it may be this one).
 fn holder_of(path: &Path) -> Option<(u32, String)> {
     let target = std::fs::canonicalize(path).ok()?;
-    let me = std::process::id();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -133,7 +135,7 @@ fn holder_of(path: &Path) -> Option<(u32, String)> {
         let holds = fds
             .flatten()
             .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|link| link == target));
-        if holds && pid != me {
+        if holds {
             let command = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             let command = String::from_utf8_lossy(&command).replace('\0', " ");
             return Some((pid, command.trim().to_owned()));
@@ -565,8 +567,7 @@ impl Backend for RedbStore {
             return Ok(Some(true));
         }
         let mut view = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
-        let read = db.begin_read()?;
-        view.holds(&read, pair).map(Some)
+        view.holds(&db, pair).map(Some)
     }
 
     fn machine_hasher(&self) -> Result<crate::machines::MachineHasher> {
@@ -632,6 +633,7 @@ impl Backend for RedbStore {
     /// Needs the only handle to the database: no read may be under way.
     fn compact(&self) -> Result<()> {
         self.stop_merging();
+        self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
         let only = || Error::Unavailable("compaction needs the only handle to the ledger");
         let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
         let shared = slot.take().ok_or_else(only)?;
@@ -702,6 +704,7 @@ impl Backend for RedbStore {
             "this store cannot be reopened (it was opened on a one-off backend)",
         ))?;
         self.stop_merging();
+        self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
         let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
         // After a panic inside redb (a bug, caught by the writer's supervisor) closing the old
         // database can panic on its poisoned locks; the file is closed all the same.
