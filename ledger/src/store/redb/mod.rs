@@ -567,7 +567,8 @@ impl Backend for RedbStore {
             return Ok(Some(true));
         }
         let mut view = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
-        view.holds(&db, pair).map(Some)
+        let read = db.begin_read()?;
+        view.holds(&read, pair).map(Some)
     }
 
     fn machine_hasher(&self) -> Result<crate::machines::MachineHasher> {
@@ -633,7 +634,6 @@ impl Backend for RedbStore {
     /// Needs the only handle to the database: no read may be under way.
     fn compact(&self) -> Result<()> {
         self.stop_merging();
-        self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
         let only = || Error::Unavailable("compaction needs the only handle to the ledger");
         let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
         let shared = slot.take().ok_or_else(only)?;
@@ -704,7 +704,6 @@ impl Backend for RedbStore {
             "this store cannot be reopened (it was opened on a one-off backend)",
         ))?;
         self.stop_merging();
-        self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
         let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
         // After a panic inside redb (a bug, caught by the writer's supervisor) closing the old
         // database can panic on its poisoned locks; the file is closed all the same.

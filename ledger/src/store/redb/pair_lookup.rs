@@ -15,7 +15,7 @@
 
 use sbbf_rs_safe::Filter;
 
-use super::machine_runs::{self, Chunks, Entry, Merged, Run, PAIRS};
+use super::machine_runs::{self, Entry, Merged, Run, PAIRS};
 use crate::error::Result;
 use crate::machines::PairRow;
 
@@ -25,10 +25,6 @@ pub(super) struct PairView {
     runs: Vec<(Run, Filter)>,
     /// Runs may have been added or removed since the last sync.
     synced: bool,
-    /// The read transaction lookups read chunks in, with its pair chunk table: one for many
-    /// lookups (a transaction a lookup cost as much as the lookup), begun at a sync and let go
-    /// whenever the runs change. It pins the pages it sees, for at most a flush's batches.
-    snapshot: Option<(redb::ReadTransaction, Option<Chunks>)>,
 }
 
 /// A filter over `entries`' first halves.
@@ -42,11 +38,8 @@ pub(super) fn filter_of(entries: &[Entry]) -> Filter {
 
 impl PairView {
     /// Runs were added (or the file reopened): the next lookup lists them again.
-    /// Also before the database is closed (a reopen, a compaction): a live read transaction
-    /// holds the file.
     pub fn stale(&mut self) {
         self.synced = false;
-        self.snapshot = None;
     }
 
     /// A merge's swap committed: its inputs are gone, its run (with `filter`, built from
@@ -54,7 +47,6 @@ impl PairView {
     pub fn merged(&mut self, merged: Merged, filter: Filter) {
         self.runs.retain(|(run, _)| !merged.gone.contains(&run.id));
         self.runs.push((merged.run, filter));
-        self.snapshot = None;
     }
 
     /// Brings the view to the runs `read` sees: runs it does not know are read and filtered,
@@ -74,23 +66,16 @@ impl PairView {
         Ok(())
     }
 
-    /// Whether the pair runs hold `pair`.
-    pub fn holds(&mut self, db: &redb::Database, pair: PairRow) -> Result<bool> {
-        use redb::ReadableDatabase;
-        if !self.synced || self.snapshot.is_none() {
-            self.snapshot = None;
-            let read = db.begin_read()?;
-            if !self.synced {
-                self.sync(&read)?;
-            }
-            let chunks = machine_runs::chunks(PAIRS, &read)?;
-            self.snapshot = Some((read, chunks));
+    /// Whether the pair runs `read` sees hold `pair`.
+    pub fn holds(&mut self, read: &redb::ReadTransaction, pair: PairRow) -> Result<bool> {
+        if !self.synced {
+            self.sync(read)?;
         }
-        let Some((_, Some(chunks))) = &self.snapshot else {
+        let Some(chunks) = machine_runs::chunks(PAIRS, read)? else {
             return Ok(false);
         };
         for (run, filter) in &self.runs {
-            if filter.contains_hash(pair.0) && machine_runs::run_holds(PAIRS, chunks, run, pair)? {
+            if filter.contains_hash(pair.0) && machine_runs::run_holds(PAIRS, &chunks, run, pair)? {
                 return Ok(true);
             }
         }
