@@ -194,12 +194,10 @@ fn write_run(
 ) -> Result<Run> {
     let id = next_run_id(write, meta, index)?;
     let mut runs = write.open_table(index.runs)?;
-    let mut descriptor = Vec::with_capacity(9 + entries.len() / CHUNK_ENTRIES * 8 + 8);
-    descriptor.push(level);
-    descriptor.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    let mut fences = Vec::with_capacity(entries.len() / CHUNK_ENTRIES + 1);
     let mut bytes = Vec::with_capacity(CHUNK_ENTRIES * ENTRY_BYTES);
     for (i, chunk) in entries.chunks(CHUNK_ENTRIES).enumerate() {
-        descriptor.extend_from_slice(&chunk[0].0.to_le_bytes());
+        fences.push(chunk[0].0);
         bytes.clear();
         for (h, seq) in chunk {
             bytes.extend_from_slice(&h.to_le_bytes());
@@ -209,10 +207,16 @@ fn write_run(
             u32::try_from(i).map_err(|_| Error::Storage("a run of over 2^32 chunks".into()))?;
         runs.insert((id, index), bytes.as_slice())?;
     }
+    let run = Run {
+        id,
+        level,
+        entries: entries.len() as u64,
+        fences,
+    };
     write
         .open_table(index.list)?
-        .insert(id, descriptor.as_slice())?;
-    parse_run(index, id, &descriptor)
+        .insert(id, descriptor_of(&run).as_slice())?;
+    Ok(run)
 }
 
 /// A run as its descriptor says.
@@ -349,12 +353,17 @@ pub(super) fn chunks(index: Index, read: &redb::ReadTransaction) -> Result<Optio
     }
 }
 
-/// A merge read and sorted, not yet written: the level's runs and their entries as one.
+/// Output chunks a merge writes in one write transaction (4 MiB): a level is merged in many
+/// short transactions beside the writer's commits, and never held in memory whole.
+const MERGE_CHUNKS_PER_COMMIT: usize = 64;
+
+/// A full level to merge: its runs.
 pub(super) struct Merge {
     pub index: Index,
     level: u8,
     inputs: Vec<Run>,
-    pub entries: Vec<Entry>,
+    /// The inputs' entries, duplicates counted.
+    pub entries: u64,
 }
 
 /// A merge committed: the runs it replaced, and the run that replaced them.
@@ -363,10 +372,19 @@ pub(super) struct Merged {
     pub run: Run,
 }
 
-/// Reads and sorts the runs of one full level of `index` into one (`None` when no level is
-/// full), in a read transaction beside the writer's commits; [`commit_merge`] then swaps
-/// them, which is all that takes the write lock. Only merges delete runs, and one thread
-/// merges, so the inputs are still there to delete.
+impl Index {
+    /// The `meta` key naming the run a merge is writing (absent: none): an interrupted merge
+    /// leaves chunks under that id, unlisted, which the next merge deletes.
+    fn merging_key(&self) -> &'static str {
+        match self.name {
+            "machine" => "machine_run_merging",
+            _ => "machine_pair_run_merging",
+        }
+    }
+}
+
+/// The runs of one full level of `index` (`None` when no level is full). Only merges delete
+/// runs, and one thread merges, so they are still there when [`write_merge`] reads them.
 pub(super) fn prepare_merge(db: &redb::Database, index: Index) -> Result<Option<Merge>> {
     let read = db.begin_read()?;
     let mut runs = list(index, &read)?;
@@ -374,26 +392,217 @@ pub(super) fn prepare_merge(db: &redb::Database, index: Index) -> Result<Option<
         return Ok(None);
     };
     runs.retain(|r| r.level == level);
-    let mut entries: Vec<Entry> = Vec::new();
-    for run in &runs {
-        entries.extend(run_entries(index, &read, run)?);
-    }
-    // Each run is sorted: a merge sort of sorted runs is close to linear.
-    entries.sort();
-    entries.dedup();
     Ok(Some(Merge {
         index,
         level,
+        entries: runs.iter().map(|r| r.entries).sum(),
         inputs: runs,
-        entries,
     }))
 }
 
-/// Writes a prepared merge's run one level up and deletes its inputs, durably.
+/// One input of a merge: its current chunk and the place in it.
+struct Cursor<'a> {
+    run: &'a Run,
+    chunk: usize,
+    entries: Vec<Entry>,
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn head(&self) -> Option<Entry> {
+        self.entries.get(self.at).copied()
+    }
+
+    /// Moves past the head, reading the run's next chunk when this one is done.
+    fn advance(&mut self, index: Index, chunks: &Chunks) -> Result<()> {
+        self.at += 1;
+        if self.at == self.entries.len() && self.chunk + 1 < self.run.fences.len() {
+            self.chunk += 1;
+            self.entries = chunk_at(index, chunks, self.run, self.chunk)?;
+            self.at = 0;
+        }
+        Ok(())
+    }
+}
+
+fn chunk_at(index: Index, chunks: &Chunks, run: &Run, i: usize) -> Result<Vec<Entry>> {
+    let bytes = chunks
+        .get((run.id, i as u32))?
+        .ok_or_else(|| missing_chunk(index, run.id, i))?;
+    let entries = chunk_entries(index, run.id, bytes.value())?.collect();
+    Ok(entries)
+}
+
+/// Writes the merged run of `merge`'s inputs, unlisted, under a new id: a k-way merge that
+/// reads one chunk of each input at a time and writes [`MERGE_CHUNKS_PER_COMMIT`] chunks a
+/// transaction, so its memory is a few MiB whatever the level's size. `each` sees every
+/// entry of the merged run, in order (the pair view builds its filter from them).
+/// [`commit_merge`] lists the run and deletes its inputs.
+pub(super) fn write_merge(
+    db: &redb::Database,
+    meta: TableDefinition<&str, &[u8]>,
+    merge: &Merge,
+    each: &mut dyn FnMut(Entry),
+) -> Result<Run> {
+    let index = merge.index;
+    clear_interrupted(db, meta, index)?;
+    let write = db.begin_write()?;
+    let id = next_run_id(&write, meta, index)?;
+    write
+        .open_table(meta)?
+        .insert(index.merging_key(), &id.to_le_bytes()[..])?;
+    write.commit()?;
+    let read = db.begin_read()?;
+    let chunks = read.open_table(index.runs)?;
+    let mut cursors = Vec::with_capacity(merge.inputs.len());
+    for run in &merge.inputs {
+        let entries = match run.fences.is_empty() {
+            true => Vec::new(),
+            false => chunk_at(index, &chunks, run, 0)?,
+        };
+        cursors.push(Cursor {
+            run,
+            chunk: 0,
+            entries,
+            at: 0,
+        });
+    }
+    let mut out = RunWriter::new(db, index, id);
+    let mut last = None;
+    // At most 16 inputs: the smallest head is found by looking at each.
+    while let Some((i, entry)) = cursors
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.head().map(|e| (i, e)))
+        .min_by_key(|(_, e)| *e)
+    {
+        if last != Some(entry) {
+            each(entry);
+            out.push(entry)?;
+            last = Some(entry);
+        }
+        cursors[i].advance(index, &chunks)?;
+    }
+    out.finish(merge.level.saturating_add(1))
+}
+
+/// Chunks of a run being merged, written a few at a time.
+struct RunWriter<'a> {
+    db: &'a redb::Database,
+    index: Index,
+    id: u64,
+    chunk: Vec<u8>,
+    ready: Vec<Vec<u8>>,
+    written: u32,
+    fences: Vec<u64>,
+    entries: u64,
+}
+
+impl<'a> RunWriter<'a> {
+    fn new(db: &'a redb::Database, index: Index, id: u64) -> RunWriter<'a> {
+        RunWriter {
+            db,
+            index,
+            id,
+            chunk: Vec::with_capacity(CHUNK_ENTRIES * ENTRY_BYTES),
+            ready: Vec::new(),
+            written: 0,
+            fences: Vec::new(),
+            entries: 0,
+        }
+    }
+
+    fn push(&mut self, (high, low): Entry) -> Result<()> {
+        if self.chunk.is_empty() {
+            self.fences.push(high);
+        }
+        self.chunk.extend_from_slice(&high.to_le_bytes());
+        self.chunk.extend_from_slice(&low.to_le_bytes());
+        self.entries += 1;
+        if self.chunk.len() == CHUNK_ENTRIES * ENTRY_BYTES {
+            self.ready.push(std::mem::take(&mut self.chunk));
+            if self.ready.len() == MERGE_CHUNKS_PER_COMMIT {
+                self.write()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The ready chunks, in one transaction without an fsync of its own (lost in a crash,
+    /// they are the interrupted merge's leftovers; the swap is durable).
+    fn write(&mut self) -> Result<()> {
+        let mut write = self.db.begin_write()?;
+        write
+            .set_durability(redb::Durability::None)
+            .map_err(Error::storage)?;
+        {
+            let mut runs = write.open_table(self.index.runs)?;
+            for bytes in self.ready.drain(..) {
+                runs.insert((self.id, self.written), bytes.as_slice())?;
+                self.written = self
+                    .written
+                    .checked_add(1)
+                    .ok_or_else(|| Error::Storage("a run of over 2^32 chunks".into()))?;
+            }
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    fn finish(mut self, level: u8) -> Result<Run> {
+        if !self.chunk.is_empty() {
+            self.ready.push(std::mem::take(&mut self.chunk));
+        }
+        self.write()?;
+        Ok(Run {
+            id: self.id,
+            level,
+            entries: self.entries,
+            fences: self.fences,
+        })
+    }
+}
+
+fn descriptor_of(run: &Run) -> Vec<u8> {
+    let mut descriptor = Vec::with_capacity(9 + run.fences.len() * 8);
+    descriptor.push(run.level);
+    descriptor.extend_from_slice(&run.entries.to_le_bytes());
+    for fence in &run.fences {
+        descriptor.extend_from_slice(&fence.to_le_bytes());
+    }
+    descriptor
+}
+
+/// Deletes the chunks an interrupted merge of `index` left (named by its `meta` key).
+pub(super) fn clear_interrupted(
+    db: &redb::Database,
+    meta: TableDefinition<&str, &[u8]>,
+    index: Index,
+) -> Result<()> {
+    let write = db.begin_write()?;
+    let merging = match write.open_table(meta)?.get(index.merging_key())? {
+        Some(v) => Some(u64::from_le_bytes(v.value().try_into().map_err(|_| {
+            Error::Storage(format!("the {} merge marker is not 8 bytes", index.name))
+        })?)),
+        None => None,
+    };
+    let Some(id) = merging else {
+        return Ok(());
+    };
+    write
+        .open_table(index.runs)?
+        .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+    write.open_table(meta)?.remove(index.merging_key())?;
+    write.commit()?;
+    Ok(())
+}
+
+/// Lists the merged run and deletes its inputs, durably, in one transaction.
 pub(super) fn commit_merge(
     db: &redb::Database,
     meta: TableDefinition<&str, &[u8]>,
     merge: &Merge,
+    run: Run,
 ) -> Result<Merged> {
     let index = merge.index;
     let mut write = db.begin_write()?;
@@ -403,15 +612,15 @@ pub(super) fn commit_merge(
     {
         let mut chunks = write.open_table(index.runs)?;
         let mut list = write.open_table(index.list)?;
-        for run in &merge.inputs {
-            for i in 0..run.fences.len() as u32 {
-                chunks.remove((run.id, i))?;
+        for input in &merge.inputs {
+            for i in 0..input.fences.len() as u32 {
+                chunks.remove((input.id, i))?;
             }
-            list.remove(run.id)?;
+            list.remove(input.id)?;
         }
+        list.insert(run.id, descriptor_of(&run).as_slice())?;
+        write.open_table(meta)?.remove(index.merging_key())?;
     }
-    let level = merge.level.saturating_add(1);
-    let run = write_run(&write, meta, index, level, &merge.entries)?;
     write.commit()?;
     Ok(Merged {
         gone: merge.inputs.iter().map(|r| r.id).collect(),
@@ -513,7 +722,9 @@ mod tests {
             write.commit().unwrap();
         }
         let merge = prepare_merge(&db, PAIRS).unwrap().expect("a level is full");
-        let merged = commit_merge(&db, META, &merge).unwrap();
+        let mut seen = Vec::new();
+        let run = write_merge(&db, META, &merge, &mut |e| seen.push(e)).unwrap();
+        let merged = commit_merge(&db, META, &merge, run).unwrap();
         assert_eq!(merged.gone.len(), FANOUT);
         let read = db.begin_read().unwrap();
         let runs = list(PAIRS, &read).unwrap();
@@ -521,6 +732,79 @@ mod tests {
         assert_eq!((runs[0].id, runs[0].level), (merged.run.id, 1));
         let expected: Vec<Entry> = (0..=FANOUT as u64).map(|i| (i, i)).collect();
         assert_eq!(run_entries(PAIRS, &read, &runs[0]).unwrap(), expected);
+        assert_eq!(seen, expected, "the merged entries, in order, once each");
         assert!(prepare_merge(&db, PAIRS).unwrap().is_none());
+    }
+
+    /// A level bigger than one merge transaction (over 64 chunks of output), its inputs
+    /// interleaved, merges into one run of every entry once, in order, with
+    /// fences that find each entry; the chunks of an interrupted merge before it are gone.
+    #[test]
+    fn a_large_level_merges_in_many_transactions_and_clears_an_interrupted_merge() {
+        let db = database();
+        // An interrupted merge: its marker and two chunks under an unlisted id.
+        let write = db.begin_write().unwrap();
+        let orphan = next_run_id(&write, META, MACHINES).unwrap();
+        write
+            .open_table(META)
+            .unwrap()
+            .insert(MACHINES.merging_key(), &orphan.to_le_bytes()[..])
+            .unwrap();
+        for i in 0..2u32 {
+            write
+                .open_table(MACHINES.runs)
+                .unwrap()
+                .insert((orphan, i), &[0u8; 16][..])
+                .unwrap();
+        }
+        write.commit().unwrap();
+        let per_run = 17_000u64;
+        for r in 0..FANOUT as u64 {
+            let entries: Vec<Entry> = (0..per_run).map(|i| (i * 16 + r, i % 3)).collect();
+            let write = db.begin_write().unwrap();
+            add_run(&write, META, MACHINES, &entries).unwrap();
+            write.commit().unwrap();
+        }
+        let merge = prepare_merge(&db, MACHINES)
+            .unwrap()
+            .expect("a level is full");
+        assert_eq!(merge.entries, per_run * FANOUT as u64);
+        let mut count = 0u64;
+        let mut previous = None;
+        let run = write_merge(&db, META, &merge, &mut |e| {
+            assert!(previous < Some(e), "ascending, once each");
+            previous = Some(e);
+            count += 1;
+        })
+        .unwrap();
+        assert!(
+            run.fences.len() > MERGE_CHUNKS_PER_COMMIT,
+            "{}",
+            run.fences.len()
+        );
+        commit_merge(&db, META, &merge, run).unwrap();
+        assert_eq!(count, per_run * FANOUT as u64);
+        let read = db.begin_read().unwrap();
+        let runs = list(MACHINES, &read).unwrap();
+        assert_eq!(runs.len(), 1);
+        let chunks = chunks(MACHINES, &read).unwrap().unwrap();
+        for probe in [
+            (0, 0),
+            (15, 0),
+            (16 * 16_999 + 15, 16_999 % 3),
+            (16 * 8_000 + 7, 8_000 % 3),
+        ] {
+            assert!(
+                run_holds(MACHINES, &chunks, &runs[0], probe).unwrap(),
+                "{probe:?}"
+            );
+        }
+        assert!(!run_holds(MACHINES, &chunks, &runs[0], (16, 2)).unwrap());
+        assert!(
+            chunks.get((orphan, 0)).unwrap().is_none(),
+            "the orphan chunks are gone"
+        );
+        let meta = read.open_table(META).unwrap();
+        assert!(meta.get(MACHINES.merging_key()).unwrap().is_none());
     }
 }

@@ -175,20 +175,24 @@ impl Merger {
     }
 }
 
-/// Merges one full level of either index (`false`: none is full). A pair merge's run gets its
-/// filter before the swap, and the swap commits under the pair view's lock, so a lookup never
-/// sees runs the view does not describe.
+/// Merges one full level of either index (`false`: none is full). A pair merge builds its
+/// run's filter as it writes, and the swap commits under the pair view's lock, so a lookup
+/// never sees runs the view does not describe.
 fn merge_one_level(db: &Database, pairs: &SharedPairs) -> Result<bool> {
     if let Some(merge) = machine_runs::prepare_merge(db, machine_runs::MACHINES)? {
-        machine_runs::commit_merge(db, META, &merge)?;
+        let run = machine_runs::write_merge(db, META, &merge, &mut |_| {})?;
+        machine_runs::commit_merge(db, META, &merge, run)?;
         return Ok(true);
     }
     let Some(merge) = machine_runs::prepare_merge(db, machine_runs::PAIRS)? else {
         return Ok(false);
     };
-    let filter = pair_lookup::filter_of(&merge.entries);
+    let mut filter = pair_lookup::filter_for(merge.entries);
+    let run = machine_runs::write_merge(db, META, &merge, &mut |(high, _)| {
+        filter.insert_hash(high);
+    })?;
     let mut view = pairs.lock().unwrap_or_else(|e| e.into_inner());
-    match machine_runs::commit_merge(db, META, &merge) {
+    match machine_runs::commit_merge(db, META, &merge, run) {
         Ok(merged) => view.merged(merged, filter),
         Err(err) => {
             view.stale();

@@ -27,9 +27,15 @@ pub(super) struct PairView {
     synced: bool,
 }
 
+/// An empty filter for `entries` entries.
+pub(super) fn filter_for(entries: u64) -> Filter {
+    let entries = usize::try_from(entries).unwrap_or(usize::MAX).max(1);
+    Filter::new(crate::prefetch::BITS_PER_PAIR, entries)
+}
+
 /// A filter over `entries`' first halves.
 pub(super) fn filter_of(entries: &[Entry]) -> Filter {
-    let mut filter = Filter::new(crate::prefetch::BITS_PER_PAIR, entries.len().max(1));
+    let mut filter = filter_for(entries.len() as u64);
     for (high, _) in entries {
         filter.insert_hash(*high);
     }
