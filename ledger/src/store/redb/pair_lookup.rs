@@ -5,13 +5,14 @@
 //! first halves (10 bits an entry, about 1%), and visits only the runs whose filter says
 //! "maybe": about one run for a pair that is there, almost none for one that is not. The
 //! filters are derived data, built from the runs when the view first syncs and for each run
-//! as it appears (a flush's small run read back; a merge's run built by the merge thread
-//! from the entries it already holds), never stored.
+//! as it appears (a flush's small run read back; a merge's run by the merge thread as it
+//! writes it), never stored.
 //!
 //! The view must describe the runs the reading transaction sees. Runs are added by the
-//! writer's flushes (under the pending rows' lock, which lookups hold too: the view is marked
-//! stale there) and replaced by merges (whose commit and view update happen under the view's
-//! own lock, which lookups hold while they read).
+//! writer's flushes: once the flush has committed, the view is marked stale *before* the
+//! pending rows are let go, so a lookup finds a pair in the pending rows or, resyncing, in
+//! the new run. Runs are replaced by merges, whose swap commits and updates the view under
+//! the view's own lock, which lookups hold while they read.
 
 use sbbf_rs_safe::Filter;
 
