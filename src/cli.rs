@@ -23,6 +23,17 @@ pub struct Cli {
         default_value = "keyledger.redb"
     )]
     pub data: keyledger_ledger::Location,
+    /// MiB of page cache for a redb ledger: the pages read and written lately stay in memory
+    /// up to this size (it does not grow with history; the operating system caches the file
+    /// as well).
+    #[arg(
+        long,
+        global = true,
+        env = "KEYLEDGER_CACHE_MIB",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u64).range(1..=1_048_576)
+    )]
+    pub cache_mib: u64,
     #[command(subcommand)]
     pub command: Command,
 }

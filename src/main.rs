@@ -26,6 +26,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    let cache = usize::try_from(cli.cache_mib << 20).unwrap_or(usize::MAX);
+    keyledger_ledger::store::set_cache_bytes(cache);
     match cmd::run(cli) {
         Ok(code) => code,
         Err(err) => output::exit_for(&err),

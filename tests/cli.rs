@@ -1084,3 +1084,16 @@ fn a_ledger_file_held_by_serve_is_refused_naming_the_holder() {
     assert!(stderr.contains("over HTTP"), "{stderr}");
     assert!(!stderr.contains("Cannot acquire lock"), "{stderr}");
 }
+
+/// The page cache is a setting with bounds: any size from 1 MiB works the same, 0 is refused
+/// naming the flag.
+#[test]
+fn the_page_cache_size_is_a_bounded_setting() {
+    let ledger = initialized();
+    let small = ledger.ok(&["--cache-mib", "1", "verify"]);
+    assert!(small.contains("chain ok"), "{small}");
+    let out = ledger.run(&["--cache-mib", "0", "verify"]);
+    assert!(!out.status.success());
+    let why = stderr(&out);
+    assert!(why.contains("--cache-mib"), "{why}");
+}

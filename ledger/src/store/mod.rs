@@ -22,7 +22,7 @@ pub use location::Location;
 /// How many projection snapshots are kept; older ones are pruned as new ones are written.
 pub const SNAPSHOTS_KEPT: usize = 8;
 
-pub use self::redb::{DB_FORMAT_OLDEST, DB_FORMAT_VERSION};
+pub use self::redb::{set_cache_bytes, DB_FORMAT_OLDEST, DB_FORMAT_VERSION, DEFAULT_CACHE_BYTES};
 
 /// The end of the log: the last seq and the chain hash after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -212,6 +212,27 @@ impl std::fmt::Debug for RedbStore {
 
 type Reopen = dyn Fn() -> std::result::Result<Database, redb::DatabaseError> + Send + Sync;
 
+/// Bytes of redb's page cache for each database this process opens from now on (see
+/// [`set_cache_bytes`]).
+static CACHE_BYTES: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(DEFAULT_CACHE_BYTES);
+
+/// redb's page cache holds the pages the writer and readers touched lately, up to this many
+/// bytes: resident memory that does not grow with history. (redb's own default, 1 GiB,
+/// fills with the pages of years of history on a busy ledger.)
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+
+/// Sets the page cache of the redb databases this process opens next (`--cache-mib`).
+pub fn set_cache_bytes(bytes: usize) {
+    CACHE_BYTES.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn builder() -> redb::Builder {
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(CACHE_BYTES.load(std::sync::atomic::Ordering::Relaxed));
+    builder
+}
+
 /// Frames between checkpoints: `KEYLEDGER_WAL_CHECKPOINT_FRAMES` (at least 1), else 1024.
 /// Fewer make opening after a crash replay less and cost a durable redb commit more often.
 fn checkpoint_every() -> u64 {
@@ -241,7 +262,7 @@ impl RedbStore {
         if !path.exists() {
             return Err(Error::Missing(path.display().to_string()));
         }
-        let db = Database::open(path).map_err(|e| match e {
+        let db = builder().open(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::WriterBusy(held(path)),
             other => other.into(),
         })?;
@@ -264,7 +285,7 @@ impl RedbStore {
 
     fn reopening_from(mut self, path: PathBuf) -> RedbStore {
         let file = path.clone();
-        self.reopen = Some(Box::new(move || Database::open(&file)));
+        self.reopen = Some(Box::new(move || builder().open(&file)));
         self.path = Some(path);
         self
     }
@@ -1352,7 +1373,7 @@ fn create_private(path: &Path) -> Result<Database> {
         .mode(0o600)
         .open(path)?;
     let backend = redb::backends::FileBackend::new(file)?;
-    Ok(redb::Builder::new().create_with_backend(backend)?)
+    Ok(builder().create_with_backend(backend)?)
 }
 
 fn get_bytes(
