@@ -223,14 +223,17 @@ impl MachineHasher {
         }
     }
 
-    /// The rows of a stored block (a write-ahead frame carries only the block: its rows are
-    /// derived again on replay; a copy derives them under the target's key).
-    pub fn rows_of_block(&self, bytes: &[u8]) -> Result<IndexRows, String> {
-        let block = Block::parse(bytes).map_err(|e| format!("block: {e}"))?;
+    /// The rows of the block stored under `key` (a write-ahead frame carries only the block:
+    /// its rows are derived again on replay; a copy derives them under the target's key). A
+    /// block that does not decode is corruption at `key`.
+    pub fn rows_of_block(&self, key: u64, bytes: &[u8]) -> crate::Result<IndexRows> {
+        let undecodable = |why: String| crate::error::Corruption::Undecodable { seq: key, why };
+        let block = Block::parse(bytes).map_err(|e| undecodable(format!("block: {e}")))?;
         let mut rows = IndexRows::default();
         for (i, record) in block.records().enumerate() {
             let seq = block.first_seq + i as u64;
-            let event: Event = decode_record(record).map_err(|e| format!("seq {seq}: {e}"))?;
+            let event: Event =
+                decode_record(record).map_err(|e| undecodable(format!("seq {seq}: {e}")))?;
             self.rows_of(seq, &event.body, &mut rows);
         }
         Ok(rows)

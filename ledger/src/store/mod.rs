@@ -297,9 +297,7 @@ impl Store {
             let hasher = self.backend.machine_hasher()?;
             let mut rows = crate::machines::IndexRows::default();
             self.for_each_block(0, |first, bytes| {
-                let more = hasher
-                    .rows_of_block(bytes)
-                    .map_err(|why| crate::error::Corruption::Undecodable { seq: first, why })?;
+                let more = hasher.rows_of_block(first, bytes)?;
                 rows.extend(&more);
                 if rows.len() >= 100_000 {
                     self.backend.put_machine_rows(&std::mem::take(&mut rows))?;
@@ -684,9 +682,7 @@ impl Store {
                 hash: block.head,
             };
             // The machine index is derived, not copied: it is built for the target's blocks.
-            let index = hasher
-                .rows_of_block(bytes)
-                .map_err(|why| crate::error::Corruption::Undecodable { seq: key, why })?;
+            let index = hasher.rows_of_block(key, bytes)?;
             target.commit(&BatchWrite {
                 block: Some((key, bytes.to_vec())),
                 start,

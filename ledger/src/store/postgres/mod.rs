@@ -324,9 +324,7 @@ impl PgStore {
             if key > to {
                 return Ok(std::ops::ControlFlow::Break(()));
             }
-            let more = hasher
-                .rows_of_block(bytes)
-                .map_err(|why| crate::error::Corruption::Undecodable { seq: key, why })?;
+            let more = hasher.rows_of_block(key, bytes)?;
             // The pair index is redb's (this store settles pairs from the machine index).
             rows.machines.extend(more.machines);
             batches += 1;

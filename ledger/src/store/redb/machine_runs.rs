@@ -36,6 +36,9 @@ pub(super) struct Index {
     list: TableDefinition<'static, u64, &'static [u8]>,
     /// The `meta` key of the id the next run gets.
     next_run: &'static str,
+    /// The `meta` key naming the run a merge is writing (absent: none): an interrupted merge
+    /// leaves chunks under that id, unlisted, which the next merge deletes.
+    merging: &'static str,
     /// For messages.
     name: &'static str,
 }
@@ -45,6 +48,7 @@ pub(super) const MACHINES: Index = Index {
     runs: TableDefinition::new("machine_runs"),
     list: TableDefinition::new("machine_run_list"),
     next_run: "machine_run_next",
+    merging: "machine_run_merging",
     name: "machine",
 };
 
@@ -53,6 +57,7 @@ pub(super) const PAIRS: Index = Index {
     runs: TableDefinition::new("machine_pair_runs"),
     list: TableDefinition::new("machine_pair_run_list"),
     next_run: "machine_pair_run_next",
+    merging: "machine_pair_run_merging",
     name: "machine pair",
 };
 
@@ -199,9 +204,8 @@ fn write_run(
     for (i, chunk) in entries.chunks(CHUNK_ENTRIES).enumerate() {
         fences.push(chunk[0].0);
         bytes.clear();
-        for (h, seq) in chunk {
-            bytes.extend_from_slice(&h.to_le_bytes());
-            bytes.extend_from_slice(&seq.to_le_bytes());
+        for entry in chunk {
+            encode(*entry, &mut bytes);
         }
         let index =
             u32::try_from(i).map_err(|_| Error::Storage("a run of over 2^32 chunks".into()))?;
@@ -268,6 +272,12 @@ pub(super) fn list(index: Index, read: &redb::ReadTransaction) -> Result<Vec<Run
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
         Err(err) => Err(err.into()),
     }
+}
+
+/// An entry's 16 bytes, appended to a chunk.
+fn encode((first, second): Entry, chunk: &mut Vec<u8>) {
+    chunk.extend_from_slice(&first.to_le_bytes());
+    chunk.extend_from_slice(&second.to_le_bytes());
 }
 
 fn entry_at(e: &[u8]) -> Entry {
@@ -372,17 +382,6 @@ pub(super) struct Merged {
     pub run: Run,
 }
 
-impl Index {
-    /// The `meta` key naming the run a merge is writing (absent: none): an interrupted merge
-    /// leaves chunks under that id, unlisted, which the next merge deletes.
-    fn merging_key(&self) -> &'static str {
-        match self.name {
-            "machine" => "machine_run_merging",
-            _ => "machine_pair_run_merging",
-        }
-    }
-}
-
 /// The runs of one full level of `index` (`None` when no level is full). Only merges delete
 /// runs, and one thread merges, so they are still there when [`write_merge`] reads them.
 pub(super) fn prepare_merge(db: &redb::Database, index: Index) -> Result<Option<Merge>> {
@@ -450,7 +449,7 @@ pub(super) fn write_merge(
     let id = next_run_id(&write, meta, index)?;
     write
         .open_table(meta)?
-        .insert(index.merging_key(), &id.to_le_bytes()[..])?;
+        .insert(index.merging, &id.to_le_bytes()[..])?;
     write.commit()?;
     let read = db.begin_read()?;
     let chunks = read.open_table(index.runs)?;
@@ -516,8 +515,7 @@ impl<'a> RunWriter<'a> {
         if self.chunk.is_empty() {
             self.fences.push(high);
         }
-        self.chunk.extend_from_slice(&high.to_le_bytes());
-        self.chunk.extend_from_slice(&low.to_le_bytes());
+        encode((high, low), &mut self.chunk);
         self.entries += 1;
         if self.chunk.len() == CHUNK_ENTRIES * ENTRY_BYTES {
             self.ready.push(std::mem::take(&mut self.chunk));
@@ -580,7 +578,7 @@ pub(super) fn clear_interrupted(
     index: Index,
 ) -> Result<()> {
     let write = db.begin_write()?;
-    let merging = match write.open_table(meta)?.get(index.merging_key())? {
+    let merging = match write.open_table(meta)?.get(index.merging)? {
         Some(v) => Some(u64::from_le_bytes(v.value().try_into().map_err(|_| {
             Error::Storage(format!("the {} merge marker is not 8 bytes", index.name))
         })?)),
@@ -592,7 +590,7 @@ pub(super) fn clear_interrupted(
     write
         .open_table(index.runs)?
         .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
-    write.open_table(meta)?.remove(index.merging_key())?;
+    write.open_table(meta)?.remove(index.merging)?;
     write.commit()?;
     Ok(())
 }
@@ -619,7 +617,7 @@ pub(super) fn commit_merge(
             list.remove(input.id)?;
         }
         list.insert(run.id, descriptor_of(&run).as_slice())?;
-        write.open_table(meta)?.remove(index.merging_key())?;
+        write.open_table(meta)?.remove(index.merging)?;
     }
     write.commit()?;
     Ok(Merged {
@@ -748,7 +746,7 @@ mod tests {
         write
             .open_table(META)
             .unwrap()
-            .insert(MACHINES.merging_key(), &orphan.to_le_bytes()[..])
+            .insert(MACHINES.merging, &orphan.to_le_bytes()[..])
             .unwrap();
         for i in 0..2u32 {
             write
@@ -805,6 +803,6 @@ mod tests {
             "the orphan chunks are gone"
         );
         let meta = read.open_table(META).unwrap();
-        assert!(meta.get(MACHINES.merging_key()).unwrap().is_none());
+        assert!(meta.get(MACHINES.merging).unwrap().is_none());
     }
 }

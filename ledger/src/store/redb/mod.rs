@@ -233,6 +233,15 @@ fn builder() -> redb::Builder {
     builder
 }
 
+/// A write transaction whose commit is durable itself (with an fsync of its own).
+fn durable_write(db: &Database) -> Result<redb::WriteTransaction> {
+    let mut write = db.begin_write()?;
+    write
+        .set_durability(Durability::Immediate)
+        .map_err(Error::storage)?;
+    Ok(write)
+}
+
 /// Frames between checkpoints: `KEYLEDGER_WAL_CHECKPOINT_FRAMES` (at least 1), else 1024.
 /// Fewer make opening after a crash replay less and cost a durable redb commit more often.
 fn checkpoint_every() -> u64 {
@@ -460,18 +469,10 @@ impl RedbStore {
         let mut entries = blocks.range(..=through)?.peekable();
         while let Some(entry) = entries.next() {
             let (key, bytes) = entry?;
-            let rows = hasher.rows_of_block(bytes.value()).map_err(|why| {
-                crate::error::Corruption::Undecodable {
-                    seq: key.value(),
-                    why,
-                }
-            })?;
+            let rows = hasher.rows_of_block(key.value(), bytes.value())?;
             pairs.extend(rows.pairs);
             if pairs.len() >= 1 << 20 || entries.peek().is_none() {
-                let mut write = db.begin_write()?;
-                write
-                    .set_durability(Durability::Immediate)
-                    .map_err(Error::storage)?;
+                let write = durable_write(db)?;
                 machine_runs::add_run(&write, META, machine_runs::PAIRS, &pairs)?;
                 write.commit()?;
                 pairs.clear();
@@ -501,12 +502,7 @@ impl RedbStore {
         let blocks = read.open_table(BLOCKS)?;
         for entry in blocks.range(through + 1..=to)? {
             let (key, bytes) = entry?;
-            let rows = hasher.rows_of_block(bytes.value()).map_err(|why| {
-                crate::error::Corruption::Undecodable {
-                    seq: key.value(),
-                    why,
-                }
-            })?;
+            let rows = hasher.rows_of_block(key.value(), bytes.value())?;
             pending.extend_rows(&rows);
             pending.batches += 1;
             let last = crate::block::Block::parse(bytes.value())
@@ -516,10 +512,7 @@ impl RedbStore {
                 })?
                 .last_seq();
             if pending.rows().len() >= 1 << 20 {
-                let mut write = db.begin_write()?;
-                write
-                    .set_durability(Durability::Immediate)
-                    .map_err(Error::storage)?;
+                let write = durable_write(db)?;
                 machine_runs::flush(&write, META, pending.rows(), last)?;
                 write.commit()?;
                 self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
@@ -569,10 +562,7 @@ impl Backend for RedbStore {
     }
 
     fn put_machine_rows(&self, rows: &IndexRows) -> Result<()> {
-        let mut write = self.db()?.begin_write()?;
-        write
-            .set_durability(Durability::Immediate)
-            .map_err(Error::storage)?;
+        let write = durable_write(&*self.db()?)?;
         machine_runs::add(&write, META, rows)?;
         write.commit()?;
         self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
@@ -600,10 +590,7 @@ impl Backend for RedbStore {
         if let Some(key) = machine_runs::read_hash_key(&self.db()?.begin_read()?, META)? {
             return Ok(key);
         }
-        let mut write = self.db()?.begin_write()?;
-        write
-            .set_durability(Durability::Immediate)
-            .map_err(Error::storage)?;
+        let write = durable_write(&*self.db()?)?;
         let key = machine_runs::hash_key(&write, META)?;
         write.commit()?;
         Ok(key)
@@ -636,18 +623,12 @@ impl Backend for RedbStore {
         let head = head_in(&db.begin_read()?)?.seq;
         let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
         self.machines_caught_up(&db, &mut pending, head)?;
-        let mut write = db.begin_write()?;
-        write
-            .set_durability(Durability::Immediate)
-            .map_err(Error::storage)?;
+        let write = durable_write(&db)?;
         machine_runs::flush(&write, META, pending.rows(), head)?;
         write.commit()?;
         *pending = crate::machines::Pending::derived(IndexRows::default(), head, 0);
         drop(pending);
-        let mut write = self.db()?.begin_write()?;
-        write
-            .set_durability(Durability::Immediate)
-            .map_err(Error::storage)?;
+        let write = durable_write(&*self.db()?)?;
         write
             .open_table(META)?
             .insert(FORMAT_VERSION_KEY, &[DB_FORMAT_VERSION][..])?;
@@ -1093,10 +1074,7 @@ impl Backend for RedbStore {
     }
 
     fn put_rows(&self, rows: &[Row]) -> Result<()> {
-        let mut write = self.db()?.begin_write()?;
-        write
-            .set_durability(Durability::Immediate)
-            .map_err(Error::storage)?;
+        let write = durable_write(&*self.db()?)?;
         {
             let mut secrets = write.open_table(SECRETS)?;
             let mut first_answers = write.open_table(FIRST_ANSWERS)?;
@@ -1305,10 +1283,7 @@ fn checkpoint(db: &Database, wal: &mut Wal) -> Result<()> {
 
 /// A durable commit of nothing: every earlier non-durable commit is durable after it.
 fn sync(db: &Database) -> Result<()> {
-    let mut write = db.begin_write()?;
-    write
-        .set_durability(Durability::Immediate)
-        .map_err(Error::storage)?;
+    let write = durable_write(db)?;
     write.commit()?;
     Ok(())
 }
