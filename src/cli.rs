@@ -243,22 +243,7 @@ pub enum Command {
     /// When each MAK runs out at its recent rate.
     ///
     /// Example: keyledger forecast --license-id V3000003
-    Forecast {
-        #[arg(long)]
-        license_id: Option<String>,
-        /// Trailing window of the rate, in days.
-        #[arg(long, default_value_t = 30)]
-        window_days: u32,
-        /// Business time of the forecast (RFC 3339); the newest event's by default.
-        #[arg(long)]
-        at: Option<String>,
-        /// table or json.
-        #[arg(long, default_value = "table")]
-        format: String,
-        /// Also draw each key's consumption and projected exhaustion into this SVG file.
-        #[arg(long)]
-        svg: Option<PathBuf>,
-    },
+    Forecast(ForecastArgs),
     /// Machine history: every key a machine (or KMS host or client) was activated on,
     /// named again on, refused by or contacted, from the store's machine index.
     ///
@@ -277,29 +262,7 @@ pub enum Command {
     /// The machines a key activated, paged; optionally of one org, one method, a time range.
     ///
     /// Example: keyledger machines --key 7 --method proxy --from 2026-06-01T00:00:00Z
-    Machines {
-        #[arg(long)]
-        key: u64,
-        #[arg(long)]
-        org: Option<String>,
-        /// online, phone or proxy.
-        #[arg(long)]
-        method: Option<String>,
-        /// Activated at or after this instant (RFC 3339)…
-        #[arg(long)]
-        from: Option<String>,
-        /// …and before this one.
-        #[arg(long)]
-        to: Option<String>,
-        /// Only activations after this seq (the `next_after` of the page before).
-        #[arg(long, default_value_t = 0)]
-        after: u64,
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
-        /// table, tsv or json.
-        #[arg(long, default_value = "table")]
-        format: String,
-    },
+    Machines(MachinesArgs),
     /// Usage over time: per day, ISO week or month (UTC), activations consumed, machines
     /// already active, refusals by code, KMS contacts, and where the count stood at each
     /// period's end.
@@ -370,6 +333,51 @@ impl AlertArgs {
             burst_refusals: self.burst_refusals,
         }
     }
+}
+
+/// `forecast`: which license ID, over what window, at what moment, in what form.
+#[derive(Debug, Args)]
+pub struct ForecastArgs {
+    #[arg(long)]
+    pub license_id: Option<String>,
+    /// Trailing window of the rate, in days.
+    #[arg(long, default_value_t = 30)]
+    pub window_days: u32,
+    /// Business time of the forecast (RFC 3339); the newest event's by default.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// table or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Also draw each key's consumption and projected exhaustion into this SVG file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+}
+
+/// `machines`: which key, filtered how, which page, in what form.
+#[derive(Debug, Args)]
+pub struct MachinesArgs {
+    #[arg(long)]
+    pub key: u64,
+    #[arg(long)]
+    pub org: Option<String>,
+    /// online, phone or proxy.
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Activated at or after this instant (RFC 3339)…
+    #[arg(long)]
+    pub from: Option<String>,
+    /// …and before this one.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only activations after this seq (the `next_after` of the page before).
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+    /// table, tsv or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
 }
 
 /// `usage`: which keys, by what period, over which range.

@@ -9,7 +9,7 @@ use keyledger_projections::summary::{summary as roll_up, GroupBy};
 use keyledger_projections::usage::{scope_keys, usage as usage_of, Period, UsageScope};
 use keyledger_projections::Format;
 
-use crate::cli::{Moment, UsageArgs};
+use crate::cli::{MachinesArgs, Moment, UsageArgs};
 use crate::view::{
     at_moment, key_machines, machine_history, open_store, parse_time, projections, Until,
 };
@@ -69,15 +69,18 @@ pub fn machine(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn machines(
-    data: &keyledger_ledger::Location,
-    key: u64,
-    query: &MachineQuery,
-    (after, limit): (u64, usize),
-    format_text: &str,
-) -> Result<ExitCode> {
-    let format = format(format_text)?;
-    let filter = query.parse()?;
+pub fn machines(data: &keyledger_ledger::Location, args: &MachinesArgs) -> Result<ExitCode> {
+    let MachinesArgs {
+        key, after, limit, ..
+    } = *args;
+    let format = format(&args.format)?;
+    let filter = MachineQuery {
+        org: args.org.clone(),
+        method: args.method.clone(),
+        from: args.from.clone(),
+        to: args.to.clone(),
+    }
+    .parse()?;
     let store = open_store(data)?;
     let p = projections(&store, Until::Head)?;
     let Some(page) = key_machines(&store, &p, KeyId(key), &filter, after, limit)? else {

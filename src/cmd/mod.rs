@@ -80,22 +80,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             target: None,
             workload,
         } => crate::workload::run(&workload, data),
-        Command::Forecast {
-            license_id,
-            window_days,
-            at,
-            format,
-            svg,
-        } => read::forecast(
-            data,
-            &read::ForecastOptions {
-                license: license_id.as_deref(),
-                window_days,
-                at: at.as_deref(),
-                format: &format,
-                svg: svg.as_deref(),
-            },
-        ),
+        Command::Forecast(args) => read::forecast(data, &args),
         Command::Usage(args) => insight::usage(data, &args),
         Command::Alerts(args) => insight::alerts(data, &args),
         Command::Machine {
@@ -104,27 +89,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             limit,
             format,
         } => insight::machine(data, &name, after, limit, &format),
-        Command::Machines {
-            key,
-            org,
-            method,
-            from,
-            to,
-            after,
-            limit,
-            format,
-        } => insight::machines(
-            data,
-            key,
-            &insight::MachineQuery {
-                org,
-                method,
-                from,
-                to,
-            },
-            (after, limit),
-            &format,
-        ),
+        Command::Machines(args) => insight::machines(data, &args),
         Command::Summary {
             org,
             by,

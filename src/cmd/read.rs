@@ -1,9 +1,9 @@
 //! Read-only views: `report`, `log`, `forecast`.
 
+use crate::cli::ForecastArgs;
 use crate::output::outln;
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -156,26 +156,10 @@ pub(crate) fn summary(event: &serde_json::Value) -> String {
     }
 }
 
-/// What `forecast` was asked for.
-pub struct ForecastOptions<'a> {
-    pub license: Option<&'a str>,
-    pub window_days: u32,
-    pub at: Option<&'a str>,
-    pub format: &'a str,
-    pub svg: Option<&'a Path>,
-}
-
-pub fn forecast(
-    data: &keyledger_ledger::Location,
-    options: &ForecastOptions<'_>,
-) -> Result<ExitCode> {
-    let ForecastOptions {
-        license,
-        window_days,
-        at,
-        format,
-        svg,
-    } = *options;
+pub fn forecast(data: &keyledger_ledger::Location, args: &ForecastArgs) -> Result<ExitCode> {
+    let license = args.license_id.as_deref();
+    let (window_days, at) = (args.window_days, args.at.as_deref());
+    let (format, svg) = (args.format.as_str(), args.svg.as_deref());
     if window_days == 0 {
         bail!("--window-days must be at least 1");
     }
