@@ -14,7 +14,7 @@ use keyledger_core::command::{
 };
 use keyledger_core::*;
 use keyledger_ledger::Location;
-use keyledger_ledger::{AnswerReceiver, Writer};
+use keyledger_ledger::{AnswerReceiver, Writer, WriterHandle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -304,60 +304,7 @@ fn measure(
         let answers = handle.submit_blocking(chunk.to_vec(), false)?;
         anyhow::ensure!(answers.iter().all(|a| a.ok), "workload set-up was refused");
     }
-    let progress = Progress::new("bench", shape.events);
-    let deadline = Instant::now() + Duration::from_secs(shape.duration_s);
-    let started = Instant::now();
-    let mut latencies = latency_histogram();
-    let mut window = (started, 0u64, latency_histogram());
-    let mut timeline = Vec::new();
-    let mut in_flight: std::collections::VecDeque<(Instant, AnswerReceiver)> = Default::default();
-    let mut events = 0u64;
-    loop {
-        let more = events < shape.events && Instant::now() < deadline;
-        let batch = if more && in_flight.len() < IN_FLIGHT {
-            generator.batch()
-        } else {
-            None
-        };
-        match batch {
-            Some(commands) => {
-                in_flight.push_back((Instant::now(), handle.send_blocking(commands, false)?))
-            }
-            None => {
-                let Some((sent, rx)) = in_flight.pop_front() else {
-                    break;
-                };
-                let answers = rx.blocking_recv().context("the writer stopped")??;
-                let appended = answers.iter().filter(|a| a.seq.is_some()).count() as u64;
-                let micros = sent.elapsed().as_micros() as u64;
-                latencies.saturating_record(micros.max(1));
-                window.2.saturating_record(micros.max(1));
-                events += appended;
-                window.1 += appended;
-                progress.add(appended);
-                let span = window.0.elapsed().as_secs_f64();
-                if span >= 0.25 {
-                    let at = started.elapsed().as_secs_f64();
-                    timeline.push([
-                        at,
-                        window.1 as f64 / span,
-                        window.2.value_at_quantile(0.99) as f64 / 1000.0,
-                    ]);
-                    window = (Instant::now(), 0, latency_histogram());
-                }
-            }
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let span = window.0.elapsed().as_secs_f64();
-    if window.1 > 0 && span > 0.0 {
-        timeline.push([
-            seconds,
-            window.1 as f64 / span,
-            window.2.value_at_quantile(0.99) as f64 / 1000.0,
-        ]);
-    }
-    progress.finish();
+    let load = drive(&handle, &mut generator, shape)?;
     drop(handle);
     let engine = writer.stop()?;
     let store = engine.store().clone();
@@ -373,16 +320,16 @@ fn measure(
     // Growth is extrapolated from the compacted size: a long-running ledger reuses the
     // pages redb frees, so its file tracks the data, not the pre-grown slack.
     let bytes_per_event = disk_bytes_compacted as f64 / report.events as f64;
-    let events_per_second = events as f64 / seconds;
+    let events_per_second = load.events as f64 / load.seconds;
     let per_year = activations_per_day as f64 * 365.0;
     Ok(CapacityPlan {
         shape: shape.clone(),
-        events,
+        events: load.events,
         machines_activated: generator.machines_used(),
-        seconds,
+        seconds: load.seconds,
         events_per_second,
-        commit_latency_ms_p50: latencies.value_at_quantile(0.5) as f64 / 1000.0,
-        commit_latency_ms_p99: latencies.value_at_quantile(0.99) as f64 / 1000.0,
+        commit_latency_ms_p50: load.latencies.value_at_quantile(0.5) as f64 / 1000.0,
+        commit_latency_ms_p99: load.latencies.value_at_quantile(0.99) as f64 / 1000.0,
         disk_bytes,
         disk_bytes_compacted,
         bytes_per_event,
@@ -396,8 +343,73 @@ fn measure(
         growth_gb_per_year: per_year * bytes_per_event / 1e9,
         headroom_x: events_per_second * 86_400.0 / activations_per_day.max(1) as f64,
         replay_one_year_seconds: per_year / replay_rate,
-        timeline,
+        timeline: load.timeline,
     })
+}
+
+/// What the timed part of a bench saw.
+struct Load {
+    events: u64,
+    seconds: f64,
+    /// Send to durable answer, per batch, in microseconds.
+    latencies: hdrhistogram::Histogram<u64>,
+    /// `[seconds since start, events/s, p99 ms]` every quarter second.
+    timeline: Vec<[f64; 3]>,
+}
+
+/// Sends the generator's batches, [`IN_FLIGHT`] at a time, until the shape's events or
+/// duration are reached, and measures what comes back.
+fn drive(handle: &WriterHandle, generator: &mut Generator, shape: &Shape) -> Result<Load> {
+    let progress = Progress::new("bench", shape.events);
+    let deadline = Instant::now() + Duration::from_secs(shape.duration_s);
+    let started = Instant::now();
+    let mut load = Load {
+        events: 0,
+        seconds: 0.0,
+        latencies: latency_histogram(),
+        timeline: Vec::new(),
+    };
+    let mut window = (started, 0u64, latency_histogram());
+    let mut in_flight: std::collections::VecDeque<(Instant, AnswerReceiver)> = Default::default();
+    let sample = |window: &mut (Instant, u64, hdrhistogram::Histogram<u64>)| {
+        let span = window.0.elapsed().as_secs_f64();
+        let point = [
+            started.elapsed().as_secs_f64(),
+            window.1 as f64 / span,
+            window.2.value_at_quantile(0.99) as f64 / 1000.0,
+        ];
+        *window = (Instant::now(), 0, latency_histogram());
+        point
+    };
+    loop {
+        let more = load.events < shape.events && Instant::now() < deadline;
+        if more && in_flight.len() < IN_FLIGHT {
+            if let Some(commands) = generator.batch() {
+                in_flight.push_back((Instant::now(), handle.send_blocking(commands, false)?));
+                continue;
+            }
+        }
+        let Some((sent, rx)) = in_flight.pop_front() else {
+            break;
+        };
+        let answers = rx.blocking_recv().context("the writer stopped")??;
+        let appended = answers.iter().filter(|a| a.seq.is_some()).count() as u64;
+        let micros = (sent.elapsed().as_micros() as u64).max(1);
+        load.latencies.saturating_record(micros);
+        window.2.saturating_record(micros);
+        load.events += appended;
+        window.1 += appended;
+        progress.add(appended);
+        if window.0.elapsed().as_secs_f64() >= 0.25 {
+            load.timeline.push(sample(&mut window));
+        }
+    }
+    load.seconds = started.elapsed().as_secs_f64();
+    if window.1 > 0 && window.0.elapsed().as_secs_f64() > 0.0 {
+        load.timeline.push(sample(&mut window));
+    }
+    progress.finish();
+    Ok(load)
 }
 
 /// Rebuilds the projections from zero: the whole time (read, decode, fold) and the time
