@@ -21,8 +21,13 @@ const EVENTS: u64 = 146;
 const HEAD: &str = "3a5d03fdb8594964573afe06885275d4c05bcfed686a092e85f3c8ee13025321";
 
 fn fixture_copy(dir: &std::path::Path) -> std::path::PathBuf {
+    copy_of(FIXTURE, dir)
+}
+
+/// A golden database copied into `dir` (a test writes to its copy, never to the golden).
+fn copy_of(golden: &str, dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("old.redb");
-    std::fs::copy(FIXTURE, &path).unwrap();
+    std::fs::copy(golden, &path).unwrap();
     path
 }
 
@@ -143,9 +148,7 @@ fn activated_pairs(store: &Store) -> Vec<(keyledger_core::KeyId, keyledger_core:
 #[test]
 fn a_format_4_database_gets_its_pair_index_when_written_and_answers_every_pair() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("old.redb");
-    std::fs::copy(FORMAT4, &path).unwrap();
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(copy_of(FORMAT4, dir.path())).unwrap();
     assert_eq!(store.format_version().unwrap(), 4);
     let pairs = activated_pairs(&store);
     assert!(pairs.len() > 250, "{}", pairs.len());
