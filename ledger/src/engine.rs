@@ -129,6 +129,8 @@ pub struct Engine {
     /// Every (key, machine) pair ever activated, as a filter in front of the machine index
     /// (see [`crate::prefetch`]).
     activated: crate::prefetch::ActivatedFilter,
+    /// Pairs activated by sealed batches not yet durable, and durable ones cached (on disk).
+    pairs: crate::pair_facts::PairFacts,
     /// The number of the last batch begun (its machine facts are kept until it is durable).
     generation: u64,
 }
@@ -136,7 +138,7 @@ pub struct Engine {
 /// The machine facts a writer's state starts with (see [`Limits::machine_facts_on_disk`]).
 fn machine_facts(limits: &Limits) -> keyledger_core::facts::MachineFacts {
     match limits.machine_facts_on_disk {
-        true => keyledger_core::facts::MachineFacts::on_disk(limits.machine_cache_pairs),
+        true => keyledger_core::facts::MachineFacts::on_disk(),
         false => keyledger_core::facts::MachineFacts::default(),
     }
 }
@@ -224,6 +226,8 @@ struct Pending {
     index: crate::machines::IndexRows,
     answers: Vec<(String, Vec<u8>)>,
     seen: HashMap<String, ([u8; 32], Answer)>,
+    /// Pairs the batch activated (machine facts on disk): active for its next commands.
+    pairs: keyledger_core::state::HashSet<crate::machines::PairRow>,
 }
 
 impl Engine {
@@ -254,6 +258,7 @@ impl Engine {
             hashing: HashingThread::spawn().ok(),
             inflight: HashMap::new(),
             activated,
+            pairs: crate::pair_facts::PairFacts::new(limits.machine_cache_pairs),
             generation: 0,
         })
     }
@@ -268,7 +273,11 @@ impl Engine {
         if self.state.machine_facts.kept_active(key, machine) {
             return Ok(true);
         }
-        self.store.activated(&self.machine_hasher, key, machine)
+        let pair = self.machine_hasher.pair(key, machine);
+        if self.pairs.active(&pair) {
+            return Ok(true);
+        }
+        self.store.activated_pair(pair, key, machine)
     }
 
     /// Puts a pair into the filter of activated machines without activating it: a forced
@@ -281,6 +290,11 @@ impl Engine {
     ) {
         self.activated
             .insert(self.machine_hasher.pair(key, machine));
+    }
+
+    /// What the writer keeps of pairs beyond the disk (machine facts on disk).
+    pub fn pair_facts(&self) -> &crate::pair_facts::PairFacts {
+        &self.pairs
     }
 
     /// Bytes of the filter of activated machines (capacity planning).
@@ -354,7 +368,6 @@ impl Engine {
     /// Starts a batch on top of everything decided so far (durable or sealed).
     pub fn begin(&mut self) -> Batch {
         self.generation += 1;
-        self.state.machine_facts.begin(self.generation);
         Batch {
             generation: self.generation,
             pending: Pending {
@@ -368,6 +381,7 @@ impl Engine {
                 index: Default::default(),
                 answers: Vec::new(),
                 seen: HashMap::new(),
+                pairs: Default::default(),
             },
             commands: 0,
         }
@@ -391,7 +405,9 @@ impl Engine {
     /// Closes the batch: finishes its hashing and builds its write. The engine builds on
     /// it from now on. `None` when the batch has nothing to write.
     pub fn seal(&mut self, batch: Batch) -> Option<Prepared> {
-        let p = batch.pending;
+        let mut p = batch.pending;
+        self.pairs
+            .sealed(batch.generation, std::mem::take(&mut p.pairs));
         let chain = match &p.block {
             Some(block) => p.hashing.finish(self.hashing.as_ref(), block.body()),
             None => ChainState::new(p.start, crate::tree::Frontier::default()),
@@ -452,9 +468,7 @@ impl Engine {
             }
             return Err(err.to_string());
         }
-        self.state
-            .machine_facts
-            .durable_through(prepared.generation);
+        self.pairs.durable_through(prepared.generation);
         if std::mem::take(&mut self.commit_failed) {
             self.health.set_degraded(None);
         }
@@ -495,6 +509,7 @@ impl Engine {
 
     fn recover(&mut self) -> Result<()> {
         self.inflight.clear();
+        self.pairs.forget_undurable();
         self.store.reopen()?;
         // The filter keeps what it has: it only ever answers "maybe", and holds every pair
         // the log does (and perhaps some of the failed batch's).
@@ -594,6 +609,9 @@ impl Engine {
                 pending.secrets.truncate(saved.1);
                 pending.answers.truncate(saved.2);
                 pending.retired.truncate(saved.3);
+                for pair in &pending.index.pairs[saved.4 .1..] {
+                    pending.pairs.remove(pair);
+                }
                 pending.index.truncate(saved.4);
                 return Answer::atomic_refusal(commands.len(), i, answer);
             }
@@ -616,7 +634,7 @@ impl Engine {
         p: &mut Pending,
     ) -> Answer {
         // Inside an atomic submission a refusal appends nothing, not even its R10 record.
-        match self.decide_looked_up(state, c, ctx) {
+        match self.decide_looked_up(state, c, ctx, p) {
             Ok(Outcome::Accepted(events)) => self.append(state, c, ctx, events, None, p),
             Ok(Outcome::Refused { refusal, .. }) => Answer::refused(&refusal, None),
             Err(err) => Answer::error("storage", err.to_string()),
@@ -626,19 +644,25 @@ impl Engine {
     /// Decides `c` over the machine facts it needs, looked up first (see
     /// [`crate::prefetch`]) and forgotten after: the next command looks again.
     fn decide_looked_up(
-        &self,
+        &mut self,
         state: &mut State,
         c: &Command,
         ctx: &CommandContext,
+        p: &Pending,
     ) -> Result<Outcome> {
         if !self.limits.machine_facts_on_disk {
             return Ok(handle(state, c, &ctx.decide));
         }
         let presented = ctx.decide.presented.as_ref();
+        let known = crate::prefetch::Known {
+            batch: &p.pairs,
+            before: &mut self.pairs,
+            filter: &self.activated,
+        };
         let looked = crate::prefetch::look_up(
             &self.store,
             &self.machine_hasher,
-            &self.activated,
+            known,
             state,
             &c.body,
             presented,
@@ -658,7 +682,7 @@ impl Engine {
                 Err(err) => return Answer::error("storage", err.to_string()),
             }
         }
-        let answer = match self.decide_looked_up(state, c, &ctx) {
+        let answer = match self.decide_looked_up(state, c, &ctx, p) {
             Ok(Outcome::Accepted(events)) => self.append(state, c, &ctx, events, None, p),
             Ok(Outcome::Refused {
                 refusal,
@@ -797,6 +821,7 @@ impl Engine {
             if self.limits.machine_facts_on_disk {
                 for pair in &p.index.pairs[before..] {
                     self.activated.insert(*pair);
+                    p.pairs.insert(*pair);
                 }
             }
         }

@@ -30,6 +30,7 @@ pub mod health;
 pub mod idempotency;
 pub mod machines;
 pub mod merkle;
+pub mod pair_facts;
 pub mod prefetch;
 pub mod proof;
 pub mod secrets;
@@ -69,7 +70,7 @@ pub struct Limits {
     pub machine_facts_on_disk: bool,
     /// Durable (key, machine) pairs the writer keeps in memory on disk mode, of those
     /// activated or looked up lately, so a machine activated again soon costs no lookup
-    /// (about 100 bytes a pair). Not a limit on input.
+    /// (16 bytes a pair and the table's slack: at most about 40). Not a limit on input.
     pub machine_cache_pairs: usize,
 }
 
@@ -81,7 +82,7 @@ impl Default for Limits {
             record_bytes_max: codec::RECORD_BYTES_MAX,
             pipeline_from_commands: 512,
             machine_facts_on_disk: false,
-            machine_cache_pairs: 65_536,
+            machine_cache_pairs: 262_144,
         }
     }
 }

@@ -12,11 +12,13 @@
 //! 1% false positives per part, split-block (`sbbf-rs-safe`: one cache line a lookup).
 
 use keyledger_core::command::CommandBody;
+use keyledger_core::state::HashSet;
 use keyledger_core::{EventBody, KeyId, MachineId, State};
 use sbbf_rs_safe::Filter;
 
 use crate::error::Result;
 use crate::machines::{MachineHasher, PairRow};
+use crate::pair_facts::PairFacts;
 use crate::Store;
 
 /// Bits a pair in each filter part: about a 1% false-positive rate for a split-block Bloom
@@ -77,12 +79,24 @@ impl ActivatedFilter {
     }
 }
 
+/// What the writer knows of pairs before it asks the disk.
+#[derive(Debug)]
+pub struct Known<'a> {
+    /// Pairs the batch being decided activated so far.
+    pub batch: &'a HashSet<PairRow>,
+    /// Pairs of sealed batches not yet durable, and durable ones cached (which a pair found
+    /// on disk joins).
+    pub before: &'a mut PairFacts,
+    /// Every pair ever activated, as a filter ("surely not" or "maybe").
+    pub filter: &'a ActivatedFilter,
+}
+
 /// Hands `state` every fact `body` needs: for an activation of a known key, whether each
 /// machine it names is active on that key.
 pub fn look_up(
     store: &Store,
     hasher: &MachineHasher,
-    filter: &ActivatedFilter,
+    known: Known<'_>,
     state: &mut State,
     body: &CommandBody,
     presented: Option<&keyledger_core::Fingerprint>,
@@ -97,13 +111,18 @@ pub fn look_up(
         return Ok(());
     };
     for machine in &activate.machines {
-        if !state.machine_facts.unknown(key, machine)
-            || state.machine_facts.from_cache(key, machine)
-        {
+        if !state.machine_facts.unknown(key, machine) {
             continue;
         }
         let pair = hasher.pair(key, machine);
-        let active = filter.may_contain(pair) && store.activated_pair(pair, key, machine)?;
+        let active = known.batch.contains(&pair) || known.before.recall(pair) || {
+            let on_disk =
+                known.filter.may_contain(pair) && store.activated_pair(pair, key, machine)?;
+            if on_disk {
+                known.before.found_on_disk(pair);
+            }
+            on_disk
+        };
         state.machine_facts.looked_up(key, machine.clone(), active);
     }
     Ok(())

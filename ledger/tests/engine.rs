@@ -569,7 +569,7 @@ mod machine_facts {
         drop(engine);
         let mut engine = keyledger_ledger::open_with(place.location(), on_disk()).unwrap();
         assert_eq!(
-            engine.state().machine_facts.recent_len(),
+            engine.pair_facts().recent_len(),
             0,
             "nothing kept in memory"
         );
