@@ -83,9 +83,9 @@ pub struct Pending {
     /// `rows` by hash, as of its first so many rows: the writer looks machines up before
     /// deciding, and a scan of up to a quarter million rows per lookup cost more than the
     /// decision.
-    by_hash: std::sync::Mutex<(usize, std::collections::HashMap<u64, Vec<u64>>)>,
+    by_hash: std::sync::Mutex<(usize, keyledger_core::state::HashMap<u64, Vec<u64>>)>,
     /// `rows.pairs` as a set, as of its first so many rows (for the same reason).
-    pairs: std::sync::Mutex<(usize, std::collections::HashSet<PairRow>)>,
+    pairs: std::sync::Mutex<(usize, keyledger_core::state::HashSet<PairRow>)>,
 }
 
 impl Pending {
