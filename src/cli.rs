@@ -522,8 +522,11 @@ pub struct WorkloadArgs {
     /// minutes and 14 GB of memory on two cores).
     #[arg(long, default_value = "small")]
     pub preset: String,
-    /// Keep the writer's machine facts on disk, not in memory (see `serve --help`).
-    #[arg(long)]
+    /// Where the writer keeps which machines are active on which key (see `serve --help`).
+    #[arg(long, value_enum, default_value_t = MachineFacts::Disk)]
+    pub machine_facts: MachineFacts,
+    /// The default now; kept so that older scripts still run.
+    #[arg(long, hide = true)]
     pub machine_facts_on_disk: bool,
     #[arg(long)]
     pub license_ids: Option<u64>,
@@ -629,12 +632,15 @@ pub struct ServeArgs {
     /// Connections open at once; more wait to be accepted until one closes.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
-    /// Keep which machines are active on which key on disk (the machine index, behind a
-    /// filter of about 1.2 bytes a machine and a cache of recent ones), not in memory (about
-    /// 100 bytes a machine ever activated): memory stays bounded however long the history,
-    /// but a machine activated again after it left the cache costs a read of the block that
-    /// activated it.
-    #[arg(long)]
+    /// Where the writer keeps which machines are active on which key. `disk`: the pair
+    /// index beside the log, behind a filter of about 1.2 bytes a machine and a cache of
+    /// recent pairs, so memory stays bounded however long the history (a machine activated
+    /// again after it left the cache costs one index lookup). `memory`: all of them, about
+    /// 100 bytes a machine ever activated, for a short-lived ledger.
+    #[arg(long, value_enum, env = "KEYLEDGER_MACHINE_FACTS", default_value_t = MachineFacts::Disk)]
+    pub machine_facts: MachineFacts,
+    /// The default now; kept so that older scripts still run.
+    #[arg(long, hide = true)]
     pub machine_facts_on_disk: bool,
     /// On PostgreSQL, when another `serve` holds the ledger: wait as a standby writer and
     /// take over when it stops (default: refuse at once, saying who holds it).
@@ -705,6 +711,20 @@ pub struct TailArgs {
     /// Stop after this many events (default: follow until interrupted).
     #[arg(long)]
     pub count: Option<u64>,
+}
+
+/// Where the writer keeps its machine facts (`keyledger_ledger::Limits::machine_facts_on_disk`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MachineFacts {
+    Disk,
+    Memory,
+}
+
+impl MachineFacts {
+    /// Whether the facts are on disk, `--machine-facts-on-disk` (the old spelling) or not.
+    pub fn on_disk(self, old_flag: bool) -> bool {
+        old_flag || self == MachineFacts::Disk
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

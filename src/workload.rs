@@ -272,7 +272,7 @@ pub fn run(args: &WorkloadArgs, data: &Location) -> Result<ExitCode> {
         Location::File(_) => Location::File(dir.path().join("bench.redb")),
     };
     let limits = keyledger_ledger::Limits {
-        machine_facts_on_disk: args.machine_facts_on_disk,
+        machine_facts_on_disk: args.machine_facts.on_disk(args.machine_facts_on_disk),
         ..Default::default()
     };
     let plan = measure(&shape, &location, args.activations_per_day, limits)?;

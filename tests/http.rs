@@ -555,11 +555,22 @@ fn alerts_answer_the_license_ids_a_reader_may_read() {
     assert!(tsv.starts_with("rule\tlicense_id\tkey_id"), "{tsv}");
 }
 
-/// `serve --machine-facts-on-disk`: the writer keeps no machine in memory, looks them up on
-/// disk before deciding, and answers as the in-memory writer does, across a restart.
+/// `serve` (machine facts on disk, the default): the writer keeps no machine in memory, looks
+/// them up on disk before deciding, and answers as the in-memory writer does, across a
+/// restart (R9).
 #[test]
 fn a_writer_with_machine_facts_on_disk_answers_repeats_as_repeats_across_a_restart() {
-    let mut server = Server::start_with(3, &["--machine-facts-on-disk"]);
+    repeats_are_repeats_across_a_restart(&[]);
+}
+
+/// `serve --machine-facts memory`: the same answers from facts folded into memory.
+#[test]
+fn a_writer_with_machine_facts_in_memory_answers_repeats_as_repeats_across_a_restart() {
+    repeats_are_repeats_across_a_restart(&["--machine-facts", "memory"]);
+}
+
+fn repeats_are_repeats_across_a_restart(flags: &[&str]) {
+    let mut server = Server::start_with(3, flags);
     for machine in ["pc-1", "pc-2"] {
         assert_eq!(
             server.post("/v1/activations", None, &activation(machine)).0,

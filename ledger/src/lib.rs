@@ -61,12 +61,11 @@ pub struct Limits {
     /// decides the next batch; smaller ones commit on the writer thread itself. Not a limit
     /// on input: a tuning point measured on the benches (see `writer`).
     pub pipeline_from_commands: usize,
-    /// Where the writer keeps which machines are active on which key: `false`, all of them
-    /// in memory (about 100 bytes a machine ever activated, decisions at memory speed);
-    /// `true`, on disk (the machine index, behind a filter of about 1.2 bytes a machine and
-    /// a cache of `machine_cache_pairs`): memory stays bounded, but each machine activated
-    /// again after it left the cache costs a read of the block that activated it, so a
-    /// workload of many repeats runs slower (docs/performance.md).
+    /// Where the writer keeps which machines are active on which key: `true` (the default),
+    /// on disk (the pair index, behind a filter of about 1.2 bytes a machine and a cache of
+    /// `machine_cache_pairs`): memory stays bounded however long the history, and a machine
+    /// activated again after it left the cache costs one index lookup; `false`, all of them
+    /// in memory (about 100 bytes a machine ever activated), for a short-lived ledger.
     pub machine_facts_on_disk: bool,
     /// Durable (key, machine) pairs the writer keeps in memory on disk mode, of those
     /// activated or looked up lately, so a machine activated again soon costs no lookup
@@ -81,7 +80,7 @@ impl Default for Limits {
             queue_depth: 16_384,
             record_bytes_max: codec::RECORD_BYTES_MAX,
             pipeline_from_commands: 512,
-            machine_facts_on_disk: false,
+            machine_facts_on_disk: true,
             machine_cache_pairs: 262_144,
         }
     }

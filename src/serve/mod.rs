@@ -171,7 +171,7 @@ fn open_writer(
         eprintln!("warning: {warning}");
     }
     let writer_limits = keyledger_ledger::Limits {
-        machine_facts_on_disk: args.machine_facts_on_disk,
+        machine_facts_on_disk: args.machine_facts.on_disk(args.machine_facts_on_disk),
         ..Default::default()
     };
     keyledger_ledger::Engine::open(store, writer_limits)
