@@ -187,6 +187,11 @@ impl Batch {
     pub fn commands(&self) -> usize {
         self.commands
     }
+
+    /// Bytes of the records added so far (before compression).
+    pub fn bytes(&self) -> usize {
+        self.pending.block.as_ref().map_or(0, |b| b.body().len())
+    }
 }
 
 /// A decided batch: what to write, and what the engine learns once it is durable. The

@@ -314,9 +314,18 @@ async fn pipeline(mut engine: Engine, rx: &mut mpsc::Receiver<Job>) -> Engine {
     }
 }
 
+/// Records a batch takes before it is sealed, whatever its command count: a block is read
+/// whole (every walk, replay and proof holds one at a time), so this bounds their memory.
+/// Large proxy activations reach it long before `batch_commands_max` commands.
+pub const BATCH_BYTES_TARGET: usize = 4 << 20;
+
+/// Whether `job` joins the open batch: under the command limit and the bytes target (a
+/// batch's first submission always does).
 fn fits(open: &Option<Open>, job: &Job, batch_max: usize) -> bool {
     open.as_ref().is_none_or(|o| {
-        o.replies.is_empty() || o.batch.commands() + job.submission.commands.len() <= batch_max
+        o.replies.is_empty()
+            || (o.batch.commands() + job.submission.commands.len() <= batch_max
+                && o.batch.bytes() < BATCH_BYTES_TARGET)
     })
 }
 

@@ -296,6 +296,53 @@ fn key_text_lives_in_the_secrets_table_not_in_the_log_or_answers() {
     );
 }
 
+/// Group commit stops taking submissions once a batch holds `BATCH_BYTES_TARGET` of
+/// records: a block is read whole by every walk, so big proxy activations queued together
+/// must not make one block of all of them.
+#[test]
+fn a_batch_is_sealed_once_it_holds_the_bytes_target() {
+    let dir = Place::new();
+    let engine = new_ledger(&dir, 2_000_000);
+    let head = engine.head().seq;
+    let writer = Writer::spawn(engine);
+    let handle = writer.handle();
+    let replies: Vec<_> = (0..100)
+        .map(|b| {
+            let machines: Vec<String> = (0..10_000).map(|m| format!("b{b}-m{m}")).collect();
+            let proxy = cmd(json!({"type": "activate", "at": AT, "actor": "vamt",
+                "product_key": MAK_TEXT, "org": "contoso", "method": "proxy", "machines": machines}));
+            handle.send_blocking(vec![proxy], false).unwrap()
+        })
+        .collect();
+    for reply in replies {
+        assert!(reply.blocking_recv().unwrap().unwrap()[0].ok);
+    }
+    drop(handle);
+    let engine = writer.stop().unwrap();
+    let blocks = engine.store().block_keys().unwrap();
+    let mut bytes_by_block = std::collections::BTreeMap::<u64, (usize, usize)>::new();
+    let mut largest_record = 0;
+    keyledger_ledger::walk(engine.store(), head + 1, |record| {
+        let block = blocks.iter().rev().find(|k| **k <= record.seq).unwrap();
+        let entry = bytes_by_block.entry(*block).or_default();
+        entry.0 += record.bytes.len();
+        entry.1 += 1;
+        largest_record = largest_record.max(record.bytes.len());
+        Ok(std::ops::ControlFlow::Continue(()))
+    })
+    .unwrap();
+    let records: usize = bytes_by_block.values().map(|(_, n)| n).sum();
+    assert_eq!(records, 100);
+    let bound = keyledger_ledger::writer::BATCH_BYTES_TARGET + largest_record;
+    for (block, (bytes, _)) in &bytes_by_block {
+        assert!(
+            *bytes <= bound,
+            "block {block}: {bytes} bytes of records > {bound}"
+        );
+    }
+    assert!(bytes_by_block.len() >= 3, "{bytes_by_block:?}");
+}
+
 #[test]
 fn concurrent_submissions_are_group_committed_and_never_over_activate() {
     let dir = Place::new();
