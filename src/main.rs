@@ -10,6 +10,7 @@ mod loadgen;
 mod output;
 mod plot;
 mod progress;
+mod resources;
 mod serve;
 mod view;
 mod workload;

@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::cli::WorkloadArgs;
 use crate::progress::Progress;
+use crate::resources::{peak_rss, rss_now, Measured, ResourcePlan};
 
 /// Submissions in flight at once: enough to keep the writer busy while answers return.
 const IN_FLIGHT: usize = 4;
@@ -108,6 +109,8 @@ pub struct CapacityPlan {
     pub growth_gb_per_year: f64,
     pub headroom_x: f64,
     pub replay_one_year_seconds: f64,
+    /// Memory and disk: per key, per machine, and how long until each is full.
+    pub resources: crate::resources::ResourcePlan,
     /// Throughput and p99 latency per quarter second, for plots: `[seconds, events/s, p99 ms]`.
     pub timeline: Vec<[f64; 3]>,
 }
@@ -275,7 +278,21 @@ pub fn run(args: &WorkloadArgs, data: &Location) -> Result<ExitCode> {
         machine_facts_on_disk: args.machine_facts.on_disk(args.machine_facts_on_disk),
         ..Default::default()
     };
-    let plan = measure(&shape, &location, args.activations_per_day, limits)?;
+    let data_dir = match data {
+        Location::File(path) => Some(
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new(".")),
+        ),
+        Location::Postgres(_) => None,
+    };
+    let plan = measure(
+        &shape,
+        &location,
+        args.activations_per_day,
+        limits,
+        data_dir,
+    )?;
     if let Some(svg) = &args.svg {
         crate::plot::timeline(svg, &plan)
             .with_context(|| format!("cannot write {}", svg.display()))?;
@@ -293,21 +310,26 @@ fn measure(
     path: &Location,
     activations_per_day: u64,
     limits: keyledger_ledger::Limits,
+    data_dir: Option<&std::path::Path>,
 ) -> Result<CapacityPlan> {
     let mut generator = Generator::new(shape);
     let mut setup = generator.setup();
     let init = setup.remove(0);
     let engine = keyledger_ledger::init_with(path, init.actor.clone(), init.at, limits)?;
+    let store = engine.store().clone();
     let writer = Writer::spawn(engine);
     let handle = writer.handle();
+    let rss_before_setup = rss_now();
     for chunk in setup.chunks(4096) {
         let answers = handle.submit_blocking(chunk.to_vec(), false)?;
         anyhow::ensure!(answers.iter().all(|a| a.ok), "workload set-up was refused");
     }
-    let load = drive(&handle, &mut generator, shape)?;
+    let rss_after_setup = rss_now();
+    let load = drive(&handle, &mut generator, shape, &store)?;
+    let page_cache = store.page_cache_bytes();
     drop(handle);
     let engine = writer.stop()?;
-    let store = engine.store().clone();
+    let filter_bytes = engine.activated_filter_bytes() as u64;
     drop(engine);
     let verify_started = Instant::now();
     let report = keyledger_ledger::verify(&store)?;
@@ -322,6 +344,22 @@ fn measure(
     let bytes_per_event = disk_bytes_compacted as f64 / report.events as f64;
     let events_per_second = load.events as f64 / load.seconds;
     let per_year = activations_per_day as f64 * 365.0;
+    let resources = ResourcePlan::new(&Measured {
+        rss_before_setup,
+        rss_after_setup,
+        keys: shape.keys(),
+        samples: &load.memory,
+        filter_bytes,
+        data_dir,
+        activations_per_day,
+        disk_bytes_per_day: activations_per_day as f64 * bytes_per_event,
+        peak_rss: peak_rss(),
+        page_cache,
+        page_cache_bound: match path {
+            Location::File(_) => keyledger_ledger::store::cache_bytes() as u64,
+            Location::Postgres(_) => 0,
+        },
+    });
     Ok(CapacityPlan {
         shape: shape.clone(),
         events: load.events,
@@ -343,6 +381,7 @@ fn measure(
         growth_gb_per_year: per_year * bytes_per_event / 1e9,
         headroom_x: events_per_second * 86_400.0 / activations_per_day.max(1) as f64,
         replay_one_year_seconds: per_year / replay_rate,
+        resources,
         timeline: load.timeline,
     })
 }
@@ -355,11 +394,18 @@ struct Load {
     latencies: hdrhistogram::Histogram<u64>,
     /// `[seconds since start, events/s, p99 ms]` every quarter second.
     timeline: Vec<[f64; 3]>,
+    /// `(machines activated, resident bytes)` at the same moments.
+    memory: crate::resources::Samples,
 }
 
 /// Sends the generator's batches, [`IN_FLIGHT`] at a time, until the shape's events or
 /// duration are reached, and measures what comes back.
-fn drive(handle: &WriterHandle, generator: &mut Generator, shape: &Shape) -> Result<Load> {
+fn drive(
+    handle: &WriterHandle,
+    generator: &mut Generator,
+    shape: &Shape,
+    store: &keyledger_ledger::Store,
+) -> Result<Load> {
     let progress = Progress::new("bench", shape.events);
     let deadline = Instant::now() + Duration::from_secs(shape.duration_s);
     let started = Instant::now();
@@ -368,6 +414,7 @@ fn drive(handle: &WriterHandle, generator: &mut Generator, shape: &Shape) -> Res
         seconds: 0.0,
         latencies: latency_histogram(),
         timeline: Vec::new(),
+        memory: Vec::new(),
     };
     let mut window = (started, 0u64, latency_histogram());
     let mut in_flight: std::collections::VecDeque<(Instant, AnswerReceiver)> = Default::default();
@@ -402,6 +449,8 @@ fn drive(handle: &WriterHandle, generator: &mut Generator, shape: &Shape) -> Res
         progress.add(appended);
         if window.0.elapsed().as_secs_f64() >= 0.25 {
             load.timeline.push(sample(&mut window));
+            let outside_cache = rss_now().saturating_sub(store.page_cache_bytes());
+            load.memory.push((generator.machines_used(), outside_cache));
         }
     }
     load.seconds = started.elapsed().as_secs_f64();
@@ -444,16 +493,6 @@ fn latency_histogram() -> hdrhistogram::Histogram<u64> {
     hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3).expect("the bounds are valid")
 }
 
-/// The process's peak resident set (VmHWM), in bytes; 0 where /proc is not there.
-fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 fn print_plan(p: &CapacityPlan) -> Result<()> {
     let s = &p.shape;
     outln!(
@@ -481,13 +520,39 @@ fn print_plan(p: &CapacityPlan) -> Result<()> {
         p.projection_rebuild_seconds,
         p.projection_fold_events_per_second
     );
+    let r = &p.resources;
     outln!(
-        "peak RSS         {:.0} MiB",
-        p.peak_rss_bytes as f64 / 1048576.0
+        "memory           peak RSS {:.0} MiB (page cache {:.0} of {:.0} MiB); {:.1} bytes per activated machine (filter of activated pairs {:.1} MiB), {:.0} bytes per key",
+        p.peak_rss_bytes as f64 / 1048576.0,
+        r.page_cache_bytes as f64 / 1048576.0,
+        r.page_cache_bound_bytes as f64 / 1048576.0,
+        r.rss_bytes_per_machine,
+        r.filter_bytes as f64 / 1048576.0,
+        r.rss_bytes_per_key
     );
     outln!(
-        "plan: at {} activations/day the ledger grows {:.1} GB/year; one machine of this kind sustains {:.0}x that; a full replay of one year takes {:.0} s",
+        "plan: at {} activations/day the ledger grows {:.1} GB/year; one machine of this kind sustains {:.0}x that rate; a full replay of one year takes {:.0} s",
         p.activations_per_day, p.growth_gb_per_year, p.headroom_x, p.replay_one_year_seconds
     );
+    outln!(
+        "      memory ({:.1} GiB) lasts {}; disk ({}) lasts {}",
+        r.memory_total_bytes as f64 / 1073741824.0,
+        lasts(r.memory_full_days),
+        r.disk_free_bytes
+            .map_or("PostgreSQL: see its server".to_owned(), |b| format!(
+                "{:.1} GB free",
+                b as f64 / 1e9
+            )),
+        lasts(r.disk_full_days)
+    );
     Ok(())
+}
+
+/// "12.3 years" / "45 days", or why not.
+fn lasts(days: Option<f64>) -> String {
+    match days {
+        None => "indefinitely by this measure (it did not grow with machines)".to_owned(),
+        Some(d) if d >= 730.0 => format!("{:.1} years", d / 365.0),
+        Some(d) => format!("{d:.0} days"),
+    }
 }

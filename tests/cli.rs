@@ -834,6 +834,33 @@ fn the_small_bench_plan_has_every_documented_field_within_bounds() {
         "bytes per event {bytes} within the stated bound"
     );
     assert!(plan["peak_rss_bytes"].as_u64().unwrap() > 1_000_000);
+    // Memory and disk (R9's machines are what grows): per key, per machine, and how long.
+    let r = &plan["resources"];
+    assert!(r["rss_bytes_per_key"].as_f64().unwrap() >= 0.0, "{r}");
+    assert!(
+        r["rss_bytes_per_machine"].as_f64().unwrap().is_finite(),
+        "{r}"
+    );
+    assert!(
+        r["filter_bytes"].as_u64().unwrap() > 0,
+        "machine facts on disk: {r}"
+    );
+    let bound = r["page_cache_bound_bytes"].as_u64().unwrap();
+    assert!(r["page_cache_bytes"].as_u64().unwrap() <= bound, "{r}");
+    assert!(r["memory_total_bytes"].as_u64().unwrap() > 1 << 30, "{r}");
+    if pg::on_postgres() {
+        // The database's server holds the cache and the disk.
+        assert_eq!(bound, 0);
+        assert!(
+            r["disk_free_bytes"].is_null() && r["disk_full_days"].is_null(),
+            "{r}"
+        );
+    } else {
+        assert_eq!(bound, 256 << 20, "the default --cache-mib");
+        assert!(r["disk_free_bytes"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["disk_full_days"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert!(r["memory_full_days"].is_null() || r["memory_full_days"].as_f64().unwrap() > 0.0);
     assert_eq!(plan["shape"]["preset"], "small");
     assert!(!plan["timeline"].as_array().unwrap().is_empty());
     let drawing = std::fs::read_to_string(svg).unwrap();

@@ -22,7 +22,9 @@ pub use location::Location;
 /// How many projection snapshots are kept; older ones are pruned as new ones are written.
 pub const SNAPSHOTS_KEPT: usize = 8;
 
-pub use self::redb::{set_cache_bytes, DB_FORMAT_OLDEST, DB_FORMAT_VERSION, DEFAULT_CACHE_BYTES};
+pub use self::redb::{
+    cache_bytes, set_cache_bytes, DB_FORMAT_OLDEST, DB_FORMAT_VERSION, DEFAULT_CACHE_BYTES,
+};
 
 /// The end of the log: the last seq and the chain hash after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,6 +232,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Bytes the ledger takes in its store: the file (redb), or the `keyledger` schema's
     /// tables with their indexes and TOAST (PostgreSQL).
     fn stored_bytes(&self) -> Result<u64>;
+    /// Bytes of the store's page cache in this process now (redb; PostgreSQL caches in
+    /// its server: 0). Bounded by `--cache-mib`.
+    fn page_cache_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// An open ledger store. Clones share it: the writer commits through one, readers (reports,
@@ -642,6 +649,11 @@ impl Store {
     /// See [`Backend::stored_bytes`] (capacity planning).
     pub fn stored_bytes(&self) -> Result<u64> {
         self.backend.stored_bytes()
+    }
+
+    /// See [`Backend::page_cache_bytes`] (capacity planning, metrics).
+    pub fn page_cache_bytes(&self) -> u64 {
+        self.backend.page_cache_bytes()
     }
 
     /// All block keys, in order (tamper tests and verification reports).

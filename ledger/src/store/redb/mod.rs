@@ -227,6 +227,11 @@ pub fn set_cache_bytes(bytes: usize) {
     CACHE_BYTES.store(bytes, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// The page cache's bound for redb ledgers opened from now on (see [`set_cache_bytes`]).
+pub fn cache_bytes() -> usize {
+    CACHE_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn builder() -> redb::Builder {
     let mut builder = redb::Builder::new();
     builder.set_cache_size(CACHE_BYTES.load(std::sync::atomic::Ordering::Relaxed));
@@ -671,6 +676,11 @@ impl Backend for RedbStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    fn page_cache_bytes(&self) -> u64 {
+        self.db()
+            .map_or(0, |db| db.cache_stats().used_bytes() as u64)
     }
 
     fn stored_bytes(&self) -> Result<u64> {
