@@ -41,20 +41,57 @@ fn opt<T: ToString>(value: &Option<T>) -> String {
     value.as_ref().map_or_else(|| "-".to_owned(), T::to_string)
 }
 
+/// The whole report: its heading, then one table a section (an empty section says so).
 pub fn render(r: &LicenseReport) -> String {
-    let mut out = String::new();
+    let mut out = heading(r);
+    section(&mut out, "Keys", keys(r), r.keys.is_empty());
+    let observed = outside(r);
+    section(
+        &mut out,
+        "Outside counts (reconciliation)",
+        observed.0,
+        observed.1,
+    );
+    section(
+        &mut out,
+        "Purchases (compliance, apart from activations)",
+        purchases(r),
+        r.purchases.is_empty(),
+    );
+    section(&mut out, "KMS hosts", kms_hosts(r), r.kms_hosts.is_empty());
+    section(&mut out, "Requests", requests(r), r.requests.is_empty());
+    section(&mut out, "ESU orders", esu_orders(r), r.esu_orders.is_empty());
+    section(&mut out, "Roles", roles(r), r.roles.is_empty());
+    section(
+        &mut out,
+        "Disclosures of key text (R1, R2)",
+        disclosures(r),
+        r.disclosures.is_empty(),
+    );
+    section(&mut out, "Rights", rights(r), r.rights.is_empty());
+    section(&mut out, "Alerts (derived)", alerts(r), r.alerts.is_empty());
+    out.push_str(&format!("\nNote: {}\n", r.note));
+    out
+}
+
+/// The license ID, its org and agreement, and the moment the report is of.
+fn heading(r: &LicenseReport) -> String {
     let parents = if r.org.parent_chain.is_empty() {
         String::new()
     } else {
         format!(" (part of {})", r.org.parent_chain.join(" > "))
     };
-    out.push_str(&format!(
+    format!(
         "License ID {} — {} [{}]{}\nprogram {} · agreement {} · authorization {} · purchase account {}\nRDS license server activation number: {}\nreport time {} · as of seq {}\n",
         r.license_id, r.org.name, r.org.org, parents, r.program, r.agreement_number,
         opt(&r.authorization_number), opt(&r.purchase_account), r.rds_activation_number,
         r.report_time, r.at_seq
-    ));
-    let mut keys = table(&[
+    )
+}
+
+/// One row a key: its counts (R9; KMS hosts for a KMS key, R13), OSA, ESU and refusals.
+fn keys(r: &LicenseReport) -> Table {
+    let header = [
         "key",
         "product",
         "kind",
@@ -65,36 +102,43 @@ pub fn render(r: &LicenseReport) -> String {
         "OSA",
         "ESU",
         "refusals",
-    ]);
-    for k in &r.keys {
-        let refusals: Vec<String> = k.refusals.iter().map(|(c, n)| format!("{c}={n}")).collect();
-        let counts = match (k.kind, k.kms_hosts, k.kms_hosts_limit) {
-            (_, Some(hosts), Some(limit)) => format!("{hosts}/{limit} hosts"),
-            (keyledger_core::KeyKind::Setup | keyledger_core::KeyKind::Embedded, _, _) => {
-                "n/a".to_owned()
-            }
-            _ => format!("{}/{}", k.used, k.total),
-        };
-        let kind = if k.blocked {
-            format!("{} (blocked)", k.kind)
-        } else {
-            k.kind.to_string()
-        };
-        keys.add_row(vec![
-            k.key_id.to_string(),
-            k.product.clone(),
-            kind,
-            k.key.clone(),
-            counts,
-            k.remaining.to_string(),
-            k.purchased.to_string(),
-            k.osa_status.to_owned(),
-            k.esu_coverage.map_or("-", phase_name).to_owned(),
-            refusals.join(" "),
-        ]);
-    }
-    section(&mut out, "Keys", keys, r.keys.is_empty());
-    let mut outside = table(&[
+    ];
+    grid(
+        &header,
+        r.keys.iter().map(|k| {
+            let refusals: Vec<String> =
+                k.refusals.iter().map(|(c, n)| format!("{c}={n}")).collect();
+            let counts = match (k.kind, k.kms_hosts, k.kms_hosts_limit) {
+                (_, Some(hosts), Some(limit)) => format!("{hosts}/{limit} hosts"),
+                (keyledger_core::KeyKind::Setup | keyledger_core::KeyKind::Embedded, _, _) => {
+                    "n/a".to_owned()
+                }
+                _ => format!("{}/{}", k.used, k.total),
+            };
+            let kind = if k.blocked {
+                format!("{} (blocked)", k.kind)
+            } else {
+                k.kind.to_string()
+            };
+            vec![
+                k.key_id.to_string(),
+                k.product.clone(),
+                kind,
+                k.key.clone(),
+                counts,
+                k.remaining.to_string(),
+                k.purchased.to_string(),
+                k.osa_status.to_owned(),
+                k.esu_coverage.map_or("-", phase_name).to_owned(),
+                refusals.join(" "),
+            ]
+        }),
+    )
+}
+
+/// Counts observed outside the ledger beside its own; and whether there were none.
+fn outside(r: &LicenseReport) -> (Table, bool) {
+    let header = [
         "key",
         "source",
         "observed at",
@@ -102,14 +146,14 @@ pub fn render(r: &LicenseReport) -> String {
         "ledger remaining",
         "difference",
         "seq",
-    ]);
+    ];
     let observed: Vec<_> = r
         .keys
         .iter()
         .filter_map(|k| k.external.as_ref().map(|e| (k.key_id, e)))
         .collect();
-    for (key_id, e) in &observed {
-        outside.add_row(vec![
+    let rows = observed.iter().map(|(key_id, e)| {
+        vec![
             key_id.to_string(),
             e.source.clone(),
             e.observed_at.to_string(),
@@ -117,25 +161,23 @@ pub fn render(r: &LicenseReport) -> String {
             e.ledger_remaining.to_string(),
             format!("{:+}", e.difference),
             e.seq.to_string(),
-        ]);
-    }
-    section(
-        &mut out,
-        "Outside counts (reconciliation)",
-        outside,
-        observed.is_empty(),
-    );
-    let mut purchases = table(&["product", "quantity"]);
-    for p in &r.purchases {
-        purchases.add_row(vec![p.product.clone(), p.quantity.to_string()]);
-    }
-    section(
-        &mut out,
-        "Purchases (compliance, apart from activations)",
-        purchases,
-        r.purchases.is_empty(),
-    );
-    let mut hosts = table(&[
+        ]
+    });
+    (grid(&header, rows), observed.is_empty())
+}
+
+fn purchases(r: &LicenseReport) -> Table {
+    grid(
+        &["product", "quantity"],
+        r.purchases
+            .iter()
+            .map(|p| vec![p.product.clone(), p.quantity.to_string()]),
+    )
+}
+
+/// KMS hosts, their 30-day counts and the thresholds they meet (R13, R14).
+fn kms_hosts(r: &LicenseReport) -> Table {
+    let header = [
         "host",
         "key",
         "line",
@@ -143,109 +185,120 @@ pub fn render(r: &LicenseReport) -> String {
         "windows (30d)",
         "office (30d)",
         "thresholds met",
-    ]);
-    for h in &r.kms_hosts {
-        let met: Vec<&str> = [
-            (h.windows_server_threshold_met, "servers"),
-            (h.windows_client_threshold_met, "clients"),
-            (h.office_threshold_met, "office"),
-        ]
-        .iter()
-        .filter(|(m, _)| *m)
-        .map(|(_, n)| *n)
-        .collect();
-        hosts.add_row(vec![
-            h.host.clone(),
-            h.key_id.to_string(),
-            h.line.to_owned(),
-            h.activations.to_string(),
-            h.windows_count.to_string(),
-            h.office_count.to_string(),
-            met.join(", "),
-        ]);
-    }
-    section(&mut out, "KMS hosts", hosts, r.kms_hosts.is_empty());
-    let mut requests = table(&["request", "kind", "product", "needed", "by", "outcome"]);
-    for q in &r.requests {
-        let by = q.decided_by.as_deref().unwrap_or("");
-        let summary = match q.outcome {
-            "granted" => format!("granted {} by {by}", q.amount.unwrap_or(0)),
-            "denied" => format!("denied by {by}: {}", q.reason.as_deref().unwrap_or("")),
-            other => other.to_owned(),
-        };
-        requests.add_row(vec![
-            q.request_id.clone(),
-            q.kind.to_owned(),
-            q.product.clone(),
-            q.needed.to_string(),
-            q.requested_by.clone(),
-            summary,
-        ]);
-    }
-    section(&mut out, "Requests", requests, r.requests.is_empty());
-    let mut orders = table(&["order", "product", "coverage", "phase"]);
-    for o in &r.esu_orders {
-        orders.add_row(vec![
-            o.order_id.clone(),
-            o.product.clone(),
-            format!("{} .. {}", o.coverage_start, o.coverage_end),
-            phase_name(o.phase).to_owned(),
-        ]);
-    }
-    section(&mut out, "ESU orders", orders, r.esu_orders.is_empty());
-    let mut roles = table(&["principal", "roles"]);
-    for role in &r.roles {
-        let names: Vec<&str> = role.roles.iter().map(|r| r.as_str()).collect();
-        roles.add_row(vec![role.principal.clone(), names.join(", ")]);
-    }
-    section(&mut out, "Roles", roles, r.roles.is_empty());
-    let mut seen = table(&["seq", "at", "who", "channel", "keys", "export digest"]);
-    for d in &r.disclosures {
-        let keys: Vec<String> = d.key_ids.iter().map(u64::to_string).collect();
-        seen.add_row(vec![
-            d.seq.to_string(),
-            d.at.to_string(),
-            d.actor.clone(),
-            d.channel.to_string(),
-            keys.join(" "),
-            d.export_digest.map(|g| g.to_string()).unwrap_or_default(),
-        ]);
-    }
-    section(
-        &mut out,
-        "Disclosures of key text (R1, R2)",
-        seen,
-        r.disclosures.is_empty(),
-    );
-    let mut rights = table(&[
+    ];
+    grid(
+        &header,
+        r.kms_hosts.iter().map(|h| {
+            let met: Vec<&str> = [
+                (h.windows_server_threshold_met, "servers"),
+                (h.windows_client_threshold_met, "clients"),
+                (h.office_threshold_met, "office"),
+            ]
+            .iter()
+            .filter(|(m, _)| *m)
+            .map(|(_, n)| *n)
+            .collect();
+            vec![
+                h.host.clone(),
+                h.key_id.to_string(),
+                h.line.to_owned(),
+                h.activations.to_string(),
+                h.windows_count.to_string(),
+                h.office_count.to_string(),
+                met.join(", "),
+            ]
+        }),
+    )
+}
+
+fn requests(r: &LicenseReport) -> Table {
+    let header = ["request", "kind", "product", "needed", "by", "outcome"];
+    grid(
+        &header,
+        r.requests.iter().map(|q| {
+            let by = q.decided_by.as_deref().unwrap_or("");
+            let summary = match q.outcome {
+                "granted" => format!("granted {} by {by}", q.amount.unwrap_or(0)),
+                "denied" => format!("denied by {by}: {}", q.reason.as_deref().unwrap_or("")),
+                other => other.to_owned(),
+            };
+            vec![
+                q.request_id.clone(),
+                q.kind.to_owned(),
+                q.product.clone(),
+                q.needed.to_string(),
+                q.requested_by.clone(),
+                summary,
+            ]
+        }),
+    )
+}
+
+fn esu_orders(r: &LicenseReport) -> Table {
+    grid(
+        &["order", "product", "coverage", "phase"],
+        r.esu_orders.iter().map(|o| {
+            vec![
+                o.order_id.clone(),
+                o.product.clone(),
+                format!("{} .. {}", o.coverage_start, o.coverage_end),
+                phase_name(o.phase).to_owned(),
+            ]
+        }),
+    )
+}
+
+fn roles(r: &LicenseReport) -> Table {
+    grid(
+        &["principal", "roles"],
+        r.roles.iter().map(|role| {
+            let names: Vec<&str> = role.roles.iter().map(|r| r.as_str()).collect();
+            vec![role.principal.clone(), names.join(", ")]
+        }),
+    )
+}
+
+/// Who saw which key text, when and how (R1, R2).
+fn disclosures(r: &LicenseReport) -> Table {
+    let header = ["seq", "at", "who", "channel", "keys", "export digest"];
+    grid(
+        &header,
+        r.disclosures.iter().map(|d| {
+            let keys: Vec<String> = d.key_ids.iter().map(u64::to_string).collect();
+            vec![
+                d.seq.to_string(),
+                d.at.to_string(),
+                d.actor.clone(),
+                d.channel.to_string(),
+                keys.join(" "),
+                d.export_digest.map(|g| g.to_string()).unwrap_or_default(),
+            ]
+        }),
+    )
+}
+
+/// Downgrade, reimage and training rights per product (R21..R23).
+fn rights(r: &LicenseReport) -> Table {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let header = [
         "product",
         "downgrade to",
         "reimage",
         "training/backup/eval",
         "key note",
-    ]);
-    for x in &r.rights {
-        rights.add_row(vec![
-            x.product.clone(),
-            x.downgrade_to.join(", "),
-            format!(
-                "{} ({})",
-                if x.reimage_eligible { "yes" } else { "no" },
-                x.reimage_reason
-            ),
-            if x.training_backup_evaluation {
-                "yes"
-            } else {
-                "no"
-            }
-            .to_owned(),
-            x.key_note.clone().unwrap_or_default(),
-        ]);
-    }
-    section(&mut out, "Rights", rights, r.rights.is_empty());
-    section(&mut out, "Alerts (derived)", alerts(r), r.alerts.is_empty());
-    out.push_str(&format!("\nNote: {}\n", r.note));
-    out
+    ];
+    grid(
+        &header,
+        r.rights.iter().map(|x| {
+            vec![
+                x.product.clone(),
+                x.downgrade_to.join(", "),
+                format!("{} ({})", yes_no(x.reimage_eligible), x.reimage_reason),
+                yes_no(x.training_backup_evaluation).to_owned(),
+                x.key_note.clone().unwrap_or_default(),
+            ]
+        }),
+    )
 }
 
 /// The report's alerts (issue 18), one row each.
