@@ -175,7 +175,6 @@ pub fn verify_proof(
 ) -> std::result::Result<Verified, ProofFileError> {
     let proof: ProofFile =
         serde_json::from_str(text).map_err(|e| ProofFileError::Json(e.to_string()))?;
-    let reject = |why: String| Err(ProofFileError::Rejected(why));
     match proof {
         ProofFile::Inclusion {
             seq,
@@ -186,45 +185,14 @@ pub fn verify_proof(
             checkpoint: note,
         } => {
             let signed = checkpoint::verify(&note, verifier_key)?;
-            if tree_size != signed.size {
-                return reject(format!(
-                    "the proof is for a tree of {tree_size}, the checkpoint signs {}",
-                    signed.size
-                ));
-            }
-            if seq == 0 || seq > tree_size {
-                return reject(format!(
-                    "seq {seq} is not covered by the signed tree of {tree_size} records"
-                ));
-            }
-            let record = BASE64
-                .decode(&record)
-                .map_err(|_| ProofFileError::Rejected("record is not base64".to_owned()))?;
-            let decoded = decode_record(&record)
-                .map_err(|e| ProofFileError::Rejected(format!("record does not decode: {e}")))?;
-            if event_to_json(&decoded) != event {
-                return reject("event differs from the record".to_owned());
-            }
-            if !merkle::verify_inclusion(
-                seq - 1,
+            let inclusion = Inclusion {
+                seq,
                 tree_size,
-                &merkle::leaf_hash(&record),
-                &hashes(&path)?,
-                &signed.root,
-            ) {
-                return reject(format!(
-                    "the audit path does not lead from seq {seq} to the signed root"
-                ));
-            }
-            let statement = format!(
-                "seq {seq} ({}) is in the log of {tree_size} records signed at {}",
-                decoded.body.type_name(),
-                signed.time
-            );
-            Ok(Verified {
-                checkpoint: signed,
-                statement,
-            })
+                record: &record,
+                event: &event,
+                path: &path,
+            };
+            verify_inclusion_proof(&inclusion, signed)
         }
         ProofFile::Consistency {
             from_size,
@@ -234,40 +202,102 @@ pub fn verify_proof(
             checkpoint: note,
         } => {
             let signed = checkpoint::verify(&note, verifier_key)?;
-            if to_size != signed.size {
-                return reject(format!(
-                    "the proof is to a tree of {to_size}, the checkpoint signs {}",
-                    signed.size
-                ));
-            }
-            let from_root: Hash = hex::decode(&from_root)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| {
-                    ProofFileError::Rejected("from_root is not a 32-byte hex hash".to_owned())
-                })?;
-            if let Some(old) = old_checkpoint {
-                let old = checkpoint::verify(old, verifier_key)?;
-                if old.origin != signed.origin || old.size != from_size || old.root != from_root {
-                    return reject(format!("the kept checkpoint (size {}) is not the proof's starting tree (size {from_size})", old.size));
-                }
-            }
-            if !merkle::verify_consistency(
-                from_size,
-                to_size,
-                &from_root,
-                &signed.root,
-                &hashes(&path)?,
-            ) {
-                return reject(format!("the tree of {from_size} records is not a prefix of the signed tree of {to_size}"));
-            }
-            let statement = format!("the log of {from_size} records is a prefix of the log of {to_size} records signed at {}", signed.time);
-            Ok(Verified {
-                checkpoint: signed,
-                statement,
-            })
+            let old = old_checkpoint
+                .map(|old| checkpoint::verify(old, verifier_key))
+                .transpose()?;
+            let sizes = (from_size, to_size);
+            verify_consistency_proof(sizes, &from_root, &path, signed, old)
         }
     }
+}
+
+fn reject<T>(why: String) -> std::result::Result<T, ProofFileError> {
+    Err(ProofFileError::Rejected(why))
+}
+
+/// An inclusion proof's fields, as the file has them.
+struct Inclusion<'a> {
+    seq: u64,
+    tree_size: u64,
+    record: &'a str,
+    event: &'a serde_json::Value,
+    path: &'a [String],
+}
+
+/// The record is the event shown, and its audit path leads to the signed root.
+fn verify_inclusion_proof(
+    p: &Inclusion<'_>,
+    signed: Checkpoint,
+) -> std::result::Result<Verified, ProofFileError> {
+    let (seq, tree_size) = (p.seq, p.tree_size);
+    if tree_size != signed.size {
+        return reject(format!(
+            "the proof is for a tree of {tree_size}, the checkpoint signs {}",
+            signed.size
+        ));
+    }
+    if seq == 0 || seq > tree_size {
+        return reject(format!(
+            "seq {seq} is not covered by the signed tree of {tree_size} records"
+        ));
+    }
+    let record = BASE64
+        .decode(p.record)
+        .map_err(|_| ProofFileError::Rejected("record is not base64".to_owned()))?;
+    let decoded = decode_record(&record)
+        .map_err(|e| ProofFileError::Rejected(format!("record does not decode: {e}")))?;
+    if event_to_json(&decoded) != *p.event {
+        return reject("event differs from the record".to_owned());
+    }
+    let leaf = merkle::leaf_hash(&record);
+    if !merkle::verify_inclusion(seq - 1, tree_size, &leaf, &hashes(p.path)?, &signed.root) {
+        return reject(format!(
+            "the audit path does not lead from seq {seq} to the signed root"
+        ));
+    }
+    let statement = format!(
+        "seq {seq} ({}) is in the log of {tree_size} records signed at {}",
+        decoded.body.type_name(),
+        signed.time
+    );
+    Ok(Verified {
+        checkpoint: signed,
+        statement,
+    })
+}
+
+/// The tree of `from_size` (the kept checkpoint's, if one was given) is a prefix of the
+/// signed tree of `to_size`.
+fn verify_consistency_proof(
+    (from_size, to_size): (u64, u64),
+    from_root: &str,
+    path: &[String],
+    signed: Checkpoint,
+    old: Option<Checkpoint>,
+) -> std::result::Result<Verified, ProofFileError> {
+    if to_size != signed.size {
+        return reject(format!(
+            "the proof is to a tree of {to_size}, the checkpoint signs {}",
+            signed.size
+        ));
+    }
+    let from_root: Hash = hex::decode(from_root)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ProofFileError::Rejected("from_root is not a 32-byte hex hash".to_owned()))?;
+    if let Some(old) = old {
+        if old.origin != signed.origin || old.size != from_size || old.root != from_root {
+            return reject(format!("the kept checkpoint (size {}) is not the proof's starting tree (size {from_size})", old.size));
+        }
+    }
+    if !merkle::verify_consistency(from_size, to_size, &from_root, &signed.root, &hashes(path)?) {
+        return reject(format!("the tree of {from_size} records is not a prefix of the signed tree of {to_size}"));
+    }
+    let statement = format!("the log of {from_size} records is a prefix of the log of {to_size} records signed at {}", signed.time);
+    Ok(Verified {
+        checkpoint: signed,
+        statement,
+    })
 }
 
 /// The ledger's signing key (mode 0600; [`Location::signing_key_path`] says where): loaded,
