@@ -170,155 +170,175 @@ fn spec(license: &str, product: &str, kind: KeyKind) -> IssueKey {
     IssueKey::new(id(license), id(product), kind)
 }
 
+/// The demo's products: id, name, family, version, edition, what activates it.
+const PRODUCTS: [(&str, &str, Family, &str, &str, KeyRequirement); 14] = {
+    use Family::*;
+    use KeyRequirement::{Embedded, LicenseServer, None as NoKey, VlKey};
+    [
+        (
+            "win10-pro",
+            "Windows 10 Pro",
+            WindowsClient,
+            "10",
+            "pro",
+            VlKey,
+        ),
+        (
+            "win11-pro",
+            "Windows 11 Pro",
+            WindowsClient,
+            "11",
+            "pro",
+            VlKey,
+        ),
+        (
+            "win10-ent",
+            "Windows 10 Enterprise",
+            WindowsClient,
+            "10",
+            "enterprise",
+            VlKey,
+        ),
+        (
+            "win11-ent",
+            "Windows 11 Enterprise",
+            WindowsClient,
+            "11",
+            "enterprise",
+            VlKey,
+        ),
+        (
+            "ws2016-std",
+            "Windows Server 2016 Standard",
+            WindowsServer,
+            "2016",
+            "standard",
+            VlKey,
+        ),
+        (
+            "ws2019-std",
+            "Windows Server 2019 Standard",
+            WindowsServer,
+            "2019",
+            "standard",
+            VlKey,
+        ),
+        (
+            "ws2022-std",
+            "Windows Server 2022 Standard",
+            WindowsServer,
+            "2022",
+            "standard",
+            VlKey,
+        ),
+        (
+            "office-2019",
+            "Office LTSC Professional Plus 2019",
+            Office,
+            "2019",
+            "pro-plus",
+            VlKey,
+        ),
+        (
+            "office-2021",
+            "Office LTSC Professional Plus 2021",
+            Office,
+            "2021",
+            "pro-plus",
+            VlKey,
+        ),
+        (
+            "project-2021",
+            "Project Professional 2021",
+            Office,
+            "2021",
+            "professional",
+            VlKey,
+        ),
+        (
+            "m365-apps",
+            "Microsoft 365 Apps for enterprise",
+            Office,
+            "2024",
+            "enterprise",
+            NoKey,
+        ),
+        (
+            "sql-2019-std",
+            "SQL Server 2019 Standard",
+            SqlServer,
+            "2019",
+            "standard",
+            Embedded,
+        ),
+        (
+            "sql-2022-std",
+            "SQL Server 2022 Standard",
+            SqlServer,
+            "2022",
+            "standard",
+            Embedded,
+        ),
+        (
+            "rds-2022-ucal",
+            "Windows Server 2022 RDS User CAL",
+            Rds,
+            "2022",
+            "user-cal",
+            LicenseServer,
+        ),
+    ]
+};
+
+/// Orgs, license IDs, products, purchases and roles.
 fn catalog(s: &mut Script, machines: u64) {
     s.org("contoso", "Contoso Ltd", None);
     s.org("contoso-east", "Contoso East KK", Some("contoso"));
     s.org("contoso-west", "Contoso West GmbH", Some("contoso"));
     s.org("fabrikam", "Fabrikam Inc", None);
-    s.license(
-        "V1000001",
-        "contoso",
-        Program::OpenLicense,
-        [Some("OL-778812"), Some("AUTH-5531-0042"), None],
-    );
-    s.license(
-        "V2000002",
-        "contoso-east",
-        Program::OpenValue,
-        [Some("OV-220341"), None, None],
-    );
-    s.license(
-        "V3000003",
-        "contoso",
-        Program::EnterpriseAgreement,
-        [Some("EA-9910022"), None, None],
-    );
-    s.license(
-        "V4000004",
-        "contoso-west",
-        Program::Mpsa,
-        [Some("MPSA-77120"), None, Some("PA-4410-7781")],
-    );
-    s.license(
-        "V5000005",
-        "fabrikam",
-        Program::SelectPlus,
-        [Some("SP-30011"), None, None],
-    );
-    use Family::*;
-    use KeyRequirement::{Embedded, LicenseServer, VlKey};
-    s.product(
-        "win10-pro",
-        "Windows 10 Pro",
-        WindowsClient,
-        "10",
-        "pro",
-        VlKey,
-    );
-    s.product(
-        "win11-pro",
-        "Windows 11 Pro",
-        WindowsClient,
-        "11",
-        "pro",
-        VlKey,
-    );
-    s.product(
-        "win10-ent",
-        "Windows 10 Enterprise",
-        WindowsClient,
-        "10",
-        "enterprise",
-        VlKey,
-    );
-    s.product(
-        "win11-ent",
-        "Windows 11 Enterprise",
-        WindowsClient,
-        "11",
-        "enterprise",
-        VlKey,
-    );
-    s.product(
-        "ws2016-std",
-        "Windows Server 2016 Standard",
-        WindowsServer,
-        "2016",
-        "standard",
-        VlKey,
-    );
-    s.product(
-        "ws2019-std",
-        "Windows Server 2019 Standard",
-        WindowsServer,
-        "2019",
-        "standard",
-        VlKey,
-    );
-    s.product(
-        "ws2022-std",
-        "Windows Server 2022 Standard",
-        WindowsServer,
-        "2022",
-        "standard",
-        VlKey,
-    );
-    s.product(
-        "office-2019",
-        "Office LTSC Professional Plus 2019",
-        Office,
-        "2019",
-        "pro-plus",
-        VlKey,
-    );
-    s.product(
-        "office-2021",
-        "Office LTSC Professional Plus 2021",
-        Office,
-        "2021",
-        "pro-plus",
-        VlKey,
-    );
-    s.product(
-        "project-2021",
-        "Project Professional 2021",
-        Office,
-        "2021",
-        "professional",
-        VlKey,
-    );
-    s.product(
-        "m365-apps",
-        "Microsoft 365 Apps for enterprise",
-        Office,
-        "2024",
-        "enterprise",
-        KeyRequirement::None,
-    );
-    s.product(
-        "sql-2019-std",
-        "SQL Server 2019 Standard",
-        SqlServer,
-        "2019",
-        "standard",
-        Embedded,
-    );
-    s.product(
-        "sql-2022-std",
-        "SQL Server 2022 Standard",
-        SqlServer,
-        "2022",
-        "standard",
-        Embedded,
-    );
-    s.product(
-        "rds-2022-ucal",
-        "Windows Server 2022 RDS User CAL",
-        Rds,
-        "2022",
-        "user-cal",
-        LicenseServer,
-    );
+    use Program::*;
+    for (license, org, program, numbers) in [
+        (
+            "V1000001",
+            "contoso",
+            OpenLicense,
+            [Some("OL-778812"), Some("AUTH-5531-0042"), None],
+        ),
+        (
+            "V2000002",
+            "contoso-east",
+            OpenValue,
+            [Some("OV-220341"), None, None],
+        ),
+        (
+            "V3000003",
+            "contoso",
+            EnterpriseAgreement,
+            [Some("EA-9910022"), None, None],
+        ),
+        (
+            "V4000004",
+            "contoso-west",
+            Mpsa,
+            [Some("MPSA-77120"), None, Some("PA-4410-7781")],
+        ),
+        (
+            "V5000005",
+            "fabrikam",
+            SelectPlus,
+            [Some("SP-30011"), None, None],
+        ),
+    ] {
+        s.license(license, org, program, numbers);
+    }
+    for (id, name, family, version, edition, requirement) in PRODUCTS {
+        s.product(id, name, family, version, edition, requirement);
+    }
+    purchases_and_roles(s, machines);
+}
+
+/// What each license ID bought (R24: apart from activations), and who holds which role.
+fn purchases_and_roles(s: &mut Script, machines: u64) {
     for (license, product, quantity) in [
         ("V1000001", "win11-pro", 40),
         ("V1000001", "office-2021", 25),
@@ -353,6 +373,7 @@ fn catalog(s: &mut Script, machines: u64) {
     }
 }
 
+/// Every key the demo issues, one of each kind, and the ESU orders.
 fn keys(s: &mut Script, machines: u64) {
     s.key(
         "ol-win11",
@@ -368,24 +389,18 @@ fn keys(s: &mut Script, machines: u64) {
             ..spec("V3000003", "win11-ent", KeyKind::Mak)
         },
     );
-    s.key(
-        "esu-y1",
-        IssueKey {
+    for (name, start, end) in [
+        ("esu-y1", "2025-10-14T00:00:00Z", "2026-10-13T00:00:00Z"),
+        ("esu-y2", "2026-10-13T00:00:00Z", "2027-10-12T00:00:00Z"),
+    ] {
+        let esu = IssueKey {
             limit: Some(30),
-            coverage_start: Some(t("2025-10-14T00:00:00Z")),
-            coverage_end: Some(t("2026-10-13T00:00:00Z")),
+            coverage_start: Some(t(start)),
+            coverage_end: Some(t(end)),
             ..spec("V3000003", "ws2016-std", KeyKind::EsuMak)
-        },
-    );
-    s.key(
-        "esu-y2",
-        IssueKey {
-            limit: Some(30),
-            coverage_start: Some(t("2026-10-13T00:00:00Z")),
-            coverage_end: Some(t("2027-10-12T00:00:00Z")),
-            ..spec("V3000003", "ws2016-std", KeyKind::EsuMak)
-        },
-    );
+        };
+        s.key(name, esu);
+    }
     s.key(
         "ea-kms-win",
         spec("V3000003", "ws2022-std", KeyKind::KmsHost),
@@ -413,27 +428,25 @@ fn keys(s: &mut Script, machines: u64) {
         "ea-sql",
         spec("V3000003", "sql-2022-std", KeyKind::Embedded),
     );
-    s.key(
-        "mpsa-win11",
-        IssueKey {
-            limit: Some(150),
-            ..spec("V4000004", "win11-pro", KeyKind::Mak)
-        },
-    );
-    s.key(
-        "mpsa-win10",
-        IssueKey {
-            limit: Some(10),
-            ..spec("V4000004", "win10-pro", KeyKind::Mak)
-        },
-    );
-    s.key(
-        "sp-win11",
-        IssueKey {
-            limit: Some(15),
-            ..spec("V5000005", "win11-pro", KeyKind::Mak)
-        },
-    );
+    for (name, license, product, limit) in [
+        ("mpsa-win11", "V4000004", "win11-pro", 150),
+        ("mpsa-win10", "V4000004", "win10-pro", 10),
+        ("sp-win11", "V5000005", "win11-pro", 15),
+    ] {
+        let mak = spec(license, product, KeyKind::Mak);
+        s.key(
+            name,
+            IssueKey {
+                limit: Some(limit),
+                ..mak
+            },
+        );
+    }
+    esu_orders(s);
+}
+
+/// Two years of ESU for Windows Server 2016 (R12).
+fn esu_orders(s: &mut Script) {
     for (order, start, end) in [
         (
             "esu-2016-y1",
@@ -534,6 +547,7 @@ fn offices(s: &mut Script) {
 }
 
 /// ESU, KMS and OSA at the enterprise.
+/// The Enterprise Agreement's year: ESU servers, KMS hosts and clients, a request denied.
 fn enterprise(s: &mut Script) {
     use ActivationMethod::*;
     s.activate("esu-y1", "contoso", Proxy, machines("srv2016", 0..12));
@@ -585,6 +599,11 @@ fn enterprise(s: &mut Script) {
         s.kms_client("kms-01", &format!("pc-{i:03}"), ClientFamily::Office);
     }
     s.kms_client("kms-02", "pc-100", ClientFamily::Office); // R15
+    osa_and_exceptions(s);
+}
+
+/// An OSA redeemed, an Open Value KMS exception granted, and a key text copied (R1).
+fn osa_and_exceptions(s: &mut Script) {
     s.push(
         "portal",
         CommandBody::RedeemOsa(RedeemOsa {

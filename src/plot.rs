@@ -85,14 +85,9 @@ pub fn forecast_svg(p: &Projections, forecasts: &[Forecast], at: Timestamp) -> R
     Ok(svg)
 }
 
-fn draw_forecast(
-    svg: &mut String,
-    p: &Projections,
-    forecasts: &[Forecast],
-    at: Timestamp,
-) -> Result<()> {
-    let shown: Vec<&Forecast> = forecasts.iter().take(8).collect();
-    let today = at.unix_day();
+/// The days the forecast plot spans: from the first day a shown key consumed (or today) to
+/// the latest exhaustion, at most three years ahead.
+fn days_shown(p: &Projections, shown: &[&Forecast], today: i64) -> (i64, i64) {
     let first = shown
         .iter()
         .filter_map(|f| p.books.keys.get(keyledger_core::KeyId(f.key_id)))
@@ -108,6 +103,18 @@ fn draw_forecast(
         .unwrap_or(today)
         .clamp(today, today + 3 * 365)
         .max(first + 1);
+    (first, last)
+}
+
+fn draw_forecast(
+    svg: &mut String,
+    p: &Projections,
+    forecasts: &[Forecast],
+    at: Timestamp,
+) -> Result<()> {
+    let shown: Vec<&Forecast> = forecasts.iter().take(8).collect();
+    let today = at.unix_day();
+    let (first, last) = days_shown(p, &shown, today);
     let y_max = shown.iter().map(|f| f.total).max().unwrap_or(1).max(1) as f64 * 1.05;
     let root = SVGBackend::with_string(svg, (1000, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;

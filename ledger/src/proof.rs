@@ -284,16 +284,26 @@ fn verify_consistency_proof(
     let from_root: Hash = hex::decode(from_root)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| ProofFileError::Rejected("from_root is not a 32-byte hex hash".to_owned()))?;
+        .ok_or_else(|| {
+            ProofFileError::Rejected("from_root is not a 32-byte hex hash".to_owned())
+        })?;
     if let Some(old) = old {
         if old.origin != signed.origin || old.size != from_size || old.root != from_root {
-            return reject(format!("the kept checkpoint (size {}) is not the proof's starting tree (size {from_size})", old.size));
+            return reject(format!(
+                "the kept checkpoint (size {}) is not the proof's starting tree (size {from_size})",
+                old.size
+            ));
         }
     }
     if !merkle::verify_consistency(from_size, to_size, &from_root, &signed.root, &hashes(path)?) {
-        return reject(format!("the tree of {from_size} records is not a prefix of the signed tree of {to_size}"));
+        return reject(format!(
+            "the tree of {from_size} records is not a prefix of the signed tree of {to_size}"
+        ));
     }
-    let statement = format!("the log of {from_size} records is a prefix of the log of {to_size} records signed at {}", signed.time);
+    let statement = format!(
+        "the log of {from_size} records is a prefix of the log of {to_size} records signed at {}",
+        signed.time
+    );
     Ok(Verified {
         checkpoint: signed,
         statement,

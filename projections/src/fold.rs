@@ -189,6 +189,10 @@ impl Projections {
 
     /// What the read models keep beside the books. Every variant is named: a new event must
     /// be looked at here too.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm an event type, every variant named"
+    )]
     fn apply_extras(&mut self, seq: u64, event: &Event) {
         use EventBody::*;
         let at = event.at;

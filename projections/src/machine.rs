@@ -162,8 +162,9 @@ impl KeyMachines {
     }
 }
 
-fn row(p: &Projections, seq: u64, event: &Event) -> Option<MachineRow> {
-    let mut row = MachineRow {
+/// A row of `event` with only what every row has filled in.
+fn blank(seq: u64, event: &Event) -> MachineRow {
+    MachineRow {
         seq,
         at: event.at,
         what: "",
@@ -180,7 +181,12 @@ fn row(p: &Projections, seq: u64, event: &Event) -> Option<MachineRow> {
         status: None,
         actor: event.actor.to_string(),
         proof: format!("/v1/proofs/inclusion?seq={seq}"),
-    };
+    }
+}
+
+/// The row of an event that names a machine, KMS host or client; `None` for any other.
+fn row(p: &Projections, seq: u64, event: &Event) -> Option<MachineRow> {
+    let mut row = blank(seq, event);
     let key = match &event.body {
         EventBody::MachinesActivated {
             key_id,

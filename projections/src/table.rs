@@ -60,7 +60,12 @@ pub fn render(r: &LicenseReport) -> String {
     );
     section(&mut out, "KMS hosts", kms_hosts(r), r.kms_hosts.is_empty());
     section(&mut out, "Requests", requests(r), r.requests.is_empty());
-    section(&mut out, "ESU orders", esu_orders(r), r.esu_orders.is_empty());
+    section(
+        &mut out,
+        "ESU orders",
+        esu_orders(r),
+        r.esu_orders.is_empty(),
+    );
     section(&mut out, "Roles", roles(r), r.roles.is_empty());
     section(
         &mut out,

@@ -203,6 +203,21 @@ pub struct PeriodRow {
     pub peak_day_consumed: u64,
 }
 
+impl Period {
+    /// How many periods run from the one starting on `first` to the one starting on `last`.
+    fn count(self, first: i64, last: i64) -> i64 {
+        match self {
+            Period::Day => last - first + 1,
+            Period::Week => (last - first) / 7 + 1,
+            Period::Month => {
+                let (y0, m0, _) = date_of_unix_day(first);
+                let (y1, m1, _) = date_of_unix_day(last);
+                (y1 - y0) * 12 + i64::from(m1) - i64::from(m0) + 1
+            }
+        }
+    }
+}
+
 /// Usage of `keys` by `by`, over the periods that overlap `[from, to)` (defaults: the keys'
 /// first day, the newest event).
 pub fn usage(
@@ -228,15 +243,7 @@ pub fn usage(
     }
     // The last period is the one holding the last microsecond before `to`.
     let last_start = by.start(to.minus(Span::micros(1)).unix_day());
-    let periods = match by {
-        Period::Day => last_start - from_day + 1,
-        Period::Week => (last_start - from_day) / 7 + 1,
-        Period::Month => {
-            let (y0, m0, _) = date_of_unix_day(from_day);
-            let (y1, m1, _) = date_of_unix_day(last_start);
-            (y1 - y0) * 12 + i64::from(m1) - i64::from(m0) + 1
-        }
-    };
+    let periods = by.count(from_day, last_start);
     if periods > PERIODS_MAX {
         return Err(UsageError::TooManyPeriods {
             periods,

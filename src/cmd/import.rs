@@ -17,6 +17,40 @@ use keyledger_projections::Projections;
 use super::principal;
 use crate::view::{now_at_least, projections, Until};
 
+/// Issues the keys in batches of the engine's size, naming each refused row on stderr.
+/// Answers how many were imported and how many refused.
+fn run_imports(
+    engine: &mut keyledger_ledger::Engine,
+    file: &Path,
+    lines: &[u64],
+    commands: Vec<keyledger_core::Command>,
+    atomic: bool,
+) -> Result<(usize, usize)> {
+    let (mut imported, mut refused) = (0, 0);
+    let chunk = engine.limits().batch_commands_max;
+    for (lines, commands) in lines.chunks(chunk).zip(commands.chunks(chunk)) {
+        let submission = if atomic {
+            Submission::atomic(commands.to_vec())
+        } else {
+            Submission::new(commands.to_vec())
+        };
+        for (line, answer) in lines.iter().zip(engine.run_batch(&[submission]).remove(0)?) {
+            if answer.ok {
+                imported += 1;
+            } else {
+                refused += 1;
+                eprintln!(
+                    "{}: line {line}: refused {}: {}",
+                    file.display(),
+                    answer.code().unwrap_or_default(),
+                    answer.message().unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok((imported, refused))
+}
+
 pub fn import_keys(
     data: &keyledger_ledger::Location,
     file: &Path,
@@ -62,29 +96,7 @@ pub fn import_keys(
             engine.limits().batch_commands_max
         );
     }
-    let mut refused = 0;
-    let mut imported = 0;
-    let chunk = engine.limits().batch_commands_max;
-    for (lines, commands) in lines.chunks(chunk).zip(commands.chunks(chunk)) {
-        let submission = if atomic {
-            Submission::atomic(commands.to_vec())
-        } else {
-            Submission::new(commands.to_vec())
-        };
-        for (line, answer) in lines.iter().zip(engine.run_batch(&[submission]).remove(0)?) {
-            if answer.ok {
-                imported += 1;
-            } else {
-                refused += 1;
-                eprintln!(
-                    "{}: line {line}: refused {}: {}",
-                    file.display(),
-                    answer.code().unwrap_or_default(),
-                    answer.message().unwrap_or_default()
-                );
-            }
-        }
-    }
+    let (imported, refused) = run_imports(&mut engine, file, &lines, commands, atomic)?;
     outln!(
         "imported {imported} keys; {refused} refused; {} unreadable rows",
         bad.len()

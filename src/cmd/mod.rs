@@ -24,6 +24,7 @@ use keyledger_core::Principal;
 use crate::cli::{Cli, Command};
 use crate::view::{parse_time, wall_clock};
 
+#[expect(clippy::too_many_lines, reason = "one arm a subcommand")]
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let data = &cli.data;
     match cli.command {
