@@ -106,6 +106,9 @@ fn days_shown(p: &Projections, shown: &[&Forecast], today: i64) -> (i64, i64) {
     (first, last)
 }
 
+/// How strongly a key's limit line is drawn beside its consumption.
+const LIMIT_OPACITY: f64 = 0.5;
+
 fn draw_forecast(
     svg: &mut String,
     p: &Projections,
@@ -157,6 +160,12 @@ fn draw_forecast(
             .map_err(err)?
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        // The key's limit (R9), faint: the line its consumption may not cross.
+        let limit = vec![(first, f.total as f64), (last, f.total as f64)];
+        let faint = color.mix(LIMIT_OPACITY).stroke_width(1);
+        chart
+            .draw_series(LineSeries::new(limit, faint))
+            .map_err(err)?;
         if let Some(end) = f.exhaustion.filter(|_| f.remaining > 0) {
             let end_day = end.unix_day().min(last);
             let dashes = DashedLineSeries::new(

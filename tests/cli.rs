@@ -888,6 +888,35 @@ fn forecast_draws_an_svg_of_consumption_and_exhaustion() {
         drawing.contains("key 1 win11-pro"),
         "the legend names the keys"
     );
+    // Each key's limit (R9) is a faint horizontal line: a polyline of two points at one
+    // height, drawn at half opacity.
+    let keys = drawing
+        .split('>')
+        .filter(|text| text.trim_start().starts_with("key "))
+        .count();
+    let limits = drawing
+        .split("<polyline")
+        .skip(1)
+        .filter(|line| line.contains(r#"opacity="0.5""#))
+        .filter(|line| {
+            let points = line
+                .split(r#"points=""#)
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let ys: Vec<&str> = points
+                .split(' ')
+                .filter_map(|p| p.split(',').nth(1))
+                .collect();
+            ys.len() == 2 && ys[0] == ys[1]
+        })
+        .count();
+    assert!(
+        keys > 0 && limits == keys,
+        "{limits} limit lines for {keys} keys"
+    );
     let bad = ledger.run(&["bench", "--preset", "huge"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("expected small, medium or large"));
