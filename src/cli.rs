@@ -587,6 +587,12 @@ pub struct BenchHttp {
     /// i/RATE seconds after the start); as fast as answers come when absent.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Name request i's machine PREFIX-i (letters, digits, `.`, `_`, `-`; default
+    /// `lg-` and a random hex run id, printed). A run with the prefix of an earlier one
+    /// activates the same machines again: it measures re-activation (R9: already active,
+    /// an index lookup once the pair has left the writer's cache).
+    #[arg(long)]
+    pub machine_prefix: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

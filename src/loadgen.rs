@@ -22,6 +22,8 @@ const OWN_ORG: &str = "loadgen-org";
 /// The result of a run.
 #[derive(Debug, serde::Serialize)]
 pub struct LoadReport {
+    /// Request i named machine `{machine_prefix}-{i}`.
+    pub machine_prefix: String,
     pub concurrency: usize,
     pub requests: u64,
     pub activated: u64,
@@ -39,6 +41,15 @@ pub struct LoadReport {
 pub fn run(args: &BenchHttp, data: &keyledger_ledger::Location) -> Result<ExitCode> {
     if args.concurrency == 0 || args.requests == 0 {
         bail!("--concurrency and --requests must be at least 1");
+    }
+    if let Some(prefix) = &args.machine_prefix {
+        let fits = (1..=64).contains(&prefix.len())
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !fits {
+            bail!("--machine-prefix {prefix:?}: expected 1 to 64 letters, digits, '.', '_' or '-'");
+        }
     }
     if let Some(rate) = args.rate {
         if !(rate.is_finite() && (0.001..=10_000_000.0).contains(&rate)) {
@@ -76,10 +87,10 @@ pub fn run(args: &BenchHttp, data: &keyledger_ledger::Location) -> Result<ExitCo
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         outln!(
-            "{} requests in {:.1} s at concurrency {}: {:.0} req/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} activated, {} refused, {} errors",
+            "{} requests in {:.1} s at concurrency {}: {:.0} req/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} activated, {} refused, {} errors; machines {}-0..",
             report.requests, report.seconds, report.concurrency, report.requests_per_second,
             report.latency_ms_p50, report.latency_ms_p99, report.latency_ms_max,
-            report.activated, report.refused, report.errors
+            report.activated, report.refused, report.errors, report.machine_prefix
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -119,7 +130,10 @@ async fn load(url: &str, key: &str, org: &str, args: &BenchHttp) -> Result<LoadR
         authority,
         key,
         org,
-        run_id: rand::random(),
+        prefix: args
+            .machine_prefix
+            .clone()
+            .unwrap_or_else(|| format!("lg-{:x}", rand::random::<u64>())),
         limit: args.requests,
         duration: Duration::from_secs(args.duration),
         interval: args.rate.map(|rate| Duration::from_secs_f64(1.0 / rate)),
@@ -145,6 +159,7 @@ async fn load(url: &str, key: &str, org: &str, args: &BenchHttp) -> Result<LoadR
     let seconds = started.elapsed().as_secs_f64();
     let requests = counts.iter().sum();
     Ok(LoadReport {
+        machine_prefix: plan.prefix.clone(),
         concurrency: args.concurrency,
         requests,
         activated: counts[0],
@@ -164,7 +179,8 @@ struct Plan {
     /// The key and org as JSON strings.
     key: String,
     org: String,
-    run_id: u64,
+    /// Request i's machine is `{prefix}-{i}` (checked: no character needs escaping).
+    prefix: String,
     limit: u64,
     duration: Duration,
     /// With `--rate`: request i is sent no earlier than `i × interval` after the start.
@@ -197,9 +213,9 @@ async fn client(
             let due = t0 + interval.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
             tokio::time::sleep_until(due.into()).await;
         }
-        let (key, org, run_id) = (&plan.key, &plan.org, plan.run_id);
+        let (key, org, prefix) = (&plan.key, &plan.org, &plan.prefix);
         let body = format!(
-            r#"{{"product_key":{key},"org":{org},"method":"online","machines":["lg-{run_id:x}-{i}"]}}"#
+            r#"{{"product_key":{key},"org":{org},"method":"online","machines":["{prefix}-{i}"]}}"#
         );
         let sent = Instant::now();
         let outcome = match post(&mut connection, &plan.authority, body).await {

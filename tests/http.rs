@@ -593,3 +593,71 @@ fn repeats_are_repeats_across_a_restart(flags: &[&str]) {
     let report: Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["keys"][0]["used"], 3);
 }
+
+/// `bench http --machine-prefix`: a second run with the first one's prefix activates the
+/// same machines again, so every one of its requests is a repeat (R9: nothing consumed);
+/// that is how re-activation latency is measured.
+#[test]
+fn a_load_run_with_an_earlier_prefix_re_activates_the_same_machines() {
+    let server = Server::start(1_000);
+    let load = |prefix: &str| -> Value {
+        let out = keyledger(
+            &server.data,
+            &[
+                "bench",
+                "http",
+                "--url",
+                &server.url,
+                "--product-key",
+                MAK,
+                "--org",
+                "contoso",
+                "--requests",
+                "40",
+                "--concurrency",
+                "2",
+                "--machine-prefix",
+                prefix,
+                "--json",
+            ],
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let used = || -> u64 {
+        let (_, report) = server.get("/v1/license-ids/V100/report", Some("olga"));
+        let report: Value = serde_json::from_str(&report).unwrap();
+        report["keys"][0]["used"].as_u64().unwrap()
+    };
+    let before = used();
+    let first = load("again");
+    assert_eq!(
+        (
+            first["activated"].as_u64(),
+            first["machine_prefix"].as_str()
+        ),
+        (Some(40), Some("again"))
+    );
+    assert_eq!(used(), before + 40);
+    let second = load("again");
+    assert_eq!(
+        second["activated"], 40,
+        "every repeat is answered 200: {second}"
+    );
+    assert_eq!(used(), before + 40, "repeats consume nothing");
+    let bad = keyledger_command(&server.data)
+        .args([
+            "bench",
+            "http",
+            "--url",
+            &server.url,
+            "--product-key",
+            MAK,
+            "--org",
+            "contoso",
+        ])
+        .args(["--machine-prefix", "a\"b"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--machine-prefix"));
+}
