@@ -35,12 +35,16 @@ impl PairFacts {
     /// Whether the pair is known active without asking the disk: a sealed batch activated
     /// it, or it is cached.
     pub fn active(&self, pair: &PairRow) -> bool {
-        self.recent.iter().any(|(_, pairs)| pairs.contains(pair)) || self.cache.contains(pair)
+        self.recently_sealed(pair) || self.cache.contains(pair)
+    }
+
+    fn recently_sealed(&self, pair: &PairRow) -> bool {
+        self.recent.iter().any(|(_, pairs)| pairs.contains(pair))
     }
 
     /// [`PairFacts::active`], and a cached pair stays cached the longer for being used.
     pub fn recall(&mut self, pair: PairRow) -> bool {
-        if self.recent.iter().any(|(_, pairs)| pairs.contains(&pair)) {
+        if self.recently_sealed(&pair) {
             return true;
         }
         let cached = self.cache.contains(&pair);

@@ -129,20 +129,10 @@ pub fn look_up(
 }
 
 impl Store {
-    /// Whether the log holds the activation of `machine` on `key`: one exact lookup in the
-    /// pair index where the store keeps one (redb), else the events naming the machine (its
-    /// index's candidates), in seq order, until that activation is found. The store must be
-    /// indexed (a writer's is, from its open on).
-    pub fn activated(
-        &self,
-        hasher: &MachineHasher,
-        key: KeyId,
-        machine: &MachineId,
-    ) -> Result<bool> {
-        self.activated_pair(hasher.pair(key, machine), key, machine)
-    }
-
-    /// [`Store::activated`], the pair's row already at hand.
+    /// Whether the log holds the activation of `machine` on `key` (`pair`, its row): one
+    /// exact lookup in the pair index where the store keeps one (redb), else the events
+    /// naming the machine (its index's candidates), in seq order, until that activation is
+    /// found. The store must be indexed (a writer's is, from its open on).
     pub fn activated_pair(&self, pair: PairRow, key: KeyId, machine: &MachineId) -> Result<bool> {
         if let Some(active) = self.pair_active(pair)? {
             return Ok(active);
@@ -150,7 +140,7 @@ impl Store {
         self.activated_by_events(key, machine)
     }
 
-    /// [`Store::activated`] from the machine index and the events it names.
+    /// [`Store::activated_pair`] from the machine index and the events it names.
     pub fn activated_by_events(&self, key: KeyId, machine: &MachineId) -> Result<bool> {
         let mut after = 0;
         loop {

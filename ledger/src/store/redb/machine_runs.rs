@@ -302,8 +302,27 @@ fn chunk_entries(index: Index, id: u64, bytes: &[u8]) -> Result<impl Iterator<It
         .map(entry_at))
 }
 
-fn missing_chunk(index: Index, id: u64, i: usize) -> Error {
-    Error::Storage(format!("{} run {id}: chunk {i} is missing", index.name))
+/// Chunk `i` of `run`, as stored (an error names a missing one).
+fn chunk_bytes<'t>(
+    index: Index,
+    chunks: &'t Chunks,
+    run: &Run,
+    i: usize,
+) -> Result<redb::AccessGuard<'t, &'static [u8]>> {
+    chunks.get((run.id, i as u32))?.ok_or_else(|| {
+        Error::Storage(format!(
+            "{} run {}: chunk {i} is missing",
+            index.name, run.id
+        ))
+    })
+}
+
+/// The chunks of `run` that may hold entries whose first half is `first`: from the last one
+/// starting below it (an equal first half may run over a chunk's end) to the last one
+/// starting at or below it.
+fn chunks_for(run: &Run, first: u64) -> std::ops::Range<usize> {
+    let start = run.fences.partition_point(|f| *f < first).saturating_sub(1);
+    start..run.fences.partition_point(|f| *f <= first)
 }
 
 /// Every entry of `run`, ascending.
@@ -315,10 +334,7 @@ pub(super) fn run_entries(
     let chunks = read.open_table(index.runs)?;
     let mut entries = Vec::with_capacity(usize::try_from(run.entries).unwrap_or(0));
     for i in 0..run.fences.len() {
-        let bytes = chunks
-            .get((run.id, i as u32))?
-            .ok_or_else(|| missing_chunk(index, run.id, i))?;
-        entries.extend(chunk_entries(index, run.id, bytes.value())?);
+        entries.extend(chunk_at(index, &chunks, run, i)?);
     }
     Ok(entries)
 }
@@ -326,15 +342,8 @@ pub(super) fn run_entries(
 /// Whether `run` holds `entry` exactly: one chunk read (or two, when the entry's first half
 /// runs over a chunk's end), searched by halving.
 pub(super) fn run_holds(index: Index, chunks: &Chunks, run: &Run, entry: Entry) -> Result<bool> {
-    let first = run
-        .fences
-        .partition_point(|f| *f < entry.0)
-        .saturating_sub(1);
-    let end = run.fences.partition_point(|f| *f <= entry.0);
-    for i in first..end {
-        let bytes = chunks
-            .get((run.id, i as u32))?
-            .ok_or_else(|| missing_chunk(index, run.id, i))?;
+    for i in chunks_for(run, entry.0) {
+        let bytes = chunk_bytes(index, chunks, run, i)?;
         let bytes = checked_chunk(index, run.id, bytes.value())?;
         let n = bytes.len() / ENTRY_BYTES;
         let at = |k: usize| entry_at(&bytes[k * ENTRY_BYTES..(k + 1) * ENTRY_BYTES]);
@@ -425,9 +434,7 @@ impl Cursor<'_> {
 }
 
 fn chunk_at(index: Index, chunks: &Chunks, run: &Run, i: usize) -> Result<Vec<Entry>> {
-    let bytes = chunks
-        .get((run.id, i as u32))?
-        .ok_or_else(|| missing_chunk(index, run.id, i))?;
+    let bytes = chunk_bytes(index, chunks, run, i)?;
     let entries = chunk_entries(index, run.id, bytes.value())?.collect();
     Ok(entries)
 }
@@ -634,14 +641,8 @@ pub(super) fn candidates(read: &redb::ReadTransaction, h: u64, after: u64) -> Re
     };
     let mut seqs = Vec::new();
     for run in runs_of(index, &list)? {
-        // The chunks that may hold `h`: from the last one starting below it (an equal hash
-        // may run over a chunk's end) to the last one starting at or below it.
-        let first = run.fences.partition_point(|f| *f < h).saturating_sub(1);
-        let end = run.fences.partition_point(|f| *f <= h);
-        for i in first..end {
-            let Some(bytes) = chunks.get((run.id, i as u32))? else {
-                return Err(missing_chunk(index, run.id, i));
-            };
+        for i in chunks_for(&run, h) {
+            let bytes = chunk_bytes(index, &chunks, &run, i)?;
             seqs.extend(
                 chunk_entries(index, run.id, bytes.value())?
                     .filter(|(eh, seq)| *eh == h && *seq > after)

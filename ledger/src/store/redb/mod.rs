@@ -234,7 +234,7 @@ pub fn cache_bytes() -> usize {
 
 fn builder() -> redb::Builder {
     let mut builder = redb::Builder::new();
-    builder.set_cache_size(CACHE_BYTES.load(std::sync::atomic::Ordering::Relaxed));
+    builder.set_cache_size(cache_bytes());
     builder
 }
 
@@ -445,7 +445,7 @@ impl RedbStore {
     /// `pair_lookup`: a lookup finds a pair in one or the other).
     fn index_committed(&self, db: &Arc<Database>, batch: &BatchWrite, flushed: bool, to: u64) {
         if flushed {
-            self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
+            self.pair_view_stale();
         }
         let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
         pending.committed(batch, flushed, to);
@@ -453,6 +453,11 @@ impl RedbStore {
         if flushed {
             self.merge_if_due(db);
         }
+    }
+
+    /// Pair runs were added (or the file changed under the view): the next lookup resyncs.
+    fn pair_view_stale(&self) {
+        self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
     }
 
     fn stop_merging(&self) {
@@ -483,7 +488,7 @@ impl RedbStore {
                 pairs.clear();
             }
         }
-        self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
+        self.pair_view_stale();
         Ok(())
     }
 
@@ -520,7 +525,7 @@ impl RedbStore {
                 let write = durable_write(db)?;
                 machine_runs::flush(&write, META, pending.rows(), last)?;
                 write.commit()?;
-                self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
+                self.pair_view_stale();
                 pending.clear_rows();
             }
         }
@@ -570,7 +575,7 @@ impl Backend for RedbStore {
         let write = durable_write(&*self.db()?)?;
         machine_runs::add(&write, META, rows)?;
         write.commit()?;
-        self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
+        self.pair_view_stale();
         Ok(())
     }
 
@@ -741,7 +746,7 @@ impl Backend for RedbStore {
         drop(slot);
         // What the file holds now decides; pending rows are derived again from its blocks.
         *self.machines.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
-        self.pairs.lock().unwrap_or_else(|e| e.into_inner()).stale();
+        self.pair_view_stale();
         let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
         let writing = wal.take().is_some();
         let found = self.recover()?;
