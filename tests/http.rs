@@ -600,28 +600,28 @@ fn repeats_are_repeats_across_a_restart(flags: &[&str]) {
 #[test]
 fn a_load_run_with_an_earlier_prefix_re_activates_the_same_machines() {
     let server = Server::start(1_000);
+    let against_server = [
+        "bench",
+        "http",
+        "--url",
+        &server.url,
+        "--product-key",
+        MAK,
+        "--org",
+        "contoso",
+    ];
     let load = |prefix: &str| -> Value {
-        let out = keyledger(
-            &server.data,
-            &[
-                "bench",
-                "http",
-                "--url",
-                &server.url,
-                "--product-key",
-                MAK,
-                "--org",
-                "contoso",
-                "--requests",
-                "40",
-                "--concurrency",
-                "2",
-                "--machine-prefix",
-                prefix,
-                "--json",
-            ],
-        );
-        serde_json::from_str(&out).unwrap()
+        let mut args = against_server.to_vec();
+        args.extend([
+            "--requests",
+            "40",
+            "--concurrency",
+            "2",
+            "--machine-prefix",
+            prefix,
+            "--json",
+        ]);
+        serde_json::from_str(&keyledger(&server.data, &args)).unwrap()
     };
     let used = || -> u64 {
         let (_, report) = server.get("/v1/license-ids/V100/report", Some("olga"));
@@ -645,16 +645,7 @@ fn a_load_run_with_an_earlier_prefix_re_activates_the_same_machines() {
     );
     assert_eq!(used(), before + 40, "repeats consume nothing");
     let bad = keyledger_command(&server.data)
-        .args([
-            "bench",
-            "http",
-            "--url",
-            &server.url,
-            "--product-key",
-            MAK,
-            "--org",
-            "contoso",
-        ])
+        .args(against_server)
         .args(["--machine-prefix", "a\"b"])
         .output()
         .unwrap();
