@@ -476,20 +476,7 @@ impl<K: KeyRecord> Books<K> {
             EventBody::KeyIssued { .. } => self.apply_key_issued(at, &event.body),
             EventBody::KeyBlocked { key_id } => self.terms_mut(*key_id).blocked = true,
             EventBody::KeyTextRetired { key_id, .. } => self.terms_mut(*key_id).text_retired = true,
-            EventBody::EsuOrdered {
-                order_id,
-                license_id,
-                product,
-                coverage,
-            } => {
-                let order = EsuOrder {
-                    license_id: license_id.clone(),
-                    product: product.clone(),
-                    coverage: *coverage,
-                    ordered_at: at,
-                };
-                self.esu_orders.insert(order_id.clone(), order);
-            }
+            EventBody::EsuOrdered { .. } => self.apply_esu_order(at, &event.body),
             EventBody::MachinesActivated {
                 key_id, machines, ..
             } => self.apply_machines_activated(*key_id, machines, at),
@@ -540,6 +527,26 @@ impl<K: KeyRecord> Books<K> {
             // R9: machines named again consume nothing; `machines_activated` counted them.
             EventBody::MachinesAlreadyActive { .. } => {}
         }
+    }
+
+    /// R12: an ESU order's coverage, kept for the keys of its product and license ID.
+    fn apply_esu_order(&mut self, at: Timestamp, body: &EventBody) {
+        let EventBody::EsuOrdered {
+            order_id,
+            license_id,
+            product,
+            coverage,
+        } = body
+        else {
+            unreachable!("apply_esu_order takes EsuOrdered only")
+        };
+        let order = EsuOrder {
+            license_id: license_id.clone(),
+            product: product.clone(),
+            coverage: *coverage,
+            ordered_at: at,
+        };
+        self.esu_orders.insert(order_id.clone(), order);
     }
 
     fn apply_purchase(&mut self, license_id: &LicenseId, product: &ProductId, quantity: u64) {

@@ -189,13 +189,8 @@ impl Projections {
 
     /// What the read models keep beside the books. Every variant is named: a new event must
     /// be looked at here too.
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one arm an event type, every variant named"
-    )]
     fn apply_extras(&mut self, seq: u64, event: &Event) {
         use EventBody::*;
-        let at = event.at;
         match &event.body {
             LicenseIdRegistered { license_id, .. } => {
                 self.license_views
@@ -230,54 +225,13 @@ impl Projections {
                 code,
                 ..
             } => *self.key_mut(*key_id).refusals.entry(*code).or_default() += 1,
-            ExternalCountRecorded {
-                key_id,
-                source,
-                remaining,
-                observed_at,
-                note,
-                ledger_remaining,
-            } => {
-                self.key_mut(*key_id).external = Some(ExternalCount {
-                    seq,
-                    recorded_at: at,
-                    recorded_by: event.actor.clone(),
-                    source: source.clone(),
-                    remaining: *remaining,
-                    observed_at: *observed_at,
-                    note: note.clone(),
-                    ledger_remaining: *ledger_remaining,
-                })
+            ExternalCountRecorded { key_id, .. } => {
+                self.key_mut(*key_id).external = external_count(seq, event);
             }
-            RoleAssigned {
-                principal,
-                license_id,
-                role,
+            RoleAssigned { .. } | RoleRevoked { .. } => {
+                self.role_history.extend(role_change(seq, event));
             }
-            | RoleRevoked {
-                principal,
-                license_id,
-                role,
-            } => self.role_history.push(RoleChange {
-                seq,
-                at,
-                principal: principal.clone(),
-                license_id: license_id.clone(),
-                role: *role,
-                assigned: matches!(event.body, RoleAssigned { .. }),
-            }),
-            KeysDisclosed {
-                key_ids,
-                channel,
-                export_digest,
-            } => self.disclosures.push(DisclosureView {
-                seq,
-                at,
-                actor: event.actor.clone(),
-                key_ids: key_ids.clone(),
-                channel: *channel,
-                export_digest: *export_digest,
-            }),
+            KeysDisclosed { .. } => self.disclosures.extend(disclosure(seq, event)),
             OperatorAdded { .. }
             // Daily consumption: `KeyView::machines_activated`, called by the books' fold.
             | MachinesActivated { .. }
@@ -381,4 +335,74 @@ impl Catalog for Projections {
     fn purchased(&self, license_id: &LicenseId, product: &ProductId) -> u64 {
         self.books.purchased(license_id, product)
     }
+}
+
+/// The outside count an `external_count_recorded` event (at `seq`) records.
+fn external_count(seq: u64, event: &Event) -> Option<ExternalCount> {
+    let EventBody::ExternalCountRecorded {
+        source,
+        remaining,
+        observed_at,
+        note,
+        ledger_remaining,
+        ..
+    } = &event.body
+    else {
+        return None;
+    };
+    Some(ExternalCount {
+        seq,
+        recorded_at: event.at,
+        recorded_by: event.actor.clone(),
+        source: source.clone(),
+        remaining: *remaining,
+        observed_at: *observed_at,
+        note: note.clone(),
+        ledger_remaining: *ledger_remaining,
+    })
+}
+
+/// The role change a `role_assigned` or `role_revoked` event (at `seq`) records.
+fn role_change(seq: u64, event: &Event) -> Option<RoleChange> {
+    let (EventBody::RoleAssigned {
+        principal,
+        license_id,
+        role,
+    }
+    | EventBody::RoleRevoked {
+        principal,
+        license_id,
+        role,
+    }) = &event.body
+    else {
+        return None;
+    };
+    Some(RoleChange {
+        seq,
+        at: event.at,
+        principal: principal.clone(),
+        license_id: license_id.clone(),
+        role: *role,
+        assigned: matches!(event.body, EventBody::RoleAssigned { .. }),
+    })
+}
+
+/// Who saw which key texts, as a `keys_disclosed` event (at `seq`) records (R1, R2).
+fn disclosure(seq: u64, event: &Event) -> Option<DisclosureView> {
+    let EventBody::KeysDisclosed {
+        key_ids,
+        channel,
+        export_digest,
+    } = &event.body
+    else {
+        return None;
+    };
+    Some(DisclosureView {
+        seq,
+        at: event.at,
+        actor: event.actor.clone(),
+        key_ids: key_ids.clone(),
+        channel: *channel,
+        export_digest: *export_digest,
+    })
 }
