@@ -146,11 +146,7 @@ fn machine_facts(limits: &Limits) -> keyledger_core::facts::MachineFacts {
 /// The decision state a writer folds from `store`'s log (machine facts on disk, none kept
 /// in memory): what a writer's state must equal once its batches are durable.
 pub fn decision_state(store: &Store, limits: &Limits) -> Result<State> {
-    let limits = Limits {
-        machine_cache_pairs: 0,
-        ..*limits
-    };
-    fold_for_decisions(store, &limits, None).map(|(state, _, _)| state)
+    fold_for_decisions(store, limits, None).map(|(state, _, _)| state)
 }
 
 /// The decision state folded from the whole log, with the writer's machine facts on disk
