@@ -4,8 +4,11 @@
 use std::ops::ControlFlow;
 
 use anyhow::{Context, Result};
+use keyledger_core::books::KeyRecord;
+use keyledger_core::state::Key;
 use keyledger_core::Timestamp;
-use keyledger_ledger::{walk, Store};
+use keyledger_ledger::resume::{chain_hash_at, Resume, Resumer};
+use keyledger_ledger::{walk, Engine, Head, Limits, Store};
 use keyledger_projections::{snapshot, Projections};
 
 use crate::progress::Progress;
@@ -84,23 +87,40 @@ pub fn projections(store: &Store, until: Until) -> Result<Projections> {
     Ok(projections)
 }
 
+/// A snapshot's projections, if they were folded from this log: its header's chain hash is
+/// the log's at its seq (else a note on stderr says why it is not used).
+fn bound_snapshot(store: &Store, seq: u64, bytes: &[u8]) -> Result<Option<Projections>> {
+    let (projections, chain) = match snapshot::decode_bound(bytes) {
+        Ok(decoded) => decoded,
+        Err(err) => {
+            eprintln!(
+                "note: the projection snapshot at seq {seq} is unusable ({err}); not using it"
+            );
+            return Ok(None);
+        }
+    };
+    if chain_hash_at(store, seq)? != Some(chain) {
+        eprintln!(
+            "note: the projection snapshot at seq {seq} was not folded from this log (its chain \
+             hash differs); not using it"
+        );
+        return Ok(None);
+    }
+    Ok(Some(projections))
+}
+
 /// The newest usable snapshot at or below `limit` (and, for a time-bounded fold, taken no
 /// later than that time), or empty projections. A snapshot that exists but cannot be used is
 /// reported on stderr and skipped.
 fn load_snapshot(store: &Store, limit: u64, until: Until) -> Result<Projections> {
     let mut below = limit;
     while let Some((seq, bytes)) = store.snapshot_at_or_below(below)? {
-        match snapshot::decode(&bytes) {
-            Ok(projections) => {
-                let too_late =
-                    matches!(until, Until::Time(t) if projections.last_at.is_some_and(|at| at > t));
-                if !too_late {
-                    return Ok(projections);
-                }
+        if let Some(projections) = bound_snapshot(store, seq, &bytes)? {
+            let too_late =
+                matches!(until, Until::Time(t) if projections.last_at.is_some_and(|at| at > t));
+            if !too_late {
+                return Ok(projections);
             }
-            Err(err) => eprintln!(
-                "note: the projection snapshot at seq {seq} is unusable ({err}); not using it"
-            ),
         }
         let Some(next) = seq.checked_sub(1) else {
             break;
@@ -110,10 +130,42 @@ fn load_snapshot(store: &Store, limit: u64, until: Until) -> Result<Projections>
     Ok(Projections::default())
 }
 
-/// Writes a snapshot of projections folded to the head (demo, clean shutdown).
+/// Writes a snapshot of projections folded to the head (demo, clean shutdown), bound to the
+/// log's chain hash at their last seq.
 pub fn write_snapshot(store: &Store, projections: &Projections) -> Result<()> {
-    store.put_snapshot(projections.last_seq, &snapshot::encode(projections))?;
+    let seq = projections.last_seq;
+    let chain = chain_hash_at(store, seq)?
+        .with_context(|| format!("a snapshot at seq {seq}: the log ends before it"))?;
+    store.put_snapshot(seq, &snapshot::encode(projections, &chain))?;
     Ok(())
+}
+
+/// Where a writer resumes: the newest snapshot's books, with the chain hash its header
+/// carries (the writer checks it against the log; see `keyledger_ledger::resume`). A
+/// snapshot that does not decode is no resume point: the writer folds the log.
+pub fn resumer() -> Resumer {
+    Resumer(std::sync::Arc::new(|store: &Store| {
+        let Some((_, bytes)) = store.snapshot_at_or_below(u64::MAX)? else {
+            return Ok(None);
+        };
+        let Ok((p, chain)) = snapshot::decode_bound(&bytes) else {
+            return Ok(None);
+        };
+        let books = p.books.map_keys(|k| Key::from(k.terms().clone()));
+        let head = Head {
+            seq: p.last_seq,
+            hash: chain,
+        };
+        Ok(Some(Resume { head, books }))
+    }))
+}
+
+/// Opens the ledger at `data` as its writer, resuming from the newest snapshot when it is
+/// bound to this log (a command that writes: only the events after it are folded).
+pub fn open_writer(data: &keyledger_ledger::Location) -> Result<Engine> {
+    let store = open_store(data)?;
+    Engine::open_resuming(store, Limits::default(), Some(resumer()))
+        .with_context(|| format!("cannot open ledger {data}"))
 }
 
 /// The current business time for reports: the wall clock, never earlier than the newest

@@ -411,6 +411,27 @@ impl<K> Default for Books<K> {
     }
 }
 
+impl<K> Books<K> {
+    /// The same books with each key kept as `keep` makes it: how a holder of other key
+    /// records (the read models) hands its books to another (a writer resuming from a
+    /// snapshot).
+    pub fn map_keys<L>(&self, keep: impl Fn(&K) -> L) -> Books<L> {
+        Books {
+            newest_at: self.newest_at,
+            operators: self.operators.clone(),
+            orgs: self.orgs.clone(),
+            licenses: self.licenses.clone(),
+            products: self.products.clone(),
+            purchases: self.purchases.clone(),
+            keys: KeyTable(self.keys.0.iter().map(keep).collect()),
+            kms_hosts: self.kms_hosts.clone(),
+            requests: self.requests.clone(),
+            esu_orders: self.esu_orders.clone(),
+            roles: self.roles.clone(),
+        }
+    }
+}
+
 impl<K: KeyRecord> Books<K> {
     pub fn key(&self, id: KeyId) -> Option<&KeyTerms> {
         self.keys.get(id).map(K::terms)

@@ -213,6 +213,30 @@ impl State {
         }
     }
 
+    /// The state whose books are `books` (its indexes built from them), with `machine_facts`:
+    /// what a writer resumes from instead of folding the log from its first event. Equal to
+    /// the fold of the events that made `books` (test `state_from_books_equals_the_fold`).
+    pub fn from_books(books: Books<Key>, machine_facts: MachineFacts) -> State {
+        let mut state = State {
+            books,
+            machine_facts,
+            ..State::default()
+        };
+        for (id, org) in &state.books.orgs {
+            state.org_roots.insert(id.clone(), org.root.clone());
+        }
+        // Key ids ascend in issue order: each list keeps the order the fold gives it.
+        for (id, key) in state.books.keys.iter() {
+            state.keys_by_fingerprint.insert(key.fingerprint, id);
+            state
+                .keys_by_license_product
+                .entry((key.license_id.clone(), key.product.clone()))
+                .or_default()
+                .push(id);
+        }
+        state
+    }
+
     /// Folds one event: its effect on the books, then the state's own indexes.
     pub fn apply(&mut self, event: &Event) {
         self.books.apply(event);

@@ -133,40 +133,15 @@ pub struct Engine {
     pairs: crate::pair_facts::PairFacts,
     /// The number of the last batch begun (its machine facts are kept until it is durable).
     generation: u64,
-}
-
-/// The machine facts a writer's state starts with (see [`Limits::machine_facts_on_disk`]).
-fn machine_facts(limits: &Limits) -> keyledger_core::facts::MachineFacts {
-    match limits.machine_facts_on_disk {
-        true => keyledger_core::facts::MachineFacts::on_disk(),
-        false => keyledger_core::facts::MachineFacts::default(),
-    }
+    /// Where recoveries find a resume point (see [`crate::resume`]).
+    resumer: Option<crate::resume::Resumer>,
+    start: crate::resume::Start,
 }
 
 /// The decision state a writer folds from `store`'s log (machine facts on disk, none kept
 /// in memory): what a writer's state must equal once its batches are durable.
 pub fn decision_state(store: &Store, limits: &Limits) -> Result<State> {
-    fold_for_decisions(store, limits, None).map(|(state, _, _)| state)
-}
-
-/// The decision state folded from the whole log, with the writer's machine facts on disk
-/// (none kept in memory), and the filter of every pair the log activated.
-fn fold_for_decisions(
-    store: &Store,
-    limits: &Limits,
-    hasher: Option<&crate::machines::MachineHasher>,
-) -> Result<(State, Head, crate::prefetch::ActivatedFilter)> {
-    let mut state = State::default();
-    state.machine_facts = machine_facts(limits);
-    let mut activated = crate::prefetch::ActivatedFilter::new();
-    let head = walk(store, 1, |record| {
-        if let (true, Some(hasher)) = (limits.machine_facts_on_disk, hasher) {
-            activated.note(hasher, &record.event.body);
-        }
-        state.apply(&record.event);
-        Ok(ControlFlow::Continue(()))
-    })?;
-    Ok((state, head, activated))
+    crate::resume::recovered_state(store, limits, None).map(|(state, _)| state)
 }
 
 /// A batch being decided: submissions join it one by one ([`Engine::add`]) until it is
@@ -236,11 +211,23 @@ impl Engine {
     /// writer makes this fail with [`Error::WriterBusy`]), then walks and verifies the whole
     /// chain while replaying it into `State`.
     pub fn open(store: Store, limits: Limits) -> Result<Engine> {
+        Engine::open_resuming(store, limits, None)
+    }
+
+    /// [`Engine::open`], starting from the resume point `resumer` finds when it is usable
+    /// (see [`crate::resume`]): then only the events after it are folded. [`Engine::start`]
+    /// says which it was.
+    pub fn open_resuming(
+        store: Store,
+        limits: Limits,
+        resumer: Option<crate::resume::Resumer>,
+    ) -> Result<Engine> {
         store.claim_writer(false)?;
         // The hash key first (made now for a store older than the machine index): the
         // filter of activated pairs is built as the log is folded.
         let machine_hasher = store.machine_hasher()?;
-        let (state, head, activated) = fold_for_decisions(&store, &limits, Some(&machine_hasher))?;
+        let (state, head, activated, start) =
+            crate::resume::opened_state(&store, &limits, &machine_hasher, resumer.as_ref())?;
         let frontier = crate::tree::Frontier::load(&store, head.seq)?;
         store.upgrade_format()?;
         Ok(Engine {
@@ -261,7 +248,19 @@ impl Engine {
             activated,
             pairs: crate::pair_facts::PairFacts::new(limits.machine_cache_pairs),
             generation: 0,
+            resumer,
+            start,
         })
+    }
+
+    /// How this writer's decision state was made at open.
+    pub fn start(&self) -> &crate::resume::Start {
+        &self.start
+    }
+
+    /// Where this writer finds resume points (a restarted writer keeps its predecessor's).
+    pub fn resumer(&self) -> Option<crate::resume::Resumer> {
+        self.resumer.clone()
     }
 
     /// Whether `machine` is active on `key`, by what this engine has decided (durable or
@@ -514,12 +513,8 @@ impl Engine {
         self.store.reopen()?;
         // The filter keeps what it has: it only ever answers "maybe", and holds every pair
         // the log does (and perhaps some of the failed batch's).
-        let mut state = State::default();
-        state.machine_facts = machine_facts(&self.limits);
-        let head = walk(&self.store, 1, |record| {
-            state.apply(&record.event);
-            Ok(ControlFlow::Continue(()))
-        })?;
+        let (state, head) =
+            crate::resume::recovered_state(&self.store, &self.limits, self.resumer.as_ref())?;
         self.frontier = crate::tree::Frontier::load(&self.store, head.seq)?;
         self.state = state;
         self.head = head;

@@ -35,6 +35,7 @@ pub mod merkle;
 pub mod pair_facts;
 pub mod prefetch;
 pub mod proof;
+pub mod resume;
 pub mod secrets;
 pub mod store;
 pub mod tree;

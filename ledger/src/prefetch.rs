@@ -42,6 +42,16 @@ impl ActivatedFilter {
         ActivatedFilter::default()
     }
 
+    /// A filter whose first part holds `pairs` and an eighth more (a start that knows how
+    /// many pairs the index holds: no part sized by doubling, no bits to spare).
+    pub fn with_capacity(pairs: u64) -> ActivatedFilter {
+        let capacity = usize::try_from(pairs.saturating_add(pairs / 8))
+            .unwrap_or(usize::MAX)
+            .max(FIRST_PART);
+        let part = (Filter::new(BITS_PER_PAIR, capacity), capacity, 0);
+        ActivatedFilter { parts: vec![part] }
+    }
+
     pub fn insert(&mut self, pair: PairRow) {
         let full = self.parts.last().is_none_or(|(_, cap, len)| len >= cap);
         if full {

@@ -534,7 +534,9 @@ mod machine_facts {
     //! before it is not yet committed, and after the engine is reopened.
 
     use super::*;
+    use keyledger_core::books::KeyRecord;
     use keyledger_core::{handle, Command, Context, Outcome};
+    use keyledger_ledger::resume::{Resume, Resumer, Start};
 
     /// The writer with its machine facts on disk.
     fn on_disk() -> Limits {
@@ -590,11 +592,123 @@ mod machine_facts {
         (!answer.ok).then(|| answer.code().unwrap_or("").to_owned())
     }
 
-    type Round = (Vec<(bool, Vec<u8>)>, bool, bool);
+    /// How a round ends: the engine kept, reopened folding the log, or reopened from a
+    /// resume point at the head or halfway.
+    #[derive(Clone, Copy, Debug)]
+    enum Reopen {
+        No,
+        FromLog,
+        ResumeAtHead,
+        ResumeHalfway,
+    }
+
+    type Round = (Vec<(bool, Vec<u8>)>, bool, Reopen);
 
     fn round() -> impl Strategy<Value = Round> {
         let command = (any::<bool>(), vec(0u8..14, 1..4));
-        (vec(command, 1..6), any::<bool>(), any::<bool>())
+        let reopen = prop_oneof![
+            Just(Reopen::No),
+            Just(Reopen::FromLog),
+            Just(Reopen::ResumeAtHead),
+            Just(Reopen::ResumeHalfway)
+        ];
+        (vec(command, 1..6), any::<bool>(), reopen)
+    }
+
+    /// The books the log folds to through `seq`, and its chain hash there: a resume point
+    /// as a snapshot would give it.
+    fn resume_at(store: &keyledger_ledger::Store, seq: u64) -> Resume {
+        let mut state = State::default();
+        let mut head = keyledger_ledger::Head::default();
+        keyledger_ledger::walk(store, 1, |r| {
+            if r.seq > seq {
+                return Ok(std::ops::ControlFlow::Break(()));
+            }
+            state.apply(&r.event);
+            head = keyledger_ledger::Head {
+                seq: r.seq,
+                hash: r.hash,
+            };
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .unwrap();
+        Resume {
+            head,
+            books: state.books().clone(),
+        }
+    }
+
+    fn resumer(resume: Resume) -> Resumer {
+        Resumer(std::sync::Arc::new(move |_| Ok(Some(resume.clone()))))
+    }
+
+    /// Reopens the ledger as `how` says; a resumed writer says it resumed.
+    fn reopened(place: &Place, engine: Engine, how: Reopen) -> Engine {
+        let head = engine.head().seq;
+        let resume = match how {
+            Reopen::No => return engine,
+            Reopen::FromLog => None,
+            Reopen::ResumeAtHead => Some(resume_at(engine.store(), head)),
+            Reopen::ResumeHalfway => Some(resume_at(engine.store(), head / 2)),
+        };
+        drop(engine);
+        let store = keyledger_ledger::Store::open(place.location()).unwrap();
+        let seq = resume.as_ref().map(|r| r.head.seq);
+        let engine = Engine::open_resuming(store, on_disk(), resume.map(resumer)).unwrap();
+        let expected = seq.map_or(Start::Log, |seq| Start::Resumed { seq });
+        assert_eq!(engine.start(), &expected);
+        engine
+    }
+
+    /// A resume point is checked against the chain: one of another history (its hash is not
+    /// the log's at its seq) or past the head is refused, and the log is folded instead.
+    #[test]
+    fn a_resume_point_that_is_not_this_log_is_refused() {
+        let place = Place::new();
+        let mut engine = ledger_on_disk(&place);
+        run(
+            &mut engine,
+            (0..4).map(|i| activation(&format!("pc-{i}"))).collect(),
+        );
+        let head = engine.head().seq;
+        let mut forged = resume_at(engine.store(), head);
+        forged
+            .books
+            .keys
+            .get_mut(KeyId(1))
+            .unwrap()
+            .terms_mut()
+            .used = 0;
+        let mut other = forged.clone();
+        other.head.hash[0] ^= 1;
+        let mut ahead = resume_at(engine.store(), head);
+        ahead.head.seq = head + 100;
+        drop(engine);
+        for (resume, why) in [(other, "another history"), (ahead, "ends before")] {
+            let store = keyledger_ledger::Store::open(place.location()).unwrap();
+            let seq = resume.head.seq;
+            let mut engine =
+                Engine::open_resuming(store, on_disk(), Some(resumer(resume))).unwrap();
+            match engine.start() {
+                Start::Refused {
+                    seq: refused,
+                    why: said,
+                } => {
+                    assert_eq!(*refused, seq);
+                    assert!(said.contains(why), "{said}");
+                }
+                start => panic!("{start:?}: a forged resume point was used"),
+            }
+            assert_eq!(
+                engine.state().key(KeyId(1)).unwrap().used(),
+                4,
+                "from the log"
+            );
+            assert_eq!(engine.state(), &replayed(&engine));
+            let again = run(&mut engine, vec![activation("pc-0")]);
+            assert!(again[0].ok);
+            assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 4, "a repeat");
+        }
     }
 
     /// The filter only ever says "maybe": a pair it holds that the log never activated (a
@@ -669,6 +783,17 @@ mod machine_facts {
             "all repeats"
         );
         assert_eq!(engine.state(), &replayed(&engine));
+        // Resumed halfway, the filter comes from the pair index (its runs), not the log.
+        let mut engine = reopened(&place, engine, Reopen::ResumeHalfway);
+        for b in (0..300u32).step_by(5) {
+            run(&mut engine, vec![activation(&format!("n{b}"))]);
+        }
+        assert_eq!(
+            engine.state().key(KeyId(1)).unwrap().used(),
+            used,
+            "all repeats after resuming"
+        );
+        assert_eq!(engine.state(), &replayed(&engine));
     }
 
     proptest! {
@@ -704,10 +829,7 @@ mod machine_facts {
                 }
                 let got: Vec<Option<String>> = answers.iter().map(code_of).collect();
                 prop_assert_eq!(&got, &expected);
-                if reopen {
-                    drop(engine);
-                    engine = keyledger_ledger::open_with(place.location(), on_disk()).unwrap();
-                }
+                engine = reopened(&place, engine, reopen);
             }
             prop_assert_eq!(
                 engine.state().key(KeyId(1)).unwrap().used(),

@@ -1,13 +1,16 @@
-//! Snapshots: a projection's bytes with its digest, so startup can skip replaying the log.
+//! Snapshots: a projection's bytes with its digest, bound to the chain, so startup can skip
+//! replaying the log (the read models, and the writer's decision state, which is their books).
 //!
 //! ```text
-//! u8        snapshot format version (7)
+//! u8        snapshot format version (8)
 //! u64 LE    last seq folded
+//! [u8; 32]  the chain hash at that seq (h(seq); 32 zero bytes at seq 0)
 //! [u8; 32]  BLAKE3 of the payload
 //! payload   bincode 2.0.1 (standard, little endian, varint) of `Projections`
 //! ```
 //! A snapshot whose version, digest or payload does not check out is not used: the caller
-//! rebuilds from zero and says so.
+//! rebuilds from zero and says so. The chain hash binds the snapshot to the history it was
+//! folded from: a reader uses it only where the log has that hash at that seq.
 
 use crate::model::Projections;
 
@@ -16,8 +19,13 @@ use crate::model::Projections;
 /// models' own views; keys carry their fingerprint (exports check stored key text against it).
 /// 5: a key's terms say whether its text was retired (`key_text_retired`).
 /// 6: a key's day buckets (usage over time) and its last outside count (reconciliation).
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 7;
-const HEADER_BYTES: usize = 1 + 8 + 32;
+/// 7: a disclosure is in the history of every license ID whose keys it showed.
+/// 8: the header carries the chain hash at the snapshot's seq (the writer resumes from it).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 8;
+const HEADER_BYTES: usize = 1 + 8 + 32 + 32;
+
+/// A chain hash (`keyledger_ledger::chain`), as the header carries it.
+pub type ChainHash = [u8; 32];
 
 /// Why a snapshot cannot be used.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -50,11 +58,14 @@ pub fn digest(projections: &Projections) -> [u8; 32] {
     *blake3::hash(&payload(projections)).as_bytes()
 }
 
-pub fn encode(projections: &Projections) -> Vec<u8> {
+/// The snapshot of `projections`, folded through a log whose chain hash at their last seq
+/// is `chain`.
+pub fn encode(projections: &Projections, chain: &ChainHash) -> Vec<u8> {
     let payload = payload(projections);
     let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len());
     bytes.push(SNAPSHOT_FORMAT_VERSION);
     bytes.extend_from_slice(&projections.last_seq.to_le_bytes());
+    bytes.extend_from_slice(chain);
     bytes.extend_from_slice(blake3::hash(&payload).as_bytes());
     bytes.extend_from_slice(&payload);
     bytes
@@ -66,6 +77,12 @@ pub fn seq_of(bytes: &[u8]) -> Option<u64> {
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Projections, SnapshotError> {
+    decode_bound(bytes).map(|(projections, _)| projections)
+}
+
+/// The projections of a snapshot and the chain hash it says the log had at their last seq
+/// (the caller checks it against the log before trusting them).
+pub fn decode_bound(bytes: &[u8]) -> Result<(Projections, ChainHash), SnapshotError> {
     if bytes.len() < HEADER_BYTES {
         return Err(SnapshotError::Truncated(bytes.len()));
     }
@@ -73,8 +90,9 @@ pub fn decode(bytes: &[u8]) -> Result<Projections, SnapshotError> {
         return Err(SnapshotError::Version(bytes[0]));
     }
     let header_seq = seq_of(bytes).expect("header is long enough");
+    let chain: ChainHash = bytes[9..41].try_into().expect("header is long enough");
     let payload = &bytes[HEADER_BYTES..];
-    if blake3::hash(payload).as_bytes() != &bytes[9..41] {
+    if blake3::hash(payload).as_bytes() != &bytes[41..73] {
         return Err(SnapshotError::Digest);
     }
     let (projections, _): (Projections, usize) =
@@ -86,5 +104,5 @@ pub fn decode(bytes: &[u8]) -> Result<Projections, SnapshotError> {
             payload: projections.last_seq,
         });
     }
-    Ok(projections)
+    Ok((projections, chain))
 }

@@ -87,8 +87,9 @@ proptest! {
         let events = history(&ops);
         let whole = snapshot::digest(&fold(&events));
         for split in 0..=events.len() {
-            let bytes = snapshot::encode(&fold(&events[..split]));
-            let mut p = snapshot::decode(&bytes).unwrap();
+            let bytes = snapshot::encode(&fold(&events[..split]), &[split as u8; 32]);
+            let (mut p, chain) = snapshot::decode_bound(&bytes).unwrap();
+            prop_assert_eq!(chain, [split as u8; 32], "the header's chain hash");
             for (i, event) in events.iter().enumerate().skip(split) {
                 p.apply(i as u64 + 1, event);
             }
@@ -104,7 +105,7 @@ proptest! {
         let events = history(&ops);
         let snap = snap.index(events.len());
         let n = snap + n.index(events.len() - snap + 1);
-        let mut p = snapshot::decode(&snapshot::encode(&fold(&events[..snap]))).unwrap();
+        let mut p = snapshot::decode(&snapshot::encode(&fold(&events[..snap]), &[0; 32])).unwrap();
         for (i, event) in events.iter().enumerate().take(n).skip(snap) {
             p.apply(i as u64 + 1, event);
         }
@@ -115,7 +116,7 @@ proptest! {
 #[test]
 fn a_damaged_snapshot_is_refused_not_used() {
     let events = history(&[(0, 0, 1), (2, 1, 0), (3, 1, 2)]);
-    let bytes = snapshot::encode(&fold(&events));
+    let bytes = snapshot::encode(&fold(&events), &[7; 32]);
     let mut flipped = bytes.clone();
     let last = flipped.len() - 1;
     flipped[last] ^= 1;

@@ -43,8 +43,7 @@ fn input(file: &Path) -> Result<(Box<dyn BufRead + Send>, u64)> {
 
 pub fn apply(data: &keyledger_ledger::Location, file: &Path, atomic: bool) -> Result<ExitCode> {
     let (reader, size) = input(file)?;
-    let engine =
-        keyledger_ledger::open(data).with_context(|| format!("cannot open ledger {}", data))?;
+    let engine = crate::view::open_writer(data)?;
     if atomic {
         return apply_atomic(engine, reader);
     }

@@ -48,7 +48,7 @@ pub fn verify(data: &keyledger_ledger::Location) -> Result<ExitCode> {
     }
     match store.snapshot_at_or_below(u64::MAX)? {
         None => outln!("snapshot: none yet"),
-        Some((seq, bytes)) => match snapshot::decode(&bytes) {
+        Some((seq, bytes)) => match snapshot::decode_bound(&bytes) {
             // A cache written by an older build: never used, replaced by the next snapshot.
             Err(err @ snapshot::SnapshotError::Version(_)) => {
                 outln!("snapshot: seq {seq} skipped ({err}); the next snapshot replaces it")
@@ -57,7 +57,11 @@ pub fn verify(data: &keyledger_ledger::Location) -> Result<ExitCode> {
                 eprintln!("FAILED: the projection snapshot at seq {seq} is unusable: {err}");
                 return Ok(ExitCode::from(1));
             }
-            Ok(stored) => {
+            Ok((stored, chain)) => {
+                if keyledger_ledger::resume::chain_hash_at(&store, seq)? != Some(chain) {
+                    eprintln!("FAILED: the projection snapshot at seq {seq} names a chain hash the log does not have there");
+                    return Ok(ExitCode::from(1));
+                }
                 let rebuilt = fold_from_zero(&store, seq)?;
                 if snapshot::digest(&stored) != snapshot::digest(&rebuilt) {
                     eprintln!("FAILED: the projection snapshot at seq {seq} differs from a fold of the log");

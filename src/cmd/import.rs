@@ -63,8 +63,7 @@ pub fn import_keys(
     let (rows, mut bad) = read_key_export(input)
         .map_err(anyhow::Error::msg)
         .with_context(|| file.display().to_string())?;
-    let mut engine =
-        keyledger_ledger::open(data).with_context(|| format!("cannot open ledger {}", data))?;
+    let mut engine = crate::view::open_writer(data)?;
     let p = projections(engine.store(), Until::Head)?;
     let at = now_at_least(engine.state().newest_at());
     let names = product_names(&p);

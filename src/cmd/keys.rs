@@ -21,8 +21,7 @@ pub fn keys(
     out: Option<&Path>,
 ) -> Result<ExitCode> {
     let principal = principal(who, "as")?;
-    let mut engine =
-        keyledger_ledger::open(data).with_context(|| format!("cannot open ledger {}", data))?;
+    let mut engine = crate::view::open_writer(data)?;
     let p = projections(engine.store(), Until::Head)?;
     let scope = if scope.all {
         ExportScope::All

@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
+use keyledger_ledger::resume::Start;
 use keyledger_ledger::{Committed, Store, Writer, WriterHandle};
 use keyledger_projections::Projections;
 
@@ -174,8 +175,19 @@ fn open_writer(
         machine_facts_on_disk: args.machine_facts.on_disk(args.machine_facts_on_disk),
         ..Default::default()
     };
-    keyledger_ledger::Engine::open(store, writer_limits)
-        .with_context(|| format!("cannot open ledger {data}"))
+    let engine =
+        keyledger_ledger::Engine::open_resuming(store, writer_limits, Some(crate::view::resumer()))
+            .with_context(|| format!("cannot open ledger {data}"))?;
+    match engine.start() {
+        Start::Log => {}
+        Start::Resumed { seq } => {
+            eprintln!("keyledger: the writer resumed from the snapshot at seq {seq}")
+        }
+        Start::Refused { seq, why } => {
+            eprintln!("keyledger: the snapshot at seq {seq} was not used ({why}); folded the log")
+        }
+    }
+    Ok(engine)
 }
 
 /// The checkpoint signing key of the ledger at `data`; created only when asked.

@@ -164,6 +164,16 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn pair_active(&self, _pair: crate::machines::PairRow) -> Result<Option<bool>> {
         Ok(None)
     }
+    /// How many pairs [`Backend::for_each_pair`] would visit (`None`: this store keeps no
+    /// pair index).
+    fn pair_count(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// Visits every pair the pair index holds through the head, each at least once
+    /// (`false`: this store keeps no pair index, and the log says which pairs there are).
+    fn for_each_pair(&self, _visit: &mut dyn FnMut(crate::machines::PairRow)) -> Result<bool> {
+        Ok(false)
+    }
     /// The ledger's machine hash key (`crate::machines`), made the first time it is asked
     /// for and kept in the store.
     fn machine_hasher(&self) -> Result<crate::machines::MachineHasher>;
@@ -358,6 +368,19 @@ impl Store {
     /// See [`Backend::pair_active`].
     pub(crate) fn pair_active(&self, pair: crate::machines::PairRow) -> Result<Option<bool>> {
         self.backend.pair_active(pair)
+    }
+
+    /// See [`Backend::pair_count`].
+    pub(crate) fn pair_count(&self) -> Result<Option<u64>> {
+        self.backend.pair_count()
+    }
+
+    /// See [`Backend::for_each_pair`].
+    pub(crate) fn for_each_pair(
+        &self,
+        visit: &mut dyn FnMut(crate::machines::PairRow),
+    ) -> Result<bool> {
+        self.backend.for_each_pair(visit)
     }
 
     /// The seqs of the events naming `name` after `after`: [`Store::machine_events`]'

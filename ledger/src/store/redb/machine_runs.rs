@@ -325,18 +325,20 @@ fn chunks_for(run: &Run, first: u64) -> std::ops::Range<usize> {
     start..run.fences.partition_point(|f| *f <= first)
 }
 
-/// Every entry of `run`, ascending.
-pub(super) fn run_entries(
+/// Every entry of `run`, ascending, read a chunk at a time (a run of the last level may hold
+/// every pair of the ledger: it is never held in memory whole).
+pub(super) fn for_each_entry(
     index: Index,
     read: &redb::ReadTransaction,
     run: &Run,
-) -> Result<Vec<Entry>> {
+    mut visit: impl FnMut(Entry),
+) -> Result<()> {
     let chunks = read.open_table(index.runs)?;
-    let mut entries = Vec::with_capacity(usize::try_from(run.entries).unwrap_or(0));
     for i in 0..run.fences.len() {
-        entries.extend(chunk_at(index, &chunks, run, i)?);
+        let bytes = chunk_bytes(index, &chunks, run, i)?;
+        chunk_entries(index, run.id, bytes.value())?.for_each(&mut visit);
     }
-    Ok(entries)
+    Ok(())
 }
 
 /// Whether `run` holds `entry` exactly: one chunk read (or two, when the entry's first half
@@ -659,6 +661,12 @@ mod tests {
     use redb::backends::InMemoryBackend;
 
     const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+    fn run_entries(index: Index, read: &redb::ReadTransaction, run: &Run) -> Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        for_each_entry(index, read, run, |e| entries.push(e))?;
+        Ok(entries)
+    }
 
     fn database() -> redb::Database {
         redb::Builder::new()

@@ -596,6 +596,30 @@ impl Backend for RedbStore {
         view.holds(&read, pair).map(Some)
     }
 
+    fn pair_count(&self) -> Result<Option<u64>> {
+        // Before format 5 the pair index is built by the upgrade, after the writer's fold.
+        if self.format_version()? < 5 {
+            return Ok(None);
+        }
+        let db = self.db()?;
+        let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+        self.machines_caught_up(&db, &mut pending, head_in(&db.begin_read()?)?.seq)?;
+        let stored = pair_lookup::PairView::entries(&db.begin_read()?)?;
+        Ok(Some(stored + pending.rows().pairs.len() as u64))
+    }
+
+    /// The pending rows' pairs, then every run's (the pair view's filters rebuilt in the same
+    /// pass, so a start reads the runs once).
+    fn for_each_pair(&self, visit: &mut dyn FnMut(crate::machines::PairRow)) -> Result<bool> {
+        let db = self.db()?;
+        let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+        self.machines_caught_up(&db, &mut pending, head_in(&db.begin_read()?)?.seq)?;
+        pending.rows().pairs.iter().for_each(|pair| visit(*pair));
+        let mut view = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
+        view.read_all(&db.begin_read()?, visit)?;
+        Ok(true)
+    }
+
     fn machine_hasher(&self) -> Result<crate::machines::MachineHasher> {
         if let Some(key) = machine_runs::read_hash_key(&self.db()?.begin_read()?, META)? {
             return Ok(key);

@@ -16,7 +16,7 @@
 
 use sbbf_rs_safe::Filter;
 
-use super::machine_runs::{self, Entry, Merged, Run, PAIRS};
+use super::machine_runs::{self, Merged, Run, PAIRS};
 use crate::error::Result;
 use crate::machines::PairRow;
 
@@ -34,13 +34,18 @@ pub(super) fn filter_for(entries: u64) -> Filter {
     Filter::new(crate::prefetch::BITS_PER_PAIR, entries)
 }
 
-/// A filter over `entries`' first halves.
-pub(super) fn filter_of(entries: &[Entry]) -> Filter {
-    let mut filter = filter_for(entries.len() as u64);
-    for (high, _) in entries {
-        filter.insert_hash(*high);
-    }
-    filter
+/// `run`'s filter, read a chunk at a time; each entry is also handed to `visit`.
+fn filter_of_run(
+    read: &redb::ReadTransaction,
+    run: &Run,
+    visit: &mut dyn FnMut(PairRow),
+) -> Result<Filter> {
+    let mut filter = filter_for(run.entries);
+    machine_runs::for_each_entry(PAIRS, read, run, |entry| {
+        filter.insert_hash(entry.0);
+        visit(entry);
+    })?;
+    Ok(filter)
 }
 
 impl PairView {
@@ -59,18 +64,45 @@ impl PairView {
     /// Brings the view to the runs `read` sees: runs it does not know are read and filtered,
     /// runs gone are dropped.
     fn sync(&mut self, read: &redb::ReadTransaction) -> Result<()> {
+        self.sync_visiting(read, &mut |_| {})
+    }
+
+    /// [`PairView::sync`], handing every entry of a run it reads to `visit`.
+    fn sync_visiting(
+        &mut self,
+        read: &redb::ReadTransaction,
+        visit: &mut dyn FnMut(PairRow),
+    ) -> Result<()> {
         let listed = machine_runs::list(PAIRS, read)?;
         self.runs
             .retain(|(run, _)| listed.iter().any(|l| l.id == run.id));
         for run in listed {
             if self.runs.iter().all(|(known, _)| known.id != run.id) {
-                let entries = machine_runs::run_entries(PAIRS, read, &run)?;
-                let filter = filter_of(&entries);
+                let filter = filter_of_run(read, &run, visit)?;
                 self.runs.push((run, filter));
             }
         }
         self.synced = true;
         Ok(())
+    }
+
+    /// Reads every run again, handing each entry to `visit` (its filters rebuilt on the
+    /// way): every pair the runs `read` sees, in one pass over them.
+    pub fn read_all(
+        &mut self,
+        read: &redb::ReadTransaction,
+        visit: &mut dyn FnMut(PairRow),
+    ) -> Result<()> {
+        self.runs.clear();
+        self.sync_visiting(read, visit)
+    }
+
+    /// Entries of the runs `read` sees (a pair in two runs counted twice).
+    pub fn entries(read: &redb::ReadTransaction) -> Result<u64> {
+        Ok(machine_runs::list(PAIRS, read)?
+            .iter()
+            .map(|run| run.entries)
+            .sum())
     }
 
     /// Whether the pair runs `read` sees hold `pair`.
