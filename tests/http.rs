@@ -594,6 +594,85 @@ fn repeats_are_repeats_across_a_restart(flags: &[&str]) {
     assert_eq!(report["keys"][0]["used"], 3);
 }
 
+/// A restarted server resumes its writer from the snapshot its clean stop wrote (no event
+/// folded again), says so, and verifies the whole chain behind it: `/healthz` says `"chain":
+/// "verified"` once the walk is done. Repeats stay repeats and the limit holds (R9).
+#[test]
+fn a_restarted_server_resumes_from_its_snapshot_and_verifies_the_chain_behind_it() {
+    let mut server = Server::start(3);
+    for machine in ["pc-1", "pc-2"] {
+        assert_eq!(
+            server.post("/v1/activations", None, &activation(machine)).0,
+            200
+        );
+    }
+    let seq = server.seq();
+    server.restart();
+    let (status, health) = server.wait_health(|_, h| h["chain"] != "verifying");
+    assert_eq!(
+        (status, &health["chain"]),
+        (200, &json!("verified")),
+        "{health}"
+    );
+    let (_, text) = server.post("/v1/activations", None, &activation("pc-1"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["status"],
+        "already_active"
+    );
+    assert_eq!(
+        server.post("/v1/activations", None, &activation("pc-3")).0,
+        200
+    );
+    assert_eq!(
+        server.post("/v1/activations", None, &activation("pc-4")).0,
+        422
+    );
+    let said = server.stop();
+    assert!(
+        said.contains(&format!("resumed from the snapshot at seq {seq}")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("the chain through seq {seq} verified")),
+        "{said}"
+    );
+}
+
+/// A snapshot whose books lie but whose chain hash is the log's passes the check a start
+/// makes; the background check then finds that the fold of the log differs, and writes stop
+/// (`/healthz` 503 `writer_stopped`, chain `failed`; an activation 503) rather than deciding
+/// on a state the log does not hold.
+#[test]
+fn a_snapshot_that_lies_about_the_books_stops_writes_once_the_chain_check_catches_it() {
+    use keyledger_core::books::KeyRecord;
+    use keyledger_projections::snapshot;
+    let mut server = Server::start(3);
+    assert_eq!(
+        server.post("/v1/activations", None, &activation("pc-1")).0,
+        200
+    );
+    server.stop();
+    let store = keyledger_ledger::Store::open(server.location.clone()).unwrap();
+    let (seq, bytes) = store.snapshot_at_or_below(u64::MAX).unwrap().unwrap();
+    let (mut p, chain) = snapshot::decode_bound(&bytes).unwrap();
+    let key = p.books.keys.get_mut(keyledger_core::KeyId(1)).unwrap();
+    key.terms_mut().used = 0;
+    store
+        .put_snapshot(seq, &snapshot::encode(&p, &chain))
+        .unwrap();
+    drop(store);
+    server.start_again();
+    let (status, health) = server.wait_health(|_, h| h["chain"] != "verifying");
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(
+        (&health["chain"], &health["status"]),
+        (&json!("failed"), &json!("writer_stopped"))
+    );
+    let (status, text) = server.post("/v1/activations", None, &activation("pc-2"));
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("writer_stopped"), "{text}");
+}
+
 /// `bench http --machine-prefix`: a second run with the first one's prefix activates the
 /// same machines again, so every one of its requests is a repeat (R9: nothing consumed);
 /// that is how re-activation latency is measured.

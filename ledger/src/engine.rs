@@ -398,6 +398,9 @@ impl Engine {
         if let Some(why) = &self.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
+        if let Some(why) = self.health.chain_failure() {
+            return Err(Error::WriterStopped(why));
+        }
         batch.commands += submission.commands.len();
         self.run_submission(submission, &mut batch.pending)
     }

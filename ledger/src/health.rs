@@ -16,12 +16,37 @@ pub enum Status {
     Stopped(String),
 }
 
+/// Whether the log a writer started on was verified: at open when its state was folded from
+/// the first event; in the background after a start from a snapshot (`crate::resume`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ChainCheck {
+    #[default]
+    Verified,
+    /// A full walk of the chain, and a fold compared with the state the writer resumed, is
+    /// under way.
+    Verifying,
+    /// The chain is damaged, or the resumed state is not the fold of the log: writes stop.
+    Failed(String),
+}
+
+impl ChainCheck {
+    /// As `/healthz` names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChainCheck::Verified => "verified",
+            ChainCheck::Verifying => "verifying",
+            ChainCheck::Failed(_) => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     degraded: Option<String>,
     stopped: Option<String>,
     restarts: u32,
     last_failure: Option<String>,
+    chain: ChainCheck,
 }
 
 /// A cheap, cloneable view of the writer's health.
@@ -36,6 +61,7 @@ pub struct Report {
     pub restarts: u32,
     /// Why the writer last died or degraded, if it ever did.
     pub last_failure: Option<String>,
+    pub chain: ChainCheck,
 }
 
 impl Health {
@@ -47,13 +73,15 @@ impl Health {
 
     pub fn report(&self) -> Report {
         self.with(|s| Report {
-            status: match (&s.stopped, &s.degraded) {
-                (Some(why), _) => Status::Stopped(why.clone()),
-                (None, Some(why)) => Status::Degraded(why.clone()),
-                (None, None) => Status::Ok,
+            status: match (&s.stopped, &s.degraded, &s.chain) {
+                (Some(why), _, _) => Status::Stopped(why.clone()),
+                (None, _, ChainCheck::Failed(why)) => Status::Stopped(why.clone()),
+                (None, Some(why), _) => Status::Degraded(why.clone()),
+                (None, None, _) => Status::Ok,
             },
             restarts: s.restarts,
             last_failure: s.last_failure.clone(),
+            chain: s.chain.clone(),
         })
     }
 
@@ -64,6 +92,24 @@ impl Health {
     /// Why the writer stopped for good, if it did.
     pub fn stopped(&self) -> Option<String> {
         self.with(|s| s.stopped.clone())
+    }
+
+    /// Why writes stop because the log failed verification, if they do.
+    pub fn chain_failure(&self) -> Option<String> {
+        self.with(|s| match &s.chain {
+            ChainCheck::Failed(why) => Some(why.clone()),
+            _ => None,
+        })
+    }
+
+    /// What the check of the log says now (a failure stops writes: see [`ChainCheck`]).
+    pub fn set_chain(&self, check: ChainCheck) {
+        self.with(|s| {
+            if let ChainCheck::Failed(why) = &check {
+                s.last_failure = Some(why.clone());
+            }
+            s.chain = check;
+        });
     }
 
     pub(crate) fn set_degraded(&self, why: Option<String>) {

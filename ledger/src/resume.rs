@@ -207,3 +207,28 @@ fn fold_noting_all(
     })?;
     Ok((state, head))
 }
+
+/// Checks, after a start from a resume point, what the start trusted: walks the whole chain
+/// (every block and hash, as `verify` does) and folds it through `start.seq`, whose books must
+/// be `books` (the writer's at start). The error says what did not hold.
+pub fn verify_start(store: &Store, start: Head, books: &Books<Key>) -> Result<(), String> {
+    let mut state = State::default();
+    state.machine_facts = MachineFacts::on_disk();
+    let (mut folded_to, mut hash) = (0, GENESIS);
+    walk(store, 1, |record| {
+        if record.seq <= start.seq {
+            state.apply(&record.event);
+            (folded_to, hash) = (record.seq, record.hash);
+        }
+        Ok(ControlFlow::Continue(()))
+    })
+    .map_err(|err| format!("the log failed verification: {err}"))?;
+    if folded_to != start.seq || hash != start.hash || state.books() != books {
+        return Err(format!(
+            "the state the writer resumed at seq {} is not the fold of the log (the snapshot \
+             was wrong); run `keyledger verify`",
+            start.seq
+        ));
+    }
+    Ok(())
+}

@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
+use keyledger_ledger::health::ChainCheck;
 use keyledger_ledger::resume::Start;
 use keyledger_ledger::{Committed, Store, Writer, WriterHandle};
 use keyledger_projections::Projections;
@@ -96,6 +97,7 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
     // signs proofs no auditor pinned (F10).
     let key = signing_key(data, args.create_signing_key)?;
     let mut engine = open_writer(data, args)?;
+    check_chain_in_background(&engine);
     let store = engine.store().clone();
     let folded = Arc::new(RwLock::new(projections(&store, Until::Head)?));
     let metrics = Arc::new(metrics::Metrics::new());
@@ -151,6 +153,39 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
         folded.last_seq
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A writer that resumed from a snapshot trusted it only as far as its chain hash: walk the
+/// whole chain and compare the fold with the state it started with, beside the service
+/// (`/healthz` says `"chain": "verifying"` until done; a failure stops writes).
+fn check_chain_in_background(engine: &keyledger_ledger::Engine) {
+    if !matches!(engine.start(), Start::Resumed { .. }) {
+        return;
+    }
+    let (store, head, health) = (
+        engine.store().clone(),
+        engine.head(),
+        engine.health().clone(),
+    );
+    let books = engine.state().books().clone();
+    health.set_chain(ChainCheck::Verifying);
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        match keyledger_ledger::resume::verify_start(&store, head, &books) {
+            Ok(()) => {
+                eprintln!(
+                    "keyledger: the chain through seq {} verified in {:.1} s",
+                    head.seq,
+                    started.elapsed().as_secs_f64()
+                );
+                health.set_chain(ChainCheck::Verified);
+            }
+            Err(why) => {
+                eprintln!("keyledger: {why}; writes stop");
+                health.set_chain(ChainCheck::Failed(why));
+            }
+        }
+    });
 }
 
 /// The ledger's writer, saying what its store recovered and how durable it is; with

@@ -266,6 +266,11 @@ impl Server {
     /// Stops the server cleanly and starts it again on the same ledger (a new port).
     pub fn restart(&mut self) {
         self.stop();
+        self.start_again();
+    }
+
+    /// Starts a stopped server again on the same ledger (a new port).
+    pub fn start_again(&mut self) {
         let args: Vec<&str> = self.serve_args.iter().map(String::as_str).collect();
         let (child, url, stderr) = spawn_serve(&self.data, &args);
         self.child = Some(child);
@@ -281,6 +286,23 @@ impl Server {
             assert!(
                 std::time::Instant::now() < deadline,
                 "seq {seq} never folded"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// `/healthz`'s answer once `done` says it is what the test waits for, at most 60 s.
+    pub fn wait_health(&self, done: impl Fn(u16, &Value) -> bool) -> (u16, Value) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (status, body) = self.get("/healthz", None);
+            let body: Value = serde_json::from_str(&body).unwrap();
+            if done(status, &body) {
+                return (status, body);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/healthz stayed {status} {body}"
             );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }

@@ -26,7 +26,9 @@ pub(super) async fn healthz(State(app): State<App>) -> Response {
         (Status::Degraded(why), _) => (StatusCode::SERVICE_UNAVAILABLE, "degraded", Some(why)),
         (Status::Stopped(why), _) => (StatusCode::SERVICE_UNAVAILABLE, "writer_stopped", Some(why)),
     };
-    let mut body = json!({ "ok": status == StatusCode::OK, "status": state, "seq": seq });
+    let chain = report.chain.name();
+    let mut body =
+        json!({ "ok": status == StatusCode::OK, "status": state, "seq": seq, "chain": chain });
     if let Some(reason) = reason {
         body["reason"] = json!(reason);
     }
