@@ -561,6 +561,10 @@ pub struct WorkloadArgs {
     /// Draw throughput and latency over the run into this SVG file.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// Write the ledger at `--data` (a path that does not exist yet) and keep it, instead of
+    /// a temporary file: to time a start of `serve` on it, or run reports on it.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Args)]

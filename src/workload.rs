@@ -272,6 +272,14 @@ pub fn run(args: &WorkloadArgs, data: &Location) -> Result<ExitCode> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let location = match data {
         Location::Postgres(_) => data.clone(),
+        Location::File(path) if args.keep => {
+            anyhow::ensure!(
+                !path.exists(),
+                "--keep writes a new ledger at --data {}, which exists already",
+                path.display()
+            );
+            data.clone()
+        }
         Location::File(_) => Location::File(dir.path().join("bench.redb")),
     };
     let limits = keyledger_ledger::Limits {

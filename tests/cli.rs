@@ -922,6 +922,35 @@ fn forecast_draws_an_svg_of_consumption_and_exhaustion() {
     assert!(stderr(&bad).contains("expected small, medium or large"));
 }
 
+/// `bench --keep` writes its ledger at `--data` and leaves it there, a whole ledger that
+/// verifies (to time a start of `serve` on it); it never writes over one that exists.
+#[test]
+fn bench_keep_leaves_a_ledger_that_verifies_and_never_overwrites_one() {
+    if redb_only("--keep writes a redb file") {
+        return;
+    }
+    let ledger = Ledger::new();
+    let out = ledger.ok(&[
+        "bench", "--preset", "small", "--events", "2000", "--keep", "--json",
+    ]);
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    let events = plan["events"].as_u64().unwrap();
+    assert!(events >= 2000, "{plan}");
+    let verified = ledger.ok(&["verify"]);
+    assert!(verified.contains("ok"), "{verified}");
+    assert!(
+        ledger.head_seq() >= events,
+        "the ledger holds the run's events"
+    );
+    let again = ledger.run(&["bench", "--preset", "small", "--events", "10", "--keep"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("exists already"),
+        "{}",
+        stderr(&again)
+    );
+}
+
 /// The load generator (issue 6), on its own server: every request is counted, all of them
 /// activate (each names a new machine), and the latency figures are ordered. It refuses
 /// to load anything but loopback.
