@@ -160,6 +160,36 @@ pub fn resumer() -> Resumer {
     }))
 }
 
+/// A resume point from projections folded from `store` (their books, the chain hash at their
+/// last seq); `None` for projections of nothing.
+pub fn resume_point(store: &Store, p: &Projections) -> Result<Option<Resume>> {
+    if p.last_seq == 0 {
+        return Ok(None);
+    }
+    let Some(hash) = chain_hash_at(store, p.last_seq)? else {
+        return Ok(None);
+    };
+    let books = p.books.map_keys(|k| Key::from(k.terms().clone()));
+    let head = Head {
+        seq: p.last_seq,
+        hash,
+    };
+    Ok(Some(Resume { head, books }))
+}
+
+/// A resumer that hands out `first` at the first ask (a start that already holds it), then
+/// the newest snapshot's, as [`resumer`] does.
+pub fn resumer_from(first: Option<Resume>) -> Resumer {
+    let first = std::sync::Mutex::new(first);
+    let later = resumer();
+    Resumer(std::sync::Arc::new(move |store: &Store| {
+        match first.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(resume) => Ok(Some(resume)),
+            None => (later.0)(store),
+        }
+    }))
+}
+
 /// Opens the ledger at `data` as its writer, resuming from the newest snapshot when it is
 /// bound to this log (a command that writes: only the events after it are folded).
 pub fn open_writer(data: &keyledger_ledger::Location) -> Result<Engine> {

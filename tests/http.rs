@@ -629,7 +629,7 @@ fn a_restarted_server_resumes_from_its_snapshot_and_verifies_the_chain_behind_it
     );
     let said = server.stop();
     assert!(
-        said.contains(&format!("resumed from the snapshot at seq {seq}")),
+        said.contains(&format!("the writer resumed at seq {seq}")),
         "{said}"
     );
     assert!(

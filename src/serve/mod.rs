@@ -96,10 +96,14 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
     // Before anything opens: a missing key is a refusal to start, never a fresh key that
     // signs proofs no auditor pinned (F10).
     let key = signing_key(data, args.create_signing_key)?;
-    let mut engine = open_writer(data, args)?;
+    let store = claimed_store(data, args)?;
+    // The read models first: the writer resumes from their books (one decode of the
+    // snapshot, not two).
+    let folded = projections(&store, Until::Head)?;
+    let resume = crate::view::resume_point(&store, &folded)?;
+    let mut engine = open_writer(store.clone(), data, args, resume)?;
     check_chain_in_background(&engine);
-    let store = engine.store().clone();
-    let folded = Arc::new(RwLock::new(projections(&store, Until::Head)?));
+    let folded = Arc::new(RwLock::new(folded));
     let metrics = Arc::new(metrics::Metrics::new());
     let (tx, rx) = std::sync::mpsc::channel::<Committed>();
     engine.set_listener(tx);
@@ -190,10 +194,7 @@ fn check_chain_in_background(engine: &keyledger_ledger::Engine) {
 
 /// The ledger's writer, saying what its store recovered and how durable it is; with
 /// `--wait-for-writer`, once the writer before it stops.
-fn open_writer(
-    data: &keyledger_ledger::Location,
-    args: &crate::cli::ServeArgs,
-) -> Result<keyledger_ledger::Engine> {
+fn claimed_store(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> Result<Store> {
     let store = Store::open(data).with_context(|| format!("cannot open ledger {data}"))?;
     let recovery = store.recovery();
     for said in [recovery.note(), recovery.warning()].into_iter().flatten() {
@@ -201,22 +202,36 @@ fn open_writer(
     }
     if args.wait_for_writer {
         eprintln!("waiting to become the writer of {data}");
-        store.claim_writer(true)?;
     }
+    store.claim_writer(args.wait_for_writer)?;
     if let Some(warning) = store.durability_warning()? {
         eprintln!("warning: {warning}");
     }
+    Ok(store)
+}
+
+/// The writer of `store`, starting from `resume` (the read models' books) when the chain
+/// vouches for it, and later recoveries from the newest snapshot.
+fn open_writer(
+    store: Store,
+    data: &keyledger_ledger::Location,
+    args: &crate::cli::ServeArgs,
+    resume: Option<keyledger_ledger::resume::Resume>,
+) -> Result<keyledger_ledger::Engine> {
     let writer_limits = keyledger_ledger::Limits {
         machine_facts_on_disk: args.machine_facts.on_disk(args.machine_facts_on_disk),
         ..Default::default()
     };
-    let engine =
-        keyledger_ledger::Engine::open_resuming(store, writer_limits, Some(crate::view::resumer()))
-            .with_context(|| format!("cannot open ledger {data}"))?;
+    let engine = keyledger_ledger::Engine::open_resuming(
+        store,
+        writer_limits,
+        Some(crate::view::resumer_from(resume)),
+    )
+    .with_context(|| format!("cannot open ledger {data}"))?;
     match engine.start() {
         Start::Log => {}
         Start::Resumed { seq } => {
-            eprintln!("keyledger: the writer resumed from the snapshot at seq {seq}")
+            eprintln!("keyledger: the writer resumed at seq {seq} from the read models' books")
         }
         Start::Refused { seq, why } => {
             eprintln!("keyledger: the snapshot at seq {seq} was not used ({why}); folded the log")
