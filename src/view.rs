@@ -151,13 +151,18 @@ pub fn resumer() -> Resumer {
         let Ok((p, chain)) = snapshot::decode_bound(&bytes) else {
             return Ok(None);
         };
-        let books = p.books.map_keys(|k| Key::from(k.terms().clone()));
-        let head = Head {
-            seq: p.last_seq,
-            hash: chain,
-        };
-        Ok(Some(Resume { head, books }))
+        Ok(Some(resume_of(&p, chain)))
     }))
+}
+
+/// The resume point of projections whose last seq has chain hash `hash`: their books.
+fn resume_of(p: &Projections, hash: keyledger_ledger::chain::ChainHash) -> Resume {
+    let books = p.books.map_keys(|k| Key::from(k.terms().clone()));
+    let head = Head {
+        seq: p.last_seq,
+        hash,
+    };
+    Resume { head, books }
 }
 
 /// A resume point from projections folded from `store` (their books, the chain hash at their
@@ -166,15 +171,8 @@ pub fn resume_point(store: &Store, p: &Projections) -> Result<Option<Resume>> {
     if p.last_seq == 0 {
         return Ok(None);
     }
-    let Some(hash) = chain_hash_at(store, p.last_seq)? else {
-        return Ok(None);
-    };
-    let books = p.books.map_keys(|k| Key::from(k.terms().clone()));
-    let head = Head {
-        seq: p.last_seq,
-        hash,
-    };
-    Ok(Some(Resume { head, books }))
+    let hash = chain_hash_at(store, p.last_seq)?;
+    Ok(hash.map(|hash| resume_of(p, hash)))
 }
 
 /// A resumer that hands out `first` at the first ask (a start that already holds it), then

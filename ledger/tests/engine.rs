@@ -774,26 +774,20 @@ mod machine_facts {
         assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), used);
         drop(engine);
         let mut engine = keyledger_ledger::open_with(place.location(), on_disk()).unwrap();
-        for b in (0..300u32).step_by(7) {
-            run(&mut engine, vec![activation(&format!("n{b}"))]);
-        }
-        assert_eq!(
-            engine.state().key(KeyId(1)).unwrap().used(),
-            used,
-            "all repeats"
-        );
-        assert_eq!(engine.state(), &replayed(&engine));
+        assert_all_repeats(&mut engine, 7, used, "all repeats");
         // Resumed halfway, the filter comes from the pair index (its runs), not the log.
         let mut engine = reopened(&place, engine, Reopen::ResumeHalfway);
-        for b in (0..300u32).step_by(5) {
-            run(&mut engine, vec![activation(&format!("n{b}"))]);
+        assert_all_repeats(&mut engine, 5, used, "all repeats after resuming");
+    }
+
+    /// Activates every `step`th of the machines `n0..n299` again: nothing is consumed (the
+    /// key stays at `used`), and the state is the log's.
+    fn assert_all_repeats(engine: &mut Engine, step: usize, used: u64, what: &str) {
+        for b in (0..300u32).step_by(step) {
+            run(engine, vec![activation(&format!("n{b}"))]);
         }
-        assert_eq!(
-            engine.state().key(KeyId(1)).unwrap().used(),
-            used,
-            "all repeats after resuming"
-        );
-        assert_eq!(engine.state(), &replayed(&engine));
+        assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), used, "{what}");
+        assert_eq!(engine.state(), &replayed(engine));
     }
 
     proptest! {
