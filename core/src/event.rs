@@ -418,6 +418,64 @@ impl EventBody {
         }
     }
 
+    /// Every license ID, key, request and (for a KMS client's contact) KMS host the event
+    /// names in its own fields, for the history index beside the log: a superset of the
+    /// histories the event belongs to, known from the event alone (a grant names only its
+    /// request, a contact only its host; the read models resolve them). A disclosure names
+    /// each key it showed.
+    pub fn named(&self) -> Vec<Named<'_>> {
+        use EventBody::*;
+        match self {
+            LicenseIdRegistered { license_id, .. }
+            | PurchaseRecorded { license_id, .. }
+            | EsuOrdered { license_id, .. }
+            | RoleAssigned { license_id, .. }
+            | RoleRevoked { license_id, .. } => vec![Named::License(license_id)],
+            KeyIssued {
+                license_id, key_id, ..
+            } => vec![Named::License(license_id), Named::Key(*key_id)],
+            MakIncreaseRequested {
+                request_id,
+                license_id,
+                key_id,
+                ..
+            } => vec![
+                Named::License(license_id),
+                Named::Key(*key_id),
+                Named::Request(request_id),
+            ],
+            KmsRequested {
+                request_id,
+                license_id,
+                key_id,
+                ..
+            } => {
+                let mut named = vec![Named::License(license_id), Named::Request(request_id)];
+                named.extend(key_id.map(Named::Key));
+                named
+            }
+            RequestGranted { request_id, .. } | RequestDenied { request_id, .. } => {
+                vec![Named::Request(request_id)]
+            }
+            KeyBlocked { key_id }
+            | KeyTextRetired { key_id, .. }
+            | ExternalCountRecorded { key_id, .. }
+            | MachinesActivated { key_id, .. }
+            | MachinesAlreadyActive { key_id, .. }
+            | KmsHostActivated { key_id, .. }
+            | OsaRedeemed { key_id, .. } => vec![Named::Key(*key_id)],
+            ActivationRefused { key_id, .. } => key_id.iter().map(|k| Named::Key(*k)).collect(),
+            KmsClientContacted { host, .. } => vec![Named::KmsHost(host)],
+            KeysDisclosed { key_ids, .. } => {
+                let mut keys = key_ids.clone();
+                keys.sort_unstable();
+                keys.dedup();
+                keys.into_iter().map(Named::Key).collect()
+            }
+            OperatorAdded { .. } | OrgRegistered { .. } | ProductRegistered { .. } => Vec::new(),
+        }
+    }
+
     /// Every machine (or KMS host or client) name the event records, for the machine index.
     pub fn machine_names(&self) -> Vec<&str> {
         match self {
@@ -444,5 +502,30 @@ impl EventBody {
     /// The stable snake_case name of the variant, as exports and reports print it.
     pub fn type_name(&self) -> &'static str {
         self.kind().name()
+    }
+}
+
+/// Something an event names that has a history: what [`EventBody::named`] answers, and what
+/// the history index beside the log is looked up by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Named<'a> {
+    License(&'a LicenseId),
+    Key(KeyId),
+    Request(&'a RequestId),
+    KmsHost(&'a HostId),
+}
+
+impl Named<'_> {
+    /// The bytes the index hashes: a tag byte that no UTF-8 text starts with (so no
+    /// machine name hashes the same input), the kind, and the id (`u64 LE` for a key, UTF-8
+    /// otherwise). Part of the stored format (docs/format.md, "Machine index").
+    pub fn index_bytes(&self) -> Vec<u8> {
+        let (kind, id): (u8, &[u8]) = match self {
+            Named::License(id) => (b'l', id.as_str().as_bytes()),
+            Named::Key(id) => return [&[0xff, b'k'][..], &id.0.to_le_bytes()].concat(),
+            Named::Request(id) => (b'r', id.as_str().as_bytes()),
+            Named::KmsHost(id) => (b'h', id.as_str().as_bytes()),
+        };
+        [&[0xff, kind][..], id].concat()
     }
 }

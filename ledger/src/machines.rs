@@ -1,5 +1,7 @@
 //! The machine index: for every event that names a machine (or a KMS host or client), a
-//! row `(h, seq)`, `h` a 64-bit keyed hash of the name; the store keeps the rows beside the
+//! row `(h, seq)`, `h` a 64-bit keyed hash of the name, and likewise for every license ID,
+//! key, request and contacted KMS host it names ([`EventBody::named`]: the history index,
+//! so that no history is held in memory); the store keeps the rows beside the
 //! log, written in the same commit, so "what happened to machine X" is one lookup, not a scan
 //! of the log. Rows are derived from events by one function ([`EventBody::machine_names`]);
 //! the index can always be rebuilt from the log, and is on an upgrade. A hash names
@@ -9,7 +11,7 @@
 
 use std::hash::Hasher;
 
-use keyledger_core::{Event, EventBody, KeyId, MachineId};
+use keyledger_core::{Event, EventBody, KeyId, MachineId, Named};
 use siphasher::sip::SipHasher13;
 
 use crate::block::Block;
@@ -187,6 +189,14 @@ impl MachineHasher {
         hasher.finish()
     }
 
+    /// The history index's hash of something an event names ([`Named::index_bytes`]: never
+    /// the input of a machine name's hash).
+    pub fn named(&self, named: &Named<'_>) -> u64 {
+        let mut hasher = SipHasher13::new_with_key(&self.0);
+        hasher.write(&named.index_bytes());
+        hasher.finish()
+    }
+
     /// The pair row of `machine` on `key`: SipHash-1-3 with 128-bit output, under the
     /// same key, of the domain tag `pair`, the key id (`u64 LE`) and the name's UTF-8. At 128
     /// bits, two pairs of one ledger share a row with odds near 10^-20 over a billion pairs,
@@ -207,6 +217,7 @@ impl MachineHasher {
         let machines = &mut rows.machines;
         let start = machines.len();
         machines.extend(names.into_iter().map(|m| (self.hash(m), seq)));
+        machines.extend(body.named().iter().map(|n| (self.named(n), seq)));
         if machines.len() - start > 1 {
             // A refused request may name a machine twice; the index holds it once.
             machines[start..].sort_unstable();
@@ -227,17 +238,41 @@ impl MachineHasher {
     /// its rows are derived again on replay; a copy derives them under the target's key). A
     /// block that does not decode is corruption at `key`.
     pub fn rows_of_block(&self, key: u64, bytes: &[u8]) -> crate::Result<IndexRows> {
-        let undecodable = |why: String| crate::error::Corruption::Undecodable { seq: key, why };
-        let block = Block::parse(bytes).map_err(|e| undecodable(format!("block: {e}")))?;
         let mut rows = IndexRows::default();
-        for (i, record) in block.records().enumerate() {
-            let seq = block.first_seq + i as u64;
-            let event: Event =
-                decode_record(record).map_err(|e| undecodable(format!("seq {seq}: {e}")))?;
-            self.rows_of(seq, &event.body, &mut rows);
-        }
+        for_each_event(key, bytes, |seq, body| self.rows_of(seq, body, &mut rows))?;
         Ok(rows)
     }
+
+    /// The history rows alone of the block under `key` (an upgrade from a store whose
+    /// machine index predates them).
+    pub fn named_rows_of_block(&self, key: u64, bytes: &[u8]) -> crate::Result<Vec<MachineRow>> {
+        let mut rows = Vec::new();
+        for_each_event(key, bytes, |seq, body| {
+            let mut named: Vec<MachineRow> =
+                body.named().iter().map(|n| (self.named(n), seq)).collect();
+            named.sort_unstable();
+            named.dedup();
+            rows.extend(named);
+        })?;
+        Ok(rows)
+    }
+}
+
+/// Decodes every event of the block stored under `key`, in order.
+fn for_each_event(
+    key: u64,
+    bytes: &[u8],
+    mut visit: impl FnMut(u64, &EventBody),
+) -> crate::Result<()> {
+    let undecodable = |why: String| crate::error::Corruption::Undecodable { seq: key, why };
+    let block = Block::parse(bytes).map_err(|e| undecodable(format!("block: {e}")))?;
+    for (i, record) in block.records().enumerate() {
+        let seq = block.first_seq + i as u64;
+        let event: Event =
+            decode_record(record).map_err(|e| undecodable(format!("seq {seq}: {e}")))?;
+        visit(seq, &event.body);
+    }
+    Ok(())
 }
 
 /// The events at `seqs` (ascending), read from their blocks without checking the chain

@@ -95,6 +95,7 @@ proptest! {
             step(&mut engine, s);
         }
         assert_index_matches(engine.store(), &names());
+        assert_histories_match(engine.store());
     }
 }
 
@@ -125,11 +126,12 @@ fn a_copy_and_a_reopened_ledger_hold_the_same_index() {
     let copy = Store::create(target.location()).unwrap();
     engine.store().copy_to(&copy, |_| {}).unwrap();
     assert_index_matches(&copy, &names);
+    assert_histories_match(&copy);
     assert_eq!(copy.machine_seqs("m1", 0, 10).unwrap(), seqs);
 }
 
 /// A schema-2 database (before durable consumers) gets their table when this build first
-/// writes, and says 3; a consumer stored by another process before that upgrades it too.
+/// writes, and says 4; a consumer stored by another process before that upgrades it too.
 #[test]
 fn a_schema_2_database_gets_the_consumers_table() {
     if redb_only_not("a schema-2 PostgreSQL database") {
@@ -153,14 +155,39 @@ fn a_schema_2_database_gets_the_consumers_table() {
         };
         assert!(store.consumers().unwrap().is_empty());
         assert!(store.create_consumer(&consumer("c")).unwrap());
-        assert_eq!(store.format_version().unwrap(), 3);
+        assert_eq!(store.format_version().unwrap(), 4);
         assert_eq!(store.consumers().unwrap(), [consumer("c")]);
     }
 }
 
+/// A schema-3 database (before the history rows) gets the rows of every block up to its
+/// watermark when this build first writes, and says 4. Made here by dropping every bucket
+/// row of a ledger past its first flush: what the upgrade builds is then all there is below
+/// the watermark.
+#[test]
+fn a_schema_3_database_gets_its_history_rows_when_first_written() {
+    if redb_only_not("a schema-3 PostgreSQL database") {
+        return;
+    }
+    let place = Place::new();
+    let mut engine = new_ledger(&place, 100);
+    for i in 0..70 {
+        run(&mut engine, vec![activation(&format!("h{i}"))]);
+    }
+    drop(engine);
+    let through = "SELECT get_byte(value, 0) + 256 * get_byte(value, 1) FROM keyledger.meta \
+                   WHERE key = 'machine_index_through'";
+    assert_ne!(place.sql(through), ["0"], "the index was flushed");
+    place.sql("DELETE FROM keyledger.machine_buckets");
+    place.sql("UPDATE keyledger.meta SET value = '\\x03' WHERE key = 'format_version'");
+    let engine = keyledger_ledger::open(place.location()).unwrap();
+    assert_eq!(engine.store().format_version().unwrap(), 4);
+    assert_histories_match(engine.store());
+}
+
 /// A schema-1 database (as the build before the index wrote it: no `machines` table) gets
-/// the table and its rows from the blocks when this build first writes, then says 3 (2 is
-/// the machine index, 3 the consumers' table).
+/// the table and its rows from the blocks when this build first writes, then says 4 (2 is
+/// the machine index, 3 the consumers' table, 4 the history rows).
 #[test]
 fn a_schema_1_database_is_indexed_when_first_written() {
     if redb_only_not("a schema-1 PostgreSQL database") {
@@ -177,7 +204,8 @@ fn a_schema_1_database_is_indexed_when_first_written() {
     place.sql("DROP TABLE IF EXISTS keyledger.consumers");
     place.sql("UPDATE keyledger.meta SET value = '\\x01' WHERE key = 'format_version'");
     let engine = keyledger_ledger::open(place.location()).unwrap();
-    assert_eq!(engine.store().format_version().unwrap(), 3);
+    assert_eq!(engine.store().format_version().unwrap(), 4);
+    assert_histories_match(engine.store());
     let consumer = keyledger_ledger::consumer::Consumer::new(
         "after-upgrade",
         None,
@@ -190,8 +218,10 @@ fn a_schema_1_database_is_indexed_when_first_written() {
         "the table is there"
     );
     assert_index_matches(engine.store(), &names);
+    // 8 machine rows, and 5 history rows: the license ID's registration, the key's issue
+    // (its license ID and the key) and the two activations (the key).
     let entries = "SELECT sum(length(bytes)) / 16 FROM keyledger.machine_buckets";
-    assert_eq!(place.sql(entries), ["8"]);
+    assert_eq!(place.sql(entries), ["13"]);
 }
 
 /// Enough batches that the index is merged: on redb, runs of 16 batches merged 16 to a level;

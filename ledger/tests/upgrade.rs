@@ -157,7 +157,8 @@ fn a_format_4_database_gets_its_pair_index_when_written_and_answers_every_pair()
         ..Default::default()
     };
     let engine = Engine::open(store, limits).unwrap();
-    assert_eq!(engine.store().format_version().unwrap(), 5);
+    assert_eq!(engine.store().format_version().unwrap(), DB_FORMAT_VERSION);
+    assert_histories_match(engine.store());
     for (key, machine) in &pairs {
         assert!(engine.machine_active(*key, machine).unwrap(), "{machine}");
         // The same machine on another key was never activated there.
@@ -169,5 +170,31 @@ fn a_format_4_database_gets_its_pair_index_when_written_and_answers_every_pair()
     assert_eq!(
         hex::encode(report.head.hash),
         "7ab92ea9793d57c6648f7ab7d0d410f3b5c38851448c4df0e5eb7414b0b4c7b5"
+    );
+}
+
+/// `golden/format5-demo.redb`: `keyledger demo --machines 300 --seed 7`, a disclosure
+/// (`keys --as rita`), then 20 activations by 20 `apply` runs (so that the machine index
+/// holds runs up to a watermark), compacted, as written by the last build of database format
+/// 5 (no history rows; its projection snapshot is format 8); never regenerated.
+const FORMAT5: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/golden/format5-demo.redb"
+);
+
+#[test]
+fn a_format_5_database_gets_its_history_rows_and_answers_every_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(copy_of(FORMAT5, dir.path())).unwrap();
+    assert_eq!(store.format_version().unwrap(), 5);
+    let engine = Engine::open(store, keyledger_ledger::Limits::default()).unwrap();
+    assert_eq!(engine.store().format_version().unwrap(), DB_FORMAT_VERSION);
+    assert_eq!(DB_FORMAT_VERSION, 6);
+    assert_histories_match(engine.store());
+    let report = verify(engine.store()).unwrap();
+    assert_eq!(report.events, 168);
+    assert_eq!(
+        hex::encode(report.head.hash),
+        "5abbaa326916b5d3aac988485704b1c03d87f69648d5adf26b2b55df666e82c2"
     );
 }

@@ -156,6 +156,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Whether the store predates the machine index (its rows must be built from the log
     /// before [`Backend::upgrade_format`] marks it).
     fn machine_index_missing(&self) -> Result<bool>;
+    /// Whether the stored machine index predates the history rows (redb format < 6,
+    /// PostgreSQL schema < 4): [`Backend::upgrade_format`] builds them.
+    fn history_index_missing(&self) -> Result<bool>;
     /// Adds machine index rows outside a batch (the upgrade); rows present already are kept.
     fn put_machine_rows(&self, rows: &crate::machines::IndexRows) -> Result<()>;
     /// Whether the pair index holds `pair` (`crate::machines::PairRow`): the writer's answer
@@ -358,6 +361,23 @@ impl Store {
             .then(|| candidates.last().copied())
             .flatten();
         Ok((events, next))
+    }
+
+    /// Candidates for the events that name `named` ([`keyledger_core::EventBody::named`])
+    /// after seq `after`: ascending, at most `limit`, every such event among them; a reader
+    /// keeps those that do name it (a 64-bit hash may be shared). A store whose index
+    /// predates the history rows is upgraded first.
+    pub fn named_seqs(
+        &self,
+        named: &keyledger_core::Named<'_>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>> {
+        if self.backend.history_index_missing()? {
+            self.upgrade_format()?;
+        }
+        let h = self.backend.machine_hasher()?.named(named);
+        self.backend.machine_seqs(h, after, limit)
     }
 
     /// The key machine names are hashed with in this ledger's index.

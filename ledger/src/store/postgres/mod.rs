@@ -44,7 +44,7 @@ use crate::store::location::PgUrl;
 use crate::store::{Backend, BatchWrite, BlockVisitor, Head, Row, StoredAnswer, SNAPSHOTS_KEPT};
 
 /// The schema version this build writes and reads.
-pub const PG_SCHEMA_VERSION: u8 = 3;
+pub const PG_SCHEMA_VERSION: u8 = 4;
 /// The oldest schema this build still opens (and upgrades when it first writes).
 pub const PG_SCHEMA_OLDEST: u8 = 1;
 
@@ -55,7 +55,9 @@ const SCHEMA: &str = include_str!("schema.sql");
 const UPGRADE_2: &str = include_str!("upgrade-2.sql");
 const MARK_2: &str = "UPDATE keyledger.meta SET value = '\\x02' WHERE key = 'format_version';";
 const UPGRADE_3: &str = include_str!("upgrade-3.sql");
-const MARK_3: &str = "UPDATE keyledger.meta SET value = '\\x03' WHERE key = 'format_version';";
+/// Schema 4 adds no table: the machine buckets also hold the history rows
+/// (`EventBody::named`), built for the blocks up to the watermark before this mark.
+const MARK_4: &str = "UPDATE keyledger.meta SET value = '\\x04' WHERE key = 'format_version';";
 
 pub struct PgStore {
     label: String,
@@ -187,7 +189,7 @@ impl PgStore {
             }
             client
                 .batch_execute(&format!(
-                    "BEGIN;\n{SCHEMA}\n{UPGRADE_2}\n{UPGRADE_3}\n{MARK_3}\nCOMMIT;"
+                    "BEGIN;\n{SCHEMA}\n{UPGRADE_2}\n{UPGRADE_3}\n{MARK_4}\nCOMMIT;"
                 ))
                 .await
                 .map_err(|e| pg_error("creating the keyledger schema", e))
@@ -308,15 +310,7 @@ impl PgStore {
         if pending.to == Some(to) {
             return Ok(());
         }
-        let through = self.read(
-            "machine index watermark",
-            "SELECT value FROM keyledger.meta WHERE key = 'machine_index_through'",
-            Vec::new(),
-            |rows| {
-                let bytes: Vec<u8> = rows.first().map(|r| r.get(0)).unwrap_or_default();
-                Ok(<[u8; 8]>::try_from(bytes.as_slice()).map_or(0, u64::from_le_bytes))
-            },
-        )?;
+        let through = self.machine_watermark()?;
         let hasher = self.machine_hasher()?;
         let mut rows = crate::machines::IndexRows::default();
         let mut batches = 0;
@@ -332,6 +326,58 @@ impl PgStore {
         })?;
         *pending = crate::machines::Pending::derived(rows, to, batches);
         Ok(())
+    }
+
+    /// Schema 2 or 3 to 4: the history rows ([`keyledger_core::EventBody::named`]) of every
+    /// block up to the machine index's watermark (those after it are derived with the pending
+    /// rows), added to their buckets 100,000 rows at a time. An upgrade cut short is done
+    /// again; a history read that finds a seq twice keeps it once.
+    fn build_named(&self) -> Result<()> {
+        let through = self.machine_watermark()?;
+        let hasher = self.machine_hasher()?;
+        let mut rows = Vec::new();
+        let mut last = 0;
+        let put = |rows: &mut Vec<crate::machines::MachineRow>, last: u64| -> Result<()> {
+            let [buckets, seqs, bytes] = append::bucket_params(rows, Some(last))?;
+            self.execute(
+                "history rows",
+                "INSERT INTO keyledger.machine_buckets (bucket, last_seq, bytes) \
+                 SELECT * FROM unnest($1::integer[], $2::bigint[], $3::bytea[]) \
+                 ON CONFLICT (bucket, last_seq) DO UPDATE \
+                 SET bytes = keyledger.machine_buckets.bytes || EXCLUDED.bytes",
+                vec![buckets, seqs, bytes],
+            )?;
+            rows.clear();
+            Ok(())
+        };
+        self.for_each_block_with_head(1, &mut |key, bytes| {
+            if key > through {
+                return Ok(std::ops::ControlFlow::Break(()));
+            }
+            rows.extend(hasher.named_rows_of_block(key, bytes)?);
+            last = key;
+            if rows.len() >= 100_000 {
+                put(&mut rows, last)?;
+            }
+            Ok(std::ops::ControlFlow::Continue(()))
+        })?;
+        if !rows.is_empty() {
+            put(&mut rows, last)?;
+        }
+        Ok(())
+    }
+
+    /// The seq the machine buckets hold every row through.
+    fn machine_watermark(&self) -> Result<u64> {
+        self.read(
+            "machine index watermark",
+            "SELECT value FROM keyledger.meta WHERE key = 'machine_index_through'",
+            Vec::new(),
+            |rows| {
+                let bytes: Vec<u8> = rows.first().map(|r| r.get(0)).unwrap_or_default();
+                Ok(<[u8; 8]>::try_from(bytes.as_slice()).map_or(0, u64::from_le_bytes))
+            },
+        )
     }
 
     /// Merges each bucket's rows under 64 KiB into one (the bucket's entries stay as they
@@ -573,7 +619,8 @@ impl Backend for PgStore {
     }
 
     /// Schema 1 to 2: the machine index's table (its rows are built by `Store::upgrade_format`
-    /// before this marks the schema); 2 to 3: the consumers' table.
+    /// before this marks the schema); 2 to 3: the consumers' table; 3 to 4: the history rows
+    /// of the blocks up to the watermark.
     fn upgrade_format(&self) -> Result<()> {
         let version = self.format_version()?;
         if version >= PG_SCHEMA_VERSION {
@@ -589,12 +636,18 @@ impl Backend for PgStore {
                 vec![Param::Bytes(head.to_le_bytes().to_vec())],
             )?;
             self.batch(&format!("BEGIN;\n{MARK_2}\nCOMMIT;"))?;
+        } else if version < 4 {
+            self.build_named()?;
         }
-        self.batch(&format!("BEGIN;\n{UPGRADE_3}\n{MARK_3}\nCOMMIT;"))
+        self.batch(&format!("BEGIN;\n{UPGRADE_3}\n{MARK_4}\nCOMMIT;"))
     }
 
     fn machine_index_missing(&self) -> Result<bool> {
         Ok(self.format_version()? < 2)
+    }
+
+    fn history_index_missing(&self) -> Result<bool> {
+        Ok(self.format_version()? < 4)
     }
 
     fn put_machine_rows(&self, rows: &crate::machines::IndexRows) -> Result<()> {

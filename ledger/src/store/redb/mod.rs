@@ -63,7 +63,12 @@ const HEAD_KEY: &str = "head";
 ///   `machine_pair_run_next`): one entry per (key, machine) pair an event activated, covered
 ///   by the same watermark. A format-4 database gets the pairs of the blocks up to its
 ///   watermark built when an engine first opens it for writing, then is marked 5.
-pub const DB_FORMAT_VERSION: u8 = 5;
+/// - 6: the history index: the machine runs also hold one row for every license ID, key,
+///   request and contacted KMS host an event names (`EventBody::named`), so histories are
+///   read from disk, not kept in memory. A format-4 or -5 database gets the rows of the
+///   blocks up to its watermark built when an engine first opens it for writing (or a
+///   history is first read), then is marked 6.
+pub const DB_FORMAT_VERSION: u8 = 6;
 /// The oldest database format this build still reads.
 pub const DB_FORMAT_OLDEST: u8 = 1;
 
@@ -472,23 +477,45 @@ impl RedbStore {
     /// An upgrade cut short is done again: a pair in two runs is still one pair.
     fn build_pairs(&self, db: &Database) -> Result<()> {
         let hasher = self.machine_hasher()?;
+        self.build_runs(db, machine_runs::PAIRS, |key, bytes| {
+            Ok(hasher.rows_of_block(key, bytes)?.pairs)
+        })?;
+        self.pair_view_stale();
+        Ok(())
+    }
+
+    /// Format 5 to 6: the history rows ([`keyledger_core::EventBody::named`]) of the blocks up
+    /// to the watermark, as machine runs; a history read that finds a seq twice keeps it once.
+    fn build_named(&self, db: &Database) -> Result<()> {
+        let hasher = self.machine_hasher()?;
+        self.build_runs(db, machine_runs::MACHINES, |key, bytes| {
+            hasher.named_rows_of_block(key, bytes)
+        })
+    }
+
+    /// Writes `rows_of_block`'s rows of every block up to the watermark as runs of `index`, a million
+    /// rows a run.
+    fn build_runs(
+        &self,
+        db: &Database,
+        index: machine_runs::Index,
+        rows_of_block: impl Fn(u64, &[u8]) -> Result<Vec<crate::machines::MachineRow>>,
+    ) -> Result<()> {
         let read = db.begin_read()?;
         let through = machine_runs::through(&read.open_table(META)?)?;
         let blocks = read.open_table(BLOCKS)?;
-        let mut pairs = Vec::new();
+        let mut rows = Vec::new();
         let mut entries = blocks.range(..=through)?.peekable();
         while let Some(entry) = entries.next() {
             let (key, bytes) = entry?;
-            let rows = hasher.rows_of_block(key.value(), bytes.value())?;
-            pairs.extend(rows.pairs);
-            if pairs.len() >= 1 << 20 || entries.peek().is_none() {
+            rows.extend(rows_of_block(key.value(), bytes.value())?);
+            if rows.len() >= 1 << 20 || entries.peek().is_none() {
                 let write = durable_write(db)?;
-                machine_runs::add_run(&write, META, machine_runs::PAIRS, &pairs)?;
+                machine_runs::add_run(&write, META, index, &rows)?;
                 write.commit()?;
-                pairs.clear();
+                rows.clear();
             }
         }
-        self.pair_view_stale();
         Ok(())
     }
 
@@ -569,6 +596,10 @@ impl Backend for RedbStore {
     /// needed (and all of them, from seq 1, for a file older than format 4).
     fn machine_index_missing(&self) -> Result<bool> {
         Ok(false)
+    }
+
+    fn history_index_missing(&self) -> Result<bool> {
+        Ok(self.format_version()? < 6)
     }
 
     fn put_machine_rows(&self, rows: &IndexRows) -> Result<()> {
@@ -653,6 +684,9 @@ impl Backend for RedbStore {
         let db = self.db()?;
         if version == 4 {
             self.build_pairs(&db)?;
+        }
+        if (4..=5).contains(&version) {
+            self.build_named(&db)?;
         }
         let head = head_in(&db.begin_read()?)?.seq;
         let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
