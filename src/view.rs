@@ -9,6 +9,7 @@ use keyledger_core::state::Key;
 use keyledger_core::Timestamp;
 use keyledger_ledger::resume::{chain_hash_at, Resume, Resumer};
 use keyledger_ledger::{walk, Engine, Head, Limits, Store};
+use keyledger_projections::history::{HistorySource, Of};
 use keyledger_projections::{snapshot, Projections};
 
 use crate::progress::Progress;
@@ -262,12 +263,13 @@ pub fn machine_history(
     })
 }
 
-/// The index in `history` (ascending seqs) of the first event at or after business time `at`.
-fn first_at_or_after(store: &Store, history: &[u64], at: Timestamp) -> Result<usize> {
-    let (mut low, mut high) = (0, history.len());
+/// The first seq in `1..=last` whose event is at or after business time `at` (`last + 1`:
+/// none). Business time never runs backwards in the log: a bisection, one event a step.
+fn first_seq_at_or_after(store: &Store, last: u64, at: Timestamp) -> Result<u64> {
+    let (mut low, mut high) = (1, last + 1);
     while low < high {
         let mid = low + (high - low) / 2;
-        let events = keyledger_ledger::machines::events_at(store, &history[mid..=mid])?;
+        let events = keyledger_ledger::machines::events_at(store, &[mid])?;
         if events.first().is_some_and(|(_, e)| e.at < at) {
             low = mid + 1;
         } else {
@@ -275,6 +277,62 @@ fn first_at_or_after(store: &Store, history: &[u64], at: Timestamp) -> Result<us
         }
     }
     Ok(low)
+}
+
+/// The store's history index, as the read models' history pages read it.
+#[derive(Clone, Copy, Debug)]
+pub struct LogIndex<'a>(pub &'a Store);
+
+impl HistorySource for LogIndex<'_> {
+    type Error = keyledger_ledger::Error;
+
+    fn named_seqs(
+        &self,
+        named: &keyledger_core::Named<'_>,
+        after: u64,
+        limit: usize,
+    ) -> keyledger_ledger::Result<Vec<u64>> {
+        self.0.named_seqs(named, after, limit)
+    }
+
+    fn events(&self, seqs: &[u64]) -> keyledger_ledger::Result<Vec<(u64, keyledger_core::Event)>> {
+        keyledger_ledger::machines::events_at(self.0, seqs)
+    }
+}
+
+/// The seqs of `of`'s history in `from..=until`, at most `limit` (`None`: no such license
+/// ID or key): every surface that reads a history (the log, the stream, consumers, the
+/// console's audit log, the CLI) reads it here.
+pub fn history_seqs(
+    store: &Store,
+    p: &Projections,
+    of: Of<'_>,
+    (from, until): (u64, u64),
+    limit: usize,
+) -> keyledger_ledger::Result<Option<Vec<u64>>> {
+    let page = p.history_page(&LogIndex(store), of, from, until, limit)?;
+    Ok(page.map(|events| events.into_iter().map(|(seq, _)| seq).collect()))
+}
+
+/// Whether `principal` may read the event at `seq` (the read rule,
+/// `Projections::may_read_event`, asked of the event itself; a seq the read models have not
+/// folded yet is the operators' alone until they have).
+pub fn may_read_seq(
+    store: &Store,
+    p: &Projections,
+    principal: &keyledger_core::Principal,
+    seq: u64,
+) -> keyledger_ledger::Result<bool> {
+    if p.is_operator(principal) {
+        return Ok(true);
+    }
+    if seq == 0 || seq > p.last_seq {
+        return Ok(false);
+    }
+    let events = keyledger_ledger::machines::events_at(store, &[seq])?;
+    Ok(events
+        .first()
+        .is_some_and(|(seq, event)| p.may_read_event(principal, *seq, &event.body)))
 }
 
 /// One page of the machines key `key_id` activated, after seq `after`, as `filter` selects.
@@ -291,38 +349,40 @@ pub fn key_machines(
         return Ok(None);
     };
     let limit = limit.clamp(1, MACHINE_PAGE_MAX);
-    let mut start = key.history.partition_point(|seq| *seq <= after);
-    if let Some(from) = filter.from {
-        // Business time never runs backwards in the log: the first event at or after `from`
-        // is found by bisecting the history, one event read a step.
-        start = start.max(first_at_or_after(store, &key.history, from)?);
+    let mut from = after + 1;
+    if let Some(at) = filter.from {
+        from = from.max(first_seq_at_or_after(store, p.last_seq, at)?);
     }
     let mut machines = Vec::new();
     let mut next_after = None;
-    // The key's history index names its events; read them a block-sized chunk at a time
-    // until the page is full. A page ends at an event boundary, so it may hold a little
-    // more than `limit` (a proxy activation's machines stay together).
-    for chunk in key.history[start..].chunks(1024) {
-        let events = keyledger_ledger::machines::events_at(store, chunk)?;
-        let mut past_to = false;
+    // The key's history, read a block-sized page at a time until the machines' page is full.
+    // A page ends at an event boundary, so it may hold a little more than `limit` (a proxy
+    // activation's machines stay together).
+    'pages: loop {
+        let events = p
+            .history_page(&LogIndex(store), Of::Key(key_id), from, p.last_seq, 1024)?
+            .unwrap_or_default();
         for (seq, event) in &events {
             if filter.to.is_some_and(|to| event.at >= to) {
-                past_to = true;
-                break;
+                break 'pages;
             }
             select(key_id, *seq, event, filter, &mut machines);
             if machines.len() >= limit {
                 next_after = Some(*seq);
-                break;
+                break 'pages;
             }
         }
-        if next_after.is_some() || past_to {
-            break;
+        match events.last() {
+            Some((last, _)) if events.len() == 1024 => from = last + 1,
+            _ => break,
         }
     }
     // A full page on the key's last event has nothing after it.
-    if next_after == key.history.last().copied() {
-        next_after = None;
+    if let Some(after) = next_after {
+        let more = p.history_page(&LogIndex(store), Of::Key(key_id), after + 1, p.last_seq, 1)?;
+        if more.is_none_or(|events| events.is_empty()) {
+            next_after = None;
+        }
     }
     Ok(Some(KeyMachines {
         key_id: key_id.0,

@@ -470,7 +470,7 @@ impl EventBody {
                 let mut keys = key_ids.clone();
                 keys.sort_unstable();
                 keys.dedup();
-                keys.into_iter().map(Named::Key).collect()
+                keys.into_iter().map(Named::Disclosure).collect()
             }
             OperatorAdded { .. } | OrgRegistered { .. } | ProductRegistered { .. } => Vec::new(),
         }
@@ -513,6 +513,8 @@ pub enum Named<'a> {
     Key(KeyId),
     Request(&'a RequestId),
     KmsHost(&'a HostId),
+    /// A disclosure of the key's text (`keys_disclosed`).
+    Disclosure(KeyId),
 }
 
 impl Named<'_> {
@@ -523,6 +525,7 @@ impl Named<'_> {
         let (kind, id): (u8, &[u8]) = match self {
             Named::License(id) => (b'l', id.as_str().as_bytes()),
             Named::Key(id) => return [&[0xff, b'k'][..], &id.0.to_le_bytes()].concat(),
+            Named::Disclosure(id) => return [&[0xff, b'd'][..], &id.0.to_le_bytes()].concat(),
             Named::Request(id) => (b'r', id.as_str().as_bytes()),
             Named::KmsHost(id) => (b'h', id.as_str().as_bytes()),
         };

@@ -2,7 +2,7 @@
 //! log and the proofs that carry its records. Operators read everything; anyone else reads
 //! the license IDs they hold a role on, and the events in those license IDs' history.
 
-use keyledger_core::{LicenseId, Principal};
+use keyledger_core::{EventBody, LicenseId, Principal};
 
 use crate::model::Projections;
 
@@ -57,18 +57,14 @@ impl Projections {
 
     /// Whether `principal` may read the event at `seq` (the log page or the inclusion proof
     /// that carries it): operators any; others one in the history of a license ID they may
-    /// read. Events about no license ID (operators, orgs, products) are the operators' alone.
-    pub fn may_read_seq(&self, principal: &Principal, seq: u64) -> bool {
-        if self.is_operator(principal) {
-            return true;
-        }
-        self.books
-            .roles
-            .iter()
-            .filter(|((_, holder), roles)| holder == principal && !roles.is_empty())
-            .any(|((license_id, _), _)| {
-                self.license_history_page(license_id, seq, seq, 1)
-                    .is_some_and(|page| page == [seq])
-            })
+    /// read ([`Projections::subjects`]). Events about no license ID (operators, orgs,
+    /// products) are the operators' alone.
+    pub fn may_read_event(&self, principal: &Principal, seq: u64, body: &EventBody) -> bool {
+        self.is_operator(principal)
+            || self
+                .subjects(seq, body)
+                .licenses
+                .iter()
+                .any(|license_id| self.may_read(principal, license_id))
     }
 }

@@ -5,7 +5,6 @@
 //! asserts.
 
 use keyledger_core::rights::Catalog;
-use keyledger_core::state::RequestKind;
 use keyledger_core::state::{LicenseRecord, Product};
 use keyledger_core::{Event, EventBody, KeyId, LicenseId, ProductId};
 
@@ -25,166 +24,20 @@ impl Projections {
         } = &event.body
         {
             // Nearly every event: its daily count rode on the books' fold
-            // (`KeyView::machines_activated`); all that is left is the key's history. Going
-            // through `subjects` and `apply_extras` instead costs 17% more instructions per
-            // event (callgrind: 234 against 199).
+            // (`KeyView::machines_activated`); its history is the index beside the log.
+            // Going through `subjects` and `apply_extras` instead costs 17% more
+            // instructions per event (callgrind: 234 against 199).
             let key = self.key_mut(*key_id);
             if *already_active > 0 {
                 key.day_mut(event.at).already_active += u64::from(*already_active);
             }
-            key.history.push(seq);
             return;
         }
-        // After the books' fold, so an event's own key or request is there to be named.
-        let (license, key) = self.subjects(&event.body);
         self.apply_extras(seq, event);
+        // After the books' fold and the extras, so an event's own key, request or KMS host
+        // is there to be named.
+        let key = self.subjects(seq, &event.body).key;
         self.count_day(event, key);
-        self.index(seq, license, key);
-        if let EventBody::KeysDisclosed { key_ids, .. } = &event.body {
-            self.index_disclosure(seq, key_ids);
-        }
-    }
-
-    /// A disclosure belongs to the history of every license ID whose keys it showed (F4):
-    /// the license's role holders, its consumers and its auditors read who saw its keys.
-    fn index_disclosure(&mut self, seq: u64, key_ids: &[KeyId]) {
-        let licenses: std::collections::BTreeSet<LicenseId> = key_ids
-            .iter()
-            .filter_map(|k| self.books.keys.get(*k))
-            .map(|key| key.license_id.clone())
-            .collect();
-        for license in licenses {
-            if let Some(view) = self.license_views.get_mut(&license) {
-                view.history.push(seq);
-            }
-        }
-    }
-
-    /// Records `seq` in the history of its key and, for events that name one, of its license
-    /// ID. A key's events are not copied into its license ID's history: that lookup (a
-    /// string search) would sit on every activation; [`Projections::license_history`]
-    /// merges the two when asked.
-    fn index(&mut self, seq: u64, license: Option<LicenseId>, key: Option<KeyId>) {
-        if let Some(view) = key.and_then(|k| self.books.keys.get_mut(k)) {
-            view.history.push(seq);
-        }
-        if let Some(view) = license.and_then(|id| self.license_views.get_mut(&id)) {
-            view.history.push(seq);
-        }
-    }
-
-    /// Every seq about a license ID or any of its keys, in order.
-    pub fn license_history(&self, id: &LicenseId) -> Option<Vec<u64>> {
-        let license = self.license_views.get(id)?;
-        let mut seqs = license.history.clone();
-        for key in &license.keys {
-            seqs.extend_from_slice(&self.books.keys[*key].history);
-        }
-        seqs.sort_unstable();
-        seqs.dedup();
-        Some(seqs)
-    }
-
-    /// At most `limit` seqs of a license ID's history in `from..=until`, in order: the
-    /// sorted histories of the license ID and of each of its keys merged from `from` on, so
-    /// a page costs in proportion to the page (and the number of keys), not to the history.
-    pub fn license_history_page(
-        &self,
-        id: &LicenseId,
-        from: u64,
-        until: u64,
-        limit: usize,
-    ) -> Option<Vec<u64>> {
-        use std::cmp::Reverse;
-        let license = self.license_views.get(id)?;
-        let sources: Vec<&[u64]> = std::iter::once(license.history.as_slice())
-            .chain(
-                license
-                    .keys
-                    .iter()
-                    .map(|k| self.books.keys[*k].history.as_slice()),
-            )
-            .map(|h| &h[h.partition_point(|s| *s < from)..])
-            .filter(|h| !h.is_empty())
-            .collect();
-        let mut heap: std::collections::BinaryHeap<Reverse<(u64, usize, usize)>> = sources
-            .iter()
-            .enumerate()
-            .map(|(i, h)| Reverse((h[0], i, 0)))
-            .collect();
-        let mut page: Vec<u64> = Vec::with_capacity(limit.min(4096));
-        while let Some(Reverse((seq, source, at))) = heap.pop() {
-            if seq > until || page.len() == limit {
-                break;
-            }
-            if page.last() != Some(&seq) {
-                page.push(seq);
-            }
-            if let Some(next) = sources[source].get(at + 1) {
-                heap.push(Reverse((*next, source, at + 1)));
-            }
-        }
-        Some(page)
-    }
-
-    /// The license ID and key an event is about, for the history index.
-    fn subjects(&self, body: &EventBody) -> (Option<LicenseId>, Option<KeyId>) {
-        use EventBody::*;
-        match body {
-            LicenseIdRegistered { license_id, .. }
-            | PurchaseRecorded { license_id, .. }
-            | EsuOrdered { license_id, .. }
-            | RoleAssigned { license_id, .. }
-            | RoleRevoked { license_id, .. }
-            | KmsRequested {
-                license_id,
-                key_id: None,
-                ..
-            } => (Some(license_id.clone()), None),
-            KeyIssued {
-                license_id, key_id, ..
-            }
-            | MakIncreaseRequested {
-                license_id, key_id, ..
-            }
-            | KmsRequested {
-                license_id,
-                key_id: Some(key_id),
-                ..
-            } => (Some(license_id.clone()), Some(*key_id)),
-            KeyBlocked { key_id }
-            | KeyTextRetired { key_id, .. }
-            | ExternalCountRecorded { key_id, .. }
-            | MachinesActivated { key_id, .. }
-            | MachinesAlreadyActive { key_id, .. }
-            | KmsHostActivated { key_id, .. }
-            | OsaRedeemed { key_id, .. }
-            | ActivationRefused {
-                key_id: Some(key_id),
-                ..
-            } => (None, Some(*key_id)),
-            RequestGranted { request_id, .. } | RequestDenied { request_id, .. } => {
-                let request = &self.books.requests[request_id];
-                let key = match request.kind {
-                    RequestKind::MakIncrease { key_id, .. } => Some(key_id),
-                    RequestKind::Kms { key_id, .. } => key_id,
-                };
-                (Some(request.license_id.clone()), key)
-            }
-            KmsClientContacted { host, family, .. } => {
-                let key = self
-                    .books
-                    .kms_hosts
-                    .get(host)
-                    .and_then(|h| h.key_for(family.kms_line()));
-                (None, key)
-            }
-            OperatorAdded { .. }
-            | OrgRegistered { .. }
-            | ProductRegistered { .. }
-            | ActivationRefused { key_id: None, .. }
-            | KeysDisclosed { .. } => (None, None),
-        }
     }
 
     /// What the read models keep beside the books. Every variant is named: a new event must
@@ -232,6 +85,7 @@ impl Projections {
                 self.role_history.extend(role_change(seq, event));
             }
             KeysDisclosed { .. } => self.disclosures.extend(disclosure(seq, event)),
+            KmsHostActivated { key_id, host, .. } => self.note_kms_served(seq, *key_id, host),
             OperatorAdded { .. }
             // Daily consumption: `KeyView::machines_activated`, called by the books' fold.
             | MachinesActivated { .. }
@@ -243,12 +97,25 @@ impl Projections {
             // Counted by the `machines_activated` before it (its `already_active`).
             | MachinesAlreadyActive { .. }
             // The day buckets: `count_day`.
-            | KmsHostActivated { .. }
             | KmsClientContacted { .. }
             | OsaRedeemed { .. }
             | ActivationRefused { key_id: None, .. }
             | RequestGranted { .. }
             | RequestDenied { .. } => {}
+        }
+    }
+
+    /// Which key a KMS host serves for a line from `seq` on, when that changes (a contact's
+    /// history is its host's key at the time: `Projections::key_served`).
+    fn note_kms_served(&mut self, seq: u64, key_id: KeyId, host: &keyledger_core::HostId) {
+        let line = self
+            .books
+            .kms_line_of(key_id)
+            .expect("a KMS host key's product has a KMS line");
+        let served = self.kms_served.entry(host.clone()).or_default();
+        let current = served.iter().rev().find(|(_, l, _)| *l == line);
+        if current.is_none_or(|(_, _, key)| *key != key_id) {
+            served.push((seq, line, key_id));
         }
     }
 

@@ -12,6 +12,7 @@ pub mod access;
 pub mod alerts;
 pub mod fold;
 pub mod forecast;
+pub mod history;
 pub mod keys;
 pub mod machine;
 pub mod model;

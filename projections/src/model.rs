@@ -5,23 +5,22 @@
 use std::collections::BTreeMap;
 
 use keyledger_core::books::{Books, KeyRecord, KeyTerms};
+use keyledger_core::catalog::KmsLine;
 use keyledger_core::event::CoveragePhase;
 use keyledger_core::{
-    Digest, DisclosureChannel, KeyId, KeyKind, LicenseId, OrderId, Principal, RefusalCode,
+    Digest, DisclosureChannel, HostId, KeyId, KeyKind, LicenseId, OrderId, Principal, RefusalCode,
     RequestId, Role, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
 /// What the read models keep per license ID beside the books: its keys, requests and ESU
-/// orders in the order they came, and its history.
+/// orders in the order they came (its history is read from the index beside the log:
+/// `crate::history`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LicenseView {
     pub keys: Vec<KeyId>,
     pub requests: Vec<RequestId>,
     pub esu_orders: Vec<OrderId>,
-    /// History index: the seqs of events naming this license ID (its keys' events are in
-    /// their own histories; `Projections::license_history` merges them).
-    pub history: Vec<u64>,
 }
 
 /// OSA status (R20).
@@ -89,8 +88,7 @@ impl ExternalCount {
 }
 
 /// Key usage: one key's terms (the books'; read through `Deref`), and what the read models
-/// add: refusals by code, what happened each day, the last outside count and the history
-/// index.
+/// add: refusals by code, what happened each day and the last outside count.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyView {
     pub terms: KeyTerms,
@@ -99,8 +97,6 @@ pub struct KeyView {
     /// Per UTC day (days since the epoch), for usage over time and forecasts.
     pub daily: BTreeMap<i64, DayUsage>,
     pub external: Option<ExternalCount>,
-    /// History index: the seqs of every event about this key.
-    pub history: Vec<u64>,
 }
 
 impl From<KeyTerms> for KeyView {
@@ -110,7 +106,6 @@ impl From<KeyTerms> for KeyView {
             refusals: BTreeMap::new(),
             daily: BTreeMap::new(),
             external: None,
-            history: Vec::new(),
         }
     }
 }
@@ -213,4 +208,7 @@ pub struct Projections {
     pub license_views: BTreeMap<LicenseId, LicenseView>,
     pub role_history: Vec<RoleChange>,
     pub disclosures: Vec<DisclosureView>,
+    /// Per KMS host, from which seq on it served which key for a line (a KMS client's
+    /// contact belongs to that key's history: `Projections::key_served`).
+    pub kms_served: BTreeMap<HostId, Vec<(u64, KmsLine, KeyId)>>,
 }

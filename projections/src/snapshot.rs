@@ -2,7 +2,7 @@
 //! replaying the log (the read models, and the writer's decision state, which is their books).
 //!
 //! ```text
-//! u8        snapshot format version (8)
+//! u8        snapshot format version (9)
 //! u64 LE    last seq folded
 //! [u8; 32]  the chain hash at that seq (h(seq); 32 zero bytes at seq 0)
 //! [u8; 32]  BLAKE3 of the payload
@@ -21,7 +21,9 @@ use crate::model::Projections;
 /// 6: a key's day buckets (usage over time) and its last outside count (reconciliation).
 /// 7: a disclosure is in the history of every license ID whose keys it showed.
 /// 8: the header carries the chain hash at the snapshot's seq (the writer resumes from it).
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 8;
+/// 9: no history indexes (histories are read from the log's index: `crate::history`); which
+/// key each KMS host served from which seq (`kms_served`).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 9;
 const HEADER_BYTES: usize = 1 + 8 + 32 + 32;
 
 /// A chain hash (`keyledger_ledger::chain`), as the header carries it.

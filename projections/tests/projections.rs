@@ -9,6 +9,7 @@ mod harness;
 use harness::*;
 use keyledger_core::event::CoveragePhase;
 use keyledger_core::*;
+use keyledger_projections::history::{HistorySource, Of};
 use keyledger_projections::{license_report, snapshot, Projections};
 use proptest::prelude::*;
 
@@ -248,61 +249,168 @@ fn r01_disclosure_holders_at_a_past_seq_follow_role_history() {
     );
 }
 
+/// The log's history index as this test keeps it: every event under every name it names
+/// (`EventBody::named`, the rows the ledger writes), with no shared hashes.
+struct Log<'a>(&'a [Event]);
+
+impl HistorySource for Log<'_> {
+    type Error = std::convert::Infallible;
+
+    fn named_seqs(
+        &self,
+        named: &Named<'_>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, Self::Error> {
+        Ok((1..=self.0.len() as u64)
+            .filter(|seq| *seq > after && self.0[*seq as usize - 1].body.named().contains(named))
+            .take(limit)
+            .collect())
+    }
+
+    fn events(&self, seqs: &[u64]) -> Result<Vec<(u64, Event)>, Self::Error> {
+        Ok(seqs
+            .iter()
+            .map(|s| (*s, self.0[*s as usize - 1].clone()))
+            .collect())
+    }
+}
+
+/// Every seq of `of`'s history by the rule alone, asked of every event of the log.
+fn whole_history(p: &Projections, events: &[Event], of: Of<'_>) -> Vec<u64> {
+    (1..=events.len() as u64)
+        .filter(|seq| p.in_history(of, *seq, &events[*seq as usize - 1].body))
+        .collect()
+}
+
+fn page_seqs(
+    p: &Projections,
+    events: &[Event],
+    of: Of<'_>,
+    from: u64,
+    until: u64,
+    limit: usize,
+) -> Vec<u64> {
+    let page = p
+        .history_page(&Log(events), of, from, until, limit)
+        .unwrap()
+        .unwrap();
+    page.into_iter().map(|(seq, _)| seq).collect()
+}
+
 #[test]
-fn the_history_index_lists_the_events_of_a_license_id_and_of_a_key() {
+fn a_history_holds_the_events_of_a_license_id_and_of_a_key() {
     let mut h = Harness::with_catalog();
     let (key, mak) = h.mak("V-SELECT", "win11-pro", 2);
     h.ok("vamt", online(&mak, "contoso", "pc-1"));
     h.mak("V-EA", "win11-pro", 2);
     let p = fold(&h.events);
-    let seqs = &p.books.keys[key].history;
+    let seqs = page_seqs(&p, &h.events, Of::Key(key), 1, u64::MAX, 100);
     assert_eq!(seqs.len(), 2);
-    for seq in seqs {
+    for seq in &seqs {
         let body = &h.events[*seq as usize - 1].body;
         assert!(
             matches!(body, EventBody::KeyIssued { key_id, .. } | EventBody::MachinesActivated { key_id, .. } if *key_id == key)
         );
     }
-    let license = &p.license_history(&lid()).unwrap();
+    let license = page_seqs(&p, &h.events, Of::License(&lid()), 1, u64::MAX, 1000);
     assert!(
         license.contains(&seqs[1]),
-        "activations are indexed under their license ID"
+        "a key's activations are its license ID's"
     );
     assert!(
         !license.contains(&(h.events.len() as u64)),
         "the EA key is not"
     );
+    assert!(p
+        .history_page(&Log(&h.events), Of::Key(KeyId(999)), 1, 9, 9)
+        .unwrap()
+        .is_none());
+}
+
+/// A grant names only its request and a KMS client's contact only its host; both belong to
+/// the key (and license ID) they are about, a contact to the key its host served then.
+#[test]
+fn grants_and_kms_contacts_are_in_their_keys_history() {
+    let ops: Vec<(u8, u8, u8)> = (0u8..60).map(|i| (i % 5, i, i.wrapping_mul(7))).collect();
+    let events = history(&ops);
+    let p = fold(&events);
+    let kms = p
+        .books
+        .keys
+        .iter()
+        .find(|(_, k)| k.kind == KeyKind::KmsHost)
+        .unwrap()
+        .0;
+    let mak = p
+        .books
+        .keys
+        .iter()
+        .find(|(_, k)| k.kind == KeyKind::Mak)
+        .unwrap()
+        .0;
+    let of_kms = page_seqs(&p, &events, Of::Key(kms), 1, u64::MAX, 10_000);
+    let of_mak = page_seqs(&p, &events, Of::Key(mak), 1, u64::MAX, 10_000);
+    let (mut contacts, mut grants) = (0, 0);
+    for (i, event) in events.iter().enumerate() {
+        let seq = i as u64 + 1;
+        match &event.body {
+            EventBody::KmsClientContacted { .. } => {
+                contacts += 1;
+                assert!(of_kms.contains(&seq), "contact at {seq}");
+            }
+            EventBody::RequestGranted { .. } => {
+                grants += 1;
+                assert!(of_mak.contains(&seq), "grant at {seq}");
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        contacts > 0 && grants > 0,
+        "{contacts} contacts, {grants} grants"
+    );
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// F13 (hardening): a page of a license ID's history is the slice of its whole history,
-    /// for any window and limit, though it merges only from `from` on.
+    /// F13 (hardening): a page of a history is the slice of the whole history the rule
+    /// gives, for any window and limit, though it reads only the index's candidates from
+    /// `from` on; and pages walked end to end are the whole (license ID, key, disclosures).
     #[test]
-    fn f13_a_license_history_page_is_a_slice_of_the_whole(
-        activations in proptest::collection::vec((0usize..3, 0u8..20), 1..60),
-        from in 1u64..80,
-        span in 0u64..80,
+    fn f13_a_history_page_is_a_slice_of_the_whole(
+        ops in prop::collection::vec((any::<u8>(), any::<u8>(), any::<u8>()), 20..120),
+        from in 1u64..120,
+        span in 0u64..120,
         limit in 1usize..30,
+        round in 1usize..6,
     ) {
-        let mut h = Harness::with_catalog();
-        let keys: Vec<_> = (0..3).map(|_| h.mak("V-SELECT", "win11-pro", 1_000).1).collect();
-        h.mak("V-EA", "win11-pro", 2);
-        for (key, machine) in &activations {
-            let name = format!("pc-{machine}");
-            let _ = h.run("vamt", online(&keys[*key], "contoso", &name));
+        let events = history(&ops);
+        let p = fold(&events);
+        let license = lid();
+        let mut whose = vec![Of::License(&license), Of::Disclosures(&license)];
+        whose.extend(p.books.keys.iter().map(|(id, _)| Of::Key(id)));
+        for of in whose {
+            let whole = whole_history(&p, &events, of);
+            let until = from + span;
+            let expected: Vec<u64> = whole.iter().copied()
+                .filter(|s| (from..=until).contains(s)).take(limit).collect();
+            prop_assert_eq!(&page_seqs(&p, &events, of, from, until, limit), &expected, "{:?}", of);
+            let in_rounds = p.history_page_in_rounds(&Log(&events), of, (from, until, limit), round)
+                .unwrap().unwrap();
+            let in_rounds: Vec<u64> = in_rounds.into_iter().map(|(seq, _)| seq).collect();
+            prop_assert_eq!(in_rounds, expected, "{:?} in rounds of {}", of, round);
+            let mut walked = Vec::new();
+            let mut next = 1;
+            loop {
+                let page = page_seqs(&p, &events, of, next, u64::MAX, limit);
+                let Some(last) = page.last() else { break };
+                next = last + 1;
+                walked.extend(page);
+            }
+            prop_assert_eq!(walked, whole, "{:?}", of);
         }
-        let p = fold(&h.events);
-        let whole = p.license_history(&lid()).unwrap();
-        let until = from + span;
-        let expected: Vec<u64> = whole
-            .iter()
-            .copied()
-            .filter(|s| (from..=until).contains(s))
-            .take(limit)
-            .collect();
-        prop_assert_eq!(p.license_history_page(&lid(), from, until, limit).unwrap(), expected);
     }
 }
 

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use keyledger_core::{KeyId, LicenseId};
 use keyledger_ledger::wire::event_to_json;
 use keyledger_projections::forecast::forecasts;
+use keyledger_projections::history::Of;
 use keyledger_projections::{license_report, Format};
 
 use crate::cli::Moment;
@@ -56,21 +57,23 @@ pub fn log(
         (None, None) => None,
         (license, key) => {
             let p = projections(&store, Until::Head)?;
-            let seqs = match (license, key) {
-                (Some(l), _) => {
-                    let id = LicenseId::new(l).context("--license-id")?;
-                    if !p.books.licenses.contains_key(&id) {
-                        bail!("no license ID {id} in the ledger");
-                    }
-                    p.license_history(&id).unwrap_or_default()
+            let id = license
+                .map(LicenseId::new)
+                .transpose()
+                .context("--license-id")?;
+            let of = match (&id, key) {
+                (Some(id), _) if !p.books.licenses.contains_key(id) => {
+                    bail!("no license ID {id} in the ledger")
                 }
-                (None, Some(k)) => match p.books.keys.get(KeyId(k)) {
-                    Some(key) => key.history.clone(),
-                    None => bail!("no key {k} in the ledger"),
-                },
+                (Some(id), _) => Of::License(id),
+                (None, Some(k)) if p.books.keys.get(KeyId(k)).is_none() => {
+                    bail!("no key {k} in the ledger")
+                }
+                (None, Some(k)) => Of::Key(KeyId(k)),
                 (None, None) => unreachable!("handled above"),
             };
-            Some(seqs.into_iter().filter(|s| *s >= from).collect())
+            let seqs = crate::view::history_seqs(&store, &p, of, (from, u64::MAX), usize::MAX)?;
+            Some(seqs.unwrap_or_default().into_iter().collect())
         }
     };
     let start = wanted

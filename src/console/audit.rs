@@ -26,6 +26,9 @@ const AUDIT_PAGE_ROWS: usize = 100;
 /// with a link that goes on from where it stopped (a filter that matches nothing in a
 /// large log costs bounded work a page).
 const AUDIT_SCAN_MAX: usize = 100_000;
+/// The most seqs of a history one page reads from the history index (a page of a long
+/// history ends where they end, and the next goes on from there).
+const AUDIT_WANTED_MAX: usize = 10_000;
 /// Characters of an event's fields shown in its row.
 const SUMMARY_CHARS: usize = 240;
 
@@ -127,7 +130,7 @@ pub async fn audit_log(
             )
         }
     };
-    let (wanted, license_ids) = {
+    let license_ids = {
         let p = app
             .projections
             .read()
@@ -147,11 +150,25 @@ pub async fn audit_log(
             let why = format!("{} ({}).", refused.message, refused.rule);
             return forbidden_page(&viewer.chrome, &why);
         }
-        let wanted = readable_seqs(&p, &filter);
-        (wanted, readable.iter().map(ToString::to_string).collect())
+        readable
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<String>>()
     };
-    let store = app.store.clone();
-    let read = tokio::task::spawn_blocking(move || read_rows(&store, &filter, wanted.as_deref()));
+    let (store, projections) = (app.store.clone(), app.projections.clone());
+    let read = tokio::task::spawn_blocking(move || -> keyledger_ledger::Result<_> {
+        let wanted = {
+            let p = projections
+                .read()
+                .expect("no writer panics holding the lock");
+            readable_seqs(&store, &p, &filter)?
+        };
+        let (rows, stopped_at) = read_rows(&store, &filter, wanted.as_deref())?;
+        // A history longer than one read: the page ends where the seqs read end.
+        let more = wanted.as_ref().filter(|w| w.len() == AUDIT_WANTED_MAX);
+        let stopped_at = stopped_at.or_else(|| more.and_then(|w| w.last().copied()));
+        Ok((rows, stopped_at))
+    });
     let (rows, stopped_at) = match read.await {
         Ok(Ok(read)) => read,
         _ => {
@@ -174,31 +191,30 @@ pub async fn audit_log(
     })
 }
 
-/// The seqs the filter's license ID and key narrow the log to (`None`: every seq, which
-/// only an operator's unfiltered page reads); the read rule was checked before.
-fn readable_seqs(p: &keyledger_projections::Projections, filter: &AuditFilter) -> Option<Vec<u64>> {
-    let of_license = filter
-        .license
-        .as_ref()
-        .map(|l| p.license_history(l).unwrap_or_default());
-    let Some(key) = filter.key else {
-        return of_license;
-    };
-    let of_key = p
-        .books
-        .keys
-        .get(key)
-        .map(|k| k.history.clone())
-        .unwrap_or_default();
-    Some(match of_license {
-        // A key and a license ID: the key's events that are also the license ID's.
-        Some(of_license) => of_key
-            .into_iter()
-            .filter(|s| of_license.binary_search(s).is_ok())
-            .collect(),
+/// The seqs the filter's license ID and key narrow the log to, from `filter.after` on, at
+/// most [`AUDIT_WANTED_MAX`] (`None`: every seq, which only an operator's unfiltered page
+/// reads); the read rule was checked before.
+fn readable_seqs(
+    store: &keyledger_ledger::Store,
+    p: &keyledger_projections::Projections,
+    filter: &AuditFilter,
+) -> keyledger_ledger::Result<Option<Vec<u64>>> {
+    use keyledger_projections::history::Of;
+    let of = match (&filter.license, filter.key) {
+        (None, None) => return Ok(None),
+        (Some(license), None) => Of::License(license),
         // Only an operator names a key without a license ID.
-        None => of_key,
-    })
+        (None, Some(key)) => Of::Key(key),
+        // A key and a license ID: the key's events, if it is the license ID's (a key's
+        // events are all its license ID's), else none.
+        (Some(license), Some(key)) => match p.books.keys.get(key) {
+            Some(k) if k.license_id == *license => Of::Key(key),
+            _ => return Ok(Some(Vec::new())),
+        },
+    };
+    let range = (filter.after + 1, u64::MAX);
+    let seqs = crate::view::history_seqs(store, p, of, range, AUDIT_WANTED_MAX)?;
+    Ok(Some(seqs.unwrap_or_default()))
 }
 
 /// The query string of the page after `after`, with the same filter.
@@ -292,12 +308,19 @@ pub async fn inclusion_proof(
     Path(seq): Path<u64>,
     viewer: Viewer,
 ) -> Response {
-    let readable = app
-        .projections
-        .read()
-        .expect("no writer panics holding the lock")
-        .may_read_seq(&viewer.principal, seq);
-    if !readable {
+    let (store, projections, who) = (
+        app.store.clone(),
+        app.projections.clone(),
+        viewer.principal.clone(),
+    );
+    let readable = tokio::task::spawn_blocking(move || {
+        let p = projections
+            .read()
+            .expect("no writer panics holding the lock");
+        crate::view::may_read_seq(&store, &p, &who, seq)
+    })
+    .await;
+    if !matches!(readable, Ok(Ok(true))) {
         let why = format!("{} may not read seq {seq} (R1).", viewer.principal);
         return forbidden_page(&viewer.chrome, &why);
     }

@@ -66,19 +66,21 @@ pub async fn next_page(
 ) -> keyledger_ledger::Result<Page> {
     let head = *app.head.borrow();
     let from = consumer.position + 1;
-    let wanted: Option<Vec<u64>> = consumer.license_id.as_deref().map(|id| {
-        let p = app
-            .projections
-            .read()
-            .expect("no writer panics holding the lock");
-        LicenseId::new(id)
-            .ok()
-            .and_then(|l| p.license_history_page(&l, from, head, limit))
-            .unwrap_or_default()
-    });
     let (store, consumer) = (app.store.clone(), consumer.clone());
-    let encoded = Arc::clone(&app.encoded_events);
+    let (encoded, projections) = (Arc::clone(&app.encoded_events), app.projections.clone());
     tokio::task::spawn_blocking(move || {
+        let wanted = match consumer.license_id.as_deref().map(LicenseId::new) {
+            Some(Ok(license)) => {
+                let p = projections
+                    .read()
+                    .expect("no writer panics holding the lock");
+                let of = keyledger_projections::history::Of::License(&license);
+                let seqs = crate::view::history_seqs(&store, &p, of, (from, head), limit)?;
+                Some(seqs.unwrap_or_default())
+            }
+            Some(Err(_)) => Some(Vec::new()),
+            None => None,
+        };
         read_page(
             &store,
             &encoded,

@@ -233,6 +233,9 @@ fn query(url: &str, sql: &str) -> Result<Vec<String>, String> {
 
 /// Every history (`EventBody::named`) the log holds equals what the store's index answers,
 /// whole and a page at a time (issue 31, item 3: histories are read from disk).
+/// Where a name is first named (event, its n-th name), and every seq naming it.
+type NamedSeqs = ((usize, usize), Vec<u64>);
+
 #[allow(dead_code)]
 pub fn assert_histories_match(store: &keyledger_ledger::Store) {
     let mut events = Vec::new();
@@ -242,10 +245,13 @@ pub fn assert_histories_match(store: &keyledger_ledger::Store) {
     })
     .unwrap();
     // index bytes → (event, its n-th name) to ask with, and the seqs naming it.
-    let mut want: std::collections::BTreeMap<Vec<u8>, ((usize, usize), Vec<u64>)> = std::collections::BTreeMap::new();
+    let mut want: std::collections::BTreeMap<Vec<u8>, NamedSeqs> =
+        std::collections::BTreeMap::new();
     for (i, (seq, body)) in events.iter().enumerate() {
         for (j, named) in body.named().iter().enumerate() {
-            let entry = want.entry(named.index_bytes()).or_insert(((i, j), Vec::new()));
+            let entry = want
+                .entry(named.index_bytes())
+                .or_insert(((i, j), Vec::new()));
             if entry.1.last() != Some(seq) {
                 entry.1.push(*seq);
             }
@@ -254,8 +260,14 @@ pub fn assert_histories_match(store: &keyledger_ledger::Store) {
     assert!(!want.is_empty());
     for ((i, j), seqs) in want.values() {
         let named = events[*i].1.named()[*j];
-        assert_eq!(&store.named_seqs(&named, 0, 100_000).unwrap(), seqs, "{named:?}");
-        assert_eq!(store.named_seqs(&named, seqs[0], 2).unwrap(), seqs[1..].iter().take(2).copied().collect::<Vec<_>>());
+        assert_eq!(
+            &store.named_seqs(&named, 0, 100_000).unwrap(),
+            seqs,
+            "{named:?}"
+        );
+        assert_eq!(
+            store.named_seqs(&named, seqs[0], 2).unwrap(),
+            seqs[1..].iter().take(2).copied().collect::<Vec<_>>()
+        );
     }
 }
-

@@ -10,6 +10,8 @@ use serde_json::json;
 
 use super::*;
 use crate::serve::feed::{PAGE_BYTES_MAX, PAGE_SCAN_MAX};
+use crate::view::history_seqs;
+use keyledger_projections::history::Of;
 
 /// The most events one `GET /v1/log` page returns.
 const LOG_PAGE_MAX: usize = 10_000;
@@ -34,19 +36,22 @@ pub(super) async fn log(
     if let Err(response) = may_read_log(&app, &principal, license.as_ref()) {
         return response;
     }
-    // One seq past the page, so the answer says where the next page starts.
-    let wanted: Option<Vec<u64>> = license.map(|license| {
-        let p = app
-            .projections
-            .read()
-            .expect("no writer panics holding the lock");
-        p.license_history_page(&license, from, u64::MAX, limit + 1)
-            .unwrap_or_default()
-    });
-    let store = app.store.clone();
-    let page =
-        tokio::task::spawn_blocking(move || read_page(&store, from, limit, wanted.as_deref()))
-            .await;
+    let (store, projections) = (app.store.clone(), app.projections.clone());
+    let page = tokio::task::spawn_blocking(move || {
+        // One seq past the page, so the answer says where the next page starts.
+        let wanted = match license {
+            Some(license) => {
+                let p = projections
+                    .read()
+                    .expect("no writer panics holding the lock");
+                let of = Of::License(&license);
+                Some(history_seqs(&store, &p, of, (from, u64::MAX), limit + 1)?.unwrap_or_default())
+            }
+            None => None,
+        };
+        read_page(&store, from, limit, wanted.as_deref())
+    })
+    .await;
     match page {
         Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         _ => reply(

@@ -162,11 +162,16 @@ async fn feed(app: App, mut next: u64, reader: Reader, tx: mpsc::Sender<Bytes>) 
                 }
                 checked = std::time::Instant::now();
             }
-            let wanted = license.as_ref().map(|l| history(&app, l, next, until));
             let (store, encoded) = (app.store.clone(), Arc::clone(&app.encoded_events));
-            let page =
-                tokio::task::spawn_blocking(move || page(&store, &encoded, next, until, wanted))
-                    .await;
+            let (projections, license) = (app.projections.clone(), license.clone());
+            let page = tokio::task::spawn_blocking(move || {
+                let wanted = match &license {
+                    Some(l) => Some(history(&store, &projections, l, next, until)?),
+                    None => None,
+                };
+                page(&store, &encoded, next, until, wanted)
+            })
+            .await;
             let Ok(Ok((chunks, read_to))) = page else {
                 let _ = tx.send(error("storage", "cannot read the log")).await;
                 return;
@@ -213,13 +218,18 @@ async fn send(tx: &mpsc::Sender<Bytes>, chunk: Bytes) -> bool {
 }
 
 /// The seqs of `license`'s history in `from..=until`, at most a page of them.
-fn history(app: &App, license: &LicenseId, from: u64, until: u64) -> Vec<u64> {
-    let p = app
-        .projections
+fn history(
+    store: &keyledger_ledger::Store,
+    projections: &std::sync::RwLock<keyledger_projections::Projections>,
+    license: &LicenseId,
+    from: u64,
+    until: u64,
+) -> keyledger_ledger::Result<Vec<u64>> {
+    let p = projections
         .read()
         .expect("no writer panics holding the lock");
-    p.license_history_page(license, from, until, PAGE_EVENTS)
-        .unwrap_or_default()
+    let of = keyledger_projections::history::Of::License(license);
+    Ok(crate::view::history_seqs(store, &p, of, (from, until), PAGE_EVENTS)?.unwrap_or_default())
 }
 
 /// The messages of the events in `from..=until` (only `wanted` ones when given), at most a
