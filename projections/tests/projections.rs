@@ -451,3 +451,26 @@ fn key_export_rows_survive_names_the_file_must_quote() {
     assert_eq!(json[0]["Organization name"], "Tab\tand \"quote\" Ltd");
     assert_eq!(json[0]["Product key"], text.reveal());
 }
+
+/// `golden/snapshot-v9.hex`: the snapshot (format 9) of a fixed history with KMS traffic,
+/// grants and time steps. Snapshot bytes are a stored format: a change must bump
+/// `SNAPSHOT_FORMAT_VERSION` and bless a new golden (`KEYLEDGER_BLESS=1`), and a snapshot of
+/// another version is refused (its reader folds from the log instead).
+#[test]
+fn the_snapshot_format_matches_its_golden_file() {
+    const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/snapshot-v9.hex");
+    let ops: Vec<(u8, u8, u8)> = (0u8..48).map(|i| (i % 6, i.wrapping_mul(3), i)).collect();
+    let p = fold(&history(&ops));
+    assert!(!p.kms_served.is_empty(), "the history has KMS hosts");
+    let bytes = snapshot::encode(&p, &[9; 32]);
+    if std::env::var_os("KEYLEDGER_BLESS").is_some() {
+        std::fs::write(GOLDEN, hex::encode(&bytes) + "\n").unwrap();
+    }
+    let golden = hex::decode(std::fs::read_to_string(GOLDEN).unwrap().trim()).unwrap();
+    assert_eq!(golden[0], snapshot::SNAPSHOT_FORMAT_VERSION);
+    assert_eq!(hex::encode(&bytes), hex::encode(&golden), "snapshot bytes changed");
+    assert_eq!(snapshot::decode_bound(&golden).unwrap(), (p, [9; 32]));
+    let mut older = golden.clone();
+    older[0] = 8;
+    assert!(snapshot::decode_bound(&older).is_err(), "a format-8 snapshot is refused");
+}
