@@ -251,6 +251,32 @@ fn hundreds_of_batches_merge_into_levels_and_lose_no_row() {
     }
     assert_eq!(paged, all);
     assert!(all.len() > 40, "{}", all.len());
+    // One key's history over more than a chunk of a run (4,064 entries): a page starts at
+    // the chunk found by halving, and pages walk it all.
+    for b in 0..5 {
+        let batch = (0..1000)
+            .map(|i| activation(&format!("k{b}-{i}")))
+            .collect();
+        run(&mut engine, batch);
+    }
+    // Then a flush (every 16 batches): those rows become one run, the key's over two chunks.
+    for b in 0..16 {
+        run(&mut engine, vec![activation(&format!("f{b}"))]);
+    }
+    assert_histories_match(engine.store());
+    let key = keyledger_core::Named::Key(keyledger_core::KeyId(1));
+    let whole = engine.store().named_seqs(&key, 0, 1_000_000).unwrap();
+    assert!(whole.len() > 6000, "{}", whole.len());
+    for limit in [7, 1000] {
+        let (mut paged, mut after) = (Vec::new(), 0);
+        loop {
+            let page = engine.store().named_seqs(&key, after, limit).unwrap();
+            let Some(last) = page.last() else { break };
+            after = *last;
+            paged.extend(page);
+        }
+        assert_eq!(paged, whole, "pages of {limit}");
+    }
     if on_postgres() {
         // 17 flushes, merged once at the 16th: a few rows a bucket, not one a flush.
         let most = "SELECT max(n) FROM (SELECT count(*) n FROM keyledger.machine_buckets \

@@ -468,9 +468,16 @@ fn the_snapshot_format_matches_its_golden_file() {
     }
     let golden = hex::decode(std::fs::read_to_string(GOLDEN).unwrap().trim()).unwrap();
     assert_eq!(golden[0], snapshot::SNAPSHOT_FORMAT_VERSION);
-    assert_eq!(hex::encode(&bytes), hex::encode(&golden), "snapshot bytes changed");
+    assert_eq!(
+        hex::encode(&bytes),
+        hex::encode(&golden),
+        "snapshot bytes changed"
+    );
     assert_eq!(snapshot::decode_bound(&golden).unwrap(), (p, [9; 32]));
     let mut older = golden.clone();
     older[0] = 8;
-    assert!(snapshot::decode_bound(&older).is_err(), "a format-8 snapshot is refused");
+    assert!(
+        snapshot::decode_bound(&older).is_err(),
+        "a format-8 snapshot is refused"
+    );
 }

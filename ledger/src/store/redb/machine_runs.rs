@@ -635,24 +635,63 @@ pub(super) fn commit_merge(
     })
 }
 
-/// The seqs of entries of hash `h` after `after`, in no order, possibly repeated.
-pub(super) fn candidates(read: &redb::ReadTransaction, h: u64, after: u64) -> Result<Vec<u64>> {
+/// The seqs of entries of hash `h` after `after`: the first `limit` of each run (so the
+/// first `limit` of all are among them), in no order, possibly repeated. A hash with many
+/// entries (a key's history) spans many chunks of a run: the first chunk to read is found
+/// by halving over them, so a page costs a few chunk reads, not the whole history.
+pub(super) fn candidates(
+    read: &redb::ReadTransaction,
+    h: u64,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<u64>> {
     let index = MACHINES;
     let (Ok(list), Ok(chunks)) = (read.open_table(index.list), read.open_table(index.runs)) else {
         return Ok(Vec::new());
     };
     let mut seqs = Vec::new();
     for run in runs_of(index, &list)? {
-        for i in chunks_for(&run, h) {
+        let range = chunks_for(&run, h);
+        let first = first_chunk_after(index, &chunks, &run, range.clone(), (h, after))?;
+        let mut taken = 0;
+        'chunks: for i in first..range.end {
             let bytes = chunk_bytes(index, &chunks, &run, i)?;
-            seqs.extend(
-                chunk_entries(index, run.id, bytes.value())?
-                    .filter(|(eh, seq)| *eh == h && *seq > after)
-                    .map(|(_, seq)| seq),
-            );
+            for (eh, seq) in chunk_entries(index, run.id, bytes.value())? {
+                if eh > h || taken == limit {
+                    break 'chunks;
+                }
+                if eh == h && seq > after {
+                    seqs.push(seq);
+                    taken += 1;
+                }
+            }
         }
     }
     Ok(seqs)
+}
+
+/// The chunk of `range` where entries after `entry` start: the last whose first entry is
+/// at or below it (chunks are in entry order), found by reading first entries by halving.
+fn first_chunk_after(
+    index: Index,
+    chunks: &Chunks,
+    run: &Run,
+    range: std::ops::Range<usize>,
+    entry: Entry,
+) -> Result<usize> {
+    let (mut low, mut high) = (range.start, range.end);
+    // Invariant: chunks before `low` start at or below `entry`, from `high` on above it.
+    while high - low > 1 {
+        let mid = low + (high - low) / 2;
+        let bytes = chunk_bytes(index, chunks, run, mid)?;
+        let starts = chunk_entries(index, run.id, bytes.value())?.next();
+        if starts.is_some_and(|start| start <= entry) {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    Ok(low)
 }
 
 #[cfg(test)]

@@ -667,7 +667,7 @@ impl Backend for RedbStore {
         let read = db.begin_read()?;
         self.machines_caught_up(&db, &mut pending, head_in(&read)?.seq)?;
         let read = db.begin_read()?;
-        let stored = machine_runs::candidates(&read, h, after)?;
+        let stored = machine_runs::candidates(&read, h, after, limit)?;
         Ok(pending.with_candidates(stored, h, after, limit))
     }
 
