@@ -61,63 +61,42 @@ impl Projections {
     /// Exact at any later point of the log: a request's license ID and key never change, and
     /// a KMS client's contact belongs to the key its host served for that line at `seq`.
     pub fn subjects(&self, seq: u64, body: &EventBody) -> Subjects {
-        let (license, key) = self.license_and_key(seq, body);
-        let mut licenses: BTreeSet<LicenseId> = license.into_iter().collect();
-        let keys: &[KeyId] = match body {
-            EventBody::KeysDisclosed { key_ids, .. } => key_ids,
-            _ => key.as_slice(),
-        };
-        licenses.extend(
-            keys.iter()
-                .filter_map(|k| self.books.keys.get(*k))
-                .map(|k| k.license_id.clone()),
-        );
-        Subjects { licenses, key }
+        // What the event names in its own fields (`EventBody::named`, the index's rows),
+        // resolved: a request to its license ID and key, a contacted host to the key it
+        // served, a key (or a disclosed one) to its license ID too.
+        let mut subjects = Subjects::default();
+        for named in body.named() {
+            let key = match named {
+                Named::License(id) => {
+                    subjects.licenses.insert(id.clone());
+                    None
+                }
+                Named::Key(key) => Some(key),
+                Named::Request(id) => self.books.requests.get(id).and_then(|request| {
+                    subjects.licenses.insert(request.license_id.clone());
+                    request_key(&request.kind)
+                }),
+                Named::KmsHost(host) => match body {
+                    EventBody::KmsClientContacted { family, .. } => {
+                        self.key_served(host, family.kms_line(), seq)
+                    }
+                    _ => None,
+                },
+                Named::Disclosure(key) => {
+                    subjects.licenses.extend(self.license_of(key));
+                    None
+                }
+            };
+            if let Some(key) = key {
+                subjects.licenses.extend(self.license_of(key));
+                subjects.key = Some(key);
+            }
+        }
+        subjects
     }
 
-    fn license_and_key(&self, seq: u64, body: &EventBody) -> (Option<LicenseId>, Option<KeyId>) {
-        use EventBody::*;
-        match body {
-            LicenseIdRegistered { license_id, .. }
-            | PurchaseRecorded { license_id, .. }
-            | EsuOrdered { license_id, .. }
-            | RoleAssigned { license_id, .. }
-            | RoleRevoked { license_id, .. } => (Some(license_id.clone()), None),
-            KeyIssued {
-                license_id, key_id, ..
-            }
-            | MakIncreaseRequested {
-                license_id, key_id, ..
-            } => (Some(license_id.clone()), Some(*key_id)),
-            KmsRequested {
-                license_id, key_id, ..
-            } => (Some(license_id.clone()), *key_id),
-            KeyBlocked { key_id }
-            | KeyTextRetired { key_id, .. }
-            | ExternalCountRecorded { key_id, .. }
-            | MachinesActivated { key_id, .. }
-            | MachinesAlreadyActive { key_id, .. }
-            | KmsHostActivated { key_id, .. }
-            | OsaRedeemed { key_id, .. }
-            | ActivationRefused {
-                key_id: Some(key_id),
-                ..
-            } => (None, Some(*key_id)),
-            RequestGranted { request_id, .. } | RequestDenied { request_id, .. } => {
-                match self.books.requests.get(request_id) {
-                    Some(request) => (Some(request.license_id.clone()), request_key(&request.kind)),
-                    None => (None, None),
-                }
-            }
-            KmsClientContacted { host, family, .. } => {
-                (None, self.key_served(host, family.kms_line(), seq))
-            }
-            OperatorAdded { .. }
-            | OrgRegistered { .. }
-            | ProductRegistered { .. }
-            | ActivationRefused { key_id: None, .. }
-            | KeysDisclosed { .. } => (None, None),
-        }
+    fn license_of(&self, key: KeyId) -> Option<LicenseId> {
+        self.books.keys.get(key).map(|k| k.license_id.clone())
     }
 
     /// The key `host` served for `line` just before `seq` (the last activation of the host
