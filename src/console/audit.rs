@@ -308,19 +308,8 @@ pub async fn inclusion_proof(
     Path(seq): Path<u64>,
     viewer: Viewer,
 ) -> Response {
-    let (store, projections, who) = (
-        app.store.clone(),
-        app.projections.clone(),
-        viewer.principal.clone(),
-    );
-    let readable = tokio::task::spawn_blocking(move || {
-        let p = projections
-            .read()
-            .expect("no writer panics holding the lock");
-        crate::view::may_read_seq(&store, &p, &who, seq)
-    })
-    .await;
-    if !matches!(readable, Ok(Ok(true))) {
+    let readable = app.may_read_seq(&viewer.principal, seq).await;
+    if !matches!(readable, Ok(true)) {
         let why = format!("{} may not read seq {seq} (R1).", viewer.principal);
         return forbidden_page(&viewer.chrome, &why);
     }

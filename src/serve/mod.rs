@@ -47,6 +47,34 @@ impl std::ops::Deref for App {
     }
 }
 
+impl App {
+    /// Whether `principal` may read the event at `seq` (`view::may_read_seq`: the read rule
+    /// asked of the event), read on a blocking thread; `Err` when the log cannot be read.
+    pub async fn may_read_seq(
+        &self,
+        principal: &keyledger_core::Principal,
+        seq: u64,
+    ) -> keyledger_ledger::Result<bool> {
+        let (store, projections, who) = (
+            self.store.clone(),
+            self.projections.clone(),
+            principal.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let p = projections
+                .read()
+                .expect("no writer panics holding the lock");
+            crate::view::may_read_seq(&store, &p, &who, seq)
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(keyledger_ledger::Error::Storage(
+                "the read did not finish".into(),
+            ))
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct Shared {
     pub writer: WriterHandle,

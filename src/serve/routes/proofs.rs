@@ -89,19 +89,8 @@ pub(super) async fn inclusion_proof(
 ) -> Response {
     let q = Params(q);
     if let Ok(seq) = q.number("seq", None) {
-        let (store, projections, who) = (
-            app.store.clone(),
-            app.projections.clone(),
-            principal.clone(),
-        );
-        let readable = tokio::task::spawn_blocking(move || {
-            let p = projections
-                .read()
-                .expect("no writer panics holding the lock");
-            crate::view::may_read_seq(&store, &p, &who, seq)
-        })
-        .await;
-        let Ok(Ok(readable)) = readable else {
+        let readable = app.may_read_seq(&principal, seq).await;
+        let Ok(readable) = readable else {
             return reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Answer::error("storage", "cannot read the log"),
