@@ -540,7 +540,8 @@ fn each_step_of_the_write_ahead_path_can_fail_and_nothing_acknowledged_is_lost()
             countdown: Arc::clone(&redb_armed),
             sticky: false,
         };
-        let store = Store::with_backend_and_wal(backend, &path, checkpoint_every, faults).unwrap();
+        let store =
+            Store::with_backend_and_wal(backend, &path, checkpoint_every, faults, None).unwrap();
         let mut engine = Engine::open(store, Limits::default()).unwrap();
         let ok_1 = run(&mut engine, vec![activation("ok-1")]);
         assert!(ok_1[0].ok, "{step:?}: {ok_1:?}");

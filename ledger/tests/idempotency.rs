@@ -169,3 +169,31 @@ fn finding2_first_answers_of_format_2_are_honoured_in_their_own_scope_only() {
     assert!(registered[0].ok, "{registered:?}");
     assert_eq!(engine.head().seq, head.seq + 1);
 }
+
+/// Found by the simulator (seed 35): a command repeated inside one atomic submission was
+/// decided twice (activated, then "already active" with an event of its own), because the
+/// submission's answers are remembered only once all of it is accepted.
+#[test]
+fn a_command_repeated_inside_one_atomic_submission_is_decided_once() {
+    let dir = Place::new();
+    let mut engine = new_ledger(&dir, 10);
+    let head = engine.head();
+    let twice = keyledger_ledger::Submission::atomic(vec![
+        with_id(activation("pc-1"), "a-1"),
+        activation("pc-2"),
+        with_id(activation("pc-1"), "a-1"),
+    ]);
+    let answers = engine.run_batch(&[twice]).remove(0).unwrap();
+    assert!(answers.iter().all(|a| a.ok), "{answers:?}");
+    assert_eq!(answers[2], answers[0], "the repeat gets the first answer");
+    assert_eq!(answers[0].consumed, Some(1));
+    assert_eq!(engine.head().seq, head.seq + 2, "two activations, no third event");
+    // And a reused id with another body inside the same submission is refused.
+    let reused = keyledger_ledger::Submission::atomic(vec![
+        with_id(activation("pc-3"), "a-2"),
+        with_id(activation("pc-4"), "a-2"),
+    ]);
+    let answers = engine.run_batch(&[reused]).remove(0).unwrap();
+    assert_eq!(answers[1].code(), Some("command_id_reused"), "{answers:?}");
+    assert_eq!(engine.head().seq, head.seq + 2);
+}

@@ -292,12 +292,14 @@ impl Store {
         ledger: &std::path::Path,
         checkpoint_every: u64,
         faults: redb::wal::WalFaults,
+        hash_key: Option<[u8; 16]>,
     ) -> Result<Store> {
         Ok(Store::from(redb::RedbStore::with_backend_and_wal(
             backend,
             ledger,
             checkpoint_every,
             faults,
+            hash_key,
         )?))
     }
 

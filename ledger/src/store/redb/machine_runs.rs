@@ -109,15 +109,17 @@ fn parse_key(bytes: &[u8]) -> Result<MachineHasher> {
 }
 
 /// The ledger's hash key, made (from the operating system's CSPRNG) the first time.
+/// The stored key, or `fresh` (random unless a simulation fixes it) stored as the key.
 pub(super) fn hash_key(
     write: &WriteTransaction,
     meta: TableDefinition<&str, &[u8]>,
+    fresh: Option<[u8; 16]>,
 ) -> Result<MachineHasher> {
     let mut table = write.open_table(meta)?;
     if let Some(key) = table.get(HASH_KEY)? {
         return parse_key(key.value());
     }
-    let key: [u8; 16] = rand::random();
+    let key: [u8; 16] = fresh.unwrap_or_else(rand::random);
     table.insert(HASH_KEY, &key[..])?;
     Ok(MachineHasher(key))
 }

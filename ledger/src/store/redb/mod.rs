@@ -101,6 +101,12 @@ pub struct RedbStore {
     /// The thread that merges full levels of machine index runs, started by the first
     /// commit that makes one due.
     merger: std::sync::Mutex<Option<Merger>>,
+    /// Merge on the committing thread instead (fault injection and the simulator: every
+    /// write then happens in the caller's order, so a fault countdown replays exactly).
+    merge_inline: bool,
+    /// A batch retired key text but wiping the write-ahead file's old frames failed: the
+    /// next commit tries again.
+    scrub_owed: std::sync::atomic::AtomicBool,
     /// A consumer's change was committed without durability since the last checkpoint: a
     /// clean close makes it durable.
     unsynced: std::sync::atomic::AtomicBool,
@@ -272,7 +278,7 @@ impl RedbStore {
             return Err(Error::Exists(path.display().to_string()));
         }
         let db = create_private(path)?;
-        let store = RedbStore::initialize(db, path.display().to_string())?;
+        let store = RedbStore::initialize(db, path.display().to_string(), None)?;
         Ok(store.reopening_from(path.to_owned()))
     }
 
@@ -315,6 +321,14 @@ impl RedbStore {
         backend: impl Fn() -> B + Send + Sync + 'static,
         label: &str,
     ) -> Result<RedbStore> {
+        RedbStore::with_backend_keyed(backend, label, None)
+    }
+
+    fn with_backend_keyed<B: redb::StorageBackend>(
+        backend: impl Fn() -> B + Send + Sync + 'static,
+        label: &str,
+        hash_key: Option<[u8; 16]>,
+    ) -> Result<RedbStore> {
         let db = redb::Builder::new().create_with_backend(backend())?;
         let fresh = {
             let read = db.begin_read()?;
@@ -325,7 +339,7 @@ impl RedbStore {
             }
         };
         let store = if fresh {
-            RedbStore::initialize(db, label.to_owned())?
+            RedbStore::initialize(db, label.to_owned(), hash_key)?
         } else {
             RedbStore::checked(db, label.to_owned())?
         };
@@ -338,17 +352,22 @@ impl RedbStore {
 
     /// [`RedbStore::with_backend`] with a write-ahead file beside `ledger` (the file the
     /// backend works on), checkpointed every `checkpoint_every` frames, whose steps fail
-    /// when `faults` says so: fault-injection tests of the whole commit path.
+    /// when `faults` says so: fault-injection tests of the whole commit path. Index merges
+    /// run on the committing thread, so every write comes in the caller's order; a new
+    /// ledger's machine hash key is `hash_key` when given (the same run writes the same bytes).
     pub fn with_backend_and_wal<B: redb::StorageBackend>(
         backend: impl Fn() -> B + Send + Sync + 'static,
         ledger: &Path,
         checkpoint_every: u64,
         faults: wal::WalFaults,
+        hash_key: Option<[u8; 16]>,
     ) -> Result<RedbStore> {
-        let mut store = RedbStore::with_backend(backend, &ledger.display().to_string())?;
+        let label = ledger.display().to_string();
+        let mut store = RedbStore::with_backend_keyed(backend, &label, hash_key)?;
         store.path = Some(ledger.to_owned());
         store.checkpoint_every = checkpoint_every.max(1);
         store.wal_faults = Some(faults);
+        store.merge_inline = true;
         store.recover()?;
         Ok(store)
     }
@@ -366,6 +385,8 @@ impl RedbStore {
             machines: Default::default(),
             pairs: Default::default(),
             merger: Default::default(),
+            merge_inline: false,
+            scrub_owed: Default::default(),
             unsynced: Default::default(),
         }
     }
@@ -381,7 +402,7 @@ impl RedbStore {
         })
     }
 
-    fn initialize(db: Database, label: String) -> Result<RedbStore> {
+    fn initialize(db: Database, label: String, hash_key: Option<[u8; 16]>) -> Result<RedbStore> {
         let write = db.begin_write()?;
         {
             let mut meta = write.open_table(META)?;
@@ -395,7 +416,7 @@ impl RedbStore {
             write.open_table(TOKENS)?;
             write.open_table(MERKLE)?;
         }
-        machine_runs::hash_key(&write, META)?;
+        machine_runs::hash_key(&write, META, hash_key)?;
         write.commit()?;
         Ok(RedbStore::new(db, label))
     }
@@ -434,6 +455,11 @@ impl RedbStore {
             .ok()
             .and_then(|read| machine_runs::merge_due(&read).ok());
         if due != Some(true) {
+            return;
+        }
+        if self.merge_inline {
+            // Derived data, as on the merge thread: a failed merge is asked for again.
+            while let Ok(true) = merge_one_level(db, &self.pairs) {}
             return;
         }
         let mut merger = self.merger.lock().unwrap_or_else(|e| e.into_inner());
@@ -656,7 +682,7 @@ impl Backend for RedbStore {
             return Ok(key);
         }
         let write = durable_write(&*self.db()?)?;
-        let key = machine_runs::hash_key(&write, META)?;
+        let key = machine_runs::hash_key(&write, META, None)?;
         write.commit()?;
         Ok(key)
     }
@@ -804,7 +830,10 @@ impl Backend for RedbStore {
         drop(slot);
         // What the file holds now decides; pending rows are derived again from its blocks.
         *self.machines.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
-        self.pair_view_stale();
+        self.pairs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget();
         let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
         let writing = wal.take().is_some();
         let found = self.recover()?;
@@ -856,11 +885,15 @@ impl Backend for RedbStore {
             });
         }
         self.index_committed(&db, batch, flush, to);
-        if !batch.retired.is_empty() {
+        let owed = self.scrub_owed.load(std::sync::atomic::Ordering::Relaxed);
+        if owed || !batch.retired.is_empty() {
             // The retired text is in earlier frames (the one that issued it, and this
             // batch's own erasure is durable in redb after the checkpoint): wipe them all.
-            checkpoint(&db, wal)?;
-            wal.scrub()?;
+            // The batch is durable already (its frame is synced): a failure here is not the
+            // batch's, so it is answered as committed and the wipe is owed to the next one.
+            let wiped = checkpoint(&db, wal).and_then(|()| wal.scrub());
+            self.scrub_owed
+                .store(wiped.is_err(), std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
@@ -1373,6 +1406,7 @@ fn recover(db: &Database, wal_path: &Path) -> Result<Recovery> {
     let mut problem = scan
         .stopped
         .map(|(at, why)| format!("{} byte {at}: {why}", wal_path.display()));
+    let retired = scan.frames.iter().any(|frame| !frame.retired.is_empty());
     let mut replay = Vec::new();
     for frame in scan.frames {
         let ends = frame.head.unwrap_or(frame.start).seq;
@@ -1392,6 +1426,11 @@ fn recover(db: &Database, wal_path: &Path) -> Result<Recovery> {
         replay.push(frame);
     }
     apply(db, &replay, Durability::Immediate)?;
+    if problem.is_none() && retired {
+        // A crash came between a retirement's frame and the wipe of the frames that hold
+        // the text: redb holds every frame now, so the file goes (a new one is zeros).
+        std::fs::remove_file(wal_path)?;
+    }
     if let Some(why) = &mut problem {
         let kept = wal_path.with_extension(format!(
             "{}.damaged",

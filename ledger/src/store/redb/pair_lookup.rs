@@ -54,6 +54,14 @@ impl PairView {
         self.synced = false;
     }
 
+    /// The file was reopened: what it holds may be older than what the view saw (commits
+    /// not yet durable are gone), and a run id the view knows may now name another run (ids
+    /// are handed out again). So no run or filter is kept: the next lookup reads them all.
+    pub fn forget(&mut self) {
+        self.runs.clear();
+        self.synced = false;
+    }
+
     /// A merge's swap committed: its inputs are gone, its run (with `filter`, built from
     /// its entries) is there.
     pub fn merged(&mut self, merged: Merged, filter: Filter) {
