@@ -187,7 +187,11 @@ fn a_command_repeated_inside_one_atomic_submission_is_decided_once() {
     assert!(answers.iter().all(|a| a.ok), "{answers:?}");
     assert_eq!(answers[2], answers[0], "the repeat gets the first answer");
     assert_eq!(answers[0].consumed, Some(1));
-    assert_eq!(engine.head().seq, head.seq + 2, "two activations, no third event");
+    assert_eq!(
+        engine.head().seq,
+        head.seq + 2,
+        "two activations, no third event"
+    );
     // And a reused id with another body inside the same submission is refused.
     let reused = keyledger_ledger::Submission::atomic(vec![
         with_id(activation("pc-3"), "a-2"),

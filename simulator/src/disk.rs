@@ -78,7 +78,8 @@ impl Disk {
         self.image().faults.capacity = None;
     }
 
-    pub fn len(&self) -> u64 {
+    /// The file's size now (what a full disk is measured from).
+    pub fn file_len(&self) -> u64 {
         self.image().data.len() as u64
     }
 

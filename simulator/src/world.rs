@@ -148,11 +148,25 @@ fn run_planted(config: Config) -> Result<Outcome, Violation> {
     let mut world = World::new(config.seed).map_err(violation(0))?;
     world.trace = config.trace;
     for step in 0..config.steps {
-        world.step().map_err(violation(step))?;
+        // An assertion inside the engine (an invariant it checks itself) is a finding too.
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.step()));
+        stepped
+            .unwrap_or_else(|panic| Err(panicked(&panic)))
+            .map_err(violation(step))?;
         world.outcome.steps = step + 1;
     }
     world.finish().map_err(violation(config.steps))?;
     Ok(world.outcome)
+}
+
+/// A panic's message, as a violation says it.
+fn panicked(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    format!("the engine panicked: {message}")
 }
 
 impl World {
@@ -243,7 +257,7 @@ impl World {
             2 => {
                 let room = self.rng.random_range(0..64 * 1024);
                 self.disk.arm(Faults {
-                    capacity: Some(self.disk.len() + room),
+                    capacity: Some(self.disk.file_len() + room),
                     ..Faults::default()
                 });
             }
