@@ -90,7 +90,7 @@ fn main() -> ExitCode {
             plant: args.plant,
             trace: args.trace,
         }) {
-            Ok(outcome) => add(&mut total, &outcome),
+            Ok(outcome) => total.absorb(&outcome),
             Err(violation) => {
                 violations += 1;
                 println!("VIOLATION {violation}");
@@ -117,25 +117,5 @@ fn main() -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    }
-}
-
-fn add(total: &mut Outcome, o: &Outcome) {
-    total.steps += o.steps;
-    total.commands += o.commands;
-    total.acknowledged += o.acknowledged;
-    total.refused += o.refused;
-    total.failed += o.failed;
-    total.resends_checked += o.resends_checked;
-    total.faults_injected += o.faults_injected;
-    total.power_losses += o.power_losses;
-    total.restarts += o.restarts;
-    total.opens_failed += o.opens_failed;
-    total.unknown_resolved += o.unknown_resolved;
-    total.writes_lost += o.writes_lost;
-    total.writes_torn += o.writes_torn;
-    total.events += o.events;
-    for (code, n) in &o.refusals {
-        *total.refusals.entry(code.clone()).or_default() += n;
     }
 }

@@ -57,6 +57,29 @@ pub struct Outcome {
     pub refusals: std::collections::BTreeMap<String, u64>,
 }
 
+impl Outcome {
+    /// Adds another run's counts (a sweep's totals).
+    pub fn absorb(&mut self, o: &Outcome) {
+        self.steps += o.steps;
+        self.commands += o.commands;
+        self.acknowledged += o.acknowledged;
+        self.refused += o.refused;
+        self.failed += o.failed;
+        self.resends_checked += o.resends_checked;
+        self.faults_injected += o.faults_injected;
+        self.power_losses += o.power_losses;
+        self.restarts += o.restarts;
+        self.opens_failed += o.opens_failed;
+        self.unknown_resolved += o.unknown_resolved;
+        self.writes_lost += o.writes_lost;
+        self.writes_torn += o.writes_torn;
+        self.events += o.events;
+        for (code, n) in &o.refusals {
+            *self.refusals.entry(code.clone()).or_default() += n;
+        }
+    }
+}
+
 /// An invariant broke.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
@@ -385,10 +408,7 @@ impl World {
     fn power_loss(&mut self) -> Result<(), String> {
         self.disk.power_off();
         drop(self.engine.take());
-        let report = self.disk.crash(&mut self.rng);
-        self.outcome.power_losses += 1;
-        self.outcome.writes_lost += report.lost;
-        self.outcome.writes_torn += report.torn;
+        self.reboot_disk();
         self.reopen()
     }
 
@@ -419,6 +439,14 @@ impl World {
             self.remember(submission, answers)?;
         }
         check::same_answers(&unknown, &given, expected)
+    }
+
+    /// The disk after its power went: unsynced writes kept, lost or torn, counted.
+    fn reboot_disk(&mut self) {
+        let report = self.disk.crash(&mut self.rng);
+        self.outcome.power_losses += 1;
+        self.outcome.writes_lost += report.lost;
+        self.outcome.writes_torn += report.torn;
     }
 
     /// The process stops (`kill -9`): what it wrote stays, synced or not.
@@ -456,10 +484,7 @@ impl World {
                 self.outcome.opens_failed += 1;
                 if self.disk.is_off() {
                     // The power went during the open itself.
-                    let report = self.disk.crash(&mut self.rng);
-                    self.outcome.power_losses += 1;
-                    self.outcome.writes_lost += report.lost;
-                    self.outcome.writes_torn += report.torn;
+                    self.reboot_disk();
                 }
                 self.disk.arm(Faults::default());
                 self.wal_countdown().step = None;

@@ -25,11 +25,7 @@ fn fixed_seeds_keep_every_invariant() {
     for seed in 1000..1006 {
         let outcome = clean(seed);
         assert_eq!(outcome.steps, STEPS);
-        total.acknowledged += outcome.acknowledged;
-        total.power_losses += outcome.power_losses;
-        total.writes_torn += outcome.writes_torn;
-        total.faults_injected += outcome.faults_injected;
-        total.resends_checked += outcome.resends_checked;
+        total.absorb(&outcome);
     }
     // The runs did what they are for: faults struck, power went mid-write, resends came.
     assert!(total.acknowledged > 1000, "{total:?}");
