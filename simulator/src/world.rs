@@ -182,6 +182,15 @@ fn run_planted(config: Config) -> Result<Outcome, Violation> {
     Ok(world.outcome)
 }
 
+/// Whether an answer says the store failed a read (code `storage`).
+fn store_failed(results: &[keyledger_ledger::Result<Vec<Answer>>]) -> bool {
+    results
+        .iter()
+        .flatten()
+        .flatten()
+        .any(|answer| answer.code() == Some("storage"))
+}
+
 /// A panic's message, as a violation says it.
 fn panicked(panic: &Box<dyn std::any::Any + Send>) -> String {
     let message = panic
@@ -300,6 +309,7 @@ impl World {
             .iter()
             .map(|s| s.commands.len() as u64)
             .sum::<u64>();
+        let before = self.engine().head();
         let results = self.engine().run_batch(&submissions);
         if self.trace {
             for (s, r) in submissions.iter().zip(&results) {
@@ -315,6 +325,16 @@ impl World {
             eprintln!("  engine head {head} stored head {stored:?} poisoned {poisoned:?}");
         }
         self.fold_committed();
+        if store_failed(&results) {
+            // The store refused a read (redb after an I/O error, until it is reopened): the
+            // command was answered `storage`, an explicit failure to be retried, not a
+            // decision. Such a batch cannot have committed anything.
+            if self.engine().head() != before {
+                return Err("a batch answered `storage` changed the log".to_owned());
+            }
+            self.outcome.failed += submissions.len() as u64;
+            return Ok(());
+        }
         let mut acknowledged = Vec::new();
         let mut answers = Vec::new();
         self.unknown.clear();
