@@ -41,6 +41,8 @@ fn two_hundred_concurrent_activations_of_a_mak_of_50_activate_exactly_50() {
     assert!(refused
         .iter()
         .all(|(s, a)| *s == 422 && a["code"] == "insufficient_activations" && a["seq"].is_u64()));
+    let last = answers.iter().filter_map(|(_, a)| a["seq"].as_u64()).max();
+    server.wait_folded(last.expect("every answer names its event"));
     let (_, report) = server.get("/v1/license-ids/V100/report", Some("olga"));
     let report: Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["keys"][0]["used"], 50);
@@ -357,6 +359,8 @@ fn usage_summary_and_outside_counts_answer_readers_only() {
     for machine in ["pc-1", "pc-2", "pc-3"] {
         let (status, body) = server.post("/v1/activations", None, &activation(machine));
         assert_eq!(status, 200, "{body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        server.wait_folded(answer["seq"].as_u64().unwrap());
     }
     let json = |path: &str, who: &str| {
         let (status, body) = server.get(path, Some(who));
@@ -583,12 +587,13 @@ fn repeats_are_repeats_across_a_restart(flags: &[&str]) {
     assert_eq!(status, 200, "{text}");
     assert_eq!(answer["status"], "already_active", "{text}");
     assert_eq!(answer["consumed"], 0, "{text}");
-    assert_eq!(
-        server.post("/v1/activations", None, &activation("pc-3")).0,
-        200
-    );
+    let (status, text) = server.post("/v1/activations", None, &activation("pc-3"));
+    assert_eq!(status, 200, "{text}");
+    let third: Value = serde_json::from_str(&text).unwrap();
     let (status, text) = server.post("/v1/activations", None, &activation("pc-4"));
     assert_eq!(status, 422, "the limit of 3 holds: {text}");
+    // Reports read the read models, which fold behind the writer: wait for the third one.
+    server.wait_folded(third["seq"].as_u64().unwrap());
     let (_, report) = server.get("/v1/license-ids/V100/report", Some("olga"));
     let report: Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["keys"][0]["used"], 3);
@@ -719,6 +724,11 @@ fn a_load_run_with_an_earlier_prefix_re_activates_the_same_machines() {
         ),
         (Some(40), Some("again"))
     );
+    // The report folds behind the writer: wait until it shows the load, at most 10 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while used() < before + 40 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert_eq!(used(), before + 40);
     let second = load("again");
     assert_eq!(
