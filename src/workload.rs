@@ -337,7 +337,7 @@ fn measure(
     let page_cache = store.page_cache_bytes();
     drop(handle);
     let engine = writer.stop()?;
-    let filter_bytes = engine.activated_filter_bytes();
+    let filter_bytes = engine.activated_filter_bytes() as u64;
     drop(engine);
     let verify_started = Instant::now();
     let report = keyledger_ledger::verify(&store)?;

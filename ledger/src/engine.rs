@@ -142,7 +142,7 @@ pub struct Engine {
     inflight: HashMap<String, ([u8; 32], Answer)>,
     /// Every (key, machine) pair ever activated, as a filter in front of the machine index
     /// (see [`crate::prefetch`]).
-    activated: crate::prefetch::PairFilter,
+    activated: crate::prefetch::ActivatedFilter,
     /// Pairs activated by sealed batches not yet durable, and durable ones cached (on disk).
     pairs: crate::pair_facts::PairFacts,
     /// The number of the last batch begun (its machine facts are kept until it is durable).
@@ -300,28 +300,21 @@ impl Engine {
         &self,
         key: keyledger_core::KeyId,
         machine: &keyledger_core::MachineId,
-    ) -> Result<bool> {
+    ) -> bool {
         self.activated
-            .may_contain(&self.store, self.machine_hasher.pair(key, machine))
+            .may_contain(self.machine_hasher.pair(key, machine))
     }
 
-    /// Puts a pair into the writer's filter of activated machines without activating it: a
-    /// forced false positive, for tests that the log, not the filter, has the last word.
-    /// `false`: the filter is the store's, and takes no pair from outside.
+    /// Puts a pair into the filter of activated machines without activating it: a forced
+    /// false positive, for tests that the log, not the filter, has the last word.
     #[doc(hidden)]
     pub fn force_filter_positive(
         &mut self,
         key: keyledger_core::KeyId,
         machine: &keyledger_core::MachineId,
-    ) -> bool {
-        let pair = self.machine_hasher.pair(key, machine);
-        match &mut self.activated {
-            crate::prefetch::PairFilter::Writer(filter) => {
-                filter.insert(pair);
-                true
-            }
-            crate::prefetch::PairFilter::Store => false,
-        }
+    ) {
+        self.activated
+            .insert(self.machine_hasher.pair(key, machine));
     }
 
     /// What the writer keeps of pairs beyond the disk (machine facts on disk).
@@ -330,8 +323,8 @@ impl Engine {
     }
 
     /// Bytes of the filter of activated machines (capacity planning).
-    pub fn activated_filter_bytes(&self) -> u64 {
-        self.activated.bytes(&self.store)
+    pub fn activated_filter_bytes(&self) -> usize {
+        self.activated.bytes()
     }
 
     pub fn state(&self) -> &State {

@@ -6,9 +6,8 @@
 //! all of them at no I/O. "Maybe" is settled from the pair index beside the log (one exact
 //! entry per pair activated; redb) or from the machine index (the events that name the
 //! machine, read in seq order until the key's activation is found; PostgreSQL).
-//! The filter is derived data, never trusted for "active". On redb it is the store's (a
-//! filter a run of the pair index, built as the runs are read); elsewhere the writer keeps
-//! one, rebuilt as the log is folded at start. The writer's grows by adding a filter twice the size of the last when the last is
+//! The filter is derived data, rebuilt as the log is folded at start; it is never trusted
+//! for "active". It grows by adding a filter twice the size of the last when the last is
 //! full (a scalable Bloom filter), so it needs no count up front: 1.25 bytes a pair at about
 //! 1% false positives per part, split-block (`sbbf-rs-safe`: one cache line a lookup).
 
@@ -90,42 +89,6 @@ impl ActivatedFilter {
     }
 }
 
-/// The filter in front of the pair lookups: the store's own (redb keeps one a run of its
-/// pair index, so a second over the same pairs would double the memory), or the writer's
-/// over every pair the log activated (a store without such filters).
-#[derive(Debug)]
-pub enum PairFilter {
-    /// The store answers "surely not" ([`Store::pair_may_be_active`]).
-    Store,
-    /// The writer's, fed every pair a batch activates.
-    Writer(ActivatedFilter),
-}
-
-impl PairFilter {
-    /// Whether the pair may have been activated (false: it surely was not).
-    pub fn may_contain(&self, store: &Store, pair: PairRow) -> Result<bool> {
-        match self {
-            PairFilter::Store => store.pair_may_be_active(pair),
-            PairFilter::Writer(filter) => Ok(filter.may_contain(pair)),
-        }
-    }
-
-    /// Notes a pair a batch activated (the store's filters learn it from the store's rows).
-    pub fn insert(&mut self, pair: PairRow) {
-        if let PairFilter::Writer(filter) = self {
-            filter.insert(pair);
-        }
-    }
-
-    /// Bytes the filter's bits take, wherever they are kept.
-    pub fn bytes(&self, store: &Store) -> u64 {
-        match self {
-            PairFilter::Store => store.pair_filter_bytes(),
-            PairFilter::Writer(filter) => filter.bytes() as u64,
-        }
-    }
-}
-
 /// What the writer knows of pairs before it asks the disk.
 #[derive(Debug)]
 pub struct Known<'a> {
@@ -135,7 +98,7 @@ pub struct Known<'a> {
     /// on disk joins).
     pub before: &'a mut PairFacts,
     /// Every pair ever activated, as a filter ("surely not" or "maybe").
-    pub filter: &'a PairFilter,
+    pub filter: &'a ActivatedFilter,
 }
 
 /// Hands `state` every fact `body` needs: for an activation of a known key, whether each
@@ -163,8 +126,8 @@ pub fn look_up(
         }
         let pair = hasher.pair(key, machine);
         let active = known.batch.contains(&pair) || known.before.recall(pair) || {
-            let on_disk = known.filter.may_contain(store, pair)?
-                && store.activated_pair(pair, key, machine)?;
+            let on_disk =
+                known.filter.may_contain(pair) && store.activated_pair(pair, key, machine)?;
             if on_disk {
                 known.before.found_on_disk(pair);
             }

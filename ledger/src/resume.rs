@@ -22,7 +22,7 @@ use keyledger_core::State;
 use crate::chain::{ChainHash, GENESIS};
 use crate::error::Result;
 use crate::machines::MachineHasher;
-use crate::prefetch::{ActivatedFilter, PairFilter};
+use crate::prefetch::ActivatedFilter;
 use crate::store::{Head, Store};
 use crate::walk::walk;
 use crate::Limits;
@@ -163,22 +163,11 @@ pub(crate) fn opened_state(
     limits: &Limits,
     hasher: &MachineHasher,
     resumer: Option<&Resumer>,
-) -> Result<(State, Head, PairFilter, Start)> {
+) -> Result<(State, Head, ActivatedFilter, Start)> {
     let (resume, start) = checked(store, limits, resumer)?;
     if !limits.machine_facts_on_disk {
         let (state, head) = fold(store, limits, None, |_| {})?;
-        return Ok((
-            state,
-            head,
-            PairFilter::Writer(ActivatedFilter::new()),
-            start,
-        ));
-    }
-    if store.keeps_pair_filters()? {
-        let (state, head) = fold(store, limits, resume, |_| {})?;
-        // Reads every run now, so that the first lookup does not.
-        store.for_each_pair(&mut |_| {})?;
-        return Ok((state, head, PairFilter::Store, start));
+        return Ok((state, head, ActivatedFilter::new(), start));
     }
     // The pair index holds every pair through the head: read it rather than the log.
     let count = match &resume {
@@ -195,7 +184,7 @@ pub(crate) fn opened_state(
         (Some(resume), None) => fold_noting_all(store, limits, resume, hasher, &mut filter)?,
         (None, _) => fold(store, limits, None, |body| filter.note(hasher, body))?,
     };
-    Ok((state, head, PairFilter::Writer(filter), start))
+    Ok((state, head, filter, start))
 }
 
 /// The state from `resume`, the filter from every event of the log (a store without a pair

@@ -167,22 +167,6 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn pair_active(&self, _pair: crate::machines::PairRow) -> Result<Option<bool>> {
         Ok(None)
     }
-    /// Whether the store keeps filters over its pair index that answer "surely not" in
-    /// memory ([`Backend::pair_may_be_active`]): then the writer keeps no filter of its own.
-    fn keeps_pair_filters(&self) -> Result<bool> {
-        Ok(false)
-    }
-    /// Whether the pair index may hold `pair` (`false`: surely not), from what the store
-    /// keeps in memory: its pending rows and a filter a run. No chunk is read; a view of the
-    /// runs that is stale is brought up to date first. Only for a store that
-    /// [`Backend::keeps_pair_filters`].
-    fn pair_may_be_active(&self, _pair: crate::machines::PairRow) -> Result<bool> {
-        Ok(true)
-    }
-    /// Bytes of the filters over the pair index (capacity planning).
-    fn pair_filter_bytes(&self) -> u64 {
-        0
-    }
     /// How many pairs [`Backend::for_each_pair`] would visit (`None`: this store keeps no
     /// pair index).
     fn pair_count(&self) -> Result<Option<u64>> {
@@ -406,21 +390,6 @@ impl Store {
     /// See [`Backend::pair_active`].
     pub(crate) fn pair_active(&self, pair: crate::machines::PairRow) -> Result<Option<bool>> {
         self.backend.pair_active(pair)
-    }
-
-    /// See [`Backend::keeps_pair_filters`].
-    pub(crate) fn keeps_pair_filters(&self) -> Result<bool> {
-        self.backend.keeps_pair_filters()
-    }
-
-    /// See [`Backend::pair_may_be_active`].
-    pub(crate) fn pair_may_be_active(&self, pair: crate::machines::PairRow) -> Result<bool> {
-        self.backend.pair_may_be_active(pair)
-    }
-
-    /// See [`Backend::pair_filter_bytes`].
-    pub(crate) fn pair_filter_bytes(&self) -> u64 {
-        self.backend.pair_filter_bytes()
     }
 
     /// See [`Backend::pair_count`].

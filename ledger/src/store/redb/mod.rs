@@ -653,31 +653,6 @@ impl Backend for RedbStore {
         view.holds(&read, pair).map(Some)
     }
 
-    /// From format 5 on (the pair index is there): a filter a run (`pair_lookup`).
-    fn keeps_pair_filters(&self) -> Result<bool> {
-        Ok(self.format_version()? >= 5)
-    }
-
-    /// As `pair_active`, the runs' filters asked instead of their chunks.
-    fn pair_may_be_active(&self, pair: PairRow) -> Result<bool> {
-        let db = self.db()?;
-        let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
-        if pending.to.is_none() {
-            let head = head_in(&db.begin_read()?)?.seq;
-            self.machines_caught_up(&db, &mut pending, head)?;
-        }
-        if pending.holds_pair(pair) {
-            return Ok(true);
-        }
-        let mut view = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
-        view.may_hold(|| Ok(db.begin_read()?), pair)
-    }
-
-    fn pair_filter_bytes(&self) -> u64 {
-        let view = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
-        view.filter_bytes()
-    }
-
     fn pair_count(&self) -> Result<Option<u64>> {
         // Before format 5 the pair index is built by the upgrade, after the writer's fold.
         if self.format_version()? < 5 {

@@ -113,30 +113,6 @@ impl PairView {
             .sum())
     }
 
-    /// Whether a run may hold `pair` (`false`: surely none does), by the filters alone; the
-    /// view is synced first (from the transaction `read` begins) if runs came or went.
-    pub fn may_hold(
-        &mut self,
-        read: impl FnOnce() -> Result<redb::ReadTransaction>,
-        pair: PairRow,
-    ) -> Result<bool> {
-        if !self.synced {
-            self.sync(&read()?)?;
-        }
-        Ok(self
-            .runs
-            .iter()
-            .any(|(_, filter)| filter.contains_hash(pair.0)))
-    }
-
-    /// Bytes the runs' filters take.
-    pub fn filter_bytes(&self) -> u64 {
-        self.runs
-            .iter()
-            .map(|(_, filter)| filter.as_bytes().len() as u64)
-            .sum()
-    }
-
     /// Whether the pair runs `read` sees hold `pair`.
     pub fn holds(&mut self, read: &redb::ReadTransaction, pair: PairRow) -> Result<bool> {
         if !self.synced {
