@@ -187,7 +187,7 @@ impl Merger {
 }
 
 /// Merges one full level of either index (`false`: none is full). A pair merge builds its
-/// run's filter as it writes, and the swap commits under the pair view's lock, so a lookup
+/// run's filter (if the run is small enough to get one) as it writes, and the swap commits under the pair view's lock, so a lookup
 /// never sees runs the view does not describe.
 fn merge_one_level(db: &Database, pairs: &SharedPairs) -> Result<bool> {
     if let Some(merge) = machine_runs::prepare_merge(db, machine_runs::MACHINES)? {
@@ -198,9 +198,14 @@ fn merge_one_level(db: &Database, pairs: &SharedPairs) -> Result<bool> {
     let Some(merge) = machine_runs::prepare_merge(db, machine_runs::PAIRS)? else {
         return Ok(false);
     };
-    let mut filter = pair_lookup::filter_for(merge.entries);
+    let mut filter = {
+        let view = pairs.lock().unwrap_or_else(|e| e.into_inner());
+        view.filter_for(merge.entries)
+    };
     let run = machine_runs::write_merge(db, META, &merge, &mut |(high, _)| {
-        filter.insert_hash(high);
+        if let Some(filter) = &mut filter {
+            filter.insert_hash(high);
+        }
     })?;
     let mut view = pairs.lock().unwrap_or_else(|e| e.into_inner());
     match machine_runs::commit_merge(db, META, &merge, run) {
