@@ -142,7 +142,12 @@ pub struct Engine {
     inflight: HashMap<String, ([u8; 32], Answer)>,
     /// Every (key, machine) pair ever activated, as a filter in front of the machine index
     /// (see [`crate::prefetch`]).
-    activated: crate::prefetch::ActivatedFilter,
+    activated: crate::activated::ActivatedFilter,
+    /// The filter's one-part rebuild under way, if one is (see [`crate::activated`]).
+    rebuild: Option<crate::activated::Rebuild>,
+    /// The filter's parts when a rebuild was last begun or found impossible: the next waits
+    /// for another part (a store without a pair index is asked once a part, not a batch).
+    rebuilt_at_parts: usize,
     /// Pairs activated by sealed batches not yet durable, and durable ones cached (on disk).
     pairs: crate::pair_facts::PairFacts,
     /// The number of the last batch begun (its machine facts are kept until it is durable).
@@ -260,6 +265,8 @@ impl Engine {
             hashing: HashingThread::spawn().ok(),
             inflight: HashMap::new(),
             activated,
+            rebuild: None,
+            rebuilt_at_parts: 1,
             pairs: crate::pair_facts::PairFacts::new(limits.machine_cache_pairs),
             generation: 0,
             resumer,
@@ -317,9 +324,42 @@ impl Engine {
             .insert(self.machine_hasher.pair(key, machine));
     }
 
+    /// Swaps in the filter rebuilt in the background once it is done, and starts a rebuild
+    /// when the filter has outgrown its part (see [`crate::activated`]). Between batches:
+    /// every pair of the batches sealed so far is in the store or handed to the rebuild.
+    fn tend_filter(&mut self) {
+        if !self.limits.machine_facts_on_disk {
+            return;
+        }
+        if let Some(rebuild) = self.rebuild.take() {
+            match rebuild.finished() {
+                Ok(Some(filter)) => {
+                    self.activated = filter;
+                    self.rebuilt_at_parts = self.activated.parts();
+                }
+                Ok(None) => {}
+                Err(running) => self.rebuild = Some(running),
+            }
+            return;
+        }
+        if self.activated.parts() > self.rebuilt_at_parts.max(1) {
+            self.rebuilt_at_parts = self.activated.parts();
+            let pairs = self.activated.len().saturating_mul(2);
+            let undurable = self.pairs.undurable();
+            let first = self.limits.filter_first_pairs;
+            self.rebuild = crate::activated::Rebuild::start(&self.store, pairs, first, undurable);
+        }
+    }
+
     /// What the writer keeps of pairs beyond the disk (machine facts on disk).
     pub fn pair_facts(&self) -> &crate::pair_facts::PairFacts {
         &self.pairs
+    }
+
+    /// Parts of the filter of activated machines (each adds about 1% of false positives;
+    /// a rebuild brings them back to one).
+    pub fn filter_parts(&self) -> usize {
+        self.activated.parts()
     }
 
     /// Bytes of the filter of activated machines (capacity planning).
@@ -394,6 +434,7 @@ impl Engine {
 
     /// Starts a batch on top of everything decided so far (durable or sealed).
     pub fn begin(&mut self) -> Batch {
+        self.tend_filter();
         self.generation += 1;
         Batch {
             generation: self.generation,
@@ -851,6 +892,9 @@ impl Engine {
             if self.limits.machine_facts_on_disk {
                 for pair in &p.index.pairs[before..] {
                     self.activated.insert(*pair);
+                    if let Some(rebuild) = &mut self.rebuild {
+                        rebuild.note(*pair);
+                    }
                     p.pairs.insert(*pair);
                 }
             }

@@ -17,6 +17,7 @@
 // Functions fit on a screen (clippy.toml: 70 lines); a flat dispatch match may say why not.
 #![warn(clippy::too_many_lines)]
 
+pub mod activated;
 pub mod answer;
 pub mod block;
 pub mod chain;
@@ -74,6 +75,10 @@ pub struct Limits {
     /// activated or looked up lately, so a machine activated again soon costs no lookup
     /// (16 bytes a pair and the table's slack: at most about 40). Not a limit on input.
     pub machine_cache_pairs: usize,
+    /// Pairs the writer's filter of activated pairs holds in its first part, on a new
+    /// ledger; outgrown, it is rebuilt in the background at twice its pairs (see
+    /// `activated`). Not a limit on input.
+    pub filter_first_pairs: usize,
 }
 
 impl Default for Limits {
@@ -85,6 +90,7 @@ impl Default for Limits {
             pipeline_from_commands: 512,
             machine_facts_on_disk: true,
             machine_cache_pairs: 262_144,
+            filter_first_pairs: activated::FIRST_PART,
         }
     }
 }

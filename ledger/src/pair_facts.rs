@@ -86,6 +86,13 @@ impl PairFacts {
         self.recent.clear();
     }
 
+    /// The pairs of sealed batches not yet durable.
+    pub fn undurable(&self) -> impl Iterator<Item = PairRow> + '_ {
+        self.recent
+            .iter()
+            .flat_map(|(_, pairs)| pairs.iter().copied())
+    }
+
     /// Pairs of sealed batches not yet durable (a gauge: a few batches' worth).
     pub fn recent_len(&self) -> usize {
         self.recent.iter().map(|(_, pairs)| pairs.len()).sum()

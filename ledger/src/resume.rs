@@ -19,10 +19,10 @@ use std::sync::Arc;
 use keyledger_core::state::{Books, Key, MachineFacts};
 use keyledger_core::State;
 
+use crate::activated::ActivatedFilter;
 use crate::chain::{ChainHash, GENESIS};
 use crate::error::Result;
 use crate::machines::MachineHasher;
-use crate::prefetch::ActivatedFilter;
 use crate::store::{Head, Store};
 use crate::walk::walk;
 use crate::Limits;
@@ -167,14 +167,14 @@ pub(crate) fn opened_state(
     let (resume, start) = checked(store, limits, resumer)?;
     if !limits.machine_facts_on_disk {
         let (state, head) = fold(store, limits, None, |_| {})?;
-        return Ok((state, head, ActivatedFilter::new(), start));
+        return Ok((state, head, ActivatedFilter::default(), start));
     }
     // The pair index holds every pair through the head: read it rather than the log.
     let count = match &resume {
         Some(_) => store.pair_count()?,
         None => None,
     };
-    let mut filter = ActivatedFilter::with_capacity(count.unwrap_or(0));
+    let mut filter = ActivatedFilter::with_capacity(count.unwrap_or(0), limits.filter_first_pairs);
     let (state, head) = match (resume, count) {
         (Some(resume), Some(_)) => {
             store.for_each_pair(&mut |pair| filter.insert(pair))?;

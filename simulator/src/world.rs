@@ -148,6 +148,9 @@ fn limits() -> Limits {
     Limits {
         // A small cache: re-activations go to the pair index on the simulated disk.
         machine_cache_pairs: 8,
+        // A small filter: it outgrows its part often and is rebuilt from the simulated
+        // disk's pair index beside the batches (and its faults).
+        filter_first_pairs: 16,
         ..Limits::default()
     }
 }

@@ -670,15 +670,23 @@ impl Backend for RedbStore {
         Ok(Some(stored + pending.rows().pairs.len() as u64))
     }
 
-    /// The pending rows' pairs, then every run's (the pair view's filters rebuilt in the same
-    /// pass, so a start reads the runs once).
+    /// The pending rows' pairs, then every run's. Only the pending rows are read under their
+    /// lock (with the transaction the runs are then read in, so a flush cannot move rows
+    /// between the two): a pass over every run takes seconds on a large ledger, and the
+    /// writer commits beside it. The pair view is brought up to date on the way.
     fn for_each_pair(&self, visit: &mut dyn FnMut(crate::machines::PairRow)) -> Result<bool> {
         let db = self.db()?;
-        let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
-        self.machines_caught_up(&db, &mut pending, head_in(&db.begin_read()?)?.seq)?;
-        pending.rows().pairs.iter().for_each(|pair| visit(*pair));
+        let read = {
+            let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+            self.machines_caught_up(&db, &mut pending, head_in(&db.begin_read()?)?.seq)?;
+            pending.rows().pairs.iter().for_each(|pair| visit(*pair));
+            db.begin_read()?
+        };
+        for run in machine_runs::list(machine_runs::PAIRS, &read)? {
+            machine_runs::for_each_entry(machine_runs::PAIRS, &read, &run, &mut *visit)?;
+        }
         let mut view = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
-        view.read_all(&db.begin_read()?, visit)?;
+        view.warm(&db.begin_read()?)?;
         Ok(true)
     }
 

@@ -55,25 +55,18 @@ impl Default for PairView {
 /// An empty filter for a run of `entries` entries, if the run gets one (at most `up_to`).
 pub(super) fn filter_for(entries: u64, up_to: u64) -> Option<Filter> {
     let small = usize::try_from(entries).ok().filter(|_| entries <= up_to)?;
-    Some(Filter::new(crate::prefetch::BITS_PER_PAIR, small.max(1)))
+    Some(Filter::new(crate::activated::BITS_PER_PAIR, small.max(1)))
 }
 
-/// `run`'s filter if it gets one, read a chunk at a time; each entry is also handed to
-/// `visit` (and read for it alone when the run gets no filter).
-fn filter_of_run(
-    read: &redb::ReadTransaction,
-    run: &Run,
-    up_to: u64,
-    visit: &mut dyn FnMut(PairRow),
-) -> Result<Option<Filter>> {
-    let mut filter = filter_for(run.entries, up_to);
+/// `run`'s filter if it gets one, read a chunk at a time (a run that gets none is not read).
+fn filter_of_run(read: &redb::ReadTransaction, run: &Run, up_to: u64) -> Result<Option<Filter>> {
+    let Some(mut filter) = filter_for(run.entries, up_to) else {
+        return Ok(None);
+    };
     machine_runs::for_each_entry(PAIRS, read, run, |entry| {
-        if let Some(filter) = &mut filter {
-            filter.insert_hash(entry.0);
-        }
-        visit(entry);
+        filter.insert_hash(entry.0);
     })?;
-    Ok(filter)
+    Ok(Some(filter))
 }
 
 /// Filtered runs first, then the others largest first (the order lookups visit them in).
@@ -108,24 +101,15 @@ impl PairView {
         in_visit_order(&mut self.runs);
     }
 
-    /// Brings the view to the runs `read` sees: runs it does not know are read and filtered,
-    /// runs gone are dropped.
+    /// Brings the view to the runs `read` sees: runs it does not know are listed (the small
+    /// ones read for their filters), runs gone are dropped.
     fn sync(&mut self, read: &redb::ReadTransaction) -> Result<()> {
-        self.sync_visiting(read, &mut |_| {})
-    }
-
-    /// [`PairView::sync`], handing every entry of a run it reads to `visit`.
-    fn sync_visiting(
-        &mut self,
-        read: &redb::ReadTransaction,
-        visit: &mut dyn FnMut(PairRow),
-    ) -> Result<()> {
         let listed = machine_runs::list(PAIRS, read)?;
         self.runs
             .retain(|(run, _)| listed.iter().any(|l| l.id == run.id));
         for run in listed {
             if self.runs.iter().all(|(known, _)| known.id != run.id) {
-                let filter = filter_of_run(read, &run, self.filtered_up_to, visit)?;
+                let filter = filter_of_run(read, &run, self.filtered_up_to)?;
                 self.runs.push((run, filter));
             }
         }
@@ -134,15 +118,9 @@ impl PairView {
         Ok(())
     }
 
-    /// Reads every run again, handing each entry to `visit` (its filters rebuilt on the
-    /// way): every pair the runs `read` sees, in one pass over them.
-    pub fn read_all(
-        &mut self,
-        read: &redb::ReadTransaction,
-        visit: &mut dyn FnMut(PairRow),
-    ) -> Result<()> {
-        self.runs.clear();
-        self.sync_visiting(read, visit)
+    /// Brings the view up to date now (so that the first lookup does not).
+    pub fn warm(&mut self, read: &redb::ReadTransaction) -> Result<()> {
+        self.sync(read)
     }
 
     /// Entries of the runs `read` sees (a pair in two runs counted twice).
