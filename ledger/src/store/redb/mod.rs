@@ -187,8 +187,8 @@ impl Merger {
 }
 
 /// Merges one full level of either index (`false`: none is full). A pair merge builds its
-/// run's filter (if the run is small enough to get one) as it writes, and the swap commits under the pair view's lock, so a lookup
-/// never sees runs the view does not describe.
+/// run's filter (if the run is small enough to get one) as it writes, and the swap commits
+/// under the pair view's lock, so a lookup never sees runs the view does not describe.
 fn merge_one_level(db: &Database, pairs: &SharedPairs) -> Result<bool> {
     if let Some(merge) = machine_runs::prepare_merge(db, machine_runs::MACHINES)? {
         let run = machine_runs::write_merge(db, META, &merge, &mut |_| {})?;
