@@ -581,6 +581,11 @@ impl Engine {
     fn recover(&mut self) -> Result<()> {
         self.inflight.clear();
         self.pairs.forget_undurable();
+        // A filter rebuild reads the database being closed: wait for it (a reopen must find
+        // the file closed; two handles on one file would write over each other). The next
+        // batch starts another.
+        self.rebuild = None;
+        self.rebuilt_at_parts = 1;
         self.store.reopen()?;
         // The filter keeps what it has: it only ever answers "maybe", and holds every pair
         // the log does (and perhaps some of the failed batch's).

@@ -839,8 +839,6 @@ impl Backend for RedbStore {
                 other => break other?,
             }
         };
-        *slot = Some(Arc::new(db));
-        drop(slot);
         // What the file holds now decides; pending rows are derived again from its blocks.
         *self.machines.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         self.pairs
@@ -849,7 +847,16 @@ impl Backend for RedbStore {
             .forget();
         let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
         let writing = wal.take().is_some();
-        let found = self.recover()?;
+        // The write-ahead frames redb lost are replayed before any reader sees the file: a
+        // reader in between (a filter rebuild, an HTTP read) would find the log shorter
+        // than what was acknowledged.
+        let found = match &self.path {
+            Some(path) => recover(&db, &wal::path_for(path))?,
+            None => Recovery::default(),
+        };
+        *self.recovery.lock().unwrap_or_else(|e| e.into_inner()) = found.clone();
+        *slot = Some(Arc::new(db));
+        drop(slot);
         if let (true, Some(path)) = (writing, &self.path) {
             *wal = Some(Wal::create(
                 &wal::path_for(path),
