@@ -452,20 +452,73 @@ impl RedbStore {
 }
 
 impl RedbStore {
+    /// [`Backend::commit`] and what follows it; `true`: a step after the commit failed.
+    fn commit_and_index(&self, batch: &BatchWrite) -> Result<bool> {
+        let db = self.db()?;
+        let mut slot = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+        // The pending rows' lock is not held across the commit: the writer looks pairs up
+        // (under it) while a batch commits.
+        let to = batch.head.map_or(batch.start.seq, |h| h.seq);
+        let flushed = {
+            let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
+            self.machines_caught_up(&db, &mut pending, batch.start.seq)?;
+            pending.flush_with(batch, crate::machines::FLUSH_BATCHES)
+        };
+        let flush = flushed.is_some();
+        let index = flushed.as_ref().map(|rows| (rows, to));
+        let Some(wal) = slot.as_mut() else {
+            apply_one(&db, batch, index, Durability::Immediate)?;
+            return Ok(self.index_committed(&db, batch, flush, to));
+        };
+        if wal.frames() >= self.checkpoint_every {
+            checkpoint(&db, wal)?;
+        }
+        wal.append(batch)?;
+        if let Err(err) = apply_one(&db, batch, index, Durability::None) {
+            // Answered as failed, so it must not come back from the file on a later open.
+            return Err(match wal.retract_last() {
+                Ok(()) => err,
+                Err(wipe) => Error::Storage(format!(
+                    "{err}; and taking its write-ahead frame back failed ({wipe}): the batch \
+                     may still be in the log"
+                )),
+            });
+        }
+        let mut troubled = self.index_committed(&db, batch, flush, to);
+        let owed = self.scrub_owed.load(std::sync::atomic::Ordering::Relaxed);
+        if owed || !batch.retired.is_empty() {
+            // The retired text is in earlier frames (the one that issued it, and this
+            // batch's own erasure is durable in redb after the checkpoint): wipe them all.
+            // The batch is durable already (its frame is synced): a failure here is not the
+            // batch's, so it is answered as committed and the wipe is owed to the next one.
+            let wiped = checkpoint(&db, wal).and_then(|()| wal.scrub());
+            troubled |= wiped.is_err();
+            self.scrub_owed
+                .store(wiped.is_err(), std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(troubled)
+    }
+
     /// Hands the database to the merge thread if a level of machine index runs is full
     /// (starting the thread the first time). A merge already under way picks it up.
-    fn merge_if_due(&self, db: &Arc<Database>) {
+    /// `true`: an inline merge failed (the database may refuse reads until it is reopened).
+    fn merge_if_due(&self, db: &Arc<Database>) -> bool {
         let due = db
             .begin_read()
             .ok()
             .and_then(|read| machine_runs::merge_due(&read).ok());
         if due != Some(true) {
-            return;
+            return false;
         }
         if self.merge_inline {
             // Derived data, as on the merge thread: a failed merge is asked for again.
-            while let Ok(true) = merge_one_level(db, &self.pairs) {}
-            return;
+            loop {
+                match merge_one_level(db, &self.pairs) {
+                    Ok(true) => continue,
+                    Ok(false) => return false,
+                    Err(_) => return true,
+                }
+            }
         }
         let mut merger = self.merger.lock().unwrap_or_else(|e| e.into_inner());
         if merger.is_none() {
@@ -474,21 +527,27 @@ impl RedbStore {
         if let Some(merger) = merger.as_ref() {
             let _ = merger.due.try_send(db.clone());
         }
+        false
     }
 
     /// After `batch` committed: its rows wait, or were written (with the pending ones) as
     /// runs, which the pair view is told of before the pending rows are let go (see
     /// `pair_lookup`: a lookup finds a pair in one or the other).
-    fn index_committed(&self, db: &Arc<Database>, batch: &BatchWrite, flushed: bool, to: u64) {
+    /// `true`: an inline merge failed after the commit (see [`RedbStore::merge_if_due`]).
+    fn index_committed(
+        &self,
+        db: &Arc<Database>,
+        batch: &BatchWrite,
+        flushed: bool,
+        to: u64,
+    ) -> bool {
         if flushed {
             self.pair_view_stale();
         }
         let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
         pending.committed(batch, flushed, to);
         drop(pending);
-        if flushed {
-            self.merge_if_due(db);
-        }
+        flushed && self.merge_if_due(db)
     }
 
     /// Pair runs were added (or the file changed under the view): the next lookup resyncs.
@@ -873,47 +932,12 @@ impl Backend for RedbStore {
     /// commit makes redb hold them all and the write-ahead file starts again. Without a
     /// write-ahead file (a reader, a one-off backend) the redb commit is durable itself.
     fn commit(&self, batch: &BatchWrite) -> Result<()> {
-        let db = self.db()?;
-        let mut slot = self.wal.lock().unwrap_or_else(|e| e.into_inner());
-        // The pending rows' lock is not held across the commit: the writer looks pairs up
-        // (under it) while a batch commits.
-        let to = batch.head.map_or(batch.start.seq, |h| h.seq);
-        let flushed = {
-            let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
-            self.machines_caught_up(&db, &mut pending, batch.start.seq)?;
-            pending.flush_with(batch, crate::machines::FLUSH_BATCHES)
-        };
-        let flush = flushed.is_some();
-        let index = flushed.as_ref().map(|rows| (rows, to));
-        let Some(wal) = slot.as_mut() else {
-            apply_one(&db, batch, index, Durability::Immediate)?;
-            self.index_committed(&db, batch, flush, to);
-            return Ok(());
-        };
-        if wal.frames() >= self.checkpoint_every {
-            checkpoint(&db, wal)?;
-        }
-        wal.append(batch)?;
-        if let Err(err) = apply_one(&db, batch, index, Durability::None) {
-            // Answered as failed, so it must not come back from the file on a later open.
-            return Err(match wal.retract_last() {
-                Ok(()) => err,
-                Err(wipe) => Error::Storage(format!(
-                    "{err}; and taking its write-ahead frame back failed ({wipe}): the batch \
-                     may still be in the log"
-                )),
-            });
-        }
-        self.index_committed(&db, batch, flush, to);
-        let owed = self.scrub_owed.load(std::sync::atomic::Ordering::Relaxed);
-        if owed || !batch.retired.is_empty() {
-            // The retired text is in earlier frames (the one that issued it, and this
-            // batch's own erasure is durable in redb after the checkpoint): wipe them all.
-            // The batch is durable already (its frame is synced): a failure here is not the
-            // batch's, so it is answered as committed and the wipe is owed to the next one.
-            let wiped = checkpoint(&db, wal).and_then(|()| wal.scrub());
-            self.scrub_owed
-                .store(wiped.is_err(), std::sync::atomic::Ordering::Relaxed);
+        if self.commit_and_index(batch)? {
+            // A step after the commit failed (an inline merge, the wipe of a retired text):
+            // the batch is durable, but redb refuses every read after an I/O error until the
+            // file is reopened. Reopen it now rather than at the next failed commit (a
+            // failure here leaves the store closed, and the writer's next batch reopens it).
+            let _ = self.reopen();
         }
         Ok(())
     }
