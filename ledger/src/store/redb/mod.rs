@@ -302,13 +302,18 @@ impl RedbStore {
         Ok(store)
     }
 
-    /// Replays the write-ahead file into redb (see [`recover`]) and keeps what it found.
+    /// Replays the write-ahead file into the open database (see [`recover`]) and keeps what
+    /// it found.
     fn recover(&self) -> Result<Recovery> {
+        self.recover_into(&*self.db()?)
+    }
+
+    /// [`RedbStore::recover`] into `db`, which a reopen has not published yet.
+    fn recover_into(&self, db: &Database) -> Result<Recovery> {
         let Some(path) = &self.path else {
             return Ok(Recovery::default());
         };
-        let db = self.db()?;
-        let found = recover(&db, &wal::path_for(path))?;
+        let found = recover(db, &wal::path_for(path))?;
         *self.recovery.lock().unwrap_or_else(|e| e.into_inner()) = found.clone();
         Ok(found)
     }
@@ -745,7 +750,7 @@ impl Backend for RedbStore {
             machine_runs::for_each_entry(machine_runs::PAIRS, &read, &run, &mut *visit)?;
         }
         let mut view = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
-        view.warm(&db.begin_read()?)?;
+        view.sync(&db.begin_read()?)?;
         Ok(true)
     }
 
@@ -909,11 +914,7 @@ impl Backend for RedbStore {
         // The write-ahead frames redb lost are replayed before any reader sees the file: a
         // reader in between (a filter rebuild, an HTTP read) would find the log shorter
         // than what was acknowledged.
-        let found = match &self.path {
-            Some(path) => recover(&db, &wal::path_for(path))?,
-            None => Recovery::default(),
-        };
-        *self.recovery.lock().unwrap_or_else(|e| e.into_inner()) = found.clone();
+        let found = self.recover_into(&db)?;
         *slot = Some(Arc::new(db));
         drop(slot);
         if let (true, Some(path)) = (writing, &self.path) {

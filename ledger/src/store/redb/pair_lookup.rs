@@ -103,7 +103,7 @@ impl PairView {
 
     /// Brings the view to the runs `read` sees: runs it does not know are listed (the small
     /// ones read for their filters), runs gone are dropped.
-    fn sync(&mut self, read: &redb::ReadTransaction) -> Result<()> {
+    pub fn sync(&mut self, read: &redb::ReadTransaction) -> Result<()> {
         let listed = machine_runs::list(PAIRS, read)?;
         self.runs
             .retain(|(run, _)| listed.iter().any(|l| l.id == run.id));
@@ -116,11 +116,6 @@ impl PairView {
         in_visit_order(&mut self.runs);
         self.synced = true;
         Ok(())
-    }
-
-    /// Brings the view up to date now (so that the first lookup does not).
-    pub fn warm(&mut self, read: &redb::ReadTransaction) -> Result<()> {
-        self.sync(read)
     }
 
     /// Entries of the runs `read` sees (a pair in two runs counted twice).
