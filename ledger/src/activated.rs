@@ -3,8 +3,10 @@
 //!
 //! A split-block Bloom filter (`sbbf-rs-safe`: one cache line a lookup) at 10 bits a pair,
 //! about 1% false positives; a false positive costs one lookup in the pair index, never a
-//! wrong answer. It is derived data, never stored: a writer builds it at open from the pair
-//! index (redb: one pass over the runs, sized from their count) or from the log.
+//! wrong answer. It is derived data: a writer saves it in the store now and then and when it
+//! stops ([`crate::saved_filter`], bound to a durable head), and at open reads it back and
+//! adds the pairs the log has after that head; without a usable saved filter it is built
+//! from the pair index (redb: one pass over the runs, sized from their count) or the log.
 //!
 //! It must not stop taking pairs, so when its part is full it adds one twice the size (a
 //! scalable Bloom filter). But each full part adds its own 1% of false positives, and a
@@ -105,6 +107,44 @@ impl ActivatedFilter {
         self.len() == 0
     }
 
+    /// Each part's bits, capacity and pairs put in (see [`crate::saved_filter`]).
+    pub(crate) fn raw_parts(&self) -> Vec<(&[u8], usize, usize)> {
+        let raw = self.parts.iter();
+        raw.map(|(part, cap, len)| (part.as_bytes(), *cap, *len))
+            .collect()
+    }
+
+    /// The pairs a first part holds.
+    pub(crate) fn first_part_pairs(&self) -> usize {
+        self.first
+    }
+
+    /// A part of `capacity` pairs with these bits; `None` unless they are exactly the bits
+    /// such a part has.
+    pub(crate) fn part_from_bits(bits: &[u8], capacity: usize) -> Option<Filter> {
+        let expected = capacity
+            .checked_mul(BITS_PER_PAIR)
+            .map(|_| Filter::new(BITS_PER_PAIR, capacity).as_bytes().len())?;
+        (bits.len() == expected).then(|| Filter::from_bytes(bits))?
+    }
+
+    /// A filter of these parts (each: bits, capacity, pairs put in).
+    pub(crate) fn from_parts(parts: Vec<(Filter, usize, usize)>, first: usize) -> ActivatedFilter {
+        ActivatedFilter {
+            parts,
+            first: first.max(1),
+        }
+    }
+
+    /// A copy (the filter's bits are copied, not shared).
+    pub fn copy(&self) -> ActivatedFilter {
+        let parts = self.parts.iter().map(|(part, cap, len)| {
+            let bits = Filter::from_bytes(part.as_bytes()).expect("a part's own bits");
+            (bits, *cap, *len)
+        });
+        ActivatedFilter::from_parts(parts.collect(), self.first)
+    }
+
     /// Notes what an event activated.
     pub fn note(&mut self, hasher: &MachineHasher, body: &EventBody) {
         if let EventBody::MachinesActivated {
@@ -186,6 +226,40 @@ impl Rebuild {
             Ok(Err(_)) | Err(mpsc::TryRecvError::Disconnected) => Ok(None),
             Err(mpsc::TryRecvError::Empty) => Err(self),
         }
+    }
+}
+
+/// A copy of the filter being saved in the background ([`crate::saved_filter`]). Dropped
+/// before it is done, it waits for the save (a reopen of the file must find it closed).
+#[derive(Debug)]
+pub struct Saving(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Saving {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Saving {
+    /// Starts saving `copy` bound to `at` (every pair through `at.seq` is in it). `None`: no
+    /// thread could be started (the filter is saved when the writer stops). A save that
+    /// fails leaves the one before it, which is still good: the next start reads more log.
+    pub fn start(store: &Store, copy: ActivatedFilter, at: crate::Head) -> Option<Saving> {
+        let store = store.clone();
+        let thread = std::thread::Builder::new().name("keyledger-filter-save".into());
+        let spawned = thread.spawn(move || {
+            let bytes = crate::saved_filter::encode(&copy, at);
+            drop(copy);
+            let _ = store.put_saved_filter(&bytes);
+        });
+        Some(Saving(Some(spawned.ok()?)))
+    }
+
+    /// Whether the save is over (done or failed).
+    pub fn is_finished(&self) -> bool {
+        self.0.as_ref().is_none_or(|t| t.is_finished())
     }
 }
 

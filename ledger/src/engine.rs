@@ -155,6 +155,12 @@ pub struct Engine {
     /// Where recoveries find a resume point (see [`crate::resume`]).
     resumer: Option<crate::resume::Resumer>,
     start: crate::resume::Start,
+    filter_start: crate::resume::FilterStart,
+    /// The head of the last batch known durable: a saved filter is bound to it.
+    durable: Head,
+    /// The seq the filter was last saved at (or read from), and the save under way.
+    filter_saved_at: u64,
+    saving: Option<crate::activated::Saving>,
 }
 
 /// The decision state a writer folds from `store`'s log (machine facts on disk, none kept
@@ -245,8 +251,12 @@ impl Engine {
         // The hash key first (made now for a store older than the machine index): the
         // filter of activated pairs is built as the log is folded.
         let machine_hasher = store.machine_hasher()?;
-        let (state, head, activated, start) =
+        let (state, head, activated, start, filter_start) =
             crate::resume::opened_state(&store, &limits, &machine_hasher, resumer.as_ref())?;
+        let filter_saved_at = match filter_start {
+            crate::resume::FilterStart::Saved { seq } => seq,
+            _ => 0,
+        };
         let frontier = crate::tree::Frontier::load(&store, head.seq)?;
         store.upgrade_format()?;
         Ok(Engine {
@@ -271,12 +281,21 @@ impl Engine {
             generation: 0,
             resumer,
             start,
+            filter_start,
+            durable: head,
+            filter_saved_at,
+            saving: None,
         })
     }
 
     /// How this writer's decision state was made at open.
     pub fn start(&self) -> &crate::resume::Start {
         &self.start
+    }
+
+    /// How this writer's filter of activated pairs was made at open.
+    pub fn filter_start(&self) -> &crate::resume::FilterStart {
+        &self.filter_start
     }
 
     /// Where this writer finds resume points (a restarted writer keeps its predecessor's).
@@ -349,6 +368,41 @@ impl Engine {
             let first = self.limits.filter_first_pairs;
             self.rebuild = crate::activated::Rebuild::start(&self.store, pairs, first, undurable);
         }
+    }
+
+    /// Saves a copy of the filter in the background once `filter_save_events` more events
+    /// are durable than at the last save, so a start after a crash reads the saved filter and
+    /// only that many events of the log for it (see [`crate::saved_filter`]).
+    fn tend_saved_filter(&mut self) {
+        if !self.limits.machine_facts_on_disk {
+            return;
+        }
+        if self.saving.as_ref().is_some_and(|s| !s.is_finished()) {
+            return;
+        }
+        let due = self
+            .filter_saved_at
+            .saturating_add(self.limits.filter_save_events);
+        if self.durable.seq >= due {
+            // Every pair through `durable` was put in when its batch was decided: the copy,
+            // taken between batches, holds them all.
+            let copy = self.activated.copy();
+            self.saving = crate::activated::Saving::start(&self.store, copy, self.durable);
+            self.filter_saved_at = self.durable.seq;
+        }
+    }
+
+    /// Saves the filter now, bound to the last durable head (after any save under way): a
+    /// writer that stops calls it, so the next start reads the filter and no log for it.
+    pub fn save_filter(&mut self) -> Result<()> {
+        self.saving = None;
+        if !self.limits.machine_facts_on_disk || self.poisoned.is_some() {
+            return Ok(());
+        }
+        let bytes = crate::saved_filter::encode(&self.activated, self.durable);
+        self.store.put_saved_filter(&bytes)?;
+        self.filter_saved_at = self.durable.seq;
+        Ok(())
     }
 
     /// What the writer keeps of pairs beyond the disk (machine facts on disk).
@@ -435,6 +489,7 @@ impl Engine {
     /// Starts a batch on top of everything decided so far (durable or sealed).
     pub fn begin(&mut self) -> Batch {
         self.tend_filter();
+        self.tend_saved_filter();
         self.generation += 1;
         Batch {
             generation: self.generation,
@@ -540,6 +595,9 @@ impl Engine {
             return Err(err.to_string());
         }
         self.pairs.durable_through(prepared.generation);
+        if let Some(head) = prepared.write.head {
+            self.durable = head;
+        }
         if std::mem::take(&mut self.commit_failed) {
             self.health.set_degraded(None);
         }
@@ -585,6 +643,7 @@ impl Engine {
         // the file closed; two handles on one file would write over each other). The next
         // batch starts another.
         self.rebuild = None;
+        self.saving = None;
         self.rebuilt_at_parts = 1;
         self.store.reopen()?;
         // The filter keeps what it has: it only ever answers "maybe", and holds every pair
@@ -594,6 +653,7 @@ impl Engine {
         self.frontier = crate::tree::Frontier::load(&self.store, head.seq)?;
         self.state = state;
         self.head = head;
+        self.durable = head;
         Ok(())
     }
 

@@ -37,6 +37,7 @@ pub mod pair_facts;
 pub mod prefetch;
 pub mod proof;
 pub mod resume;
+pub mod saved_filter;
 pub mod secrets;
 pub mod store;
 pub mod tree;
@@ -79,6 +80,10 @@ pub struct Limits {
     /// ledger; outgrown, it is rebuilt in the background at twice its pairs (see
     /// `activated`). Not a limit on input.
     pub filter_first_pairs: usize,
+    /// Durable events between two saves of the writer's filter (a copy saved in the
+    /// background; see `saved_filter`): a start after a crash reads the saved filter and at
+    /// most about this many events of the log for it. It is also saved when the writer stops.
+    pub filter_save_events: u64,
 }
 
 impl Default for Limits {
@@ -91,6 +96,7 @@ impl Default for Limits {
             machine_facts_on_disk: true,
             machine_cache_pairs: 262_144,
             filter_first_pairs: activated::FIRST_PART,
+            filter_save_events: 10_000_000,
         }
     }
 }

@@ -8,8 +8,9 @@
 //!
 //! A resume point is never trusted: its seq must be in the log and its chain hash must be the
 //! log's at that seq (so a snapshot of another history, or of a log since cut back and written
-//! again, is refused), and the filter of activated pairs is read from the pair index, never
-//! from the snapshot. A refused resume point costs a full fold, as before, and says why
+//! again, is refused), and the filter of activated pairs is the saved filter bound the same
+//! way (see [`crate::saved_filter`]), else read from the pair index or the log, never from the
+//! snapshot. A refused resume point costs a full fold, as before, and says why
 //! ([`Start::Refused`]). `keyledger verify` still folds everything and compares, and `serve`
 //! does the same in the background after it starts.
 
@@ -120,25 +121,24 @@ pub(crate) fn machine_facts(limits: &Limits) -> MachineFacts {
     }
 }
 
-/// The decision state through the head: from the resume point when there is a usable one,
-/// else from the first event. `note` sees every event folded.
-fn fold(
-    store: &Store,
-    limits: &Limits,
-    resume: Option<Resume>,
-    mut note: impl FnMut(&keyledger_core::EventBody),
-) -> Result<(State, Head)> {
+/// The decision state `resume` holds (else the empty one) and the seq it was folded through.
+fn resumed(limits: &Limits, resume: Option<Resume>) -> (State, u64) {
     let facts = machine_facts(limits);
-    let (mut state, from) = match resume {
-        Some(r) => (State::from_books(r.books, facts), r.head.seq + 1),
+    match resume {
+        Some(r) => (State::from_books(r.books, facts), r.head.seq),
         None => {
             let mut state = State::default();
             state.machine_facts = facts;
-            (state, 1)
+            (state, 0)
         }
-    };
-    let head = walk(store, from, |record| {
-        note(&record.event.body);
+    }
+}
+
+/// The decision state through the head: from the resume point when there is a usable one,
+/// else from the first event.
+fn fold(store: &Store, limits: &Limits, resume: Option<Resume>) -> Result<(State, Head)> {
+    let (mut state, folded_through) = resumed(limits, resume);
+    let head = walk(store, folded_through + 1, |record| {
         state.apply(&record.event);
         Ok(ControlFlow::Continue(()))
     })?;
@@ -153,54 +153,110 @@ pub(crate) fn recovered_state(
     resumer: Option<&Resumer>,
 ) -> Result<(State, Head)> {
     let (resume, _) = checked(store, limits, resumer)?;
-    fold(store, limits, resume, |_| {})
+    fold(store, limits, resume)
+}
+
+/// How the writer's filter of activated pairs was made at open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilterStart {
+    /// None is kept: machine facts are in memory.
+    NotKept,
+    /// The saved filter bound to `seq` (see [`crate::saved_filter`]), then the log after it.
+    Saved { seq: u64 },
+    /// From the pair index (redb); `refused` says why a saved filter was not used, if one was
+    /// there.
+    PairIndex { refused: Option<String> },
+    /// From every event of the log (a store without a pair index, or a fold from the first
+    /// event anyway); `refused` as above.
+    Log { refused: Option<String> },
 }
 
 /// What a writer opens with: its decision state, the head, the filter of every pair the log
-/// activated (machine facts on disk), and how the state was made.
+/// activated (machine facts on disk), how the state was made and how the filter was.
 pub(crate) fn opened_state(
     store: &Store,
     limits: &Limits,
     hasher: &MachineHasher,
     resumer: Option<&Resumer>,
-) -> Result<(State, Head, ActivatedFilter, Start)> {
+) -> Result<(State, Head, ActivatedFilter, Start, FilterStart)> {
     let (resume, start) = checked(store, limits, resumer)?;
     if !limits.machine_facts_on_disk {
-        let (state, head) = fold(store, limits, None, |_| {})?;
-        return Ok((state, head, ActivatedFilter::default(), start));
+        let (state, head) = fold(store, limits, None)?;
+        return Ok((
+            state,
+            head,
+            ActivatedFilter::default(),
+            start,
+            FilterStart::NotKept,
+        ));
     }
-    // The pair index holds every pair through the head: read it rather than the log.
+    let refused = match saved_filter(store) {
+        Ok((mut filter, seq)) => {
+            let (state, head) = fold_noting(store, limits, resume, hasher, &mut filter, seq)?;
+            return Ok((state, head, filter, start, FilterStart::Saved { seq }));
+        }
+        Err(refused) => refused,
+    };
+    // The pair index holds every pair through the head: read it rather than the log (unless
+    // the whole log is folded anyway).
     let count = match &resume {
         Some(_) => store.pair_count()?,
         None => None,
     };
     let mut filter = ActivatedFilter::with_capacity(count.unwrap_or(0), limits.filter_first_pairs);
-    let (state, head) = match (resume, count) {
-        (Some(resume), Some(_)) => {
-            store.for_each_pair(&mut |pair| filter.insert(pair))?;
-            fold(store, limits, Some(resume), |_| {})?
+    let (noted_through, how) = match count {
+        Some(_) if store.for_each_pair(&mut |pair| filter.insert(pair))? => {
+            (u64::MAX, FilterStart::PairIndex { refused })
         }
-        // The pairs come from the log: walk it all, fold only past the resume point.
-        (Some(resume), None) => fold_noting_all(store, limits, resume, hasher, &mut filter)?,
-        (None, _) => fold(store, limits, None, |body| filter.note(hasher, body))?,
+        _ => (0, FilterStart::Log { refused }),
     };
-    Ok((state, head, filter, start))
+    let (state, head) = fold_noting(store, limits, resume, hasher, &mut filter, noted_through)?;
+    Ok((state, head, filter, start, how))
 }
 
-/// The state from `resume`, the filter from every event of the log (a store without a pair
-/// index).
-fn fold_noting_all(
+/// The saved filter and the seq it is bound to, if there is one this log can use; else why
+/// not (`None`: none was saved).
+fn saved_filter(store: &Store) -> std::result::Result<(ActivatedFilter, u64), Option<String>> {
+    let refused = |why: String| Some(format!("the saved filter of activated pairs {why}"));
+    let bytes = match store.saved_filter() {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(None),
+        Err(err) => return Err(refused(format!("could not be read: {err}"))),
+    };
+    let (filter, at) = crate::saved_filter::decode(&bytes)
+        .map_err(|why| refused(format!("is unusable: {why}")))?;
+    match chain_hash_at(store, at.seq) {
+        Ok(Some(hash)) if hash == at.hash => Ok((filter, at.seq)),
+        Ok(Some(_)) => Err(refused(format!(
+            "was saved at seq {} of another history (its chain hash is not the log's)",
+            at.seq
+        ))),
+        Ok(None) => Err(refused(format!(
+            "was saved at seq {}, past the log's end",
+            at.seq
+        ))),
+        Err(err) => Err(refused(format!("could not be checked: {err}"))),
+    }
+}
+
+/// The decision state from `resume` (else from the first event), and into `filter` the pairs
+/// of every event after `noted_through` (the filter holds those up to it): one walk, from
+/// the earlier of the two.
+fn fold_noting(
     store: &Store,
     limits: &Limits,
-    resume: Resume,
+    resume: Option<Resume>,
     hasher: &MachineHasher,
     filter: &mut ActivatedFilter,
+    noted_through: u64,
 ) -> Result<(State, Head)> {
-    let seq = resume.head.seq;
-    let mut state = State::from_books(resume.books, machine_facts(limits));
-    let head = walk(store, 1, |record| {
-        filter.note(hasher, &record.event.body);
-        if record.seq > seq {
+    let (mut state, folded_through) = resumed(limits, resume);
+    let from = folded_through.min(noted_through) + 1;
+    let head = walk(store, from, |record| {
+        if record.seq > noted_through {
+            filter.note(hasher, &record.event.body);
+        }
+        if record.seq > folded_through {
             state.apply(&record.event);
         }
         Ok(ControlFlow::Continue(()))

@@ -822,6 +822,90 @@ mod machine_facts {
         assert_eq!(engine.state(), &replayed(&engine));
     }
 
+    /// R9 across a start from a saved filter: a writer saves its filter (as `Writer::stop`
+    /// does), activates 20 more machines and dies without saving again. The next open reads
+    /// the saved filter and puts in the pairs of the log after it: every one of the 70
+    /// machines is a repeat (without the log's tail, the last 20 would count again: 90).
+    #[test]
+    fn a_start_reads_the_saved_filter_and_the_log_after_it() {
+        use keyledger_ledger::resume::FilterStart;
+        let place = Place::new();
+        drop(new_ledger(&place, 100));
+        let mut engine = keyledger_ledger::open_with(place.location(), on_disk()).unwrap();
+        let names = |from: u32, to: u32| (from..to).map(|i| activation(&format!("s{i}")));
+        run(&mut engine, names(0, 50).collect());
+        engine.save_filter().unwrap();
+        let saved_at = engine.head().seq;
+        let answers = run(&mut engine, names(50, 70).collect());
+        assert!(answers.iter().all(|a| a.ok), "{answers:?}");
+        drop(engine);
+        let mut engine = keyledger_ledger::open_with(place.location(), on_disk()).unwrap();
+        assert_eq!(engine.filter_start(), &FilterStart::Saved { seq: saved_at });
+        run(&mut engine, names(0, 70).collect());
+        assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 70);
+        assert_eq!(engine.state(), &replayed(&engine));
+    }
+
+    /// A saved filter that is damaged, of another ledger, or past the log's end is refused
+    /// with the reason, and the filter is built as without one: decisions are unchanged.
+    #[test]
+    fn a_damaged_or_foreign_saved_filter_is_refused_and_decisions_are_unchanged() {
+        use keyledger_ledger::resume::FilterStart;
+        let other = Place::named("other");
+        let mut foreign = ledger_on_disk(&other);
+        run(&mut foreign, vec![activation("f1")]);
+        foreign.save_filter().unwrap();
+        let foreign_bytes = foreign.store().saved_filter().unwrap().unwrap();
+        drop(foreign);
+
+        let place = Place::new();
+        let mut engine = ledger_on_disk(&place);
+        run(
+            &mut engine,
+            (0..8).map(|i| activation(&format!("d{i}"))).collect(),
+        );
+        engine.save_filter().unwrap();
+        let good = engine.store().saved_filter().unwrap().unwrap();
+        let mut damaged = good.clone();
+        damaged[100] ^= 1;
+        let mut past_end = good.clone();
+        past_end[5] = 200; // seq 200: the log ends at 10
+        let past_end = resealed(&past_end);
+        let cases = [
+            (damaged, "is unusable: its checksum"),
+            (foreign_bytes, "of another history"),
+            (past_end, "past the log's end"),
+        ];
+        drop(engine);
+        for (bytes, why) in cases {
+            Store::open(place.location().clone())
+                .unwrap()
+                .put_saved_filter(&bytes)
+                .unwrap();
+            let mut engine = keyledger_ledger::open_with(place.location(), on_disk()).unwrap();
+            let refused = match engine.filter_start() {
+                FilterStart::PairIndex { refused } | FilterStart::Log { refused } => refused,
+                other => panic!("{why}: started as {other:?}"),
+            };
+            let refused = refused.clone().unwrap_or_default();
+            assert!(refused.contains(why), "{why}: {refused}");
+            run(
+                &mut engine,
+                (0..8).map(|i| activation(&format!("d{i}"))).collect(),
+            );
+            assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 8, "{why}");
+            assert_eq!(engine.state(), &replayed(&engine), "{why}");
+        }
+    }
+
+    /// A saved filter's bytes with the checksum made again over a changed body.
+    fn resealed(bytes: &[u8]) -> Vec<u8> {
+        let body = &bytes[..bytes.len() - 32];
+        let mut out = body.to_vec();
+        out.extend_from_slice(blake3::hash(body).as_bytes());
+        out
+    }
+
     /// Activates every `step`th of the machines `n0..n299` again: nothing is consumed (the
     /// key stays at `used`), and the state is the log's.
     fn assert_all_repeats(engine: &mut Engine, step: usize, used: u64, what: &str) {

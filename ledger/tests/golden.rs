@@ -594,3 +594,45 @@ fn a_logged_event_is_written_as_the_json_object_it_stands_for() {
         assert_eq!(String::from_utf8(written).unwrap(), expected, "sample {i}");
     }
 }
+
+const SAVED_FILTER_FIXTURE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/saved-filter.hex");
+
+/// A saved filter of two parts (8 then 16 pairs; 12 pairs put in) bound to seq 42, and the
+/// pairs it was made of.
+fn sample_saved_filter() -> (Vec<u8>, Vec<keyledger_ledger::machines::PairRow>) {
+    use keyledger_ledger::activated::ActivatedFilter;
+    let hasher = keyledger_ledger::machines::MachineHasher([7; 16]);
+    let pairs: Vec<_> = (0..12)
+        .map(|i| {
+            hasher.pair(
+                KeyId(i % 3),
+                &MachineId::new(format!("golden-{i}")).unwrap(),
+            )
+        })
+        .collect();
+    let mut filter = ActivatedFilter::new(8);
+    pairs.iter().for_each(|pair| filter.insert(*pair));
+    let at = keyledger_ledger::Head {
+        seq: 42,
+        hash: [0xAB; 32],
+    };
+    (keyledger_ledger::saved_filter::encode(&filter, at), pairs)
+}
+
+/// The saved filter's bytes (docs/format.md, "Saved filter", version 1) are a contract: a
+/// filter saved by this build must be read by the next, or refused by its version byte.
+#[test]
+fn a_saved_filter_matches_the_golden_file_and_reads_back() {
+    let (bytes, pairs) = sample_saved_filter();
+    if std::env::var_os("KEYLEDGER_BLESS").is_some() {
+        std::fs::write(SAVED_FILTER_FIXTURE, format!("{}\n", hex::encode(&bytes))).unwrap();
+    }
+    let golden = std::fs::read_to_string(SAVED_FILTER_FIXTURE).expect("golden/saved-filter.hex");
+    assert_eq!(hex::encode(&bytes), golden.trim());
+    let (filter, head) = keyledger_ledger::saved_filter::decode(&bytes).unwrap();
+    assert_eq!((head.seq, head.hash), (42, [0xAB; 32]));
+    assert_eq!((filter.parts(), filter.len()), (2, 12));
+    assert!(pairs.iter().all(|pair| filter.may_contain(*pair)));
+    assert_eq!(&bytes[..5], b"KLAF\x01", "magic, then version 1");
+}

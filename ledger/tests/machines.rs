@@ -11,6 +11,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
+use keyledger_ledger::store::postgres::PG_SCHEMA_VERSION;
 use keyledger_ledger::{Engine, Store, Submission};
 use proptest::prelude::*;
 use serde_json::json;
@@ -155,13 +156,13 @@ fn a_schema_2_database_gets_the_consumers_table() {
         };
         assert!(store.consumers().unwrap().is_empty());
         assert!(store.create_consumer(&consumer("c")).unwrap());
-        assert_eq!(store.format_version().unwrap(), 4);
+        assert_eq!(store.format_version().unwrap(), PG_SCHEMA_VERSION);
         assert_eq!(store.consumers().unwrap(), [consumer("c")]);
     }
 }
 
 /// A schema-3 database (before the history rows) gets the rows of every block up to its
-/// watermark when this build first writes, and says 4. Made here by dropping every bucket
+/// watermark when this build first writes, and says 5. Made here by dropping every bucket
 /// row of a ledger past its first flush: what the upgrade builds is then all there is below
 /// the watermark.
 #[test]
@@ -181,13 +182,44 @@ fn a_schema_3_database_gets_its_history_rows_when_first_written() {
     place.sql("DELETE FROM keyledger.machine_buckets");
     place.sql("UPDATE keyledger.meta SET value = '\\x03' WHERE key = 'format_version'");
     let engine = keyledger_ledger::open(place.location()).unwrap();
-    assert_eq!(engine.store().format_version().unwrap(), 4);
+    assert_eq!(engine.store().format_version().unwrap(), PG_SCHEMA_VERSION);
     assert_histories_match(engine.store());
 }
 
+/// A schema-4 database (before the saved filter) gets the saved filter's table when this
+/// build first writes, says 5, and a writer that stops saves its filter there; the next
+/// start reads it.
+#[test]
+fn a_schema_4_database_gets_the_saved_filter_table_when_first_written() {
+    if redb_only_not("a schema-4 PostgreSQL database") {
+        return;
+    }
+    let place = Place::new();
+    let mut engine = new_ledger(&place, 10);
+    run(&mut engine, vec![activation("s4")]);
+    drop(engine);
+    place.sql("DROP TABLE keyledger.saved_filter");
+    place.sql("UPDATE keyledger.meta SET value = '\\x04' WHERE key = 'format_version'");
+    let store = Store::open(place.location()).unwrap();
+    assert_eq!(store.saved_filter().unwrap(), None, "schema 4 has none");
+    let engine = keyledger_ledger::open(place.location()).unwrap();
+    assert_eq!(engine.store().format_version().unwrap(), PG_SCHEMA_VERSION);
+    let writer = keyledger_ledger::Writer::spawn(engine);
+    let engine = writer.stop().unwrap();
+    drop(engine);
+    assert_eq!(
+        place.sql("SELECT count(*) FROM keyledger.saved_filter"),
+        ["1"]
+    );
+    let engine = keyledger_ledger::open(place.location()).unwrap();
+    let head = engine.head().seq;
+    let saved = keyledger_ledger::resume::FilterStart::Saved { seq: head };
+    assert_eq!(engine.filter_start(), &saved);
+}
+
 /// A schema-1 database (as the build before the index wrote it: no `machines` table) gets
-/// the table and its rows from the blocks when this build first writes, then says 4 (2 is
-/// the machine index, 3 the consumers' table, 4 the history rows).
+/// the table and its rows from the blocks when this build first writes, then says 5 (2 is
+/// the machine index, 3 the consumers' table, 4 the history rows, 5 the saved filter).
 #[test]
 fn a_schema_1_database_is_indexed_when_first_written() {
     if redb_only_not("a schema-1 PostgreSQL database") {
@@ -204,7 +236,7 @@ fn a_schema_1_database_is_indexed_when_first_written() {
     place.sql("DROP TABLE IF EXISTS keyledger.consumers");
     place.sql("UPDATE keyledger.meta SET value = '\\x01' WHERE key = 'format_version'");
     let engine = keyledger_ledger::open(place.location()).unwrap();
-    assert_eq!(engine.store().format_version().unwrap(), 4);
+    assert_eq!(engine.store().format_version().unwrap(), PG_SCHEMA_VERSION);
     assert_histories_match(engine.store());
     let consumer = keyledger_ledger::consumer::Consumer::new(
         "after-upgrade",

@@ -189,7 +189,7 @@ fn a_format_5_database_gets_its_history_rows_and_answers_every_history() {
     assert_eq!(store.format_version().unwrap(), 5);
     let engine = Engine::open(store, keyledger_ledger::Limits::default()).unwrap();
     assert_eq!(engine.store().format_version().unwrap(), DB_FORMAT_VERSION);
-    assert_eq!(DB_FORMAT_VERSION, 6);
+    assert_eq!(DB_FORMAT_VERSION, 7);
     assert_histories_match(engine.store());
     let report = verify(engine.store()).unwrap();
     assert_eq!(report.events, 168);

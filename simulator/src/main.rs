@@ -101,11 +101,23 @@ fn main() -> ExitCode {
     println!(
         "seeds {seeds} (from {first}), steps {}, {:.0} steps/s, commands {}, acknowledged {}, \
          refused {}, failed {}, resends checked {}, faults injected {}, power losses {} \
-         (unsynced writes lost {}, torn {}), restarts {}, opens failed {}, unknown outcomes resolved {}, violations {violations}, {secs:.1} s",
-        total.steps, total.steps as f64 / secs.max(1e-9), total.commands, total.acknowledged,
-        total.refused, total.failed, total.resends_checked, total.faults_injected,
-        total.power_losses, total.writes_lost, total.writes_torn, total.restarts,
-        total.opens_failed, total.unknown_resolved
+         (unsynced writes lost {}, torn {}), restarts {}, opens failed {}, saved filters read {}, \
+         unknown outcomes resolved {}, violations {violations}, {secs:.1} s",
+        total.steps,
+        total.steps as f64 / secs.max(1e-9),
+        total.commands,
+        total.acknowledged,
+        total.refused,
+        total.failed,
+        total.resends_checked,
+        total.faults_injected,
+        total.power_losses,
+        total.writes_lost,
+        total.writes_torn,
+        total.restarts,
+        total.opens_failed,
+        total.saved_filters_read,
+        total.unknown_resolved
     );
     let refusals: Vec<String> = total
         .refusals

@@ -11,6 +11,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 
 use keyledger_core::planted::{self, Bug};
+use keyledger_ledger::resume::FilterStart;
 use keyledger_ledger::store::redb::wal::{WalFaults, WalStep};
 use keyledger_ledger::{Answer, Committed, Engine, Limits, Store, Submission};
 use keyledger_projections::Projections;
@@ -47,6 +48,8 @@ pub struct Outcome {
     pub restarts: u64,
     /// Opens a fault failed (tried again on a mended disk).
     pub opens_failed: u64,
+    /// Opens that read the filter of activated pairs a clean stop saved.
+    pub saved_filters_read: u64,
     /// Batches answered failed that a power loss left in the log (see `resolve_unknown`).
     pub unknown_resolved: u64,
     /// Unsynced writes a power loss dropped or tore.
@@ -70,6 +73,7 @@ impl Outcome {
         self.power_losses += o.power_losses;
         self.restarts += o.restarts;
         self.opens_failed += o.opens_failed;
+        self.saved_filters_read += o.saved_filters_read;
         self.unknown_resolved += o.unknown_resolved;
         self.writes_lost += o.writes_lost;
         self.writes_torn += o.writes_torn;
@@ -472,8 +476,16 @@ impl World {
         self.outcome.writes_torn += report.torn;
     }
 
-    /// The process stops (`kill -9`): what it wrote stays, synced or not.
+    /// The process stops (`kill -9`): what it wrote stays, synced or not. Every other stop
+    /// is clean: the writer first saves its filter of activated pairs (as `Writer::stop`
+    /// does; faults may fail the save), and the next open reads it back.
     fn restart(&mut self) -> Result<(), String> {
+        if self.outcome.restarts % 2 == 1 {
+            let saved = self.engine().save_filter();
+            if self.trace {
+                eprintln!("  clean stop: filter saved: {saved:?}");
+            }
+        }
         self.disk.power_off();
         drop(self.engine.take());
         self.disk.power_on();
@@ -514,6 +526,9 @@ impl World {
                 open_engine(&self.dir, &self.disk, &self.wal, self.hash_key)?
             }
         };
+        if matches!(engine.filter_start(), FilterStart::Saved { .. }) {
+            self.outcome.saved_filters_read += 1;
+        }
         self.attach(engine);
         self.resolve_unknown()?;
         check::after_recovery(self)

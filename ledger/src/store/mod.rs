@@ -210,6 +210,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn erase_secret(&self, key_id: u64) -> Result<bool>;
     fn first_answer(&self, key: &str, command_id: &str) -> Result<Option<StoredAnswer>>;
     fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()>;
+    /// The saved filter of activated pairs (`crate::saved_filter`) as it was put; `None` when
+    /// none was saved, or the store predates saved filters.
+    fn saved_filter(&self) -> Result<Option<Vec<u8>>>;
+    /// Replaces the saved filter: a crash in the middle leaves the old one or the new one.
+    /// Derived data, written beside the writer's batches, never with them.
+    fn put_saved_filter(&self, bytes: &[u8]) -> Result<()>;
     fn snapshot_at_or_below(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>>;
     fn merkle_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>>;
     fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()>;
@@ -534,6 +540,17 @@ impl Store {
     /// Stores a projection snapshot taken at `seq`, keeping the newest [`SNAPSHOTS_KEPT`].
     pub fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()> {
         self.backend.put_snapshot(seq, bytes)
+    }
+
+    /// The saved filter of activated pairs, if one was saved (see [`crate::saved_filter`]).
+    pub fn saved_filter(&self) -> Result<Option<Vec<u8>>> {
+        self.backend.saved_filter()
+    }
+
+    /// Replaces the saved filter of activated pairs (see [`crate::saved_filter`]; tests put
+    /// damaged bytes here to see them refused).
+    pub fn put_saved_filter(&self, bytes: &[u8]) -> Result<()> {
+        self.backend.put_saved_filter(bytes)
     }
 
     /// The newest snapshot taken at or below `seq`.

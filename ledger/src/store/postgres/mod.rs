@@ -44,7 +44,7 @@ use crate::store::location::PgUrl;
 use crate::store::{Backend, BatchWrite, BlockVisitor, Head, Row, StoredAnswer, SNAPSHOTS_KEPT};
 
 /// The schema version this build writes and reads.
-pub const PG_SCHEMA_VERSION: u8 = 4;
+pub const PG_SCHEMA_VERSION: u8 = 5;
 /// The oldest schema this build still opens (and upgrades when it first writes).
 pub const PG_SCHEMA_OLDEST: u8 = 1;
 
@@ -57,7 +57,10 @@ const MARK_2: &str = "UPDATE keyledger.meta SET value = '\\x02' WHERE key = 'for
 const UPGRADE_3: &str = include_str!("upgrade-3.sql");
 /// Schema 4 adds no table: the machine buckets also hold the history rows
 /// (`EventBody::named`), built for the blocks up to the watermark before this mark.
-const MARK_4: &str = "UPDATE keyledger.meta SET value = '\\x04' WHERE key = 'format_version';";
+const UPGRADE_5: &str = include_str!("upgrade-5.sql");
+const MARK_5: &str = "UPDATE keyledger.meta SET value = '\\x05' WHERE key = 'format_version';";
+/// Bytes of a saved filter a row holds.
+const SAVED_FILTER_CHUNK: usize = 16 << 20;
 
 pub struct PgStore {
     label: String,
@@ -189,7 +192,7 @@ impl PgStore {
             }
             client
                 .batch_execute(&format!(
-                    "BEGIN;\n{SCHEMA}\n{UPGRADE_2}\n{UPGRADE_3}\n{MARK_4}\nCOMMIT;"
+                    "BEGIN;\n{SCHEMA}\n{UPGRADE_2}\n{UPGRADE_3}\n{UPGRADE_5}\n{MARK_5}\nCOMMIT;"
                 ))
                 .await
                 .map_err(|e| pg_error("creating the keyledger schema", e))
@@ -620,7 +623,7 @@ impl Backend for PgStore {
 
     /// Schema 1 to 2: the machine index's table (its rows are built by `Store::upgrade_format`
     /// before this marks the schema); 2 to 3: the consumers' table; 3 to 4: the history rows
-    /// of the blocks up to the watermark.
+    /// of the blocks up to the watermark; 4 to 5: the saved filter's table (empty).
     fn upgrade_format(&self) -> Result<()> {
         let version = self.format_version()?;
         if version >= PG_SCHEMA_VERSION {
@@ -639,7 +642,9 @@ impl Backend for PgStore {
         } else if version < 4 {
             self.build_named()?;
         }
-        self.batch(&format!("BEGIN;\n{UPGRADE_3}\n{MARK_4}\nCOMMIT;"))
+        self.batch(&format!(
+            "BEGIN;\n{UPGRADE_3}\n{UPGRADE_5}\n{MARK_5}\nCOMMIT;"
+        ))
     }
 
     fn machine_index_missing(&self) -> Result<bool> {
@@ -1010,6 +1015,53 @@ impl Backend for PgStore {
             .await
             .map_err(|e| pg_error("snapshot pruning", e))?;
             tx.commit().await.map_err(|e| pg_error("snapshot", e))
+        })
+    }
+
+    /// Its rows in chunk order; none before schema 5 (the table is made by the upgrade).
+    fn saved_filter(&self) -> Result<Option<Vec<u8>>> {
+        if self.format_version()? < 5 {
+            return Ok(None);
+        }
+        let chunks = self.read_within(
+            BULK_BOUND,
+            "saved filter",
+            "SELECT bytes FROM keyledger.saved_filter ORDER BY chunk",
+            vec![],
+            |rows| {
+                Ok(rows
+                    .iter()
+                    .map(|row| row.get::<_, Vec<u8>>(0))
+                    .collect::<Vec<_>>())
+            },
+        )?;
+        Ok((!chunks.is_empty()).then(|| chunks.concat()))
+    }
+
+    /// Every row replaced in one transaction (PostgreSQL's writer appends beside it).
+    fn put_saved_filter(&self, bytes: &[u8]) -> Result<()> {
+        self.batch(UPGRADE_5)?;
+        let pool = self.pool();
+        let chunks: Vec<Vec<u8>> = bytes
+            .chunks(SAVED_FILTER_CHUNK)
+            .map(<[u8]>::to_vec)
+            .collect();
+        self.run_within(Some(BULK_BOUND), async move {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            let failed = |e| pg_error("saved filter", e);
+            let tx = client.transaction().await.map_err(failed)?;
+            tx.execute("DELETE FROM keyledger.saved_filter", &[])
+                .await
+                .map_err(failed)?;
+            for (chunk, bytes) in chunks.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO keyledger.saved_filter (chunk, bytes) VALUES ($1, $2)",
+                    &[&(chunk as i32), bytes],
+                )
+                .await
+                .map_err(failed)?;
+            }
+            tx.commit().await.map_err(failed)
         })
     }
 

@@ -13,6 +13,9 @@
 //! - `consumers` str (name) → a durable consumer's JSON record (`crate::consumer`).
 //! - `merkle`  (level, index) → 32-byte hash of the perfect subtree of leaves
 //!   `[index << level, (index + 1) << level)`, for levels >= 8 (see `crate::tree`).
+//! - `saved_filter` (generation, chunk) → up to 16 MiB of the writer's saved filter of
+//!   activated pairs (`crate::saved_filter`); `meta` key `saved_filter` names the generation
+//!   that is whole (u64 LE generation, u32 LE chunks).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -40,6 +43,11 @@ const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots")
 const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
 const CONSUMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("consumers");
 const MERKLE: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("merkle");
+const SAVED_FILTER: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("saved_filter");
+const SAVED_FILTER_KEY: &str = "saved_filter";
+/// Bytes of a saved filter written per transaction: the writer's commits wait for a write
+/// transaction, so a large filter is written in pieces (about 20 ms each), not in one.
+const SAVED_FILTER_CHUNK: usize = 16 << 20;
 
 const FORMAT_VERSION_KEY: &str = "format_version";
 const HEAD_KEY: &str = "head";
@@ -68,7 +76,10 @@ const HEAD_KEY: &str = "head";
 ///   read from disk, not kept in memory. A format-4 or -5 database gets the rows of the
 ///   blocks up to its watermark built when an engine first opens it for writing (or a
 ///   history is first read), then is marked 6.
-pub const DB_FORMAT_VERSION: u8 = 6;
+/// - 7: the saved filter of activated pairs (`saved_filter`, `meta` key `saved_filter`):
+///   derived data a writer saves now and then and reads at open. An older database is
+///   marked 7 with none; the writer builds its filter as before and saves it.
+pub const DB_FORMAT_VERSION: u8 = 7;
 /// The oldest database format this build still reads.
 pub const DB_FORMAT_OLDEST: u8 = 1;
 
@@ -255,6 +266,23 @@ fn builder() -> redb::Builder {
 }
 
 /// A write transaction whose commit is durable itself (with an fsync of its own).
+/// The generation of the saved filter that is whole, and its chunks (`meta` `saved_filter`).
+fn saved_filter_marker(read: &redb::ReadTransaction) -> Result<Option<(u64, u32)>> {
+    let meta = read.open_table(META)?;
+    let Some(marker) = meta.get(SAVED_FILTER_KEY)? else {
+        return Ok(None);
+    };
+    let marker = marker.value();
+    let (Some(generation), Some(chunks)) = (marker.get(..8), marker.get(8..12)) else {
+        return Ok(None);
+    };
+    let generation = u64::from_le_bytes(generation.try_into().expect("8 bytes"));
+    Ok(Some((
+        generation,
+        u32::from_le_bytes(chunks.try_into().expect("4 bytes")),
+    )))
+}
+
 fn durable_write(db: &Database) -> Result<redb::WriteTransaction> {
     let mut write = db.begin_write()?;
     write
@@ -425,6 +453,7 @@ impl RedbStore {
             write.open_table(SNAPSHOTS)?;
             write.open_table(TOKENS)?;
             write.open_table(MERKLE)?;
+            write.open_table(SAVED_FILTER)?;
         }
         machine_runs::hash_key(&write, META, hash_key)?;
         write.commit()?;
@@ -1060,6 +1089,55 @@ impl Backend for RedbStore {
     }
 
     /// The newest snapshot taken at or below `seq`.
+    /// The chunks of the generation `meta` names as whole, in order.
+    fn saved_filter(&self) -> Result<Option<Vec<u8>>> {
+        let read = self.db()?.begin_read()?;
+        let Some((generation, chunks)) = saved_filter_marker(&read)? else {
+            return Ok(None);
+        };
+        let table = match read.open_table(SAVED_FILTER) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let mut bytes = Vec::new();
+        for entry in table.range((generation, 0)..=(generation, chunks.saturating_sub(1)))? {
+            bytes.extend_from_slice(entry?.1.value());
+        }
+        Ok(Some(bytes))
+    }
+
+    /// A new generation's chunks, each in a transaction of its own that is not made durable
+    /// by itself; then one durable transaction names it whole and removes every other.
+    fn put_saved_filter(&self, bytes: &[u8]) -> Result<()> {
+        let db = self.db()?;
+        let generation = saved_filter_marker(&db.begin_read()?)?.map_or(1, |(g, _)| g + 1);
+        let mut chunks = 0u32;
+        for chunk in bytes.chunks(SAVED_FILTER_CHUNK) {
+            let mut write = db.begin_write()?;
+            write
+                .set_durability(Durability::None)
+                .map_err(Error::storage)?;
+            write
+                .open_table(SAVED_FILTER)?
+                .insert((generation, chunks), chunk)?;
+            write.commit()?;
+            chunks += 1;
+        }
+        let write = durable_write(&db)?;
+        {
+            let mut table = write.open_table(SAVED_FILTER)?;
+            table.retain(|(g, _), _| g == generation)?;
+            let mut marker = generation.to_le_bytes().to_vec();
+            marker.extend_from_slice(&chunks.to_le_bytes());
+            write
+                .open_table(META)?
+                .insert(SAVED_FILTER_KEY, &marker[..])?;
+        }
+        write.commit()?;
+        Ok(())
+    }
+
     fn snapshot_at_or_below(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>> {
         let read = self.db()?.begin_read()?;
         let snapshots = read.open_table(SNAPSHOTS)?;
@@ -1313,7 +1391,10 @@ impl Backend for RedbStore {
         }
         for entry in read.open_table(META)?.iter()? {
             let (k, v) = entry?;
-            feed("meta", k.value().as_bytes(), v.value());
+            // Which saved filter is whole changes when a writer stops: derived, not content.
+            if k.value() != SAVED_FILTER_KEY {
+                feed("meta", k.value().as_bytes(), v.value());
+            }
         }
         for entry in read.open_table(SECRETS)?.iter()? {
             let (k, v) = entry?;
