@@ -246,11 +246,16 @@ impl Saving {
     /// Starts saving `copy` bound to `at` (every pair through `at.seq` is in it). `None`: no
     /// thread could be started (the filter is saved when the writer stops). A save that
     /// fails leaves the one before it, which is still good: the next start reads more log.
-    pub fn start(store: &Store, copy: ActivatedFilter, at: crate::Head) -> Option<Saving> {
+    pub fn start(
+        store: &Store,
+        copy: ActivatedFilter,
+        at: crate::Head,
+        hasher: MachineHasher,
+    ) -> Option<Saving> {
         let store = store.clone();
         let thread = std::thread::Builder::new().name("keyledger-filter-save".into());
         let spawned = thread.spawn(move || {
-            let bytes = crate::saved_filter::encode(&copy, at);
+            let bytes = crate::saved_filter::encode(&copy, at, &hasher);
             drop(copy);
             let _ = store.put_saved_filter(&bytes);
         });

@@ -387,22 +387,35 @@ impl Engine {
             // Every pair through `durable` was put in when its batch was decided: the copy,
             // taken between batches, holds them all.
             let copy = self.activated.copy();
-            self.saving = crate::activated::Saving::start(&self.store, copy, self.durable);
+            let (store, at, hasher) = (&self.store, self.durable, self.machine_hasher);
+            self.saving = crate::activated::Saving::start(store, copy, at, hasher);
             self.filter_saved_at = self.durable.seq;
         }
     }
 
-    /// Saves the filter now, bound to the last durable head (after any save under way): a
-    /// writer that stops calls it, so the next start reads the filter and no log for it.
+    /// Saves the filter now, bound to the last durable head (after any save under way), so
+    /// the next start reads it and only the log after it.
     pub fn save_filter(&mut self) -> Result<()> {
         self.saving = None;
         if !self.limits.machine_facts_on_disk || self.poisoned.is_some() {
             return Ok(());
         }
-        let bytes = crate::saved_filter::encode(&self.activated, self.durable);
+        let at = self.durable;
+        let bytes = crate::saved_filter::encode(&self.activated, at, &self.machine_hasher);
         self.store.put_saved_filter(&bytes)?;
-        self.filter_saved_at = self.durable.seq;
+        self.filter_saved_at = at.seq;
         Ok(())
+    }
+
+    /// What a writer that stops calls: [`Engine::save_filter`], when the next start would
+    /// otherwise read at least `filter_save_events / 128` events of log for its filter (78 K
+    /// by default; fewer take a fraction of a second, and a small ledger stays untouched).
+    pub fn save_filter_at_stop(&mut self) -> Result<()> {
+        let behind = self.durable.seq.saturating_sub(self.filter_saved_at);
+        if behind < (self.limits.filter_save_events / 128).max(1) {
+            return Ok(());
+        }
+        self.save_filter()
     }
 
     /// What the writer keeps of pairs beyond the disk (machine facts on disk).

@@ -82,7 +82,8 @@ pub struct Limits {
     pub filter_first_pairs: usize,
     /// Durable events between two saves of the writer's filter (a copy saved in the
     /// background; see `saved_filter`): a start after a crash reads the saved filter and at
-    /// most about this many events of the log for it. It is also saved when the writer stops.
+    /// most about this many events of the log for it. A writer that stops saves it when a
+    /// 128th of this many events came after the last save. Not a limit on input.
     pub filter_save_events: u64,
 }
 

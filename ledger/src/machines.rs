@@ -211,6 +211,16 @@ impl MachineHasher {
         (h.h1, h.h2)
     }
 
+    /// 16 bytes that differ, but for odds near 2^-128, between two hash keys, and say
+    /// nothing of the key: what a saved filter carries to show which key made its pairs
+    /// (`crate::saved_filter`).
+    pub fn key_check(&self) -> [u8; 16] {
+        use siphasher::sip128::Hasher128;
+        let mut hasher = siphasher::sip128::SipHasher13::new_with_key(&self.0);
+        hasher.write(b"saved filter key check");
+        hasher.finish128().as_bytes()
+    }
+
     /// The rows of the event at `seq`.
     pub fn rows_of(&self, seq: u64, body: &EventBody, rows: &mut IndexRows) {
         let names = body.machine_names();

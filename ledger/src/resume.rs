@@ -190,7 +190,7 @@ pub(crate) fn opened_state(
             FilterStart::NotKept,
         ));
     }
-    let refused = match saved_filter(store) {
+    let refused = match saved_filter(store, hasher) {
         Ok((mut filter, seq)) => {
             let (state, head) = fold_noting(store, limits, resume, hasher, &mut filter, seq)?;
             return Ok((state, head, filter, start, FilterStart::Saved { seq }));
@@ -216,15 +216,22 @@ pub(crate) fn opened_state(
 
 /// The saved filter and the seq it is bound to, if there is one this log can use; else why
 /// not (`None`: none was saved).
-fn saved_filter(store: &Store) -> std::result::Result<(ActivatedFilter, u64), Option<String>> {
+fn saved_filter(
+    store: &Store,
+    hasher: &MachineHasher,
+) -> std::result::Result<(ActivatedFilter, u64), Option<String>> {
     let refused = |why: String| Some(format!("the saved filter of activated pairs {why}"));
     let bytes = match store.saved_filter() {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Err(None),
         Err(err) => return Err(refused(format!("could not be read: {err}"))),
     };
-    let (filter, at) = crate::saved_filter::decode(&bytes)
+    let (filter, bound) = crate::saved_filter::decode(&bytes)
         .map_err(|why| refused(format!("is unusable: {why}")))?;
+    if bound.key_check != hasher.key_check() {
+        return Err(refused("was made under another machine hash key".into()));
+    }
+    let at = bound.head;
     match chain_hash_at(store, at.seq) {
         Ok(Some(hash)) if hash == at.hash => Ok((filter, at.seq)),
         Ok(Some(_)) => Err(refused(format!(

@@ -4,26 +4,40 @@
 //!
 //! Derived data, never trusted as it is: it is bound to the seq and chain hash of a head the
 //! writer knew durable when it took the copy (every pair the log activated through that seq
-//! is in it; pairs of later batches may be too, which only costs lookups), covered by a
-//! BLAKE3 checksum, and refused when it does not decode, is of another version, or its chain
-//! hash is not the log's at its seq (a filter of another history, or of a log since cut
-//! back). A refused or missing filter is built as before, from the pair index or the log.
+//! is in it; pairs of later batches may be too, which only costs lookups) and to the ledger's
+//! machine hash key (a copy of the same log under another key hashes its pairs elsewhere),
+//! covered by a BLAKE3 checksum, and refused when it does not decode, is of another version,
+//! its chain hash is not the log's at its seq (a filter of another history, or of a log since
+//! cut back), or its key check is not the ledger's. A refused or missing filter is built as
+//! before, from the pair index or the log.
 //!
 //! Layout, version 1 (integers little-endian; docs/format.md, "Saved filter"):
-//! `b"KLAF"`, version (1 byte), seq (u64), chain hash (32), first-part pairs (u64), parts
+//! `b"KLAF"`, version (1 byte), seq (u64), chain hash (32), key check (16,
+//! [`MachineHasher::key_check`]), first-part pairs (u64), parts
 //! (u32), then each part: capacity (u64), pairs put in (u64), bit bytes (u64) and the bits;
 //! then BLAKE3 of every byte before it (32).
 
 use crate::activated::ActivatedFilter;
+use crate::machines::MachineHasher;
 use crate::store::Head;
+
+/// What a saved filter says of itself besides its pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bound {
+    /// Every pair activated through `head.seq` is in the filter.
+    pub head: Head,
+    /// The [`MachineHasher::key_check`] of the key its pairs were hashed under.
+    pub key_check: [u8; 16],
+}
 
 /// The saved filter's version this build writes and reads.
 pub const SAVED_FILTER_VERSION: u8 = 1;
 const MAGIC: &[u8; 4] = b"KLAF";
 const CHECKSUM_BYTES: usize = 32;
 
-/// `filter` saved as bound to `at`: every pair activated through `at.seq` is in it.
-pub fn encode(filter: &ActivatedFilter, at: Head) -> Vec<u8> {
+/// `filter` saved as bound to `at` (every pair activated through `at.seq` is in it) and to
+/// the key of `hasher`, which hashed its pairs.
+pub fn encode(filter: &ActivatedFilter, at: Head, hasher: &MachineHasher) -> Vec<u8> {
     let parts = filter.raw_parts();
     let bits: usize = parts.iter().map(|(bits, _, _)| bits.len()).sum();
     let mut out = Vec::with_capacity(bits + 64 + 24 * parts.len() + CHECKSUM_BYTES);
@@ -31,6 +45,7 @@ pub fn encode(filter: &ActivatedFilter, at: Head) -> Vec<u8> {
     out.push(SAVED_FILTER_VERSION);
     out.extend_from_slice(&at.seq.to_le_bytes());
     out.extend_from_slice(&at.hash);
+    out.extend_from_slice(&hasher.key_check());
     out.extend_from_slice(&(filter.first_part_pairs() as u64).to_le_bytes());
     out.extend_from_slice(&(parts.len() as u32).to_le_bytes());
     for (bits, capacity, pairs) in parts {
@@ -44,8 +59,8 @@ pub fn encode(filter: &ActivatedFilter, at: Head) -> Vec<u8> {
     out
 }
 
-/// The filter and the head it is bound to; the error says what is wrong with the bytes.
-pub fn decode(bytes: &[u8]) -> Result<(ActivatedFilter, Head), String> {
+/// The filter and what it is bound to; the error says what is wrong with the bytes.
+pub fn decode(bytes: &[u8]) -> Result<(ActivatedFilter, Bound), String> {
     let body_len = bytes
         .len()
         .checked_sub(CHECKSUM_BYTES)
@@ -66,6 +81,7 @@ pub fn decode(bytes: &[u8]) -> Result<(ActivatedFilter, Head), String> {
     }
     let seq = r.u64()?;
     let hash: [u8; 32] = r.take(32)?.try_into().expect("took 32 bytes");
+    let key_check: [u8; 16] = r.take(16)?.try_into().expect("took 16 bytes");
     let first = r.usize()?;
     let count = u32::from_le_bytes(r.take(4)?.try_into().expect("took 4 bytes"));
     let mut parts = Vec::new();
@@ -79,9 +95,10 @@ pub fn decode(bytes: &[u8]) -> Result<(ActivatedFilter, Head), String> {
     if r.at != body.len() {
         return Err(format!("{} bytes after the last part", body.len() - r.at));
     }
+    let head = Head { seq, hash };
     Ok((
         ActivatedFilter::from_parts(parts, first),
-        Head { seq, hash },
+        Bound { head, key_check },
     ))
 }
 

@@ -82,15 +82,16 @@ impl Writer {
     /// Stops accepting work, lets the writer finish every queued submission, and returns
     /// the engine. Handles cloned earlier must be dropped for the writer to see the end.
     /// An error says the writer died and could not be restarted (see [`Health`]).
-    /// The filter of activated pairs is saved on the way (a failure to save it is said on
-    /// stderr: the next start builds it, as after a crash).
+    /// The filter of activated pairs is saved on the way when that saves the next start
+    /// time ([`Engine::save_filter_at_stop`]; a failure to save it is said on stderr: the
+    /// next start builds it, as after a crash).
     pub fn stop(self) -> Result<Engine> {
         drop(self.handle);
         let mut engine = match self.thread.join() {
             Ok(result) => result?,
             Err(_) => return Err(Error::WriterStopped("the writer thread died".to_owned())),
         };
-        if let Err(err) = engine.save_filter() {
+        if let Err(err) = engine.save_filter_at_stop() {
             eprintln!("keyledger: the filter of activated pairs was not saved ({err})");
         }
         Ok(engine)

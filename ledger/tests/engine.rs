@@ -846,8 +846,9 @@ mod machine_facts {
         assert_eq!(engine.state(), &replayed(&engine));
     }
 
-    /// A saved filter that is damaged, of another ledger, or past the log's end is refused
-    /// with the reason, and the filter is built as without one: decisions are unchanged.
+    /// A saved filter that is damaged, of another ledger (another hash key), past the log's
+    /// end or of another history at its seq is refused with the reason, and the filter is
+    /// built as without one: decisions are unchanged.
     #[test]
     fn a_damaged_or_foreign_saved_filter_is_refused_and_decisions_are_unchanged() {
         use keyledger_ledger::resume::FilterStart;
@@ -870,11 +871,13 @@ mod machine_facts {
         damaged[100] ^= 1;
         let mut past_end = good.clone();
         past_end[5] = 200; // seq 200: the log ends at 10
-        let past_end = resealed(&past_end);
+        let mut other_history = good.clone();
+        other_history[13] ^= 1; // the chain hash at its seq
         let cases = [
             (damaged, "is unusable: its checksum"),
-            (foreign_bytes, "of another history"),
-            (past_end, "past the log's end"),
+            (foreign_bytes, "made under another machine hash key"),
+            (resealed(&past_end), "past the log's end"),
+            (resealed(&other_history), "of another history"),
         ];
         drop(engine);
         for (bytes, why) in cases {
@@ -896,6 +899,55 @@ mod machine_facts {
             assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 8, "{why}");
             assert_eq!(engine.state(), &replayed(&engine), "{why}");
         }
+    }
+
+    /// The writer saves a copy of its filter in the background once `filter_save_events`
+    /// events are durable after the last save, and again when it stops; the next start
+    /// reads the one saved at the head, and every machine is still a repeat (R9).
+    #[test]
+    fn a_writer_saves_its_filter_every_so_many_events_and_when_it_stops() {
+        use keyledger_ledger::resume::FilterStart;
+        use keyledger_ledger::saved_filter::decode;
+        let place = Place::new();
+        drop(new_ledger(&place, 1_000));
+        let limits = Limits {
+            filter_save_events: 256,
+            ..on_disk()
+        };
+        let engine = keyledger_ledger::open_with(place.location(), limits).unwrap();
+        let store = engine.store().clone();
+        let writer = Writer::spawn(engine);
+        let handle = writer.handle();
+        for b in 0..30 {
+            let batch = (0..10).map(|i| activation(&format!("w{b}-{i}"))).collect();
+            let answers = handle.submit_blocking(batch, false).unwrap();
+            assert!(answers.iter().all(|a| a.ok), "{answers:?}");
+        }
+        // One more batch: the save is begun between batches, once 256 events are durable.
+        handle
+            .submit_blocking(vec![activation("w-last")], false)
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let periodic = loop {
+            if let Some(bytes) = store.saved_filter().unwrap() {
+                break decode(&bytes).unwrap().1.head.seq;
+            }
+            assert!(std::time::Instant::now() < deadline, "no filter was saved");
+            std::thread::yield_now();
+        };
+        assert!(periodic >= 256, "saved at {periodic}");
+        drop((handle, store));
+        let engine = writer.stop().unwrap();
+        let head = engine.head().seq;
+        drop(engine);
+        let mut engine = keyledger_ledger::open_with(place.location(), limits).unwrap();
+        assert_eq!(engine.filter_start(), &FilterStart::Saved { seq: head });
+        run(
+            &mut engine,
+            (0..30).map(|b| activation(&format!("w{b}-3"))).collect(),
+        );
+        assert_eq!(engine.state().key(KeyId(1)).unwrap().used(), 301);
+        assert_eq!(engine.state(), &replayed(&engine));
     }
 
     /// A saved filter's bytes with the checksum made again over a changed body.

@@ -617,7 +617,10 @@ fn sample_saved_filter() -> (Vec<u8>, Vec<keyledger_ledger::machines::PairRow>) 
         seq: 42,
         hash: [0xAB; 32],
     };
-    (keyledger_ledger::saved_filter::encode(&filter, at), pairs)
+    (
+        keyledger_ledger::saved_filter::encode(&filter, at, &hasher),
+        pairs,
+    )
 }
 
 /// The saved filter's bytes (docs/format.md, "Saved filter", version 1) are a contract: a
@@ -630,8 +633,10 @@ fn a_saved_filter_matches_the_golden_file_and_reads_back() {
     }
     let golden = std::fs::read_to_string(SAVED_FILTER_FIXTURE).expect("golden/saved-filter.hex");
     assert_eq!(hex::encode(&bytes), golden.trim());
-    let (filter, head) = keyledger_ledger::saved_filter::decode(&bytes).unwrap();
-    assert_eq!((head.seq, head.hash), (42, [0xAB; 32]));
+    let (filter, bound) = keyledger_ledger::saved_filter::decode(&bytes).unwrap();
+    assert_eq!((bound.head.seq, bound.head.hash), (42, [0xAB; 32]));
+    let hasher = keyledger_ledger::machines::MachineHasher([7; 16]);
+    assert_eq!(bound.key_check, hasher.key_check());
     assert_eq!((filter.parts(), filter.len()), (2, 12));
     assert!(pairs.iter().all(|pair| filter.may_contain(*pair)));
     assert_eq!(&bytes[..5], b"KLAF\x01", "magic, then version 1");

@@ -25,7 +25,7 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
 use keyledger_ledger::health::ChainCheck;
-use keyledger_ledger::resume::Start;
+use keyledger_ledger::resume::{FilterStart, Start};
 use keyledger_ledger::{Committed, Store, Writer, WriterHandle};
 use keyledger_projections::Projections;
 
@@ -265,7 +265,26 @@ fn open_writer(
             eprintln!("keyledger: the snapshot at seq {seq} was not used ({why}); folded the log")
         }
     }
+    report_filter_start(engine.filter_start());
     Ok(engine)
+}
+
+/// Says where the writer's filter of activated pairs came from (the saved one is the fast
+/// start; a refused one is worth a line).
+fn report_filter_start(start: &FilterStart) {
+    let (from, refused) = match start {
+        FilterStart::NotKept => return,
+        FilterStart::Saved { seq } => {
+            eprintln!("keyledger: the filter of activated pairs was read as saved at seq {seq}");
+            return;
+        }
+        FilterStart::PairIndex { refused } => ("the pair index", refused),
+        FilterStart::Log { refused } => ("the log", refused),
+    };
+    match refused {
+        Some(why) => eprintln!("keyledger: {why}; the filter was built from {from}"),
+        None => eprintln!("keyledger: the filter of activated pairs was built from {from}"),
+    }
 }
 
 /// The checkpoint signing key of the ledger at `data`; created only when asked.
