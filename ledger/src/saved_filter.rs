@@ -156,26 +156,26 @@ mod tests {
             seq: 41,
             hash: [9; 32],
         };
-        let (back, head) = decode(&encode(&filter, at)).unwrap();
-        assert_eq!(head, at);
+        let (back, bound) = decode(&encode(&filter, at, &hasher)).unwrap();
+        assert_eq!(bound.head, at);
+        assert_eq!(bound.key_check, hasher.key_check());
+        assert_ne!(bound.key_check, MachineHasher([4; 16]).key_check());
         assert_eq!((back.parts(), back.len()), (3, 300));
         for i in 0..2_000u64 {
             let pair = hasher.pair(KeyId(i % 7), &MachineId::new(format!("m{i}")).unwrap());
             assert_eq!(back.may_contain(pair), filter.may_contain(pair), "pair {i}");
         }
-        assert!(back.bytes() == filter.bytes());
+        assert_eq!(back.bytes(), filter.bytes());
     }
 
     #[test]
     fn every_damaged_or_cut_byte_is_refused_with_a_reason() {
-        let (filter, _) = filter_of(100);
-        let bytes = encode(
-            &filter,
-            Head {
-                seq: 7,
-                hash: [1; 32],
-            },
-        );
+        let (filter, hasher) = filter_of(100);
+        let at = Head {
+            seq: 7,
+            hash: [1; 32],
+        };
+        let bytes = encode(&filter, at, &hasher);
         for at in (0..bytes.len()).step_by(13) {
             let mut bad = bytes.clone();
             bad[at] ^= 0x20;
