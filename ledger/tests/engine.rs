@@ -451,7 +451,7 @@ fn a_database_of_another_format_version_is_refused_with_a_clear_message() {
                 err,
                 Error::FormatVersion {
                     found: 9,
-                    expected: 4,
+                    expected: keyledger_ledger::store::postgres::PG_SCHEMA_VERSION,
                     ..
                 }
             ),
