@@ -751,8 +751,21 @@ impl Backend for PgStore {
         if slot.as_ref().is_some_and(|s| !s.client.is_closed()) {
             return Ok(());
         }
-        *slot = Some(self.writer_session(if wait { Claim::Wait } else { Claim::Once })?);
-        Ok(())
+        loop {
+            match self.writer_session(if wait { Claim::Wait } else { Claim::Once }) {
+                Ok(session) => {
+                    *slot = Some(session);
+                    return Ok(());
+                }
+                // A writer waiting for another outlives a failover: the failed connection
+                // chose the server again (`after_connection_failure`); wait on the primary
+                // there is now. (Found by tests/pg_history.rs: it died instead.)
+                Err(Error::Storage(why)) if wait && why.starts_with(CONNECTION_FAILED) => {
+                    std::thread::sleep(writer::CLAIM_POLL);
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     fn commit(&self, batch: &BatchWrite) -> Result<()> {

@@ -15,7 +15,7 @@ use crate::store::location::PgUrl;
 pub const WRITER_LOCK: i64 = 0x6b65_796c_6564_6765;
 
 /// How often a writer started with `wait` tries the writer lock again.
-const CLAIM_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+pub(super) const CLAIM_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// How long a writer claiming the ledger again waits for its old session's backend to let
 /// go of the lock (within the claim's own `CALL_BOUND`); past it, someone else holds it.
