@@ -119,13 +119,14 @@ impl ActivatedFilter {
         self.first
     }
 
-    /// A part of `capacity` pairs with these bits; `None` unless they are exactly the bits
-    /// such a part has.
-    pub(crate) fn part_from_bits(bits: &[u8], capacity: usize) -> Option<Filter> {
-        let expected = capacity
-            .checked_mul(BITS_PER_PAIR)
-            .map(|_| Filter::new(BITS_PER_PAIR, capacity).as_bytes().len())?;
-        (bits.len() == expected).then(|| Filter::from_bytes(bits))?
+    /// An empty part of `capacity` pairs whose bits take exactly `bytes`, to be filled with
+    /// saved bits; `None` when a part of that capacity has another size (checked before
+    /// anything is allocated: the sizes come from a file).
+    pub(crate) fn part_of_size(capacity: usize, bytes: usize) -> Option<Filter> {
+        // `sbbf-rs-safe`'s sizing: bits a pair times pairs, in whole 32-byte blocks, one at least.
+        let raw = capacity.checked_mul(BITS_PER_PAIR)? / 8;
+        let blocks = raw.div_ceil(32).max(1);
+        (blocks.checked_mul(32)? == bytes).then(|| Filter::new(BITS_PER_PAIR, capacity))
     }
 
     /// A filter of these parts (each: bits, capacity, pairs put in).
@@ -134,15 +135,6 @@ impl ActivatedFilter {
             parts,
             first: first.max(1),
         }
-    }
-
-    /// A copy (the filter's bits are copied, not shared).
-    pub fn copy(&self) -> ActivatedFilter {
-        let parts = self.parts.iter().map(|(part, cap, len)| {
-            let bits = Filter::from_bytes(part.as_bytes()).expect("a part's own bits");
-            (bits, *cap, *len)
-        });
-        ActivatedFilter::from_parts(parts.collect(), self.first)
     }
 
     /// Notes what an event activated.
@@ -243,21 +235,15 @@ impl Drop for Saving {
 }
 
 impl Saving {
-    /// Starts saving `copy` bound to `at` (every pair through `at.seq` is in it). `None`: no
-    /// thread could be started (the filter is saved when the writer stops). A save that
-    /// fails leaves the one before it, which is still good: the next start reads more log.
-    pub fn start(
-        store: &Store,
-        copy: ActivatedFilter,
-        at: crate::Head,
-        hasher: MachineHasher,
-    ) -> Option<Saving> {
+    /// Starts saving a filter whose bytes but the checksum are `body`
+    /// ([`crate::saved_filter::encode_body`]). `None`: no thread could be started (the filter
+    /// is saved when the writer stops). A save that fails leaves the one before it, which is
+    /// still good: the next start reads more log.
+    pub fn start(store: &Store, body: Vec<u8>) -> Option<Saving> {
         let store = store.clone();
         let thread = std::thread::Builder::new().name("keyledger-filter-save".into());
         let spawned = thread.spawn(move || {
-            let bytes = crate::saved_filter::encode(&copy, at, &hasher);
-            drop(copy);
-            let _ = store.put_saved_filter(&bytes);
+            let _ = store.put_saved_filter(crate::saved_filter::seal(body));
         });
         Some(Saving(Some(spawned.ok()?)))
     }

@@ -384,11 +384,11 @@ impl Engine {
             .filter_saved_at
             .saturating_add(self.limits.filter_save_events);
         if self.durable.seq >= due {
-            // Every pair through `durable` was put in when its batch was decided: the copy,
-            // taken between batches, holds them all.
-            let copy = self.activated.copy();
-            let (store, at, hasher) = (&self.store, self.durable, self.machine_hasher);
-            self.saving = crate::activated::Saving::start(store, copy, at, hasher);
+            // Every pair through `durable` was put in when its batch was decided: the copy of
+            // the bits, taken between batches, holds them all.
+            let (at, hasher) = (self.durable, &self.machine_hasher);
+            let body = crate::saved_filter::encode_body(&self.activated, at, hasher);
+            self.saving = crate::activated::Saving::start(&self.store, body);
             self.filter_saved_at = self.durable.seq;
         }
     }
@@ -402,7 +402,7 @@ impl Engine {
         }
         let at = self.durable;
         let bytes = crate::saved_filter::encode(&self.activated, at, &self.machine_hasher);
-        self.store.put_saved_filter(&bytes)?;
+        self.store.put_saved_filter(bytes)?;
         self.filter_saved_at = at.seq;
         Ok(())
     }

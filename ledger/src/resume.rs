@@ -221,12 +221,12 @@ fn saved_filter(
     hasher: &MachineHasher,
 ) -> std::result::Result<(ActivatedFilter, u64), Option<String>> {
     let refused = |why: String| Some(format!("the saved filter of activated pairs {why}"));
-    let bytes = match store.saved_filter() {
-        Ok(Some(bytes)) => bytes,
+    let chunks = match store.saved_filter() {
+        Ok(Some(chunks)) => chunks,
         Ok(None) => return Err(None),
         Err(err) => return Err(refused(format!("could not be read: {err}"))),
     };
-    let (filter, bound) = crate::saved_filter::decode(&bytes)
+    let (filter, bound) = crate::saved_filter::decode(&chunks)
         .map_err(|why| refused(format!("is unusable: {why}")))?;
     if bound.key_check != hasher.key_check() {
         return Err(refused("was made under another machine hash key".into()));

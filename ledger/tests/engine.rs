@@ -856,7 +856,7 @@ mod machine_facts {
         let mut foreign = ledger_on_disk(&other);
         run(&mut foreign, vec![activation("f1")]);
         foreign.save_filter().unwrap();
-        let foreign_bytes = foreign.store().saved_filter().unwrap().unwrap();
+        let foreign_bytes = foreign.store().saved_filter().unwrap().unwrap().concat();
         drop(foreign);
 
         let place = Place::new();
@@ -866,7 +866,7 @@ mod machine_facts {
             (0..8).map(|i| activation(&format!("d{i}"))).collect(),
         );
         engine.save_filter().unwrap();
-        let good = engine.store().saved_filter().unwrap().unwrap();
+        let good = engine.store().saved_filter().unwrap().unwrap().concat();
         let mut damaged = good.clone();
         damaged[100] ^= 1;
         let mut past_end = good.clone();
@@ -883,7 +883,7 @@ mod machine_facts {
         for (bytes, why) in cases {
             Store::open(place.location().clone())
                 .unwrap()
-                .put_saved_filter(&bytes)
+                .put_saved_filter(bytes)
                 .unwrap();
             let mut engine = keyledger_ledger::open_with(place.location(), on_disk()).unwrap();
             let refused = match engine.filter_start() {

@@ -633,7 +633,7 @@ fn a_saved_filter_matches_the_golden_file_and_reads_back() {
     }
     let golden = std::fs::read_to_string(SAVED_FILTER_FIXTURE).expect("golden/saved-filter.hex");
     assert_eq!(hex::encode(&bytes), golden.trim());
-    let (filter, bound) = keyledger_ledger::saved_filter::decode(&bytes).unwrap();
+    let (filter, bound) = keyledger_ledger::saved_filter::decode(&[&bytes]).unwrap();
     assert_eq!((bound.head.seq, bound.head.hash), (42, [0xAB; 32]));
     let hasher = keyledger_ledger::machines::MachineHasher([7; 16]);
     assert_eq!(bound.key_check, hasher.key_check());

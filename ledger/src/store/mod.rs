@@ -212,10 +212,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()>;
     /// The saved filter of activated pairs (`crate::saved_filter`) as it was put; `None` when
     /// none was saved, or the store predates saved filters.
-    fn saved_filter(&self) -> Result<Option<Vec<u8>>>;
+    fn saved_filter(&self) -> Result<Option<Vec<Vec<u8>>>>;
     /// Replaces the saved filter: a crash in the middle leaves the old one or the new one.
     /// Derived data, written beside the writer's batches, never with them.
-    fn put_saved_filter(&self, bytes: &[u8]) -> Result<()>;
+    fn put_saved_filter(&self, bytes: Vec<u8>) -> Result<()>;
     fn snapshot_at_or_below(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>>;
     fn merkle_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>>;
     fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()>;
@@ -542,14 +542,15 @@ impl Store {
         self.backend.put_snapshot(seq, bytes)
     }
 
-    /// The saved filter of activated pairs, if one was saved (see [`crate::saved_filter`]).
-    pub fn saved_filter(&self) -> Result<Option<Vec<u8>>> {
+    /// The saved filter of activated pairs, if one was saved (see [`crate::saved_filter`]),
+    /// in the chunks the store keeps it in.
+    pub fn saved_filter(&self) -> Result<Option<Vec<Vec<u8>>>> {
         self.backend.saved_filter()
     }
 
     /// Replaces the saved filter of activated pairs (see [`crate::saved_filter`]; tests put
     /// damaged bytes here to see them refused).
-    pub fn put_saved_filter(&self, bytes: &[u8]) -> Result<()> {
+    pub fn put_saved_filter(&self, bytes: Vec<u8>) -> Result<()> {
         self.backend.put_saved_filter(bytes)
     }
 

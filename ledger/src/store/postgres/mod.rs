@@ -1032,7 +1032,7 @@ impl Backend for PgStore {
     }
 
     /// Its rows in chunk order; none before schema 5 (the table is made by the upgrade).
-    fn saved_filter(&self) -> Result<Option<Vec<u8>>> {
+    fn saved_filter(&self) -> Result<Option<Vec<Vec<u8>>>> {
         if self.format_version()? < 5 {
             return Ok(None);
         }
@@ -1048,17 +1048,13 @@ impl Backend for PgStore {
                     .collect::<Vec<_>>())
             },
         )?;
-        Ok((!chunks.is_empty()).then(|| chunks.concat()))
+        Ok((!chunks.is_empty()).then_some(chunks))
     }
 
     /// Every row replaced in one transaction (PostgreSQL's writer appends beside it).
-    fn put_saved_filter(&self, bytes: &[u8]) -> Result<()> {
+    fn put_saved_filter(&self, bytes: Vec<u8>) -> Result<()> {
         self.batch(UPGRADE_5)?;
         let pool = self.pool();
-        let chunks: Vec<Vec<u8>> = bytes
-            .chunks(SAVED_FILTER_CHUNK)
-            .map(<[u8]>::to_vec)
-            .collect();
         self.run_within(Some(BULK_BOUND), async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let failed = |e| pg_error("saved filter", e);
@@ -1066,10 +1062,10 @@ impl Backend for PgStore {
             tx.execute("DELETE FROM keyledger.saved_filter", &[])
                 .await
                 .map_err(failed)?;
-            for (chunk, bytes) in chunks.iter().enumerate() {
+            for (chunk, bytes) in bytes.chunks(SAVED_FILTER_CHUNK).enumerate() {
                 tx.execute(
                     "INSERT INTO keyledger.saved_filter (chunk, bytes) VALUES ($1, $2)",
-                    &[&(chunk as i32), bytes],
+                    &[&(chunk as i32), &bytes],
                 )
                 .await
                 .map_err(failed)?;

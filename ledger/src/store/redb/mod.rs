@@ -1090,7 +1090,7 @@ impl Backend for RedbStore {
 
     /// The newest snapshot taken at or below `seq`.
     /// The chunks of the generation `meta` names as whole, in order.
-    fn saved_filter(&self) -> Result<Option<Vec<u8>>> {
+    fn saved_filter(&self) -> Result<Option<Vec<Vec<u8>>>> {
         let read = self.db()?.begin_read()?;
         let Some((generation, chunks)) = saved_filter_marker(&read)? else {
             return Ok(None);
@@ -1100,16 +1100,16 @@ impl Backend for RedbStore {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(err) => return Err(err.into()),
         };
-        let mut bytes = Vec::new();
-        for entry in table.range((generation, 0)..=(generation, chunks.saturating_sub(1)))? {
-            bytes.extend_from_slice(entry?.1.value());
-        }
-        Ok(Some(bytes))
+        let range = (generation, 0)..=(generation, chunks.saturating_sub(1));
+        let read = table
+            .range(range)?
+            .map(|entry| Ok(entry?.1.value().to_vec()));
+        Ok(Some(read.collect::<Result<Vec<_>>>()?))
     }
 
     /// A new generation's chunks, each in a transaction of its own that is not made durable
     /// by itself; then one durable transaction names it whole and removes every other.
-    fn put_saved_filter(&self, bytes: &[u8]) -> Result<()> {
+    fn put_saved_filter(&self, bytes: Vec<u8>) -> Result<()> {
         let db = self.db()?;
         let generation = saved_filter_marker(&db.begin_read()?)?.map_or(1, |(g, _)| g + 1);
         let mut chunks = 0u32;
