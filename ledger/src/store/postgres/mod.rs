@@ -1031,24 +1031,30 @@ impl Backend for PgStore {
         })
     }
 
-    /// Its rows in chunk order; none before schema 5 (the table is made by the upgrade).
+    /// Its rows in chunk order, one round trip a row (a row in flight at a time, not the
+    /// whole filter twice); none before schema 5 (the table is made by the upgrade).
     fn saved_filter(&self) -> Result<Option<Vec<Vec<u8>>>> {
         if self.format_version()? < 5 {
             return Ok(None);
         }
-        let chunks = self.read_within(
-            BULK_BOUND,
+        let count = self.read(
             "saved filter",
-            "SELECT bytes FROM keyledger.saved_filter ORDER BY chunk",
+            "SELECT count(*) FROM keyledger.saved_filter",
             vec![],
-            |rows| {
-                Ok(rows
-                    .iter()
-                    .map(|row| row.get::<_, Vec<u8>>(0))
-                    .collect::<Vec<_>>())
-            },
+            |rows| Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0))),
         )?;
-        Ok((!chunks.is_empty()).then_some(chunks))
+        let mut chunks = Vec::new();
+        for chunk in 0..i32::try_from(count).unwrap_or(i32::MAX) {
+            chunks.push(self.read_within(
+                BULK_BOUND,
+                "saved filter",
+                "SELECT bytes FROM keyledger.saved_filter WHERE chunk = $1",
+                vec![Param::Int4(chunk)],
+                |rows| Ok(rows.first().map(|row| row.get::<_, Vec<u8>>(0))),
+            )?);
+        }
+        // A missing chunk: the decode sees the filter short and refuses it.
+        Ok((count > 0).then(|| chunks.into_iter().flatten().collect()))
     }
 
     /// Every row replaced in one transaction (PostgreSQL's writer appends beside it).
