@@ -2,8 +2,9 @@
 //! the real binary on a real PostgreSQL primary and synchronous standby, a nemesis, and a
 //! checker that judges the whole recorded history afterwards.
 //!
-//! Clients activate new machines on one MAK with a small limit, so that acceptances and
-//! `insufficient_activations` refusals race. Each request is recorded with monotonic times as
+//! Clients activate new machines on one MAK with a small limit while a licensor asks for and
+//! grants 20 more activations again and again, so that acceptances, `insufficient_activations`
+//! refusals and grants race. Each request is recorded with monotonic times as
 //! ok (seq), refused (code, seq), failed (an error answer) or unknown (no answer: timeout or
 //! a dropped connection). Two `serve --wait-for-writer` processes run: one writes, the other
 //! waits to take over; clients move to the other when one does not answer. The nemesis, in
@@ -16,8 +17,9 @@
 //!   the answer is its first one if it had landed (then it is in the log once), else it is
 //!   decided now;
 //! - real-time order: if A's answer came before B was sent, seq(A) < seq(B);
-//! - the count never passes the limit at any seq, and a refusal for want of activations
-//!   comes only when the key had none left (a replay of the chain through the fold);
+//! - every grant the licensor was told of is the `request_granted` at its seq, none twice;
+//! - the count never passes the limit plus the grants before it at any seq, and a refusal
+//!   for want of activations comes only when the key had none left (a replay of the chain);
 //! - a consistency proof links the checkpoint taken before the nemesis to the one after.
 //!
 //! `KEYLEDGER_HISTORY_ROUNDS` rounds (2 in CI), each on a new cluster. Without PostgreSQL
@@ -39,7 +41,7 @@ use support::*;
 
 const CLIENTS: usize = 6;
 /// The MAK's limit: reached in every round, so later activations are refused.
-const LIMIT: u64 = 300;
+const LIMIT: u64 = 150;
 
 /// How a request ended, as its client saw it.
 #[derive(Clone, Debug, PartialEq)]
@@ -94,6 +96,20 @@ fn send(agent: &ureq::Agent, url: &str, machine: &str) -> Outcome {
         .post(format!("{url}/v1/activations"))
         .content_type("application/json")
         .send(body(machine));
+    classify(sent)
+}
+
+/// Sends one command as `token`'s principal and classifies what came back.
+fn send_command(agent: &ureq::Agent, url: &str, token: &str, command: &Value) -> Outcome {
+    let sent = agent
+        .post(format!("{url}/v1/commands"))
+        .header("authorization", format!("Bearer {token}"))
+        .content_type("application/json")
+        .send(command.to_string());
+    classify(sent)
+}
+
+fn classify(sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Outcome {
     let Ok(mut response) = sent else {
         return Outcome::Unknown;
     };
@@ -214,6 +230,69 @@ fn client(
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Grants that raised the limit while the clients ran: request id and the seq of its
+/// `request_granted`, as the licensor was told.
+type Grants = Arc<Mutex<Vec<(String, u64)>>>;
+
+/// The licensor: asks for 20 more activations (vic, R17) and grants them (olga, R19), again
+/// and again, so that grants race the clients' activations at the limit. Each command is
+/// resent with its `command_id` until it is answered (with a fresh `at`, which the command's
+/// digest leaves out), so it is decided once.
+fn licensor(
+    round: usize,
+    urls: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    [vic, olga]: [String; 2],
+    grants: Grants,
+) {
+    let agent = agent(Duration::from_secs(4));
+    let mut which = 0;
+    let mut decided = |command: Value, token: &str| -> Option<u64> {
+        while !stop.load(Ordering::Relaxed) {
+            let mut command = command.clone();
+            command["at"] = json!(wall_clock());
+            let url = {
+                let urls = lock(&urls);
+                urls[which % urls.len()].clone()
+            };
+            match send_command(&agent, &url, token, &command) {
+                Outcome::Ok(seq) => return Some(seq),
+                Outcome::Refused(code, seq) => panic!("the licensor was refused {code} at {seq}"),
+                _ => which += 1,
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    };
+    for n in 0.. {
+        let id = format!("g{round}-{n}");
+        let ask = json!({"type": "request_mak_increase", "actor": "vic",
+            "command_id": format!("{id}-ask"), "request_id": id, "license_id": "V100",
+            "product": "win11-pro", "key_last5": &MAK[MAK.len() - 5..],
+            "activations_needed": 20, "justification": "the history checker"});
+        let grant = json!({"type": "grant_request", "actor": "olga",
+            "command_id": format!("{id}-grant"), "request_id": id, "amount": 20});
+        if decided(ask, &vic).is_none() {
+            break;
+        }
+        let Some(seq) = decided(grant, &olga) else {
+            break;
+        };
+        lock(&grants).push((id, seq));
+        // The licensor's pace, not a wait for state.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Two seconds from now, as a command's `at`: activations are stamped by the server as they
+/// are decided, so a command stamped now by its client would often come after a later one
+/// (`time_regression`); the server stamps activations no earlier than the newest event.
+fn wall_clock() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let micros = now.unwrap().as_micros() as i64 + 2_000_000;
+    keyledger_core::Timestamp::from_unix_micros(micros).to_string()
 }
 
 /// What the nemesis can do.
@@ -382,6 +461,12 @@ fn one_round(round: usize, seed: u64) {
     }
     server.url = lock(&urls)[0].clone();
     let clients = Clients::start(urls.clone(), round);
+    let grants = Grants::default();
+    let licensor = {
+        let (urls, stop, grants) = (urls.clone(), clients.stop.clone(), grants.clone());
+        let tokens = [server.token("vic"), server.token("olga")];
+        std::thread::spawn(move || licensor(round, urls, stop, tokens, grants))
+    };
     clients.wait_for_answers(60, "the start");
     let (status, before) = server.get("/v1/checkpoint", None);
     assert_eq!(status, 200, "{before}");
@@ -394,11 +479,14 @@ fn one_round(round: usize, seed: u64) {
         servers.assert_all_running(fault);
     }
     let ops = clients.finish();
+    licensor.join().unwrap();
+    let grants = lock(&grants).clone();
     let urls = lock(&urls).clone();
     let resolved = resolve_unknown(&urls, &ops);
     server.url = urls.last().unwrap().clone();
     let log = events(&server.data);
     check_history(&ops, &resolved, &log, round, seed);
+    check_grants(&grants, &log, round);
     check_limit(&log, round);
     check_consistency(&server, &before, &pubkey);
     let verified = keyledger(&server.data, &["verify"]);
@@ -406,12 +494,13 @@ fn one_round(round: usize, seed: u64) {
     let count = |f: fn(&Outcome) -> bool| ops.iter().filter(|o| f(&o.outcome)).count();
     eprintln!(
         "history round {round}: {} requests ({} ok, {} refused, {} failed, {} unknown; all \
-         resolved by resending), faults {faults:?}, violations 0",
+         resolved by resending), {} grants, faults {faults:?}, violations 0",
         ops.len(),
         count(|o| matches!(o, Outcome::Ok(_))),
         count(|o| matches!(o, Outcome::Refused(..))),
         count(|o| matches!(o, Outcome::Failed(..))),
         count(|o| *o == Outcome::Unknown),
+        grants.len(),
     );
 }
 
@@ -529,24 +618,46 @@ fn check_real_time_order(ops: &[Op], where_: &str) {
     }
 }
 
-/// A replay of the chain: the MAK's count never passes its limit, and every refusal for
-/// want of activations came when it had none left.
+/// Every grant the licensor was told of is the `request_granted` of its request at its seq,
+/// and no request is granted twice.
+fn check_grants(grants: &[(String, u64)], log: &BTreeMap<u64, Value>, round: usize) {
+    for (id, seq) in grants {
+        let event = log.get(seq).unwrap_or(&Value::Null);
+        assert_eq!(
+            event["type"], "request_granted",
+            "round {round}: {id} at {seq}"
+        );
+        assert_eq!(
+            event["request_id"],
+            id.as_str(),
+            "round {round}: {id} at {seq}"
+        );
+    }
+    let mut granted = std::collections::BTreeSet::new();
+    for (seq, event) in log.iter().filter(|(_, e)| e["type"] == "request_granted") {
+        let id = event["request_id"].as_str().unwrap();
+        assert!(
+            granted.insert(id),
+            "round {round}: {id} granted again at {seq}"
+        );
+    }
+}
+
+/// A replay of the chain: the MAK's count never passes its limit plus what was granted
+/// before, and every refusal for want of activations came when it had none left.
 fn check_limit(log: &BTreeMap<u64, Value>, round: usize) {
-    let mut used = 0u64;
+    let (mut used, mut total) = (0u64, LIMIT);
     for (seq, event) in log {
         match event["type"].as_str() {
             Some("machines_activated") => {
                 used += event["machines"].as_array().unwrap().len() as u64;
-                assert!(
-                    used <= LIMIT,
-                    "round {round}: seq {seq} took the count to {used}"
-                );
+                let over = format!("round {round}: seq {seq} took the count to {used} of {total}");
+                assert!(used <= total, "{over}");
             }
+            Some("request_granted") => total += event["amount"].as_u64().unwrap(),
             Some("activation_refused") if event["code"] == "insufficient_activations" => {
-                assert_eq!(
-                    used, LIMIT,
-                    "round {round}: seq {seq} refused with some left"
-                );
+                let left = format!("round {round}: seq {seq} refused with {used} of {total}");
+                assert_eq!(used, total, "{left}");
             }
             _ => {}
         }
