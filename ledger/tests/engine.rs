@@ -1011,3 +1011,23 @@ mod machine_facts {
         }
     }
 }
+
+/// The content digest is read through the store's API: a ledger copied from a redb file into
+/// the store under test (PostgreSQL under `KEYLEDGER_TEST_STORE=postgres`) has the same one,
+/// Merkle nodes, key texts and first answers included; one more event changes it.
+#[test]
+fn a_copy_into_either_store_has_the_same_content_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = new_ledger_file(dir.path(), 10);
+    // 300 events (refusals past the limit are events too): stored Merkle nodes at level 8.
+    let machines = (0..300).map(|i| with_id(activation(&format!("d{i}")), &format!("id{i}")));
+    run(&mut engine, machines.collect());
+    let source = engine.store().clone();
+    let place = Place::new();
+    let target = Store::create(place.location()).unwrap();
+    source.copy_to(&target, |_| {}).unwrap();
+    let digest = source.content_digest().unwrap();
+    assert_eq!(target.content_digest().unwrap(), digest);
+    run(&mut engine, vec![activation("one-more")]);
+    assert_ne!(source.content_digest().unwrap(), digest);
+}

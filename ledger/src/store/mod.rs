@@ -239,8 +239,6 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn tamper_block(&self, key: u64, bytes: Option<&[u8]>) -> Result<()>;
     /// Alters a stored key text outside any command (tamper tests only).
     fn tamper_secret(&self, key_id: u64, text: Option<&str>) -> Result<()>;
-    /// BLAKE3 over every table's keys and values in key order.
-    fn content_digest(&self) -> Result<[u8; 32]>;
     /// What opening found to recover (redb: the write-ahead file's frames replayed, and any
     /// torn or corrupt frame not applied); PostgreSQL recovers by itself.
     fn recovery(&self) -> Recovery {
@@ -698,10 +696,47 @@ impl Store {
         self.backend.tamper_secret(key_id, text)
     }
 
-    /// BLAKE3 over every key and value of every table, in key order: equal digests mean the
-    /// ledger's content is byte-for-byte the same, whatever the store's own layout.
+    /// BLAKE3 over the ledger's content, read through this API and so the same on either
+    /// store for the same ledger: every block, the head, every row `copy` moves (key texts,
+    /// first answers, snapshots, tokens), the durable consumers and every stored Merkle node.
+    /// Derived data (the indexes, the saved filter, format bytes) is left out. Equal digests
+    /// mean the same ledger: a refused batch left it as it was, a copy is the ledger.
     pub fn content_digest(&self) -> Result<[u8; 32]> {
-        self.backend.content_digest()
+        let mut hasher = blake3::Hasher::new();
+        let mut feed = |name: &str, key: &[u8], value: &[u8]| {
+            for part in [name.as_bytes(), key, value] {
+                hasher.update(&(part.len() as u64).to_le_bytes());
+                hasher.update(part);
+            }
+        };
+        let head = self.for_each_block_with_head(0, |key, bytes| {
+            feed("blocks", &key.to_le_bytes(), bytes);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        feed("head", b"head", &head.to_bytes());
+        self.backend.for_each_row(&mut |row| {
+            match &row {
+                Row::Secret(k, v) => feed("secrets", &k.to_le_bytes(), v.as_bytes()),
+                Row::FirstAnswer(k, v) => feed("first_answers", k.as_bytes(), v),
+                Row::LegacyAnswer(k, v) => feed("answers", k.as_bytes(), v),
+                Row::Snapshot(k, v) => feed("snapshots", &k.to_le_bytes(), v),
+                Row::Token(k, v) => feed("tokens", k.as_bytes(), v.as_bytes()),
+            }
+            Ok(())
+        })?;
+        for (name, record) in self.backend.consumer_records()? {
+            feed("consumers", name.as_bytes(), &record);
+        }
+        // Stored nodes are the perfect subtrees of 2^level leaves, level 8 up (`crate::tree`).
+        for level in (8u8..64).take_while(|level| head.seq >> level > 0) {
+            for index in 0..head.seq >> level {
+                // An absent node is content too (it differs from any hash).
+                let node = self.merkle_node(level, index)?;
+                let key = [&[level][..], &index.to_le_bytes()].concat();
+                feed("merkle", &key, node.as_ref().map_or(&[][..], |n| &n[..]));
+            }
+        }
+        Ok(*hasher.finalize().as_bytes())
     }
 
     /// See [`Backend::recovery`].

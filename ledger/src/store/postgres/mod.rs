@@ -22,7 +22,6 @@
 //! blocking tasks); each call runs on a small tokio runtime of the store's own.
 
 use std::future::Future;
-use std::ops::ControlFlow;
 use std::sync::Mutex;
 
 mod append;
@@ -1310,52 +1309,6 @@ impl Backend for PgStore {
             ),
         }?;
         Ok(())
-    }
-
-    /// Blocks, Merkle nodes, secrets, answers, snapshots and tokens, in key order, framed as
-    /// the redb store frames them: a ledger copied between the stores has the same digest
-    /// of these tables on both (the redb digest also covers its `meta` table).
-    fn content_digest(&self) -> Result<[u8; 32]> {
-        let mut hasher = blake3::Hasher::new();
-        let mut feed = |name: &str, key: &[u8], value: &[u8]| {
-            for part in [name.as_bytes(), key, value] {
-                hasher.update(&(part.len() as u64).to_le_bytes());
-                hasher.update(part);
-            }
-        };
-        let head = self.for_each_block_with_head(0, &mut |key, bytes| {
-            feed("blocks", &key.to_le_bytes(), bytes);
-            Ok(ControlFlow::Continue(()))
-        })?;
-        feed("head", b"head", &head.to_bytes());
-        self.for_each_row(&mut |row| {
-            match &row {
-                Row::Secret(k, v) => feed("secrets", &k.to_le_bytes(), v.as_bytes()),
-                Row::FirstAnswer(k, v) => feed("first_answers", k.as_bytes(), v),
-                Row::LegacyAnswer(k, v) => feed("answers", k.as_bytes(), v),
-                Row::Snapshot(k, v) => feed("snapshots", &k.to_le_bytes(), v),
-                Row::Token(k, v) => feed("tokens", k.as_bytes(), v.as_bytes()),
-            }
-            Ok(())
-        })?;
-        let nodes: Vec<(i16, i64, Vec<u8>)> = self.read_within(
-            BULK_BOUND,
-            "merkle",
-            "SELECT level, idx, hash FROM keyledger.merkle ORDER BY level, idx",
-            Vec::new(),
-            |rows| {
-                Ok(rows
-                    .iter()
-                    .map(|r| (r.get(0), r.get(1), r.get(2)))
-                    .collect())
-            },
-        )?;
-        for (level, index, hash) in nodes {
-            let mut key = vec![level as u8];
-            key.extend_from_slice(&(index as u64).to_le_bytes());
-            feed("merkle", &key, &hash);
-        }
-        Ok(*hasher.finalize().as_bytes())
     }
 
     fn stored_bytes(&self) -> Result<u64> {

@@ -1373,64 +1373,6 @@ impl Backend for RedbStore {
         write.commit()?;
         Ok(())
     }
-
-    /// BLAKE3 over every key and value of every table, in key order: equal digests mean the
-    /// ledger's content is byte-for-byte the same, whatever redb's own page layout.
-    fn content_digest(&self) -> Result<[u8; 32]> {
-        let read = self.db()?.begin_read()?;
-        let mut hasher = blake3::Hasher::new();
-        let mut feed = |name: &str, key: &[u8], value: &[u8]| {
-            for part in [name.as_bytes(), key, value] {
-                hasher.update(&(part.len() as u64).to_le_bytes());
-                hasher.update(part);
-            }
-        };
-        for entry in read.open_table(BLOCKS)?.iter()? {
-            let (k, v) = entry?;
-            feed("blocks", &k.value().to_le_bytes(), v.value());
-        }
-        for entry in read.open_table(META)?.iter()? {
-            let (k, v) = entry?;
-            // Which saved filter is whole changes when a writer stops: derived, not content.
-            if k.value() != SAVED_FILTER_KEY {
-                feed("meta", k.value().as_bytes(), v.value());
-            }
-        }
-        for entry in read.open_table(SECRETS)?.iter()? {
-            let (k, v) = entry?;
-            feed("secrets", &k.value().to_le_bytes(), v.value().as_bytes());
-        }
-        for entry in read.open_table(ANSWERS)?.iter()? {
-            let (k, v) = entry?;
-            feed("answers", k.value().as_bytes(), v.value());
-        }
-        match read.open_table(FIRST_ANSWERS) {
-            Ok(table) => {
-                for entry in table.iter()? {
-                    let (k, v) = entry?;
-                    feed("first_answers", k.value().as_bytes(), v.value());
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(err) => return Err(err.into()),
-        }
-        for entry in read.open_table(SNAPSHOTS)?.iter()? {
-            let (k, v) = entry?;
-            feed("snapshots", &k.value().to_le_bytes(), v.value());
-        }
-        for entry in read.open_table(TOKENS)?.iter()? {
-            let (k, v) = entry?;
-            feed("tokens", k.value().as_bytes(), v.value().as_bytes());
-        }
-        for entry in read.open_table(MERKLE)?.iter()? {
-            let (k, v) = entry?;
-            let (level, index) = k.value();
-            let mut key = vec![level];
-            key.extend_from_slice(&index.to_le_bytes());
-            feed("merkle", &key, v.value());
-        }
-        Ok(*hasher.finalize().as_bytes())
-    }
 }
 
 /// Writes batches into redb in one write transaction of the given durability.
