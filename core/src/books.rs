@@ -441,6 +441,12 @@ impl<K: KeyRecord> Books<K> {
         self.keys.get_mut(id).expect("key exists").terms_mut()
     }
 
+    /// Whether `principal` is an operator (R3): the one rule, which the decision state and
+    /// the read models both ask.
+    pub fn is_operator(&self, principal: &Principal) -> bool {
+        self.operators.contains(principal)
+    }
+
     /// Units bought (R7, R24), kept apart from activations.
     pub fn purchased(&self, license_id: &LicenseId, product: &ProductId) -> u64 {
         // The tuple key forces a clone; purchases are looked up rarely.

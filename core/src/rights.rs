@@ -1,7 +1,8 @@
-//! Use rights derived from the catalog and purchases (R21, R22, R23). Pure reads of any
-//! [`Catalog`] (the decision `State` or a projection): reports show them, no command
-//! changes them.
+//! Use rights derived from the catalog and purchases (R21, R22, R23). Pure reads of the
+//! [`Catalog`] the books keep (the decision state's and the read models' alike): reports show
+//! them, no command changes them.
 
+use crate::books::Books;
 use crate::catalog::Program;
 use crate::ids::{LicenseId, ProductId};
 use crate::state::{LicenseRecord, Product};
@@ -12,6 +13,25 @@ pub trait Catalog {
     fn products(&self) -> Box<dyn Iterator<Item = (&ProductId, &Product)> + '_>;
     fn license(&self, id: &LicenseId) -> Option<&LicenseRecord>;
     fn purchased(&self, license_id: &LicenseId, product: &ProductId) -> u64;
+}
+
+/// The one implementation: the books, whoever holds them.
+impl<K: crate::books::KeyRecord> Catalog for crate::books::Books<K> {
+    fn product(&self, id: &ProductId) -> Option<&Product> {
+        self.products.get(id)
+    }
+
+    fn products(&self) -> Box<dyn Iterator<Item = (&ProductId, &Product)> + '_> {
+        Box::new(self.products.iter())
+    }
+
+    fn license(&self, id: &LicenseId) -> Option<&LicenseRecord> {
+        self.licenses.get(id)
+    }
+
+    fn purchased(&self, license_id: &LicenseId, product: &ProductId) -> u64 {
+        Books::purchased(self, license_id, product)
+    }
 }
 
 /// R21: earlier versions of the same family and edition in the catalog, newest first.

@@ -72,24 +72,6 @@ pub struct State {
     pub machine_facts: MachineFacts,
 }
 
-impl crate::rights::Catalog for State {
-    fn product(&self, id: &ProductId) -> Option<&Product> {
-        self.books.products.get(id)
-    }
-
-    fn products(&self) -> Box<dyn Iterator<Item = (&ProductId, &Product)> + '_> {
-        Box::new(self.books.products.iter())
-    }
-
-    fn license(&self, id: &LicenseId) -> Option<&LicenseRecord> {
-        self.books.licenses.get(id)
-    }
-
-    fn purchased(&self, license_id: &LicenseId, product: &ProductId) -> u64 {
-        self.books.purchased(license_id, product)
-    }
-}
-
 impl State {
     /// The facts, as the read models see them too.
     pub fn books(&self) -> &Books<Key> {
@@ -102,7 +84,7 @@ impl State {
     }
 
     pub fn is_operator(&self, principal: &Principal) -> bool {
-        self.books.operators.contains(principal)
+        self.books.is_operator(principal)
     }
 
     pub fn has_operators(&self) -> bool {

@@ -1279,21 +1279,21 @@ fn r20_a_blocked_key_cannot_be_redeemed_or_activated() {
 fn r21_downgrade_targets_are_earlier_versions_of_the_same_family_and_edition() {
     let h = Harness::with_catalog();
     assert_eq!(
-        rights::downgrade_targets(&h.state, &pid("ws2022-std")),
+        rights::downgrade_targets(h.state.books(), &pid("ws2022-std")),
         vec![pid("ws2019-std"), pid("ws2016-std")]
     );
     // win10-ent is an earlier version but another edition.
     assert_eq!(
-        rights::downgrade_targets(&h.state, &pid("win11-pro")),
+        rights::downgrade_targets(h.state.books(), &pid("win11-pro")),
         vec![pid("win10-pro")]
     );
-    assert!(rights::downgrade_targets(&h.state, &pid("ws2016-std")).is_empty());
+    assert!(rights::downgrade_targets(h.state.books(), &pid("ws2016-std")).is_empty());
 }
 
 #[test]
 fn r22_open_license_reimage_needs_a_purchase_of_that_product() {
     let mut h = Harness::with_catalog();
-    let before = rights::reimage(&h.state, &lid("V-OPEN"), &pid("win11-pro"));
+    let before = rights::reimage(h.state.books(), &lid("V-OPEN"), &pid("win11-pro"));
     assert!(!before.eligible, "{}", before.reason);
     h.ok(
         OPERATOR,
@@ -1303,9 +1303,9 @@ fn r22_open_license_reimage_needs_a_purchase_of_that_product() {
             quantity: 1,
         }),
     );
-    assert!(rights::reimage(&h.state, &lid("V-OPEN"), &pid("win11-pro")).eligible);
+    assert!(rights::reimage(h.state.books(), &lid("V-OPEN"), &pid("win11-pro")).eligible);
     // Every other program may reimage without a purchase.
-    assert!(rights::reimage(&h.state, &lid("V-SELECT"), &pid("win11-pro")).eligible);
+    assert!(rights::reimage(h.state.books(), &lid("V-SELECT"), &pid("win11-pro")).eligible);
 }
 
 #[test]

@@ -16,7 +16,7 @@ pub struct LogRefusal {
 impl Projections {
     /// Whether `principal` is an operator: one who reads everything (R3).
     pub fn is_operator(&self, principal: &Principal) -> bool {
-        self.books.operators.contains(principal)
+        self.books.is_operator(principal)
     }
 
     /// Whether `principal` may read `license_id`'s report, keys (masked without the role

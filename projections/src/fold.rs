@@ -4,9 +4,7 @@
 //! the history index). Events come from a verified log, so a broken reference is a bug and
 //! asserts.
 
-use keyledger_core::rights::Catalog;
-use keyledger_core::state::{LicenseRecord, Product};
-use keyledger_core::{Event, EventBody, KeyId, LicenseId, ProductId};
+use keyledger_core::{Event, EventBody, KeyId, LicenseId};
 
 use crate::model::*;
 
@@ -183,24 +181,6 @@ impl Projections {
             })
             .filter(|(_, roles)| !roles.is_empty())
             .collect()
-    }
-}
-
-impl Catalog for Projections {
-    fn product(&self, id: &ProductId) -> Option<&Product> {
-        self.books.products.get(id)
-    }
-
-    fn products(&self) -> Box<dyn Iterator<Item = (&ProductId, &Product)> + '_> {
-        Box::new(self.books.products.iter())
-    }
-
-    fn license(&self, id: &LicenseId) -> Option<&LicenseRecord> {
-        self.books.licenses.get(id)
-    }
-
-    fn purchased(&self, license_id: &LicenseId, product: &ProductId) -> u64 {
-        self.books.purchased(license_id, product)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use keyledger_core::event::CoveragePhase;
-use keyledger_core::rights::{self, Catalog};
+use keyledger_core::rights;
 use keyledger_core::state::RequestOutcome;
 use keyledger_core::{
     ClientFamily, KeyId, KeyKind, KeyRequirement, KmsRequestReason, LicenseId, Program, Role,
@@ -336,7 +336,7 @@ pub fn key_row(p: &Projections, id: KeyId, at: Timestamp) -> KeyRow {
         total: key.total(),
         used: key.used(),
         remaining: key.remaining(),
-        purchased: p.purchased(&key.license_id, &key.product),
+        purchased: p.books.purchased(&key.license_id, &key.product),
         blocked: key.blocked,
         osa_status: key.osa_status().as_str(),
         esu_coverage: key.coverage_phase(at),
@@ -466,14 +466,14 @@ fn rights_rows(
         .into_iter()
         .map(|id| {
             let product = &p.books.products[id];
-            let reimage = rights::reimage(p, license_id, id);
+            let reimage = rights::reimage(&p.books, license_id, id);
             RightsRow {
                 product: id.to_string(),
                 name: product.name.clone(),
-                purchased: p.purchased(license_id, id),
+                purchased: p.books.purchased(license_id, id),
                 key_requirement: product.key_requirement,
                 key_note: key_note(product, record),
-                downgrade_to: rights::downgrade_targets(p, id)
+                downgrade_to: rights::downgrade_targets(&p.books, id)
                     .iter()
                     .map(|t| t.to_string())
                     .collect(),

@@ -323,7 +323,11 @@ pub(super) fn disclose_keys(
             )));
         }
         let key = key_by_id(state, key_id)?;
-        let roles = [Role::Administrator, Role::ProductKeyReader];
+        let roles: Vec<Role> = Role::ALL
+            .iter()
+            .copied()
+            .filter(|r| r.may_see_key_text())
+            .collect();
         super::require_role(state, actor, &key.license_id, &roles, "R1")?;
         if key.text_retired {
             return Err(Refusal::KeyTextRetired(key_id));
