@@ -2,7 +2,6 @@
 
 use crate::cli::ForecastArgs;
 use crate::output::outln;
-use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 
@@ -52,10 +51,38 @@ pub fn log(
         other => bail!("--format {other:?}: expected table or jsonl"),
     };
     let store = open_store(data)?;
-    // The history index names the seqs, so a filtered log does not decode the whole log.
-    let wanted: Option<BTreeSet<u64>> = match (license, key) {
-        (None, None) => None,
+    let mut out = crate::output::Stdout::lock();
+    if !jsonl {
+        out.line(format_args!("{}", table_header()))?;
+    }
+    let mut print = |seq: u64, event: &keyledger_core::Event| {
+        let event = event_to_json(event);
+        if jsonl {
+            let line = serde_json::json!({"seq": seq, "event": event});
+            out.line(format_args!("{line}"))
+        } else {
+            out.line(format_args!("{}", table_row(seq, &event)))
+        }
+    };
+    match (license, key) {
+        (None, None) => {
+            // A failed write (a closed pipe) stops the walk; it is returned as what it is.
+            let mut failed = None;
+            keyledger_ledger::walk(&store, from, |record| {
+                match print(record.seq, &record.event) {
+                    Ok(()) => Ok(ControlFlow::Continue(())),
+                    Err(err) => {
+                        failed = Some(err);
+                        Ok(ControlFlow::Break(()))
+                    }
+                }
+            })?;
+            if let Some(err) = failed {
+                return Err(err.into());
+            }
+        }
         (license, key) => {
+            // The history index names the seqs: a page at a time, nothing else decoded.
             let p = projections(&store, Until::Head)?;
             let id = license
                 .map(LicenseId::new)
@@ -72,46 +99,28 @@ pub fn log(
                 (None, Some(k)) => Of::Key(KeyId(k)),
                 (None, None) => unreachable!("handled above"),
             };
-            let seqs = crate::view::history_seqs(&store, &p, of, (from, u64::MAX), usize::MAX)?;
-            Some(seqs.unwrap_or_default().into_iter().collect())
-        }
-    };
-    let start = wanted
-        .as_ref()
-        .map_or(from, |w| w.first().copied().unwrap_or(u64::MAX));
-    let mut out = crate::output::Stdout::lock();
-    if !jsonl {
-        out.line(format_args!("{}", table_header()))?;
-    }
-    // A failed write (a closed pipe) stops the walk; it is returned as what it is.
-    let mut failed = None;
-    if start != u64::MAX {
-        keyledger_ledger::walk(&store, start, |record| {
-            if wanted.as_ref().is_some_and(|w| !w.contains(&record.seq)) {
-                return Ok(ControlFlow::Continue(()));
-            }
-            let event = event_to_json(&record.event);
-            let written = if jsonl {
-                let line = serde_json::json!({"seq": record.seq, "event": event});
-                out.line(format_args!("{line}"))
-            } else {
-                out.line(format_args!("{}", table_row(record.seq, &event)))
-            };
-            match written {
-                Ok(()) => Ok(ControlFlow::Continue(())),
-                Err(err) => {
-                    failed = Some(err);
-                    Ok(ControlFlow::Break(()))
+            let index = crate::view::LogIndex(&store);
+            let mut next = from;
+            loop {
+                let page = p.history_page(&index, of, next, u64::MAX, LOG_PAGE)?;
+                let page = page.unwrap_or_default();
+                for (seq, event) in &page {
+                    print(*seq, event)?;
+                }
+                match page.last() {
+                    Some((last, _)) if page.len() == LOG_PAGE => next = last + 1,
+                    _ => break,
                 }
             }
-        })?;
-        if let Some(err) = failed {
-            return Err(err.into());
         }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Events of a filtered `log` read and printed at a time: memory bounded by the page, not by
+/// the history.
+const LOG_PAGE: usize = 10_000;
 
 /// The header of the event table (`log`, `tail`).
 pub(crate) fn table_header() -> String {
