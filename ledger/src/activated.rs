@@ -114,6 +114,12 @@ impl ActivatedFilter {
             .collect()
     }
 
+    /// Part `part`'s bits and capacity, if it has that part.
+    pub(crate) fn part_bits(&self, part: usize) -> Option<(&[u8], usize)> {
+        let (bits, capacity, _) = self.parts.get(part)?;
+        Some((bits.as_bytes(), *capacity))
+    }
+
     /// The pairs a first part holds.
     pub(crate) fn first_part_pairs(&self) -> usize {
         self.first
@@ -218,39 +224,6 @@ impl Rebuild {
             Ok(Err(_)) | Err(mpsc::TryRecvError::Disconnected) => Ok(None),
             Err(mpsc::TryRecvError::Empty) => Err(self),
         }
-    }
-}
-
-/// A copy of the filter being saved in the background ([`crate::saved_filter`]). Dropped
-/// before it is done, it waits for the save (a reopen of the file must find it closed).
-#[derive(Debug)]
-pub struct Saving(Option<std::thread::JoinHandle<()>>);
-
-impl Drop for Saving {
-    fn drop(&mut self) {
-        if let Some(thread) = self.0.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Saving {
-    /// Starts saving a filter whose bytes but the checksum are `body`
-    /// ([`crate::saved_filter::encode_body`]). `None`: no thread could be started (the filter
-    /// is saved when the writer stops). A save that fails leaves the one before it, which is
-    /// still good: the next start reads more log.
-    pub fn start(store: &Store, body: Vec<u8>) -> Option<Saving> {
-        let store = store.clone();
-        let thread = std::thread::Builder::new().name("keyledger-filter-save".into());
-        let spawned = thread.spawn(move || {
-            let _ = store.put_saved_filter(crate::saved_filter::seal(body));
-        });
-        Some(Saving(Some(spawned.ok()?)))
-    }
-
-    /// Whether the save is over (done or failed).
-    pub fn is_finished(&self) -> bool {
-        self.0.as_ref().is_none_or(|t| t.is_finished())
     }
 }
 

@@ -160,7 +160,7 @@ pub struct Engine {
     durable: Head,
     /// The seq the filter was last saved at (or read from), and the save under way.
     filter_saved_at: u64,
-    saving: Option<crate::activated::Saving>,
+    saving: Option<(crate::saved_filter::Saving, u64)>,
 }
 
 /// The decision state a writer folds from `store`'s log (machine facts on disk, none kept
@@ -370,25 +370,36 @@ impl Engine {
         }
     }
 
-    /// Saves a copy of the filter in the background once `filter_save_events` more events
-    /// are durable than at the last save, so a start after a crash reads the saved filter and
-    /// only that many events of the log for it (see [`crate::saved_filter`]).
+    /// Saves the filter in the background once `filter_save_events` more events are durable
+    /// than at the last save, so a start after a crash reads the saved filter and only that
+    /// many events of the log for it (see [`crate::saved_filter`]). A save under way gets its
+    /// next piece (1 MiB of bits copied) here, between batches: no copy of the whole filter.
     fn tend_saved_filter(&mut self) {
+        use crate::saved_filter::{SaveCursor, Saving, Step};
         if !self.limits.machine_facts_on_disk {
             return;
         }
-        if self.saving.as_ref().is_some_and(|s| !s.is_finished()) {
+        if let Some((saving, before)) = &mut self.saving {
+            match saving.step(&self.activated) {
+                Step::Going => {}
+                Step::Done if !saving.is_finished() => {}
+                Step::Done => self.saving = None,
+                // Another begins once due again, from the filter as it is then.
+                Step::GivenUp => {
+                    self.filter_saved_at = *before;
+                    self.saving = None;
+                }
+            }
             return;
         }
         let due = self
             .filter_saved_at
             .saturating_add(self.limits.filter_save_events);
         if self.durable.seq >= due {
-            // Every pair through `durable` was put in when its batch was decided: the copy of
-            // the bits, taken between batches, holds them all.
-            let (at, hasher) = (self.durable, &self.machine_hasher);
-            let body = crate::saved_filter::encode_body(&self.activated, at, hasher);
-            self.saving = crate::activated::Saving::start(&self.store, body);
+            // Every pair through `durable` was put in when its batch was decided, before now.
+            let cursor = SaveCursor::new(&self.activated, self.durable, &self.machine_hasher);
+            let before = self.filter_saved_at;
+            self.saving = Saving::start(&self.store, cursor).map(|saving| (saving, before));
             self.filter_saved_at = self.durable.seq;
         }
     }
@@ -396,13 +407,24 @@ impl Engine {
     /// Saves the filter now, bound to the last durable head (after any save under way), so
     /// the next start reads it and only the log after it.
     pub fn save_filter(&mut self) -> Result<()> {
+        use crate::saved_filter::{SaveCursor, PIECE_BYTES};
         self.saving = None;
         if !self.limits.machine_facts_on_disk || self.poisoned.is_some() {
             return Ok(());
         }
         let at = self.durable;
-        let bytes = crate::saved_filter::encode(&self.activated, at, &self.machine_hasher);
-        self.store.put_saved_filter(bytes)?;
+        let mut cursor = SaveCursor::new(&self.activated, at, &self.machine_hasher);
+        let generation = self.store.saved_filter_generation()? + 1;
+        let mut chunks = 0;
+        while let Some(piece) = cursor.next_piece(&self.activated, PIECE_BYTES) {
+            // Nothing changes the filter meanwhile: this thread is its writer.
+            let piece =
+                piece.map_err(|_| Error::Storage("the filter changed while saved".into()))?;
+            self.store
+                .put_saved_filter_chunk(generation, chunks, &piece)?;
+            chunks += 1;
+        }
+        self.store.finish_saved_filter(generation, chunks)?;
         self.filter_saved_at = at.seq;
         Ok(())
     }

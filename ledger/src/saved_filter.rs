@@ -35,39 +35,252 @@ pub const SAVED_FILTER_VERSION: u8 = 1;
 const MAGIC: &[u8; 4] = b"KLAF";
 const CHECKSUM_BYTES: usize = 32;
 
-/// `filter` saved as bound to `at` (every pair activated through `at.seq` is in it) and to
-/// the key of `hasher`, which hashed its pairs.
-pub fn encode(filter: &ActivatedFilter, at: Head, hasher: &MachineHasher) -> Vec<u8> {
-    seal(encode_body(filter, at, hasher))
-}
+/// Bytes a piece of a save holds (the store keeps each as one chunk): what the writer copies
+/// between two batches while a save is under way.
+pub const PIECE_BYTES: usize = 1 << 20;
 
-/// What [`encode`] writes before the checksum: one copy of the bits, the writer's share of a
-/// save in the background (the checksum, a pass over them, is the thread's).
-pub fn encode_body(filter: &ActivatedFilter, at: Head, hasher: &MachineHasher) -> Vec<u8> {
-    let parts = filter.raw_parts();
-    let bits: usize = parts.iter().map(|(bits, _, _)| bits.len()).sum();
-    let mut out = Vec::with_capacity(bits + 64 + 24 * parts.len() + CHECKSUM_BYTES);
-    out.extend_from_slice(MAGIC);
-    out.push(SAVED_FILTER_VERSION);
-    out.extend_from_slice(&at.seq.to_le_bytes());
-    out.extend_from_slice(&at.hash);
-    out.extend_from_slice(&hasher.key_check());
-    out.extend_from_slice(&(filter.first_part_pairs() as u64).to_le_bytes());
-    out.extend_from_slice(&(parts.len() as u32).to_le_bytes());
-    for (bits, capacity, pairs) in parts {
-        out.extend_from_slice(&(capacity as u64).to_le_bytes());
-        out.extend_from_slice(&(pairs as u64).to_le_bytes());
-        out.extend_from_slice(&(bits.len() as u64).to_le_bytes());
-        out.extend_from_slice(bits);
+/// `filter` saved as bound to `at` (every pair activated through `at.seq` is in it) and to
+/// the key of `hasher`, which hashed its pairs: the bytes of a [`SaveCursor`] taken at once.
+pub fn encode(filter: &ActivatedFilter, at: Head, hasher: &MachineHasher) -> Vec<u8> {
+    let mut cursor = SaveCursor::new(filter, at, hasher);
+    let mut out = Vec::new();
+    while let Some(piece) = cursor.next_piece(filter, usize::MAX) {
+        out.extend_from_slice(&piece.expect("the filter did not change meanwhile"));
     }
     out
 }
 
-/// [`encode_body`]'s bytes with their checksum after them.
-pub fn seal(mut body: Vec<u8>) -> Vec<u8> {
-    let checksum = blake3::hash(&body);
-    body.extend_from_slice(checksum.as_bytes());
-    body
+/// A save's bytes, produced a piece at a time from the filter as it is when each piece is
+/// taken, so that no copy of the whole filter is ever held. A Bloom filter's bits are only
+/// ever set, so every piece holds at least the bits the filter had when the save began: the
+/// whole is bound to the head durable then. Only the parts the filter had then are saved
+/// (pairs put in later are past that head); a filter whose parts were replaced meanwhile (a
+/// rebuild swapped in) ends the save.
+#[derive(Debug)]
+pub struct SaveCursor {
+    segments: Vec<Segment>,
+    segment: usize,
+    offset: usize,
+    checksum: blake3::Hasher,
+    done: bool,
+}
+
+#[derive(Debug)]
+enum Segment {
+    Bytes(Vec<u8>),
+    /// The bits of part `part`, whose capacity and size are as when the save began.
+    Bits {
+        part: usize,
+        capacity: usize,
+        len: usize,
+    },
+}
+
+/// The filter's parts are not those a save began with.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Replaced;
+
+impl SaveCursor {
+    pub fn new(filter: &ActivatedFilter, at: Head, hasher: &MachineHasher) -> SaveCursor {
+        let parts = filter.raw_parts();
+        let mut head = Vec::with_capacity(128);
+        head.extend_from_slice(MAGIC);
+        head.push(SAVED_FILTER_VERSION);
+        head.extend_from_slice(&at.seq.to_le_bytes());
+        head.extend_from_slice(&at.hash);
+        head.extend_from_slice(&hasher.key_check());
+        head.extend_from_slice(&(filter.first_part_pairs() as u64).to_le_bytes());
+        head.extend_from_slice(&(parts.len() as u32).to_le_bytes());
+        let mut segments = Vec::with_capacity(2 * parts.len() + 1);
+        for (part, (bits, capacity, pairs)) in parts.into_iter().enumerate() {
+            head.extend_from_slice(&(capacity as u64).to_le_bytes());
+            head.extend_from_slice(&(pairs as u64).to_le_bytes());
+            head.extend_from_slice(&(bits.len() as u64).to_le_bytes());
+            segments.push(Segment::Bytes(std::mem::take(&mut head)));
+            let len = bits.len();
+            segments.push(Segment::Bits {
+                part,
+                capacity,
+                len,
+            });
+        }
+        segments.push(Segment::Bytes(head));
+        SaveCursor {
+            segments,
+            segment: 0,
+            offset: 0,
+            checksum: blake3::Hasher::new(),
+            done: false,
+        }
+    }
+
+    /// The next at most `max` bytes (the last piece also carries the checksum), read from
+    /// `filter` now; `None` once all were given.
+    pub fn next_piece(
+        &mut self,
+        filter: &ActivatedFilter,
+        max: usize,
+    ) -> Option<Result<Vec<u8>, Replaced>> {
+        if self.done {
+            return None;
+        }
+        let mut piece = Vec::new();
+        while piece.len() < max && self.segment < self.segments.len() {
+            let bytes = match &self.segments[self.segment] {
+                Segment::Bytes(bytes) => &bytes[..],
+                Segment::Bits {
+                    part,
+                    capacity,
+                    len,
+                } => match filter.part_bits(*part) {
+                    Some((bits, cap)) if cap == *capacity && bits.len() == *len => bits,
+                    _ => return Some(Err(Replaced)),
+                },
+            };
+            let take = (max - piece.len()).min(bytes.len() - self.offset);
+            piece.extend_from_slice(&bytes[self.offset..self.offset + take]);
+            self.offset += take;
+            if self.offset == bytes.len() {
+                (self.segment, self.offset) = (self.segment + 1, 0);
+            }
+        }
+        self.checksum.update(&piece);
+        if self.segment == self.segments.len() {
+            piece.extend_from_slice(self.checksum.finalize().as_bytes());
+            self.done = true;
+        }
+        Some(Ok(piece))
+    }
+}
+
+/// A save under way beside the writer: the writer hands it a piece between two batches
+/// ([`Saving::step`]), and a thread of its own writes each to the store as a chunk, then
+/// names the save whole. At most two pieces wait for the thread; the writer never waits for
+/// it. Dropped, it waits for the thread (a reopen of the file must find it closed); a save
+/// given up leaves the one before it, which is still good: the next start reads more log.
+#[derive(Debug)]
+pub struct Saving {
+    cursor: SaveCursor,
+    pending: Option<Message>,
+    pieces: u32,
+    /// Every piece was given and the thread told to name the save whole.
+    given: bool,
+    tell: Option<std::sync::mpsc::SyncSender<Message>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+enum Message {
+    Piece(Vec<u8>),
+    /// All `n` pieces were given: name the save whole.
+    Whole(u32),
+}
+
+/// How a save stands after a [`Saving::step`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Going,
+    /// Every piece given, and the save named whole (or about to be, by the thread).
+    Done,
+    /// The filter's parts were replaced, or the thread stopped (a store error).
+    GivenUp,
+}
+
+impl Drop for Saving {
+    fn drop(&mut self) {
+        drop(self.tell.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Saving {
+    /// Starts the thread of a save whose bytes `cursor` gives (`None`: no thread could be
+    /// started; the filter is saved when the writer stops).
+    pub fn start(store: &crate::Store, cursor: SaveCursor) -> Option<Saving> {
+        let (tell, hear) = std::sync::mpsc::sync_channel(2);
+        let store = store.clone();
+        let thread = std::thread::Builder::new().name("keyledger-filter-save".into());
+        let thread = thread.spawn(move || write_pieces(&store, &hear)).ok()?;
+        Some(Saving {
+            cursor,
+            pending: None,
+            pieces: 0,
+            given: false,
+            tell: Some(tell),
+            thread: Some(thread),
+        })
+    }
+
+    /// Whether its thread is done (the save named whole, or given up).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Hands the thread the next piece, read from `filter` now, if it has room (and, after
+    /// the last piece, at once the word that the save is whole).
+    pub fn step(&mut self, filter: &ActivatedFilter) -> Step {
+        for _ in 0..2 {
+            if self.given {
+                return Step::Done;
+            }
+            let message = match self.pending.take() {
+                Some(message) => message,
+                None if self.cursor.done => Message::Whole(self.pieces),
+                None => match self.cursor.next_piece(filter, PIECE_BYTES) {
+                    Some(Ok(piece)) => {
+                        self.pieces += 1;
+                        Message::Piece(piece)
+                    }
+                    Some(Err(Replaced)) => return Step::GivenUp,
+                    None => Message::Whole(self.pieces),
+                },
+            };
+            let whole = matches!(message, Message::Whole(_));
+            let Some(tell) = &self.tell else {
+                return Step::GivenUp;
+            };
+            match tell.try_send(message) {
+                Ok(()) => self.given = whole,
+                Err(std::sync::mpsc::TrySendError::Full(message)) => {
+                    self.pending = Some(message);
+                    return Step::Going;
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return Step::GivenUp,
+            }
+            if !self.cursor.done {
+                return Step::Going;
+            }
+        }
+        if self.given {
+            Step::Done
+        } else {
+            Step::Going
+        }
+    }
+}
+
+/// The thread of a [`Saving`]: each piece a chunk of a new generation, then the generation
+/// named whole. A store error ends it (the writer then sees the save given up).
+fn write_pieces(store: &crate::Store, hear: &std::sync::mpsc::Receiver<Message>) {
+    let Ok(generation) = store.saved_filter_generation().map(|g| g + 1) else {
+        return;
+    };
+    let mut index = 0;
+    while let Ok(message) = hear.recv() {
+        let written = match message {
+            Message::Piece(bytes) => store.put_saved_filter_chunk(generation, index, &bytes),
+            Message::Whole(chunks) => {
+                let _ = store.finish_saved_filter(generation, chunks);
+                return;
+            }
+        };
+        if written.is_err() {
+            return;
+        }
+        index += 1;
+    }
 }
 
 /// The filter and what it is bound to, from its bytes as the store holds them (in chunks,
@@ -230,7 +443,52 @@ mod tests {
         assert_eq!(back.bytes(), filter.bytes());
     }
 
-    /// The store keeps a filter in chunks (16 MiB): read across any split, it is the same.
+    /// A save taken a piece at a time while pairs keep coming holds every pair put in before
+    /// it began (bits are only ever set), reads back whole, and stops when the filter's parts
+    /// are replaced.
+    #[test]
+    fn a_save_taken_in_pieces_while_the_filter_grows_holds_what_it_began_with() {
+        let (mut filter, hasher) = filter_of(300);
+        let at = Head {
+            seq: 9,
+            hash: [5; 32],
+        };
+        let whole = encode(&filter, at, &hasher);
+        let mut cursor = SaveCursor::new(&filter, at, &hasher);
+        let mut pieces = Vec::new();
+        let mut later = 0u64;
+        while let Some(piece) = cursor.next_piece(&filter, 40) {
+            pieces.push(piece.unwrap());
+            for _ in 0..20 {
+                later += 1;
+                filter.insert(
+                    hasher.pair(KeyId(99), &MachineId::new(format!("later{later}")).unwrap()),
+                );
+            }
+        }
+        assert!(
+            filter.parts() > 3,
+            "the pairs after it went into new parts too"
+        );
+        let (back, bound) = decode(&pieces).unwrap();
+        assert_eq!(bound.head, at);
+        assert_eq!(back.parts(), 3, "only the parts it began with");
+        for i in 0..300u64 {
+            let pair = hasher.pair(KeyId(i % 7), &MachineId::new(format!("m{i}")).unwrap());
+            assert!(back.may_contain(pair), "pair {i}");
+        }
+        assert_eq!(pieces.concat().len(), whole.len());
+        let mut cursor = SaveCursor::new(&filter, at, &hasher);
+        cursor.next_piece(&filter, 40).unwrap().unwrap();
+        let (rebuilt, _) = filter_of(10);
+        let mut replaced = cursor.next_piece(&rebuilt, 1 << 20);
+        while let Some(Ok(_)) = replaced {
+            replaced = cursor.next_piece(&rebuilt, 1 << 20);
+        }
+        assert_eq!(replaced, Some(Err(Replaced)));
+    }
+
+    /// The store keeps a filter in chunks (1 MiB): read across any split, it is the same.
     #[test]
     fn a_saved_filter_reads_the_same_across_any_chunks() {
         let (filter, hasher) = filter_of(300);

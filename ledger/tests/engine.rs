@@ -883,7 +883,7 @@ mod machine_facts {
         for (bytes, why) in cases {
             Store::open(place.location().clone())
                 .unwrap()
-                .put_saved_filter(bytes)
+                .put_saved_filter(&bytes)
                 .unwrap();
             let mut engine = keyledger_ledger::open_with(place.location(), on_disk()).unwrap();
             let refused = match engine.filter_start() {

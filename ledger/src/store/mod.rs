@@ -210,12 +210,18 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn erase_secret(&self, key_id: u64) -> Result<bool>;
     fn first_answer(&self, key: &str, command_id: &str) -> Result<Option<StoredAnswer>>;
     fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()>;
-    /// The saved filter of activated pairs (`crate::saved_filter`) as it was put; `None` when
-    /// none was saved, or the store predates saved filters.
+    /// The generation of the saved filter of activated pairs that is whole
+    /// (`crate::saved_filter`; 0: none).
+    fn saved_filter_generation(&self) -> Result<u64>;
+    /// The chunks of the saved filter that is whole, in order; `None` when none was saved, or
+    /// the store predates saved filters.
     fn saved_filter(&self) -> Result<Option<Vec<Vec<u8>>>>;
-    /// Replaces the saved filter: a crash in the middle leaves the old one or the new one.
-    /// Derived data, written beside the writer's batches, never with them.
-    fn put_saved_filter(&self, bytes: Vec<u8>) -> Result<()>;
+    /// Writes chunk `index` of a saved filter of `generation`, not yet whole (nor durable by
+    /// itself). Derived data, written beside the writer's batches, never with them.
+    fn put_saved_filter_chunk(&self, generation: u64, index: u32, bytes: &[u8]) -> Result<()>;
+    /// Names `generation`, of `chunks` chunks, the saved filter that is whole, durably, and
+    /// removes every other generation's chunks: a crash before leaves the one before.
+    fn finish_saved_filter(&self, generation: u64, chunks: u32) -> Result<()>;
     fn snapshot_at_or_below(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>>;
     fn merkle_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>>;
     fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()>;
@@ -546,10 +552,32 @@ impl Store {
         self.backend.saved_filter()
     }
 
-    /// Replaces the saved filter of activated pairs (see [`crate::saved_filter`]; tests put
-    /// damaged bytes here to see them refused).
-    pub fn put_saved_filter(&self, bytes: Vec<u8>) -> Result<()> {
-        self.backend.put_saved_filter(bytes)
+    /// See [`Backend::saved_filter_generation`].
+    pub fn saved_filter_generation(&self) -> Result<u64> {
+        self.backend.saved_filter_generation()
+    }
+
+    /// See [`Backend::put_saved_filter_chunk`].
+    pub fn put_saved_filter_chunk(&self, generation: u64, index: u32, bytes: &[u8]) -> Result<()> {
+        self.backend
+            .put_saved_filter_chunk(generation, index, bytes)
+    }
+
+    /// See [`Backend::finish_saved_filter`].
+    pub fn finish_saved_filter(&self, generation: u64, chunks: u32) -> Result<()> {
+        self.backend.finish_saved_filter(generation, chunks)
+    }
+
+    /// Replaces the saved filter with `bytes`, as a new generation (tests put damaged bytes
+    /// here to see them refused; a writer saves [`crate::saved_filter::SaveCursor`]'s pieces).
+    pub fn put_saved_filter(&self, bytes: &[u8]) -> Result<()> {
+        let generation = self.saved_filter_generation()? + 1;
+        let mut chunks = 0;
+        for chunk in bytes.chunks(crate::saved_filter::PIECE_BYTES) {
+            self.put_saved_filter_chunk(generation, chunks, chunk)?;
+            chunks += 1;
+        }
+        self.finish_saved_filter(generation, chunks)
     }
 
     /// The newest snapshot taken at or below `seq`.

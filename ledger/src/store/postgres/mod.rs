@@ -58,8 +58,6 @@ const UPGRADE_3: &str = include_str!("upgrade-3.sql");
 /// (`EventBody::named`), built for the blocks up to the watermark before this mark.
 const UPGRADE_5: &str = include_str!("upgrade-5.sql");
 const MARK_5: &str = "UPDATE keyledger.meta SET value = '\\x05' WHERE key = 'format_version';";
-/// Bytes of a saved filter a row holds.
-const SAVED_FILTER_CHUNK: usize = 16 << 20;
 
 pub struct PgStore {
     label: String,
@@ -169,6 +167,25 @@ impl PgStore {
         *self.pool.write().unwrap_or_else(|e| e.into_inner()) = pool_of(&chosen)?;
         *current = chosen;
         Ok(true)
+    }
+
+    /// The saved filter's generation named whole and its chunks (`None`: none, or a schema
+    /// before 5).
+    fn saved_filter_marker(&self) -> Result<Option<(u64, u32)>> {
+        if self.format_version()? < 5 {
+            return Ok(None);
+        }
+        let marker = self.read(
+            "saved filter",
+            "SELECT value FROM keyledger.meta WHERE key = 'saved_filter'",
+            vec![],
+            |rows| Ok(rows.first().map(|row| row.get::<_, Vec<u8>>(0))),
+        )?;
+        Ok(marker.and_then(|m| {
+            let generation = u64::from_le_bytes(m.get(..8)?.try_into().ok()?);
+            let chunks = u32::from_le_bytes(m.get(8..12)?.try_into().ok()?);
+            Some((generation, chunks))
+        }))
     }
 
     /// Creates the schema in the database the URL names; refuses one that has it already.
@@ -1030,51 +1047,69 @@ impl Backend for PgStore {
         })
     }
 
-    /// Its rows in chunk order, one round trip a row (a row in flight at a time, not the
-    /// whole filter twice); none before schema 5 (the table is made by the upgrade).
+    /// `meta` `saved_filter`: the generation named whole and its chunks (0: none; none before
+    /// schema 5).
+    fn saved_filter_generation(&self) -> Result<u64> {
+        Ok(self.saved_filter_marker()?.map_or(0, |(g, _)| g))
+    }
+
+    /// The whole generation's rows in chunk order, one round trip a row (a row in flight at
+    /// a time, not the whole filter twice).
     fn saved_filter(&self) -> Result<Option<Vec<Vec<u8>>>> {
-        if self.format_version()? < 5 {
+        let Some((generation, chunks)) = self.saved_filter_marker()? else {
             return Ok(None);
-        }
-        let count = self.read(
-            "saved filter",
-            "SELECT count(*) FROM keyledger.saved_filter",
-            vec![],
-            |rows| Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0))),
-        )?;
-        let mut chunks = Vec::new();
-        for chunk in 0..i32::try_from(count).unwrap_or(i32::MAX) {
-            chunks.push(self.read_within(
+        };
+        let mut read = Vec::new();
+        for chunk in 0..chunks {
+            read.push(self.read_within(
                 BULK_BOUND,
                 "saved filter",
-                "SELECT bytes FROM keyledger.saved_filter WHERE chunk = $1",
-                vec![Param::Int4(chunk)],
+                "SELECT bytes FROM keyledger.saved_filter WHERE generation = $1 AND chunk = $2",
+                vec![Param::Int8(int8(generation)?), Param::Int4(chunk as i32)],
                 |rows| Ok(rows.first().map(|row| row.get::<_, Vec<u8>>(0))),
             )?);
         }
         // A missing chunk: the decode sees the filter short and refuses it.
-        Ok((count > 0).then(|| chunks.into_iter().flatten().collect()))
+        Ok(Some(read.into_iter().flatten().collect()))
     }
 
-    /// Every row replaced in one transaction (PostgreSQL's writer appends beside it).
-    fn put_saved_filter(&self, bytes: Vec<u8>) -> Result<()> {
-        self.batch(UPGRADE_5)?;
+    fn put_saved_filter_chunk(&self, generation: u64, index: u32, bytes: &[u8]) -> Result<()> {
+        self.execute(
+            "saved filter",
+            "INSERT INTO keyledger.saved_filter (generation, chunk, bytes) VALUES ($1, $2, $3) \
+             ON CONFLICT (generation, chunk) DO UPDATE SET bytes = EXCLUDED.bytes",
+            vec![
+                Param::Int8(int8(generation)?),
+                Param::Int4(index as i32),
+                Param::Bytes(bytes.to_vec()),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// One transaction: the marker, then every other generation's rows gone.
+    fn finish_saved_filter(&self, generation: u64, chunks: u32) -> Result<()> {
         let pool = self.pool();
+        let mut marker = generation.to_le_bytes().to_vec();
+        marker.extend_from_slice(&chunks.to_le_bytes());
+        let generation = int8(generation)?;
         self.run_within(Some(BULK_BOUND), async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let failed = |e| pg_error("saved filter", e);
             let tx = client.transaction().await.map_err(failed)?;
-            tx.execute("DELETE FROM keyledger.saved_filter", &[])
-                .await
-                .map_err(failed)?;
-            for (chunk, bytes) in bytes.chunks(SAVED_FILTER_CHUNK).enumerate() {
-                tx.execute(
-                    "INSERT INTO keyledger.saved_filter (chunk, bytes) VALUES ($1, $2)",
-                    &[&(chunk as i32), &bytes],
-                )
-                .await
-                .map_err(failed)?;
-            }
+            tx.execute(
+                "INSERT INTO keyledger.meta (key, value) VALUES ('saved_filter', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&marker],
+            )
+            .await
+            .map_err(failed)?;
+            tx.execute(
+                "DELETE FROM keyledger.saved_filter WHERE generation <> $1",
+                &[&generation],
+            )
+            .await
+            .map_err(failed)?;
             tx.commit().await.map_err(failed)
         })
     }

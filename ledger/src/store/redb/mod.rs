@@ -13,7 +13,7 @@
 //! - `consumers` str (name) → a durable consumer's JSON record (`crate::consumer`).
 //! - `merkle`  (level, index) → 32-byte hash of the perfect subtree of leaves
 //!   `[index << level, (index + 1) << level)`, for levels >= 8 (see `crate::tree`).
-//! - `saved_filter` (generation, chunk) → up to 16 MiB of the writer's saved filter of
+//! - `saved_filter` (generation, chunk) → up to 1 MiB of the writer's saved filter of
 //!   activated pairs (`crate::saved_filter`); `meta` key `saved_filter` names the generation
 //!   that is whole (u64 LE generation, u32 LE chunks).
 
@@ -45,9 +45,6 @@ const CONSUMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("consumers"
 const MERKLE: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("merkle");
 const SAVED_FILTER: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("saved_filter");
 const SAVED_FILTER_KEY: &str = "saved_filter";
-/// Bytes of a saved filter written per transaction: the writer's commits wait for a write
-/// transaction, so a large filter is written in pieces (about 20 ms each), not in one.
-const SAVED_FILTER_CHUNK: usize = 16 << 20;
 
 const FORMAT_VERSION_KEY: &str = "format_version";
 const HEAD_KEY: &str = "head";
@@ -1107,24 +1104,26 @@ impl Backend for RedbStore {
         Ok(Some(read.collect::<Result<Vec<_>>>()?))
     }
 
-    /// A new generation's chunks, each in a transaction of its own that is not made durable
-    /// by itself; then one durable transaction names it whole and removes every other.
-    fn put_saved_filter(&self, bytes: Vec<u8>) -> Result<()> {
-        let db = self.db()?;
-        let generation = saved_filter_marker(&db.begin_read()?)?.map_or(1, |(g, _)| g + 1);
-        let mut chunks = 0u32;
-        for chunk in bytes.chunks(SAVED_FILTER_CHUNK) {
-            let mut write = db.begin_write()?;
-            write
-                .set_durability(Durability::None)
-                .map_err(Error::storage)?;
-            write
-                .open_table(SAVED_FILTER)?
-                .insert((generation, chunks), chunk)?;
-            write.commit()?;
-            chunks += 1;
-        }
-        let write = durable_write(&db)?;
+    fn saved_filter_generation(&self) -> Result<u64> {
+        Ok(saved_filter_marker(&self.db()?.begin_read()?)?.map_or(0, |(g, _)| g))
+    }
+
+    /// In a transaction of its own that is not made durable by itself: the one that names
+    /// the generation whole is.
+    fn put_saved_filter_chunk(&self, generation: u64, index: u32, bytes: &[u8]) -> Result<()> {
+        let mut write = self.db()?.begin_write()?;
+        write
+            .set_durability(Durability::None)
+            .map_err(Error::storage)?;
+        write
+            .open_table(SAVED_FILTER)?
+            .insert((generation, index), bytes)?;
+        write.commit()?;
+        Ok(())
+    }
+
+    fn finish_saved_filter(&self, generation: u64, chunks: u32) -> Result<()> {
+        let write = durable_write(&*self.db()?)?;
         {
             let mut table = write.open_table(SAVED_FILTER)?;
             table.retain(|(g, _), _| g == generation)?;
