@@ -221,12 +221,27 @@ fn saved_filter(
     hasher: &MachineHasher,
 ) -> std::result::Result<(ActivatedFilter, u64), Option<String>> {
     let refused = |why: String| Some(format!("the saved filter of activated pairs {why}"));
-    let chunks = match store.saved_filter() {
-        Ok(Some(chunks)) => chunks,
+    let (generation, chunks) = match store.saved_filter_whole() {
+        Ok(Some(whole)) => whole,
         Ok(None) => return Err(None),
         Err(err) => return Err(refused(format!("could not be read: {err}"))),
     };
-    let (filter, bound) = crate::saved_filter::decode(&chunks)
+    // A chunk at a time: only one is held besides the filter.
+    let mut index = 0;
+    let mut next = || {
+        if index == chunks {
+            return Ok(None);
+        }
+        let chunk = store.saved_filter_chunk(generation, index);
+        index += 1;
+        match chunk {
+            Ok(Some(chunk)) => Ok(Some(chunk)),
+            Ok(None) => Err(format!("its chunk {} is missing", index - 1)),
+            Err(err) => Err(format!("could not be read: {err}")),
+        }
+    };
+    let bound = chunks as usize * crate::saved_filter::PIECE_BYTES;
+    let (filter, bound) = crate::saved_filter::decode_from(&mut next, bound)
         .map_err(|why| refused(format!("is unusable: {why}")))?;
     if bound.key_check != hasher.key_check() {
         return Err(refused("was made under another machine hash key".into()));

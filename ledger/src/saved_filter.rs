@@ -283,24 +283,35 @@ fn write_pieces(store: &crate::Store, hear: &std::sync::mpsc::Receiver<Message>)
     }
 }
 
-/// The filter and what it is bound to, from its bytes as the store holds them (in chunks,
-/// read in place: the bits are copied once, into the filter); the error says what is wrong.
+/// Where a decode reads a saved filter's chunks, in order (`Ok(None)`: past the last).
+pub type ChunkSource<'a> = dyn FnMut() -> Result<Option<Vec<u8>>, String> + 'a;
+
+/// The filter and what it is bound to, from its bytes held whole (tests, goldens).
 pub fn decode<C: AsRef<[u8]>>(chunks: &[C]) -> Result<(ActivatedFilter, Bound), String> {
-    let total: usize = chunks.iter().map(|c| c.as_ref().len()).sum();
-    let body_len = total
-        .checked_sub(CHECKSUM_BYTES)
-        .ok_or_else(|| format!("{total} bytes: shorter than a checksum"))?;
-    let mut r = Reader::new(chunks, body_len);
-    let mut hasher = blake3::Hasher::new();
-    r.for_each_slice(body_len, |slice| {
-        hasher.update(slice);
-    });
-    let mut checksum = [0; CHECKSUM_BYTES];
-    r.copy_to(&mut checksum)?;
-    if *hasher.finalize().as_bytes() != checksum {
-        return Err("its checksum does not match its bytes".into());
-    }
-    let mut r = Reader::new(chunks, body_len);
+    let bound = chunks.iter().map(|c| c.as_ref().len()).sum();
+    let mut chunks = chunks.iter();
+    decode_from(
+        &mut || Ok(chunks.next().map(|c| c.as_ref().to_vec())),
+        bound,
+    )
+}
+
+/// The filter and what it is bound to, read a chunk at a time from `next` as the store keeps
+/// it (only one chunk is held besides the filter; the bits are copied once, into it). The
+/// chunks hold at most `bound` bytes: no part may claim more, so nothing a damaged file says
+/// allocates past that. The error says what is wrong.
+pub fn decode_from(
+    next: &mut ChunkSource<'_>,
+    bound: usize,
+) -> Result<(ActivatedFilter, Bound), String> {
+    let mut r = Reader {
+        next,
+        chunk: Vec::new(),
+        within: 0,
+        at: 0,
+        bound,
+        checksum: blake3::Hasher::new(),
+    };
     if r.array::<4>()? != *MAGIC {
         return Err("it does not start with the saved filter's magic".into());
     }
@@ -318,16 +329,22 @@ pub fn decode<C: AsRef<[u8]>>(chunks: &[C]) -> Result<(ActivatedFilter, Bound), 
     let mut parts = Vec::new();
     for part in 0..count {
         let (capacity, pairs, len) = (r.usize()?, r.usize()?, r.usize()?);
-        if len > r.left() {
+        if len > r.bound.saturating_sub(r.at) {
             return Err(format!("part {part}: {len} bytes, past the end"));
         }
         let mut bits = ActivatedFilter::part_of_size(capacity, len)
             .ok_or_else(|| format!("part {part}: {len} bytes do not fit {capacity} pairs"))?;
-        r.copy_to(bits.as_bytes_mut())?;
+        r.fill(bits.as_bytes_mut(), true)?;
         parts.push((bits, capacity, pairs));
     }
-    if r.left() != 0 {
-        return Err(format!("{} bytes after the last part", r.left()));
+    let computed = *r.checksum.finalize().as_bytes();
+    let mut checksum = [0; CHECKSUM_BYTES];
+    r.fill(&mut checksum, false)?;
+    if computed != checksum {
+        return Err("its checksum does not match its bytes".into());
+    }
+    if !r.at_end()? {
+        return Err(format!("bytes after the checksum at byte {}", r.at));
     }
     let head = Head { seq, hash };
     Ok((
@@ -336,64 +353,50 @@ pub fn decode<C: AsRef<[u8]>>(chunks: &[C]) -> Result<(ActivatedFilter, Bound), 
     ))
 }
 
-/// Reads a saved filter's fields in order across its chunks, up to `end` (the checksum's
-/// start, or the whole); every read says where it ran out.
-struct Reader<'a, C> {
-    chunks: &'a [C],
-    chunk: usize,
+/// Reads a saved filter's fields in order across its chunks, hashing what it reads; every
+/// read says where it ran out.
+struct Reader<'s, 'a> {
+    next: &'s mut ChunkSource<'a>,
+    chunk: Vec<u8>,
     within: usize,
     at: usize,
-    end: usize,
+    bound: usize,
+    checksum: blake3::Hasher,
 }
 
-impl<'a, C: AsRef<[u8]>> Reader<'a, C> {
-    fn new(chunks: &'a [C], end: usize) -> Reader<'a, C> {
-        Reader {
-            chunks,
-            chunk: 0,
-            within: 0,
-            at: 0,
-            end,
-        }
-    }
-
-    fn left(&self) -> usize {
-        self.end - self.at
-    }
-
-    /// Hands the next `n` bytes (all there, `n` <= what is left in the chunks) to `visit`,
-    /// a slice of a chunk at a time.
-    fn for_each_slice(&mut self, mut n: usize, mut visit: impl FnMut(&[u8])) {
-        while n > 0 {
-            let chunk = self.chunks[self.chunk].as_ref();
-            let take = n.min(chunk.len() - self.within);
-            visit(&chunk[self.within..self.within + take]);
-            (self.within, self.at, n) = (self.within + take, self.at + take, n - take);
-            if self.within == chunk.len() {
-                (self.chunk, self.within) = (self.chunk + 1, 0);
-            }
-        }
-    }
-
-    fn copy_to(&mut self, out: &mut [u8]) -> Result<(), String> {
-        let total: usize = self.chunks.iter().map(|c| c.as_ref().len()).sum();
-        if out.len() > total - self.at {
-            return Err(format!("it ends inside a field at byte {}", self.at));
-        }
+impl Reader<'_, '_> {
+    /// Fills `out` with the next bytes (into the checksum when `hash`).
+    fn fill(&mut self, out: &mut [u8], hash: bool) -> Result<(), String> {
         let mut filled = 0;
-        self.for_each_slice(out.len(), |slice| {
-            out[filled..filled + slice.len()].copy_from_slice(slice);
-            filled += slice.len();
-        });
+        while filled < out.len() {
+            if self.at_end()? {
+                return Err(format!("it ends inside a field at byte {}", self.at));
+            }
+            let take = (out.len() - filled).min(self.chunk.len() - self.within);
+            let read = &self.chunk[self.within..self.within + take];
+            out[filled..filled + take].copy_from_slice(read);
+            if hash {
+                self.checksum.update(read);
+            }
+            (filled, self.within, self.at) = (filled + take, self.within + take, self.at + take);
+        }
         Ok(())
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        if N > self.left() {
-            return Err(format!("it ends inside a field at byte {}", self.at));
+    /// Whether every chunk has been read (fetching the next when this one is).
+    fn at_end(&mut self) -> Result<bool, String> {
+        while self.within == self.chunk.len() {
+            match (self.next)()? {
+                Some(chunk) => (self.chunk, self.within) = (chunk, 0),
+                None => return Ok(true),
+            }
         }
+        Ok(false)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let mut out = [0; N];
-        self.copy_to(&mut out)?;
+        self.fill(&mut out, true)?;
         Ok(out)
     }
 

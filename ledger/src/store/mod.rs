@@ -210,12 +210,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn erase_secret(&self, key_id: u64) -> Result<bool>;
     fn first_answer(&self, key: &str, command_id: &str) -> Result<Option<StoredAnswer>>;
     fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()>;
-    /// The generation of the saved filter of activated pairs that is whole
-    /// (`crate::saved_filter`; 0: none).
-    fn saved_filter_generation(&self) -> Result<u64>;
-    /// The chunks of the saved filter that is whole, in order; `None` when none was saved, or
-    /// the store predates saved filters.
-    fn saved_filter(&self) -> Result<Option<Vec<Vec<u8>>>>;
+    /// The generation of the saved filter of activated pairs that is whole, and its chunks
+    /// (`crate::saved_filter`); `None` when none was saved, or the store predates them.
+    fn saved_filter_whole(&self) -> Result<Option<(u64, u32)>>;
+    /// Chunk `index` of the saved filter of `generation`.
+    fn saved_filter_chunk(&self, generation: u64, index: u32) -> Result<Option<Vec<u8>>>;
     /// Writes chunk `index` of a saved filter of `generation`, not yet whole (nor durable by
     /// itself). Derived data, written beside the writer's batches, never with them.
     fn put_saved_filter_chunk(&self, generation: u64, index: u32, bytes: &[u8]) -> Result<()>;
@@ -547,14 +546,31 @@ impl Store {
     }
 
     /// The saved filter of activated pairs, if one was saved (see [`crate::saved_filter`]),
-    /// in the chunks the store keeps it in.
+    /// in the chunks the store keeps it in, all read (tests; a start reads a chunk at a time).
     pub fn saved_filter(&self) -> Result<Option<Vec<Vec<u8>>>> {
-        self.backend.saved_filter()
+        let Some((generation, chunks)) = self.saved_filter_whole()? else {
+            return Ok(None);
+        };
+        let read = (0..chunks).map(|index| self.saved_filter_chunk(generation, index));
+        Ok(Some(
+            read.collect::<Result<Option<Vec<_>>>>()?
+                .unwrap_or_default(),
+        ))
     }
 
-    /// See [`Backend::saved_filter_generation`].
+    /// See [`Backend::saved_filter_whole`].
+    pub fn saved_filter_whole(&self) -> Result<Option<(u64, u32)>> {
+        self.backend.saved_filter_whole()
+    }
+
+    /// See [`Backend::saved_filter_chunk`].
+    pub fn saved_filter_chunk(&self, generation: u64, index: u32) -> Result<Option<Vec<u8>>> {
+        self.backend.saved_filter_chunk(generation, index)
+    }
+
+    /// The generation of the saved filter that is whole (0: none).
     pub fn saved_filter_generation(&self) -> Result<u64> {
-        self.backend.saved_filter_generation()
+        Ok(self.saved_filter_whole()?.map_or(0, |(g, _)| g))
     }
 
     /// See [`Backend::put_saved_filter_chunk`].

@@ -1047,30 +1047,18 @@ impl Backend for PgStore {
         })
     }
 
-    /// `meta` `saved_filter`: the generation named whole and its chunks (0: none; none before
-    /// schema 5).
-    fn saved_filter_generation(&self) -> Result<u64> {
-        Ok(self.saved_filter_marker()?.map_or(0, |(g, _)| g))
+    fn saved_filter_whole(&self) -> Result<Option<(u64, u32)>> {
+        self.saved_filter_marker()
     }
 
-    /// The whole generation's rows in chunk order, one round trip a row (a row in flight at
-    /// a time, not the whole filter twice).
-    fn saved_filter(&self) -> Result<Option<Vec<Vec<u8>>>> {
-        let Some((generation, chunks)) = self.saved_filter_marker()? else {
-            return Ok(None);
-        };
-        let mut read = Vec::new();
-        for chunk in 0..chunks {
-            read.push(self.read_within(
-                BULK_BOUND,
-                "saved filter",
-                "SELECT bytes FROM keyledger.saved_filter WHERE generation = $1 AND chunk = $2",
-                vec![Param::Int8(int8(generation)?), Param::Int4(chunk as i32)],
-                |rows| Ok(rows.first().map(|row| row.get::<_, Vec<u8>>(0))),
-            )?);
-        }
-        // A missing chunk: the decode sees the filter short and refuses it.
-        Ok(Some(read.into_iter().flatten().collect()))
+    fn saved_filter_chunk(&self, generation: u64, index: u32) -> Result<Option<Vec<u8>>> {
+        self.read_within(
+            BULK_BOUND,
+            "saved filter",
+            "SELECT bytes FROM keyledger.saved_filter WHERE generation = $1 AND chunk = $2",
+            vec![Param::Int8(int8(generation)?), Param::Int4(index as i32)],
+            |rows| Ok(rows.first().map(|row| row.get::<_, Vec<u8>>(0))),
+        )
     }
 
     fn put_saved_filter_chunk(&self, generation: u64, index: u32, bytes: &[u8]) -> Result<()> {

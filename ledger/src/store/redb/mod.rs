@@ -1086,26 +1086,18 @@ impl Backend for RedbStore {
     }
 
     /// The newest snapshot taken at or below `seq`.
-    /// The chunks of the generation `meta` names as whole, in order.
-    fn saved_filter(&self) -> Result<Option<Vec<Vec<u8>>>> {
+    fn saved_filter_whole(&self) -> Result<Option<(u64, u32)>> {
+        saved_filter_marker(&self.db()?.begin_read()?)
+    }
+
+    fn saved_filter_chunk(&self, generation: u64, index: u32) -> Result<Option<Vec<u8>>> {
         let read = self.db()?.begin_read()?;
-        let Some((generation, chunks)) = saved_filter_marker(&read)? else {
-            return Ok(None);
-        };
         let table = match read.open_table(SAVED_FILTER) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(err) => return Err(err.into()),
         };
-        let range = (generation, 0)..=(generation, chunks.saturating_sub(1));
-        let read = table
-            .range(range)?
-            .map(|entry| Ok(entry?.1.value().to_vec()));
-        Ok(Some(read.collect::<Result<Vec<_>>>()?))
-    }
-
-    fn saved_filter_generation(&self) -> Result<u64> {
-        Ok(saved_filter_marker(&self.db()?.begin_read()?)?.map_or(0, |(g, _)| g))
+        Ok(table.get((generation, index))?.map(|v| v.value().to_vec()))
     }
 
     /// In a transaction of its own that is not made durable by itself: the one that names
