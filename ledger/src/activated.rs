@@ -11,9 +11,9 @@
 //! It must not stop taking pairs, so when its part is full it adds one twice the size (a
 //! scalable Bloom filter). But each full part adds its own 1% of false positives, and a
 //! growing ledger would pile up parts (eight at 154 M pairs: 8% of activations looked up).
-//! So when a second part appears, the writer has one part of twice the pairs built in the
-//! background from the pair index ([`Rebuild`]), and swaps it in with the pairs activated
-//! meanwhile: at most two or three parts at a time, about 1.3 bytes a pair overall.
+//! So when a second part appears, the writer has one part for its pairs and a quarter more
+//! built in the background from the pair index ([`Rebuild`]), and swaps it in with the pairs
+//! activated meanwhile: at most two or three parts at a time, 1.4 to 1.8 bytes a pair.
 
 use std::sync::mpsc;
 

@@ -363,7 +363,11 @@ impl Engine {
         }
         if self.activated.parts() > self.rebuilt_at_parts.max(1) {
             self.rebuilt_at_parts = self.activated.parts();
-            let pairs = self.activated.len().saturating_mul(2);
+            // Room for a quarter more (and the eighth `with_capacity` adds): about 1.6 bytes
+            // a pair at the swap, filling to 1.25 before the next rebuild. More room would
+            // rebuild less often and hold more memory for pairs not yet activated.
+            let len = self.activated.len();
+            let pairs = len.saturating_add(len / 4);
             let undurable = self.pairs.undurable();
             let first = self.limits.filter_first_pairs;
             self.rebuild = crate::activated::Rebuild::start(&self.store, pairs, first, undurable);
@@ -392,10 +396,10 @@ impl Engine {
             }
             return;
         }
-        let due = self
-            .filter_saved_at
-            .saturating_add(self.limits.filter_save_events);
-        if self.durable.seq >= due {
+        // At most about 8 bytes of filter saved for every event since the last save (the
+        // log takes ~90): a large filter is saved less often than every `filter_save_events`.
+        let every = (self.activated.bytes() as u64 / 8).max(self.limits.filter_save_events);
+        if self.durable.seq >= self.filter_saved_at.saturating_add(every) {
             // Every pair through `durable` was put in when its batch was decided, before now.
             let cursor = SaveCursor::new(&self.activated, self.durable, &self.machine_hasher);
             let before = self.filter_saved_at;

@@ -80,10 +80,11 @@ pub struct Limits {
     /// ledger; outgrown, it is rebuilt in the background at twice its pairs (see
     /// `activated`). Not a limit on input.
     pub filter_first_pairs: usize,
-    /// Durable events between two saves of the writer's filter (a copy saved in the
-    /// background; see `saved_filter`): a start after a crash reads the saved filter and at
-    /// most about this many events of the log for it. A writer that stops saves it when a
-    /// 128th of this many events came after the last save. Not a limit on input.
+    /// Durable events between two saves of the writer's filter (saved in the background; see
+    /// `saved_filter`), or one for every 8 bytes of filter if that is more: a start after a
+    /// crash reads the saved filter and at most about this many events of the log for it. A
+    /// writer that stops saves it when a 128th of this many events came after the last save.
+    /// Not a limit on input.
     pub filter_save_events: u64,
 }
 

@@ -912,6 +912,9 @@ mod machine_facts {
         drop(new_ledger(&place, 1_000));
         let limits = Limits {
             filter_save_events: 256,
+            // A small filter: one save every 256 events (a large one is saved at most one
+            // byte in 8 events).
+            filter_first_pairs: 64,
             ..on_disk()
         };
         let engine = keyledger_ledger::open_with(place.location(), limits).unwrap();
