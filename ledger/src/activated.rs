@@ -39,6 +39,15 @@ pub struct ActivatedFilter {
     parts: Vec<(Filter, usize, usize)>,
     /// The capacity of a first part.
     first: usize,
+    /// This filter's identity in the process (a rebuilt one swapped in is another): a save
+    /// taken a piece at a time reads one filter only.
+    id: u64,
+}
+
+/// Hands out [`ActivatedFilter`] identities.
+fn next_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Default for ActivatedFilter {
@@ -53,6 +62,7 @@ impl ActivatedFilter {
         ActivatedFilter {
             parts: Vec::new(),
             first: first.max(1),
+            id: next_id(),
         }
     }
 
@@ -66,6 +76,7 @@ impl ActivatedFilter {
         ActivatedFilter {
             parts: vec![part],
             first,
+            id: next_id(),
         }
     }
 
@@ -120,6 +131,11 @@ impl ActivatedFilter {
         Some((bits.as_bytes(), *capacity))
     }
 
+    /// This filter's identity in the process (see the field).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The pairs a first part holds.
     pub(crate) fn first_part_pairs(&self) -> usize {
         self.first
@@ -140,6 +156,7 @@ impl ActivatedFilter {
         ActivatedFilter {
             parts,
             first: first.max(1),
+            id: next_id(),
         }
     }
 

@@ -58,6 +58,8 @@ pub fn encode(filter: &ActivatedFilter, at: Head, hasher: &MachineHasher) -> Vec
 /// rebuild swapped in) ends the save.
 #[derive(Debug)]
 pub struct SaveCursor {
+    /// The filter the save reads ([`ActivatedFilter`]'s identity).
+    filter: u64,
     segments: Vec<Segment>,
     segment: usize,
     offset: usize,
@@ -106,6 +108,7 @@ impl SaveCursor {
         }
         segments.push(Segment::Bytes(head));
         SaveCursor {
+            filter: filter.id(),
             segments,
             segment: 0,
             offset: 0,
@@ -123,6 +126,9 @@ impl SaveCursor {
     ) -> Option<Result<Vec<u8>, Replaced>> {
         if self.done {
             return None;
+        }
+        if filter.id() != self.filter {
+            return Some(Err(Replaced));
         }
         let mut piece = Vec::new();
         while piece.len() < max && self.segment < self.segments.len() {
