@@ -418,17 +418,12 @@ impl Engine {
         }
         let at = self.durable;
         let mut cursor = SaveCursor::new(&self.activated, at, &self.machine_hasher);
-        let generation = self.store.saved_filter_generation()? + 1;
-        let mut chunks = 0;
-        while let Some(piece) = cursor.next_piece(&self.activated, PIECE_BYTES) {
-            // Nothing changes the filter meanwhile: this thread is its writer.
-            let piece =
-                piece.map_err(|_| Error::Storage("the filter changed while saved".into()))?;
-            self.store
-                .put_saved_filter_chunk(generation, chunks, &piece)?;
-            chunks += 1;
-        }
-        self.store.finish_saved_filter(generation, chunks)?;
+        // Nothing changes the filter meanwhile: this thread is its writer.
+        let pieces =
+            std::iter::from_fn(|| cursor.next_piece(&self.activated, PIECE_BYTES)).map(|piece| {
+                piece.map_err(|_| Error::Storage("the filter changed while saved".into()))
+            });
+        self.store.put_saved_filter_pieces(pieces)?;
         self.filter_saved_at = at.seq;
         Ok(())
     }

@@ -587,10 +587,20 @@ impl Store {
     /// Replaces the saved filter with `bytes`, as a new generation (tests put damaged bytes
     /// here to see them refused; a writer saves [`crate::saved_filter::SaveCursor`]'s pieces).
     pub fn put_saved_filter(&self, bytes: &[u8]) -> Result<()> {
+        let pieces = bytes.chunks(crate::saved_filter::PIECE_BYTES);
+        self.put_saved_filter_pieces(pieces.map(|piece| Ok(piece.to_vec())))
+    }
+
+    /// Writes `pieces` as the chunks of a new generation, then names it whole: the saved
+    /// filter is replaced, or (on an error) the one before stays.
+    pub fn put_saved_filter_pieces(
+        &self,
+        pieces: impl IntoIterator<Item = Result<Vec<u8>>>,
+    ) -> Result<()> {
         let generation = self.saved_filter_generation()? + 1;
         let mut chunks = 0;
-        for chunk in bytes.chunks(crate::saved_filter::PIECE_BYTES) {
-            self.put_saved_filter_chunk(generation, chunks, chunk)?;
+        for piece in pieces {
+            self.put_saved_filter_chunk(generation, chunks, &piece?)?;
             chunks += 1;
         }
         self.finish_saved_filter(generation, chunks)
