@@ -181,11 +181,7 @@ impl PgStore {
             vec![],
             |rows| Ok(rows.first().map(|row| row.get::<_, Vec<u8>>(0))),
         )?;
-        Ok(marker.and_then(|m| {
-            let generation = u64::from_le_bytes(m.get(..8)?.try_into().ok()?);
-            let chunks = u32::from_le_bytes(m.get(8..12)?.try_into().ok()?);
-            Some((generation, chunks))
-        }))
+        Ok(marker.and_then(|m| crate::saved_filter::parse_marker(&m)))
     }
 
     /// Creates the schema in the database the URL names; refuses one that has it already.
@@ -1078,8 +1074,7 @@ impl Backend for PgStore {
     /// One transaction: the marker, then every other generation's rows gone.
     fn finish_saved_filter(&self, generation: u64, chunks: u32) -> Result<()> {
         let pool = self.pool();
-        let mut marker = generation.to_le_bytes().to_vec();
-        marker.extend_from_slice(&chunks.to_le_bytes());
+        let marker = crate::saved_filter::marker_bytes(generation, chunks).to_vec();
         let generation = int8(generation)?;
         self.run_within(Some(BULK_BOUND), async move {
             let mut client = pool.get().await.map_err(pool_error)?;

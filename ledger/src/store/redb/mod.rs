@@ -269,15 +269,7 @@ fn saved_filter_marker(read: &redb::ReadTransaction) -> Result<Option<(u64, u32)
     let Some(marker) = meta.get(SAVED_FILTER_KEY)? else {
         return Ok(None);
     };
-    let marker = marker.value();
-    let (Some(generation), Some(chunks)) = (marker.get(..8), marker.get(8..12)) else {
-        return Ok(None);
-    };
-    let generation = u64::from_le_bytes(generation.try_into().expect("8 bytes"));
-    Ok(Some((
-        generation,
-        u32::from_le_bytes(chunks.try_into().expect("4 bytes")),
-    )))
+    Ok(crate::saved_filter::parse_marker(marker.value()))
 }
 
 fn durable_write(db: &Database) -> Result<redb::WriteTransaction> {
