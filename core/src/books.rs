@@ -757,3 +757,106 @@ impl<K: KeyRecord> Books<K> {
         }
     }
 }
+
+/// The facts every request event carries (R17, R18), whichever kind it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestParts<'e> {
+    pub request_id: &'e RequestId,
+    pub license_id: &'e LicenseId,
+    pub product: &'e ProductId,
+    pub kind: RequestKind,
+    pub justification: &'e str,
+}
+
+/// The records the folds keep, read from the events that register them.
+impl EventBody {
+    /// The license ID a `LicenseIdRegistered` event records, as the record both folds keep.
+    pub fn license_record(&self) -> Option<(&LicenseId, LicenseRecord)> {
+        let EventBody::LicenseIdRegistered {
+            license_id,
+            org,
+            program,
+            agreement_number,
+            authorization_number,
+            purchase_account,
+        } = self
+        else {
+            return None;
+        };
+        let record = LicenseRecord {
+            org: org.clone(),
+            program: *program,
+            agreement_number: agreement_number.clone(),
+            authorization_number: authorization_number.clone(),
+            purchase_account: purchase_account.clone(),
+        };
+        Some((license_id, record))
+    }
+
+    /// The product a `ProductRegistered` event records.
+    pub fn product_record(&self) -> Option<(&ProductId, Product)> {
+        let EventBody::ProductRegistered {
+            product,
+            name,
+            family,
+            version,
+            edition,
+            key_requirement,
+        } = self
+        else {
+            return None;
+        };
+        let record = Product {
+            name: name.clone(),
+            family: *family,
+            version: version.clone(),
+            edition: edition.clone(),
+            key_requirement: *key_requirement,
+        };
+        Some((product, record))
+    }
+
+    /// The request a `MakIncreaseRequested` or `KmsRequested` event records.
+    pub fn request_parts(&self) -> Option<RequestParts<'_>> {
+        use RequestKind;
+        match self {
+            EventBody::MakIncreaseRequested {
+                request_id,
+                license_id,
+                product,
+                key_id,
+                activations_needed,
+                justification,
+            } => Some(RequestParts {
+                request_id,
+                license_id,
+                product,
+                kind: RequestKind::MakIncrease {
+                    key_id: *key_id,
+                    activations_needed: *activations_needed,
+                },
+                justification,
+            }),
+            EventBody::KmsRequested {
+                request_id,
+                license_id,
+                product,
+                reason,
+                key_id,
+                host_activations_needed,
+                justification,
+            } => Some(RequestParts {
+                request_id,
+                license_id,
+                product,
+                kind: RequestKind::Kms {
+                    reason: *reason,
+                    key_id: *key_id,
+                    host_activations_needed: *host_activations_needed,
+                },
+                justification,
+            }),
+            _ => None,
+        }
+    }
+}

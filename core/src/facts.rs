@@ -10,7 +10,7 @@
 //! assertion catches: never a silent "new machine".
 
 use crate::ids::{KeyId, MachineId};
-use crate::state::HashMap;
+use crate::maps::HashMap;
 
 /// The machine facts of a decision state. Two are equal when they keep the same facts in the
 /// same mode (the facts looked up for one command do not count).

@@ -19,6 +19,7 @@ pub mod decide;
 pub mod event;
 pub mod facts;
 pub mod ids;
+pub mod maps;
 pub mod planted;
 pub mod product_key;
 pub mod refusal;

@@ -81,7 +81,7 @@ refusal_codes! {
     /// R20: an OSA key is redeemed into one tenant, once.
     AlreadyRedeemed = "already_redeemed",
     /// Counts that combine (a key's limit and grants, a host allowance, purchases) would
-    /// pass `decide::COUNT_MAX`.
+    /// pass `COUNT_MAX`.
     CountOverMaximum = "count_over_maximum",
     /// R1 (docs/rules.md, "Key text"): a key whose text was retired cannot be disclosed or retired again.
     KeyTextRetired = "key_text_retired",
@@ -92,6 +92,12 @@ impl fmt::Display for RefusalCode {
         f.write_str(self.as_str())
     }
 }
+
+/// The largest count a command may carry or a key, a host allowance or a purchase total may
+/// reach: activation limits, seats, grants, purchases, KMS hosts and activations per host.
+/// A billion is far above any volume-license agreement and far below where `u64` (or the
+/// `u32` of KMS counts) could wrap, so no sum of counts the ledger accepts can overflow.
+pub const COUNT_MAX: u64 = 1_000_000_000;
 
 /// A business rule said no. `Display` is the message of the answer; [`Refusal::code`] its
 /// stable code.
@@ -180,7 +186,7 @@ pub enum Refusal {
     SamePrincipal(String),
     #[error("R20: OSA key {key_id} was already redeemed")]
     AlreadyRedeemed { key_id: KeyId },
-    #[error("{what} would reach {total}; counts are at most {max}", max = crate::decide::COUNT_MAX)]
+    #[error("{what} would reach {total}; counts are at most {max}", max = COUNT_MAX)]
     CountOverMaximum { what: String, total: u128 },
     #[error("command time {at} is earlier than the newest event at {newest}")]
     TimeRegression { at: Timestamp, newest: Timestamp },

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::forecast::{forecast, WINDOW_DAYS_DEFAULT};
 use crate::model::{KeyView, Projections};
-use crate::report::phase_name;
+use crate::table::phase_name;
 
 /// The thresholds the rules compare with; `Default` is what the CLI and the service use
 /// unless told otherwise.
@@ -344,8 +344,8 @@ impl Evaluation<'_> {
 }
 
 /// The alerts as JSON (`{"alerts": [...]}`), tab-separated text or a human table.
-pub fn render(all: &[Alert], format: crate::report::Format) -> String {
-    use crate::report::Format;
+pub fn render(all: &[Alert], format: crate::table::Format) -> String {
+    use crate::table::Format;
     let header = [
         "rule",
         "license_id",

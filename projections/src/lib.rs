@@ -17,6 +17,7 @@ pub mod keys;
 pub mod machine;
 pub mod model;
 pub mod report;
+mod report_text;
 pub mod snapshot;
 pub mod summary;
 mod table;

@@ -11,7 +11,7 @@ use keyledger_core::{
 use serde::Serialize;
 
 use crate::model::Projections;
-use crate::report::Format;
+use crate::table::Format;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MachineRow {

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::forecast::{forecast, WINDOW_DAYS_DEFAULT};
 use crate::model::*;
+pub use crate::table::{phase_name, Format};
 
 /// R24, printed with every report.
 pub const ACTIVATION_NOTE: &str =
@@ -505,105 +506,5 @@ pub fn key_note(
             "no product key: activate the license server with {}",
             record.license_server_number()
         )),
-    }
-}
-
-/// Output formats of a report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Table,
-    Tsv,
-    Json,
-}
-
-impl std::str::FromStr for Format {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Format, String> {
-        match text {
-            "table" => Ok(Format::Table),
-            "tsv" => Ok(Format::Tsv),
-            "json" => Ok(Format::Json),
-            other => Err(format!(
-                "unknown format {other:?}; expected table, tsv or json"
-            )),
-        }
-    }
-}
-
-impl LicenseReport {
-    pub fn render(&self, format: Format) -> String {
-        match format {
-            Format::Json => serde_json::to_string_pretty(self).expect("reports serialize") + "\n",
-            Format::Tsv => self.to_tsv(),
-            Format::Table => crate::table::render(self),
-        }
-    }
-
-    /// One header row, then one row a key.
-    pub fn to_tsv(&self) -> String {
-        let mut out = csv::WriterBuilder::new()
-            .delimiter(b'\t')
-            .from_writer(Vec::new());
-        out.write_record([
-            "license_id",
-            "org",
-            "program",
-            "product",
-            "key_id",
-            "kind",
-            "key",
-            "used",
-            "total",
-            "remaining",
-            "purchased",
-            "osa_status",
-            "esu_coverage",
-            "blocked",
-            "refusals",
-            "external_remaining",
-            "external_observed_at",
-            "external_difference",
-        ])
-        .expect("writes to memory");
-        for key in &self.keys {
-            let refusals: Vec<String> = key
-                .refusals
-                .iter()
-                .map(|(c, n)| format!("{c}={n}"))
-                .collect();
-            let external = key.external.as_ref();
-            out.write_record([
-                self.license_id.as_str(),
-                &self.org.org,
-                self.program.as_str(),
-                &key.product,
-                &key.key_id.to_string(),
-                key.kind.as_str(),
-                &key.key,
-                &key.used.to_string(),
-                &key.total.to_string(),
-                &key.remaining.to_string(),
-                &key.purchased.to_string(),
-                key.osa_status,
-                key.esu_coverage.map_or("", phase_name),
-                if key.blocked { "yes" } else { "no" },
-                &refusals.join(","),
-                &external.map_or_else(String::new, |e| e.remaining.to_string()),
-                &external.map_or_else(String::new, |e| e.observed_at.to_string()),
-                &external.map_or_else(String::new, |e| e.difference.to_string()),
-            ])
-            .expect("writes to memory");
-        }
-        String::from_utf8(out.into_inner().expect("flushes to memory"))
-            .expect("UTF-8 in, UTF-8 out")
-    }
-}
-
-pub fn phase_name(phase: CoveragePhase) -> &'static str {
-    match phase {
-        CoveragePhase::NotStarted => "not_started",
-        CoveragePhase::Active => "active",
-        CoveragePhase::Ended => "ended",
     }
 }

@@ -371,8 +371,8 @@ fn day_totals(p: &Projections, keys: &[KeyId]) -> (BTreeMap<i64, DayUsage>, BTre
 }
 
 impl UsageReport {
-    pub fn render(&self, format: crate::report::Format) -> String {
-        use crate::report::Format;
+    pub fn render(&self, format: crate::table::Format) -> String {
+        use crate::table::Format;
         match format {
             Format::Json => serde_json::to_string_pretty(self).expect("reports serialize") + "\n",
             Format::Tsv => self.to_tsv(),

@@ -28,11 +28,8 @@ pub const REFUSAL_MACHINES_NAMED_MAX: usize = 64;
 pub const TEXT_BYTES_MAX: usize = 2_048;
 /// The most keys one disclosure may name (R1, R2).
 pub const DISCLOSED_KEYS_MAX: usize = 100_000;
-/// The largest count a command may carry or a key, a host allowance or a purchase total may
-/// reach: activation limits, seats, grants, purchases, KMS hosts and activations per host.
-/// A billion is far above any volume-license agreement and far below where `u64` (or the
-/// `u32` of KMS counts) could wrap, so no sum of counts the ledger accepts can overflow.
-pub const COUNT_MAX: u64 = 1_000_000_000;
+/// See [`crate::refusal::COUNT_MAX`]: the limit the `count_overflow` refusal names.
+pub use crate::refusal::COUNT_MAX;
 /// The actor of tokenless activations, and the prefix (`activation-client/<name>`) of those
 /// that name their tool: no principal may be called so, so an activation's actor can never
 /// read like a principal's action in the log.
