@@ -94,7 +94,7 @@ fn context(command: &keyledger_core::Command) -> keyledger_core::Context {
         presented: command
             .body
             .presented_key()
-            .map(keyledger_ledger::engine::fingerprint),
+            .map(keyledger_ledger::secrets::fingerprint),
         new_key: None,
     }
 }

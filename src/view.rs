@@ -6,10 +6,11 @@ use std::ops::ControlFlow;
 use anyhow::{Context, Result};
 use keyledger_core::books::KeyRecord;
 use keyledger_core::state::Key;
-use keyledger_core::Timestamp;
+use keyledger_core::{OrgId, Timestamp};
 use keyledger_ledger::resume::{chain_hash_at, Resume, Resumer};
 use keyledger_ledger::{walk, Engine, Head, Limits, Store};
 use keyledger_projections::history::{HistorySource, Of};
+use keyledger_projections::machine::KeyMachineFilter;
 use keyledger_projections::{snapshot, Projections};
 
 use crate::progress::Progress;
@@ -269,7 +270,7 @@ fn first_seq_at_or_after(store: &Store, last: u64, at: Timestamp) -> Result<u64>
     let (mut low, mut high) = (1, last + 1);
     while low < high {
         let mid = low + (high - low) / 2;
-        let events = keyledger_ledger::machines::events_at(store, &[mid])?;
+        let events = keyledger_ledger::store::machine_lookup::events_at(store, &[mid])?;
         if events.first().is_some_and(|(_, e)| e.at < at) {
             low = mid + 1;
         } else {
@@ -296,7 +297,7 @@ impl HistorySource for LogIndex<'_> {
     }
 
     fn events(&self, seqs: &[u64]) -> keyledger_ledger::Result<Vec<(u64, keyledger_core::Event)>> {
-        keyledger_ledger::machines::events_at(self.0, seqs)
+        keyledger_ledger::store::machine_lookup::events_at(self.0, seqs)
     }
 }
 
@@ -329,7 +330,7 @@ pub fn may_read_seq(
     if seq == 0 || seq > p.last_seq {
         return Ok(false);
     }
-    let events = keyledger_ledger::machines::events_at(store, &[seq])?;
+    let events = keyledger_ledger::store::machine_lookup::events_at(store, &[seq])?;
     Ok(events
         .first()
         .is_some_and(|(seq, event)| p.may_read_event(principal, *seq, &event.body)))
@@ -391,4 +392,41 @@ pub fn key_machines(
         machines,
         next_after,
     }))
+}
+
+/// A key's machines filters as typed (`machines` flags, the API's query parameters).
+pub struct MachineQuery {
+    pub org: Option<String>,
+    pub method: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl MachineQuery {
+    pub fn parse(&self) -> Result<KeyMachineFilter> {
+        Ok(KeyMachineFilter {
+            org: self
+                .org
+                .as_deref()
+                .map(OrgId::new)
+                .transpose()
+                .context("--org")?,
+            method: self
+                .method
+                .as_deref()
+                .map(|m| serde_json::from_value(serde_json::Value::String(m.to_owned())))
+                .transpose()
+                .map_err(|_| anyhow::anyhow!("--method: expected online, phone or proxy"))?,
+            from: self
+                .from
+                .as_deref()
+                .map(|t| parse_time(t, "from"))
+                .transpose()?,
+            to: self
+                .to
+                .as_deref()
+                .map(|t| parse_time(t, "to"))
+                .transpose()?,
+        })
+    }
 }

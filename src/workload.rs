@@ -5,7 +5,6 @@
 //! business times — so two runs with one seed write the same log (same chain head).
 
 use crate::output::outln;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -266,8 +265,8 @@ impl Generator {
 }
 
 /// Runs the workload on a temporary redb file, or, when `data` is a PostgreSQL URL, on that
-/// database (which must hold no ledger yet: use a scratch database).
-pub fn run(args: &WorkloadArgs, data: &Location) -> Result<ExitCode> {
+/// database (which must hold no ledger yet: use a scratch database), and answers its plan.
+pub fn run(args: &WorkloadArgs, data: &Location) -> Result<CapacityPlan> {
     let shape = Shape::from_args(args)?;
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let location = match data {
@@ -301,16 +300,7 @@ pub fn run(args: &WorkloadArgs, data: &Location) -> Result<ExitCode> {
         limits,
         data_dir,
     )?;
-    if let Some(svg) = &args.svg {
-        crate::plot::timeline(svg, &plan)
-            .with_context(|| format!("cannot write {}", svg.display()))?;
-    }
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&plan)?);
-    } else {
-        print_plan(&plan)?;
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(plan)
 }
 
 fn measure(
@@ -501,7 +491,7 @@ fn latency_histogram() -> hdrhistogram::Histogram<u64> {
     hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3).expect("the bounds are valid")
 }
 
-fn print_plan(p: &CapacityPlan) -> Result<()> {
+pub fn print_plan(p: &CapacityPlan) -> Result<()> {
     let s = &p.shape;
     outln!(
         "workload {}: {} license IDs x {} keys, {} machines, {:.0}% proxy, {:.0}% refused, batch {}, seed {}",

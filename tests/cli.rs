@@ -19,7 +19,7 @@ struct Ledger {
 }
 
 /// Says that a test checks something of the redb file, and is not run on PostgreSQL.
-fn redb_only(what: &str) -> bool {
+fn skip_unless_redb(what: &str) -> bool {
     if pg::on_postgres() {
         eprintln!("not on PostgreSQL: {what} is a property of the redb file");
         return true;
@@ -424,7 +424,7 @@ fn bytes_hold(path: &std::path::Path, needle: &str) -> bool {
 /// the ledger verifies with the same head and history.
 #[test]
 fn f7_compact_removes_retired_key_text_from_the_files_bytes() {
-    if redb_only("compact") {
+    if skip_unless_redb("compact") {
         return;
     }
     let ledger = Ledger::new();
@@ -926,7 +926,7 @@ fn forecast_draws_an_svg_of_consumption_and_exhaustion() {
 /// verifies (to time a start of `serve` on it); it never writes over one that exists.
 #[test]
 fn bench_keep_leaves_a_ledger_that_verifies_and_never_overwrites_one() {
-    if redb_only("--keep writes a redb file") {
+    if skip_unless_redb("--keep writes a redb file") {
         return;
     }
     let ledger = Ledger::new();
@@ -1095,7 +1095,7 @@ fn finding8_timestamps_outside_years_0000_to_9999_are_malformed() {
 /// signing key beside it.
 #[test]
 fn finding9_the_ledger_file_is_created_readable_by_its_owner_only() {
-    if redb_only("the file's mode") {
+    if skip_unless_redb("the file's mode") {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
@@ -1115,7 +1115,7 @@ fn finding9_the_ledger_file_is_created_readable_by_its_owner_only() {
 /// and reports from a fold of the log.
 #[test]
 fn an_older_ledger_verifies_and_its_old_snapshot_is_skipped_not_failed() {
-    if redb_only("a format-1 file") {
+    if skip_unless_redb("a format-1 file") {
         return;
     }
     let ledger = Ledger::new();

@@ -113,7 +113,7 @@ pub fn activation_events(n: usize) -> Vec<Event> {
         let key = command
             .body
             .presented_key()
-            .map(keyledger_ledger::engine::fingerprint);
+            .map(keyledger_ledger::secrets::fingerprint);
         let ctx = keyledger_core::Context {
             presented: key,
             new_key: None,

@@ -22,11 +22,9 @@ use sbbf_rs_safe::Filter;
 
 use crate::error::{Error, Result};
 use crate::machines::{MachineHasher, PairRow};
+use crate::pair_filter::BITS_PER_PAIR;
 use crate::Store;
 
-/// Bits a pair in each filter part: about a 1% false-positive rate for a split-block Bloom
-/// filter (one 32-byte block a pair, so a lookup is one cache line, not one per probe).
-pub(crate) const BITS_PER_PAIR: usize = 10;
 /// The pairs the first part holds by default ([`crate::Limits::filter_first_pairs`]).
 pub const FIRST_PART: usize = 1 << 20;
 

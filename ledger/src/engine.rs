@@ -12,10 +12,9 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use keyledger_core::{
-    handle, Command, CommandBody, Context, Event, EventBody, Fingerprint, NewKeyMaterial, Outcome,
+    handle, Command, CommandBody, Context, Event, EventBody, NewKeyMaterial, Outcome,
     ProductKeyText, State,
 };
-use rand::Rng;
 
 use crate::answer::Answer;
 use crate::block::BlockWriter;
@@ -23,9 +22,10 @@ use crate::codec::encode_record_into;
 use crate::error::{Error, Result};
 use crate::hashing::{BatchHashing, ChainState, HashingThread};
 use crate::idempotency::IdempotencyKey;
+use crate::limits::Limits;
+use crate::secrets::{fingerprint, generate_key_text};
 use crate::store::{BatchWrite, Head, Store, StoredAnswer};
 use crate::walk::walk;
-use crate::Limits;
 
 /// What the engine computed outside `core` for one command.
 #[derive(Debug)]
@@ -97,18 +97,6 @@ pub struct Committed {
     pub events: Vec<Event>,
     pub commands: usize,
     pub commit_micros: u64,
-}
-
-/// The BLAKE3 fingerprint of normalized key text (docs/rules.md, "Key text").
-pub fn fingerprint(text: &ProductKeyText) -> Fingerprint {
-    Fingerprint(*blake3::hash(text.reveal().as_bytes()).as_bytes())
-}
-
-/// New key text from the operating system's CSPRNG (via `rand`'s thread RNG).
-pub fn generate_key_text() -> ProductKeyText {
-    let mut rng = rand::rng();
-    let indices: [u8; 25] = std::array::from_fn(|_| rng.random_range(0..24u8));
-    ProductKeyText::from_alphabet_indices(&indices)
 }
 
 #[derive(Debug)]
@@ -411,7 +399,8 @@ impl Engine {
     /// Saves the filter now, bound to the last durable head (after any save under way), so
     /// the next start reads it and only the log after it.
     pub fn save_filter(&mut self) -> Result<()> {
-        use crate::saved_filter::{SaveCursor, PIECE_BYTES};
+        use crate::pair_filter::PIECE_BYTES;
+        use crate::saved_filter::SaveCursor;
         self.saving = None;
         if !self.limits.machine_facts_on_disk || self.poisoned.is_some() {
             return Ok(());

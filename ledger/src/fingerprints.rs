@@ -4,7 +4,7 @@
 
 use keyledger_core::{Fingerprint, ProductKeyText};
 
-use crate::engine::fingerprint;
+use crate::secrets::fingerprint;
 
 const SLOTS: usize = 64;
 

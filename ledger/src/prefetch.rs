@@ -10,16 +10,13 @@
 
 use keyledger_core::command::CommandBody;
 use keyledger_core::state::HashSet;
-use keyledger_core::{EventBody, KeyId, MachineId, State};
+use keyledger_core::State;
 
 use crate::activated::ActivatedFilter;
 use crate::error::Result;
 use crate::machines::{MachineHasher, PairRow};
 use crate::pair_facts::PairFacts;
 use crate::Store;
-
-/// Seqs read a page while looking for a machine's activation.
-const PAGE: usize = 64;
 
 /// What the writer knows of pairs before it asks the disk.
 #[derive(Debug)]
@@ -68,36 +65,4 @@ pub fn look_up(
         state.machine_facts.looked_up(key, machine.clone(), active);
     }
     Ok(())
-}
-
-impl Store {
-    /// Whether the log holds the activation of `machine` on `key` (`pair`, its row): one
-    /// exact lookup in the pair index where the store keeps one (redb), else the events
-    /// naming the machine (its index's candidates), in seq order, until that activation is
-    /// found. The store must be indexed (a writer's is, from its open on).
-    pub fn activated_pair(&self, pair: PairRow, key: KeyId, machine: &MachineId) -> Result<bool> {
-        if let Some(active) = self.pair_active(pair)? {
-            return Ok(active);
-        }
-        self.activated_by_events(key, machine)
-    }
-
-    /// [`Store::activated_pair`] from the machine index and the events it names.
-    pub fn activated_by_events(&self, key: KeyId, machine: &MachineId) -> Result<bool> {
-        let mut after = 0;
-        loop {
-            let (events, next) = self.indexed_machine_events(machine.as_str(), after, PAGE)?;
-            let found = events.iter().any(|(_, event)| match &event.body {
-                EventBody::MachinesActivated {
-                    key_id, machines, ..
-                } => *key_id == key && machines.contains(machine),
-                _ => false,
-            });
-            match (found, next) {
-                (true, _) => return Ok(true),
-                (false, Some(last)) => after = last,
-                (false, None) => return Ok(false),
-            }
-        }
-    }
 }

@@ -23,10 +23,10 @@ use keyledger_core::State;
 use crate::activated::ActivatedFilter;
 use crate::chain::{ChainHash, GENESIS};
 use crate::error::Result;
+use crate::limits::Limits;
 use crate::machines::MachineHasher;
 use crate::store::{Head, Store};
 use crate::walk::walk;
-use crate::Limits;
 
 /// Books folded through `head.seq`, whose chain hash there was `head.hash`.
 #[derive(Clone, Debug)]
@@ -240,7 +240,7 @@ fn saved_filter(
             Err(err) => Err(format!("could not be read: {err}")),
         }
     };
-    let bound = chunks as usize * crate::saved_filter::PIECE_BYTES;
+    let bound = chunks as usize * crate::pair_filter::PIECE_BYTES;
     let (filter, bound) = crate::saved_filter::decode_from(&mut next, bound)
         .map_err(|why| refused(format!("is unusable: {why}")))?;
     if bound.key_check != hasher.key_check() {

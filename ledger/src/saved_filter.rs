@@ -19,6 +19,7 @@
 
 use crate::activated::ActivatedFilter;
 use crate::machines::MachineHasher;
+use crate::pair_filter::PIECE_BYTES;
 use crate::store::Head;
 
 /// What a saved filter says of itself besides its pairs.
@@ -34,26 +35,6 @@ pub struct Bound {
 pub const SAVED_FILTER_VERSION: u8 = 1;
 const MAGIC: &[u8; 4] = b"KLAF";
 const CHECKSUM_BYTES: usize = 32;
-
-/// The store's note of which saved filter is whole (`meta` `saved_filter` on either store):
-/// `u64 LE` generation, `u32 LE` chunks.
-pub fn marker_bytes(generation: u64, chunks: u32) -> [u8; 12] {
-    let mut marker = [0; 12];
-    marker[..8].copy_from_slice(&generation.to_le_bytes());
-    marker[8..].copy_from_slice(&chunks.to_le_bytes());
-    marker
-}
-
-/// [`marker_bytes`] read back (`None`: not 12 bytes of them).
-pub fn parse_marker(marker: &[u8]) -> Option<(u64, u32)> {
-    let generation = u64::from_le_bytes(marker.get(..8)?.try_into().ok()?);
-    let chunks = u32::from_le_bytes(marker.get(8..12)?.try_into().ok()?);
-    Some((generation, chunks))
-}
-
-/// Bytes a piece of a save holds (the store keeps each as one chunk): what the writer copies
-/// between two batches while a save is under way.
-pub const PIECE_BYTES: usize = 1 << 20;
 
 /// `filter` saved as bound to `at` (every pair activated through `at.seq` is in it) and to
 /// the key of `hasher`, which hashed its pairs: the bytes of a [`SaveCursor`] taken at once.

@@ -571,7 +571,7 @@ mod machine_facts {
     fn reference_answer(reference: &mut State, command: &Command) -> Option<String> {
         let text = keyledger_core::ProductKeyText::parse(MAK_TEXT).unwrap();
         let ctx = Context {
-            presented: Some(keyledger_ledger::engine::fingerprint(&text)),
+            presented: Some(keyledger_ledger::secrets::fingerprint(&text)),
             new_key: None,
         };
         match handle(reference, command, &ctx) {

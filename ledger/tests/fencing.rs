@@ -48,7 +48,7 @@ fn a_second_writer_is_refused_while_the_first_runs() {
 
 #[test]
 fn a_writer_whose_epoch_is_over_appends_nothing() {
-    if redb_only_not("the epoch fence") {
+    if skip_unless_postgres("the epoch fence") {
         return;
     }
     let place = Place::new();
@@ -71,7 +71,7 @@ fn a_writer_whose_epoch_is_over_appends_nothing() {
 
 #[test]
 fn a_writer_that_lost_its_session_to_a_successor_stops_writing() {
-    if redb_only_not("the writer lock") {
+    if skip_unless_postgres("the writer lock") {
         return;
     }
     let place = Place::new();
@@ -119,7 +119,7 @@ fn a_writer_that_lost_its_session_to_a_successor_stops_writing() {
 /// a Merkle node is refused by PostgreSQL itself, whoever sends it.
 #[test]
 fn blocks_and_merkle_nodes_cannot_be_changed_in_sql() {
-    if redb_only_not("the append-only triggers") {
+    if skip_unless_postgres("the append-only triggers") {
         return;
     }
     let place = Place::new();

@@ -136,7 +136,7 @@ fn finding2_concurrent_activations_sharing_a_command_id_activate_one_machine() {
 /// the scope that appended the event at the answer's seq gets it; another scope does not.
 #[test]
 fn finding2_first_answers_of_format_2_are_honoured_in_their_own_scope_only() {
-    if redb_only("format 2's answers table") {
+    if skip_unless_redb("format 2's answers table") {
         return;
     }
     let dir = Place::new();

@@ -135,7 +135,7 @@ fn a_copy_and_a_reopened_ledger_hold_the_same_index() {
 /// writes, and says 4; a consumer stored by another process before that upgrades it too.
 #[test]
 fn a_schema_2_database_gets_the_consumers_table() {
-    if redb_only_not("a schema-2 PostgreSQL database") {
+    if skip_unless_postgres("a schema-2 PostgreSQL database") {
         return;
     }
     let consumer = |name: &str| {
@@ -167,7 +167,7 @@ fn a_schema_2_database_gets_the_consumers_table() {
 /// the watermark.
 #[test]
 fn a_schema_3_database_gets_its_history_rows_when_first_written() {
-    if redb_only_not("a schema-3 PostgreSQL database") {
+    if skip_unless_postgres("a schema-3 PostgreSQL database") {
         return;
     }
     let place = Place::new();
@@ -190,7 +190,7 @@ fn a_schema_3_database_gets_its_history_rows_when_first_written() {
 /// build first writes, says 5, and a writer saves its filter there; the next start reads it.
 #[test]
 fn a_schema_4_database_gets_the_saved_filter_table_when_first_written() {
-    if redb_only_not("a schema-4 PostgreSQL database") {
+    if skip_unless_postgres("a schema-4 PostgreSQL database") {
         return;
     }
     let place = Place::new();
@@ -219,7 +219,7 @@ fn a_schema_4_database_gets_the_saved_filter_table_when_first_written() {
 /// the machine index, 3 the consumers' table, 4 the history rows, 5 the saved filter).
 #[test]
 fn a_schema_1_database_is_indexed_when_first_written() {
-    if redb_only_not("a schema-1 PostgreSQL database") {
+    if skip_unless_postgres("a schema-1 PostgreSQL database") {
         return;
     }
     let place = Place::new();

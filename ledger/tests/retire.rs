@@ -74,7 +74,9 @@ fn a_key_issued_and_retired_in_one_batch_never_stores_its_text() {
 
 #[test]
 fn on_redb_the_text_is_gone_from_the_files_bytes_after_compaction() {
-    if redb_only_not_postgres() {
+    // On PostgreSQL the bytes are the server's to keep (VACUUM and its write-ahead log
+    // decide when they go).
+    if skip_unless_redb("a retired text's bytes in the file") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -94,10 +96,4 @@ fn on_redb_the_text_is_gone_from_the_files_bytes_after_compaction() {
             .any(|w| w == MAK_TEXT.as_bytes());
         assert!(!found, "{} still holds the retired text", file.display());
     }
-}
-
-/// True (and says so) on PostgreSQL, where the bytes are the server's to keep (VACUUM and
-/// its write-ahead log decide when they go).
-fn redb_only_not_postgres() -> bool {
-    redb_only("a retired text's bytes in the file")
 }

@@ -74,7 +74,6 @@ impl LicenseReport {
     }
 }
 
-
 fn opt<T: ToString>(value: &Option<T>) -> String {
     value.as_ref().map_or_else(|| "-".to_owned(), T::to_string)
 }

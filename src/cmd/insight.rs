@@ -11,46 +11,9 @@ use keyledger_projections::Format;
 
 use crate::cli::{MachinesArgs, Moment, UsageArgs};
 use crate::view::{
-    at_moment, key_machines, machine_history, open_store, parse_time, projections, Until,
+    at_moment, key_machines, machine_history, open_store, parse_time, projections, MachineQuery,
+    Until,
 };
-use keyledger_projections::machine::KeyMachineFilter;
-
-/// `machines` filters as typed.
-pub struct MachineQuery {
-    pub org: Option<String>,
-    pub method: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
-}
-
-impl MachineQuery {
-    pub fn parse(&self) -> Result<KeyMachineFilter> {
-        Ok(KeyMachineFilter {
-            org: self
-                .org
-                .as_deref()
-                .map(OrgId::new)
-                .transpose()
-                .context("--org")?,
-            method: self
-                .method
-                .as_deref()
-                .map(|m| serde_json::from_value(serde_json::Value::String(m.to_owned())))
-                .transpose()
-                .map_err(|_| anyhow::anyhow!("--method: expected online, phone or proxy"))?,
-            from: self
-                .from
-                .as_deref()
-                .map(|t| parse_time(t, "from"))
-                .transpose()?,
-            to: self
-                .to
-                .as_deref()
-                .map(|t| parse_time(t, "to"))
-                .transpose()?,
-        })
-    }
-}
 
 pub fn machine(
     data: &keyledger_ledger::Location,

@@ -9,7 +9,6 @@ mod copy;
 mod import;
 mod insight;
 
-pub use insight::MachineQuery;
 mod keys;
 mod proofs;
 mod read;
@@ -70,7 +69,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             pubkey,
             old_checkpoint,
         } => proofs::verify_proof(&file, &pubkey, old_checkpoint.as_deref()),
-        Command::Serve(args) => crate::serve::run(data, &args),
+        Command::Serve(args) => crate::serve::run(data, &args, crate::console::router()),
         Command::Token { action } => token(data, action),
         Command::Consumer { action } => consumer::run(data, &action),
         Command::Bench {
@@ -80,7 +79,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench {
             target: None,
             workload,
-        } => crate::workload::run(&workload, data),
+        } => bench(data, &workload),
         Command::Forecast(args) => read::forecast(data, &args),
         Command::Usage(args) => insight::usage(data, &args),
         Command::Alerts(args) => insight::alerts(data, &args),
@@ -146,4 +145,19 @@ fn token(data: &keyledger_ledger::Location, action: crate::cli::TokenAction) -> 
 
 fn principal(name: &str, flag: &str) -> Result<Principal> {
     Principal::new(name).with_context(|| format!("--{flag}"))
+}
+
+/// `bench`: a workload run on `data`, its capacity plan printed (or as JSON) and plotted.
+fn bench(data: &keyledger_ledger::Location, args: &crate::cli::WorkloadArgs) -> Result<ExitCode> {
+    let plan = crate::workload::run(args, data)?;
+    if let Some(svg) = &args.svg {
+        crate::plot::timeline(svg, &plan)
+            .with_context(|| format!("cannot write {}", svg.display()))?;
+    }
+    if args.json {
+        crate::output::outln!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        crate::workload::print_plan(&plan)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

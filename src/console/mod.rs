@@ -21,18 +21,17 @@ mod pages;
 mod session;
 mod sessions;
 
+use std::sync::Arc;
+
 use askama::Template;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 
 use crate::serve::App;
-
-pub use session::CsrfKey;
-pub use sessions::Sessions;
 
 /// What every console answer says to the browser: scripts, styles and images only from
 /// this origin, never framed, never cached, never sniffed.
@@ -66,6 +65,7 @@ pub fn router() -> Router<App> {
         .route("/ui/verify", get(audit::verify))
         .route("/ui/static/{file}", get(assets::asset))
         .route("/ui/{*rest}", get(not_found).post(not_found))
+        .layer(Extension(Arc::new(session::Console::new())))
         .layer(from_fn(console_headers))
 }
 

@@ -9,17 +9,21 @@
 //! signing in, a random pre-session cookie plays the cookie's part, so the sign-in form is
 //! protected too. A restart draws a new key: open forms then ask to be reloaded.
 
+use std::sync::Arc;
+
 use askama::Template;
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::http::Extensions;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
+use axum::{Extension, Form};
 use cookie::{Cookie, SameSite};
 use keyledger_core::Principal;
 use rand::RngCore;
 
+use super::sessions::Sessions;
 use super::{error_page, render};
 use crate::serve::{auth, App};
 
@@ -59,6 +63,32 @@ impl CsrfKey {
     }
 }
 
+/// The console's own state, drawn when its router is made (so at each start): the key CSRF
+/// tokens are derived under and the signed-in sessions. The router carries it to every
+/// handler as an extension; the service's shared state knows nothing of it.
+#[derive(Debug)]
+pub struct Console {
+    key: CsrfKey,
+    sessions: Sessions,
+}
+
+impl Console {
+    pub fn new() -> Console {
+        Console {
+            key: CsrfKey::random(),
+            sessions: Sessions::default(),
+        }
+    }
+
+    /// The state the console's router installed on a request.
+    fn of(extensions: &Extensions) -> Arc<Console> {
+        extensions
+            .get::<Arc<Console>>()
+            .cloned()
+            .expect("console::router installs the console's state on every route")
+    }
+}
+
 /// What every signed-in page shows around its content.
 #[derive(Clone, Debug)]
 pub struct Chrome {
@@ -93,7 +123,8 @@ impl FromRequestParts<App> for Viewer {
         let Some(session) = cookie_value(&parts.headers, SESSION_COOKIE) else {
             return Err(Redirect::to("/ui/sign-in").into_response());
         };
-        let Some(token) = app.console_sessions.token(&session) else {
+        let console = Console::of(&parts.extensions);
+        let Some(token) = console.sessions.token(&session) else {
             // Signed out, expired, or from before a restart: sign in again.
             let mut response = Redirect::to("/ui/sign-in").into_response();
             set_cookie(&mut response, removal(SESSION_COOKIE));
@@ -103,7 +134,7 @@ impl FromRequestParts<App> for Viewer {
             Ok(principal) => {
                 let chrome = Chrome {
                     principal: principal.to_string(),
-                    csrf: app.console_key.token(&session).to_hex().to_string(),
+                    csrf: console.key.token(&session).to_hex().to_string(),
                     operator: app.is_operator(&principal),
                 };
                 Ok(Viewer { principal, chrome })
@@ -116,7 +147,7 @@ impl FromRequestParts<App> for Viewer {
             )),
             // A revoked token: the session and its cookie go, and the person signs in again.
             Err(_) => {
-                app.console_sessions.end(&session);
+                console.sessions.end(&session);
                 let mut response = Redirect::to("/ui/sign-in").into_response();
                 set_cookie(&mut response, removal(SESSION_COOKIE));
                 Err(response)
@@ -163,16 +194,14 @@ impl FromRequest<App> for Posted {
         let (mut parts, body) = request.into_parts();
         let viewer = Viewer::from_request_parts(&mut parts, app).await?;
         let session = cookie_value(&parts.headers, SESSION_COOKIE).unwrap_or_default();
+        let console = Console::of(&parts.extensions);
         let wants_text = parts
             .headers
             .get(header::ACCEPT)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
         let request = Request::from_parts(parts, body);
         let fields = read_form(request, app, Some(&viewer.chrome)).await?;
-        if !app
-            .console_key
-            .accepts(&session, field(&fields, CSRF_FIELD))
-        {
+        if !console.key.accepts(&session, field(&fields, CSRF_FIELD)) {
             return Err(csrf_refused(Some(&viewer.chrome)));
         }
         Ok(Posted {
@@ -247,12 +276,15 @@ struct SignInPage<'a> {
 }
 
 /// `GET /ui/sign-in`: the form, bound to a pre-session cookie (drawn now if absent).
-pub async fn sign_in_page(State(app): State<App>, headers: HeaderMap) -> Response {
-    sign_in_form(&app, &headers, StatusCode::OK, None)
+pub async fn sign_in_page(
+    Extension(console): Extension<Arc<Console>>,
+    headers: HeaderMap,
+) -> Response {
+    sign_in_form(&console, &headers, StatusCode::OK, None)
 }
 
 fn sign_in_form(
-    app: &App,
+    console: &Console,
     headers: &HeaderMap,
     status: StatusCode,
     refused: Option<&str>,
@@ -265,7 +297,7 @@ fn sign_in_form(
             (hex::encode(bytes), true)
         }
     };
-    let csrf = app.console_key.token(&pre).to_hex().to_string();
+    let csrf = console.key.token(&pre).to_hex().to_string();
     let mut response = (
         status,
         render(&SignInPage {
@@ -283,22 +315,23 @@ fn sign_in_form(
 /// `POST /ui/sign-in` (token, csrf): a known token starts a session.
 pub async fn sign_in(State(app): State<App>, request: Request<Body>) -> Response {
     let headers = request.headers().clone();
+    let console = Console::of(request.extensions());
     let fields = match read_form(request, &app, None).await {
         Ok(fields) => fields,
         Err(response) => return response,
     };
     let pre = cookie_value(&headers, PRE_SESSION_COOKIE).unwrap_or_default();
-    if pre.is_empty() || !app.console_key.accepts(&pre, field(&fields, CSRF_FIELD)) {
+    if pre.is_empty() || !console.key.accepts(&pre, field(&fields, CSRF_FIELD)) {
         return csrf_refused(None);
     }
     let token = field(&fields, "token").unwrap_or("").trim();
     if token.is_empty() {
         let why = "Enter the token that `keyledger token create` printed.";
-        return sign_in_form(&app, &headers, StatusCode::BAD_REQUEST, Some(why));
+        return sign_in_form(&console, &headers, StatusCode::BAD_REQUEST, Some(why));
     }
     match auth::principal_of_token(&app.store, token) {
         Ok(_) => {
-            let session = app.console_sessions.start(token.to_owned());
+            let session = console.sessions.start(token.to_owned());
             let mut response = Redirect::to("/ui/contracts").into_response();
             set_cookie(&mut response, console_cookie(SESSION_COOKIE, session));
             set_cookie(&mut response, removal(PRE_SESSION_COOKIE));
@@ -306,11 +339,16 @@ pub async fn sign_in(State(app): State<App>, request: Request<Body>) -> Response
         }
         Err(auth::AuthError::Unreadable(why)) => {
             let why = format!("The token table cannot be read now: {why}");
-            sign_in_form(&app, &headers, StatusCode::SERVICE_UNAVAILABLE, Some(&why))
+            sign_in_form(
+                &console,
+                &headers,
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(&why),
+            )
         }
         Err(err) => {
             let why = format!("Not signed in: {}.", err.message());
-            sign_in_form(&app, &headers, StatusCode::UNAUTHORIZED, Some(&why))
+            sign_in_form(&console, &headers, StatusCode::UNAUTHORIZED, Some(&why))
         }
     }
 }
@@ -318,9 +356,13 @@ pub async fn sign_in(State(app): State<App>, request: Request<Body>) -> Response
 /// `POST /ui/sign-out`: the session ends and its cookie is removed; a copy of the cookie is
 /// worth nothing from now on. The token itself stays valid (`keyledger token revoke` ends
 /// it): it may be an API credential in use elsewhere.
-pub async fn sign_out(State(app): State<App>, headers: HeaderMap, _posted: Posted) -> Response {
+pub async fn sign_out(
+    Extension(console): Extension<Arc<Console>>,
+    headers: HeaderMap,
+    _posted: Posted,
+) -> Response {
     if let Some(session) = cookie_value(&headers, SESSION_COOKIE) {
-        app.console_sessions.end(&session);
+        console.sessions.end(&session);
     }
     let mut response = Redirect::to("/ui/sign-in").into_response();
     set_cookie(&mut response, removal(SESSION_COOKIE));

@@ -87,10 +87,6 @@ pub struct Shared {
     pub head: tokio::sync::watch::Sender<u64>,
     /// Set when the service shuts down: event streams end, so connections can close.
     pub closing: tokio::sync::watch::Sender<bool>,
-    /// Derives the console's CSRF tokens (drawn at start).
-    pub console_key: crate::console::CsrfKey,
-    /// The console's signed-in sessions.
-    pub console_sessions: crate::console::Sessions,
     /// Told when a consumer is made or changed here: webhook delivery starts at once.
     pub consumers_changed: tokio::sync::Notify,
     /// When each recent batch was folded (webhook delivery lag).
@@ -115,7 +111,11 @@ impl Shared {
     }
 }
 
-pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> Result<ExitCode> {
+pub fn run(
+    data: &keyledger_ledger::Location,
+    args: &crate::cli::ServeArgs,
+    pages: axum::Router<App>,
+) -> Result<ExitCode> {
     let listen = &args.listen;
     let limits = connections::ConnectionLimits::from(args);
     let addr: SocketAddr = listen
@@ -151,8 +151,6 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
         metrics,
         head,
         closing: tokio::sync::watch::Sender::new(false),
-        console_key: crate::console::CsrfKey::random(),
-        console_sessions: Default::default(),
         consumers_changed: tokio::sync::Notify::new(),
         fold_times,
         encoded_events: Arc::default(),
@@ -167,7 +165,7 @@ pub fn run(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs) -> R
         .enable_all()
         .build()?;
     let policy = Arc::new(webhooks::Policy::from(args));
-    runtime.block_on(serve(app, addr, limits, policy))?;
+    runtime.block_on(serve(app, addr, limits, policy, pages))?;
     drop(runtime);
     // Every handler's clone of the writer handle is gone with the runtime: the writer drains.
     let stopped = writer.stop().err();
@@ -323,6 +321,7 @@ async fn serve(
     addr: SocketAddr,
     limits: connections::ConnectionLimits,
     policy: Arc<webhooks::Policy>,
+    pages: axum::Router<App>,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -346,7 +345,7 @@ async fn serve(
     };
     let deliveries = tokio::spawn(webhooks::supervise(app.clone(), policy));
     let pruning = tokio::spawn(prune_throttle(app.clone()));
-    connections::serve(listener, routes::router(app), limits, shutdown).await;
+    connections::serve(listener, routes::router(app, pages), limits, shutdown).await;
     // Each delivery task ends at the close; one in flight finishes its attempt first.
     let _ = deliveries.await;
     pruning.abort();

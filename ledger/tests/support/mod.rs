@@ -95,7 +95,7 @@ pub fn on_postgres() -> bool {
 }
 
 /// Says that a test checks something only one store has, and is not run on this one.
-pub fn redb_only(what: &str) -> bool {
+pub fn skip_unless_redb(what: &str) -> bool {
     if on_postgres() {
         eprintln!("not on PostgreSQL: {what} is a property of the redb file");
         return true;
@@ -104,7 +104,7 @@ pub fn redb_only(what: &str) -> bool {
 }
 
 /// Says that a test checks something only PostgreSQL has, and is not run on redb.
-pub fn redb_only_not(what: &str) -> bool {
+pub fn skip_unless_postgres(what: &str) -> bool {
     if !on_postgres() {
         eprintln!("PostgreSQL only: {what} (run with KEYLEDGER_TEST_STORE=postgres)");
         return true;

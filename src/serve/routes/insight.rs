@@ -296,7 +296,7 @@ pub(super) async fn key_machines(
         (Ok(format), Ok(page)) => (format, page),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    let query = crate::cmd::MachineQuery {
+    let query = crate::view::MachineQuery {
         org: q.get("org").map(str::to_owned),
         method: q.get("method").map(str::to_owned),
         from: q.get("from").map(str::to_owned),

@@ -48,7 +48,8 @@ use reports::{keys, report};
 use stream::events_stream;
 use writes::{activations, commands};
 
-pub fn router(app: App) -> Router {
+/// The API's routes and `pages` beside them (the console), under the service's limits.
+pub fn router(app: App, pages: Router<App>) -> Router {
     Router::new()
         .route("/v1/activations", post(activations))
         .route("/v1/commands", post(commands))
@@ -80,8 +81,9 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(from_fn(middleware::guard))
-        // The console's forms are not JSON: it sits beside the API's guard, with its own.
-        .merge(crate::console::router().layer(DefaultBodyLimit::max(BODY_BYTES_MAX)))
+        // Pages for people (the console): their forms are not JSON, so they sit beside the
+        // API's guard, with their own.
+        .merge(pages.layer(DefaultBodyLimit::max(BODY_BYTES_MAX)))
         .fallback(middleware::not_found)
         .with_state(app)
 }

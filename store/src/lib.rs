@@ -1,3 +1,6 @@
+//! keyledger's storage layer, under the engine: the bytes of the log (record codec, blocks,
+//! the hash chain, the Merkle tree's stored nodes) and where they live.
+//!
 //! The storage boundary: everything the engine, the writer, the walks, proofs, snapshots,
 //! tokens, secrets and answers keep goes through [`Store`], and a store is one of two
 //! [`Backend`]s: [`redb`] (an embedded file, the default) or [`postgres`] (a replicated
@@ -7,259 +10,42 @@
 //! Which one a `--data` value names is [`Location`]'s business: a path is a redb file, a
 //! `postgres://…` URL is PostgreSQL.
 
+#![forbid(unsafe_code)]
+// Functions fit on a screen (clippy.toml: 70 lines); a flat dispatch match may say why not.
+#![warn(clippy::too_many_lines)]
+
+pub mod backend;
+pub mod block;
+pub mod chain;
+pub mod codec;
+pub mod consumer;
+mod copy;
+pub mod error;
 pub mod location;
+pub mod machine_lookup;
+pub mod machines;
+pub mod merkle;
+pub mod pair_filter;
 pub mod postgres;
 pub mod redb;
+pub mod secrets;
+pub mod tree;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use crate::chain::{ChainHash, GENESIS};
-use crate::error::{Error, Result};
+use crate::chain::ChainHash;
 
+pub use error::{Corruption, Error, Result};
 pub use location::Location;
-
-/// How many projection snapshots are kept; older ones are pruned as new ones are written.
-pub const SNAPSHOTS_KEPT: usize = 8;
 
 pub use self::redb::{
     cache_bytes, set_cache_bytes, DB_FORMAT_OLDEST, DB_FORMAT_VERSION, DEFAULT_CACHE_BYTES,
 };
 
-/// The end of the log: the last seq and the chain hash after it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Head {
-    pub seq: u64,
-    pub hash: ChainHash,
-}
-
-impl Default for Head {
-    fn default() -> Head {
-        Head::EMPTY
-    }
-}
-
-impl Head {
-    pub const EMPTY: Head = Head {
-        seq: 0,
-        hash: GENESIS,
-    };
-
-    pub(crate) fn to_bytes(self) -> [u8; 40] {
-        let mut bytes = [0u8; 40];
-        bytes[..8].copy_from_slice(&self.seq.to_le_bytes());
-        bytes[8..].copy_from_slice(&self.hash);
-        bytes
-    }
-
-    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Head> {
-        let bytes: &[u8; 40] = bytes.try_into().ok()?;
-        Some(Head {
-            seq: u64::from_le_bytes(bytes[..8].try_into().ok()?),
-            hash: bytes[8..].try_into().ok()?,
-        })
-    }
-}
-
-/// Everything one batch writes, atomically: all of it is durable or none of it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BatchWrite {
-    /// `(first seq, block bytes)`, absent when the batch appended no event.
-    pub block: Option<(u64, Vec<u8>)>,
-    /// The head the batch starts from: a store that can be written by someone else
-    /// (PostgreSQL) appends only if this is still its head.
-    pub start: Head,
-    pub head: Option<Head>,
-    pub secrets: Vec<(u64, String)>,
-    /// Key ids whose text is erased, after `secrets` are written (a key may be issued and
-    /// retired in one batch): `retire_key_text`.
-    pub retired: Vec<u64>,
-    pub answers: Vec<(String, Vec<u8>)>,
-    /// New Merkle subtree hashes: `(level, index, hash)`.
-    pub merkle: Vec<(u8, u64, [u8; 32])>,
-    /// The machine and pair index rows of the block's events (`crate::machines`).
-    pub index: crate::machines::IndexRows,
-}
-
-impl BatchWrite {
-    pub fn is_empty(&self) -> bool {
-        self.block.is_none()
-            && self.secrets.is_empty()
-            && self.retired.is_empty()
-            && self.answers.is_empty()
-    }
-}
-
-/// A stored first answer, by the table it was found in.
-#[derive(Debug)]
-pub enum StoredAnswer {
-    /// `first_answers`: the command's digest, then the answer's JSON.
-    Scoped(Vec<u8>),
-    /// `answers` (written before redb format 3): the answer's JSON, unscoped.
-    Legacy(Vec<u8>),
-}
-
-/// What a store's last open recovered (see [`Backend::recovery`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Recovery {
-    /// The write-ahead file's generation (0: there was none).
-    pub generation: u64,
-    /// Frames applied (batches that were durable in the write-ahead file only).
-    pub applied: u64,
-    /// Why reading stopped early, naming the byte offset (a torn or corrupt frame, never
-    /// applied), and where the damaged file was kept.
-    pub problem: Option<String>,
-}
-
-impl Recovery {
-    /// What to tell an operator, if anything: the batches replayed, as a note.
-    pub fn note(&self) -> Option<String> {
-        (self.applied > 0).then(|| {
-            format!(
-                "write-ahead: {} batches replayed into the ledger on open (durable there only)",
-                self.applied
-            )
-        })
-    }
-
-    /// The damage found, as a warning.
-    pub fn warning(&self) -> Option<String> {
-        self.problem
-            .as_ref()
-            .map(|problem| format!("warning: write-ahead file: {problem}"))
-    }
-}
-
-/// A block visitor: `(first seq, block bytes)`, in seq order; `Break` stops the walk.
-pub type BlockVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<ControlFlow<()>> + 'a;
-
-/// One row of a ledger's tables, as [`Store::copy_to`] moves it between stores. Blocks go
-/// through [`Backend::commit`] instead, so the target checks the chain as it grows.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Row {
-    Secret(u64, String),
-    FirstAnswer(String, Vec<u8>),
-    LegacyAnswer(String, Vec<u8>),
-    Snapshot(u64, Vec<u8>),
-    Token(String, String),
-}
-
-/// What a store must do. Both implementations keep the same contract; the suite in
-/// `ledger/tests` runs against each (`KEYLEDGER_TEST_PG` for PostgreSQL).
-pub trait Backend: Send + Sync + std::fmt::Debug {
-    /// Where the ledger is, for messages (never a password).
-    fn label(&self) -> &str;
-    /// The format (redb) or schema (PostgreSQL) version recorded in the store.
-    fn format_version(&self) -> Result<u8>;
-    /// Marks an older format as this build's, before this build writes to it.
-    fn upgrade_format(&self) -> Result<()>;
-    /// Whether the store predates the machine index (its rows must be built from the log
-    /// before [`Backend::upgrade_format`] marks it).
-    fn machine_index_missing(&self) -> Result<bool>;
-    /// Whether the stored machine index predates the history rows (redb format < 6,
-    /// PostgreSQL schema < 4): [`Backend::upgrade_format`] builds them.
-    fn history_index_missing(&self) -> Result<bool>;
-    /// Adds machine index rows outside a batch (the upgrade); rows present already are kept.
-    fn put_machine_rows(&self, rows: &crate::machines::IndexRows) -> Result<()>;
-    /// Whether the pair index holds `pair` (`crate::machines::PairRow`): the writer's answer
-    /// to "was this machine activated on this key". `None`: this store keeps no pair index,
-    /// and the machine index settles it.
-    fn pair_active(&self, _pair: crate::machines::PairRow) -> Result<Option<bool>> {
-        Ok(None)
-    }
-    /// How many pairs [`Backend::for_each_pair`] would visit (`None`: this store keeps no
-    /// pair index).
-    fn pair_count(&self) -> Result<Option<u64>> {
-        Ok(None)
-    }
-    /// Visits every pair the pair index holds through the head, each at least once
-    /// (`false`: this store keeps no pair index, and the log says which pairs there are).
-    fn for_each_pair(&self, _visit: &mut dyn FnMut(crate::machines::PairRow)) -> Result<bool> {
-        Ok(false)
-    }
-    /// The ledger's machine hash key (`crate::machines`), made the first time it is asked
-    /// for and kept in the store.
-    fn machine_hasher(&self) -> Result<crate::machines::MachineHasher>;
-    /// The seqs of index rows of hash `h`, after `after`, ascending, at most `limit`: every
-    /// event naming a machine of that hash is among them ([`Store::machine_events`] keeps
-    /// those that name the one asked for).
-    fn machine_seqs(&self, h: u64, after: u64, limit: usize) -> Result<Vec<u64>>;
-    /// The stored head (redb: the `head` entry; PostgreSQL: the last block's).
-    fn head(&self) -> Result<Head>;
-    /// Why an acknowledged commit would not survive the loss of this machine, if it would
-    /// not and the store can know better (PostgreSQL without a synchronous standby).
-    fn durability_warning(&self) -> Result<Option<String>> {
-        Ok(None)
-    }
-    /// Makes this handle the ledger's one writer (see [`Store::claim_writer`]).
-    fn claim_writer(&self, wait: bool) -> Result<()>;
-    /// Writes one batch durably, all or nothing.
-    fn commit(&self, batch: &BatchWrite) -> Result<()>;
-    /// Starts again after a failed commit: reopens the file, or reconnects (and, for a
-    /// writer, claims the ledger again). On failure the store stays closed.
-    fn reopen(&self) -> Result<()>;
-    /// Visits the blocks from `from_key` on, and answers the head the same read sees.
-    fn for_each_block_with_head(&self, from_key: u64, visit: &mut BlockVisitor<'_>)
-        -> Result<Head>;
-    /// The key of the block holding `seq` and the chain hash before that block.
-    fn block_containing(&self, seq: u64) -> Result<Option<(u64, ChainHash)>>;
-    fn block_bytes(&self, key: u64) -> Result<Option<Vec<u8>>>;
-    fn last_block(&self) -> Result<Option<(u64, Vec<u8>)>>;
-    fn secret(&self, key_id: u64) -> Result<Option<String>>;
-    fn for_each_secret(&self, visit: &mut dyn FnMut(u64, &str) -> Result<()>) -> Result<()>;
-    fn erase_secret(&self, key_id: u64) -> Result<bool>;
-    fn first_answer(&self, key: &str, command_id: &str) -> Result<Option<StoredAnswer>>;
-    fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()>;
-    /// The generation of the saved filter of activated pairs that is whole, and its chunks
-    /// (`crate::saved_filter`); `None` when none was saved, or the store predates them.
-    fn saved_filter_whole(&self) -> Result<Option<(u64, u32)>>;
-    /// Chunk `index` of the saved filter of `generation`.
-    fn saved_filter_chunk(&self, generation: u64, index: u32) -> Result<Option<Vec<u8>>>;
-    /// Writes chunk `index` of a saved filter of `generation`, not yet whole (nor durable by
-    /// itself). Derived data, written beside the writer's batches, never with them.
-    fn put_saved_filter_chunk(&self, generation: u64, index: u32, bytes: &[u8]) -> Result<()>;
-    /// Names `generation`, of `chunks` chunks, the saved filter that is whole, durably, and
-    /// removes every other generation's chunks: a crash before leaves the one before.
-    fn finish_saved_filter(&self, generation: u64, chunks: u32) -> Result<()>;
-    fn snapshot_at_or_below(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>>;
-    fn merkle_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>>;
-    fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()>;
-    fn token_principal(&self, digest_hex: &str) -> Result<Option<String>>;
-    fn revoke_tokens(&self, digest_hex: Option<&str>, principal: Option<&str>) -> Result<usize>;
-    /// Durable consumers (`crate::consumer`): one record a name, in name order.
-    fn consumer_records(&self) -> Result<Vec<(String, Vec<u8>)>>;
-    fn consumer_record(&self, name: &str) -> Result<Option<Vec<u8>>>;
-    /// Stores a new consumer's record; `false` when the name is taken.
-    fn insert_consumer(&self, name: &str, record: &[u8]) -> Result<bool>;
-    /// Replaces the record if it is still `old` (compare-and-set); `false` otherwise. Not
-    /// `durable`: the change may be lost in a crash until the next durable commit (redb
-    /// makes it durable at the log's next checkpoint; PostgreSQL commits every change durably).
-    fn replace_consumer(&self, name: &str, old: &[u8], new: &[u8], durable: bool) -> Result<bool>;
-    fn delete_consumer(&self, name: &str) -> Result<bool>;
-    /// Every row outside the blocks and the Merkle nodes, table by table (for `copy`).
-    fn for_each_row(&self, visit: &mut dyn FnMut(Row) -> Result<()>) -> Result<()>;
-    /// Writes rows [`Backend::for_each_row`] produced (for `copy`, into a new ledger).
-    fn put_rows(&self, rows: &[Row]) -> Result<()>;
-    /// Alters a stored block outside any command (tamper tests only).
-    fn tamper_block(&self, key: u64, bytes: Option<&[u8]>) -> Result<()>;
-    /// Alters a stored key text outside any command (tamper tests only).
-    fn tamper_secret(&self, key_id: u64, text: Option<&str>) -> Result<()>;
-    /// What opening found to recover (redb: the write-ahead file's frames replayed, and any
-    /// torn or corrupt frame not applied); PostgreSQL recovers by itself.
-    fn recovery(&self) -> Recovery {
-        Recovery::default()
-    }
-    /// Shrinks the store to its live data, where that means anything (redb's file).
-    fn compact(&self) -> Result<()>;
-    /// Bytes the ledger takes in its store: the file (redb), or the `keyledger` schema's
-    /// tables with their indexes and TOAST (PostgreSQL).
-    fn stored_bytes(&self) -> Result<u64>;
-    /// Bytes of the store's page cache in this process now (redb; PostgreSQL caches in
-    /// its server: 0). Bounded by `--cache-mib`.
-    fn page_cache_bytes(&self) -> u64 {
-        0
-    }
-}
+pub use backend::{
+    Backend, BatchWrite, BlockVisitor, Head, Recovery, Row, StoredAnswer, SNAPSHOTS_KEPT,
+};
 
 /// An open ledger store. Clones share it: the writer commits through one, readers (reports,
 /// the HTTP service) read through others.
@@ -340,40 +126,6 @@ impl Store {
         self.backend.upgrade_format()
     }
 
-    /// The events naming machine (or KMS host or client) `name` among the next `limit`
-    /// the index names after seq `after`, and, when that filled the page, the last seq it
-    /// looked at (`after` for the next page). A store that predates the index is indexed
-    /// first.
-    pub fn machine_events(
-        &self,
-        name: &str,
-        after: u64,
-        limit: usize,
-    ) -> Result<(crate::machines::SeqEvents, Option<u64>)> {
-        if self.backend.machine_index_missing()? {
-            self.upgrade_format()?;
-        }
-        self.indexed_machine_events(name, after, limit)
-    }
-
-    /// [`Store::machine_events`] of a store known to be indexed (the writer's: it upgrades
-    /// the store when it opens it), without asking again on every lookup.
-    pub(crate) fn indexed_machine_events(
-        &self,
-        name: &str,
-        after: u64,
-        limit: usize,
-    ) -> Result<(crate::machines::SeqEvents, Option<u64>)> {
-        let h = self.backend.machine_hasher()?.hash(name);
-        let candidates = self.backend.machine_seqs(h, after, limit)?;
-        let mut events = crate::machines::events_at(self, &candidates)?;
-        events.retain(|(_, event)| event.body.machine_names().contains(&name));
-        let next = (candidates.len() >= limit)
-            .then(|| candidates.last().copied())
-            .flatten();
-        Ok((events, next))
-    }
-
     /// Candidates for the events that name `named` ([`keyledger_core::EventBody::named`])
     /// after seq `after`: ascending, at most `limit`, every such event among them; a reader
     /// keeps those that do name it (a 64-bit hash may be shared). A store whose index
@@ -397,36 +149,18 @@ impl Store {
     }
 
     /// See [`Backend::pair_active`].
-    pub(crate) fn pair_active(&self, pair: crate::machines::PairRow) -> Result<Option<bool>> {
+    pub fn pair_active(&self, pair: crate::machines::PairRow) -> Result<Option<bool>> {
         self.backend.pair_active(pair)
     }
 
     /// See [`Backend::pair_count`].
-    pub(crate) fn pair_count(&self) -> Result<Option<u64>> {
+    pub fn pair_count(&self) -> Result<Option<u64>> {
         self.backend.pair_count()
     }
 
     /// See [`Backend::for_each_pair`].
-    pub(crate) fn for_each_pair(
-        &self,
-        visit: &mut dyn FnMut(crate::machines::PairRow),
-    ) -> Result<bool> {
+    pub fn for_each_pair(&self, visit: &mut dyn FnMut(crate::machines::PairRow)) -> Result<bool> {
         self.backend.for_each_pair(visit)
-    }
-
-    /// The seqs of the events naming `name` after `after`: [`Store::machine_events`]'
-    /// seqs, over as many pages as it takes.
-    pub fn machine_seqs(&self, name: &str, after: u64, limit: usize) -> Result<Vec<u64>> {
-        let (mut seqs, mut after) = (Vec::new(), after);
-        while seqs.len() < limit {
-            let (events, last) = self.machine_events(name, after, limit - seqs.len())?;
-            seqs.extend(events.into_iter().map(|(seq, _)| seq));
-            match last {
-                Some(last) => after = last,
-                None => break,
-            }
-        }
-        Ok(seqs)
     }
 
     /// Makes this store the ledger's only writer before the engine folds the log: a redb
@@ -545,7 +279,7 @@ impl Store {
         self.backend.put_snapshot(seq, bytes)
     }
 
-    /// The saved filter of activated pairs, if one was saved (see [`crate::saved_filter`]),
+    /// The saved filter of activated pairs, if one was saved (see `keyledger_ledger::saved_filter`),
     /// in the chunks the store keeps it in, all read (tests; a start reads a chunk at a time).
     pub fn saved_filter(&self) -> Result<Option<Vec<Vec<u8>>>> {
         let Some((generation, chunks)) = self.saved_filter_whole()? else {
@@ -585,9 +319,9 @@ impl Store {
     }
 
     /// Replaces the saved filter with `bytes`, as a new generation (tests put damaged bytes
-    /// here to see them refused; a writer saves [`crate::saved_filter::SaveCursor`]'s pieces).
+    /// here to see them refused; a writer saves `keyledger_ledger::saved_filter::SaveCursor`'s pieces).
     pub fn put_saved_filter(&self, bytes: &[u8]) -> Result<()> {
-        let pieces = bytes.chunks(crate::saved_filter::PIECE_BYTES);
+        let pieces = bytes.chunks(crate::pair_filter::PIECE_BYTES);
         self.put_saved_filter_pieces(pieces.map(|piece| Ok(piece.to_vec())))
     }
 
@@ -736,6 +470,7 @@ impl Store {
         self.backend.revoke_tokens(digest_hex, principal)
     }
 
+    #[cfg(feature = "tamper")]
     /// Overwrites a block's bytes in place. Only tamper tests use this: it is how an
     /// attacker with write access to the store would alter history.
     #[doc(hidden)]
@@ -743,6 +478,7 @@ impl Store {
         self.backend.tamper_block(key, bytes)
     }
 
+    #[cfg(feature = "tamper")]
     /// Sets (or, with `None`, removes) a key's stored text outside any command. Only tamper
     /// tests use this: it is how someone with write access would alter a secret.
     #[doc(hidden)]
@@ -816,63 +552,6 @@ impl Store {
             Ok(ControlFlow::Continue(()))
         })?;
         Ok(keys)
-    }
-
-    /// Copies this whole ledger into `target`, a new, empty one: every block with its
-    /// Merkle nodes (re-derived, so the target's tree is its own), then key texts, answers,
-    /// snapshots and tokens. `progress(seq)` after each block. Answers the copied head;
-    /// the caller checks the target's (`copy` verifies both).
-    pub fn copy_to(&self, target: &Store, mut progress: impl FnMut(u64)) -> Result<Head> {
-        if target.head()? != Head::EMPTY {
-            return Err(Error::Exists(target.label().to_owned()));
-        }
-        target.claim_writer(false)?;
-        let hasher = target.machine_hasher()?;
-        let mut start = Head::EMPTY;
-        let mut frontier = crate::tree::Frontier::default();
-        let head = self.for_each_block_with_head(0, |key, bytes| {
-            let block = crate::block::Block::parse(bytes).map_err(|e| {
-                crate::error::Corruption::Undecodable {
-                    seq: key,
-                    why: e.to_string(),
-                }
-            })?;
-            let mut merkle = Vec::new();
-            for record in block.records() {
-                frontier.push(record, &mut merkle);
-            }
-            let head = Head {
-                seq: block.last_seq(),
-                hash: block.head,
-            };
-            // The machine index is derived, not copied: it is built for the target's blocks.
-            let index = hasher.rows_of_block(key, bytes)?;
-            target.commit(&BatchWrite {
-                block: Some((key, bytes.to_vec())),
-                start,
-                head: Some(head),
-                merkle,
-                index,
-                ..BatchWrite::default()
-            })?;
-            start = head;
-            progress(head.seq);
-            Ok(ControlFlow::Continue(()))
-        })?;
-        let mut rows = Vec::new();
-        self.backend.for_each_row(&mut |row| {
-            rows.push(row);
-            if rows.len() == 1024 {
-                target.backend.put_rows(&std::mem::take(&mut rows))?;
-            }
-            Ok(())
-        })?;
-        target.backend.put_rows(&rows)?;
-        // Durable consumers go along with their positions (their seqs are the same there).
-        for consumer in self.consumers()? {
-            target.create_consumer(&consumer)?;
-        }
-        Ok(head)
     }
 }
 

@@ -37,10 +37,10 @@ use server::{
 pub use writer::WRITER_LOCK;
 use writer::{Claim, WriterSession};
 
+use crate::backend::{Backend, BatchWrite, BlockVisitor, Head, Row, StoredAnswer, SNAPSHOTS_KEPT};
 use crate::chain::{ChainHash, GENESIS};
 use crate::error::{Error, Result};
-use crate::store::location::PgUrl;
-use crate::store::{Backend, BatchWrite, BlockVisitor, Head, Row, StoredAnswer, SNAPSHOTS_KEPT};
+use crate::location::PgUrl;
 
 /// The schema version this build writes and reads.
 pub const PG_SCHEMA_VERSION: u8 = 5;
@@ -181,7 +181,7 @@ impl PgStore {
             vec![],
             |rows| Ok(rows.first().map(|row| row.get::<_, Vec<u8>>(0))),
         )?;
-        Ok(marker.and_then(|m| crate::saved_filter::parse_marker(&m)))
+        Ok(marker.and_then(|m| crate::pair_filter::parse_marker(&m)))
     }
 
     /// Creates the schema in the database the URL names; refuses one that has it already.
@@ -799,7 +799,7 @@ impl Backend for PgStore {
         self.machines_caught_up(&mut pending, batch.start.seq)?;
         let to = batch.head.map_or(batch.start.seq, |h| h.seq);
         // Every 64 batches: a flush is a row a bucket, and rows are what PostgreSQL pays for.
-        let flushed = pending.flush_with(batch, 64);
+        let flushed = pending.flush_with(&batch.index, 64);
         let flush = flushed.is_some();
         let index = flushed.as_ref().map(|rows| (&rows.machines[..], to));
         let params = append_params(epoch, batch, index)?;
@@ -826,7 +826,7 @@ impl Backend for PgStore {
                 }
             })?;
         appended(&row, epoch, batch.start.seq, &warnings)?;
-        pending.committed(batch, flush, to);
+        pending.committed(&batch.index, flush, to);
         drop(pending);
         if flush
             && self
@@ -1074,7 +1074,7 @@ impl Backend for PgStore {
     /// One transaction: the marker, then every other generation's rows gone.
     fn finish_saved_filter(&self, generation: u64, chunks: u32) -> Result<()> {
         let pool = self.pool();
-        let marker = crate::saved_filter::marker_bytes(generation, chunks).to_vec();
+        let marker = crate::pair_filter::marker_bytes(generation, chunks).to_vec();
         let generation = int8(generation)?;
         self.run_within(Some(BULK_BOUND), async move {
             let mut client = pool.get().await.map_err(pool_error)?;
@@ -1278,6 +1278,7 @@ impl Backend for PgStore {
         })
     }
 
+    #[cfg(feature = "tamper")]
     /// What someone who owns the tables could do: switch the append-only trigger off.
     fn tamper_block(&self, key: u64, bytes: Option<&[u8]>) -> Result<()> {
         let pool = self.pool();
@@ -1311,6 +1312,7 @@ impl Backend for PgStore {
         })
     }
 
+    #[cfg(feature = "tamper")]
     fn tamper_secret(&self, key_id: u64, text: Option<&str>) -> Result<()> {
         let key_id = int8(key_id)?;
         match text {

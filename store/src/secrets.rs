@@ -1,8 +1,9 @@
-//! Key text as stored: checked against the fingerprint the log recorded at issuance before
+//! Key text: made (from the operating system's CSPRNG), fingerprinted, and as stored: checked against the fingerprint the log recorded at issuance before
 //! anything hands it out or calls the ledger sound. The `secrets` table sits outside the
 //! hash chain (so text can be erased), so this check is what protects it from edits.
 
 use keyledger_core::{Fingerprint, Last5, ProductKeyText};
+use rand::Rng;
 
 /// Why a stored key text does not match its key.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -33,8 +34,20 @@ pub fn check_fingerprint(
     fingerprint: &Fingerprint,
 ) -> Result<ProductKeyText, SecretMismatch> {
     let parsed = ProductKeyText::parse(text).map_err(|e| SecretMismatch::NotAKey(e.to_string()))?;
-    if crate::engine::fingerprint(&parsed) != *fingerprint {
+    if self::fingerprint(&parsed) != *fingerprint {
         return Err(SecretMismatch::Fingerprint);
     }
     Ok(parsed)
+}
+
+/// The BLAKE3 fingerprint of normalized key text (docs/rules.md, "Key text").
+pub fn fingerprint(text: &ProductKeyText) -> Fingerprint {
+    Fingerprint(*blake3::hash(text.reveal().as_bytes()).as_bytes())
+}
+
+/// New key text from the operating system's CSPRNG (via `rand`'s thread RNG).
+pub fn generate_key_text() -> ProductKeyText {
+    let mut rng = rand::rng();
+    let indices: [u8; 25] = std::array::from_fn(|_| rng.random_range(0..24u8));
+    ProductKeyText::from_alphabet_indices(&indices)
 }

@@ -9,7 +9,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 use super::server::{config_of, pg_error, CALL_BOUND};
 use super::{PgStore, APPEND, UPGRADE_2};
 use crate::error::{Error, Result};
-use crate::store::location::PgUrl;
+use crate::location::PgUrl;
 
 /// The session advisory lock a writer holds while it runs ("keyledge" in ASCII).
 pub const WRITER_LOCK: i64 = 0x6b65_796c_6564_6765;

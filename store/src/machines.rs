@@ -126,17 +126,14 @@ impl Pending {
         set.contains(&pair)
     }
 
-    /// The rows to write with `batch` (these and its own) when the store takes a write
-    /// every `batches` batches (or [`FLUSH_ROWS`] rows) and this batch is due; else `None`.
-    pub fn flush_with(
-        &self,
-        batch: &crate::store::BatchWrite,
-        batches: usize,
-    ) -> Option<IndexRows> {
-        let due = self.batches + 1 >= batches || self.rows.len() + batch.index.len() >= FLUSH_ROWS;
+    /// The rows to write with a batch's `own` rows (these and its own) when the store takes
+    /// a write every `batches` batches (or [`FLUSH_ROWS`] rows) and this batch is due; else
+    /// `None`.
+    pub fn flush_with(&self, own: &IndexRows, batches: usize) -> Option<IndexRows> {
+        let due = self.batches + 1 >= batches || self.rows.len() + own.len() >= FLUSH_ROWS;
         due.then(|| {
             let mut rows = self.rows.clone();
-            rows.extend(&batch.index);
+            rows.extend(own);
             rows
         })
     }
@@ -165,13 +162,13 @@ impl Pending {
         candidates
     }
 
-    /// After `batch` committed (up to seq `to`): its rows wait, or were written with the
-    /// pending ones.
-    pub fn committed(&mut self, batch: &crate::store::BatchWrite, flushed: bool, to: u64) {
+    /// After a batch with rows `own` committed (up to seq `to`): its rows wait, or were
+    /// written with the pending ones.
+    pub fn committed(&mut self, own: &IndexRows, flushed: bool, to: u64) {
         if flushed {
             self.clear_rows();
         } else {
-            self.rows.extend(&batch.index);
+            self.rows.extend(own);
             self.batches += 1;
         }
         self.to = Some(to);
@@ -213,7 +210,7 @@ impl MachineHasher {
 
     /// 16 bytes that differ, but for odds near 2^-128, between two hash keys, and say
     /// nothing of the key: what a saved filter carries to show which key made its pairs
-    /// (`crate::saved_filter`).
+    /// (`keyledger_ledger::saved_filter`).
     pub fn key_check(&self) -> [u8; 16] {
         use siphasher::sip128::Hasher128;
         let mut hasher = siphasher::sip128::SipHasher13::new_with_key(&self.0);
@@ -283,37 +280,4 @@ fn for_each_event(
         visit(seq, &event.body);
     }
     Ok(())
-}
-
-/// The events at `seqs` (ascending), read from their blocks without checking the chain
-/// (verification and proofs do that): each block touched is read and decompressed once.
-pub fn events_at(store: &crate::Store, seqs: &[u64]) -> crate::Result<SeqEvents> {
-    let mut out = Vec::with_capacity(seqs.len());
-    let mut rest = seqs;
-    while let Some(&seq) = rest.first() {
-        let undecodable = |seq, why: String| crate::error::Corruption::Undecodable { seq, why };
-        let key = store
-            .block_containing(seq)?
-            .map(|(key, _)| key)
-            .ok_or_else(|| crate::Error::Storage(format!("no block holds seq {seq}")))?;
-        let bytes = store
-            .block_bytes(key)?
-            .ok_or_else(|| crate::Error::Storage(format!("block {key} is gone")))?;
-        let block = Block::parse(&bytes).map_err(|e| undecodable(seq, e.to_string()))?;
-        let inside = rest.partition_point(|s| *s <= block.last_seq());
-        if inside == 0 || seq < block.first_seq {
-            return Err(undecodable(seq, format!("not in block {key}")).into());
-        }
-        for &seq in &rest[..inside] {
-            let record = usize::try_from(seq - block.first_seq)
-                .ok()
-                .filter(|i| *i < block.len())
-                .map(|i| block.record(i))
-                .ok_or_else(|| undecodable(seq, format!("not in block {key}")))?;
-            let event = decode_record(record).map_err(|e| undecodable(seq, e.to_string()))?;
-            out.push((seq, event));
-        }
-        rest = &rest[inside..];
-    }
-    Ok(out)
 }

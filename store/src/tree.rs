@@ -10,7 +10,7 @@ use std::cell::RefCell;
 
 use crate::error::{Corruption, Error, Result};
 use crate::merkle::{empty_root, leaf_hash, node_hash, split, Hash, ProofError, RangeHash};
-use crate::store::Store;
+use crate::Store;
 
 /// The lowest stored level: subtrees of `2^8 = 256` leaves.
 pub const STORED_LEVEL: u8 = 8;

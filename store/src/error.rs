@@ -72,7 +72,7 @@ pub enum Error {
     /// The database exists already.
     #[error("{0}: a ledger exists here already")]
     Exists(String),
-    /// An event encodes to more bytes than [`crate::Limits::record_bytes_max`].
+    /// An event encodes to more bytes than `keyledger_ledger::Limits::record_bytes_max`.
     #[error("an event of {bytes} bytes exceeds the limit of {limit} bytes per record")]
     RecordTooLarge { bytes: usize, limit: usize },
     /// A submission names more commands than one batch may hold.

@@ -5,7 +5,7 @@
 //! - `meta`    str → bytes: `format_version` (1 byte) and `head` (u64 LE seq, 32-byte hash).
 //! - `secrets` u64 (key id) → key text. Apart from the chain, so it can be erased.
 //! - `first_answers` str (scope `\x1f` command id) → 32-byte command digest + the first
-//!   answer's JSON, for idempotent resends (see [`crate::idempotency`]).
+//!   answer's JSON, for idempotent resends (see `keyledger_ledger::idempotency`).
 //! - `answers` str (command id) → the first answer's JSON: format 2's unscoped table, read
 //!   for answers written before format 3, never written.
 //! - `snapshots` u64 (last seq folded) → projection snapshot bytes, opaque to the ledger.
@@ -14,7 +14,7 @@
 //! - `merkle`  (level, index) → 32-byte hash of the perfect subtree of leaves
 //!   `[index << level, (index + 1) << level)`, for levels >= 8 (see `crate::tree`).
 //! - `saved_filter` (generation, chunk) → up to 1 MiB of the writer's saved filter of
-//!   activated pairs (`crate::saved_filter`); `meta` key `saved_filter` names the generation
+//!   activated pairs (`keyledger_ledger::saved_filter`); `meta` key `saved_filter` names the generation
 //!   that is whole (u64 LE generation, u32 LE chunks).
 
 use std::path::{Path, PathBuf};
@@ -28,10 +28,10 @@ mod machine_runs;
 mod pair_lookup;
 pub mod wal;
 
-use crate::machines::{IndexRows, PairRow};
-use crate::store::{
+use crate::backend::{
     Backend, BatchWrite, BlockVisitor, Head, Recovery, Row, StoredAnswer, SNAPSHOTS_KEPT,
 };
+use crate::machines::{IndexRows, PairRow};
 use wal::Wal;
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
@@ -269,7 +269,7 @@ fn saved_filter_marker(read: &redb::ReadTransaction) -> Result<Option<(u64, u32)
     let Some(marker) = meta.get(SAVED_FILTER_KEY)? else {
         return Ok(None);
     };
-    Ok(crate::saved_filter::parse_marker(marker.value()))
+    Ok(crate::pair_filter::parse_marker(marker.value()))
 }
 
 fn durable_write(db: &Database) -> Result<redb::WriteTransaction> {
@@ -485,7 +485,7 @@ impl RedbStore {
         let flushed = {
             let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
             self.machines_caught_up(&db, &mut pending, batch.start.seq)?;
-            pending.flush_with(batch, crate::machines::FLUSH_BATCHES)
+            pending.flush_with(&batch.index, crate::machines::FLUSH_BATCHES)
         };
         let flush = flushed.is_some();
         let index = flushed.as_ref().map(|rows| (rows, to));
@@ -568,7 +568,7 @@ impl RedbStore {
             self.pair_view_stale();
         }
         let mut pending = self.machines.lock().unwrap_or_else(|e| e.into_inner());
-        pending.committed(batch, flushed, to);
+        pending.committed(&batch.index, flushed, to);
         drop(pending);
         flushed && self.merge_if_due(db)
     }
@@ -1317,6 +1317,7 @@ impl Backend for RedbStore {
         Ok(())
     }
 
+    #[cfg(feature = "tamper")]
     /// Overwrites a block's bytes in place. Only tamper tests use this: it is how an
     /// attacker with write access to the file would alter history.
     #[doc(hidden)]
@@ -1337,6 +1338,7 @@ impl Backend for RedbStore {
         Ok(())
     }
 
+    #[cfg(feature = "tamper")]
     /// Sets (or, with `None`, removes) a key's stored text outside any command. Only tamper
     /// tests use this: it is how someone with write access to the file would alter a secret.
     #[doc(hidden)]

@@ -1,7 +1,7 @@
 //! The one statement that appends a batch, and the values it (and every query) takes.
 
+use crate::backend::BatchWrite;
 use crate::error::{Error, Result};
-use crate::store::BatchWrite;
 
 /// A seq or key id as PostgreSQL's `bigint`; the log never reaches 2^63.
 pub(super) fn int8(value: u64) -> Result<i64> {

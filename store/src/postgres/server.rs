@@ -6,7 +6,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 use crate::error::{Error, Result};
-use crate::store::location::PgUrl;
+use crate::location::PgUrl;
 
 /// Reader connections kept open (the writer has its own).
 const POOL_SIZE: usize = 8;

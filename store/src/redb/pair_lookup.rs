@@ -1,7 +1,7 @@
 //! The pair index's runs as the writer looks pairs up ("was machine M activated on key K").
 //!
 //! The writer asks only after its filter of every activated pair said "maybe" (a repeat, or
-//! about 1% false positives: `crate::prefetch`), so a lookup here is rare but should not
+//! about 1% false positives: `keyledger_ledger::prefetch`), so a lookup here is rare but should not
 //! read every run: there are up to `FANOUT - 1` a level. The runs of the lower levels, small
 //! and many, each get a split-block Bloom filter over their entries' first halves (10 bits
 //! an entry, about 1%), and are visited only when it says "maybe". The runs of the upper
@@ -55,7 +55,7 @@ impl Default for PairView {
 /// An empty filter for a run of `entries` entries, if the run gets one (at most `up_to`).
 pub(super) fn filter_for(entries: u64, up_to: u64) -> Option<Filter> {
     let small = usize::try_from(entries).ok().filter(|_| entries <= up_to)?;
-    Some(Filter::new(crate::activated::BITS_PER_PAIR, small.max(1)))
+    Some(Filter::new(crate::pair_filter::BITS_PER_PAIR, small.max(1)))
 }
 
 /// `run`'s filter if it gets one, read a chunk at a time (a run that gets none is not read).

@@ -16,8 +16,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::backend::{BatchWrite, Head};
 use crate::error::{Error, Result};
-use crate::store::{BatchWrite, Head};
 
 /// The write-ahead format this build writes and reads.
 pub const WAL_FORMAT: u8 = 1;
