@@ -212,6 +212,11 @@ pub fn wall_clock() -> Timestamp {
     Timestamp::from_unix_micros(i64::try_from(since.as_micros()).expect("micros fit in i64"))
 }
 
+/// A principal named by the flag `--flag`.
+pub fn principal(name: &str, flag: &str) -> Result<keyledger_core::Principal> {
+    keyledger_core::Principal::new(name).with_context(|| format!("--{flag}"))
+}
+
 pub fn parse_time(text: &str, what: &str) -> Result<Timestamp> {
     Timestamp::parse(text).with_context(|| format!("--{what}"))
 }

@@ -5,7 +5,7 @@
 //! The ledger is a redb file, or with `KEYLEDGER_TEST_STORE=postgres` a fresh PostgreSQL
 //! database (`support::pg`): every subcommand is run on both stores by `scripts/test`.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -2,7 +2,7 @@
 //! as a browser would (cookies by hand, redirects not followed), HTML parsed with scraper.
 //! The browser itself (clipboard, downloads, htmx) is driven in `e2e/`.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Child;

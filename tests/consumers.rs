@@ -3,7 +3,7 @@
 //! database and survives restarts; delivery is at least once, in seq order; filters and the
 //! read rule hold.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::*;

@@ -3,7 +3,7 @@
 //! never reach anyone without the role, bad input must append nothing, and a SIGTERM under
 //! load must lose no acknowledged activation.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 
@@ -252,9 +252,11 @@ fn malformed_input_is_a_4xx_naming_the_field_and_appends_nothing() {
 fn sigterm_under_load_loses_no_acknowledged_activation() {
     let mut server = Server::start(1_000_000);
     let server_url = server.url.clone();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let workers: Vec<_> = (0..8)
         .map(|w| {
             let url = server_url.clone();
+            let answered = answered.clone();
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
@@ -272,7 +274,10 @@ fn sigterm_under_load_loses_no_acknowledged_activation() {
                         break;
                     };
                     match serde_json::from_str::<Value>(&body) {
-                        Ok(answer) if answer["ok"] == true => acknowledged.push(machine),
+                        Ok(answer) if answer["ok"] == true => {
+                            acknowledged.push(machine);
+                            answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         _ => break,
                     }
                 }
@@ -280,7 +285,15 @@ fn sigterm_under_load_loses_no_acknowledged_activation() {
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // The signal lands while the load is under way: once a few hundred were acknowledged.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while answered.load(std::sync::atomic::Ordering::Relaxed) < 400 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load never got going"
+        );
+        std::thread::yield_now();
+    }
     server.stop();
     let acknowledged: Vec<String> = workers
         .into_iter()

@@ -1,7 +1,7 @@
 //! Issue 13 over the wire: each finding of the hostile-client review, reproduced against a
 //! real `keyledger serve` and named after what it reproduces.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -351,7 +351,6 @@ fn finding6_a_full_disk_degrades_the_service_and_it_recovers_without_a_restart()
     assert_ne!(status, 401, "a valid token is never 401: {text}");
     // Room again: the engine retries its recovery on the next write (at most once a second).
     std::fs::remove_file(filler).unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
     let deadline = Instant::now() + Duration::from_secs(20);
     let after = loop {
         let (status, text) = server.post("/v1/activations", None, &activation("after"));

@@ -7,7 +7,7 @@
 //! missing). Without them and not as root, the test says it was skipped and how to run it;
 //! in CI (`CI` set) it never skips.
 
-mod support;
+use crate::support;
 
 use support::pg::{skip_without_postgres, Cluster};
 

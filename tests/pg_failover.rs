@@ -17,7 +17,7 @@
 //!
 //! Without PostgreSQL (and not root) the tests say they were skipped; under CI they fail.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -293,10 +293,24 @@ fn one_writer_a_second_serve_refuses_or_waits_and_a_stale_primary_acknowledges_n
     let mut second = keyledger_command(&first.data)
         .args(["serve", "--listen", "127.0.0.1:0", "--wait-for-writer"])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let said = said_lines(&mut second);
+    let waiting = said
+        .iter()
+        .find(|line| line.starts_with("waiting to become the writer"));
+    assert!(waiting.is_some(), "the second serve says it waits");
+    // While it waits, the first is still the writer: it acknowledges, and no claim moved the
+    // epoch (init, the setup's apply, the first serve).
+    assert_eq!(
+        first.post("/v1/activations", None, &activation("a-1b")).0,
+        200
+    );
+    let epoch = cluster
+        .psql(cluster.primary, "select epoch from keyledger.head")
+        .unwrap();
+    assert_eq!(epoch, "3", "the waiting serve claimed nothing");
     assert!(
         second.try_wait().unwrap().is_none(),
         "the standby writer waits"
@@ -380,6 +394,29 @@ fn one_writer_a_second_serve_refuses_or_waits_and_a_stale_primary_acknowledges_n
 }
 
 /// The address a `serve` prints on stdout once it is the writer and listening.
+/// The lines `child` writes to stderr up to and including the first that says it waits,
+/// read on a thread that keeps draining the rest (so the child never blocks on the pipe).
+fn said_lines(child: &mut std::process::Child) -> Vec<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut said = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        let waits = line.starts_with("waiting to become the writer");
+        said.push(line);
+        if waits {
+            break;
+        }
+    }
+    said
+}
+
 fn read_listening(child: &mut std::process::Child) -> String {
     use std::io::BufRead;
     let mut line = String::new();

@@ -25,7 +25,7 @@
 //! `KEYLEDGER_HISTORY_ROUNDS` rounds (2 in CI), each on a new cluster. Without PostgreSQL
 //! (and not root) the test says it was skipped; under CI it fails.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

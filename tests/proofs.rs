@@ -3,7 +3,7 @@
 //! forged, tampered or mismatched proofs fail with exit code 1. On either store
 //! (`KEYLEDGER_TEST_STORE=postgres`: a fresh database, see `support::pg`).
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::Output;

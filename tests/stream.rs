@@ -3,7 +3,7 @@
 //! order, none twice, chained; a reconnect with `Last-Event-ID` resumes at the next seq; a
 //! reader without roles gets nothing it could not read from `/v1/log`.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

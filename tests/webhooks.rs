@@ -4,7 +4,7 @@
 //! down, kept across a restart of the service, and end with every event exactly once after
 //! deduplication by seq, in order and chained.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

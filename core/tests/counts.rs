@@ -7,7 +7,7 @@
 //! nothing panicked and that every key has `used <= total` and a KMS key no more hosts than
 //! its limit. It runs in CI with the rest of `cargo test`.
 
-mod harness;
+use crate::harness;
 
 use harness::*;
 use keyledger_core::command::*;

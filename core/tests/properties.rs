@@ -7,7 +7,7 @@
 //! a refusal changed nothing but what its recorded event says; at the end, that replaying
 //! the events into a fresh `State` gives an equal state.
 
-mod harness;
+use crate::harness;
 
 use harness::*;
 use keyledger_core::command::*;

@@ -2,7 +2,7 @@
 //! Method: build the state through real commands (`Harness`), run the command under test, and
 //! assert on the exact events or refusal code, and on the state it leaves.
 
-mod harness;
+use crate::harness;
 
 use harness::*;
 use keyledger_core::command::*;

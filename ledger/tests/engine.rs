@@ -5,7 +5,7 @@
 //! Method: real temporary ledgers, commands written as client JSON, assertions on answers,
 //! on the state after reopening, and on the file bytes.
 
-mod support;
+use crate::support;
 
 use std::io::BufReader;
 use std::sync::Arc;

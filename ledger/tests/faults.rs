@@ -4,7 +4,7 @@
 //! runs ahead of what the store holds; after reopening on a healthy disk the chain verifies,
 //! every acknowledged activation is there, and the state equals a replay.
 
-mod support;
+use crate::support;
 
 use std::fs::OpenOptions;
 use std::io;

@@ -3,7 +3,7 @@
 //! second writer is refused while the first runs; a writer whose epoch is over, or whose
 //! session was lost while another took over, appends nothing and says why.
 
-mod support;
+use crate::support;
 
 use keyledger_ledger::{Engine, Error, Limits, Store};
 use support::*;

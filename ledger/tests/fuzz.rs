@@ -9,7 +9,7 @@
 //! kept by proptest in `fuzz.proptest-regressions` and replayed first from then on. The
 //! cargo-fuzz targets in `fuzz/` (nightly) search the first two without a bound.
 
-mod support;
+use crate::support;
 
 use std::sync::OnceLock;
 

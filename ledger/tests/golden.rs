@@ -3,7 +3,7 @@
 //! fails until docs/format.md, the format version and `golden/records.hex` change together.
 //!
 //! To write the fixture after a deliberate format change: `KEYLEDGER_BLESS=1 cargo test -p
-//! keyledger-ledger --test golden`, then review the diff.
+//! keyledger-ledger --test ledger golden::`, then review the diff.
 
 use keyledger_core::event::{ActivationAttempt, Coverage};
 use keyledger_core::*;

@@ -2,7 +2,7 @@
 //! activations; per host for KMS client contacts) and bound to the command it first came
 //! with. Each test reproduces one way the old global, body-blind table could be abused.
 
-mod support;
+use crate::support;
 
 use keyledger_ledger::{open, Engine, Writer};
 use serde_json::json;

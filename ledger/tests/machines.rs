@@ -6,7 +6,7 @@
 //! log and asking each event which machines it names (`EventBody::machine_names`), the one
 //! definition, and compared name by name with `Store::machine_seqs`.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;

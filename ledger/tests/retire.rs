@@ -4,7 +4,7 @@
 //! that is still stored), and on redb the text is gone from the ledger's files once they
 //! are compacted. On either store (`support::Place`).
 
-mod support;
+use crate::support;
 
 use keyledger_core::KeyId;
 use keyledger_ledger::{export, verify, Corruption, Error, Store};

@@ -6,7 +6,7 @@
 //! (`Store::copy_to`), damages the copy through the store (as an attacker with write access
 //! would: on PostgreSQL that means switching the append-only trigger off), and verifies it.
 
-mod support;
+use crate::support;
 
 use std::ops::ControlFlow;
 use std::sync::OnceLock;

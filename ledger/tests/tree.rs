@@ -3,7 +3,7 @@
 //! appends; a tampered block cannot produce a proof that verifies against an earlier root.
 //! Method: a real ledger filled in batches of uneven sizes (so chunks straddle blocks).
 
-mod support;
+use crate::support;
 
 use keyledger_ledger::merkle::{self, leaf_hash, MemoryTree};
 use keyledger_ledger::tree::LedgerTree;

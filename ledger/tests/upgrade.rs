@@ -3,7 +3,7 @@
 //! --seed 7` as written by the first build (database format 1, format-1 blocks only, 19 of
 //! the 20 event types); it is never regenerated.
 
-mod support;
+use crate::support;
 
 use std::ops::ControlFlow;
 

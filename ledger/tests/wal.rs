@@ -4,7 +4,7 @@
 //! file lost its last batches (a crash between the write-ahead append and the checkpoint) gets
 //! them back from the file on open, exactly up to the first damaged frame.
 
-mod support;
+use crate::support;
 
 use std::ops::ControlFlow;
 use std::path::Path;

@@ -1,8 +1,6 @@
 //! Commands as JSON: every command type round-trips through its flat JSON form, and each
 //! class of malformed input is an error that names the field.
 
-mod support;
-
 use keyledger_ledger::wire::{command_to_json, parse_command};
 use serde_json::json;
 

@@ -7,8 +7,7 @@
 //! A report that disagrees with the decision that produced it is the worst bug a ledger can
 //! have: an auditor would read "remaining 3" while activations are refused.
 
-#[path = "../../core/tests/harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use std::collections::BTreeSet;
 

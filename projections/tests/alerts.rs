@@ -3,8 +3,7 @@
 //! The scenarios run through the real rules (core's test harness); the alerts are evaluated
 //! on the read models folded from their events.
 
-#[path = "../../core/tests/harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use harness::*;
 use keyledger_core::command::*;

@@ -4,8 +4,7 @@
 //! the edges that matter — the last microsecond of a month, midnight exactly, a leap day —
 //! and the read models folded from its events must give exactly the hand-computed rows.
 
-#[path = "../../core/tests/harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use harness::*;
 use keyledger_core::command::*;

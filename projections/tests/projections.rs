@@ -3,8 +3,7 @@
 //! test harness); projections are folded from those events, snapshotted at every split
 //! point, decoded and caught up, and compared by digest with a fold from zero.
 
-#[path = "../../core/tests/harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use harness::*;
 use keyledger_core::event::CoveragePhase;

@@ -19,7 +19,7 @@ use keyledger_ledger::tree::LedgerTree;
 use keyledger_ledger::{Answer, Result as LedgerResult, Submission};
 use keyledger_projections::Projections;
 
-use crate::world::World;
+use keyledger_ledger::Engine;
 
 /// The engine's answers to acknowledged submissions equal the reference's.
 pub fn same_answers(
@@ -43,16 +43,16 @@ pub fn same_answers(
 }
 
 /// What every step must keep.
-pub(crate) fn every_step(world: &mut World) -> Result<(), String> {
-    let head = world.engine().head();
-    let reference = world.reference.head();
-    if head != reference {
+pub(crate) fn every_step(engine: &Engine, reference: &Engine) -> Result<(), String> {
+    let head = engine.head();
+    let reference_head = reference.head();
+    if head != reference_head {
         return Err(format!(
             "the log ends at seq {} but what was acknowledged ends at seq {} (or the chains differ)",
-            head.seq, reference.seq
+            head.seq, reference_head.seq
         ));
     }
-    for key in world.engine().state().keys() {
+    for key in engine.state().keys() {
         if key.kind.is_mak() && key.used() > key.total() {
             return Err(format!(
                 "key {} has {} machines activated, over its limit {} + {} granted (R9)",
@@ -63,26 +63,20 @@ pub(crate) fn every_step(world: &mut World) -> Result<(), String> {
             ));
         }
     }
-    filter_admits_active_pairs(world)
+    filter_admits_active_pairs(engine, reference)
 }
 
 /// Every (key, machine) pair active by the reference's log passes the engine's filter (a
 /// filter that rules one out makes a machine activated again count twice). Only the filter
 /// is asked: a lookup in the engine's store would sync its pair view as a side effect and
 /// hide the bugs that leave the view stale (see docs/testing.md).
-fn filter_admits_active_pairs(world: &mut World) -> Result<(), String> {
-    let keys: Vec<_> = world
-        .reference
-        .state()
-        .keys()
-        .iter()
-        .map(|k| k.id)
-        .collect();
+fn filter_admits_active_pairs(engine: &Engine, reference: &Engine) -> Result<(), String> {
+    let keys: Vec<_> = reference.state().keys().iter().map(|k| k.id).collect();
     for machine in crate::clients::machine_pool() {
         for &key in &keys {
-            let active = world.reference.machine_active(key, &machine);
+            let active = reference.machine_active(key, &machine);
             let active = active.map_err(|e| format!("the reference's lookup: {e}"))?;
-            if active && !world.engine().filter_admits(key, &machine) {
+            if active && !engine.filter_admits(key, &machine) {
                 return Err(format!(
                     "machine {} on key {} is active but the filter rules it out",
                     machine.as_str(),
@@ -95,9 +89,13 @@ fn filter_admits_active_pairs(world: &mut World) -> Result<(), String> {
 }
 
 /// What an engine opened on a recovered disk must hold.
-pub(crate) fn after_recovery(world: &mut World) -> Result<(), String> {
-    every_step(world)?;
-    let store = world.engine().store().clone();
+pub(crate) fn after_recovery(
+    engine: &Engine,
+    reference: &Engine,
+    live: &Projections,
+) -> Result<(), String> {
+    every_step(engine, reference)?;
+    let store = engine.store().clone();
     let report = keyledger_ledger::verify(&store).map_err(|e| format!("verify: {e}"))?;
     let mut roots = RootAccumulator::default();
     let mut fresh = Projections::default();
@@ -115,13 +113,13 @@ pub(crate) fn after_recovery(world: &mut World) -> Result<(), String> {
             "the stored Merkle root at size {size} is not the records' root"
         ));
     }
-    if fresh != world.live {
+    if fresh != *live {
         return Err("the read models folded from the log differ from the live ones".to_owned());
     }
-    let limits = *world.engine().limits();
+    let limits = *engine.limits();
     let replayed = keyledger_ledger::engine::decision_state(&store, &limits)
         .map_err(|e| format!("replay: {e}"))?;
-    if &replayed != world.engine().state() {
+    if &replayed != engine.state() {
         return Err("the decision state differs from a replay of the log".to_owned());
     }
     Ok(())

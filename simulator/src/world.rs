@@ -208,6 +208,8 @@ fn panicked(panic: &Box<dyn std::any::Any + Send>) -> String {
     format!("the engine panicked: {message}")
 }
 
+const ENGINE_RUNS: &str = "an engine runs between steps";
+
 impl World {
     fn new(seed: u64) -> Result<World, String> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -273,7 +275,7 @@ impl World {
             self.disk.free_space();
             self.restart()?;
         }
-        check::every_step(self)
+        check::every_step(self.engine.as_ref().expect(ENGINE_RUNS), &self.reference)
     }
 
     /// Arms one fault: an I/O error on a near write or sync of the ledger file or of the
@@ -496,7 +498,13 @@ impl World {
 
 impl World {
     pub fn engine(&mut self) -> &mut Engine {
-        self.engine.as_mut().expect("an engine runs between steps")
+        self.engine.as_mut().expect(ENGINE_RUNS)
+    }
+
+    /// [`check::after_recovery`] of the engine under test.
+    fn check_after_recovery(&self) -> Result<(), String> {
+        let engine = self.engine.as_ref().expect(ENGINE_RUNS);
+        check::after_recovery(engine, &self.reference, &self.live)
     }
 
     /// Makes `engine` the engine under test, reporting its commits to the live read models.
@@ -531,13 +539,13 @@ impl World {
         }
         self.attach(engine);
         self.resolve_unknown()?;
-        check::after_recovery(self)
+        self.check_after_recovery()
     }
 
     /// The last checks of a run: the whole chain, and every first answer asked again.
     fn finish(&mut self) -> Result<(), String> {
         self.disk.free_space();
-        check::after_recovery(self)?;
+        self.check_after_recovery()?;
         let resends = self.clients.all_sent();
         for chunk in resends.chunks(64) {
             self.submit(vec![Submission::new(chunk.to_vec())])?;

@@ -14,7 +14,7 @@ use keyledger_ledger::Submission;
 use keyledger_projections::keys::{read_key_export, KeyRow, RowError};
 use keyledger_projections::Projections;
 
-use super::principal;
+use crate::view::principal;
 use crate::view::{now_at_least, projections, Until};
 
 /// Issues the keys in batches of the engine's size, naming each refused row on stderr.

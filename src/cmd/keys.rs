@@ -10,8 +10,8 @@ use keyledger_core::{Command, CommandBody, Digest, DisclosureChannel, LicenseId,
 use keyledger_ledger::{Engine, Submission};
 use keyledger_projections::keys::{export_keys, ExportScope, KeyExport};
 
-use super::principal;
 use crate::cli::KeyScope;
+use crate::view::principal;
 use crate::view::{checked_secrets, now_at_least, projections, Until};
 
 pub fn keys(

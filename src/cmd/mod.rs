@@ -120,7 +120,7 @@ fn token(data: &keyledger_ledger::Location, action: crate::cli::TokenAction) -> 
     let store = crate::view::open_store(data)?;
     match action {
         crate::cli::TokenAction::Create { principal: name } => {
-            let principal = principal(&name, "principal")?;
+            let principal = crate::view::principal(&name, "principal")?;
             if keyledger_core::decide::is_activation_actor(&principal) {
                 anyhow::bail!(
                     "--principal {principal}: names `activation-client` and `activation-client/…` \
@@ -141,10 +141,6 @@ fn token(data: &keyledger_ledger::Location, action: crate::cli::TokenAction) -> 
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn principal(name: &str, flag: &str) -> Result<Principal> {
-    Principal::new(name).with_context(|| format!("--{flag}"))
 }
 
 /// `bench`: a workload run on `data`, its capacity plan printed (or as JSON) and plotted.

@@ -18,9 +18,9 @@ use keyledger_projections::keys::{export_keys, ExportScope, KeyExport};
 use keyledger_projections::report::{request_row, RequestRow};
 use rand::RngCore;
 
+use super::page::{error_page, forbidden_page, render, Chrome};
 use super::pages::{product_id, readable_license_ids};
-use super::session::{Chrome, Posted, Viewer};
-use super::{error_page, forbidden_page, render};
+use super::session::{Posted, Viewer};
 use crate::serve::App;
 use crate::view::{checked_secrets, wall_clock};
 

@@ -14,9 +14,9 @@ use keyledger_core::{KeyId, LicenseId, Timestamp};
 use keyledger_ledger::wire::event_to_json;
 use serde_json::Value;
 
+use super::page::{error_page, forbidden_page, render, Chrome};
 use super::pages::{parse_as_of, readable_license_ids};
-use super::session::{Chrome, Viewer};
-use super::{error_page, forbidden_page, render};
+use super::session::Viewer;
 use crate::serve::App;
 use crate::view::wall_clock;
 

@@ -1,11 +1,12 @@
-//! The console (issue 17): the admin center's volume-licensing pages at `/ui`, rendered on
+//! The console: the admin center's volume-licensing pages at `/ui`, rendered on
 //! the server from the live projections with askama templates (`templates/`), htmx 2.0.11
 //! vendored into the binary (`static/`), and every form a plain POST too.
 //!
 //! One module a concern: `session` (sign in, the session cookie, CSRF), `pages` (the read
 //! pages), `actions` (the writes: copy, export, requests), `audit` (the log, proofs,
-//! verify), `assets` (the vendored files). Here the router, the headers every console
-//! answer carries, and the error page.
+//! verify), `assets` (the vendored files), `page` (what every page shares: its chrome, the
+//! HTML answer, the error page). Here the router and the headers every console answer
+//! carries.
 //!
 //! Key text (R1, R2) leaves only as the answer to a POST that first committed its
 //! disclosure; it is never in a URL, a log line or a cache (`Cache-Control: no-store` on
@@ -17,17 +18,17 @@
 mod actions;
 mod assets;
 mod audit;
+mod page;
 mod pages;
 mod session;
 mod sessions;
 
 use std::sync::Arc;
 
-use askama::Template;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 
@@ -94,48 +95,8 @@ async fn console_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// A page that says what went wrong, with its status; `signed_in` keeps the navigation.
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorPage<'a> {
-    chrome: Option<&'a session::Chrome>,
-    title: &'a str,
-    message: &'a str,
-}
-
-fn error_page(
-    status: StatusCode,
-    chrome: Option<&session::Chrome>,
-    title: &str,
-    message: &str,
-) -> Response {
-    let page = ErrorPage {
-        chrome,
-        title,
-        message,
-    };
-    (status, render(&page)).into_response()
-}
-
-/// 403 with the rule's reason, to a signed-in principal.
-fn forbidden_page(chrome: &session::Chrome, why: &str) -> Response {
-    error_page(StatusCode::FORBIDDEN, Some(chrome), "Forbidden", why)
-}
-
-/// A template as an HTML answer; a template that cannot render is a 500 naming why.
-fn render(page: &impl Template) -> Response {
-    match page.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(err) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the page could not be rendered: {err}"),
-        )
-            .into_response(),
-    }
-}
-
 async fn not_found() -> Response {
-    error_page(
+    page::error_page(
         StatusCode::NOT_FOUND,
         None,
         "Not found",

@@ -15,8 +15,8 @@ use keyledger_projections::report::{key_row, license_report, phase_name, KeyRow,
 use keyledger_projections::usage::{scope_keys, usage, Period, UsageScope};
 use keyledger_projections::Projections;
 
-use super::session::{Chrome, Viewer};
-use super::{error_page, forbidden_page, render};
+use super::page::{error_page, forbidden_page, render, Chrome};
+use super::session::Viewer;
 use crate::serve::App;
 use crate::view::{now_at_least, projections, Until};
 

@@ -23,8 +23,8 @@ use cookie::{Cookie, SameSite};
 use keyledger_core::Principal;
 use rand::RngCore;
 
+use super::page::{error_page, render, Chrome};
 use super::sessions::Sessions;
-use super::{error_page, render};
 use crate::serve::{auth, App};
 
 /// The session cookie: a session's random id, never readable by scripts.
@@ -87,14 +87,6 @@ impl Console {
             .cloned()
             .expect("console::router installs the console's state on every route")
     }
-}
-
-/// What every signed-in page shows around its content.
-#[derive(Clone, Debug)]
-pub struct Chrome {
-    pub principal: String,
-    pub csrf: String,
-    pub operator: bool,
 }
 
 /// The signed-in principal of a console request. A page asked for without a session is

@@ -6,17 +6,21 @@
 //! batches, write a projection snapshot, exit 0.
 
 mod activation;
+pub mod app;
 pub mod auth;
 pub mod connections;
 pub(crate) mod feed;
 mod liveness;
 mod metrics;
 mod middleware;
+pub(crate) mod recent;
 mod routes;
 pub mod status;
 mod targets;
 pub mod throttle;
 pub(crate) mod webhooks;
+
+pub use app::{App, Shared};
 
 use crate::output::outln;
 use std::net::SocketAddr;
@@ -26,90 +30,10 @@ use std::sync::{Arc, RwLock};
 use anyhow::{Context, Result};
 use keyledger_ledger::health::ChainCheck;
 use keyledger_ledger::resume::{FilterStart, Start};
-use keyledger_ledger::{Committed, Store, Writer, WriterHandle};
+use keyledger_ledger::{Committed, Store, Writer};
 use keyledger_projections::Projections;
 
 use crate::view::{projections, write_snapshot, Until};
-
-/// The most bytes of a request body: a proxy activation of 10,000 long machine names fits.
-pub const BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
-
-/// What every handler shares, behind one `Arc`: axum clones the state for every request,
-/// and one reference count is cheaper than five.
-#[derive(Clone, Debug)]
-pub struct App(Arc<Shared>);
-
-impl std::ops::Deref for App {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-impl App {
-    /// Whether `principal` may read the event at `seq` (`view::may_read_seq`: the read rule
-    /// asked of the event), read on a blocking thread; `Err` when the log cannot be read.
-    pub async fn may_read_seq(
-        &self,
-        principal: &keyledger_core::Principal,
-        seq: u64,
-    ) -> keyledger_ledger::Result<bool> {
-        let (store, projections, who) = (
-            self.store.clone(),
-            self.projections.clone(),
-            principal.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            let p = projections
-                .read()
-                .expect("no writer panics holding the lock");
-            crate::view::may_read_seq(&store, &p, &who, seq)
-        })
-        .await
-        .unwrap_or_else(|_| {
-            Err(keyledger_ledger::Error::Storage(
-                "the read did not finish".into(),
-            ))
-        })
-    }
-}
-
-#[derive(Debug)]
-pub struct Shared {
-    pub writer: WriterHandle,
-    pub store: Store,
-    /// Signs checkpoints (docs/proofs.md).
-    pub key: Arc<keyledger_ledger::checkpoint::LedgerKey>,
-    pub projections: Arc<RwLock<Projections>>,
-    pub metrics: Arc<metrics::Metrics>,
-    /// The last seq folded into `projections`: event streams wait on it for new events.
-    pub head: tokio::sync::watch::Sender<u64>,
-    /// Set when the service shuts down: event streams end, so connections can close.
-    pub closing: tokio::sync::watch::Sender<bool>,
-    /// Told when a consumer is made or changed here: webhook delivery starts at once.
-    pub consumers_changed: tokio::sync::Notify,
-    /// When each recent batch was folded (webhook delivery lag).
-    pub fold_times: Arc<feed::FoldTimes>,
-    /// The change feed's JSON of the newest events read, shared by its readers.
-    pub encoded_events: Arc<feed::EncodedEvents>,
-    /// Refused activations by address and key (429 when they come too fast).
-    pub throttle: throttle::Throttle,
-    /// The open event streams.
-    pub stream_slots: Arc<throttle::StreamSlots>,
-    /// Whether the store answers reads (`/healthz`).
-    pub liveness: Arc<liveness::Liveness>,
-}
-
-impl Shared {
-    /// Whether `principal` is an operator, by the live projections.
-    pub fn is_operator(&self, principal: &keyledger_core::Principal) -> bool {
-        self.projections
-            .read()
-            .expect("no writer panics holding the lock")
-            .is_operator(principal)
-    }
-}
 
 pub fn run(
     data: &keyledger_ledger::Location,
@@ -137,13 +61,13 @@ pub fn run(
     engine.set_listener(tx);
     let writer = Writer::spawn(engine);
     let head = tokio::sync::watch::Sender::new(folded.read().expect("not yet shared").last_seq);
-    let fold_times = Arc::new(feed::FoldTimes::default());
+    let fold_times = Arc::new(recent::FoldTimes::default());
     let follower = {
         let (folded, metrics, store) = (Arc::clone(&folded), Arc::clone(&metrics), store.clone());
         let (head, fold_times) = (head.clone(), Arc::clone(&fold_times));
         std::thread::spawn(move || follow(rx, &folded, &metrics, &store, &head, &fold_times))
     };
-    let app = App(Arc::new(Shared {
+    let app = App::new(Shared {
         writer: writer.handle(),
         store: store.clone(),
         key: Arc::new(key),
@@ -160,7 +84,7 @@ pub fn run(
             args.streams_per_principal,
         )),
         liveness: liveness::Liveness::spawn(store.clone())?,
-    }));
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -414,7 +338,7 @@ fn follow(
     metrics: &metrics::Metrics,
     store: &Store,
     head: &tokio::sync::watch::Sender<u64>,
-    fold_times: &feed::FoldTimes,
+    fold_times: &recent::FoldTimes,
 ) {
     let mut snapshotted = folded.read().expect("not yet shared").last_seq;
     for committed in rx {

@@ -5,7 +5,6 @@
 //! The ledger is a redb file in a temporary directory, or, with
 //! `KEYLEDGER_TEST_STORE=postgres`, a fresh database on the server `KEYLEDGER_TEST_PG`
 //! names (`postgres://USER@HOST:PORT[,HOST:PORT]`), dropped with the server.
-#![allow(dead_code)]
 
 pub mod pg;
 

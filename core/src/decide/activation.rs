@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{org_exists, presented_key, Context, PROXY_MACHINES_MAX};
+use super::common::{org_exists, presented_key, Context, PROXY_MACHINES_MAX};
 use crate::catalog::{ActivationMethod, KeyKind};
 use crate::command::{Activate, RedeemOsa};
 use crate::event::{CoveragePhase, EventBody};

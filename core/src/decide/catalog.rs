@@ -1,7 +1,7 @@
 //! Licensor-side registrations: operators, orgs, license IDs, products, purchases, roles.
 //! All of them need an operator (R3).
 
-use super::{
+use super::common::{
     combined, count, license, optional_text, principal_name, product, require_operator, text,
 };
 use crate::catalog::Program;
@@ -48,7 +48,7 @@ pub(super) fn register_org(
     }
     if let Some(parent) = &c.parent {
         // Parents must exist first, so the parent chain can never form a cycle.
-        super::org_exists(state, parent)?;
+        super::common::org_exists(state, parent)?;
     }
     Ok(vec![EventBody::OrgRegistered {
         org: c.org.clone(),
@@ -71,7 +71,7 @@ pub(super) fn register_license_id(
             c.license_id
         )));
     }
-    super::org_exists(state, &c.org)?;
+    super::common::org_exists(state, &c.org)?;
     text("agreement_number", &c.agreement_number)?;
     optional_text("authorization_number", &c.authorization_number)?;
     optional_text("purchase_account", &c.purchase_account)?;

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{
+use super::common::{
     count, key_by_id, license, product, require_operator, Context, DISCLOSED_KEYS_MAX,
     KMS_ACTIVATIONS_PER_HOST_DEFAULT, KMS_HOSTS_DEFAULT,
 };
@@ -229,19 +229,19 @@ pub(super) fn record_external_count(
             expected: "record_external_count takes a mak or esu_mak key",
         });
     }
-    super::text("source", &c.source)?;
+    super::common::text("source", &c.source)?;
     if c.source.trim().len() > EXTERNAL_SOURCE_BYTES_MAX {
         return Err(Refusal::Invalid(format!(
             "source is {} bytes; at most {EXTERNAL_SOURCE_BYTES_MAX} are allowed",
             c.source.trim().len()
         )));
     }
-    super::optional_text("note", &c.note)?;
-    if c.remaining > super::COUNT_MAX {
+    super::common::optional_text("note", &c.note)?;
+    if c.remaining > super::common::COUNT_MAX {
         return Err(Refusal::Invalid(format!(
             "remaining is {}; at most {} is allowed",
             c.remaining,
-            super::COUNT_MAX
+            super::common::COUNT_MAX
         )));
     }
     if c.observed_at > at {
@@ -328,7 +328,7 @@ pub(super) fn disclose_keys(
             .copied()
             .filter(|r| r.may_see_key_text())
             .collect();
-        super::require_role(state, actor, &key.license_id, &roles, "R1")?;
+        super::common::require_role(state, actor, &key.license_id, &roles, "R1")?;
         if key.text_retired {
             return Err(Refusal::KeyTextRetired(key_id));
         }

@@ -1,6 +1,6 @@
 //! KMS: host keys activating hosts (R13, R15) and hosts activating clients (R14, R15).
 
-use super::{key_by_id, org_exists, presented_key, Context};
+use super::common::{key_by_id, org_exists, presented_key, Context};
 use crate::catalog::{ActivationStatus, KeyKind, KmsLine};
 use crate::command::{ActivateKmsClient, ActivateKmsHost};
 use crate::event::EventBody;

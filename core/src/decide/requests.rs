@@ -1,6 +1,6 @@
 //! Limit-increase and KMS requests (R17, R18) and their one-time decision (R19).
 
-use super::{
+use super::common::{
     combined, count, key_by_id, license, product, require_operator, require_role, text, Context,
     KMS_ACTIVATIONS_PER_HOST_DEFAULT,
 };

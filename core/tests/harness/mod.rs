@@ -5,6 +5,7 @@
 //! recorded refusals), and supplies the `Context` the ledger would: a fingerprint of the
 //! presented key text and generated key material. The fingerprint here is the key text's
 //! bytes (injective, which is all decide needs); the ledger uses BLAKE3.
+// Shared with projections' tests (by path), which use only part of it.
 #![allow(dead_code)]
 
 use keyledger_core::command::*;

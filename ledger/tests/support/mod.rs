@@ -6,7 +6,6 @@
 //! temporary directory; with `KEYLEDGER_TEST_STORE=postgres` a fresh database on the server
 //! that `KEYLEDGER_TEST_PG` names (`postgres://USER@HOST:PORT[,HOST:PORT]`, no database:
 //! each test creates its own and drops it). `.ci/run` runs them both ways.
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -236,7 +235,6 @@ fn query(url: &str, sql: &str) -> Result<Vec<String>, String> {
 /// Where a name is first named (event, its n-th name), and every seq naming it.
 type NamedSeqs = ((usize, usize), Vec<u64>);
 
-#[allow(dead_code)]
 pub fn assert_histories_match(store: &keyledger_ledger::Store) {
     let mut events = Vec::new();
     keyledger_ledger::walk(store, 1, |r| {

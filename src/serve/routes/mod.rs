@@ -24,8 +24,10 @@ use keyledger_projections::keys::{export_keys, ExportScope};
 use keyledger_projections::{license_report, Format, Projections};
 use serde_json::Value;
 
+use super::app::App;
+use super::auth;
+use super::middleware::BODY_BYTES_MAX;
 use super::middleware::{self, reply};
-use super::{auth, App, BODY_BYTES_MAX};
 use crate::view::{checked_secrets, now_at_least, parse_time, projections, wall_clock, Until};
 use axum::middleware::from_fn;
 use keyledger_ledger::Store;

@@ -237,7 +237,7 @@ fn history(
 /// and the last seq this page covers.
 fn page(
     store: &keyledger_ledger::Store,
-    encoded: &crate::serve::feed::EncodedEvents,
+    encoded: &crate::serve::recent::EncodedEvents,
     from: u64,
     until: u64,
     wanted: Option<Vec<u64>>,

@@ -25,12 +25,14 @@ use std::future::Future;
 use std::sync::Mutex;
 
 mod append;
+mod schema;
 mod server;
 mod writer;
 
 use deadpool_postgres::Pool;
 
-use append::{append_params, hash32, int8, uint8, Param, APPEND};
+use append::{append_params, hash32, int8, uint8, Param};
+use schema::{MARK_2, MARK_5, SCHEMA, UPGRADE_2, UPGRADE_3, UPGRADE_5};
 use server::{
     choose_server, pg_error, pool_error, pool_of, BULK_BOUND, CALL_BOUND, CONNECTION_FAILED,
 };
@@ -49,15 +51,6 @@ pub const PG_SCHEMA_OLDEST: u8 = 1;
 
 /// Blocks read per round trip by a walk.
 const BLOCKS_PER_PAGE: i64 = 64;
-
-const SCHEMA: &str = include_str!("schema.sql");
-const UPGRADE_2: &str = include_str!("upgrade-2.sql");
-const MARK_2: &str = "UPDATE keyledger.meta SET value = '\\x02' WHERE key = 'format_version';";
-const UPGRADE_3: &str = include_str!("upgrade-3.sql");
-/// Schema 4 adds no table: the machine buckets also hold the history rows
-/// (`EventBody::named`), built for the blocks up to the watermark before this mark.
-const UPGRADE_5: &str = include_str!("upgrade-5.sql");
-const MARK_5: &str = "UPDATE keyledger.meta SET value = '\\x05' WHERE key = 'format_version';";
 
 pub struct PgStore {
     label: String,
@@ -117,6 +110,19 @@ impl Drop for PgStore {
 }
 
 impl PgStore {
+    /// A new writer session on the current server (see [`writer::open_session`]).
+    fn writer_session(&self, claim: Claim) -> Result<WriterSession> {
+        let server = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.run_within(
+            writer::claim_bound(claim),
+            writer::open_session(server, claim),
+        )
+    }
+
     fn connect(url: &PgUrl) -> Result<PgStore> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
+use super::append::APPEND;
+use super::schema::UPGRADE_2;
 use super::server::{config_of, pg_error, CALL_BOUND};
-use super::{PgStore, APPEND, UPGRADE_2};
 use crate::error::{Error, Result};
 use crate::location::PgUrl;
 
@@ -62,43 +63,38 @@ pub(super) enum Claim {
     Again(Option<i32>),
 }
 
-impl PgStore {
-    /// A new writer session: its own connection, whose warnings are kept for the commit
-    /// that caused them.
-    pub(super) fn writer_session(&self, claim: Claim) -> Result<WriterSession> {
-        let server = self
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let config = config_of(&server);
-        let holder = holder();
-        // Waiting for another writer has no bound; every other claim does.
-        let bound = match claim {
-            Claim::Wait => None,
-            Claim::Once | Claim::Again(_) => Some(CALL_BOUND),
-        };
-        self.run_within(bound, async move {
-            let (client, warnings, connection) = connect_keeping_notices(&config).await?;
-            take_lock(&client, claim).await?;
-            let epoch = claim_epoch(&client, claim, &holder).await?;
-            let append = prepare_append(&client).await?;
-            let backend_pid: i32 = client
-                .query_one("SELECT pg_backend_pid()", &[])
-                .await
-                .map_err(|e| pg_error("backend pid", e))?
-                .get(0);
-            Ok(WriterSession {
-                append,
-                client: Arc::new(client),
-                server,
-                epoch,
-                warnings,
-                backend_pid,
-                lost: Default::default(),
-                connection,
-            })
-        })
+/// A new writer session on `server`: its own connection, whose warnings are kept for the
+/// commit that caused them; the lock and the epoch claimed as `claim` asks.
+pub(super) async fn open_session(server: PgUrl, claim: Claim) -> Result<WriterSession> {
+    let config = config_of(&server);
+    let holder = holder();
+    let (client, warnings, connection) = connect_keeping_notices(&config).await?;
+    take_lock(&client, claim).await?;
+    let epoch = claim_epoch(&client, claim, &holder).await?;
+    let append = prepare_append(&client).await?;
+    let backend_pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .map_err(|e| pg_error("backend pid", e))?
+        .get(0);
+    Ok(WriterSession {
+        append,
+        client: Arc::new(client),
+        server,
+        epoch,
+        warnings,
+        backend_pid,
+        lost: Default::default(),
+        connection,
+    })
+}
+
+/// How long a claim may take: waiting for another writer has no bound; every other claim
+/// does.
+pub(super) fn claim_bound(claim: Claim) -> Option<std::time::Duration> {
+    match claim {
+        Claim::Wait => None,
+        Claim::Once | Claim::Again(_) => Some(CALL_BOUND),
     }
 }
 

@@ -1,0 +1,18 @@
+//! keyledger's system tests, one binary: the real `keyledger` binary, real HTTP, real PostgreSQL
+//! (clusters started by `support::pg`), a module a subject; one shared fixture (`support`).
+
+mod support;
+
+mod cli;
+mod console;
+mod consumers;
+mod crash;
+mod http;
+mod http_hardening;
+mod layers;
+mod pg_cluster;
+mod pg_failover;
+mod pg_history;
+mod proofs;
+mod stream;
+mod webhooks;
