@@ -1,4 +1,4 @@
-//! The console (issue 17) over real HTTP: `keyledger serve` on the demo ledger, pages read
+//! The console over real HTTP: `keyledger serve` on the demo ledger, pages read
 //! as a browser would (cookies by hand, redirects not followed), HTML parsed with scraper.
 //! The browser itself (clipboard, downloads, htmx) is driven in `e2e/`.
 
@@ -64,7 +64,8 @@ impl Console {
         ))
         .unwrap();
         let mut tokens = std::collections::HashMap::new();
-        for who in ["rita", "vic", "olga", "oscar", "kim"] {
+        // nora holds no role anywhere.
+        for who in ["rita", "vic", "olga", "oscar", "kim", "nora"] {
             let token = keyledger(&data, &["token", "create", "--principal", who]);
             tokens.insert(who, token.trim().to_owned());
         }
@@ -136,6 +137,22 @@ impl Console {
         let cookie = format!("keyledger_session={value}");
         let csrf = self.get("/ui/contracts", Some(&cookie)).csrf();
         Session { cookie, csrf }
+    }
+
+    /// `GET path` on the API as `who` (bearer token): the status, and the body when it is
+    /// not a stream (a stream's answer is judged by its status, then dropped).
+    fn api(&self, path: &str, who: &str) -> (u16, String) {
+        let mut response = self
+            .agent
+            .get(format!("{}{path}", self.url))
+            .header("Authorization", format!("Bearer {}", self.tokens[who]))
+            .call()
+            .unwrap();
+        let status = response.status().as_u16();
+        if path.starts_with("/v1/events/stream") {
+            return (status, String::new());
+        }
+        (status, response.body_mut().read_to_string().unwrap())
     }
 
     /// The events after `after`, read through the API as the operator.
@@ -782,4 +799,90 @@ fn f3_ids_in_urls_are_percent_encoded_and_act_on_their_own_request_only() {
         outcomes.contains(&("RQ-victim".to_owned(), "pending".to_owned())),
         "{outcomes:?}"
     );
+}
+
+/// One read rule behind every read surface (R1, R3). Each kind of principal — an operator,
+/// a holder of a role on the license ID, a holder of a role on another one only, and one
+/// with no role — asks every surface that reads one license ID's data about V3000003:
+/// report, key export, log, event stream, inclusion proof, usage, a key's machines, the
+/// console's details page, audit log and proof page. Every surface answers 200 exactly
+/// when `Projections::may_read` does, else 403; the whole log is the operators' alone, and
+/// alerts name only license IDs the asker may read.
+#[test]
+fn every_read_surface_asks_the_same_read_rule() {
+    let console = Console::start();
+    let license = "V3000003";
+    let (_, report) = console.api(
+        &format!("/v1/license-ids/{license}/report?format=json"),
+        "olga",
+    );
+    let report: Value = serde_json::from_str(&report).unwrap();
+    let key_id = report["keys"][0]["key_id"]
+        .as_u64()
+        .expect("V3000003 has keys");
+    let (_, history) = console.api(&format!("/v1/log?license_id={license}&limit=1"), "olga");
+    let history: Value = serde_json::from_str(&history).unwrap();
+    let seq = history["events"][0]["seq"]
+        .as_u64()
+        .expect("V3000003 has a history");
+    // Each kind of principal and the license IDs it may read (`None`: all, an operator).
+    let kinds: [(&str, Option<&[&str]>); 4] = [
+        ("olga", None),
+        ("rita", Some(&["V3000003"])),
+        ("vic", Some(&["V4000004"])),
+        ("nora", Some(&[])),
+    ];
+    for (who, readable) in kinds {
+        let operator = readable.is_none();
+        let may_read = readable.is_none_or(|ids| ids.contains(&license));
+        let expected = if may_read { 200 } else { 403 };
+        let api_surfaces = [
+            format!("/v1/license-ids/{license}/report?format=json"),
+            format!("/v1/keys?license_id={license}&format=json"),
+            format!("/v1/log?license_id={license}"),
+            format!("/v1/events/stream?from=1&license_id={license}"),
+            format!("/v1/proofs/inclusion?seq={seq}"),
+            format!("/v1/usage?license_id={license}&format=json"),
+            format!("/v1/keys/{key_id}/machines?format=json"),
+        ];
+        for path in &api_surfaces {
+            let (status, body) = console.api(path, who);
+            assert_eq!(status, expected, "{who} GET {path}: {body}");
+        }
+        let (status, body) = console.api("/v1/log", who);
+        assert_eq!(
+            status,
+            if operator { 200 } else { 403 },
+            "{who} GET /v1/log: {body}"
+        );
+        let (status, alerts) = console.api("/v1/alerts?format=json", who);
+        assert_eq!(status, 200, "{who}: {alerts}");
+        let alerts: Value = serde_json::from_str(&alerts).unwrap();
+        for alert in alerts["alerts"].as_array().unwrap() {
+            let named = alert["license_id"].as_str().unwrap_or("");
+            let theirs = readable.is_none_or(|ids| ids.contains(&named));
+            assert!(theirs, "{who} was shown an alert on {named}: {alert}");
+        }
+
+        let session = console.sign_in(who);
+        let pages = [
+            format!("/ui/license-ids/{license}"),
+            format!("/ui/audit?license_id={license}"),
+            format!("/ui/audit/proofs/{seq}"),
+        ];
+        for path in &pages {
+            let page = console.get(path, Some(&session.cookie));
+            assert_eq!(page.status, expected, "{who} GET {path}: {}", page.body);
+        }
+        // The console's audit log without a filter: the whole log to an operator; anyone
+        // else sees the first license ID they may read (the API's rule on that filter), or
+        // is refused like the API when there is none.
+        let page = console.get("/ui/audit", Some(&session.cookie));
+        let reads_some = readable.is_none_or(|ids| !ids.is_empty());
+        assert_eq!(
+            page.status,
+            if reads_some { 200 } else { 403 },
+            "{who} GET /ui/audit"
+        );
+    }
 }

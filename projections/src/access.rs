@@ -8,7 +8,7 @@ use crate::model::Projections;
 
 /// Why a principal may not read what it asked for: the rule (`R1`, `R3`) and the words.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogRefusal {
+pub struct ReadRefusal {
     pub rule: &'static str,
     pub message: String,
 }
@@ -30,6 +30,22 @@ impl Projections {
                 .is_some_and(|roles| !roles.is_empty())
     }
 
+    /// [`Projections::may_read`] with the refusal every surface shows when not: the rule
+    /// (`R1`) and the words.
+    pub fn may_read_license(
+        &self,
+        principal: &Principal,
+        license_id: &LicenseId,
+    ) -> Result<(), ReadRefusal> {
+        if self.may_read(principal, license_id) {
+            return Ok(());
+        }
+        Err(ReadRefusal {
+            rule: "R1",
+            message: format!("{principal} holds no role on license ID {license_id}"),
+        })
+    }
+
     /// Whether `principal` may read the log narrowed to `license_id` (`None`: the whole log,
     /// the operators' alone). The one rule of every log surface: `/v1/log`, the event
     /// stream, consumers' pages and the console's audit log. `Err` says which rule refused
@@ -38,15 +54,11 @@ impl Projections {
         &self,
         principal: &Principal,
         license_id: Option<&LicenseId>,
-    ) -> Result<(), LogRefusal> {
+    ) -> Result<(), ReadRefusal> {
         match license_id {
-            Some(license_id) if !self.may_read(principal, license_id) => Err(LogRefusal {
-                rule: "R1",
-                message: format!("{principal} holds no role on license ID {license_id}"),
-            }),
-            Some(_) => Ok(()),
+            Some(license_id) => self.may_read_license(principal, license_id),
             None if self.is_operator(principal) => Ok(()),
-            None => Err(LogRefusal {
+            None => Err(ReadRefusal {
                 rule: "R3",
                 message: format!(
                     "{principal} is not an operator: filter by a license ID you hold a role on"

@@ -357,11 +357,8 @@ pub async fn details(
             &why,
         );
     };
-    if !live(&app).may_read(&viewer.principal, &license) {
-        let why = format!(
-            "{} holds no role on license ID {license} (R1).",
-            viewer.principal
-        );
+    if let Err(refused) = live(&app).may_read_license(&viewer.principal, &license) {
+        let why = format!("{} ({}).", refused.message, refused.rule);
         return forbidden_page(&viewer.chrome, &why);
     }
     let as_of = q

@@ -176,11 +176,8 @@ pub(super) async fn alerts(
         (Err(r), _, _) | (_, Err(r), _) | (_, _, Err(r)) => return r,
     };
     if let Some(license) = &license {
-        if !may_read(&app, &principal, license) {
-            return forbidden(
-                "R1",
-                format!("{principal} holds no role on license ID {license}"),
-            );
+        if let Err(refused) = may_read(&app, &principal, license) {
+            return refused;
         }
     }
     let answer = |p: &Projections, today: &Projections, at: Timestamp| {

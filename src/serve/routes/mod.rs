@@ -228,11 +228,13 @@ impl Params {
 
 /// Operators see every license ID; others those they hold a role on (the one read rule,
 /// `Projections::may_read`).
-fn may_read(app: &App, principal: &Principal, license: &LicenseId) -> bool {
+/// The read rule on one license ID (`Projections::may_read_license`), refused as 403.
+fn may_read(app: &App, principal: &Principal, license: &LicenseId) -> Result<(), Response> {
     app.projections
         .read()
         .expect("no writer panics holding the lock")
-        .may_read(principal, license)
+        .may_read_license(principal, license)
+        .map_err(|refused| forbidden(refused.rule, refused.message))
 }
 
 fn answered(app: &App, answer: Answer) -> Response {

@@ -20,11 +20,8 @@ pub(super) async fn report(
     let Ok(license) = LicenseId::new(id.as_str()) else {
         return malformed(&input_error(Some("id"), "not a license ID"));
     };
-    if !may_read(&app, &principal, &license) {
-        return forbidden(
-            "R1",
-            format!("{principal} holds no role on license ID {license}"),
-        );
+    if let Err(refused) = may_read(&app, &principal, &license) {
+        return refused;
     }
     let q = Params(q);
     let format: Format = match q.get("format").unwrap_or("json").parse() {
@@ -75,8 +72,13 @@ pub(super) async fn keys(
     Caller(principal): Caller,
 ) -> Response {
     let q = Params(q);
+    // One license ID is the read rule's to allow, as its report is; the whole export holds
+    // the keys of the license IDs the caller may read.
     let scope = match q.license_id("license_id") {
-        Ok(Some(id)) => ExportScope::LicenseIds(vec![id]),
+        Ok(Some(id)) => match may_read(&app, &principal, &id) {
+            Ok(()) => ExportScope::LicenseIds(vec![id]),
+            Err(refused) => return refused,
+        },
         Ok(None) => ExportScope::All,
         Err(response) => return response,
     };
