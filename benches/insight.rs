@@ -1,4 +1,4 @@
-//! Purpose: the auditor's questions on a large ledger (issue 19). `machine NAME` — the
+//! Purpose: the auditor's questions on a large ledger. `machine NAME` — the
 //! machine index lookup and the events it names — on a ledger of
 //! `KEYLEDGER_MACHINE_BENCH_MACHINES` activated machines (default 1,000,000; the README's
 //! figure uses 10,000,000), and `usage` by month over a year of one license ID with that many

@@ -222,7 +222,7 @@ pub fn parse_time(text: &str, what: &str) -> Result<Timestamp> {
 }
 
 /// Reads key text for an export, each checked against the fingerprint its `key_issued`
-/// event recorded: an altered text fails the export, naming the key (issue 13, finding 3).
+/// event recorded: an altered text fails the export, naming the key.
 pub fn checked_secrets(
     store: &Store,
 ) -> impl FnMut(

@@ -32,21 +32,30 @@ use crate::time::{Span, Timestamp};
 /// R14: a KMS contact counts for this long after it was made.
 pub const KMS_CONTACT_WINDOW: Span = Span::days(30);
 
+/// An org: one node of an ownership structure (R7).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Org {
+    /// The org's name.
     pub name: String,
+    /// The org it belongs under; `None` for the root of an ownership structure (R7).
     pub parent: Option<OrgId>,
     /// The top of the parent chain: orgs with the same root share an ownership structure
     /// (R7). Computed once at registration, since parents never change.
     pub root: OrgId,
 }
 
+/// A license ID as registered: the agreement it stands for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LicenseRecord {
+    /// The org the license ID belongs to: the ownership structure it serves (R7).
     pub org: OrgId,
+    /// The volume-licensing program of the agreement.
     pub program: Program,
+    /// The agreement's number, as on the licensor's paperwork.
     pub agreement_number: String,
+    /// The authorization number, when the program issues one.
     pub authorization_number: Option<String>,
+    /// The purchase account, when the program has one.
     pub purchase_account: Option<String>,
 }
 
@@ -67,12 +76,19 @@ impl LicenseRecord {
     }
 }
 
+/// A product of the catalog.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
+    /// The product's name as the catalog shows it.
     pub name: String,
+    /// The product family (what KMS line and rules apply).
     pub family: Family,
+    /// The product version, e.g. `11` or `2022`.
     pub version: String,
+    /// The product edition, e.g. `pro` or `enterprise`.
     pub edition: String,
+    /// What the product needs to run: a volume-license key, none, an embedded key, or a license
+    /// server's number (R4-R6).
     pub key_requirement: KeyRequirement,
 }
 
@@ -91,14 +107,18 @@ impl Product {
 /// A KMS host key's allowance (R13) and the hosts it activated.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KmsAllowance {
+    /// KMS hosts the key may activate at issuance (R13).
     pub hosts_max: u32,
+    /// KMS hosts added by granted requests (R18, R19).
     pub hosts_granted: u64,
+    /// Activations of one host the key allows (R13).
     pub per_host_max: u32,
     /// Activations per host on this key.
     pub hosts: BTreeMap<HostId, u32>,
 }
 
 impl KmsAllowance {
+    /// KMS hosts the key may activate: its own and those granted (R13, R19).
     pub fn hosts_limit(&self) -> u64 {
         // `decide` keeps the sum within `COUNT_MAX`; saturating keeps a fold of any log total.
         u64::from(self.hosts_max).saturating_add(self.hosts_granted)
@@ -108,15 +128,22 @@ impl KmsAllowance {
 /// Everything the log says about one key, but its activated machines.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyTerms {
+    /// The key's id, given at issuance.
     pub id: KeyId,
+    /// The license ID (a volume-licensing agreement's enrollment) it concerns.
     pub license_id: LicenseId,
     /// The root org of the license ID's ownership structure (R7), fixed at issuance since
     /// neither a license ID's org nor an org's parent ever changes.
     pub owner_root: OrgId,
+    /// The product, by its catalog id.
     pub product: ProductId,
+    /// The kind of key, which decides the rules that apply to it.
     pub kind: KeyKind,
+    /// The BLAKE3 fingerprint of the key text: how a presented key is found.
     pub fingerprint: Fingerprint,
+    /// The key text's last five characters, which everyone may see (R1).
     pub last5: Last5,
+    /// When the key was issued.
     pub issued_at: Timestamp,
     /// Activations (MAK, ESU MAK) or seats (OSA) set at issuance (R8).
     pub limit: u64,
@@ -124,25 +151,31 @@ pub struct KeyTerms {
     pub granted: u64,
     /// Machines activated (R9): the machines of every `machines_activated` of the key.
     pub used: u64,
+    /// Whether the key was blocked: it activates nothing more.
     pub blocked: bool,
     /// The key's text was retired (erased from the secrets): never disclosed again.
     pub text_retired: bool,
+    /// The ESU coverage period of an ESU MAK (R11, R12).
     pub coverage: Option<Coverage>,
+    /// A KMS host key's allowance (R13); `None` for other kinds.
     pub kms: Option<KmsAllowance>,
     /// R20: the tenant an OSA key was redeemed into.
     pub redeemed_into: Option<TenantId>,
 }
 
 impl KeyTerms {
+    /// Activations consumed (R9).
     pub fn used(&self) -> u64 {
         self.used
     }
 
+    /// The limit plus what was granted (R9, R19).
     pub fn total(&self) -> u64 {
         // `decide` keeps the sum within `COUNT_MAX`; saturating keeps a fold of any log total.
         self.limit.saturating_add(self.granted)
     }
 
+    /// What is left: total minus used, never below zero.
     pub fn remaining(&self) -> u64 {
         self.total().saturating_sub(self.used)
     }
@@ -151,7 +184,9 @@ impl KeyTerms {
 /// A key as a holder of the books keeps it: its terms, and whatever the holder adds to it
 /// (the decision state its machines, the read models their history and daily counts).
 pub trait KeyRecord: From<KeyTerms> {
+    /// The key's terms.
     fn terms(&self) -> &KeyTerms;
+    /// The key's terms, to change as an event says.
     fn terms_mut(&mut self) -> &mut KeyTerms;
 
     /// Called by [`Books::apply`] after it counted `machines` (new to the key) as used at
@@ -187,19 +222,23 @@ impl<K> KeyTable<K> {
         usize::try_from(id.0.checked_sub(1)?).ok()
     }
 
+    /// The key with this id, if issued.
     pub fn get(&self, id: KeyId) -> Option<&K> {
         self.0.get(Self::index(id)?)
     }
 
+    /// The key with this id, to change, if issued.
     pub fn get_mut(&mut self, id: KeyId) -> Option<&mut K> {
         let index = Self::index(id)?;
         self.0.get_mut(index)
     }
 
+    /// Keys issued.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether no key was issued.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -209,6 +248,7 @@ impl<K> KeyTable<K> {
         KeyId(self.0.len() as u64 + 1)
     }
 
+    /// Every key with its id, in issuance order.
     pub fn iter(&self) -> impl Iterator<Item = (KeyId, &K)> {
         self.0
             .iter()
@@ -216,6 +256,7 @@ impl<K> KeyTable<K> {
             .map(|(i, k)| (KeyId(i as u64 + 1), k))
     }
 
+    /// Every key, in issuance order (the id of the one at index `i` is `i + 1`).
     pub fn as_slice(&self) -> &[K] {
         &self.0
     }
@@ -287,13 +328,18 @@ impl ContactWindow {
 /// A KMS host: the keys installed on it per line and its contact windows (R13–R15).
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KmsHost {
+    /// The KMS host key installed for the Windows line, if any.
     pub windows_key: Option<KeyId>,
+    /// The KMS host key installed for the Office line, if any (R15).
     pub office_key: Option<KeyId>,
+    /// The Windows line's recent client contacts (R14).
     pub windows: ContactWindow,
+    /// The Office line's recent client contacts (R14).
     pub office: ContactWindow,
 }
 
 impl KmsHost {
+    /// The KMS host key installed for `line`, if any.
     pub fn key_for(&self, line: KmsLine) -> Option<KeyId> {
         match line {
             KmsLine::Windows => self.windows_key,
@@ -301,6 +347,7 @@ impl KmsHost {
         }
     }
 
+    /// The recent client contacts of `line` (R14).
     pub fn window(&self, line: KmsLine) -> &ContactWindow {
         match line {
             KmsLine::Windows => &self.windows,
@@ -327,49 +374,80 @@ impl KmsHost {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestKind {
+    /// R17: more activations on a MAK.
     MakIncrease {
+        /// The MAK whose limit the request would raise.
         key_id: KeyId,
+        /// Activations the request asks for (R17).
         activations_needed: u64,
     },
+    /// R18: KMS (an Open Value exception) or more KMS hosts.
     Kms {
+        /// Why KMS is asked for: an Open Value exception or more hosts (R18).
         reason: KmsRequestReason,
+        /// The KMS host key whose allowance the request would raise, if it names one.
         key_id: Option<KeyId>,
+        /// KMS host activations the request asks for (R18).
         host_activations_needed: u32,
     },
 }
 
+/// How a request was decided (R19).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestOutcome {
-    Granted { amount: u64 },
-    Denied { reason: String },
+    /// Granted, with the amount.
+    Granted {
+        /// Activations granted (R19).
+        amount: u64,
+    },
+    /// Denied, with the reason.
+    Denied {
+        /// Why, in words (recorded in the log).
+        reason: String,
+    },
 }
 
 /// A request's one decision (R19).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
+    /// Granted (with the amount) or denied (with the reason).
     pub outcome: RequestOutcome,
+    /// Who decided (R19: never the requester).
     pub by: Principal,
+    /// When it was decided.
     pub at: Timestamp,
 }
 
+/// A limit-increase or KMS request and its decision (R17-R19).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
+    /// The license ID (a volume-licensing agreement's enrollment) it concerns.
     pub license_id: LicenseId,
+    /// The product, by its catalog id.
     pub product: ProductId,
+    /// What the request asks for.
     pub kind: RequestKind,
+    /// Why the request is made, in the requester's words (R17, R18).
     pub justification: String,
+    /// Who filed the request.
     pub requested_by: Principal,
+    /// When the request was filed.
     pub requested_at: Timestamp,
     /// `None` while pending.
     pub decision: Option<Decision>,
 }
 
+/// An ESU order: coverage bought for a product under a license ID (R11).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EsuOrder {
+    /// The license ID (a volume-licensing agreement's enrollment) it concerns.
     pub license_id: LicenseId,
+    /// The product, by its catalog id.
     pub product: ProductId,
+    /// The coverage period the order buys (R11).
     pub coverage: Coverage,
+    /// When the order was recorded.
     pub ordered_at: Timestamp,
 }
 
@@ -378,15 +456,23 @@ pub struct EsuOrder {
 pub struct Books<K> {
     /// The business time of the newest event; commands before it are `time_regression`.
     pub newest_at: Option<Timestamp>,
+    /// The operators: principals who may do everything (R3).
     pub operators: BTreeSet<Principal>,
+    /// Every org, by id (the ownership structures, R7).
     pub orgs: BTreeMap<OrgId, Org>,
+    /// Every license ID, by id.
     pub licenses: BTreeMap<LicenseId, LicenseRecord>,
+    /// The product catalog, by id.
     pub products: BTreeMap<ProductId, Product>,
     /// R7/R24: units bought, apart from any activation count.
     pub purchases: BTreeMap<(LicenseId, ProductId), u64>,
+    /// Every key, by id, as the holder keeps it.
     pub keys: KeyTable<K>,
+    /// Every activated KMS host, by name (R13-R15).
     pub kms_hosts: BTreeMap<HostId, KmsHost>,
+    /// Every request, by id (R17-R19).
     pub requests: BTreeMap<RequestId, Request>,
+    /// Every ESU order, by id (R11).
     pub esu_orders: BTreeMap<OrderId, EsuOrder>,
     /// Roles held, per license ID and principal; a principal whose last role is revoked has
     /// no entry.
@@ -433,6 +519,7 @@ impl<K> Books<K> {
 }
 
 impl<K: KeyRecord> Books<K> {
+    /// The terms of the key with this id, if issued.
     pub fn key(&self, id: KeyId) -> Option<&KeyTerms> {
         self.keys.get(id).map(K::terms)
     }
@@ -456,6 +543,7 @@ impl<K: KeyRecord> Books<K> {
             .unwrap_or(0)
     }
 
+    /// The roles `principal` holds on `license_id` (empty when none).
     pub fn roles_of(
         &self,
         principal: &Principal,
@@ -761,10 +849,15 @@ impl<K: KeyRecord> Books<K> {
 /// The facts every request event carries (R17, R18), whichever kind it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestParts<'e> {
+    /// The request, by the id its requester chose.
     pub request_id: &'e RequestId,
+    /// The license ID (a volume-licensing agreement's enrollment) it concerns.
     pub license_id: &'e LicenseId,
+    /// The product, by its catalog id.
     pub product: &'e ProductId,
+    /// The kind of key (MAK, ESU MAK, KMS host, setup, OSA, embedded).
     pub kind: RequestKind,
+    /// Why the request is made, in the requester's words (R17, R18).
     pub justification: &'e str,
 }
 

@@ -17,6 +17,7 @@ macro_rules! vocabulary {
         }
 
         impl $name {
+            /// Every value, in the order of their variant index.
             pub const ALL: &'static [$name] = &[$($name::$variant,)+];
 
             /// The stable snake_case name used in JSON, TSV and the CLI.
@@ -53,12 +54,19 @@ macro_rules! vocabulary {
 vocabulary!(
     /// A volume-licensing program.
     Program {
+        /// Open License (retired in December 2021).
         OpenLicense = "open_license",
+        /// Open Value.
         OpenValue = "open_value",
+        /// Open Value Subscription.
         OpenValueSubscription = "open_value_subscription",
+        /// Select.
         Select = "select",
+        /// Select Plus.
         SelectPlus = "select_plus",
+        /// Enterprise Agreement.
         EnterpriseAgreement = "enterprise_agreement",
+        /// Microsoft Products and Services Agreement.
         Mpsa = "mpsa",
     }
 );
@@ -66,13 +74,17 @@ vocabulary!(
 vocabulary!(
     /// A product family; decides KMS thresholds (R14, R15) and downgrade lines (R21).
     Family {
+        /// Windows for clients (KMS: the Windows line).
         WindowsClient = "windows_client",
+        /// Windows Server (KMS: the Windows line).
         WindowsServer = "windows_server",
         /// Microsoft 365 Apps, Office, Project, Visio.
         Office = "office",
+        /// SQL Server (keys embedded in its setup media, R5).
         SqlServer = "sql_server",
         /// Terminal Server / Remote Desktop Services CALs.
         Rds = "rds",
+        /// Anything else.
         Other = "other",
     }
 );
@@ -80,9 +92,13 @@ vocabulary!(
 vocabulary!(
     /// What a product needs to be used (R4, R5, R6).
     KeyRequirement {
+        /// A volume-license key the ledger issues.
         VlKey = "vl_key",
+        /// No key at all (R4).
         None = "none",
+        /// A key embedded in the setup media (R5).
         Embedded = "embedded",
+        /// A license server, activated with the license ID's number, not a key (R6).
         LicenseServer = "license_server",
     }
 );
@@ -108,9 +124,13 @@ vocabulary!(
 vocabulary!(
     /// A volume-licensing role held by a principal on one license ID.
     Role {
+        /// Manages the license ID and sees key text (R1).
         Administrator = "administrator",
+        /// Sees key text (R1).
         ProductKeyReader = "product_key_reader",
+        /// Manages keys and files requests; sees keys masked.
         KeyAdministrator = "key_administrator",
+        /// Sees keys masked and their counts.
         KeyViewer = "key_viewer",
     }
 );
@@ -118,7 +138,9 @@ vocabulary!(
 vocabulary!(
     /// How a MAK activation reached the ledger (R9).
     ActivationMethod {
+        /// Over the internet, one machine.
         Online = "online",
+        /// By telephone, one machine.
         Phone = "phone",
         /// VAMT-style proxy activation of up to 10,000 machines.
         Proxy = "proxy",
@@ -128,8 +150,11 @@ vocabulary!(
 vocabulary!(
     /// What a KMS client runs; decides which count and threshold apply (R14, R15).
     ClientFamily {
+        /// A Windows client (threshold 25, R14).
         WindowsClient = "windows_client",
+        /// A Windows Server (threshold 5, R14).
         WindowsServer = "windows_server",
+        /// Office (threshold 5, R14).
         Office = "office",
     }
 );
@@ -157,6 +182,7 @@ vocabulary!(
 vocabulary!(
     /// The outcome of an accepted activation (docs/api.md).
     ActivationStatus {
+        /// The host's count reached the threshold: the client is activated.
         Activated = "activated",
         /// R9: the machine was already active on this key; nothing consumed.
         AlreadyActive = "already_active",
@@ -177,6 +203,7 @@ impl Family {
 }
 
 impl ClientFamily {
+    /// The KMS line a client of this family counts in (R14).
     pub const fn kms_line(self) -> KmsLine {
         match self {
             ClientFamily::WindowsClient | ClientFamily::WindowsServer => KmsLine::Windows,
@@ -198,7 +225,9 @@ impl ClientFamily {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KmsLine {
+    /// Windows clients and servers.
     Windows,
+    /// Office.
     Office,
 }
 

@@ -28,6 +28,7 @@ pub struct Command {
     pub actor: Principal,
     /// Makes the command safe to resend: the ledger answers a seen id with its first answer.
     pub command_id: Option<CommandId>,
+    /// What the command asks, by its type.
     pub body: CommandBody,
 }
 
@@ -35,26 +36,47 @@ pub struct Command {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandBody {
+    /// See [`AddOperator`].
     AddOperator(AddOperator),
+    /// See [`RegisterOrg`].
     RegisterOrg(RegisterOrg),
+    /// See [`RegisterLicenseId`].
     RegisterLicenseId(RegisterLicenseId),
+    /// See [`RegisterProduct`].
     RegisterProduct(RegisterProduct),
+    /// See [`RecordPurchase`].
     RecordPurchase(RecordPurchase),
+    /// See [`IssueKey`].
     IssueKey(IssueKey),
+    /// See [`BlockKey`].
     BlockKey(BlockKey),
+    /// See [`OrderEsu`].
     OrderEsu(OrderEsu),
+    /// See [`Activate`].
     Activate(Activate),
+    /// See [`ActivateKmsHost`].
     ActivateKmsHost(ActivateKmsHost),
+    /// See [`ActivateKmsClient`].
     ActivateKmsClient(ActivateKmsClient),
+    /// See [`RedeemOsa`].
     RedeemOsa(RedeemOsa),
+    /// See [`RequestMakIncrease`].
     RequestMakIncrease(RequestMakIncrease),
+    /// See [`RequestKms`].
     RequestKms(RequestKms),
+    /// See [`GrantRequest`].
     GrantRequest(GrantRequest),
+    /// See [`DenyRequest`].
     DenyRequest(DenyRequest),
+    /// See [`AssignRole`].
     AssignRole(AssignRole),
+    /// See [`RevokeRole`].
     RevokeRole(RevokeRole),
+    /// See [`DiscloseKeys`].
     DiscloseKeys(DiscloseKeys),
+    /// See [`RetireKeyText`].
     RetireKeyText(RetireKeyText),
+    /// See [`RecordExternalCount`].
     RecordExternalCount(RecordExternalCount),
 }
 
@@ -124,47 +146,71 @@ impl CommandBody {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddOperator {
+    /// The principal made an operator.
     pub principal: Principal,
 }
 
+/// Registers an org, under `parent` or as the root of a new ownership structure (R7).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterOrg {
+    /// The new org's id.
     pub org: OrgId,
+    /// The org's name.
     pub name: String,
+    /// The org it belongs under; `None` for the root of an ownership structure (R7).
     #[serde(default)]
     pub parent: Option<OrgId>,
 }
 
+/// Registers a license ID: an agreement under a program, owned by an org (R7).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterLicenseId {
+    /// The new license ID.
     pub license_id: LicenseId,
+    /// The org it belongs to (R7).
     pub org: OrgId,
+    /// The volume-licensing program of the agreement.
     pub program: Program,
+    /// The agreement's number, as on the licensor's paperwork.
     pub agreement_number: String,
+    /// The authorization number, when the program issues one.
     #[serde(default)]
     pub authorization_number: Option<String>,
+    /// The purchase account, when the program has one.
     #[serde(default)]
     pub purchase_account: Option<String>,
 }
 
+/// Registers a product in the catalog.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterProduct {
+    /// The new product's id.
     pub product: ProductId,
+    /// The product's name.
     pub name: String,
+    /// The product family (what KMS line and rules apply).
     pub family: Family,
+    /// The product version, e.g. `11` or `2022`.
     pub version: String,
+    /// The product edition, e.g. `pro` or `enterprise`.
     pub edition: String,
+    /// What the product needs to run: a volume-license key, none, an embedded key, or a license
+    /// server's number (R4-R6).
     pub key_requirement: KeyRequirement,
 }
 
+/// Records licenses bought under a license ID (R7, R24).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordPurchase {
+    /// The license ID the licenses were bought under.
     pub license_id: LicenseId,
+    /// The product, by its catalog id.
     pub product: ProductId,
+    /// Licenses bought (R7, R24): not an activation count.
     pub quantity: u64,
 }
 
@@ -174,19 +220,28 @@ pub struct RecordPurchase {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssueKey {
+    /// The license ID the key is issued under.
     pub license_id: LicenseId,
+    /// The product the key activates.
     pub product: ProductId,
+    /// The kind of key to issue.
     pub kind: KeyKind,
+    /// Activations (MAK, ESU MAK) or seats (OSA); the kind's default when absent (R8).
     #[serde(default)]
     pub limit: Option<u64>,
+    /// KMS hosts a KMS host key may activate (R13, default 6).
     #[serde(default)]
     pub hosts: Option<u32>,
+    /// Activations of one host a KMS host key allows (R13, default 10).
     #[serde(default)]
     pub per_host: Option<u32>,
+    /// An ESU MAK's coverage start (R11).
     #[serde(default)]
     pub coverage_start: Option<Timestamp>,
+    /// An ESU MAK's coverage end, exclusive (R11).
     #[serde(default)]
     pub coverage_end: Option<Timestamp>,
+    /// The key text to issue; generated by the ledger when absent.
     #[serde(default)]
     pub product_key: Option<ProductKeyText>,
 }
@@ -209,9 +264,11 @@ impl IssueKey {
     }
 }
 
+/// Blocks a key: it activates nothing more.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockKey {
+    /// The key to block: it activates nothing more.
     pub key_id: KeyId,
 }
 
@@ -221,6 +278,7 @@ pub struct BlockKey {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetireKeyText {
+    /// The key whose text is erased.
     pub key_id: KeyId,
     /// Why (e.g. "posted publicly"), 1..=500 characters; recorded in the log.
     pub reason: String,
@@ -231,6 +289,7 @@ pub struct RetireKeyText {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordExternalCount {
+    /// The MAK the outside count is about.
     pub key_id: KeyId,
     /// Who reported it, e.g. "microsoft-activation-service" (1..=128 bytes).
     pub source: String,
@@ -238,17 +297,24 @@ pub struct RecordExternalCount {
     pub remaining: u64,
     /// When the source said so; not after the command's own time.
     pub observed_at: Timestamp,
+    /// A note on the observation, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
+/// Records an ESU order: coverage for a product under a license ID (R11).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderEsu {
+    /// The new order's id.
     pub order_id: OrderId,
+    /// The license ID the order is under.
     pub license_id: LicenseId,
+    /// The product the coverage is for.
     pub product: ProductId,
+    /// The start of the ESU coverage period (R11).
     pub coverage_start: Timestamp,
+    /// The end of the ESU coverage period, exclusive (R11).
     pub coverage_end: Timestamp,
 }
 
@@ -256,86 +322,130 @@ pub struct OrderEsu {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Activate {
+    /// The MAK's text, as the machines present it.
     pub product_key: ProductKeyText,
+    /// The org the machines belong to: inside the key's ownership structure (R7).
     pub org: OrgId,
+    /// How the machines were activated: online, by phone or by proxy (R9).
     pub method: ActivationMethod,
+    /// The machines to activate: one, or up to 10,000 by proxy (R9).
     pub machines: Vec<MachineId>,
 }
 
+/// R13: activates a KMS host with a KMS host key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateKmsHost {
+    /// The KMS host key's text.
     pub product_key: ProductKeyText,
+    /// The org the host belongs to (R7).
     pub org: OrgId,
+    /// The host to activate.
     pub host: HostId,
 }
 
+/// R14: a KMS client's contact with its host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateKmsClient {
+    /// The KMS host the client contacts.
     pub host: HostId,
+    /// The client machine.
     pub client: ClientId,
+    /// The client's family, which decides its line and threshold (R14).
     pub family: ClientFamily,
 }
 
+/// R20: redeems an OSA key into a tenant, once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedeemOsa {
+    /// The OSA key's text.
     pub product_key: ProductKeyText,
+    /// The tenant to redeem it into (R20: once).
     pub tenant: TenantId,
 }
 
+/// R17: asks for more activations on a MAK.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestMakIncrease {
+    /// The new request's id.
     pub request_id: RequestId,
+    /// The license ID whose MAK is to grow.
     pub license_id: LicenseId,
+    /// The authorization number, when the program has one.
     #[serde(default)]
     pub authorization_number: Option<String>,
+    /// The MAK's product.
     pub product: ProductId,
+    /// The MAK's last five characters: which key (R17).
     pub key_last5: Last5,
+    /// Activations the request asks for (R17).
     pub activations_needed: u64,
+    /// Why the request is made, in the requester's words (R17, R18).
     pub justification: String,
 }
 
+/// R18: asks for KMS, or for more KMS hosts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestKms {
+    /// The new request's id.
     pub request_id: RequestId,
+    /// The license ID that asks for KMS.
     pub license_id: LicenseId,
+    /// The product KMS is asked for.
     pub product: ProductId,
+    /// Why: an Open Value exception or more hosts (R18).
     pub reason: KmsRequestReason,
+    /// KMS host activations the request asks for (R18).
     pub host_activations_needed: u32,
+    /// Why the request is made, in the requester's words (R17, R18).
     pub justification: String,
 }
 
+/// R19: grants a pending request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
+    /// The request to grant.
     pub request_id: RequestId,
+    /// Activations (or KMS hosts) granted (R19).
     pub amount: u64,
 }
 
+/// R19: denies a pending request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DenyRequest {
+    /// The request to deny.
     pub request_id: RequestId,
+    /// Why it is denied.
     pub reason: String,
 }
 
+/// Gives a principal a role on a license ID.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssignRole {
+    /// The principal who gets the role.
     pub principal: Principal,
+    /// The license ID the role is held on.
     pub license_id: LicenseId,
+    /// The role assigned.
     pub role: Role,
 }
 
+/// Takes a role on a license ID from a principal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRole {
+    /// The principal who loses the role.
     pub principal: Principal,
+    /// The license ID the role was held on.
     pub license_id: LicenseId,
+    /// The role revoked.
     pub role: Role,
 }
 
@@ -344,8 +454,11 @@ pub struct RevokeRole {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscloseKeys {
+    /// The keys whose text the actor is shown.
     pub key_ids: Vec<KeyId>,
+    /// `copy` (exactly one key) or `export` (R2).
     pub channel: DisclosureChannel,
+    /// The BLAKE3 digest of the export file, for `export` (R2).
     #[serde(default)]
     pub export_digest: Option<Digest>,
 }

@@ -31,12 +31,17 @@ macro_rules! event_kinds {
         /// record bytes), with the stable snake_case name exports and reports print.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum EventKind {
-            $($variant,)+
+            $(
+                #[doc = concat!("`", $text, "`: the [`EventBody`] variant of the same name.")]
+                $variant,
+            )+
         }
 
         impl EventKind {
+            /// Every kind, in the order of [`EventBody`]'s variants.
             pub const ALL: &'static [EventKind] = &[$(EventKind::$variant,)+];
 
+            /// The stable snake_case name of the kind.
             pub const fn name(self) -> &'static str {
                 match self {
                     $(EventKind::$variant => $text,)+
@@ -84,15 +89,20 @@ event_kinds! {
 /// One fact, with when it happened (business time) and who caused it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
+    /// When it happened (business time: the command's, never the wall clock).
     pub at: Timestamp,
+    /// Who caused it: the principal of the command.
     pub actor: Principal,
+    /// What happened.
     pub body: EventBody,
 }
 
 /// A coverage period `[start, end)` (R11, R12).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Coverage {
+    /// The first moment covered.
     pub start: Timestamp,
+    /// The first moment no longer covered.
     pub end: Timestamp,
 }
 
@@ -113,8 +123,11 @@ impl Coverage {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CoveragePhase {
+    /// Before the period starts.
     NotStarted,
+    /// Inside the period.
     Active,
+    /// At or after its end.
     Ended,
 }
 
@@ -122,21 +135,35 @@ pub enum CoveragePhase {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActivationAttempt {
+    /// A MAK activation, by the count of machines it named.
     Mak {
+        /// The org the activation named.
         org: OrgId,
+        /// The activation method asked for.
         method: ActivationMethod,
+        /// How many machines were named (the count alone: older logs, and large or unknown-key
+        /// refusals).
         machines: u32,
     },
+    /// A KMS host activation.
     KmsHost {
+        /// The org the host activation named.
         org: OrgId,
+        /// The KMS host, by its name.
         host: HostId,
     },
+    /// A KMS client's contact.
     KmsClient {
+        /// The KMS host, by its name.
         host: HostId,
+        /// The KMS client machine, by its name.
         client: ClientId,
+        /// The client's family.
         family: ClientFamily,
     },
+    /// An OSA redemption.
     Osa {
+        /// The tenant an OSA key is redeemed into (R20).
         tenant: TenantId,
     },
     /// A MAK activation on a known key naming its machines, so that a machine's history
@@ -144,8 +171,11 @@ pub enum ActivationAttempt {
     /// what a refusal on an unknown key or naming more than
     /// `decide::REFUSAL_MACHINES_NAMED_MAX` machines is recorded as.
     MakMachines {
+        /// The org the activation named.
         org: OrgId,
+        /// The activation method asked for.
         method: ActivationMethod,
+        /// The machines named, at most `REFUSAL_MACHINES_NAMED_MAX` of them (R10).
         machines: Vec<MachineId>,
     },
 }
@@ -156,163 +186,263 @@ pub enum ActivationAttempt {
 pub enum EventBody {
     /// R3: a principal became an operator (the first one by `init`).
     OperatorAdded {
+        /// The principal made an operator (R3).
         principal: Principal,
     },
+    /// An org was registered (R7).
     OrgRegistered {
+        /// The org's id.
         org: OrgId,
+        /// The org's name.
         name: String,
+        /// The org it belongs under; `None` for the root of an ownership structure (R7).
         parent: Option<OrgId>,
     },
+    /// A license ID was registered.
     LicenseIdRegistered {
+        /// The license ID registered.
         license_id: LicenseId,
+        /// The org it belongs to (R7).
         org: OrgId,
+        /// The volume-licensing program of the agreement.
         program: Program,
+        /// The agreement's number, as on the licensor's paperwork.
         agreement_number: String,
+        /// The authorization number, when the program issues one.
         authorization_number: Option<String>,
+        /// The purchase account, when the program has one.
         purchase_account: Option<String>,
     },
+    /// A product entered the catalog.
     ProductRegistered {
+        /// The product's id.
         product: ProductId,
+        /// The product's name.
         name: String,
+        /// The product family (what KMS line and rules apply).
         family: Family,
+        /// The product version, e.g. `11` or `2022`.
         version: String,
+        /// The product edition, e.g. `pro` or `enterprise`.
         edition: String,
+        /// What the product needs to run: a volume-license key, none, an embedded key, or a license
+        /// server's number (R4-R6).
         key_requirement: KeyRequirement,
     },
     /// R7/R24: licenses bought; kept apart from activation counts.
     PurchaseRecorded {
+        /// The license ID the licenses were bought under.
         license_id: LicenseId,
+        /// The product, by its catalog id.
         product: ProductId,
+        /// Licenses bought (R7, R24): not an activation count.
         quantity: u64,
     },
     /// A key was issued. `limit` counts activations or seats (0 for kinds without a count);
     /// `hosts_max`/`per_host_max` bound KMS host keys (0 otherwise).
     KeyIssued {
+        /// The id the ledger gave the key.
         key_id: KeyId,
+        /// The license ID the key is issued under.
         license_id: LicenseId,
+        /// The product the key activates.
         product: ProductId,
+        /// The kind of key.
         kind: KeyKind,
+        /// Activations (MAK, ESU MAK) or seats (OSA) the key allows at issuance (R8).
         limit: u64,
+        /// KMS hosts a KMS host key may activate (R13); 0 for other kinds.
         hosts_max: u32,
+        /// Activations of one host a KMS host key allows (R13); 0 for other kinds.
         per_host_max: u32,
+        /// An ESU MAK's coverage period (R11).
         coverage: Option<Coverage>,
+        /// The BLAKE3 fingerprint of the key text (the text itself is kept outside the chain).
         fingerprint: Fingerprint,
+        /// The key text's last five characters, which everyone may see (R1).
         last5: Last5,
     },
+    /// A key was blocked.
     KeyBlocked {
+        /// The key blocked.
         key_id: KeyId,
     },
     /// R11.
     EsuOrdered {
+        /// The order's id.
         order_id: OrderId,
+        /// The license ID (a volume-licensing agreement's enrollment) it concerns.
         license_id: LicenseId,
+        /// The product, by its catalog id.
         product: ProductId,
+        /// The coverage period ordered (R11).
         coverage: Coverage,
     },
     /// R9: `machines` are the newly consumed ones; `already_active` counts machines of the
     /// request that were active on the key before and consumed nothing.
     MachinesActivated {
+        /// The MAK that activated them.
         key_id: KeyId,
+        /// The org the machines belong to (R7).
         org: OrgId,
+        /// How the machines were activated: online, by phone or by proxy (R9).
         method: ActivationMethod,
+        /// The machines activated: each consumed one activation (R9).
         machines: Vec<MachineId>,
+        /// Machines of the command that were active already (consumed nothing; named in the
+        /// `machines_already_active` event that follows).
         already_active: u32,
     },
     /// R13: `activation` is 1 for a host's first activation on this key, up to `per_host_max`.
     KmsHostActivated {
+        /// The KMS host key.
         key_id: KeyId,
+        /// The org the host belongs to (R7).
         org: OrgId,
+        /// The host activated.
         host: HostId,
+        /// Which activation of this host on the key it was, from 1 (R13).
         activation: u32,
     },
     /// R14: a client contacted a host; `count` is the host's count for the client's line
     /// (Windows or Office) including this contact.
     KmsClientContacted {
+        /// The KMS host contacted.
         host: HostId,
+        /// The client that contacted it.
         client: ClientId,
+        /// The client's family (its line and threshold, R14).
         family: ClientFamily,
+        /// The host's count for the client's line when it answered (R14).
         count: u32,
+        /// What the host answered: activated, already active, or pending its threshold (R14).
         status: ActivationStatus,
     },
     /// R20.
     OsaRedeemed {
+        /// The OSA key redeemed.
         key_id: KeyId,
+        /// The tenant it was redeemed into (R20).
         tenant: TenantId,
     },
     /// R10: a refused activation, with the reason and, for R9, the remaining count.
     ActivationRefused {
+        /// The key presented, when the ledger knows it.
         key_id: Option<KeyId>,
+        /// What the refused activation asked for.
         attempt: ActivationAttempt,
+        /// Why it was refused (R10).
         code: RefusalCode,
+        /// For `insufficient_activations`, what was left (R9).
         remaining: Option<u64>,
     },
     /// R17.
     MakIncreaseRequested {
+        /// The request, by the id its requester chose.
         request_id: RequestId,
+        /// The license ID (a volume-licensing agreement's enrollment) it concerns.
         license_id: LicenseId,
+        /// The product, by its catalog id.
         product: ProductId,
+        /// The MAK the request would raise.
         key_id: KeyId,
+        /// Activations the request asks for (R17).
         activations_needed: u64,
+        /// Why the request is made, in the requester's words (R17, R18).
         justification: String,
     },
     /// R18. `key_id` is the KMS host key to raise, for `additional_hosts`.
     KmsRequested {
+        /// The request, by the id its requester chose.
         request_id: RequestId,
+        /// The license ID (a volume-licensing agreement's enrollment) it concerns.
         license_id: LicenseId,
+        /// The product, by its catalog id.
         product: ProductId,
+        /// Why KMS is asked for (R18).
         reason: KmsRequestReason,
+        /// The KMS host key the request would raise, if it names one.
         key_id: Option<KeyId>,
+        /// KMS host activations the request asks for (R18).
         host_activations_needed: u32,
+        /// Why the request is made, in the requester's words (R17, R18).
         justification: String,
     },
     /// R19: the actor granted `amount` (activations or KMS host activations).
     RequestGranted {
+        /// The request granted.
         request_id: RequestId,
+        /// Activations granted (R19).
         amount: u64,
     },
     /// R19.
     RequestDenied {
+        /// The request denied.
         request_id: RequestId,
+        /// Why it was denied.
         reason: String,
     },
+    /// A principal got a role on a license ID.
     RoleAssigned {
+        /// The principal who got the role.
         principal: Principal,
+        /// The license ID the role is held on.
         license_id: LicenseId,
+        /// The role assigned.
         role: Role,
     },
+    /// A principal lost a role on a license ID.
     RoleRevoked {
+        /// The principal who lost the role.
         principal: Principal,
+        /// The license ID the role was held on.
         license_id: LicenseId,
+        /// The role revoked.
         role: Role,
     },
     /// R1/R2: the actor saw these keys' text.
     KeysDisclosed {
+        /// The keys whose text the actor was shown (R1).
         key_ids: Vec<KeyId>,
+        /// How the text was shown: one key copied, or an export file (R1, R2).
         channel: DisclosureChannel,
+        /// The BLAKE3 digest of the export file, for an export (R2).
         export_digest: Option<Digest>,
     },
     /// docs/rules.md, "Key text": the key's text was erased from the secrets; never disclosed again.
     KeyTextRetired {
+        /// The key whose text was erased.
         key_id: KeyId,
+        /// Why it was retired.
         reason: String,
     },
-    /// Issue 19 (reconciliation): an outside activation service's count of a MAK, and the
+    /// Reconciliation: an outside activation service's count of a MAK, and the
     /// ledger's own remaining count when it was recorded, kept side by side as evidence.
     ExternalCountRecorded {
+        /// The MAK the count is about.
         key_id: KeyId,
+        /// Who reported the count, e.g. `microsoft-activation-service`.
         source: String,
+        /// What the outside source says is left.
         remaining: u64,
+        /// When the outside source reported the count.
         observed_at: Timestamp,
+        /// A note on the observation, if any.
         note: Option<String>,
+        /// What the ledger counted left when the outside count was recorded.
         ledger_remaining: u64,
     },
     /// R9: the machines of an activation that were active on the key already (the
     /// `already_active` of the `machines_activated` just before it, by name). Consumes
     /// nothing; recorded so that a machine's history shows every time it was named.
     MachinesAlreadyActive {
+        /// The MAK the machines were named on.
         key_id: KeyId,
+        /// The org of the activation.
         org: OrgId,
+        /// The method of the activation.
         method: ActivationMethod,
+        /// The machines named again while active (nothing consumed, R9).
         machines: Vec<MachineId>,
     },
 }
@@ -409,9 +539,13 @@ impl EventBody {
 /// the history index beside the log is looked up by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Named<'a> {
+    /// A license ID's history.
     License(&'a LicenseId),
+    /// A key's history.
     Key(KeyId),
+    /// A request's history.
     Request(&'a RequestId),
+    /// A KMS host's history (the contacts it served).
     KmsHost(&'a HostId),
     /// A disclosure of the key's text (`keys_disclosed`).
     Disclosure(KeyId),

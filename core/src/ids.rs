@@ -13,12 +13,21 @@ pub const ID_BYTES_MAX: usize = 128;
 /// Why a text cannot be an id.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
+    /// The id is empty.
     #[error("must not be empty")]
     Empty,
+    /// The id is longer than `ID_BYTES_MAX` bytes.
     #[error("is {len} bytes long; at most {ID_BYTES_MAX} are allowed")]
-    TooLong { len: usize },
+    TooLong {
+        /// The id's length in bytes.
+        len: usize,
+    },
+    /// The id holds a control character.
     #[error("contains a control character at byte {at}")]
-    ControlCharacter { at: usize },
+    ControlCharacter {
+        /// The byte offset of the control character.
+        at: usize,
+    },
 }
 
 fn check_id(text: &str) -> Result<(), IdError> {
@@ -64,12 +73,14 @@ macro_rules! text_id {
         }
 
         impl $name {
+            /// The id `text` names, if it is one (not empty, not too long, no control characters).
             pub fn new(text: impl AsRef<str>) -> Result<Self, IdError> {
                 let text = text.as_ref();
                 check_id(text)?;
                 Ok(Self::from_checked(text))
             }
 
+            /// The id as text.
             pub fn as_str(&self) -> &str {
                 &self.0
             }

@@ -4,7 +4,7 @@
 //! one-line defect at a place where a real one would do harm, switched on for the current
 //! thread only, and only in builds with the `planted-bugs` feature. Without the feature
 //! [`active`] is a constant `false` and the compiler removes every check; with it, nothing
-//! changes until a test calls [`plant`] on its own thread.
+//! changes until a test calls `plant` on its own thread.
 
 /// A planted defect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -20,6 +20,7 @@ pub enum Bug {
 }
 
 impl Bug {
+    /// Every planted bug.
     pub const ALL: [Bug; 3] = [
         Bug::SkipLimitCheck,
         Bug::AckBeforeCommit,
@@ -35,6 +36,7 @@ impl Bug {
         }
     }
 
+    /// The bug of this name (its `name`), if one.
     pub fn from_name(name: &str) -> Option<Bug> {
         Bug::ALL.into_iter().find(|bug| bug.name() == name)
     }

@@ -29,12 +29,28 @@ pub const KEY_TEXT_LEN: usize = GROUPS * GROUP_LEN + GROUPS - 1;
 /// Why a text is not a product key. Positions are 1-based characters of the input.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KeyTextError {
+    /// Not 25 characters of the key alphabet once dashes are left out.
     #[error("product key must be {KEY_TEXT_LEN} characters (five groups of five joined by '-'), got {len}")]
-    Length { len: usize },
+    Length {
+        /// The text's length in characters, dashes left out.
+        len: usize,
+    },
+    /// Five groups of five need a dash between each two.
     #[error("product key has {found:?} at position {position}; expected '-' between groups")]
-    MissingDash { position: usize, found: char },
+    MissingDash {
+        /// Where a dash was expected (character offset).
+        position: usize,
+        /// What was there instead.
+        found: char,
+    },
+    /// A character outside the key alphabet.
     #[error("product key has {found:?} at position {position}, which is not in the key alphabet BCDFGHJKMPQRTVWXY2346789")]
-    BadCharacter { position: usize, found: char },
+    BadCharacter {
+        /// Where the character is (character offset).
+        position: usize,
+        /// The character, not in the key alphabet.
+        found: char,
+    },
 }
 
 /// Normalized (upper-case) product key text. Its `Debug` is masked so that key text cannot
@@ -92,6 +108,7 @@ impl ProductKeyText {
         &self.0
     }
 
+    /// The last five characters: what everyone may see of the key (R1).
     pub fn last5(&self) -> Last5 {
         Last5::from_normalized(&self.0[KEY_TEXT_LEN - GROUP_LEN..])
     }
@@ -157,6 +174,7 @@ impl Last5 {
         Ok(Last5(bytes))
     }
 
+    /// The five characters as text.
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("Last5 holds alphabet bytes only")
     }

@@ -9,9 +9,13 @@ use crate::state::{LicenseRecord, Product};
 
 /// What the rights rules read: the product catalog, license IDs and purchases.
 pub trait Catalog {
+    /// The product of this id, if registered.
     fn product(&self, id: &ProductId) -> Option<&Product>;
+    /// Every product, by id.
     fn products(&self) -> Box<dyn Iterator<Item = (&ProductId, &Product)> + '_>;
+    /// The license ID of this id, if registered.
     fn license(&self, id: &LicenseId) -> Option<&LicenseRecord>;
+    /// Licenses of `product` bought under `license_id` (R7, R24).
     fn purchased(&self, license_id: &LicenseId, product: &ProductId) -> u64;
 }
 
@@ -55,10 +59,13 @@ pub fn downgrade_targets(state: &impl Catalog, product: &ProductId) -> Vec<Produ
 /// R22: whether OEM or retail copies of `product` may be reimaged with VL media.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reimage {
+    /// Whether reimaging is allowed (R22).
     pub eligible: bool,
+    /// Why, or why not, in words.
     pub reason: &'static str,
 }
 
+/// R22: whether licenses of `product` under `license_id` may be reimaged, and why.
 pub fn reimage(state: &impl Catalog, license_id: &LicenseId, product: &ProductId) -> Reimage {
     let Some(record) = state.license(license_id) else {
         return Reimage {

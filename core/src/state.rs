@@ -77,30 +77,37 @@ impl State {
         self.books.newest_at
     }
 
+    /// Whether `principal` is an operator (R3).
     pub fn is_operator(&self, principal: &Principal) -> bool {
         self.books.is_operator(principal)
     }
 
+    /// Whether any operator exists (none: the ledger is empty).
     pub fn has_operators(&self) -> bool {
         !self.books.operators.is_empty()
     }
 
+    /// The org of this id, if registered.
     pub fn org(&self, org: &OrgId) -> Option<&Org> {
         self.books.orgs.get(org)
     }
 
+    /// Whether an org of this id is registered.
     pub fn has_org(&self, org: &OrgId) -> bool {
         self.org_roots.contains_key(org)
     }
 
+    /// The license ID of this id, if registered.
     pub fn license(&self, license_id: &LicenseId) -> Option<&LicenseRecord> {
         self.books.licenses.get(license_id)
     }
 
+    /// The product of this id, if registered.
     pub fn product(&self, product: &ProductId) -> Option<&Product> {
         self.books.products.get(product)
     }
 
+    /// Every product, by id.
     pub fn products(&self) -> impl Iterator<Item = (&ProductId, &Product)> {
         self.books.products.iter()
     }
@@ -110,10 +117,12 @@ impl State {
         self.books.purchased(license_id, product)
     }
 
+    /// The key of this id, if issued.
     pub fn key(&self, key_id: KeyId) -> Option<&Key> {
         self.books.keys.get(key_id)
     }
 
+    /// Every key, in issuance order.
     pub fn keys(&self) -> &[Key] {
         self.books.keys.as_slice()
     }
@@ -123,12 +132,14 @@ impl State {
         self.machine_facts.active(key, machine)
     }
 
+    /// The key whose text has this fingerprint, if any (one hash-map probe).
     pub fn key_by_fingerprint(&self, fingerprint: &Fingerprint) -> Option<&Key> {
         self.keys_by_fingerprint
             .get(fingerprint)
             .and_then(|id| self.key(*id))
     }
 
+    /// The keys issued under `license_id` for `product`, in issuance order.
     pub fn keys_of(&self, license_id: &LicenseId, product: &ProductId) -> &[KeyId] {
         self.keys_by_license_product
             .get(&(license_id.clone(), product.clone()))
@@ -140,23 +151,28 @@ impl State {
         self.books.keys.next_id()
     }
 
+    /// The activated KMS host of this name, if any.
     pub fn kms_host(&self, host: &HostId) -> Option<&KmsHost> {
         self.books.kms_hosts.get(host)
     }
 
+    /// The request of this id, if filed.
     pub fn request(&self, request_id: &RequestId) -> Option<&Request> {
         self.books.requests.get(request_id)
     }
 
+    /// The ESU order of this id, if recorded.
     pub fn esu_order(&self, order_id: &OrderId) -> Option<&EsuOrder> {
         self.books.esu_orders.get(order_id)
     }
 
+    /// Whether `principal` holds `role` on `license_id`.
     pub fn has_role(&self, principal: &Principal, license_id: &LicenseId, role: Role) -> bool {
         self.roles_of(principal, license_id)
             .is_some_and(|roles| roles.contains(&role))
     }
 
+    /// Whether `principal` holds any of `roles` on `license_id`.
     pub fn has_any_role(
         &self,
         principal: &Principal,

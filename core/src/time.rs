@@ -23,18 +23,22 @@ pub struct Timestamp(i64);
 pub struct Span(i64);
 
 impl Span {
+    /// A span of `days` days.
     pub const fn days(days: i64) -> Span {
         Span(days * SECONDS_PER_DAY * MICROS_PER_SECOND)
     }
 
+    /// A span of `seconds` seconds.
     pub const fn seconds(seconds: i64) -> Span {
         Span(seconds * MICROS_PER_SECOND)
     }
 
+    /// A span of `micros` microseconds.
     pub const fn micros(micros: i64) -> Span {
         Span(micros)
     }
 
+    /// The span in microseconds.
     pub const fn as_micros(self) -> i64 {
         self.0
     }
@@ -44,11 +48,14 @@ impl Span {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("bad RFC 3339 timestamp {text:?}: {reason}")]
 pub struct TimestampError {
+    /// The text that was given.
     pub text: String,
+    /// What is wrong with it.
     pub reason: &'static str,
 }
 
 impl Timestamp {
+    /// 1970-01-01T00:00:00Z.
     pub const EPOCH: Timestamp = Timestamp(0);
     /// The earliest instant text may name: 0000-01-01T00:00:00Z. Every timestamp a command,
     /// a flag or a query carries lies in `MIN..=MAX`, so its UTC form always prints with a
@@ -57,10 +64,12 @@ impl Timestamp {
     /// The latest: 9999-12-31T23:59:59.999999Z.
     pub const MAX: Timestamp = Timestamp(253_402_300_800 * MICROS_PER_SECOND - 1);
 
+    /// The moment `micros` microseconds after the Unix epoch.
     pub const fn from_unix_micros(micros: i64) -> Timestamp {
         Timestamp(micros)
     }
 
+    /// Microseconds since the Unix epoch.
     pub const fn unix_micros(self) -> i64 {
         self.0
     }

@@ -9,7 +9,9 @@ use crate::model::Projections;
 /// Why a principal may not read what it asked for: the rule (`R1`, `R3`) and the words.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadRefusal {
+    /// The rule that refuses: `R1` (no role on the license ID) or `R3` (not an operator).
     pub rule: &'static str,
+    /// Why, in the words every surface shows as they are.
     pub message: String,
 }
 

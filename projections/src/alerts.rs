@@ -1,4 +1,4 @@
-//! Alerts (issue 18, item 4): conditions a licensing admin must hear about before machines
+//! Alerts: conditions a licensing admin must hear about before machines
 //! are refused. They are derived from the projections at a moment, never appended to the log:
 //! each names its rule, what it is about, the measured value beside the threshold, and the
 //! seq it was evaluated at. Rule names are API (docs/api.md, "Alerts").
@@ -45,17 +45,25 @@ impl Default for AlertRules {
 /// One alert.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Alert {
+    /// The alert rule that fired, by its stable name (e.g. `mak_low_remaining`).
     pub rule: &'static str,
+    /// The license ID the alert is about.
     pub license_id: String,
+    /// The key it is about, if a key.
     pub key_id: Option<u64>,
+    /// The KMS host it is about, if a host.
     pub host: Option<String>,
+    /// The request it is about, if a request.
     pub request_id: Option<String>,
     /// The measured value (a percentage, days, a count) the threshold is compared with.
     pub value: f64,
+    /// The threshold the rule compares `value` with.
     pub threshold: f64,
+    /// What the alert says, in words.
     pub message: String,
     /// The business time and the last seq the alert was evaluated at.
     pub evaluated_at: Timestamp,
+    /// The last seq the alert was evaluated at.
     pub at_seq: u64,
 }
 

@@ -8,14 +8,22 @@ use crate::model::{KeyView, Projections};
 /// The default trailing window, in days.
 pub const WINDOW_DAYS_DEFAULT: u32 = 30;
 
+/// When a key runs out at the rate it was consumed lately.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Forecast {
+    /// The key forecast.
     pub key_id: u64,
+    /// Its license ID.
     pub license_id: String,
+    /// Its product.
     pub product: String,
+    /// Activations consumed so far (R9).
     pub used: u64,
+    /// Its limit plus grants.
     pub total: u64,
+    /// Activations left.
     pub remaining: u64,
+    /// The days of consumption the rate is measured over.
     pub window_days: u32,
     /// Activations per day over the window ending at `at`.
     pub rate_per_day: f64,

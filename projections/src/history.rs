@@ -18,6 +18,7 @@ use crate::model::Projections;
 
 /// The log's history index and its events (the binary's store; a map in tests).
 pub trait HistorySource {
+    /// Why the source could not be read.
     type Error;
     /// Candidates for the events naming `named` after seq `after`: ascending, at most
     /// `limit` and fewer only when there are no more, every such event among them (a shared
@@ -48,7 +49,9 @@ pub enum Of<'a> {
 /// too; a disclosure is every license ID's whose keys it showed) and its key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Subjects {
+    /// The license IDs whose history the event belongs to.
     pub licenses: BTreeSet<LicenseId>,
+    /// The key whose history it belongs to, if one.
     pub key: Option<KeyId>,
 }
 
@@ -175,7 +178,7 @@ impl Projections {
     }
 
     /// At most `limit` events of `of`'s history with seqs in `from..=until`, in order (`None`:
-    /// no such license ID or key). Each round reads up to [`ROUND`] candidates of every name
+    /// no such license ID or key). Each round reads up to `ROUND` candidates of every name
     /// past the last seq settled, and settles the candidates up to the lowest last seq of a
     /// name whose round came back full (past it, that name may hold more).
     pub fn history_page<S: HistorySource>(

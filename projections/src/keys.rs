@@ -21,7 +21,9 @@ pub const EXPORT_COLUMNS: [&str; 8] = [
 /// Which keys an export covers (R2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExportScope {
+    /// The keys of these license IDs.
     LicenseIds(Vec<LicenseId>),
+    /// The keys of one product, under every license ID the reader may read.
     Product(ProductId),
     /// Keys picked one by one (the console's check boxes).
     Keys(std::collections::BTreeSet<KeyId>),
@@ -33,7 +35,9 @@ pub enum ExportScope {
 /// disclosure records), and the keys whose text it discloses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyExport {
+    /// The exported keys, one row each.
     pub rows: Vec<KeyRow>,
+    /// The export file's bytes (TSV): what the disclosure's digest covers (R2).
     pub tsv: Vec<u8>,
     /// Keys shown in full: the disclosure event must name exactly these (R1).
     pub disclosed: Vec<KeyId>,
@@ -44,7 +48,9 @@ pub struct KeyExport {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("key {key_id}: {why}; no key text was handed out")]
 pub struct SecretUnavailable {
+    /// The key whose text could not be read.
     pub key_id: KeyId,
+    /// Why, in words.
     pub why: String,
 }
 
@@ -126,20 +132,28 @@ pub fn may_see_text(p: &Projections, principal: &Principal, license_id: &License
 /// One row of a key export (R2), written and read back; its serde names are the columns.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRow {
+    /// The license ID (R2 column `License ID`).
     #[serde(rename = "License ID")]
     pub license_id: String,
+    /// The program (R2 column `Parent program`).
     #[serde(rename = "Parent program")]
     pub program: String,
+    /// The org (R2 column `Organization name`).
     #[serde(rename = "Organization name")]
     pub organization: String,
+    /// The product's name (R2 column `Product`).
     #[serde(rename = "Product")]
     pub product_name: String,
+    /// The key text, or masked where R1 does not show it (R2 column `Product key`).
     #[serde(rename = "Product key")]
     pub product_key: String,
+    /// The kind of key (R2 column `Key type`).
     #[serde(rename = "Key type")]
     pub key_type: String,
+    /// Activations or seats as `used/total` (R2 column `Activations or seats`).
     #[serde(rename = "Activations or seats")]
     pub used_of_total: String,
+    /// The OSA status (R20): `pending`, `active`, `blocked` or `n/a`.
     #[serde(rename = "OSA status")]
     pub osa_status: String,
 }
@@ -168,7 +182,9 @@ impl KeyRow {
 /// A row that could not be read, by its line number in the file (the header is line 1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RowError {
+    /// The line of the file, from 1.
     pub line: u64,
+    /// What is wrong with it.
     pub why: String,
 }
 

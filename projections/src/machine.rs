@@ -13,37 +13,54 @@ use serde::Serialize;
 use crate::model::Projections;
 use crate::table::Format;
 
+/// One event of a machine's history.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MachineRow {
+    /// The event's seq.
     pub seq: u64,
+    /// When it happened (business time).
     pub at: Timestamp,
     /// `activated`, `already_active`, `refused`, `kms_host_activated` or
     /// `kms_client_contacted`.
     pub what: &'static str,
+    /// The key involved, if known.
     pub key_id: Option<u64>,
+    /// The key's license ID, if known.
     pub license_id: Option<String>,
+    /// The key's product, if known.
     pub product: Option<String>,
+    /// The org the event named, if any.
     pub org: Option<String>,
+    /// The activation method, for MAK activations and refusals.
     pub method: Option<ActivationMethod>,
     /// Refusals: the code (R10) and, for R9, what was left.
     pub code: Option<String>,
+    /// For an R9 refusal, the activations that were left.
     pub remaining: Option<u64>,
     /// KMS client contacts: the host contacted, the client's family, the host's count for
     /// its line and the status it answered (R14); KMS host activations: `count` is the
     /// host's n-th activation on the key (R13).
     pub host: Option<String>,
+    /// A KMS client's family.
     pub family: Option<ClientFamily>,
+    /// The host's count (a client contact) or the host's n-th activation (a host activation).
     pub count: Option<u32>,
+    /// What the KMS host answered the client (R14).
     pub status: Option<ActivationStatus>,
+    /// Who caused the event.
     pub actor: String,
     /// Where its inclusion proof is served (`keyledger prove inclusion --seq SEQ` offline).
     pub proof: String,
 }
 
+/// A page of a machine's history (`keyledger machine`, `GET /v1/machines/{name}`).
 #[derive(Clone, Debug, Serialize)]
 pub struct MachineHistory {
+    /// The machine's name.
     pub machine: String,
+    /// The last seq folded into this answer.
     pub at_seq: u64,
+    /// Its events the reader may read, oldest first.
     pub rows: Vec<MachineRow>,
     /// Pass as `after` for the next page; absent on the last.
     pub next_after: Option<u64>,
@@ -72,28 +89,41 @@ pub fn history(
 /// Which of a key's activated machines to list.
 #[derive(Clone, Debug, Default)]
 pub struct KeyMachineFilter {
+    /// Only machines activated for this org.
     pub org: Option<keyledger_core::OrgId>,
+    /// Only machines activated by this method.
     pub method: Option<ActivationMethod>,
     /// Activated at or after `from`, before `to`.
     pub from: Option<Timestamp>,
+    /// The end of the range (exclusive).
     pub to: Option<Timestamp>,
 }
 
 /// One machine a key activated (R9), with the activation that consumed it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct KeyMachine {
+    /// The machine's name.
     pub machine: String,
+    /// The seq of the activation that consumed it.
     pub seq: u64,
+    /// When it was activated.
     pub at: Timestamp,
+    /// The org it was activated for.
     pub org: String,
+    /// How it was activated.
     pub method: ActivationMethod,
 }
 
+/// A page of a key's activated machines (`GET /v1/keys/{id}/machines`).
 #[derive(Clone, Debug, Serialize)]
 pub struct KeyMachines {
+    /// The key.
     pub key_id: u64,
+    /// The key's license ID.
     pub license_id: String,
+    /// The last seq folded into this answer.
     pub at_seq: u64,
+    /// The machines of this page, in activation order.
     pub machines: Vec<KeyMachine>,
     /// Pass as `after` for the next page; absent on the last.
     pub next_after: Option<u64>,
@@ -134,6 +164,7 @@ pub fn key_machines(
 }
 
 impl KeyMachines {
+    /// The machines as `format` (table, TSV or JSON).
     pub fn render(&self, format: Format) -> String {
         let columns = ["machine", "seq", "at", "org", "method"];
         let cells = |m: &KeyMachine| {
@@ -283,6 +314,7 @@ fn refused(
 }
 
 impl MachineHistory {
+    /// The history as `format` (table, TSV or JSON).
     pub fn render(&self, format: Format) -> String {
         match format {
             Format::Json => serde_json::to_string_pretty(self).expect("histories serialize") + "\n",

@@ -18,8 +18,11 @@ use serde::{Deserialize, Serialize};
 /// `crate::history`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LicenseView {
+    /// Its keys, in issuance order.
     pub keys: Vec<KeyId>,
+    /// Its requests, in filing order.
     pub requests: Vec<RequestId>,
+    /// Its ESU orders, in order.
     pub esu_orders: Vec<OrderId>,
 }
 
@@ -27,14 +30,19 @@ pub struct LicenseView {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OsaStatus {
+    /// Issued, not yet redeemed.
     Pending,
+    /// Redeemed into a tenant.
     Active,
+    /// Blocked.
     Blocked,
+    /// Not an OSA key.
     #[serde(rename = "n/a")]
     NotApplicable,
 }
 
 impl OsaStatus {
+    /// The stable name reports print.
     pub fn as_str(self) -> &'static str {
         match self {
             OsaStatus::Pending => "pending",
@@ -64,17 +72,25 @@ pub struct DayUsage {
     pub granted: u64,
 }
 
-/// Issue 19 (reconciliation): the last count an outside activation service reported for a
+/// Reconciliation: the last count an outside activation service reported for a
 /// key, beside the ledger's own at the moment it was recorded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExternalCount {
+    /// The seq of the `external_count_recorded` event.
     pub seq: u64,
+    /// When it was recorded (business time).
     pub recorded_at: Timestamp,
+    /// Who recorded it.
     pub recorded_by: Principal,
+    /// Who reported the count, e.g. `microsoft-activation-service`.
     pub source: String,
+    /// What the outside source says is left.
     pub remaining: u64,
+    /// When the outside source reported the count.
     pub observed_at: Timestamp,
+    /// A note on the observation, if any.
     pub note: Option<String>,
+    /// What the ledger counted left when the outside count was recorded.
     pub ledger_remaining: u64,
 }
 
@@ -91,11 +107,13 @@ impl ExternalCount {
 /// add: refusals by code, what happened each day and the last outside count.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyView {
+    /// The key's terms, as the books keep them.
     pub terms: KeyTerms,
     /// R10: refused attempts by reason.
     pub refusals: BTreeMap<RefusalCode, u64>,
     /// Per UTC day (days since the epoch), for usage over time and forecasts.
     pub daily: BTreeMap<i64, DayUsage>,
+    /// The last count an outside activation service reported, if any.
     pub external: Option<ExternalCount>,
 }
 
@@ -141,6 +159,7 @@ impl KeyView {
         self.daily.entry(at.unix_day()).or_default()
     }
 
+    /// The key's OSA status (R20).
     pub fn osa_status(&self) -> OsaStatus {
         match (self.kind, self.blocked, &self.redeemed_into) {
             (KeyKind::Osa, true, _) => OsaStatus::Blocked,
@@ -179,22 +198,34 @@ impl KeyView {
 /// R1/R2: one disclosure of key text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisclosureView {
+    /// The seq of the `keys_disclosed` event.
     pub seq: u64,
+    /// When the text was shown.
     pub at: Timestamp,
+    /// Who was shown it.
     pub actor: Principal,
+    /// The keys whose text was shown.
     pub key_ids: Vec<KeyId>,
+    /// How the text was shown: one key copied, or an export file (R1, R2).
     pub channel: DisclosureChannel,
+    /// The BLAKE3 digest of the export file, for an export (R2).
     pub export_digest: Option<Digest>,
 }
 
 /// A role assigned or revoked, for "who could see this key at time T".
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleChange {
+    /// The seq of the event.
     pub seq: u64,
+    /// When the role changed.
     pub at: Timestamp,
+    /// Whose role.
     pub principal: Principal,
+    /// The license ID the role is on.
     pub license_id: LicenseId,
+    /// The role.
     pub role: Role,
+    /// `true` for an assignment, `false` for a revocation.
     pub assigned: bool,
 }
 
@@ -202,11 +233,17 @@ pub struct RoleChange {
 /// read too, folded by the same code) and what only the reports need.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Projections {
+    /// The last seq folded.
     pub last_seq: u64,
+    /// The business time of the last event folded.
     pub last_at: Option<Timestamp>,
+    /// The facts, folded by `Books::apply` as the decisions' are.
     pub books: Books<KeyView>,
+    /// Per license ID: its keys, requests and ESU orders in order.
     pub license_views: BTreeMap<LicenseId, LicenseView>,
+    /// Every role assigned or revoked, in order (who could see what, when).
     pub role_history: Vec<RoleChange>,
+    /// Every disclosure of key text, in order (R1, R2).
     pub disclosures: Vec<DisclosureView>,
     /// Per KMS host, from which seq on it served which key for a line (a KMS client's
     /// contact belongs to that key's history: `Projections::key_served`).

@@ -20,101 +20,153 @@ pub use crate::table::{phase_name, Format};
 pub const ACTIVATION_NOTE: &str =
     "activation counts are kept apart from purchases: they are not license-compliance or billing figures (R7, R24)";
 
+/// One license ID's report as of a moment (`keyledger report`, `GET /v1/license-ids/{id}/report`):
+/// docs/api.md, "Reports".
 #[derive(Clone, Debug, Serialize)]
 pub struct LicenseReport {
+    /// The license ID reported on.
     pub license_id: String,
     /// The business time counts and coverage are evaluated at.
     pub report_time: Timestamp,
     /// The last seq folded into this report.
     pub at_seq: u64,
+    /// The org it belongs to, with its parents (R7).
     pub org: OrgRow,
+    /// Its volume-licensing program.
     pub program: Program,
+    /// The agreement's number.
     pub agreement_number: String,
+    /// The authorization number, when the program has one.
     pub authorization_number: Option<String>,
+    /// The purchase account, when the program has one.
     pub purchase_account: Option<String>,
     /// R6: what an RDS license server is activated with.
     pub rds_activation_number: String,
+    /// Licenses bought, by product (R7, R24).
     pub purchases: Vec<PurchaseRow>,
+    /// Its keys, in issuance order, with their counts at the report's moment.
     pub keys: Vec<KeyRow>,
+    /// The KMS hosts its KMS host keys activated (R13-R15).
     pub kms_hosts: Vec<KmsHostRow>,
+    /// Its limit-increase and KMS requests (R17-R19).
     pub requests: Vec<RequestRow>,
+    /// Its ESU orders (R11, R12).
     pub esu_orders: Vec<EsuOrderRow>,
+    /// Who holds which roles on it.
     pub roles: Vec<RoleRow>,
     /// R1/R2: who saw or exported keys of this license ID, and when.
     pub disclosures: Vec<DisclosureRow>,
     /// R1: who could see key text here at the report's moment.
     pub may_see_key_text: Vec<RoleRow>,
+    /// Per product bought: downgrade, reimage and other rights (R21-R23).
     pub rights: Vec<RightsRow>,
-    /// Issue 18: the alerts of this license ID at the report's moment, with the default rules
+    /// The alerts of this license ID at the report's moment, with the default rules
     /// (derived, never in the log).
     pub alerts: Vec<crate::alerts::Alert>,
+    /// What the counts are not (R7, R24).
     pub note: &'static str,
 }
 
+/// One disclosure of this license ID's key text (R1, R2).
 #[derive(Clone, Debug, Serialize)]
 pub struct DisclosureRow {
+    /// The seq of the `keys_disclosed` event.
     pub seq: u64,
+    /// When the text was shown.
     pub at: Timestamp,
+    /// Who was shown it.
     pub actor: String,
+    /// `copy` or `export`.
     pub channel: keyledger_core::DisclosureChannel,
     /// The keys of this license ID that were disclosed.
     pub key_ids: Vec<u64>,
+    /// The export file's digest, for an export (R2).
     pub export_digest: Option<keyledger_core::Digest>,
 }
 
+/// The license ID's org and its place in the ownership structure (R7).
 #[derive(Clone, Debug, Serialize)]
 pub struct OrgRow {
+    /// The org's id.
     pub org: String,
+    /// The org's name.
     pub name: String,
     /// Parents, nearest first, up to the root of the ownership structure (R7).
     pub parent_chain: Vec<String>,
 }
 
+/// Licenses of one product bought (R7, R24).
 #[derive(Clone, Debug, Serialize)]
 pub struct PurchaseRow {
+    /// The product bought.
     pub product: String,
+    /// Licenses bought: not an activation count (R24).
     pub quantity: u64,
 }
 
+/// One key of the license ID and its counts at the report's moment.
 #[derive(Clone, Debug, Serialize)]
 pub struct KeyRow {
+    /// The key's id.
     pub key_id: u64,
+    /// The product it activates.
     pub product: String,
+    /// The kind of key.
     pub kind: KeyKind,
     /// Always masked in reports (R1): `*****-*****-*****-*****-ABCDE`.
     pub key: String,
+    /// The limit set at issuance (R8).
     pub limit: u64,
+    /// Activations added by granted requests (R19).
     pub granted: u64,
+    /// The key's limit plus what was granted (R9, R19).
     pub total: u64,
+    /// Activations consumed (R9).
     pub used: u64,
+    /// Activations left.
     pub remaining: u64,
     /// Units of the key's product bought under the license ID (R8: may differ from limit).
     pub purchased: u64,
+    /// Whether the key was blocked: it activates nothing more.
     pub blocked: bool,
+    /// The OSA status (R20): `pending`, `active`, `blocked` or `n/a`.
     pub osa_status: &'static str,
+    /// Where the report's moment falls in an ESU MAK's coverage (R12).
     pub esu_coverage: Option<CoveragePhase>,
+    /// An ESU MAK's coverage start (R11).
     pub coverage_start: Option<Timestamp>,
+    /// An ESU MAK's coverage end (R11).
     pub coverage_end: Option<Timestamp>,
+    /// KMS hosts a KMS host key activated (R13).
     pub kms_hosts: Option<u64>,
+    /// KMS hosts it may activate, grants included (R13, R19).
     pub kms_hosts_limit: Option<u64>,
+    /// Refused activations on it, by code (R10).
     pub refusals: BTreeMap<String, u64>,
+    /// Activations a day over the forecast window, if any were made.
     pub rate_per_day: Option<f64>,
+    /// When it runs out at that rate, if it does.
     pub exhaustion: Option<Timestamp>,
     /// The last count an outside activation service reported (`record_external_count`).
     pub external: Option<ExternalRow>,
 }
 
-/// An outside count beside the ledger's own at the moment it was recorded (issue 19).
+/// An outside count beside the ledger's own at the moment it was recorded.
 #[derive(Clone, Debug, Serialize)]
 pub struct ExternalRow {
     /// The seq of the `external_count_recorded` event: its inclusion proof.
     pub seq: u64,
+    /// Who reported it.
     pub source: String,
     /// What the outside service says is left.
     pub remaining: u64,
+    /// When the outside source reported the count.
     pub observed_at: Timestamp,
+    /// When it was recorded.
     pub recorded_at: Timestamp,
+    /// Who recorded it.
     pub recorded_by: String,
+    /// A note on the observation, if any.
     pub note: Option<String>,
     /// What the ledger counted left when the observation was recorded.
     pub ledger_remaining: u64,
@@ -138,58 +190,94 @@ impl From<&ExternalCount> for ExternalRow {
     }
 }
 
+/// A KMS host a key of the license ID activated, and its counts (R13-R15).
 #[derive(Clone, Debug, Serialize)]
 pub struct KmsHostRow {
+    /// The host's name.
     pub host: String,
+    /// The KMS host key installed on it.
     pub key_id: u64,
+    /// The key's line: `windows` or `office`.
     pub line: &'static str,
+    /// Times the host was activated on the key (R13).
     pub activations: u32,
     /// Distinct Windows machines (clients and servers) in the last 30 days (R14).
     pub windows_count: u64,
+    /// Distinct Office clients in the last 30 days (R14).
     pub office_count: u64,
+    /// Whether the Windows count reached the servers' threshold, 5 (R14).
     pub windows_server_threshold_met: bool,
+    /// Whether the Windows count reached the clients' threshold, 25 (R14).
     pub windows_client_threshold_met: bool,
+    /// Whether the Office count reached its threshold, 5 (R14).
     pub office_threshold_met: bool,
 }
 
+/// A request of the license ID and its decision (R17-R19).
 #[derive(Clone, Debug, Serialize)]
 pub struct RequestRow {
+    /// The request's id.
     pub request_id: String,
+    /// `mak_increase` or `kms`.
     pub kind: &'static str,
+    /// The product asked about.
     pub product: String,
+    /// The key the request would raise, if it names one.
     pub key_id: Option<u64>,
+    /// Activations (or host activations) asked for.
     pub needed: u64,
+    /// Why the request is made, in the requester's words (R17, R18).
     pub justification: String,
+    /// Who filed the request.
     pub requested_by: String,
+    /// When the request was filed.
     pub requested_at: Timestamp,
     /// `pending`, `granted` or `denied`.
     pub outcome: &'static str,
+    /// What was granted, once granted.
     pub amount: Option<u64>,
+    /// Why it was denied, once denied.
     pub reason: Option<String>,
+    /// Who decided the request.
     pub decided_by: Option<String>,
+    /// When the request was decided.
     pub decided_at: Option<Timestamp>,
 }
 
+/// An ESU order of the license ID (R11, R12).
 #[derive(Clone, Debug, Serialize)]
 pub struct EsuOrderRow {
+    /// The order's id.
     pub order_id: String,
+    /// The product covered.
     pub product: String,
+    /// The start of the ESU coverage period (R11).
     pub coverage_start: Timestamp,
+    /// The end of the ESU coverage period, exclusive (R11).
     pub coverage_end: Timestamp,
+    /// Where the report's moment falls in the coverage (R12).
     pub phase: CoveragePhase,
 }
 
+/// A principal's roles on the license ID.
 #[derive(Clone, Debug, Serialize)]
 pub struct RoleRow {
+    /// The principal.
     pub principal: String,
+    /// The roles it holds on the license ID.
     pub roles: Vec<Role>,
 }
 
+/// What the licenses of one product allow (R4-R6, R21-R23).
 #[derive(Clone, Debug, Serialize)]
 pub struct RightsRow {
+    /// The product's id.
     pub product: String,
+    /// The product's name.
     pub name: String,
+    /// Licenses of it bought under the license ID (R7, R24).
     pub purchased: u64,
+    /// What it needs to run (R4-R6).
     pub key_requirement: KeyRequirement,
     /// What a user sees instead of, or about, a key (R4, R5, R6).
     pub key_note: Option<String>,
@@ -197,6 +285,7 @@ pub struct RightsRow {
     pub downgrade_to: Vec<String>,
     /// R22.
     pub reimage_eligible: bool,
+    /// Why reimaging is or is not allowed (R22).
     pub reimage_reason: &'static str,
     /// R23.
     pub training_backup_evaluation: bool,

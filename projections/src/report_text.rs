@@ -6,6 +6,7 @@ use crate::report::LicenseReport;
 use crate::table::{grid, phase_name, Format};
 
 impl LicenseReport {
+    /// The report as `format` (table, TSV or JSON).
     pub fn render(&self, format: Format) -> String {
         match format {
             Format::Json => serde_json::to_string_pretty(self).expect("reports serialize") + "\n",
@@ -343,7 +344,7 @@ fn rights(r: &LicenseReport) -> Table {
     )
 }
 
-/// The report's alerts (issue 18), one row each.
+/// The report's alerts, one row each.
 fn alerts(r: &LicenseReport) -> Table {
     grid(
         &[

@@ -32,16 +32,26 @@ pub type ChainHash = [u8; 32];
 /// Why a snapshot cannot be used.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
+    /// Fewer bytes than the header says (the count read).
     #[error("snapshot is {0} bytes, shorter than its header")]
     Truncated(usize),
+    /// A snapshot version this build does not read.
     #[error("snapshot format version {0}; this build reads version {SNAPSHOT_FORMAT_VERSION}")]
     Version(u8),
+    /// The digest does not match the payload.
     #[error("snapshot digest does not match its payload")]
     Digest,
+    /// The payload does not decode.
     #[error("snapshot payload does not decode: {0}")]
     Payload(String),
+    /// The header's seq is not the payload's.
     #[error("snapshot says seq {header} but holds seq {payload}")]
-    Seq { header: u64, payload: u64 },
+    Seq {
+        /// The seq the snapshot's header names.
+        header: u64,
+        /// The last seq of the projections it holds.
+        payload: u64,
+    },
 }
 
 fn config() -> bincode::config::Configuration {
@@ -78,6 +88,7 @@ pub fn seq_of(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.get(1..9)?.try_into().ok()?))
 }
 
+/// The projections a snapshot's bytes hold, checked (version, digest, seq).
 pub fn decode(bytes: &[u8]) -> Result<Projections, SnapshotError> {
     decode_bound(bytes).map(|(projections, _)| projections)
 }

@@ -15,7 +15,9 @@ use crate::report::{ExternalRow, Format, ACTIVATION_NOTE};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupBy {
+    /// One row a product.
     Product,
+    /// One row a license ID.
     LicenseId,
 }
 
@@ -37,23 +39,32 @@ impl std::str::FromStr for GroupBy {
 pub const PURCHASE_NOTE: &str =
     "purchased counts licenses bought under these license IDs (R7, R24): shown beside activations, it is not a compliance figure";
 
+/// The roll-up of an ownership structure (`keyledger summary`, `GET /v1/summary`).
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     /// The root of the ownership structure (the org asked for, or its root).
     pub root_org: String,
+    /// The root org's name.
     pub root_name: String,
+    /// What the rows group by: product or license ID.
     pub by: GroupBy,
+    /// The business time the summary is evaluated at.
     pub report_time: Timestamp,
+    /// The last seq folded into it.
     pub at_seq: u64,
     /// The license IDs added up (those the reader may see).
     pub license_ids: Vec<String>,
+    /// One row a group.
     pub rows: Vec<SummaryRow>,
     /// Keys with an outside count (`record_external_count`), beside the ledger's own.
     pub reconciliation: Vec<ReconciliationRow>,
+    /// What the activation counts are not (R7, R24).
     pub note: &'static str,
+    /// What the purchase counts are not (R7, R24).
     pub purchase_note: &'static str,
 }
 
+/// One group's sums.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct SummaryRow {
     /// The product, or the license ID (`by`).
@@ -64,10 +75,13 @@ pub struct SummaryRow {
     pub keys: BTreeMap<String, u64>,
     /// MAK and ESU MAK activations: used of total, and what is left.
     pub used: u64,
+    /// MAK and ESU MAK activations allowed, grants included.
     pub total: u64,
+    /// MAK and ESU MAK activations left.
     pub remaining: u64,
     /// KMS host keys: hosts activated of the hosts allowed.
     pub kms_hosts: u64,
+    /// KMS hosts allowed, grants included.
     pub kms_hosts_limit: u64,
     /// R10: refused activations by code.
     pub refusals: BTreeMap<String, u64>,
@@ -75,19 +89,25 @@ pub struct SummaryRow {
     pub pending_requests: u64,
 }
 
+/// A key with an outside count, beside the ledger's own.
 #[derive(Clone, Debug, Serialize)]
 pub struct ReconciliationRow {
+    /// The key's license ID.
     pub license_id: String,
+    /// The key's product.
     pub product: String,
+    /// The key.
     pub key_id: u64,
     /// The ledger's remaining count now.
     pub remaining_now: u64,
+    /// The last outside count, beside the ledger's own then.
     pub external: ExternalRow,
 }
 
 /// Why a summary cannot be made.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SummaryError {
+    /// No org has this id.
     #[error("org {0}: not in the ledger")]
     UnknownOrg(String),
 }
@@ -192,6 +212,7 @@ fn row(rows: &mut BTreeMap<String, SummaryRow>, group: String) -> &mut SummaryRo
 }
 
 impl Summary {
+    /// The summary as `format` (table, TSV or JSON).
     pub fn render(&self, format: Format) -> String {
         match format {
             Format::Json => serde_json::to_string_pretty(self).expect("summaries serialize") + "\n",

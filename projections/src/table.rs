@@ -40,8 +40,11 @@ where
 /// Output formats of a report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// Human tables.
     Table,
+    /// Tab-separated values, one header row.
     Tsv,
+    /// JSON (the contract of docs/api.md).
     Json,
 }
 

@@ -20,9 +20,11 @@ pub const PERIODS_MAX: i64 = 10_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
+    /// Calendar days (UTC).
     Day,
     /// ISO weeks: Monday to Monday.
     Week,
+    /// Calendar months (UTC).
     Month,
 }
 
@@ -84,8 +86,11 @@ impl Period {
 /// Which keys a usage report adds up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UsageScope {
+    /// Every key of a license ID.
     LicenseId(LicenseId),
+    /// One key.
     Key(KeyId),
+    /// Every key of a product, under the license IDs the reader may read.
     Product(ProductId),
 }
 
@@ -102,16 +107,28 @@ impl std::fmt::Display for UsageScope {
 /// Why a usage report cannot be made.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UsageError {
+    /// The license ID, key or product is unknown.
     #[error("{0}: not in the ledger")]
     Unknown(String),
+    /// The scope holds no key the reader may read.
     #[error("{0}: no keys to report on")]
     NoKeys(String),
+    /// The range ends at or before its start.
     #[error("--to {to} is not after --from {from}")]
-    EmptyRange { from: Timestamp, to: Timestamp },
+    EmptyRange {
+        /// The range's start.
+        from: Timestamp,
+        /// The range's end, not after its start.
+        to: Timestamp,
+    },
+    /// The range holds more periods than a report may.
     #[error("{periods} periods from {from} to {to}; at most {PERIODS_MAX} in one report (use a longer period or a shorter range)")]
     TooManyPeriods {
+        /// The periods the range would hold.
         periods: i64,
+        /// The range's start.
         from: Timestamp,
+        /// The range's end.
         to: Timestamp,
     },
 }
@@ -158,27 +175,37 @@ pub fn scope_keys(p: &Projections, scope: &UsageScope) -> Result<Vec<KeyId>, Usa
     Ok(keys)
 }
 
+/// Consumption over time (`keyledger usage`, `GET /v1/usage`).
 #[derive(Clone, Debug, Serialize)]
 pub struct UsageReport {
     /// `license_id`, `key` or `product`, and its id.
     pub scope: &'static str,
+    /// The license ID, key id or product reported on.
     pub id: String,
+    /// The length of a period: day, week or month.
     pub by: Period,
     /// The start of the first period and the end of the last (exclusive).
     pub from: Timestamp,
+    /// The end of the last period (exclusive).
     pub to: Timestamp,
+    /// The keys counted.
     pub keys: Vec<u64>,
     /// The last seq folded into this report.
     pub at_seq: u64,
+    /// One row a period, oldest first.
     pub periods: Vec<PeriodRow>,
+    /// What the counts are not (R7, R24).
     pub note: &'static str,
 }
 
+/// One period's counts.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PeriodRow {
     /// `YYYY-MM-DD` for days and weeks (the Monday), `YYYY-MM` for months.
     pub period: String,
+    /// The period's first moment.
     pub start: Timestamp,
+    /// The period's end (exclusive).
     pub end: Timestamp,
     /// Activations consumed (R9).
     pub consumed: u64,
@@ -186,9 +213,11 @@ pub struct PeriodRow {
     pub already_active: u64,
     /// R10: refused attempts by code, and their sum.
     pub refusals: BTreeMap<String, u64>,
+    /// Refused attempts in all.
     pub refused: u64,
     /// R14: KMS client contacts; R13: KMS host activations.
     pub kms_contacts: u64,
+    /// KMS host activations (R13).
     pub kms_host_activations: u64,
     /// R19: activations granted.
     pub granted: u64,
@@ -196,10 +225,13 @@ pub struct PeriodRow {
     /// Consumption is never given back (R9), so the high-water mark of `used` in a period is
     /// its end.
     pub used_end: u64,
+    /// Their total (limits and grants) at the period's end.
     pub total_end: u64,
+    /// What was left at the period's end.
     pub remaining_end: u64,
     /// The day of the period that consumed the most (the first such), and how many.
     pub peak_day: Option<String>,
+    /// Activations consumed on that day.
     pub peak_day_consumed: u64,
 }
 
@@ -371,6 +403,7 @@ fn day_totals(p: &Projections, keys: &[KeyId]) -> (BTreeMap<i64, DayUsage>, BTre
 }
 
 impl UsageReport {
+    /// The report as `format` (table, TSV or JSON).
     pub fn render(&self, format: crate::table::Format) -> String {
         use crate::table::Format;
         match format {

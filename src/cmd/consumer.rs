@@ -1,4 +1,4 @@
-//! `consumer`: durable consumers kept in the ledger's database (issue 18, items 2 and 3).
+//! `consumer`: durable consumers kept in the ledger's database.
 
 use std::process::ExitCode;
 

@@ -1,4 +1,4 @@
-//! Webhooks (issue 18, item 3; docs/api.md, "Webhooks"): the service POSTs each webhook
+//! Webhooks (docs/api.md, "Webhooks"): the service POSTs each webhook
 //! consumer's events after its position as the page a pulling consumer would read, signed,
 //! and moves the position when the receiver answers 2xx. A failed attempt is retried after
 //! an exponential backoff with jitter; after `attempts_max` failures in a row the consumer

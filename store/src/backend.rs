@@ -12,7 +12,9 @@ pub const SNAPSHOTS_KEPT: usize = 8;
 /// The end of the log: the last seq and the chain hash after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Head {
+    /// The last seq in the log (0: empty).
     pub seq: u64,
+    /// The chain hash after that event (the genesis hash when empty).
     pub hash: ChainHash,
 }
 
@@ -23,6 +25,7 @@ impl Default for Head {
 }
 
 impl Head {
+    /// The head of an empty log.
     pub const EMPTY: Head = Head {
         seq: 0,
         hash: GENESIS,
@@ -52,11 +55,14 @@ pub struct BatchWrite {
     /// The head the batch starts from: a store that can be written by someone else
     /// (PostgreSQL) appends only if this is still its head.
     pub start: Head,
+    /// The new end of the log, when the batch has a block.
     pub head: Option<Head>,
+    /// Key texts of keys the batch issued, by key id (outside the chain).
     pub secrets: Vec<(u64, String)>,
     /// Key ids whose text is erased, after `secrets` are written (a key may be issued and
     /// retired in one batch): `retire_key_text`.
     pub retired: Vec<u64>,
+    /// First answers of commands with a `command_id`, by scoped key (for resends).
     pub answers: Vec<(String, Vec<u8>)>,
     /// New Merkle subtree hashes: `(level, index, hash)`.
     pub merkle: Vec<(u8, u64, [u8; 32])>,
@@ -65,6 +71,7 @@ pub struct BatchWrite {
 }
 
 impl BatchWrite {
+    /// Whether the batch writes nothing.
     pub fn is_empty(&self) -> bool {
         self.block.is_none()
             && self.secrets.is_empty()
@@ -116,19 +123,25 @@ impl Recovery {
 /// A block visitor: `(first seq, block bytes)`, in seq order; `Break` stops the walk.
 pub type BlockVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<ControlFlow<()>> + 'a;
 
-/// One row of a ledger's tables, as [`Store::copy_to`] moves it between stores. Blocks go
+/// One row of a ledger's tables, as [`crate::Store::copy_to`] moves it between stores. Blocks go
 /// through [`Backend::commit`] instead, so the target checks the chain as it grows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Row {
+    /// A key's stored text, by key id.
     Secret(u64, String),
+    /// A command's first answer, by its scoped key.
     FirstAnswer(String, Vec<u8>),
+    /// A first answer kept under an older, unscoped key.
     LegacyAnswer(String, Vec<u8>),
+    /// A projection snapshot, by its seq.
     Snapshot(u64, Vec<u8>),
+    /// An API token, by its digest, and its principal.
     Token(String, String),
 }
 
 /// What a store must do. Both implementations keep the same contract; the suite in
 /// `ledger/tests` runs against each (`KEYLEDGER_TEST_PG` for PostgreSQL).
+#[warn(missing_docs)]
 pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Where the ledger is, for messages (never a password).
     fn label(&self) -> &str;
@@ -164,7 +177,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// for and kept in the store.
     fn machine_hasher(&self) -> Result<crate::machines::MachineHasher>;
     /// The seqs of index rows of hash `h`, after `after`, ascending, at most `limit`: every
-    /// event naming a machine of that hash is among them ([`Store::machine_events`] keeps
+    /// event naming a machine of that hash is among them ([`crate::Store::machine_events`] keeps
     /// those that name the one asked for).
     fn machine_seqs(&self, h: u64, after: u64, limit: usize) -> Result<Vec<u64>>;
     /// The stored head (redb: the `head` entry; PostgreSQL: the last block's).
@@ -174,7 +187,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn durability_warning(&self) -> Result<Option<String>> {
         Ok(None)
     }
-    /// Makes this handle the ledger's one writer (see [`Store::claim_writer`]).
+    /// Makes this handle the ledger's one writer (see [`crate::Store::claim_writer`]).
     fn claim_writer(&self, wait: bool) -> Result<()>;
     /// Writes one batch durably, all or nothing.
     fn commit(&self, batch: &BatchWrite) -> Result<()>;
@@ -186,12 +199,19 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         -> Result<Head>;
     /// The key of the block holding `seq` and the chain hash before that block.
     fn block_containing(&self, seq: u64) -> Result<Option<(u64, ChainHash)>>;
+    /// The bytes of the block stored under `key` (its first seq).
     fn block_bytes(&self, key: u64) -> Result<Option<Vec<u8>>>;
+    /// The last block and its key, if any.
     fn last_block(&self) -> Result<Option<(u64, Vec<u8>)>>;
+    /// The stored text of key `key_id`, if kept (outside the chain).
     fn secret(&self, key_id: u64) -> Result<Option<String>>;
+    /// Every stored key text, by key id.
     fn for_each_secret(&self, visit: &mut dyn FnMut(u64, &str) -> Result<()>) -> Result<()>;
+    /// Erases a key's stored text; whether there was one.
     fn erase_secret(&self, key_id: u64) -> Result<bool>;
+    /// The first answer of `command_id` under scoped key `key`, from either answers table.
     fn first_answer(&self, key: &str, command_id: &str) -> Result<Option<StoredAnswer>>;
+    /// Stores a projection snapshot taken at `seq` (pruned to `SNAPSHOTS_KEPT`).
     fn put_snapshot(&self, seq: u64, bytes: &[u8]) -> Result<()>;
     /// The generation of the saved filter of activated pairs that is whole, and its chunks
     /// (`keyledger_ledger::saved_filter`); `None` when none was saved, or the store predates them.
@@ -204,13 +224,19 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Names `generation`, of `chunks` chunks, the saved filter that is whole, durably, and
     /// removes every other generation's chunks: a crash before leaves the one before.
     fn finish_saved_filter(&self, generation: u64, chunks: u32) -> Result<()>;
+    /// The newest snapshot at or below `seq`, and its seq.
     fn snapshot_at_or_below(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>>;
+    /// The stored Merkle node of the perfect subtree `index` at `level` (levels 8 up).
     fn merkle_node(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>>;
+    /// Stores an API token's digest and its principal.
     fn put_token(&self, digest_hex: &str, principal: &str) -> Result<()>;
+    /// The principal of the token with this digest, if not revoked.
     fn token_principal(&self, digest_hex: &str) -> Result<Option<String>>;
+    /// Revokes the tokens with this digest and/or of this principal; how many.
     fn revoke_tokens(&self, digest_hex: Option<&str>, principal: Option<&str>) -> Result<usize>;
     /// Durable consumers (`crate::consumer`): one record a name, in name order.
     fn consumer_records(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    /// The durable consumer record of `name`, if any.
     fn consumer_record(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// Stores a new consumer's record; `false` when the name is taken.
     fn insert_consumer(&self, name: &str, record: &[u8]) -> Result<bool>;
@@ -218,16 +244,17 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// `durable`: the change may be lost in a crash until the next durable commit (redb
     /// makes it durable at the log's next checkpoint; PostgreSQL commits every change durably).
     fn replace_consumer(&self, name: &str, old: &[u8], new: &[u8], durable: bool) -> Result<bool>;
+    /// Deletes a durable consumer; whether it existed.
     fn delete_consumer(&self, name: &str) -> Result<bool>;
     /// Every row outside the blocks and the Merkle nodes, table by table (for `copy`).
     fn for_each_row(&self, visit: &mut dyn FnMut(Row) -> Result<()>) -> Result<()>;
     /// Writes rows [`Backend::for_each_row`] produced (for `copy`, into a new ledger).
     fn put_rows(&self, rows: &[Row]) -> Result<()>;
-    #[cfg(feature = "tamper")]
     /// Alters a stored block outside any command (tamper tests only).
-    fn tamper_block(&self, key: u64, bytes: Option<&[u8]>) -> Result<()>;
     #[cfg(feature = "tamper")]
+    fn tamper_block(&self, key: u64, bytes: Option<&[u8]>) -> Result<()>;
     /// Alters a stored key text outside any command (tamper tests only).
+    #[cfg(feature = "tamper")]
     fn tamper_secret(&self, key_id: u64, text: Option<&str>) -> Result<()>;
     /// What opening found to recover (redb: the write-ahead file's frames replayed, and any
     /// torn or corrupt frame not applied); PostgreSQL recovers by itself.

@@ -1,4 +1,4 @@
-//! Durable consumers (issue 18, item 2): a named reader of the log whose acknowledged
+//! Durable consumers: a named reader of the log whose acknowledged
 //! position the ledger's database keeps, so delivery survives restarts. Delivery is at
 //! least once and in seq order; the seq is the receiver's idempotency key.
 //!

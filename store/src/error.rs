@@ -50,7 +50,8 @@ impl Corruption {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// redb failed (I/O, a full disk, a failed fsync).
+    /// The store failed: redb (I/O, a full disk, a failed fsync) or PostgreSQL (a lost
+    /// connection, a server error, a commit it could not confirm).
     #[error("storage: {0}")]
     Storage(String),
     /// The log is not what it should be.

@@ -48,12 +48,15 @@ pub(super) fn principal_name(principal: &Principal) -> Result<(), Refusal> {
 
 /// R13 defaults for a KMS host key.
 pub const KMS_HOSTS_DEFAULT: u32 = 6;
+/// R13 default: activations of one host a KMS host key allows.
 pub const KMS_ACTIVATIONS_PER_HOST_DEFAULT: u32 = 10;
 
 /// Material for a key the caller generated (from a CSPRNG, outside `core`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NewKeyMaterial {
+    /// The BLAKE3 fingerprint of the generated text.
     pub fingerprint: Fingerprint,
+    /// The generated text's last five characters.
     pub last5: Last5,
 }
 

@@ -211,7 +211,7 @@ pub(super) fn retire_key_text(
 /// The longest name of an outside count's source.
 pub const EXTERNAL_SOURCE_BYTES_MAX: usize = 128;
 
-/// Issue 19 (reconciliation), R3: an operator records what an outside activation service
+/// Reconciliation, R3: an operator records what an outside activation service
 /// says is left on a MAK. The event keeps the ledger's own remaining count at this command
 /// beside it, so the difference is evidence in the log, not a later computation.
 pub(super) fn record_external_count(

@@ -24,8 +24,11 @@ pub use common::{
 /// for it, the event that records the refusal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// The events to append, in order.
     Accepted(Vec<Event>),
+    /// Refused: nothing changes but, where R10 asks, the refusal's own record.
     Refused {
+        /// The refusal: its code and message.
         refusal: Refusal,
         /// Boxed: most refusals record nothing, and an event is large.
         recorded: Option<Box<Event>>,

@@ -1,4 +1,4 @@
-//! Durable consumers over HTTP (issue 18, item 2; docs/api.md, "Durable consumers"): a
+//! Durable consumers over HTTP (docs/api.md, "Durable consumers"): a
 //! consumer pulls the events after its acknowledged position and acknowledges what it has
 //! processed; the position is kept in the ledger's database, so a restart of either side
 //! loses nothing. Delivery is at least once, in seq order: the seq is the idempotency key.

@@ -81,7 +81,7 @@ fn proof_bounds(app: &App, q: &Params, [first, second]: [&str; 2]) -> Result<(u6
 }
 
 /// `GET /v1/proofs/inclusion?seq=N[&size=M]`: the proof carries the record, so the caller
-/// must be allowed to read that event, as in `/v1/log` (issue 13, finding 4).
+/// must be allowed to read that event, as in `/v1/log`.
 pub(super) async fn inclusion_proof(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,

@@ -1,5 +1,5 @@
 //! `GET /v1/events/stream`: the log as Server-Sent Events, history from a seq and then live
-//! events as batches commit (issue 18). Each message has `id: SEQ`, so a client reconnecting
+//! events as batches commit. Each message has `id: SEQ`, so a client reconnecting
 //! with `Last-Event-ID` resumes exactly at the next seq, and carries the chain link (`prev`,
 //! `hash`), so a receiver of the whole log can check it missed nothing.
 //!

@@ -947,7 +947,7 @@ impl Backend for RedbStore {
 
     /// Writes one batch durably, all or nothing. A writer's batch is one write-ahead frame
     /// and one fdatasync (see [`wal`]), then a redb commit without an fsync of its own; every
-    /// [`RedbStore::checkpoint_every`] frames (or when the file is full) one durable redb
+    /// `checkpoint_every` frames (or when the file is full) one durable redb
     /// commit makes redb hold them all and the write-ahead file starts again. Without a
     /// write-ahead file (a reader, a one-off backend) the redb commit is durable itself.
     fn commit(&self, batch: &BatchWrite) -> Result<()> {
