@@ -11,20 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
-use support::pg;
+use support::{pg, skip_unless_redb};
 
 struct Ledger {
     dir: tempfile::TempDir,
     database: Option<pg::Database>,
-}
-
-/// Says that a test checks something of the redb file, and is not run on PostgreSQL.
-fn skip_unless_redb(what: &str) -> bool {
-    if pg::on_postgres() {
-        eprintln!("not on PostgreSQL: {what} is a property of the redb file");
-        return true;
-    }
-    false
 }
 
 impl Ledger {

@@ -18,6 +18,15 @@ pub const AT: &str = "2026-02-01T10:00:00Z";
 pub const MAK: &str = "BCDFG-HJKMP-QRTVW-XY234-6789B";
 pub const KMS: &str = "CDFGH-JKMPQ-RTVWX-Y2346-789BC";
 
+/// Says that a test checks something of the redb file, and is not run on PostgreSQL.
+pub fn skip_unless_redb(what: &str) -> bool {
+    if pg::on_postgres() {
+        eprintln!("not on PostgreSQL: {what} is a property of the redb file");
+        return true;
+    }
+    false
+}
+
 /// The binary, on the ledger at `data` (a path or a PostgreSQL URL).
 pub fn keyledger_command(data: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_keyledger"));
