@@ -14,5 +14,6 @@ mod pg_cluster;
 mod pg_failover;
 mod pg_history;
 mod proofs;
+mod readme;
 mod stream;
 mod webhooks;
