@@ -9,7 +9,6 @@
 //! runs ahead of what is durable.
 
 use std::collections::HashMap;
-use std::ops::ControlFlow;
 
 use keyledger_core::{
     handle, Command, CommandBody, Context, Event, EventBody, NewKeyMaterial, Outcome,
@@ -24,8 +23,7 @@ use crate::hashing::{BatchHashing, ChainState, HashingThread};
 use crate::idempotency::IdempotencyKey;
 use crate::limits::Limits;
 use crate::secrets::{fingerprint, generate_key_text};
-use crate::store::{BatchWrite, Head, Store, StoredAnswer};
-use crate::walk::walk;
+use crate::store::{BatchWrite, Head, Store};
 
 /// What the engine computed outside `core` for one command.
 #[derive(Debug)]
@@ -41,20 +39,6 @@ struct CommandContext {
 fn remember(p: &mut Pending, key: IdempotencyKey, answer: &Answer) {
     p.answers.push((key.key.clone(), key.stored(answer)));
     p.seen.insert(key.key, (key.digest, answer.clone()));
-}
-
-/// The answer to `key` if an earlier command of the same atomic submission carried its id
-/// (its answer is not remembered until the whole submission is accepted, so the batch's
-/// `seen` does not have it yet): a command repeated inside one submission is decided once.
-fn repeated_in(
-    keys: &[Option<IdempotencyKey>],
-    answers: &[Answer],
-    key: &IdempotencyKey,
-) -> Option<Answer> {
-    keys.iter().zip(answers).find_map(|(earlier, answer)| {
-        let earlier = earlier.as_ref().filter(|e| e.key == key.key)?;
-        Some(key.resend(&earlier.digest, answer))
-    })
 }
 
 /// How often a poisoned engine tries to recover, at most.
@@ -741,7 +725,7 @@ impl Engine {
             let ctx = self.context(&command.body);
             let key = IdempotencyKey::of(command, ctx.decide.presented.as_ref());
             let first = match &key {
-                Some(key) => repeated_in(&keys, &answers, key).or_else(|| {
+                Some(key) => crate::idempotency::repeated_in(&keys, &answers, key).or_else(|| {
                     self.first_answer(key, &scratch, pending)
                         .unwrap_or_else(|e| Some(Answer::error("storage", e.to_string())))
                 }),
@@ -868,39 +852,7 @@ impl Engine {
         if let Some((digest, first)) = pending {
             return Ok(Some(key.resend(digest, first)));
         }
-        match self.store.first_answer(&key.key, key.command_id())? {
-            Some(StoredAnswer::Scoped(bytes)) => {
-                let (digest, first) = key.parse_stored(&bytes)?;
-                Ok(Some(key.resend(&digest, &first)))
-            }
-            Some(StoredAnswer::Legacy(bytes)) => self.legacy_first_answer(key, state, &bytes),
-            None => Ok(None),
-        }
-    }
-
-    fn legacy_first_answer(
-        &self,
-        key: &IdempotencyKey,
-        state: &State,
-        bytes: &[u8],
-    ) -> Result<Option<Answer>> {
-        let first: Answer = serde_json::from_slice(bytes).map_err(|e| {
-            Error::Storage(format!(
-                "stored answer of command_id {:?} is unreadable: {e}",
-                key.command_id()
-            ))
-        })?;
-        let Some(seq) = first.seq else {
-            return Ok(None);
-        };
-        let mut logged = None;
-        walk(&self.store, seq, |record| {
-            logged = Some(record.event);
-            Ok(ControlFlow::Break(()))
-        })?;
-        Ok(logged
-            .filter(|event| key.owns_legacy(event, state))
-            .map(|_| first))
+        crate::idempotency::stored_first_answer(&self.store, key, state)
     }
 
     /// What deciding a command needs from outside `core`: the presented key's fingerprint

@@ -16,8 +16,12 @@
 
 use keyledger_core::{Command, CommandBody, Event, EventBody, Fingerprint, State};
 
+use std::ops::ControlFlow;
+
 use crate::answer::Answer;
 use crate::error::{Error, Result};
+use crate::store::{Store, StoredAnswer};
+use crate::walk::walk;
 
 /// The code of the answer to a command id reused with a different command.
 pub const REUSED: &str = "command_id_reused";
@@ -136,4 +140,60 @@ impl IdempotencyKey {
                 .is_some_and(|rest| rest.starts_with(SEPARATOR))
         })
     }
+}
+
+/// The first answer the store holds for `key`: stored with its digest, or stored before
+/// scoped keys existed (format 2's `answers`, honoured only for its own scope).
+pub fn stored_first_answer(
+    store: &Store,
+    key: &IdempotencyKey,
+    state: &State,
+) -> Result<Option<Answer>> {
+    match store.first_answer(&key.key, key.command_id())? {
+        Some(StoredAnswer::Scoped(bytes)) => {
+            let (digest, first) = key.parse_stored(&bytes)?;
+            Ok(Some(key.resend(&digest, &first)))
+        }
+        Some(StoredAnswer::Legacy(bytes)) => legacy_first_answer(store, key, state, &bytes),
+        None => Ok(None),
+    }
+}
+
+fn legacy_first_answer(
+    store: &Store,
+    key: &IdempotencyKey,
+    state: &State,
+    bytes: &[u8],
+) -> Result<Option<Answer>> {
+    let first: Answer = serde_json::from_slice(bytes).map_err(|e| {
+        Error::Storage(format!(
+            "stored answer of command_id {:?} is unreadable: {e}",
+            key.command_id()
+        ))
+    })?;
+    let Some(seq) = first.seq else {
+        return Ok(None);
+    };
+    let mut logged = None;
+    walk(store, seq, |record| {
+        logged = Some(record.event);
+        Ok(ControlFlow::Break(()))
+    })?;
+    Ok(logged
+        .filter(|event| key.owns_legacy(event, state))
+        .map(|_| first))
+}
+
+/// The answer to `key` if an earlier command of the same atomic submission carried its id
+/// (its answer is not remembered until the whole submission is accepted, so the batch's
+/// `seen` does not have it yet): a command repeated inside one submission is decided once.
+pub fn repeated_in(
+    keys: &[Option<IdempotencyKey>],
+    answers: &[Answer],
+    key: &IdempotencyKey,
+) -> Option<Answer> {
+    keys.iter().zip(answers).find_map(|(earlier, answer)| {
+        let earlier = earlier.as_ref().filter(|e| e.key == key.key)?;
+        Some(key.resend(&earlier.digest, answer))
+    })
 }
