@@ -24,6 +24,8 @@ struct Console {
     /// `keyledger report --license-id V3000003 --as-of AS_OF --format json`, run before
     /// the server took the file.
     report_then: Value,
+    /// `keyledger forecast`, run then too.
+    forecast_then: String,
 }
 
 const AS_OF: &str = "2026-03-01T00:00:00Z";
@@ -63,6 +65,7 @@ impl Console {
             ],
         ))
         .unwrap();
+        let forecast_then = keyledger(&data, &["forecast"]);
         let mut tokens = std::collections::HashMap::new();
         // nora holds no role anywhere.
         for who in ["rita", "vic", "olga", "oscar", "kim", "nora"] {
@@ -84,6 +87,7 @@ impl Console {
             _dir: dir,
             tokens,
             report_then,
+            forecast_then,
         }
     }
 
@@ -883,6 +887,38 @@ fn every_read_surface_asks_the_same_read_rule() {
             page.status,
             if reads_some { 200 } else { 403 },
             "{who} GET /ui/audit"
+        );
+    }
+}
+
+/// The Forecast page says what the CLI says of each key: `exhausted` when nothing is left,
+/// `idle: no recent activations` when no date can be forecast (never a date, never blank).
+#[test]
+fn the_forecast_page_says_exhausted_and_idle_as_the_cli_does() {
+    let console = Console::start();
+    let cli = &console.forecast_then;
+    let session = console.sign_in("rita");
+    let page = console.get("/ui/forecast?license_id=V3000003", Some(&session.cookie));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let cells = page.texts("#forecast tbody td");
+    let rows: Vec<&[String]> = cells.chunks(7).collect();
+    assert!(!rows.is_empty(), "{}", page.body);
+    for row in rows {
+        let (key, outlook) = (&row[0], &row[6]);
+        let line = cli
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(key.as_str()))
+            .unwrap_or_else(|| panic!("the CLI forecasts key {key}:\n{cli}"));
+        let same = if line.ends_with("idle: no recent activations") {
+            outlook == "idle: no recent activations"
+        } else {
+            // `exhausted`, or the moment, which the console shows as its date.
+            let last = line.split_whitespace().last().unwrap_or("");
+            !outlook.is_empty() && last.starts_with(outlook.as_str())
+        };
+        assert!(
+            same,
+            "key {key}: the console says {outlook:?}, the CLI {line:?}"
         );
     }
 }

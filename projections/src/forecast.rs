@@ -32,6 +32,40 @@ pub struct Forecast {
     pub exhaustion: Option<Timestamp>,
 }
 
+/// What a forecast says of when a key runs out, in the words every surface shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outlook {
+    /// Nothing is left.
+    Exhausted,
+    /// At the recent rate, it runs out at this moment.
+    RunsOutAt(Timestamp),
+    /// No activations in the window: no date can be forecast.
+    Idle,
+}
+
+impl Forecast {
+    /// When the key runs out: exhausted, at a moment, or idle.
+    pub fn outlook(&self) -> Outlook {
+        match self.exhaustion {
+            _ if self.remaining == 0 => Outlook::Exhausted,
+            Some(at) => Outlook::RunsOutAt(at),
+            None => Outlook::Idle,
+        }
+    }
+}
+
+impl Outlook {
+    /// The outlook in words, the moment written by `moment` (the CLI prints it whole, the
+    /// console as a date).
+    pub fn words(self, moment: impl Fn(Timestamp) -> String) -> String {
+        match self {
+            Outlook::Exhausted => "exhausted".to_owned(),
+            Outlook::RunsOutAt(at) => moment(at),
+            Outlook::Idle => "idle: no recent activations".to_owned(),
+        }
+    }
+}
+
 /// Forecast for one MAK or ESU MAK at business time `at`.
 pub fn forecast(key_id: KeyId, key: &KeyView, at: Timestamp, window_days: u32) -> Forecast {
     assert!(window_days > 0, "a forecast window has at least one day");

@@ -205,11 +205,7 @@ pub fn forecast(data: &keyledger_ledger::Location, args: &ForecastArgs) -> Resul
                 "per day"
             );
             for f in &all {
-                let when = match f.exhaustion {
-                    _ if f.remaining == 0 => "exhausted".to_owned(),
-                    Some(t) => t.to_string(),
-                    None => "idle: no recent activations".to_owned(),
-                };
+                let when = f.outlook().words(|t| t.to_string());
                 outln!(
                     "{:>6}  {:<12}  {:<16}  {:>10}  {:>10}  {:>9.1}  {when}",
                     f.key_id,

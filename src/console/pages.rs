@@ -484,13 +484,13 @@ pub async fn forecast(
     let lines = forecasts(&p, Some(license.as_str()), at, WINDOW_DAYS_DEFAULT)
         .into_iter()
         .map(|f| ForecastLine {
+            exhaustion: f.outlook().words(date),
             key_id: f.key_id,
             product: f.product,
             used: f.used,
             total: f.total,
             remaining: f.remaining,
             rate_per_day: format!("{:.2}", f.rate_per_day),
-            exhaustion: f.exhaustion.map(date).unwrap_or_default(),
         })
         .collect();
     let license_ids = readable_license_ids(&p, &viewer.principal)
