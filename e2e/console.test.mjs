@@ -1,4 +1,4 @@
-// The console in a real browser (issue 17): Debian's chromium driven by playwright-core
+// The console in a real browser: Debian's chromium driven by playwright-core
 // against `keyledger serve` on a demo ledger, on a loopback port. Run by .ci/run after the
 // release build; `KEYLEDGER_BIN` names the binary, `KEYLEDGER_SCREENSHOTS` a folder to
 // save a screenshot of each page to (docs/console/ is made that way).
@@ -74,8 +74,8 @@ after(async () => {
 });
 
 /** A fresh browser context (its own cookies) signed in as `who`. */
-async function signedIn(who, permissions = []) {
-  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1680, height: 960 } });
+async function signedIn(who, permissions = [], viewport = { width: 1280, height: 800 }) {
+  const context = await browser.newContext({ acceptDownloads: true, viewport });
   if (permissions.length) await context.grantPermissions(permissions, { origin: url });
   const page = await context.newPage();
   const failures = [];
@@ -233,7 +233,7 @@ test("the As of field shows the earlier count, as the report at that moment says
 test("the audit log links each seq to its proof, and Verify ledger shows the signed checkpoint", async () => {
   const { context, page } = await signedIn("olga");
   await page.getByRole("link", { name: "Audit log" }).click();
-  await page.getByLabel("Type").fill("keys_disclosed");
+  await page.getByLabel("Type").selectOption("keys_disclosed");
   await page.getByRole("button", { name: "Filter" }).click();
   await page.waitForURL(/type=keys_disclosed/);
   const types = await page.locator("#audit tbody td:nth-child(4)").allTextContents();
@@ -265,3 +265,36 @@ test("the audit log links each seq to its proof, and Verify ledger shows the sig
   await screenshot(page, "forecast");
   await context.close();
 });
+
+// Every page fits the widths people use: nothing wider than the window, so no page needs a
+// horizontal scroll bar, and the actions stay on screen.
+const PAGES = [
+  ["contracts", "/ui/contracts"],
+  ["products", "/ui/products"],
+  ["product-key-details", "/ui/license-ids/V3000003"],
+  ["requests", "/ui/requests"],
+  ["audit-log", "/ui/audit"],
+  ["forecast", "/ui/forecast?license_id=V3000003"],
+  ["verify", "/ui/verify"],
+];
+for (const [width, height] of [[1280, 800], [1920, 1080]]) {
+  test(`every page fits a ${width} px window without a horizontal scroll`, async () => {
+    const { context, page, failures } = await signedIn("olga", [], { width, height });
+    for (const [name, route] of PAGES) {
+      await page.goto(`${url}${route}`);
+      await page.locator("h1").first().waitFor();
+      const wide = await page.evaluate(() => {
+        const limit = document.documentElement.clientWidth;
+        const over = [...document.querySelectorAll("main *")]
+          .filter((e) => e.getBoundingClientRect().right > limit + 1)
+          .map((e) => `${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""}${e.className ? "." + e.className : ""}`);
+        return { page: document.documentElement.scrollWidth, limit, over: over.slice(0, 5) };
+      });
+      assert.ok(wide.page <= wide.limit, `${route} at ${width} px is ${wide.page} px wide: ${wide.over.join(", ")}`);
+      assert.deepEqual(wide.over, [], `${route} at ${width} px: these reach past the window`);
+      await screenshot(page, `${name}-${width}`);
+    }
+    assert.deepEqual(failures, []);
+    await context.close();
+  });
+}

@@ -550,7 +550,18 @@ fn the_as_of_page_equals_the_cli_report_at_that_moment() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| format!("{}/{} {}", k["used"], k["total"], k["remaining"]))
+        .map(|k| {
+            // The admin center's "Activations or seats": machines of a MAK, hosts of a KMS
+            // host key, seats of an OSA key (all once redeemed).
+            let count = match k["kind"].as_str().unwrap() {
+                "mak" | "esu_mak" => format!("{}/{}", k["used"], k["total"]),
+                "kms_host" => format!("{}/{}", k["kms_hosts"], k["kms_hosts_limit"]),
+                "osa" if k["osa_status"] == "active" => format!("{}/{}", k["total"], k["total"]),
+                "osa" => format!("0/{}", k["total"]),
+                _ => "n/a".to_owned(),
+            };
+            format!("{count} {}", k["remaining"])
+        })
         .collect();
     let used = page.texts("#keys [data-field=used_of_total]");
     let remaining = page.texts("#keys [data-field=remaining]");
@@ -655,19 +666,38 @@ fn the_audit_log_filters_under_the_read_rule_and_verify_shows_the_head() {
         .iter()
         .map(|s| s.parse().unwrap())
         .collect();
+    let head = console.head();
     assert_eq!(
         seqs,
-        (1..=100).collect::<Vec<u64>>(),
-        "a page of 100, oldest first"
+        (head - 99..=head).rev().collect::<Vec<u64>>(),
+        "a page of 100, newest first"
     );
-    assert_eq!(all.attrs("a[rel=next]", "href"), ["/ui/audit?after=100"]);
-    let next = console.get("/ui/audit?after=100", Some(&olga.cookie));
+    let older = format!("/ui/audit?before={}", head - 99);
     assert_eq!(
-        next.attrs("#audit tbody tr", "data-seq")
-            .first()
-            .map(String::as_str),
-        Some("101")
+        all.attrs("a[rel=next]", "href"),
+        std::slice::from_ref(&older)
     );
+    let next = console.get(&older, Some(&olga.cookie));
+    let next_seqs = next.attrs("#audit tbody tr", "data-seq");
+    assert_eq!(
+        next_seqs.first().map(String::as_str),
+        Some((head - 100).to_string().as_str())
+    );
+    // The last page ends at seq 1, with no link further.
+    assert_eq!(next_seqs.last().map(String::as_str), Some("1"));
+    assert!(next.attrs("a[rel=next]", "href").is_empty());
+    // Fields read as fields: names and values, not JSON.
+    let fields = all.texts("#audit tbody tr:first-child td.fields .name");
+    assert!(!fields.is_empty(), "{}", all.body);
+    assert!(!all.body.contains("{&quot;"), "no raw JSON in the rows");
+    // The type picker offers every event type.
+    let types = all.texts("#f-type option");
+    assert_eq!(
+        types.len(),
+        1 + keyledger_core::EventKind::ALL.len(),
+        "{types:?}"
+    );
+    assert!(types.iter().any(|t| t == "keys_disclosed"));
     let disclosed = console.get(
         "/ui/audit?type=keys_disclosed&actor=rita",
         Some(&olga.cookie),
@@ -681,7 +711,7 @@ fn the_audit_log_filters_under_the_read_rule_and_verify_shows_the_head() {
         .all(|a| a == "rita"));
 
     // vic reads only the history of V4000004.
-    let vic = console.get("/ui/audit?after=0", Some(&console.sign_in("vic").cookie));
+    let vic = console.get("/ui/audit", Some(&console.sign_in("vic").cookie));
     let vics: Vec<u64> = vic
         .attrs("#audit tbody tr", "data-seq")
         .iter()
@@ -920,5 +950,37 @@ fn the_forecast_page_says_exhausted_and_idle_as_the_cli_does() {
             same,
             "key {key}: the console says {outlook:?}, the CLI {line:?}"
         );
+    }
+}
+
+/// One figure a key: "Activations or seats" on Products and services and on Product key
+/// details agree for every key, KMS host and OSA keys included (hosts and seats, not the
+/// machines a MAK counts), and the pages say how each kind counts.
+#[test]
+fn a_key_shows_the_same_count_on_every_page() {
+    let console = Console::start();
+    let rita = console.sign_in("rita");
+    let products = console.get("/ui/products", Some(&rita.cookie));
+    let details = console.get("/ui/license-ids/V3000003", Some(&rita.cookie));
+    let counts = |page: &Page| -> std::collections::BTreeMap<String, String> {
+        let ids = page.attrs("tr[data-key-id]", "data-key-id");
+        let cells = page.texts("tr[data-key-id] [data-field=used_of_total]");
+        assert_eq!(ids.len(), cells.len(), "{}", page.body);
+        ids.into_iter().zip(cells).collect()
+    };
+    let (listed, detailed) = (counts(&products), counts(&details));
+    assert!(detailed.len() >= 5, "V3000003's keys: {detailed:?}");
+    for (key, count) in &detailed {
+        assert_eq!(
+            listed.get(key),
+            Some(count),
+            "key {key}: details {count}, products {listed:?}"
+        );
+    }
+    for page in [&products, &details] {
+        assert!(page
+            .texts(".note")
+            .iter()
+            .any(|n| n.contains("KMS hosts activated")));
     }
 }

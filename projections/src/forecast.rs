@@ -46,15 +46,21 @@ pub enum Outlook {
 impl Forecast {
     /// When the key runs out: exhausted, at a moment, or idle.
     pub fn outlook(&self) -> Outlook {
-        match self.exhaustion {
-            _ if self.remaining == 0 => Outlook::Exhausted,
-            Some(at) => Outlook::RunsOutAt(at),
-            None => Outlook::Idle,
-        }
+        Outlook::of(self.remaining, self.exhaustion)
     }
 }
 
 impl Outlook {
+    /// The outlook of a key with `remaining` left and a forecast `exhaustion` (a report's
+    /// key row carries both).
+    pub fn of(remaining: u64, exhaustion: Option<Timestamp>) -> Outlook {
+        match exhaustion {
+            _ if remaining == 0 => Outlook::Exhausted,
+            Some(at) => Outlook::RunsOutAt(at),
+            None => Outlook::Idle,
+        }
+    }
+
     /// The outlook in words, the moment written by `moment` (the CLI prints it whole, the
     /// console as a date).
     pub fn words(self, moment: impl Fn(Timestamp) -> String) -> String {

@@ -10,7 +10,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use keyledger_core::{KeyId, LicenseId, Timestamp};
+use keyledger_core::{EventKind, KeyId, LicenseId, Timestamp};
 use keyledger_ledger::wire::event_to_json;
 use serde_json::Value;
 
@@ -22,15 +22,17 @@ use crate::view::wall_clock;
 
 /// Rows on one page of the audit log.
 const AUDIT_PAGE_ROWS: usize = 100;
-/// Records one page reads at most while looking for matches; past that the page ends
-/// with a link that goes on from where it stopped (a filter that matches nothing in a
-/// large log costs bounded work a page).
-const AUDIT_SCAN_MAX: usize = 100_000;
-/// The most seqs of a history one page reads from the history index (a page of a long
-/// history ends where they end, and the next goes on from there).
-const AUDIT_WANTED_MAX: usize = 10_000;
-/// Characters of an event's fields shown in its row.
-const SUMMARY_CHARS: usize = 240;
+/// Seqs one page looks through at most, newest first, while looking for matches; past that
+/// the page ends with a link that goes on from where it stopped (a filter that matches
+/// nothing in a large log costs bounded work a page).
+const AUDIT_SCAN_MAX: u64 = 100_000;
+/// Seqs a page reads at a time, going back from the newest: one history lookup (at most
+/// this many seqs, so it is complete) or one walk of the log.
+const AUDIT_WINDOW: u64 = 4_096;
+/// Characters of one field's value shown in a row.
+const VALUE_CHARS: usize = 120;
+/// Items of a list shown in a row (a proxy activation names up to 10,000 machines).
+const LIST_ITEMS: usize = 5;
 
 /// What the filter form asked for, as typed (so the form shows it again).
 #[derive(Default)]
@@ -50,7 +52,8 @@ struct AuditFilter {
     event_type: Option<String>,
     from: Option<Timestamp>,
     to: Option<Timestamp>,
-    after: u64,
+    /// Show events before this seq (`None`: from the newest).
+    before: Option<u64>,
 }
 
 fn read_filter(q: &HashMap<String, String>) -> Result<(AuditQuery, AuditFilter), String> {
@@ -84,11 +87,12 @@ fn read_filter(q: &HashMap<String, String>) -> Result<(AuditQuery, AuditFilter),
         event_type: some(&asked.event_type),
         from: time(&asked.from, "From")?,
         to: time(&asked.to, "To")?,
-        after: match q.get("after").map(|s| s.trim()) {
-            None | Some("") => 0,
-            Some(n) => n
-                .parse()
-                .map_err(|_| format!("after: {n:?} is not a seq"))?,
+        before: match q.get("before").map(|s| s.trim()) {
+            None | Some("") => None,
+            Some(n) => Some(
+                n.parse()
+                    .map_err(|_| format!("before: {n:?} is not a seq"))?,
+            ),
         },
     };
     Ok((asked, filter))
@@ -99,7 +103,8 @@ pub(super) struct AuditRow {
     pub at: String,
     pub actor: String,
     pub event_type: String,
-    pub summary: String,
+    /// The event's own fields, as (name, value) in words.
+    pub fields: Vec<(String, String)>,
 }
 
 #[derive(Template)]
@@ -109,11 +114,13 @@ struct AuditPage {
     asked: AuditQuery,
     license_ids: Vec<String>,
     rows: Vec<AuditRow>,
-    /// Where the next page starts (the query string), when there is more.
+    /// Every event type, for the type picker.
+    event_types: Vec<&'static str>,
+    /// Where the page of older events starts (the query string), when there is more.
     next: Option<String>,
 }
 
-/// `GET /ui/audit`: a page of the log's events that match the filter, oldest first.
+/// `GET /ui/audit`: a page of the log's events that match the filter, newest first.
 pub async fn audit_log(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
@@ -156,20 +163,8 @@ pub async fn audit_log(
             .collect::<Vec<String>>()
     };
     let (store, projections) = (app.store.clone(), app.projections.clone());
-    let read = tokio::task::spawn_blocking(move || -> keyledger_ledger::Result<_> {
-        let wanted = {
-            let p = projections
-                .read()
-                .expect("no writer panics holding the lock");
-            readable_seqs(&store, &p, &filter)?
-        };
-        let (rows, stopped_at) = read_rows(&store, &filter, wanted.as_deref())?;
-        // A history longer than one read: the page ends where the seqs read end.
-        let more = wanted.as_ref().filter(|w| w.len() == AUDIT_WANTED_MAX);
-        let stopped_at = stopped_at.or_else(|| more.and_then(|w| w.last().copied()));
-        Ok((rows, stopped_at))
-    });
-    let (rows, stopped_at) = match read.await {
+    let read = tokio::task::spawn_blocking(move || read_page(&store, &projections, &filter));
+    let (rows, older) = match read.await {
         Ok(Ok(read)) => read,
         _ => {
             let why = "The log could not be read.";
@@ -181,23 +176,67 @@ pub async fn audit_log(
             );
         }
     };
-    let next = stopped_at.map(|after| next_query(&q, after));
+    let next = older.map(|before| next_query(&q, before));
     render(&AuditPage {
         chrome: viewer.chrome,
         asked,
         license_ids,
         rows,
+        event_types: EventKind::ALL.iter().map(|k| k.name()).collect(),
         next,
     })
 }
 
-/// The seqs the filter's license ID and key narrow the log to, from `filter.after` on, at
-/// most [`AUDIT_WANTED_MAX`] (`None`: every seq, which only an operator's unfiltered page
-/// reads); the read rule was checked before.
+/// A page of rows, and where the page of older ones starts.
+type Page = (Vec<AuditRow>, Option<u64>);
+
+/// A page of matching events, newest first, before `filter.before` (or from the head), and
+/// where the page of older ones starts (`before` for it) when there are more. Reads the log
+/// a window of [`AUDIT_WINDOW`] seqs at a time, going back, and looks through at most
+/// [`AUDIT_SCAN_MAX`] seqs.
+fn read_page(
+    store: &keyledger_ledger::Store,
+    projections: &std::sync::RwLock<keyledger_projections::Projections>,
+    filter: &AuditFilter,
+) -> keyledger_ledger::Result<Page> {
+    let head = store.head()?.seq;
+    let mut hi = filter
+        .before
+        .map_or(head, |b| b.saturating_sub(1))
+        .min(head);
+    let (mut rows, mut scanned) = (Vec::new(), 0);
+    while hi >= 1 && rows.len() <= AUDIT_PAGE_ROWS && scanned < AUDIT_SCAN_MAX {
+        let lo = hi.saturating_sub(AUDIT_WINDOW - 1).max(1);
+        let wanted = {
+            let p = projections
+                .read()
+                .expect("no writer panics holding the lock");
+            readable_seqs(store, &p, filter, lo, hi)?
+        };
+        let mut window = window_rows(store, filter, lo, hi, wanted.as_deref())?;
+        window.reverse();
+        rows.extend(window);
+        scanned += hi - lo + 1;
+        hi = lo - 1;
+    }
+    let older = if rows.len() > AUDIT_PAGE_ROWS {
+        rows.truncate(AUDIT_PAGE_ROWS);
+        rows.last().map(|r| r.seq)
+    } else {
+        // Stopped at the scan bound with seqs left: the next page goes on below them.
+        (hi >= 1).then_some(hi + 1)
+    };
+    Ok((rows, older))
+}
+
+/// The seqs in `lo..=hi` the filter's license ID and key narrow the log to (`None`: every
+/// seq, which only an operator's unfiltered page reads); the read rule was checked before.
 fn readable_seqs(
     store: &keyledger_ledger::Store,
     p: &keyledger_projections::Projections,
     filter: &AuditFilter,
+    lo: u64,
+    hi: u64,
 ) -> keyledger_ledger::Result<Option<Vec<u64>>> {
     use keyledger_projections::history::Of;
     let of = match (&filter.license, filter.key) {
@@ -212,93 +251,110 @@ fn readable_seqs(
             _ => return Ok(Some(Vec::new())),
         },
     };
-    let range = (filter.after + 1, u64::MAX);
-    let seqs = crate::view::history_seqs(store, p, of, range, AUDIT_WANTED_MAX)?;
+    // A window holds at most AUDIT_WINDOW seqs, so this reads all of its history.
+    let most = usize::try_from(hi - lo + 1).unwrap_or(usize::MAX);
+    let seqs = crate::view::history_seqs(store, p, of, (lo, hi), most)?;
     Ok(Some(seqs.unwrap_or_default()))
 }
 
-/// The query string of the page after `after`, with the same filter.
-fn next_query(q: &HashMap<String, String>, after: u64) -> String {
+/// The query string of the page of events before `before`, with the same filter.
+fn next_query(q: &HashMap<String, String>, before: u64) -> String {
     let mut pairs: Vec<(&str, String)> = q
         .iter()
-        .filter(|(k, v)| k.as_str() != "after" && !v.is_empty())
+        .filter(|(k, v)| k.as_str() != "before" && !v.is_empty())
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
     pairs.sort();
-    pairs.push(("after", after.to_string()));
+    pairs.push(("before", before.to_string()));
     let mut query = form_urlencoded::Serializer::new(String::new());
     query.extend_pairs(pairs);
     query.finish()
 }
 
-/// Reads matching rows after `filter.after`; the second value is where the next page
-/// starts, when this one stopped early (full, or at the scan bound).
-fn read_rows(
+/// The matching rows among seqs `lo..=hi` (only `wanted` ones, when given), oldest first.
+fn window_rows(
     store: &keyledger_ledger::Store,
     filter: &AuditFilter,
+    lo: u64,
+    hi: u64,
     wanted: Option<&[u64]>,
-) -> keyledger_ledger::Result<(Vec<AuditRow>, Option<u64>)> {
-    let from = filter.after + 1;
-    let wanted: Option<&[u64]> = wanted.map(|w| &w[w.partition_point(|s| *s < from)..]);
+) -> keyledger_ledger::Result<Vec<AuditRow>> {
     let start = match wanted {
-        Some([]) => return Ok((Vec::new(), None)),
-        Some(seqs) => seqs[0],
-        None => from,
+        Some([]) => return Ok(Vec::new()),
+        Some(seqs) => seqs[0].max(lo),
+        None => lo,
     };
-    let (mut rows, mut scanned, mut stopped_at) = (Vec::new(), 0usize, None);
+    let mut rows = Vec::new();
     keyledger_ledger::walk(store, start, |record| {
+        if record.seq > hi {
+            return Ok(ControlFlow::Break(()));
+        }
         if wanted.is_some_and(|w| w.binary_search(&record.seq).is_err()) {
             return Ok(ControlFlow::Continue(()));
         }
-        if rows.len() == AUDIT_PAGE_ROWS || scanned == AUDIT_SCAN_MAX {
-            stopped_at = Some(record.seq - 1);
-            return Ok(ControlFlow::Break(()));
+        if let Some(row) = row_of(filter, record.seq, &record.event) {
+            rows.push(row);
         }
-        scanned += 1;
-        let event = &record.event;
-        if filter.from.is_some_and(|f| event.at < f) || filter.to.is_some_and(|t| event.at >= t) {
-            return Ok(ControlFlow::Continue(()));
-        }
-        if filter
-            .actor
-            .as_deref()
-            .is_some_and(|a| event.actor.as_str() != a)
-        {
-            return Ok(ControlFlow::Continue(()));
-        }
-        let mut json = event_to_json(event);
-        let event_type = json["type"].as_str().unwrap_or("").to_owned();
-        if filter
-            .event_type
-            .as_deref()
-            .is_some_and(|t| t != event_type)
-        {
-            return Ok(ControlFlow::Continue(()));
-        }
-        if let Value::Object(fields) = &mut json {
-            for name in ["type", "at", "actor"] {
-                fields.remove(name);
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(rows)
+}
+
+/// The event's row, when it passes the filter's time, actor and type.
+fn row_of(filter: &AuditFilter, seq: u64, event: &keyledger_core::Event) -> Option<AuditRow> {
+    let in_time =
+        filter.from.is_none_or(|f| event.at >= f) && filter.to.is_none_or(|t| event.at < t);
+    let by_actor = filter
+        .actor
+        .as_deref()
+        .is_none_or(|a| event.actor.as_str() == a);
+    let event_type = event.body.kind().name();
+    let of_type = filter.event_type.as_deref().is_none_or(|t| t == event_type);
+    if !(in_time && by_actor && of_type) {
+        return None;
+    }
+    let json = event_to_json(event);
+    let fields = match json {
+        Value::Object(fields) => fields
+            .into_iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "type" | "at" | "actor"))
+            .map(|(name, value)| (name, in_words(&value)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some(AuditRow {
+        seq,
+        at: event.at.to_string(),
+        actor: event.actor.to_string(),
+        event_type: event_type.to_owned(),
+        fields,
+    })
+}
+
+/// A field's value as a person reads it: text as itself, lists as their first items and
+/// their count, nested fields as `name: value`; cut at [`VALUE_CHARS`].
+fn in_words(value: &Value) -> String {
+    let words = match value {
+        Value::Null => "—".to_owned(),
+        Value::String(text) => text.clone(),
+        Value::Array(items) => {
+            let shown: Vec<String> = items.iter().take(LIST_ITEMS).map(in_words).collect();
+            match items.len() {
+                n if n > LIST_ITEMS => format!("{} … ({n} in all)", shown.join(", ")),
+                _ => shown.join(", "),
             }
         }
-        let mut summary: String = json.to_string().chars().take(SUMMARY_CHARS + 1).collect();
-        if summary.chars().count() > SUMMARY_CHARS {
-            summary = summary.chars().take(SUMMARY_CHARS).collect::<String>() + "…";
-        }
-        rows.push(AuditRow {
-            seq: record.seq,
-            at: event.at.to_string(),
-            actor: event.actor.to_string(),
-            event_type,
-            summary,
-        });
-        let last = wanted.is_some_and(|w| w.last() == Some(&record.seq));
-        Ok(if last {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        })
-    })?;
-    Ok((rows, stopped_at))
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(name, value)| format!("{name}: {}", in_words(value)))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    };
+    if words.chars().count() <= VALUE_CHARS {
+        return words;
+    }
+    words.chars().take(VALUE_CHARS).collect::<String>() + "…"
 }
 
 /// `GET /ui/audit/proofs/{seq}`: the inclusion proof file of one event (docs/proofs.md),

@@ -194,6 +194,19 @@ pub async fn products(
     })
 }
 
+/// When a MAK runs out, in the words of the CLI's forecast, and the rate behind it; nothing
+/// for other kinds (a KMS host or OSA key is not consumed by machines).
+fn outlook_of(row: &KeyRow) -> String {
+    if !row.kind.is_mak() {
+        return String::new();
+    }
+    let outlook = keyledger_projections::forecast::Outlook::of(row.remaining, row.exhaustion);
+    match (outlook.words(date), row.rate_per_day) {
+        (words, Some(rate)) if rate > 0.0 => format!("{words} ({rate:.2}/day)"),
+        (words, _) => words,
+    }
+}
+
 fn key_line(p: &Projections, principal: &Principal, key_id: KeyId, at: Timestamp) -> KeyLine {
     let key = &p.books.keys[key_id];
     let row: KeyRow = key_row(p, key_id, at);
@@ -213,7 +226,7 @@ fn key_line(p: &Projections, principal: &Principal, key_id: KeyId, at: Timestamp
         } else {
             String::new()
         },
-        exhaustion: row.exhaustion.map(date).unwrap_or_default(),
+        exhaustion: outlook_of(&row),
         may_copy: may_see_text(p, principal, &key.license_id) && !key.text_retired,
     }
 }
@@ -272,9 +285,18 @@ struct DetailsPage {
     /// Whether key text may be copied here (R1), and which keys' text is retired.
     may_copy: bool,
     retired: Vec<u64>,
+    /// Each key's "Activations or seats", as on the Products page.
+    counts: Vec<(u64, String)>,
 }
 
 impl DetailsPage {
+    fn count(&self, key_id: &u64) -> &str {
+        self.counts
+            .iter()
+            .find(|(id, _)| id == key_id)
+            .map_or("", |(_, count)| count.as_str())
+    }
+
     fn phase(&self, phase: &Option<keyledger_core::event::CoveragePhase>) -> &'static str {
         phase.map(phase_name).unwrap_or("")
     }
@@ -301,6 +323,10 @@ impl DetailsPage {
 
     fn day(&self, t: &Timestamp) -> String {
         date(*t)
+    }
+
+    fn outlook(&self, row: &KeyRow) -> String {
+        outlook_of(row)
     }
 
     fn opt_day(&self, t: &Option<Timestamp>) -> String {
@@ -392,12 +418,13 @@ pub async fn details(
         }
     };
     match report {
-        Some((report, may_copy, retired)) => render(&DetailsPage {
+        Some((report, may_copy, retired, counts)) => render(&DetailsPage {
             chrome: viewer.chrome,
             report,
             as_of,
             may_copy,
             retired,
+            counts,
         }),
         None => {
             let why = format!("License ID {license} did not exist at that moment.");
@@ -411,7 +438,9 @@ pub async fn details(
     }
 }
 
-type DetailsOf = (LicenseReport, bool, Vec<u64>);
+/// A license ID's report, whether key text may be copied, the keys whose text is retired,
+/// and each key's "Activations or seats" as every page shows it.
+type DetailsOf = (LicenseReport, bool, Vec<u64>, Vec<(u64, String)>);
 
 fn page_of(
     p: &Projections,
@@ -431,7 +460,14 @@ fn page_of(
         })
         .map(|k| k.key_id)
         .collect();
-    Some((report, may_see_text(p, principal, license), retired))
+    // The admin center's figure (`KeyView::used_of_total`: machines, KMS hosts or seats),
+    // the one the Products page and the key export show.
+    let counts = report
+        .keys
+        .iter()
+        .filter_map(|k| Some((k.key_id, p.books.keys.get(KeyId(k.key_id))?.used_of_total())))
+        .collect();
+    Some((report, may_see_text(p, principal, license), retired, counts))
 }
 
 pub(super) struct ForecastLine {
