@@ -569,9 +569,12 @@ pub struct WorkloadArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchHttp {
-    /// A running server (loopback only), e.g. http://127.0.0.1:8080.
+    /// A running server (loopback only), e.g. http://127.0.0.1:8080 or https://localhost:8443.
     #[arg(long, requires_all = ["product_key", "org"])]
     pub url: Option<String>,
+    /// Trust only the CA certificates in this PEM file for an `https://` server.
+    #[arg(long, value_name = "FILE", requires = "url")]
+    pub cacert: Option<std::path::PathBuf>,
     /// A MAK with room for the requests (with --url).
     #[arg(long)]
     pub product_key: Option<String>,
@@ -656,6 +659,13 @@ pub struct ServeArgs {
     /// take over when it stops (default: refuse at once, saying who holds it).
     #[arg(long)]
     pub wait_for_writer: bool,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); read again on SIGHUP, so a
+    /// renewed certificate needs no restart. Plain HTTP is then refused on the port.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's PEM private key (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Milliseconds before a webhook's first retry; each failure in a row doubles it.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub webhook_retry_base_ms: u64,
@@ -704,9 +714,13 @@ pub struct ServeArgs {
 /// `tail`: the server and token, where to start, what to show.
 #[derive(Debug, Args)]
 pub struct TailArgs {
-    /// The server, `http://HOST:PORT`.
+    /// The server, `http://HOST:PORT` or `https://HOST:PORT`.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// Trust only the CA certificates in this PEM file for an `https://` server (default:
+    /// the web's roots).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
     /// A bearer token (`keyledger token create`).
     #[arg(long, env = "KEYLEDGER_TOKEN", hide_env_values = true)]
     pub token: String,

@@ -96,13 +96,17 @@ pub fn run(args: &BenchHttp, data: &keyledger_ledger::Location) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// `url` without its scheme, and whether it asks for TLS.
+fn split_scheme(url: &str) -> Result<(&str, bool)> {
+    match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => Ok((rest, false)),
+        (_, Some(rest)) => Ok((rest, true)),
+        _ => bail!("--url must start with http:// or https://"),
+    }
+}
+
 fn check_loopback(url: &str) -> Result<()> {
-    let host = url
-        .strip_prefix("http://")
-        .context("--url must start with http://")?
-        .split(['/', ':'])
-        .next()
-        .unwrap_or("");
+    let host = split_scheme(url)?.0.split(['/', ':']).next().unwrap_or("");
     match host {
         "localhost" | "[" => Ok(()),
         h if h
@@ -116,11 +120,12 @@ fn check_loopback(url: &str) -> Result<()> {
 }
 
 async fn load(url: &str, key: &str, org: &str, args: &BenchHttp) -> Result<LoadReport> {
-    let authority = url
-        .trim_end_matches('/')
-        .strip_prefix("http://")
-        .context("--url must start with http://")?
-        .to_owned();
+    let (authority, secure) = split_scheme(url.trim_end_matches('/'))?;
+    let authority = authority.to_owned();
+    let tls = match secure {
+        true => Some(Tls::for_authority(&authority, args.cacert.as_deref())?),
+        false => None,
+    };
     // Pre-escaped JSON strings: each request's body is then one `format!`.
     let (key, org) = (serde_json::to_string(key)?, serde_json::to_string(org)?);
     // Every client connects first; the clock starts when all are connected, so the run
@@ -128,6 +133,7 @@ async fn load(url: &str, key: &str, org: &str, args: &BenchHttp) -> Result<LoadR
     let ready = Arc::new(tokio::sync::Barrier::new(args.concurrency + 1));
     let plan = Arc::new(Plan {
         authority,
+        tls,
         key,
         org,
         prefix: args
@@ -176,6 +182,8 @@ async fn load(url: &str, key: &str, org: &str, args: &BenchHttp) -> Result<LoadR
 /// What every client of one run shares: where to send, what, how many, how fast.
 struct Plan {
     authority: String,
+    /// For an `https://` server: how to open a TLS session to it.
+    tls: Option<Tls>,
     /// The key and org as JSON strings.
     key: String,
     org: String,
@@ -200,7 +208,7 @@ async fn client(
 ) -> (hdrhistogram::Histogram<u64>, [u64; 3]) {
     let mut histogram = latency_histogram();
     let mut counts = [0u64; 3];
-    let mut connection = connect(&plan.authority).await.ok();
+    let mut connection = connect(&plan).await.ok();
     ready.wait().await;
     let t0 = *plan.start.get_or_init(Instant::now);
     let deadline = t0 + plan.duration;
@@ -218,7 +226,7 @@ async fn client(
             r#"{{"product_key":{key},"org":{org},"method":"online","machines":["{prefix}-{i}"]}}"#
         );
         let sent = Instant::now();
-        let outcome = match post(&mut connection, &plan.authority, body).await {
+        let outcome = match post(&mut connection, &plan, body).await {
             Ok(200..=299) => 0,
             Ok(400..=499) => 1,
             Ok(_) => 2,
@@ -238,14 +246,45 @@ async fn client(
 /// the request is one preformatted write, the response is parsed in place (httparse, as
 /// inside hyper) and only its status is kept.
 struct Connection {
-    stream: tokio::net::TcpStream,
+    stream: Box<dyn Stream>,
     received: Vec<u8>,
     request: Vec<u8>,
 }
 
-async fn connect(authority: &str) -> Result<Connection> {
-    let stream = tokio::net::TcpStream::connect(authority).await?;
-    stream.set_nodelay(true)?;
+/// A connection's bytes: plain TCP, or TLS over it.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for S {}
+
+/// How the clients open TLS sessions to an `https://` server.
+struct Tls {
+    connector: tokio_rustls::TlsConnector,
+    name: rustls_pki_types::ServerName<'static>,
+}
+
+impl Tls {
+    /// For the host of `authority` (`HOST:PORT`), trusting `cacert`'s CAs or the web's roots.
+    fn for_authority(authority: &str, cacert: Option<&std::path::Path>) -> Result<Tls> {
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| anyhow::anyhow!("--url: {host:?} is not a server name: {e}"))?;
+        let config = crate::tls_client::client_config(cacert)?;
+        Ok(Tls {
+            connector: tokio_rustls::TlsConnector::from(config),
+            name,
+        })
+    }
+}
+
+async fn connect(plan: &Plan) -> Result<Connection> {
+    let tcp = tokio::net::TcpStream::connect(&plan.authority).await?;
+    tcp.set_nodelay(true)?;
+    let stream: Box<dyn Stream> = match &plan.tls {
+        None => Box::new(tcp),
+        Some(tls) => Box::new(tls.connector.connect(tls.name.clone(), tcp).await?),
+    };
     Ok(Connection {
         stream,
         received: Vec::with_capacity(4096),
@@ -254,11 +293,12 @@ async fn connect(authority: &str) -> Result<Connection> {
 }
 
 /// One activation over this client's connection (opened on first use); its status code.
-async fn post(connection: &mut Option<Connection>, authority: &str, body: String) -> Result<u16> {
+async fn post(connection: &mut Option<Connection>, plan: &Plan, body: String) -> Result<u16> {
     use std::io::Write;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = &plan.authority;
     if connection.is_none() {
-        *connection = Some(connect(authority).await?);
+        *connection = Some(connect(plan).await?);
     }
     let conn = connection.as_mut().expect("connected above");
     conn.request.clear();
@@ -268,6 +308,8 @@ async fn post(connection: &mut Option<Connection>, authority: &str, body: String
         body.len()
     )?;
     conn.stream.write_all(&conn.request).await?;
+    // A TLS stream may hold the records back until flushed (plain TCP: a no-op).
+    conn.stream.flush().await?;
     loop {
         if let Some((status, used)) = parse_response(&conn.received)? {
             conn.received.drain(..used);

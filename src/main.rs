@@ -14,6 +14,7 @@ mod plot;
 mod progress;
 mod resources;
 mod serve;
+mod tls_client;
 mod view;
 mod workload;
 

@@ -16,4 +16,5 @@ mod pg_history;
 mod proofs;
 mod readme;
 mod stream;
+mod tls;
 mod webhooks;

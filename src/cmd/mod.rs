@@ -69,7 +69,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             pubkey,
             old_checkpoint,
         } => proofs::verify_proof(&file, &pubkey, old_checkpoint.as_deref()),
-        Command::Serve(args) => crate::serve::run(data, &args, crate::console::router()),
+        Command::Serve(args) => {
+            crate::serve::run(data, &args, crate::console::router(args.tls_cert.is_some()))
+        }
         Command::Token { action } => token(data, action),
         Command::Consumer { action } => consumer::run(data, &action),
         Command::Bench {

@@ -15,10 +15,7 @@ use crate::output::outln;
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 pub fn tail(follow: &TailArgs) -> Result<ExitCode> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = crate::tls_client::agent(follow.cacert.as_deref())?;
     if follow.format == TailFormat::Table {
         outln!("{}", super::read::table_header());
     }

@@ -39,7 +39,8 @@ use crate::serve::App;
 pub const CONTENT_SECURITY_POLICY: &str =
     "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
 
-pub fn router() -> Router<App> {
+/// The console's routes; `secure`: the service speaks TLS (cookies are `Secure`).
+pub fn router(secure: bool) -> Router<App> {
     Router::new()
         .route("/ui", get(session::home))
         .route("/ui/", get(session::home))
@@ -66,7 +67,7 @@ pub fn router() -> Router<App> {
         .route("/ui/verify", get(audit::verify))
         .route("/ui/static/{file}", get(assets::asset))
         .route("/ui/{*rest}", get(not_found).post(not_found))
-        .layer(Extension(Arc::new(session::Console::new())))
+        .layer(Extension(Arc::new(session::Console::new(secure))))
         .layer(from_fn(console_headers))
 }
 

@@ -70,13 +70,16 @@ impl CsrfKey {
 pub struct Console {
     key: CsrfKey,
     sessions: Sessions,
+    /// The service speaks TLS: cookies are `Secure`.
+    secure: bool,
 }
 
 impl Console {
-    pub fn new() -> Console {
+    pub fn new(secure: bool) -> Console {
         Console {
             key: CsrfKey::random(),
             sessions: Sessions::default(),
+            secure,
         }
     }
 
@@ -119,7 +122,7 @@ impl FromRequestParts<App> for Viewer {
         let Some(token) = console.sessions.token(&session) else {
             // Signed out, expired, or from before a restart: sign in again.
             let mut response = Redirect::to("/ui/sign-in").into_response();
-            set_cookie(&mut response, removal(SESSION_COOKIE));
+            set_cookie(&mut response, removal(SESSION_COOKIE, console.secure));
             return Err(response);
         };
         match auth::principal_of_token(&app.store, &token) {
@@ -141,7 +144,7 @@ impl FromRequestParts<App> for Viewer {
             Err(_) => {
                 console.sessions.end(&session);
                 let mut response = Redirect::to("/ui/sign-in").into_response();
-                set_cookie(&mut response, removal(SESSION_COOKIE));
+                set_cookie(&mut response, removal(SESSION_COOKIE, console.secure));
                 Err(response)
             }
         }
@@ -238,16 +241,19 @@ fn set_cookie(response: &mut Response, cookie: Cookie<'_>) {
     response.headers_mut().append(header::SET_COOKIE, value);
 }
 
-fn console_cookie(name: &'static str, value: String) -> Cookie<'static> {
+/// A console cookie: HttpOnly, SameSite=Strict, on `/ui`, and `Secure` when the service
+/// speaks TLS (the browser then never sends it in clear text).
+fn console_cookie(name: &'static str, value: String, secure: bool) -> Cookie<'static> {
     Cookie::build((name, value))
         .path("/ui")
         .http_only(true)
         .same_site(SameSite::Strict)
+        .secure(secure)
         .build()
 }
 
-fn removal(name: &'static str) -> Cookie<'static> {
-    let mut cookie = console_cookie(name, String::new());
+fn removal(name: &'static str, secure: bool) -> Cookie<'static> {
+    let mut cookie = console_cookie(name, String::new(), secure);
     cookie.make_removal();
     cookie
 }
@@ -299,7 +305,10 @@ fn sign_in_form(
     )
         .into_response();
     if fresh {
-        set_cookie(&mut response, console_cookie(PRE_SESSION_COOKIE, pre));
+        set_cookie(
+            &mut response,
+            console_cookie(PRE_SESSION_COOKIE, pre, console.secure),
+        );
     }
     response
 }
@@ -325,8 +334,11 @@ pub async fn sign_in(State(app): State<App>, request: Request<Body>) -> Response
         Ok(_) => {
             let session = console.sessions.start(token.to_owned());
             let mut response = Redirect::to("/ui/contracts").into_response();
-            set_cookie(&mut response, console_cookie(SESSION_COOKIE, session));
-            set_cookie(&mut response, removal(PRE_SESSION_COOKIE));
+            set_cookie(
+                &mut response,
+                console_cookie(SESSION_COOKIE, session, console.secure),
+            );
+            set_cookie(&mut response, removal(PRE_SESSION_COOKIE, console.secure));
             response
         }
         Err(auth::AuthError::Unreadable(why)) => {
@@ -357,6 +369,6 @@ pub async fn sign_out(
         console.sessions.end(&session);
     }
     let mut response = Redirect::to("/ui/sign-in").into_response();
-    set_cookie(&mut response, removal(SESSION_COOKIE));
+    set_cookie(&mut response, removal(SESSION_COOKIE, console.secure));
     response
 }

@@ -50,16 +50,17 @@ impl From<&crate::cli::ServeArgs> for ConnectionLimits {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then waits up to 30 s for open
-/// connections to finish their requests.
 /// The address a request's connection came from (what the activation throttle counts by).
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub std::net::IpAddr);
 
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` resolves, then waits
+/// up to 30 s for open connections to finish their requests.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: ConnectionLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.connections_max.max(1)));
@@ -86,35 +87,16 @@ pub async fn serve(
         let (stream, peer) = stream;
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::default());
-        let io = TokioIo::new(Tracked {
+        let tracked = Tracked {
             stream,
             activity: Arc::clone(&activity),
-        });
-        let service = {
-            let (router, activity) = (router.clone(), Arc::clone(&activity));
-            hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let (mut router, activity) = (router.clone(), Arc::clone(&activity));
-                let mut request = request.map(axum::body::Body::new);
-                request.extensions_mut().insert(Peer(peer.ip()));
-                async move {
-                    use tower_service::Service;
-                    activity.busy.fetch_add(1, Ordering::Relaxed);
-                    let response = router.call(request).await;
-                    activity.busy.fetch_sub(1, Ordering::Relaxed);
-                    activity.touch();
-                    response
-                }
-            })
         };
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(io, service);
-        let connection = graceful.watch(connection);
+        let service = service_for(router.clone(), peer.ip(), Arc::clone(&activity));
+        let (watcher, tls) = (graceful.watcher(), tls.clone());
         tokio::spawn(async move {
             let idle = idle_watch(&activity, limits.idle_timeout);
             tokio::select! {
-                _ = connection => {}
+                () = drive(tracked, service, tls, limits, watcher) => {}
                 () = idle => {}
             }
             drop(slot);
@@ -125,6 +107,72 @@ pub async fn serve(
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(Duration::from_secs(30)) => {
             eprintln!("keyledger: some connections did not finish within 30 s; closing them");
+        }
+    }
+}
+
+/// The router as one connection's hyper service: each request learns its peer's address,
+/// and the connection's activity counts it as busy while it is answered.
+fn service_for(
+    router: axum::Router,
+    peer: std::net::IpAddr,
+    activity: Arc<Activity>,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let (mut router, activity) = (router.clone(), Arc::clone(&activity));
+        let mut request = request.map(axum::body::Body::new);
+        request.extensions_mut().insert(Peer(peer));
+        async move {
+            use tower_service::Service;
+            activity.busy.fetch_add(1, Ordering::Relaxed);
+            let response = router.call(request).await;
+            activity.busy.fetch_sub(1, Ordering::Relaxed);
+            activity.touch();
+            response
+        }
+    })
+}
+
+/// Serves one connection's requests, over TLS when `tls` is given: the handshake is bounded
+/// like a request's head (a client that starts one and stalls is cut), and a client that
+/// does not speak TLS fails it and is never answered.
+async fn drive<S>(
+    tracked: Tracked,
+    service: S,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: ConnectionLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send + 'static,
+    S::Future: Send,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    match tls {
+        None => {
+            let _ = watcher
+                .watch(builder.serve_connection(TokioIo::new(tracked), service))
+                .await;
+        }
+        Some(acceptor) => {
+            let handshake = acceptor.accept(tracked);
+            let Ok(Ok(stream)) = tokio::time::timeout(limits.header_read_timeout, handshake).await
+            else {
+                return;
+            };
+            let _ = watcher
+                .watch(builder.serve_connection(TokioIo::new(stream), service))
+                .await;
         }
     }
 }

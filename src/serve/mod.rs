@@ -18,6 +18,7 @@ mod routes;
 pub mod status;
 mod targets;
 pub mod throttle;
+pub mod tls;
 pub(crate) mod webhooks;
 
 pub use app::{App, Shared};
@@ -48,6 +49,11 @@ pub fn run(
     // Before anything opens: a missing key is a refusal to start, never a fresh key that
     // signs proofs no auditor pinned (F10).
     let key = signing_key(data, args.create_signing_key)?;
+    // A certificate that cannot be read is a refusal to start, before the ledger is claimed.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::Tls::load(cert, key)?),
+        _ => None,
+    };
     let store = claimed_store(data, args)?;
     // The read models first: the writer resumes from their books (one decode of the
     // snapshot, not two).
@@ -89,7 +95,7 @@ pub fn run(
         .enable_all()
         .build()?;
     let policy = Arc::new(webhooks::Policy::from(args));
-    runtime.block_on(serve(app, addr, limits, policy, pages))?;
+    runtime.block_on(serve(app, addr, limits, policy, pages, tls))?;
     drop(runtime);
     // Every handler's clone of the writer handle is gone with the runtime: the writer drains.
     let stopped = writer.stop().err();
@@ -246,7 +252,10 @@ async fn serve(
     limits: connections::ConnectionLimits,
     policy: Arc<webhooks::Policy>,
     pages: axum::Router<App>,
+    tls: Option<Arc<tls::Tls>>,
 ) -> Result<()> {
+    let acceptor = tls.as_ref().map(tls::Tls::acceptor).transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -255,11 +264,11 @@ async fn serve(
     // script reads it is a clean shutdown, never the default action's kill.
     let shutdown_signals = ShutdownSignals::install()?;
     // Tests and scripts read this line to find an ephemeral port.
-    outln!("listening on http://{bound}");
+    outln!("listening on {scheme}://{bound}");
     use std::io::Write;
     std::io::stdout().flush()?;
     eprintln!(
-        "keyledger: serving {} on http://{bound}; the console is at http://{bound}/ui",
+        "keyledger: serving {} on {scheme}://{bound}; the console is at {scheme}://{bound}/ui",
         app.store.label()
     );
     let closing = app.closing.clone();
@@ -269,7 +278,12 @@ async fn serve(
     };
     let deliveries = tokio::spawn(webhooks::supervise(app.clone(), policy));
     let pruning = tokio::spawn(prune_throttle(app.clone()));
-    connections::serve(listener, routes::router(app, pages), limits, shutdown).await;
+    let reloading = tls.map(|tls| tokio::spawn(tls.reload_on_hangup()));
+    let router = routes::router(app, pages);
+    connections::serve(listener, router, limits, acceptor, shutdown).await;
+    if let Some(reloading) = reloading {
+        reloading.abort();
+    }
     // Each delivery task ends at the close; one in flight finishes its attempt first.
     let _ = deliveries.await;
     pruning.abort();
