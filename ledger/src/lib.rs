@@ -1,18 +1,20 @@
-//! keyledger's log: an append-only, BLAKE3-hash-chained sequence of events on redb.
+//! keyledger's engine: an append-only, BLAKE3-hash-chained log of events over one storage
+//! boundary (`keyledger-store`: an embedded redb file or a replicated PostgreSQL database).
 //!
 //! The one design decision: a single writer owns the decision state and the write side of
-//! the database, and commits whatever commands are queued as one block in one durable redb
-//! transaction (group commit). One writer makes every decision see every earlier one, so no
-//! race can over-activate a key; one block per batch makes a batch of 1,000 activations cost
-//! about one fsync. Answers are released only after the commit is durable.
+//! the store, and commits whatever commands are queued as one block in one durable commit
+//! (group commit). One writer makes every decision see every earlier one, so no race can
+//! over-activate a key; one block per batch makes a batch of 1,000 activations cost about
+//! one fsync. Answers are released only after the commit is durable.
 //!
-//! Layers, bottom up: [`codec`] (event ↔ record bytes), [`chain`] (the hash chain),
-//! [`block`] (a batch's records as one value, stored or LZ4), [`store`] (the redb tables),
-//! [`walk`](mod@walk) (checked reads and `verify`), [`hashing`] (chain and tree hashing beside
-//! the decisions), [`engine`] (begin → add → seal → commit → settle), [`writer`] (the thread,
-//! its queue and the commit pipeline), [`export`] (JSON Lines for auditors), [`wire`]
-//! (commands as JSON), [`merkle`] and [`tree`] (RFC 6962 tree hashes, the stored tree),
-//! [`checkpoint`] and [`proof`] (signed checkpoints and proof files).
+//! Layers, bottom up: the store's [`codec`] (event ↔ record bytes), [`chain`], [`block`],
+//! [`merkle`], [`tree`] and [`store`] (re-exported here under those names); then
+//! [`walk`](mod@walk) (checked reads and `verify`), [`hashing`] (chain and tree hashing
+//! beside the decisions), [`activated`] and [`prefetch`] (the writer's filter of activated
+//! pairs and its lookups), [`engine`] (begin → add → seal → commit → settle), [`writer`] (the
+//! thread, its queue and the commit pipeline), [`export`] (JSON Lines for auditors),
+//! [`wire`] (commands as JSON), [`checkpoint`] and [`proof`] (signed checkpoints and proof
+//! files).
 #![forbid(unsafe_code)]
 // Functions fit on a screen (clippy.toml: 70 lines); a flat dispatch match may say why not.
 #![warn(clippy::too_many_lines)]
