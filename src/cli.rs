@@ -666,6 +666,10 @@ pub struct ServeArgs {
     /// The certificate's PEM private key (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// How diagnostics are written to stderr: `text` (lines for a person) or `json` (one
+    /// object a line for a log pipeline, with a line a request). Levels from `RUST_LOG`.
+    #[arg(long, value_enum, default_value_t = crate::logs::LogFormat::Text)]
+    pub log_format: crate::logs::LogFormat,
     /// Milliseconds before a webhook's first retry; each failure in a row doubles it.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub webhook_retry_base_ms: u64,

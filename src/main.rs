@@ -9,6 +9,7 @@ mod cmd;
 mod console;
 mod demo;
 mod loadgen;
+mod logs;
 mod output;
 mod plot;
 mod progress;

@@ -10,6 +10,7 @@ mod crash;
 mod http;
 mod http_hardening;
 mod layers;
+mod logs;
 mod pg_cluster;
 mod pg_failover;
 mod pg_history;

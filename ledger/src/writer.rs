@@ -92,7 +92,7 @@ impl Writer {
             Err(_) => return Err(Error::WriterStopped("the writer thread died".to_owned())),
         };
         if let Err(err) = engine.save_filter_at_stop() {
-            eprintln!("keyledger: the filter of activated pairs was not saved ({err})");
+            tracing::warn!(error = %err, "keyledger: the filter of activated pairs was not saved ({err})");
         }
         Ok(engine)
     }
@@ -131,7 +131,11 @@ fn supervise(mut engine: Engine, mut rx: mpsc::Receiver<Job>, health: &Health) -
         };
         match reopened {
             Ok(mut fresh) => {
-                eprintln!("keyledger: the writer died ({why}); restarted from the durable log");
+                tracing::warn!(
+                    event = "writer_restarted",
+                    why = %why,
+                    "keyledger: the writer died ({why}); restarted from the durable log"
+                );
                 restarts.push(std::time::Instant::now());
                 if let Some(listener) = &listener {
                     fresh.set_listener(listener.clone());
@@ -142,7 +146,7 @@ fn supervise(mut engine: Engine, mut rx: mpsc::Receiver<Job>, health: &Health) -
             }
             Err(err) => {
                 let why = format!("the writer died ({why}) and was not restarted: {err}");
-                eprintln!("keyledger: {why}");
+                tracing::error!(event = "writer_stopped", why = %why, "keyledger: {why}");
                 health.set_stopped(why.clone());
                 // Close the queue: every waiting and later submission gets `writer_stopped`.
                 rx.close();

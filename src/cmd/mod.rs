@@ -26,6 +26,10 @@ use crate::view::{parse_time, wall_clock};
 #[expect(clippy::too_many_lines, reason = "one arm a subcommand")]
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let data = &cli.data;
+    crate::logs::init(match &cli.command {
+        Command::Serve(args) => args.log_format,
+        _ => crate::logs::LogFormat::default(),
+    });
     match cli.command {
         Command::Init { operator, at } => init(data, &operator, at.as_deref()),
         Command::Apply { file, atomic } => apply::apply(data, &file, atomic),

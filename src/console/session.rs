@@ -127,6 +127,7 @@ impl FromRequestParts<App> for Viewer {
         };
         match auth::principal_of_token(&app.store, &token) {
             Ok(principal) => {
+                tracing::Span::current().record("principal", principal.as_str());
                 let chrome = Chrome {
                     principal: principal.to_string(),
                     csrf: console.key.token(&session).to_hex().to_string(),

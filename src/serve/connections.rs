@@ -77,7 +77,7 @@ pub async fn serve(
                 Err(err) => {
                     // Out of file descriptors, or a connection reset before it was accepted:
                     // wait a moment rather than spin, and keep serving.
-                    eprintln!("keyledger: accept failed: {err}");
+                    tracing::warn!("keyledger: accept failed: {err}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -106,7 +106,7 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(Duration::from_secs(30)) => {
-            eprintln!("keyledger: some connections did not finish within 30 s; closing them");
+            tracing::warn!("keyledger: some connections did not finish within 30 s; closing them");
         }
     }
 }

@@ -105,10 +105,10 @@ pub fn run(
     let folded = folded.read().expect("no handler panicked holding the lock");
     write_snapshot(&store, &folded)?;
     if let Some(err) = stopped {
-        eprintln!("keyledger: stopped at seq {}: {err}", folded.last_seq);
+        tracing::error!("keyledger: stopped at seq {}: {err}", folded.last_seq);
         return Ok(ExitCode::FAILURE);
     }
-    eprintln!(
+    tracing::info!(
         "keyledger: stopped cleanly at seq {}; snapshot written",
         folded.last_seq
     );
@@ -133,7 +133,7 @@ fn check_chain_in_background(engine: &keyledger_ledger::Engine) {
         let started = std::time::Instant::now();
         match keyledger_ledger::resume::verify_start(&store, head, &books) {
             Ok(()) => {
-                eprintln!(
+                tracing::info!(
                     "keyledger: the chain through seq {} verified in {:.1} s",
                     head.seq,
                     started.elapsed().as_secs_f64()
@@ -141,7 +141,10 @@ fn check_chain_in_background(engine: &keyledger_ledger::Engine) {
                 health.set_chain(ChainCheck::Verified);
             }
             Err(why) => {
-                eprintln!("keyledger: {why}; writes stop");
+                tracing::error!(
+                    event = "chain_check_failed",
+                    "keyledger: {why}; writes stop"
+                );
                 health.set_chain(ChainCheck::Failed(why));
             }
         }
@@ -154,14 +157,17 @@ fn claimed_store(data: &keyledger_ledger::Location, args: &crate::cli::ServeArgs
     let store = Store::open(data).with_context(|| format!("cannot open ledger {data}"))?;
     let recovery = store.recovery();
     for said in [recovery.note(), recovery.warning()].into_iter().flatten() {
-        eprintln!("{said}");
+        tracing::info!("{said}");
     }
     if args.wait_for_writer {
-        eprintln!("waiting to become the writer of {data}");
+        tracing::info!(
+            event = "waiting_for_writer",
+            "waiting to become the writer of {data}"
+        );
     }
     store.claim_writer(args.wait_for_writer)?;
     if let Some(warning) = store.durability_warning()? {
-        eprintln!("warning: {warning}");
+        tracing::warn!("warning: {warning}");
     }
     Ok(store)
 }
@@ -187,10 +193,12 @@ fn open_writer(
     match engine.start() {
         Start::Log => {}
         Start::Resumed { seq } => {
-            eprintln!("keyledger: the writer resumed at seq {seq} from the read models' books")
+            tracing::info!("keyledger: the writer resumed at seq {seq} from the read models' books")
         }
         Start::Refused { seq, why } => {
-            eprintln!("keyledger: the snapshot at seq {seq} was not used ({why}); folded the log")
+            tracing::warn!(
+                "keyledger: the snapshot at seq {seq} was not used ({why}); folded the log"
+            )
         }
     }
     report_filter_start(engine.filter_start());
@@ -203,15 +211,17 @@ fn report_filter_start(start: &FilterStart) {
     let (from, refused) = match start {
         FilterStart::NotKept => return,
         FilterStart::Saved { seq } => {
-            eprintln!("keyledger: the filter of activated pairs was read as saved at seq {seq}");
+            tracing::info!(
+                "keyledger: the filter of activated pairs was read as saved at seq {seq}"
+            );
             return;
         }
         FilterStart::PairIndex { refused } => ("the pair index", refused),
         FilterStart::Log { refused } => ("the log", refused),
     };
     match refused {
-        Some(why) => eprintln!("keyledger: {why}; the filter was built from {from}"),
-        None => eprintln!("keyledger: the filter of activated pairs was built from {from}"),
+        Some(why) => tracing::info!("keyledger: {why}; the filter was built from {from}"),
+        None => tracing::info!("keyledger: the filter of activated pairs was built from {from}"),
     }
 }
 
@@ -224,7 +234,7 @@ fn signing_key(
     match keyledger_ledger::proof::signing_key(data, create) {
         Ok((key, created)) => {
             if created {
-                eprintln!(
+                tracing::info!(
                     "keyledger: created the checkpoint signing key {} (--create-signing-key); verifier key {}",
                     path.display(),
                     key.verifier_key()
@@ -267,7 +277,7 @@ async fn serve(
     outln!("listening on {scheme}://{bound}");
     use std::io::Write;
     std::io::stdout().flush()?;
-    eprintln!(
+    tracing::info!(
         "keyledger: serving {} on {scheme}://{bound}; the console is at {scheme}://{bound}/ui",
         app.store.label()
     );
@@ -318,7 +328,7 @@ impl ShutdownSignals {
             _ = self.interrupt.recv() => {},
             _ = self.terminate.recv() => {},
         }
-        eprintln!("keyledger: shutting down: finishing in-flight requests");
+        tracing::info!("keyledger: shutting down: finishing in-flight requests");
     }
 }
 
@@ -335,11 +345,11 @@ fn catch_up(p: &mut Projections, store: &Store, until: u64) {
         Ok(std::ops::ControlFlow::Continue(()))
     });
     match read {
-        Ok(_) => eprintln!(
+        Ok(_) => tracing::warn!(
             "keyledger: folded seqs {from}..{} from the log (committed, though answered as failed)",
             until - 1
         ),
-        Err(err) => eprintln!(
+        Err(err) => tracing::error!(
             "keyledger: could not read seqs {from}..{} back: {err}",
             until - 1
         ),
@@ -381,7 +391,9 @@ fn follow(
         if p.last_seq >= snapshotted + crate::view::SNAPSHOT_EVERY_EVENTS {
             match write_snapshot(store, &p) {
                 Ok(()) => snapshotted = p.last_seq,
-                Err(err) => eprintln!("keyledger: snapshot at seq {} failed: {err:#}", p.last_seq),
+                Err(err) => {
+                    tracing::warn!("keyledger: snapshot at seq {} failed: {err:#}", p.last_seq)
+                }
             }
         }
     }

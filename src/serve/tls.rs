@@ -65,18 +65,18 @@ impl Tls {
     pub async fn reload_on_hangup(self: Arc<Tls>) {
         use tokio::signal::unix::{signal, SignalKind};
         let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            eprintln!(
+            tracing::warn!(
                 "keyledger: SIGHUP cannot be caught here: the TLS certificate is not reloaded"
             );
             return;
         };
         while hangups.recv().await.is_some() {
             match self.reload() {
-                Ok(()) => eprintln!(
+                Ok(()) => tracing::info!(
                     "keyledger: TLS certificate reloaded from {}",
                     self.cert.display()
                 ),
-                Err(err) => eprintln!(
+                Err(err) => tracing::warn!(
                     "keyledger: TLS certificate not reloaded (the one in use stays): {err:#}"
                 ),
             }

@@ -116,7 +116,7 @@ pub async fn supervise(app: App, policy: Arc<Policy>) {
                 }
             }
             Ok(Err(err)) if said.as_deref() != Some(&err.to_string()) => {
-                eprintln!("keyledger: webhooks: cannot list consumers: {err}");
+                tracing::warn!("keyledger: webhooks: cannot list consumers: {err}");
                 said = Some(err.to_string());
             }
             _ => {}
@@ -159,7 +159,7 @@ async fn deliver(app: App, name: String, policy: Arc<Policy>) {
         let step = match step(&app, &name, &policy, &agent, &mut evaluated, &mut spare).await {
             Ok(step) => step,
             Err(err) => {
-                eprintln!("keyledger: webhook {name}: {err}");
+                tracing::warn!("keyledger: webhook {name}: {err}");
                 Step::Pause(IDLE_LOOK)
             }
         };
@@ -290,7 +290,9 @@ fn settle(
             Step::Again
         });
     }
-    eprintln!(
+    tracing::warn!(
+        event = "webhook_failed",
+        consumer = %name,
         "keyledger: webhook {name}: seqs {}..={} not delivered: {}",
         consumer.position + 1,
         outbound.through,
@@ -433,7 +435,9 @@ fn fail(
     Ok(match webhook {
         Some(w) if w.state == DeliveryState::Active => Some(w.failures),
         Some(w) => {
-            eprintln!(
+            tracing::warn!(
+                event = "webhook_failing",
+                consumer = %name,
                 "keyledger: webhook {name}: {} failed attempts in a row: marked failing; \
                  `keyledger consumer redeliver {name} --from SEQ` starts it again",
                 w.failures

@@ -87,6 +87,7 @@ pub fn router(app: App, pages: Router<App>) -> Router {
         // API's guard, with their own.
         .merge(pages.layer(DefaultBodyLimit::max(BODY_BYTES_MAX)))
         .fallback(middleware::not_found)
+        .layer(access_log())
         .with_state(app)
 }
 
@@ -155,7 +156,10 @@ impl axum::extract::FromRequestParts<App> for Caller {
         parts: &mut axum::http::request::Parts,
         app: &App,
     ) -> Result<Caller, Response> {
-        authenticate(app, &parts.headers).map(Caller)
+        let principal = authenticate(app, &parts.headers)?;
+        // The request's log line names who asked (never the token).
+        tracing::Span::current().record("principal", principal.as_str());
+        Ok(Caller(principal))
     }
 }
 
@@ -255,4 +259,46 @@ pub(super) fn may_read_log(
         .expect("no writer panics holding the lock")
         .may_read_log(principal, license)
         .map_err(|refused| forbidden(refused.rule, refused.message))
+}
+
+/// One log line a request (target `keyledger::access`): method, route (the matched
+/// pattern, never the path with its ids), status, latency, and the principal once a token
+/// named one. Headers are never logged, so no token reaches a log.
+fn access_log() -> tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    impl Fn(&axum::http::Request<axum::body::Body>) -> tracing::Span + Clone,
+    (),
+    impl Fn(&Response, std::time::Duration, &tracing::Span) + Clone,
+    (),
+    (),
+    (),
+> {
+    tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+            let route = request
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map_or("(none)", |path| path.as_str());
+            tracing::info_span!(
+                target: "keyledger::access",
+                "request",
+                method = %request.method(),
+                route,
+                principal = tracing::field::Empty,
+            )
+        })
+        .on_request(())
+        .on_response(
+            |response: &Response, latency: std::time::Duration, _: &tracing::Span| {
+                tracing::info!(
+                    target: "keyledger::access",
+                    status = response.status().as_u16(),
+                    latency_ms = latency.as_secs_f64() * 1000.0,
+                    "answered"
+                );
+            },
+        )
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(())
 }
