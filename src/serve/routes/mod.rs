@@ -264,6 +264,10 @@ pub(super) fn may_read_log(
 /// One log line a request (target `keyledger::access`): method, route (the matched
 /// pattern, never the path with its ids), status, latency, and the principal once a token
 /// named one. Headers are never logged, so no token reaches a log.
+#[expect(
+    clippy::type_complexity,
+    reason = "tower-http's TraceLayer names the type of every callback"
+)]
 fn access_log() -> tower_http::trace::TraceLayer<
     tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
     impl Fn(&axum::http::Request<axum::body::Body>) -> tracing::Span + Clone,
