@@ -600,6 +600,11 @@ pub struct BenchHttp {
     /// an index lookup once the pair has left the writer's cache).
     #[arg(long)]
     pub machine_prefix: Option<String>,
+    /// Then load a trivial axum handler (it parses the same JSON and answers from memory,
+    /// on a loopback port of this process) with the same client and settings, and report
+    /// keyledger's throughput as a ratio of it: what HTTP alone costs on this machine.
+    #[arg(long)]
+    pub peer: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -34,6 +34,19 @@ pub struct LoadReport {
     pub latency_ms_p50: f64,
     pub latency_ms_p99: f64,
     pub latency_ms_max: f64,
+    /// With `--peer`: the trivial axum handler under the same load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerReport>,
+}
+
+/// The trivial handler's run beside keyledger's (`--peer`).
+#[derive(Debug, serde::Serialize)]
+pub struct PeerReport {
+    pub requests_per_second: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    /// keyledger's requests a second over the handler's.
+    pub ratio: f64,
 }
 
 /// Without `--url`, the server it starts writes to a temporary redb file, or, when `data`
@@ -82,7 +95,16 @@ pub fn run(args: &BenchHttp, data: &keyledger_ledger::Location) -> Result<ExitCo
     if let Some(server) = server {
         server.stop()?;
     }
-    let report = report?;
+    let mut report = report?;
+    if args.peer {
+        let theirs = runtime.block_on(load_peer(&key, &org, args))?;
+        report.peer = Some(PeerReport {
+            requests_per_second: theirs.requests_per_second,
+            latency_ms_p50: theirs.latency_ms_p50,
+            latency_ms_p99: theirs.latency_ms_p99,
+            ratio: report.requests_per_second / theirs.requests_per_second.max(f64::MIN_POSITIVE),
+        });
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -92,8 +114,20 @@ pub fn run(args: &BenchHttp, data: &keyledger_ledger::Location) -> Result<ExitCo
             report.latency_ms_p50, report.latency_ms_p99, report.latency_ms_max,
             report.activated, report.refused, report.errors, report.machine_prefix
         );
+        if let Some(peer) = &report.peer {
+            outln!(
+                "peer (a trivial axum handler, same client): {:.0} req/s; latency p50 {:.2} ms, p99 {:.2} ms; keyledger at {:.2}x",
+                peer.requests_per_second, peer.latency_ms_p50, peer.latency_ms_p99, peer.ratio
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The same load on the trivial handler of `--peer`, started for the run and stopped after.
+async fn load_peer(key: &str, org: &str, args: &BenchHttp) -> Result<LoadReport> {
+    let peer = crate::loadgen_peer::Peer::start()?;
+    load(&peer.url, key, org, args).await
 }
 
 /// `url` without its scheme, and whether it asks for TLS.
@@ -176,6 +210,7 @@ async fn load(url: &str, key: &str, org: &str, args: &BenchHttp) -> Result<LoadR
         latency_ms_p50: histogram.value_at_quantile(0.5) as f64 / 1000.0,
         latency_ms_p99: histogram.value_at_quantile(0.99) as f64 / 1000.0,
         latency_ms_max: histogram.max() as f64 / 1000.0,
+        peer: None,
     })
 }
 

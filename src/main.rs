@@ -9,6 +9,7 @@ mod cmd;
 mod console;
 mod demo;
 mod loadgen;
+mod loadgen_peer;
 mod logs;
 mod output;
 mod plot;

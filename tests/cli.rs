@@ -942,9 +942,50 @@ fn bench_keep_leaves_a_ledger_that_verifies_and_never_overwrites_one() {
     );
 }
 
-/// The load generator (issue 6), on its own server: every request is counted, all of them
+/// The load generator, on its own server: every request is counted, all of them
 /// activate (each names a new machine), and the latency figures are ordered. It refuses
 /// to load anything but loopback.
+/// `bench http --peer` loads a trivial axum handler after keyledger, with the same client and
+/// settings, and reports keyledger's throughput as a ratio of it.
+#[test]
+fn bench_http_with_a_peer_reports_keyledger_as_a_ratio_of_it() {
+    let ledger = Ledger::new();
+    let out = ledger.ok(&[
+        "bench",
+        "http",
+        "--concurrency",
+        "4",
+        "--requests",
+        "300",
+        "--peer",
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["activated"], 300, "{report}");
+    let peer = &report["peer"];
+    let (ours, theirs, ratio) = (
+        report["requests_per_second"].as_f64().unwrap(),
+        peer["requests_per_second"].as_f64().unwrap(),
+        peer["ratio"].as_f64().unwrap(),
+    );
+    assert!(theirs > 0.0, "{report}");
+    assert!((ratio - ours / theirs).abs() < 1e-9, "{report}");
+    assert!(peer["latency_ms_p50"].as_f64().unwrap() <= peer["latency_ms_p99"].as_f64().unwrap());
+    let text = ledger.ok(&[
+        "bench",
+        "http",
+        "--concurrency",
+        "2",
+        "--requests",
+        "50",
+        "--peer",
+    ]);
+    assert!(
+        text.contains("peer (a trivial axum handler, same client)"),
+        "{text}"
+    );
+}
+
 #[test]
 fn bench_http_loads_its_own_server_and_reports_every_request() {
     let ledger = Ledger::new();
