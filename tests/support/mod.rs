@@ -148,8 +148,14 @@ impl Server {
     }
 
     pub fn post(&self, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-        let mut request = self
-            .agent
+        // A connection of its own: a server may close a keep-alive connection after answering
+        // without reading a body (a 401 before the body arrived), and a POST is not resent
+        // on a pooled connection that closed under it.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut request = agent
             .post(format!("{}{path}", self.url))
             .content_type("application/json");
         if let Some(who) = token {
