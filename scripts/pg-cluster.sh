@@ -21,6 +21,9 @@
 # Environment: KEYLEDGER_PG_DIR (default /tmp/keyledger-pg), KEYLEDGER_PG_PRIMARY_PORT
 # (54321), KEYLEDGER_PG_STANDBY_PORT (54322). Installs Debian's `postgresql` package when
 # no PostgreSQL binaries are found (as root, with apt-get).
+# KEYLEDGER_PG_TLS=1: both servers speak TLS (`ssl = on`) with a certificate from a test CA
+# made here ($DIR/tls/ca.pem; the certificate names KEYLEDGER_PG_TLS_NAMES, default
+# DNS:localhost,IP:127.0.0.1), and `url` asks for sslmode=verify-full against that CA.
 set -euo pipefail
 
 DIR=${KEYLEDGER_PG_DIR:-/tmp/keyledger-pg}
@@ -90,6 +93,34 @@ host replication all 127.0.0.1/32 trust
 EOF
 }
 
+tls_on() { [ "${KEYLEDGER_PG_TLS:-0}" = 1 ]; }
+
+# A test CA and a server certificate it signed, as docs/operations.md shows; the key and
+# certificate go into the primary's data directory (and so into the standby's base backup).
+make_certificates() {
+    local data=$1 tls="$DIR/tls"
+    local names=${KEYLEDGER_PG_TLS_NAMES:-DNS:localhost,IP:127.0.0.1}
+    mkdir -p "$tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+        -keyout "$tls/ca.key" -out "$tls/ca.pem" -subj "/CN=keyledger test CA" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$tls/server.key" -out "$tls/server.csr" -subj "/CN=keyledger test server" 2>/dev/null
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+        -CAcreateserial -days 30 -extfile <(printf "subjectAltName=%s" "$names") \
+        -out "$tls/server.pem" 2>/dev/null
+    chmod 0755 "$tls"
+    chmod 0644 "$tls/ca.pem"
+    cp "$tls/server.pem" "$data/server.crt"
+    cp "$tls/server.key" "$data/server.key"
+    chown postgres:postgres "$data/server.crt" "$data/server.key" 2>/dev/null || true
+    chmod 0600 "$data/server.key"
+    cat >>"$data/postgresql.conf" <<EOF
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+EOF
+}
+
 wait_for() {
     local what=$1 tries=$2
     shift 2
@@ -115,6 +146,7 @@ start() {
         die "the postgres user cannot write $DIR (is a parent directory closed to it?)"
     pg initdb -D "$DIR/primary" -U "$USER_NAME" --auth=trust --no-instructions -E UTF8 >/dev/null
     configure "$DIR/primary" "$PRIMARY_PORT"
+    if tls_on; then make_certificates "$DIR/primary"; fi
     pg pg_ctl -D "$DIR/primary" -l "$DIR/primary.log" -w -t 60 start >/dev/null
     psql_at "$PRIMARY_PORT" -c "create database $DATABASE" >/dev/null
     # A fast checkpoint: the default spreads it over minutes.
@@ -131,7 +163,9 @@ start() {
 }
 
 url() {
-    echo "postgres://$USER_NAME@127.0.0.1:$PRIMARY_PORT,127.0.0.1:$STANDBY_PORT/$DATABASE?target_session_attrs=read-write"
+    local tls=""
+    if tls_on; then tls="&sslmode=verify-full&sslrootcert=$DIR/tls/ca.pem"; fi
+    echo "postgres://$USER_NAME@127.0.0.1:$PRIMARY_PORT,127.0.0.1:$STANDBY_PORT/$DATABASE?target_session_attrs=read-write$tls"
 }
 
 role_of() {

@@ -2,6 +2,12 @@
 //! `postgresql://` URL (libpq's URL syntax: several `host:port` pairs, `dbname`, `user`,
 //! `password`, `target_session_attrs`, ...) is a PostgreSQL database; anything else is the
 //! path of a redb file.
+//!
+//! libpq's TLS parameters are honoured as libpq does: `sslmode` (`disable`, `prefer` (the
+//! default), `require`, `verify-ca`, `verify-full`) and `sslrootcert` (a PEM file of CA
+//! certificates, or `system` for the web's roots). tokio-postgres knows only the first
+//! three modes and no `sslrootcert`, so [`PgUrl`] takes them out of what it hands it and
+//! keeps them in a [`PgTls`] for the store's connector.
 
 use std::path::{Path, PathBuf};
 
@@ -24,15 +30,61 @@ pub enum Location {
 #[derive(Clone, PartialEq, Eq)]
 pub struct PgUrl(String);
 
+/// How a connection is protected: libpq's `sslmode`, after its own rule that `require`
+/// with an `sslrootcert` checks the certificate's chain as `verify-ca` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SslMode {
+    /// Clear text only.
+    Disable,
+    /// TLS if the server offers it, clear text if not; the certificate is not checked.
+    Prefer,
+    /// TLS or no connection; the certificate is not checked.
+    Require,
+    /// TLS, and the certificate must chain to one of `sslrootcert`'s CAs.
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate must name the host connected to.
+    VerifyFull,
+}
+
+/// Where the CA certificates that `verify-ca` and `verify-full` trust come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RootCerts {
+    /// A PEM file (`sslrootcert=PATH`), read at every connection so that a renewed CA
+    /// bundle is taken up without a restart.
+    File(PathBuf),
+    /// The web's roots (`sslrootcert=system`), for a managed database whose certificate a
+    /// public CA signed.
+    System,
+}
+
+/// A URL's TLS settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgTls {
+    pub mode: SslMode,
+    pub roots: Option<RootCerts>,
+}
+
 impl PgUrl {
     pub fn parse(url: &str) -> Result<PgUrl> {
-        url.parse::<tokio_postgres::Config>()
+        let (rest, _) =
+            split_tls(url).map_err(|e| Error::BadLocation(format!("{}: {e}", redact(url))))?;
+        rest.parse::<tokio_postgres::Config>()
             .map_err(|e| Error::BadLocation(format!("{}: {e}", redact(url))))?;
         Ok(PgUrl(url.to_owned()))
     }
 
+    /// The connection settings tokio-postgres takes (the TLS parameters it does not know
+    /// are in [`PgUrl::tls`]).
     pub fn config(&self) -> tokio_postgres::Config {
-        self.0.parse().expect("checked when the URL was parsed")
+        let (rest, _) = split_tls(&self.0).expect("checked when the URL was parsed");
+        rest.parse().expect("checked when the URL was parsed")
+    }
+
+    /// The URL's TLS settings.
+    pub fn tls(&self) -> PgTls {
+        split_tls(&self.0)
+            .expect("checked when the URL was parsed")
+            .1
     }
 
     /// One URL per server the URL names (`host1:port1,host2:port2` in its authority), in
@@ -76,6 +128,69 @@ impl std::fmt::Debug for PgUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "PgUrl({self})")
     }
+}
+
+/// The URL without `sslrootcert` and with `sslmode` as tokio-postgres knows it (`verify-*`
+/// become `require`: TLS or no connection; the connector does the checking), and the TLS
+/// settings taken out.
+fn split_tls(url: &str) -> std::result::Result<(String, PgTls), String> {
+    let Some((head, query)) = url.split_once('?') else {
+        return Ok((
+            url.to_owned(),
+            PgTls {
+                mode: SslMode::Prefer,
+                roots: None,
+            },
+        ));
+    };
+    let (mut mode, mut roots) = (None, None);
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+        match key {
+            "sslmode" => {
+                mode = Some(match &*value {
+                    "disable" => SslMode::Disable,
+                    "prefer" => SslMode::Prefer,
+                    "require" => SslMode::Require,
+                    "verify-ca" => SslMode::VerifyCa,
+                    "verify-full" => SslMode::VerifyFull,
+                    other => {
+                        return Err(format!(
+                            "sslmode={other}: expected disable, prefer, require, verify-ca or \
+                             verify-full"
+                        ))
+                    }
+                });
+            }
+            "sslrootcert" if value.is_empty() => return Err("sslrootcert is empty".to_owned()),
+            "sslrootcert" if value == "system" => roots = Some(RootCerts::System),
+            "sslrootcert" => roots = Some(RootCerts::File(PathBuf::from(&*value))),
+            _ => kept.push(pair),
+        }
+    }
+    let mode = match (mode.unwrap_or(SslMode::Prefer), &roots) {
+        (SslMode::Require, Some(_)) => SslMode::VerifyCa,
+        (mode @ (SslMode::VerifyCa | SslMode::VerifyFull), None) => {
+            let name = if mode == SslMode::VerifyCa {
+                "verify-ca"
+            } else {
+                "verify-full"
+            };
+            return Err(format!(
+                "sslmode={name} needs sslrootcert=FILE (the PEM file of the CA certificates \
+                 that signed the server's), or sslrootcert=system for the web's roots"
+            ));
+        }
+        (mode, _) => mode,
+    };
+    kept.push(match mode {
+        SslMode::Disable => "sslmode=disable",
+        SslMode::Prefer => "sslmode=prefer",
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => "sslmode=require",
+    });
+    Ok((format!("{head}?{}", kept.join("&")), PgTls { mode, roots }))
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`; `password=` query
@@ -223,5 +338,75 @@ mod tests {
             redact("postgresql:///db?host=/tmp&password=hunter2&user=u"),
             "postgresql:///db?host=/tmp&password=***&user=u"
         );
+    }
+
+    fn tls_of(url: &str) -> PgTls {
+        PgUrl::parse(url).unwrap().tls()
+    }
+
+    #[test]
+    fn sslmode_and_sslrootcert_are_libpqs() {
+        let none = tls_of("postgres://u@h/db");
+        assert_eq!((none.mode, none.roots), (SslMode::Prefer, None));
+        assert_eq!(
+            tls_of("postgres://u@h/db?sslmode=disable").mode,
+            SslMode::Disable
+        );
+        assert_eq!(
+            tls_of("postgres://u@h/db?sslmode=require").mode,
+            SslMode::Require
+        );
+        // libpq: `require` with a root certificate checks the chain.
+        let url = "postgres://u@h/db?sslmode=require&sslrootcert=%2Fetc%2Fca.pem";
+        let require = tls_of(url);
+        assert_eq!(require.mode, SslMode::VerifyCa);
+        assert_eq!(
+            require.roots,
+            Some(RootCerts::File(PathBuf::from("/etc/ca.pem")))
+        );
+        let full = PgUrl::parse(
+            "postgres://u@h1:1,h2:2/db?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=system",
+        )
+        .unwrap();
+        assert_eq!(full.tls().mode, SslMode::VerifyFull);
+        assert_eq!(full.tls().roots, Some(RootCerts::System));
+        // tokio-postgres sees `require` (TLS or nothing) and no sslrootcert; the rest is kept.
+        let config = full.config();
+        assert_eq!(
+            config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        assert_eq!(
+            config.get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        );
+        assert_eq!(full.servers().len(), 2);
+        assert_eq!(full.servers()[1].tls().mode, SslMode::VerifyFull);
+    }
+
+    #[test]
+    fn a_tls_setting_that_cannot_be_honoured_is_refused() {
+        for (url, why) in [
+            (
+                "postgres://h/db?sslmode=verify-full",
+                "sslmode=verify-full needs sslrootcert=FILE",
+            ),
+            (
+                "postgres://h/db?sslmode=verify-ca",
+                "sslmode=verify-ca needs sslrootcert=FILE",
+            ),
+            (
+                "postgres://h/db?sslmode=allow",
+                "sslmode=allow: expected disable, prefer",
+            ),
+            (
+                "postgres://h/db?sslmode=require&sslrootcert=",
+                "sslrootcert is empty",
+            ),
+            ("postgres://h/db?sslcert=c.pem", "sslcert"),
+        ] {
+            let err = PgUrl::parse(url).unwrap_err().to_string();
+            assert!(err.contains(why), "{url}: {err}");
+        }
     }
 }

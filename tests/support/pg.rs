@@ -145,6 +145,9 @@ pub struct Cluster {
     pub dir: PathBuf,
     pub primary: u16,
     pub standby: u16,
+    /// The names the servers' certificate carries (`KEYLEDGER_PG_TLS_NAMES`), when they
+    /// speak TLS.
+    pub tls: Option<String>,
 }
 
 fn script() -> PathBuf {
@@ -152,8 +155,19 @@ fn script() -> PathBuf {
 }
 
 impl Cluster {
-    /// Starts a new pair on free loopback ports.
+    /// Starts a new pair on free loopback ports, speaking TLS with a certificate of a test
+    /// CA (`url` asks for `verify-full`): the failover tests run over TLS.
     pub fn start() -> Cluster {
+        Cluster::start_with(Some("DNS:localhost,IP:127.0.0.1"))
+    }
+
+    /// A pair without TLS.
+    pub fn start_plain() -> Cluster {
+        Cluster::start_with(None)
+    }
+
+    /// A pair whose certificate names `tls` (`DNS:…,IP:…`), or without TLS.
+    pub fn start_with(tls: Option<&str>) -> Cluster {
         let parent = tempfile::tempdir().unwrap();
         // The server runs as the postgres user, who must reach the cluster's directory.
         use std::os::unix::fs::PermissionsExt;
@@ -163,6 +177,7 @@ impl Cluster {
             _parent: parent,
             primary: free_port(),
             standby: free_port(),
+            tls: tls.map(str::to_owned),
         };
         let (ok, said) = cluster.run("start");
         assert!(ok, "pg-cluster start: {said}");
@@ -172,7 +187,13 @@ impl Cluster {
     /// Runs the script (`action` and its arguments, split at spaces); answers whether it
     /// succeeded, and stdout + stderr.
     pub fn run(&self, action: &str) -> (bool, String) {
-        let out = Command::new("bash")
+        let mut command = Command::new("bash");
+        if let Some(names) = &self.tls {
+            command
+                .env("KEYLEDGER_PG_TLS", "1")
+                .env("KEYLEDGER_PG_TLS_NAMES", names);
+        }
+        let out = command
             .arg(script())
             .args(action.split_whitespace())
             .env("KEYLEDGER_PG_DIR", &self.dir)
@@ -195,14 +216,34 @@ impl Cluster {
     /// The URL naming both servers, read-write session: what `serve` is given.
     pub fn url(&self) -> String {
         format!(
-            "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/keyledger?target_session_attrs=read-write",
-            self.primary, self.standby
+            "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/keyledger?target_session_attrs=read-write{}",
+            self.primary,
+            self.standby,
+            self.tls_params()
         )
+    }
+
+    /// `&sslmode=verify-full&sslrootcert=CA` when the servers speak TLS.
+    pub fn tls_params(&self) -> String {
+        match self.tls {
+            Some(_) => format!("&sslmode=verify-full&sslrootcert={}", self.ca().display()),
+            None => String::new(),
+        }
+    }
+
+    /// The test CA's certificate (`KEYLEDGER_PG_TLS`).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("tls/ca.pem")
     }
 
     /// The URL of one server alone.
     pub fn url_of(&self, port: u16) -> String {
-        format!("postgres://postgres@127.0.0.1:{port}/keyledger")
+        let tls = self.tls_params();
+        let query = tls.strip_prefix('&').map(|q| format!("?{q}"));
+        format!(
+            "postgres://postgres@127.0.0.1:{port}/keyledger{}",
+            query.unwrap_or_default()
+        )
     }
 
     pub fn psql(&self, port: u16, sql: &str) -> Result<String, String> {

@@ -27,6 +27,7 @@ use std::sync::Mutex;
 mod append;
 mod schema;
 mod server;
+mod tls;
 mod writer;
 
 use deadpool_postgres::Pool;

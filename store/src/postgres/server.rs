@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 
 use crate::error::{Error, Result};
 use crate::location::PgUrl;
+
+use super::tls::connector;
 
 /// Reader connections kept open (the writer has its own).
 const POOL_SIZE: usize = 8;
@@ -22,8 +23,27 @@ pub(super) fn pg_error(context: &str, err: tokio_postgres::Error) -> Error {
             db.message(),
             db.code().code()
         )),
-        None => Error::Storage(format!("{CONNECTION_FAILED} ({context}): {err}")),
+        None => Error::Storage(format!(
+            "{CONNECTION_FAILED} ({context}): {}",
+            with_causes(&err)
+        )),
     }
+}
+
+/// An error and what caused it, as one line: tokio-postgres's own text leaves the cause out
+/// ("error performing TLS handshake"), and the cause is what the operator must read
+/// ("invalid peer certificate: NotValidForName", "server does not support TLS").
+pub(super) fn with_causes(err: &tokio_postgres::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(next) = cause {
+        let said = next.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        cause = next.source();
+    }
+    text
 }
 
 pub(super) fn pool_error(err: deadpool_postgres::PoolError) -> Error {
@@ -66,7 +86,7 @@ pub(super) fn config_of(url: &PgUrl) -> tokio_postgres::Config {
 pub(super) fn pool_of(url: &PgUrl) -> Result<Pool> {
     let manager = Manager::from_config(
         config_of(url),
-        NoTls,
+        connector(url)?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -90,8 +110,11 @@ pub(super) async fn choose_server(servers: &[PgUrl]) -> Result<PgUrl> {
     let mut fallback = None;
     let mut why = Vec::new();
     for url in servers {
+        // Every server of a URL has its TLS settings; a CA file that cannot be read is
+        // the URL's fault, not a server's.
+        let tls = connector(url)?;
         let probe = tokio::time::timeout(CALL_BOUND, async {
-            let (client, connection) = config_of(url).connect(NoTls).await?;
+            let (client, connection) = config_of(url).connect(tls).await?;
             tokio::spawn(connection);
             client
                 .query_one(
@@ -107,7 +130,7 @@ pub(super) async fn choose_server(servers: &[PgUrl]) -> Result<PgUrl> {
                 "{url}: no answer within {} s",
                 CALL_BOUND.as_secs()
             )),
-            Ok(Err(err)) => why.push(format!("{url}: {err}")),
+            Ok(Err(err)) => why.push(format!("{url}: {}", with_causes(&err))),
             Ok(Ok(row)) => {
                 let (standby, names, synced): (bool, String, i64) =
                     (row.get(0), row.get(1), row.get(2));

@@ -4,11 +4,12 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 use super::append::APPEND;
 use super::schema::UPGRADE_2;
 use super::server::{config_of, pg_error, CALL_BOUND};
+use super::tls::connector;
 use crate::error::{Error, Result};
 use crate::location::PgUrl;
 
@@ -66,9 +67,8 @@ pub(super) enum Claim {
 /// A new writer session on `server`: its own connection, whose warnings are kept for the
 /// commit that caused them; the lock and the epoch claimed as `claim` asks.
 pub(super) async fn open_session(server: PgUrl, claim: Claim) -> Result<WriterSession> {
-    let config = config_of(&server);
     let holder = holder();
-    let (client, warnings, connection) = connect_keeping_notices(&config).await?;
+    let (client, warnings, connection) = connect_keeping_notices(&server).await?;
     take_lock(&client, claim).await?;
     let epoch = claim_epoch(&client, claim, &holder).await?;
     let append = prepare_append(&client).await?;
@@ -101,10 +101,10 @@ pub(super) fn claim_bound(claim: Claim) -> Option<std::time::Duration> {
 /// The session's connection, driven by a task of its own that keeps the server's notices
 /// (the commit reads them: a synchronous-replication warning makes its outcome unknown).
 async fn connect_keeping_notices(
-    config: &tokio_postgres::Config,
+    server: &PgUrl,
 ) -> Result<(Client, Arc<Mutex<Vec<String>>>, tokio::task::AbortHandle)> {
-    let (client, mut connection) = config
-        .connect(NoTls)
+    let (client, mut connection) = config_of(server)
+        .connect(connector(server)?)
         .await
         .map_err(|e| pg_error("writer connection", e))?;
     let warnings = Arc::new(Mutex::new(Vec::new()));
