@@ -101,7 +101,7 @@ fn activated_in_log(server: &Server) -> BTreeMap<String, u64> {
 fn one_failover_round(round: usize) {
     let cluster = Cluster::start();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_at(dir, PathBuf::from(cluster.url()), 1_000_000, &[]);
+    let mut server = Server::start_at(dir, PathBuf::from(cluster.url()), 1_000_000, &[]);
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(Mutex::new(Vec::<Sent>::new()));
     let clients: Vec<_> = (0..CLIENTS)
@@ -250,6 +250,17 @@ fn one_failover_round(round: usize) {
         acked(&sent, None),
         acked(&sent, Some(promoted)),
         unanswered.len()
+    );
+    // The operator's log says what happened, in words and as an event.
+    let said = server.stop();
+    let moved = format!(
+        "the PostgreSQL primary is now postgres://postgres@127.0.0.1:{}",
+        cluster.standby
+    );
+    assert!(said.contains(&moved), "{said}");
+    assert!(
+        said.contains("the writer's PostgreSQL session is renewed on"),
+        "{said}"
     );
 }
 

@@ -172,6 +172,13 @@ impl PgStore {
             return Ok(false);
         }
         *self.pool.write().unwrap_or_else(|e| e.into_inner()) = pool_of(&chosen)?;
+        tracing::warn!(
+            event = "primary_changed",
+            from = %*current,
+            to = %chosen,
+            "keyledger: the PostgreSQL primary is now {chosen} (was {})",
+            *current
+        );
         *current = chosen;
         Ok(true)
     }
@@ -879,9 +886,18 @@ impl Backend for PgStore {
         old.lost.store(true, std::sync::atomic::Ordering::SeqCst);
         let session = self.writer_session(claim).inspect_err(|e| {
             if matches!(e, Error::Fenced(_)) {
+                tracing::error!(event = "writer_fenced", why = %e, "keyledger: {e}");
                 *slot = None;
             }
         })?;
+        tracing::info!(
+            event = "writer_session_renewed",
+            server = %session.server,
+            epoch = session.epoch,
+            "keyledger: the writer's PostgreSQL session is renewed on {} at epoch {}",
+            session.server,
+            session.epoch
+        );
         *slot = Some(session);
         Ok(())
     }
