@@ -671,6 +671,32 @@ pub struct ServeArgs {
     /// The certificate's PEM private key (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Single sign-on: the OpenID Connect provider's issuer URL (its discovery document is
+    /// under it at /.well-known/openid-configuration). The console then offers "Sign in
+    /// with single sign-on", and the API takes the provider's JWT access tokens.
+    #[arg(long, requires = "oidc_client_id", value_name = "URL")]
+    pub oidc_issuer: Option<String>,
+    /// This service's client id at the provider.
+    #[arg(long, requires = "oidc_issuer", value_name = "ID")]
+    pub oidc_client_id: Option<String>,
+    /// A file holding the client's secret (a confidential client); without it the client is
+    /// public, protected by PKCE alone.
+    #[arg(long, requires = "oidc_issuer", value_name = "FILE")]
+    pub oidc_client_secret_file: Option<std::path::PathBuf>,
+    /// The claim that names the principal (default: `preferred_username`, else `sub`).
+    #[arg(long, requires = "oidc_issuer", value_name = "CLAIM")]
+    pub oidc_principal_claim: Option<String>,
+    /// The audience (`aud`) an API access token must be for (default: the client id).
+    #[arg(long, requires = "oidc_issuer", value_name = "AUD")]
+    pub oidc_audience: Option<String>,
+    /// Where the provider sends browsers back (default: this service's own address,
+    /// `/ui/oidc/callback`); set it behind a reverse proxy. Register it at the provider.
+    #[arg(long, requires = "oidc_issuer", value_name = "URL")]
+    pub oidc_redirect_url: Option<String>,
+    /// Trust only the CA certificates in this PEM file for the provider (default: the web's
+    /// roots).
+    #[arg(long, requires = "oidc_issuer", value_name = "FILE")]
+    pub oidc_cacert: Option<std::path::PathBuf>,
     /// How diagnostics are written to stderr: `text` (lines for a person) or `json` (one
     /// object a line for a log pipeline, with a line a request). Levels from `RUST_LOG`.
     #[arg(long, value_enum, default_value_t = crate::logs::LogFormat::Text)]

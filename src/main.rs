@@ -11,6 +11,7 @@ mod demo;
 mod loadgen;
 mod loadgen_peer;
 mod logs;
+mod oidc;
 mod output;
 mod plot;
 mod progress;

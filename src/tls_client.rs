@@ -49,6 +49,15 @@ pub fn client_config(cacert: Option<&Path>) -> Result<Arc<rustls::ClientConfig>>
 /// An HTTP agent (non-2xx statuses are answers, not errors) that trusts `cacert`'s CAs, or
 /// the web's roots.
 pub fn agent(cacert: Option<&Path>) -> Result<ureq::Agent> {
+    Ok(ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(ureq_tls(cacert)?)
+        .build()
+        .into())
+}
+
+/// ureq's TLS settings: `cacert`'s CAs alone, or the web's roots.
+pub fn ureq_tls(cacert: Option<&Path>) -> Result<ureq::tls::TlsConfig> {
     use ureq::tls::{Certificate, RootCerts, TlsConfig};
     let mut tls = TlsConfig::builder();
     if let Some(file) = cacert {
@@ -58,9 +67,5 @@ pub fn agent(cacert: Option<&Path>) -> Result<ureq::Agent> {
             .collect::<Vec<_>>();
         tls = tls.root_certs(RootCerts::Specific(Arc::new(certs)));
     }
-    Ok(ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(tls.build())
-        .build()
-        .into())
+    Ok(tls.build())
 }

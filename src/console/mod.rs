@@ -22,6 +22,7 @@ mod page;
 mod pages;
 mod session;
 mod sessions;
+mod sign_on;
 
 use std::sync::Arc;
 
@@ -49,6 +50,8 @@ pub fn router(secure: bool) -> Router<App> {
             get(session::sign_in_page).post(session::sign_in),
         )
         .route("/ui/sign-out", post(session::sign_out))
+        .route("/ui/oidc/start", get(sign_on::start))
+        .route("/ui/oidc/callback", get(sign_on::callback))
         .route("/ui/contracts", get(pages::contracts))
         .route("/ui/products", get(pages::products))
         .route("/ui/license-ids/{id}", get(pages::details))

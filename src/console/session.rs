@@ -24,7 +24,7 @@ use keyledger_core::Principal;
 use rand::RngCore;
 
 use super::page::{error_page, render, Chrome};
-use super::sessions::Sessions;
+use super::sessions::{Credential, Sessions, SESSION_LIFETIME};
 use crate::serve::{auth, App};
 
 /// The session cookie: a session's random id, never readable by scripts.
@@ -69,9 +69,9 @@ impl CsrfKey {
 #[derive(Debug)]
 pub struct Console {
     key: CsrfKey,
-    sessions: Sessions,
+    pub(super) sessions: Sessions,
     /// The service speaks TLS: cookies are `Secure`.
-    secure: bool,
+    pub(super) secure: bool,
 }
 
 impl Console {
@@ -100,7 +100,7 @@ pub struct Viewer {
     pub chrome: Chrome,
 }
 
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -119,22 +119,18 @@ impl FromRequestParts<App> for Viewer {
             return Err(Redirect::to("/ui/sign-in").into_response());
         };
         let console = Console::of(&parts.extensions);
-        let Some(token) = console.sessions.token(&session) else {
+        let Some(credential) = console.sessions.credential(&session) else {
             // Signed out, expired, or from before a restart: sign in again.
             let mut response = Redirect::to("/ui/sign-in").into_response();
             set_cookie(&mut response, removal(SESSION_COOKIE, console.secure));
             return Err(response);
         };
+        let token = match credential {
+            Credential::Token(token) => token,
+            Credential::SignOn(principal) => return Ok(viewer(app, &console, &session, principal)),
+        };
         match auth::principal_of_token(&app.store, &token) {
-            Ok(principal) => {
-                tracing::Span::current().record("principal", principal.as_str());
-                let chrome = Chrome {
-                    principal: principal.to_string(),
-                    csrf: console.key.token(&session).to_hex().to_string(),
-                    operator: app.is_operator(&principal),
-                };
-                Ok(Viewer { principal, chrome })
-            }
+            Ok(principal) => Ok(viewer(app, &console, &session, principal)),
             Err(auth::AuthError::Unreadable(why)) => Err(error_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 None,
@@ -150,6 +146,17 @@ impl FromRequestParts<App> for Viewer {
             }
         }
     }
+}
+
+/// The viewer of a live session of `principal`.
+fn viewer(app: &App, console: &Console, session: &str, principal: Principal) -> Viewer {
+    tracing::Span::current().record("principal", principal.as_str());
+    let chrome = Chrome {
+        principal: principal.to_string(),
+        csrf: console.key.token(session).to_hex().to_string(),
+        operator: app.is_operator(&principal),
+    };
+    Viewer { principal, chrome }
 }
 
 /// A POSTed form from a signed-in principal whose CSRF token checks out. Fields keep their
@@ -237,14 +244,14 @@ fn csrf_refused(chrome: Option<&Chrome>) -> Response {
     )
 }
 
-fn set_cookie(response: &mut Response, cookie: Cookie<'_>) {
+pub(super) fn set_cookie(response: &mut Response, cookie: Cookie<'_>) {
     let value = HeaderValue::from_str(&cookie.to_string()).expect("cookie values are ASCII");
     response.headers_mut().append(header::SET_COOKIE, value);
 }
 
 /// A console cookie: HttpOnly, SameSite=Strict, on `/ui`, and `Secure` when the service
 /// speaks TLS (the browser then never sends it in clear text).
-fn console_cookie(name: &'static str, value: String, secure: bool) -> Cookie<'static> {
+pub(super) fn console_cookie(name: &'static str, value: String, secure: bool) -> Cookie<'static> {
     Cookie::build((name, value))
         .path("/ui")
         .http_only(true)
@@ -253,7 +260,7 @@ fn console_cookie(name: &'static str, value: String, secure: bool) -> Cookie<'st
         .build()
 }
 
-fn removal(name: &'static str, secure: bool) -> Cookie<'static> {
+pub(super) fn removal(name: &'static str, secure: bool) -> Cookie<'static> {
     let mut cookie = console_cookie(name, String::new(), secure);
     cookie.make_removal();
     cookie
@@ -272,17 +279,22 @@ pub async fn home(headers: HeaderMap) -> Response {
 struct SignInPage<'a> {
     csrf: &'a str,
     refused: Option<&'a str>,
+    /// The identity provider's issuer, when single sign-on is set up.
+    sign_on: Option<&'a str>,
 }
 
-/// `GET /ui/sign-in`: the form, bound to a pre-session cookie (drawn now if absent).
+/// `GET /ui/sign-in`: the form, bound to a pre-session cookie (drawn now if absent), and
+/// single sign-on's button when it is set up.
 pub async fn sign_in_page(
+    State(app): State<App>,
     Extension(console): Extension<Arc<Console>>,
     headers: HeaderMap,
 ) -> Response {
-    sign_in_form(&console, &headers, StatusCode::OK, None)
+    sign_in_form(&app, &console, &headers, StatusCode::OK, None)
 }
 
 fn sign_in_form(
+    app: &App,
     console: &Console,
     headers: &HeaderMap,
     status: StatusCode,
@@ -302,6 +314,7 @@ fn sign_in_form(
         render(&SignInPage {
             csrf: &csrf,
             refused,
+            sign_on: app.oidc.as_ref().map(|oidc| oidc.issuer()),
         }),
     )
         .into_response();
@@ -329,11 +342,12 @@ pub async fn sign_in(State(app): State<App>, request: Request<Body>) -> Response
     let token = field(&fields, "token").unwrap_or("").trim();
     if token.is_empty() {
         let why = "Enter the token that `keyledger token create` printed.";
-        return sign_in_form(&console, &headers, StatusCode::BAD_REQUEST, Some(why));
+        return sign_in_form(&app, &console, &headers, StatusCode::BAD_REQUEST, Some(why));
     }
     match auth::principal_of_token(&app.store, token) {
         Ok(_) => {
-            let session = console.sessions.start(token.to_owned());
+            let credential = Credential::Token(token.to_owned());
+            let session = console.sessions.start(credential, SESSION_LIFETIME);
             let mut response = Redirect::to("/ui/contracts").into_response();
             set_cookie(
                 &mut response,
@@ -345,6 +359,7 @@ pub async fn sign_in(State(app): State<App>, request: Request<Body>) -> Response
         Err(auth::AuthError::Unreadable(why)) => {
             let why = format!("The token table cannot be read now: {why}");
             sign_in_form(
+                &app,
                 &console,
                 &headers,
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -353,7 +368,13 @@ pub async fn sign_in(State(app): State<App>, request: Request<Body>) -> Response
         }
         Err(err) => {
             let why = format!("Not signed in: {}.", err.message());
-            sign_in_form(&console, &headers, StatusCode::UNAUTHORIZED, Some(&why))
+            sign_in_form(
+                &app,
+                &console,
+                &headers,
+                StatusCode::UNAUTHORIZED,
+                Some(&why),
+            )
         }
     }
 }

@@ -76,6 +76,8 @@ pub struct Shared {
     pub stream_slots: Arc<throttle::StreamSlots>,
     /// Whether the store answers reads (`/healthz`).
     pub liveness: Arc<liveness::Liveness>,
+    /// The OpenID Connect provider, with `serve --oidc-issuer`.
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 impl Shared {

@@ -45,11 +45,13 @@ impl AuthError {
 /// The principal an `Authorization` header authenticates.
 pub fn principal(store: &Store, header: Option<&str>) -> Result<Principal, AuthError> {
     let header = header.ok_or(AuthError::Missing)?;
-    let token = header
-        .strip_prefix("Bearer ")
-        .ok_or(AuthError::Malformed)?
-        .trim();
+    let token = bearer(Some(header)).ok_or(AuthError::Malformed)?;
     principal_of_token(store, token)
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(header: Option<&str>) -> Option<&str> {
+    Some(header?.strip_prefix("Bearer ")?.trim())
 }
 
 /// The principal a token (from a header or the console's session cookie) authenticates.

@@ -54,6 +54,7 @@ pub fn run(
         (Some(cert), Some(key)) => Some(tls::Tls::load(cert, key)?),
         _ => None,
     };
+    let oidc = crate::oidc::Oidc::from_args(args)?.map(Arc::new);
     let store = claimed_store(data, args)?;
     // The read models first: the writer resumes from their books (one decode of the
     // snapshot, not two).
@@ -90,6 +91,7 @@ pub fn run(
             args.streams_per_principal,
         )),
         liveness: liveness::Liveness::spawn(store.clone())?,
+        oidc,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -273,6 +275,28 @@ async fn serve(
     // The handlers are in place before the address is printed: a SIGTERM sent the moment a
     // script reads it is a clean shutdown, never the default action's kill.
     let shutdown_signals = ShutdownSignals::install()?;
+    if let Some(oidc) = &app.oidc {
+        oidc.listening_on(&format!("{scheme}://{bound}"));
+        let oidc = oidc.clone();
+        // Said at once if the provider cannot be reached (its tokens would all be refused
+        // as unverifiable); the service runs on, for keyledger's own tokens.
+        tokio::spawn(async move {
+            match oidc.discovered().await {
+                Ok(_) => tracing::info!(
+                    event = "oidc_discovered",
+                    issuer = oidc.issuer(),
+                    "keyledger: single sign-on with {}; browsers come back to {}",
+                    oidc.issuer(),
+                    oidc.redirect_url()
+                ),
+                Err(err) => tracing::warn!(
+                    event = "oidc_unreachable",
+                    issuer = oidc.issuer(),
+                    "keyledger: {err}; tried again at the next sign-in"
+                ),
+            }
+        });
+    }
     // Tests and scripts read this line to find an ephemeral port.
     outln!("listening on {scheme}://{bound}");
     use std::io::Write;

@@ -19,7 +19,8 @@ pub fn of_code(code: &str) -> StatusCode {
         "forbidden" => StatusCode::FORBIDDEN,
         "malformed" => StatusCode::BAD_REQUEST,
         "record_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "not_committed" | "storage" => StatusCode::SERVICE_UNAVAILABLE,
+        "not_committed" | "storage" | "identity_provider" => StatusCode::SERVICE_UNAVAILABLE,
+        "unauthorized" => StatusCode::UNAUTHORIZED,
         code if code.starts_with("unknown_") => StatusCode::NOT_FOUND,
         "already_exists"
         | "request_already_decided"
@@ -42,6 +43,8 @@ mod tests {
             ("record_too_large", 413),
             ("not_committed", 503),
             ("storage", 503),
+            ("identity_provider", 503),
+            ("unauthorized", 401),
             ("unknown_request", 404),
             ("unknown_key", 404),
             ("request_already_decided", 409),

@@ -156,17 +156,26 @@ impl axum::extract::FromRequestParts<App> for Caller {
         parts: &mut axum::http::request::Parts,
         app: &App,
     ) -> Result<Caller, Response> {
-        let principal = authenticate(app, &parts.headers)?;
+        let principal = authenticate(app, &parts.headers).await?;
         // The request's log line names who asked (never the token).
         tracing::Span::current().record("principal", principal.as_str());
         Ok(Caller(principal))
     }
 }
 
-fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
+async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    if let (Some(oidc), Some(token)) = (&app.oidc, auth::bearer(header)) {
+        if crate::oidc::looks_like_jwt(token) {
+            return oidc
+                .access_principal(token)
+                .await
+                .map(|(principal, _)| principal)
+                .map_err(oidc_refusal);
+        }
+    }
     auth::principal(&app.store, header).map_err(|e| match e {
         auth::AuthError::Unreadable(why) => reply(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -177,6 +186,18 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
             Answer::error("unauthorized", e.message()),
         ),
     })
+}
+
+/// A refused access token is 401 with why; a provider that cannot be asked is 503
+/// `identity_provider`, since the token may well be good.
+fn oidc_refusal(err: crate::oidc::OidcError) -> Response {
+    let answer = match err {
+        crate::oidc::OidcError::Unreachable(_) => {
+            Answer::error("identity_provider", err.to_string())
+        }
+        crate::oidc::OidcError::Refused(why) => Answer::error("unauthorized", why),
+    };
+    reply(crate::serve::status::of_answer(&answer), answer)
 }
 
 /// The answer about an id that does not exist: 404 to an operator, who may read everything,

@@ -91,9 +91,11 @@ pub(super) async fn events_stream(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let expires = access_token_expiry(&app, token.as_deref()).await;
     let reader = Reader {
         principal,
         token,
+        expires,
         license,
         _slot: slot,
     };
@@ -114,11 +116,26 @@ pub(super) async fn events_stream(
         .into_response()
 }
 
+/// When the stream's token is a provider's access token, its expiry (Unix seconds): it is
+/// not revoked here, so the stream ends when it expires.
+async fn access_token_expiry(app: &App, header: Option<&str>) -> Option<u64> {
+    match (&app.oidc, auth::bearer(header)) {
+        (Some(oidc), Some(jwt)) if crate::oidc::looks_like_jwt(jwt) => Some(
+            oidc.access_principal(jwt)
+                .await
+                .map_or(0, |(_, expires)| expires),
+        ),
+        _ => None,
+    }
+}
+
 /// Who reads a stream, and what: checked again as it reads.
 struct Reader {
     principal: keyledger_core::Principal,
     /// The `Authorization` header it opened with.
     token: Option<String>,
+    /// When it opened with a provider's access token: the token's expiry (Unix seconds).
+    expires: Option<u64>,
     license: Option<LicenseId>,
     /// Given back when the stream ends.
     _slot: crate::serve::throttle::StreamSlot,
@@ -131,10 +148,19 @@ impl Reader {
     /// Whether the token still names the principal and the read rule still lets it read
     /// (F5): a revoked token or role ends the stream with an `error` message.
     fn still_allowed(&self, app: &App) -> Result<(), Bytes> {
-        match auth::principal(&app.store, self.token.as_deref()) {
-            Ok(p) if p == self.principal => {}
-            Err(auth::AuthError::Unreadable(_)) => return Ok(()),
-            _ => return Err(error("unauthorized", "the stream's token is revoked")),
+        if let Some(expires) = self.expires {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if now >= expires {
+                return Err(error("unauthorized", "the stream's access token expired"));
+            }
+        } else {
+            match auth::principal(&app.store, self.token.as_deref()) {
+                Ok(p) if p == self.principal => {}
+                Err(auth::AuthError::Unreadable(_)) => return Ok(()),
+                _ => return Err(error("unauthorized", "the stream's token is revoked")),
+            }
         }
         may_read_log(app, &self.principal, self.license.as_ref()).map_err(|_| {
             error(
