@@ -11,6 +11,7 @@ mod http;
 mod http_hardening;
 mod layers;
 mod logs;
+mod openapi;
 mod pg_cluster;
 mod pg_failover;
 mod pg_history;

@@ -33,7 +33,7 @@ use crate::time::{Span, Timestamp};
 pub const KMS_CONTACT_WINDOW: Span = Span::days(30);
 
 /// An org: one node of an ownership structure (R7).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Org {
     /// The org's name.
     pub name: String,
@@ -45,7 +45,7 @@ pub struct Org {
 }
 
 /// A license ID as registered: the agreement it stands for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LicenseRecord {
     /// The org the license ID belongs to: the ownership structure it serves (R7).
     pub org: OrgId,
@@ -77,7 +77,7 @@ impl LicenseRecord {
 }
 
 /// A product of the catalog.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Product {
     /// The product's name as the catalog shows it.
     pub name: String,
@@ -105,7 +105,7 @@ impl Product {
 }
 
 /// A KMS host key's allowance (R13) and the hosts it activated.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KmsAllowance {
     /// KMS hosts the key may activate at issuance (R13).
     pub hosts_max: u32,
@@ -126,7 +126,7 @@ impl KmsAllowance {
 }
 
 /// Everything the log says about one key, but its activated machines.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyTerms {
     /// The key's id, given at issuance.
     pub id: KeyId,
@@ -207,7 +207,7 @@ impl KeyRecord for KeyTerms {
 
 /// Keys by id. Key ids are dense from 1 in issue order, so a vector indexed by `id - 1`
 /// replaces a search tree: one O(1), cache-friendly touch per activation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct KeyTable<K>(Vec<K>);
 
@@ -275,7 +275,7 @@ impl<K> std::ops::Index<KeyId> for KeyTable<K> {
 }
 
 /// The clients that contacted a host within the last 30 days, on one line (R14).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContactWindow {
     last_seen: BTreeMap<ClientId, Timestamp>,
     by_time: BTreeSet<(Timestamp, ClientId)>,
@@ -326,7 +326,7 @@ impl ContactWindow {
 }
 
 /// A KMS host: the keys installed on it per line and its contact windows (R13–R15).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KmsHost {
     /// The KMS host key installed for the Windows line, if any.
     pub windows_key: Option<KeyId>,
@@ -371,7 +371,7 @@ impl KmsHost {
 }
 
 /// What a request asks for (R17, R18).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestKind {
     /// R17: more activations on a MAK.
@@ -393,7 +393,7 @@ pub enum RequestKind {
 }
 
 /// How a request was decided (R19).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestOutcome {
     /// Granted, with the amount.
@@ -409,7 +409,7 @@ pub enum RequestOutcome {
 }
 
 /// A request's one decision (R19).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
     /// Granted (with the amount) or denied (with the reason).
     pub outcome: RequestOutcome,
@@ -420,7 +420,7 @@ pub struct Decision {
 }
 
 /// A limit-increase or KMS request and its decision (R17-R19).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Request {
     /// The license ID (a volume-licensing agreement's enrollment) it concerns.
     pub license_id: LicenseId,
@@ -439,7 +439,7 @@ pub struct Request {
 }
 
 /// An ESU order: coverage bought for a product under a license ID (R11).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EsuOrder {
     /// The license ID (a volume-licensing agreement's enrollment) it concerns.
     pub license_id: LicenseId,

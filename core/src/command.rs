@@ -20,7 +20,7 @@ use crate::product_key::{Last5, ProductKeyText};
 use crate::{Digest, Timestamp};
 
 /// One command with its common fields.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Command {
     /// Business time; decisions use it, never the wall clock.
     pub at: Timestamp,
@@ -33,7 +33,7 @@ pub struct Command {
 }
 
 /// Every command type, named as the JSON `type` field names it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandBody {
     /// See [`AddOperator`].
@@ -143,7 +143,7 @@ impl CommandBody {
 }
 
 /// R3: adds an operator. On an empty ledger this is `init`: the first operator.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddOperator {
     /// The principal made an operator.
@@ -151,7 +151,7 @@ pub struct AddOperator {
 }
 
 /// Registers an org, under `parent` or as the root of a new ownership structure (R7).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterOrg {
     /// The new org's id.
@@ -164,7 +164,7 @@ pub struct RegisterOrg {
 }
 
 /// Registers a license ID: an agreement under a program, owned by an org (R7).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterLicenseId {
     /// The new license ID.
@@ -184,7 +184,7 @@ pub struct RegisterLicenseId {
 }
 
 /// Registers a product in the catalog.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterProduct {
     /// The new product's id.
@@ -203,7 +203,7 @@ pub struct RegisterProduct {
 }
 
 /// Records licenses bought under a license ID (R7, R24).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordPurchase {
     /// The license ID the licenses were bought under.
@@ -217,7 +217,7 @@ pub struct RecordPurchase {
 /// Issues a key. `limit` counts activations (MAK, ESU MAK) or seats (OSA); `hosts` and
 /// `per_host` bound a KMS host key (R13, defaults 6 and 10). Without `product_key` the
 /// caller generates the text.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueKey {
     /// The license ID the key is issued under.
@@ -265,7 +265,7 @@ impl IssueKey {
 }
 
 /// Blocks a key: it activates nothing more.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlockKey {
     /// The key to block: it activates nothing more.
@@ -275,7 +275,7 @@ pub struct BlockKey {
 /// Erases a key's text from the ledger's secrets (docs/rules.md, "Key text": key text lives outside the
 /// chain so that it can be erased): after it the text is never disclosed again. The key and
 /// its history stay.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetireKeyText {
     /// The key whose text is erased.
@@ -286,7 +286,7 @@ pub struct RetireKeyText {
 
 /// Records what an outside activation service (e.g. VAMT's "refresh remaining count")
 /// reports of a MAK, as evidence beside the ledger's own count.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordExternalCount {
     /// The MAK the outside count is about.
@@ -303,7 +303,7 @@ pub struct RecordExternalCount {
 }
 
 /// Records an ESU order: coverage for a product under a license ID (R11).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderEsu {
     /// The new order's id.
@@ -319,7 +319,7 @@ pub struct OrderEsu {
 }
 
 /// R9: a MAK (or ESU MAK) activation of one machine, or of up to 10,000 by proxy.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Activate {
     /// The MAK's text, as the machines present it.
@@ -333,7 +333,7 @@ pub struct Activate {
 }
 
 /// R13: activates a KMS host with a KMS host key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateKmsHost {
     /// The KMS host key's text.
@@ -345,7 +345,7 @@ pub struct ActivateKmsHost {
 }
 
 /// R14: a KMS client's contact with its host.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateKmsClient {
     /// The KMS host the client contacts.
@@ -357,7 +357,7 @@ pub struct ActivateKmsClient {
 }
 
 /// R20: redeems an OSA key into a tenant, once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedeemOsa {
     /// The OSA key's text.
@@ -367,7 +367,7 @@ pub struct RedeemOsa {
 }
 
 /// R17: asks for more activations on a MAK.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestMakIncrease {
     /// The new request's id.
@@ -388,7 +388,7 @@ pub struct RequestMakIncrease {
 }
 
 /// R18: asks for KMS, or for more KMS hosts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestKms {
     /// The new request's id.
@@ -406,7 +406,7 @@ pub struct RequestKms {
 }
 
 /// R19: grants a pending request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
     /// The request to grant.
@@ -416,7 +416,7 @@ pub struct GrantRequest {
 }
 
 /// R19: denies a pending request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DenyRequest {
     /// The request to deny.
@@ -426,7 +426,7 @@ pub struct DenyRequest {
 }
 
 /// Gives a principal a role on a license ID.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignRole {
     /// The principal who gets the role.
@@ -438,7 +438,7 @@ pub struct AssignRole {
 }
 
 /// Takes a role on a license ID from a principal.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRole {
     /// The principal who loses the role.
@@ -451,7 +451,7 @@ pub struct RevokeRole {
 
 /// R1/R2: the actor is about to see these keys' text. The ledger records the disclosure
 /// before it hands out a single key; an export names the BLAKE3 digest of its file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscloseKeys {
     /// The keys whose text the actor is shown.

@@ -87,7 +87,7 @@ event_kinds! {
 }
 
 /// One fact, with when it happened (business time) and who caused it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// When it happened (business time: the command's, never the wall clock).
     pub at: Timestamp,
@@ -98,7 +98,7 @@ pub struct Event {
 }
 
 /// A coverage period `[start, end)` (R11, R12).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Coverage {
     /// The first moment covered.
     pub start: Timestamp,
@@ -120,7 +120,7 @@ impl Coverage {
 }
 
 /// Where a moment falls relative to a coverage period.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CoveragePhase {
     /// Before the period starts.
@@ -132,7 +132,7 @@ pub enum CoveragePhase {
 }
 
 /// What an activation attempt asked for; kept with a recorded refusal (R10).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActivationAttempt {
     /// A MAK activation, by the count of machines it named.
@@ -181,7 +181,7 @@ pub enum ActivationAttempt {
 }
 
 /// Every event type. Past tense: these happened.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventBody {
     /// R3: a principal became an operator (the first one by `init`).

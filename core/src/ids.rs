@@ -66,6 +66,8 @@ macro_rules! text_id {
             }
         }
 
+        $crate::string_schema!($name, "an id: not empty, at most 256 bytes, no control characters");
+
         impl FromCheckedStr for $name {
             fn from_checked(text: &str) -> Self {
                 Self(std::sync::Arc::from(text))
@@ -174,7 +176,19 @@ text_id!(
 );
 
 /// A product key, numbered by the ledger from 1 in issue order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct KeyId(pub u64);
 

@@ -26,6 +26,7 @@ pub mod planted;
 pub mod product_key;
 pub mod refusal;
 pub mod rights;
+pub mod schema;
 pub mod state;
 pub mod time;
 

@@ -59,6 +59,11 @@ pub enum KeyTextError {
 #[serde(try_from = "String", into = "String")]
 pub struct ProductKeyText(String);
 
+crate::string_schema!(
+    ProductKeyText,
+    "a product key: five groups of five characters"
+);
+
 impl ProductKeyText {
     /// Accepts either case; anything but five dash-joined groups of alphabet characters is
     /// an error naming the first bad character and its position.
@@ -139,6 +144,8 @@ impl From<ProductKeyText> for String {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Last5([u8; GROUP_LEN]);
+
+crate::string_schema!(Last5, "the last five characters of a product key");
 
 /// Written as a plain string, without an intermediate `String`.
 impl Serialize for Last5 {
@@ -255,6 +262,8 @@ macro_rules! hash32 {
                 self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
             }
         }
+
+        $crate::string_schema!($name, "a BLAKE3 digest: 64 hex digits");
 
         /// Hex text in human-readable formats (JSON), 32 raw bytes in binary ones.
         impl Serialize for $name {

@@ -12,7 +12,7 @@ macro_rules! refusal_codes {
     ($($(#[$doc:meta])* $variant:ident = $text:literal,)+) => {
         /// The stable code of a refusal. Written to the log inside recorded refusals (R10),
         /// so variants are only ever appended.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         #[non_exhaustive]
         pub enum RefusalCode {

@@ -57,7 +57,7 @@ pub fn downgrade_targets(state: &impl Catalog, product: &ProductId) -> Vec<Produ
 }
 
 /// R22: whether OEM or retail copies of `product` may be reimaged with VL media.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Reimage {
     /// Whether reimaging is allowed (R22).
     pub eligible: bool,

@@ -288,6 +288,8 @@ impl std::str::FromStr for Timestamp {
     }
 }
 
+crate::string_schema!(Timestamp, "an RFC 3339 time, UTC", Some("date-time"));
+
 /// Human-readable formats (JSON) carry RFC 3339 text; binary formats carry the `i64`.
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

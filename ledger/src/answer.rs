@@ -81,8 +81,9 @@ struct AnswerJson<'a> {
     field: Option<&'a str>,
 }
 
-/// The same shape, read back (stored first answers, clients of the API).
-#[derive(Deserialize)]
+/// The same shape, read back (stored first answers, clients of the API); also the schema
+/// of [`Answer`] in the OpenAPI document.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AnswerJsonOwned {
     ok: bool,
@@ -115,6 +116,15 @@ struct AnswerJsonOwned {
     #[serde(default)]
     field: Option<String>,
 }
+
+impl utoipa::PartialSchema for Answer {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <AnswerJsonOwned as utoipa::PartialSchema>::schema()
+    }
+}
+
+/// An answer: `ok`, and the fields of what happened (absent fields are omitted).
+impl utoipa::ToSchema for Answer {}
 
 impl Serialize for Answer {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -16,7 +16,7 @@ use crate::tree::LedgerTree;
 use crate::wire::event_to_json;
 
 /// A proof as written to a file or sent over HTTP.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ProofFile {
     /// Record `seq` is leaf `seq - 1` of the tree the checkpoint signs.

@@ -43,7 +43,7 @@ impl Default for AlertRules {
 }
 
 /// One alert.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Alert {
     /// The alert rule that fired, by its stable name (e.g. `mak_low_remaining`).
     pub rule: &'static str,

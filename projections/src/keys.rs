@@ -130,7 +130,8 @@ pub fn may_see_text(p: &Projections, principal: &Principal, license_id: &License
 }
 
 /// One row of a key export (R2), written and read back; its serde names are the columns.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = KeyExportRow)]
 pub struct KeyRow {
     /// The license ID (R2 column `License ID`).
     #[serde(rename = "License ID")]

@@ -14,7 +14,7 @@ use crate::model::Projections;
 use crate::table::Format;
 
 /// One event of a machine's history.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MachineRow {
     /// The event's seq.
     pub seq: u64,
@@ -54,7 +54,7 @@ pub struct MachineRow {
 }
 
 /// A page of a machine's history (`keyledger machine`, `GET /v1/machines/{name}`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct MachineHistory {
     /// The machine's name.
     pub machine: String,
@@ -100,7 +100,7 @@ pub struct KeyMachineFilter {
 }
 
 /// One machine a key activated (R9), with the activation that consumed it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct KeyMachine {
     /// The machine's name.
     pub machine: String,
@@ -115,7 +115,7 @@ pub struct KeyMachine {
 }
 
 /// A page of a key's activated machines (`GET /v1/keys/{id}/machines`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyMachines {
     /// The key.
     pub key_id: u64,

@@ -22,7 +22,7 @@ pub const ACTIVATION_NOTE: &str =
 
 /// One license ID's report as of a moment (`keyledger report`, `GET /v1/license-ids/{id}/report`):
 /// docs/api.md, "Reports".
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LicenseReport {
     /// The license ID reported on.
     pub license_id: String,
@@ -68,7 +68,7 @@ pub struct LicenseReport {
 }
 
 /// One disclosure of this license ID's key text (R1, R2).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct DisclosureRow {
     /// The seq of the `keys_disclosed` event.
     pub seq: u64,
@@ -85,7 +85,7 @@ pub struct DisclosureRow {
 }
 
 /// The license ID's org and its place in the ownership structure (R7).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct OrgRow {
     /// The org's id.
     pub org: String,
@@ -96,7 +96,7 @@ pub struct OrgRow {
 }
 
 /// Licenses of one product bought (R7, R24).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PurchaseRow {
     /// The product bought.
     pub product: String,
@@ -105,7 +105,8 @@ pub struct PurchaseRow {
 }
 
 /// One key of the license ID and its counts at the report's moment.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ReportKeyRow)]
 pub struct KeyRow {
     /// The key's id.
     pub key_id: u64,
@@ -152,7 +153,7 @@ pub struct KeyRow {
 }
 
 /// An outside count beside the ledger's own at the moment it was recorded.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ExternalRow {
     /// The seq of the `external_count_recorded` event: its inclusion proof.
     pub seq: u64,
@@ -191,7 +192,7 @@ impl From<&ExternalCount> for ExternalRow {
 }
 
 /// A KMS host a key of the license ID activated, and its counts (R13-R15).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct KmsHostRow {
     /// The host's name.
     pub host: String,
@@ -214,7 +215,7 @@ pub struct KmsHostRow {
 }
 
 /// A request of the license ID and its decision (R17-R19).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RequestRow {
     /// The request's id.
     pub request_id: String,
@@ -245,7 +246,7 @@ pub struct RequestRow {
 }
 
 /// An ESU order of the license ID (R11, R12).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct EsuOrderRow {
     /// The order's id.
     pub order_id: String,
@@ -260,7 +261,7 @@ pub struct EsuOrderRow {
 }
 
 /// A principal's roles on the license ID.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RoleRow {
     /// The principal.
     pub principal: String,
@@ -269,7 +270,7 @@ pub struct RoleRow {
 }
 
 /// What the licenses of one product allow (R4-R6, R21-R23).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RightsRow {
     /// The product's id.
     pub product: String,

@@ -12,7 +12,7 @@ use crate::model::Projections;
 use crate::report::{ExternalRow, Format, ACTIVATION_NOTE};
 
 /// How the roll-up groups its rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupBy {
     /// One row a product.
@@ -40,7 +40,7 @@ pub const PURCHASE_NOTE: &str =
     "purchased counts licenses bought under these license IDs (R7, R24): shown beside activations, it is not a compliance figure";
 
 /// The roll-up of an ownership structure (`keyledger summary`, `GET /v1/summary`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     /// The root of the ownership structure (the org asked for, or its root).
     pub root_org: String,
@@ -65,7 +65,7 @@ pub struct Summary {
 }
 
 /// One group's sums.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SummaryRow {
     /// The product, or the license ID (`by`).
     pub group: String,
@@ -90,7 +90,7 @@ pub struct SummaryRow {
 }
 
 /// A key with an outside count, beside the ledger's own.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ReconciliationRow {
     /// The key's license ID.
     pub license_id: String,

@@ -17,7 +17,7 @@ use crate::report::ACTIVATION_NOTE;
 pub const PERIODS_MAX: i64 = 10_000;
 
 /// How usage is bucketed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
     /// Calendar days (UTC).
@@ -176,7 +176,7 @@ pub fn scope_keys(p: &Projections, scope: &UsageScope) -> Result<Vec<KeyId>, Usa
 }
 
 /// Consumption over time (`keyledger usage`, `GET /v1/usage`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageReport {
     /// `license_id`, `key` or `product`, and its id.
     pub scope: &'static str,
@@ -199,7 +199,7 @@ pub struct UsageReport {
 }
 
 /// One period's counts.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PeriodRow {
     /// `YYYY-MM-DD` for days and weeks (the Monday), `YYYY-MM` for months.
     pub period: String,

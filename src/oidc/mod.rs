@@ -7,7 +7,7 @@
 //!
 //! The provider's discovery document and signing keys are fetched once and kept; a token
 //! signed with a key not among them makes the keys be fetched again (the provider rotated
-//! them): once per key id in [`KEY_MISS_REMEMBERED`], and at most [`KEY_FETCHES_MAX`]
+//! them): once per key id in [`provider::KEY_MISS_REMEMBERED`], and at most [`provider::KEY_FETCHES_MAX`]
 //! times a minute in all, so tokens with made-up key ids cannot make keyledger hammer the
 //! provider.
 

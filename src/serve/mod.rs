@@ -13,6 +13,7 @@ pub(crate) mod feed;
 mod liveness;
 mod metrics;
 mod middleware;
+pub mod openapi;
 pub(crate) mod recent;
 mod routes;
 pub mod status;

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// The longest consumer name, in bytes.
 pub const CONSUMER_NAME_MAX: usize = 64;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Consumer {
     pub name: String,
@@ -41,7 +41,7 @@ pub struct Consumer {
 /// An alert feed's acknowledged state: the ids of the alerts its receiver was told are
 /// raised (docs/api.md, "Alerts through a webhook"), sorted. The next delivery carries the
 /// difference from the alerts evaluated then.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertFeed {
     pub raised: Vec<String>,
@@ -58,7 +58,7 @@ pub const WEBHOOK_BATCH_DEFAULT: u32 = 1_000;
 pub const WEBHOOK_URL_MAX: usize = 2048;
 
 /// A consumer's push endpoint and the state of delivery to it (docs/api.md, "Webhooks").
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     /// `http://` or `https://`.
@@ -81,7 +81,7 @@ pub struct Webhook {
 }
 
 /// How a delivery is signed (the `Keyledger-Signature` header).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Signing {
     /// HMAC-SHA256 with the consumer's secret: `t=UNIX,v1=HEX`.
     #[serde(rename = "hmac-sha256")]
@@ -103,7 +103,7 @@ impl Signing {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Deliveries are made and retried.
@@ -113,7 +113,7 @@ pub enum DeliveryState {
 }
 
 /// One POST of a batch to a webhook, as the service saw it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Attempt {
     /// Wall-clock time the request was sent.

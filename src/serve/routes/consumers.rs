@@ -64,6 +64,18 @@ fn readable_consumer(app: &App, principal: &Principal, name: &str) -> Result<Con
 }
 
 /// `POST /v1/consumers` `{"name", "license_id"?, "types"?}` (operators).
+#[utoipa::path(
+    post,
+    path = "/v1/consumers",
+    tag = "consumers",
+    description = "A durable consumer (operators): pulled, or pushed to a webhook; of events or of alerts.",
+    request_body(content = Object, description = "`name`, `license_id`?, `types`?, `webhook`? {url, secret?}, `feed`? (events|alerts)"),
+    responses(
+        (status = 201, description = "made; the only answer that shows a webhook's secret", body = crate::serve::openapi::ConsumerAnswer),
+        (status = 400, description = "malformed", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "not an operator", body = keyledger_ledger::Answer), (status = 409, description = "already_exists", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn create(
     State(app): State<App>,
     Caller(principal): Caller,
@@ -218,6 +230,17 @@ fn webhook_of(hook: &Value) -> Result<Webhook, Response> {
 
 /// `GET /v1/consumers/{name}`: one consumer with its webhook's state and newest attempts
 /// (its secret left out), for whoever may read its events.
+#[utoipa::path(
+    get,
+    path = "/v1/consumers/{name}",
+    tag = "consumers",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "the consumer, its secret left out", body = crate::serve::openapi::ConsumerAnswer),
+        (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 404, description = "unknown consumer", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn show(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -230,6 +253,16 @@ pub(super) async fn show(
 }
 
 /// `GET /v1/consumers` (operators).
+#[utoipa::path(
+    get,
+    path = "/v1/consumers",
+    tag = "consumers",
+    responses(
+        (status = 200, description = "every consumer (operators)", body = crate::serve::openapi::Consumers),
+        (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "not an operator", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn list(State(app): State<App>, Caller(principal): Caller) -> Response {
     if let Err(response) = operator_only(&app, &principal) {
         return response;
@@ -246,6 +279,17 @@ pub(super) async fn list(State(app): State<App>, Caller(principal): Caller) -> R
 /// `GET /v1/consumers/{name}/events[?limit=N]`: the events after the position that the
 /// consumer's filter takes, up to the folded head; `through` is the last seq looked at (ack
 /// it when no event matched, to move on).
+#[utoipa::path(
+    get,
+    path = "/v1/consumers/{name}/events",
+    tag = "consumers",
+    params(("name" = String, Path), ("limit" = Option<u64>, Query)),
+    responses(
+        (status = 200, description = "the next page", body = crate::serve::openapi::ConsumerPage),
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 404, description = "unknown consumer", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn events(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -306,6 +350,19 @@ fn past_head(app: &App, seq: u64, field: &str) -> Result<(), Response> {
 
 /// `POST /v1/consumers/{name}/ack` `{"seq": N}` (operators): the position moves to N if that is later
 /// (an older or repeated acknowledgement changes nothing).
+#[utoipa::path(
+    post,
+    path = "/v1/consumers/{name}/ack",
+    tag = "consumers",
+    description = "the position moves to `seq` if later (operators)",
+    params(("name" = String, Path)),
+    request_body(content = Object, description = "`{\"seq\": N}`"),
+    responses(
+        (status = 200, description = "done", body = crate::serve::openapi::Acknowledged),
+        (status = 400, description = "malformed", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "not an operator", body = keyledger_ledger::Answer), (status = 404, description = "unknown consumer", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn ack(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -350,6 +407,19 @@ pub(super) async fn ack(
 
 /// `POST /v1/consumers/{name}/reset` `{"to": SEQ}` (operators): delivery starts again after
 /// SEQ, earlier or later than the position.
+#[utoipa::path(
+    post,
+    path = "/v1/consumers/{name}/reset",
+    tag = "consumers",
+    description = "delivery starts again after `to` (operators)",
+    params(("name" = String, Path)),
+    request_body(content = Object, description = "`{\"to\": SEQ}`"),
+    responses(
+        (status = 200, description = "done", body = crate::serve::openapi::ConsumerAnswer),
+        (status = 400, description = "malformed", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "not an operator", body = keyledger_ledger::Answer), (status = 404, description = "unknown consumer", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn reset(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -368,6 +438,19 @@ pub(super) async fn reset(
 
 /// `POST /v1/consumers/{name}/redeliver` `{"from": SEQ}` (operators): the events from SEQ
 /// on are delivered again, and a failing webhook is active again.
+#[utoipa::path(
+    post,
+    path = "/v1/consumers/{name}/redeliver",
+    tag = "consumers",
+    description = "the events from `from` on are delivered again (operators)",
+    params(("name" = String, Path)),
+    request_body(content = Object, description = "`{\"from\": SEQ}`"),
+    responses(
+        (status = 200, description = "done", body = crate::serve::openapi::ConsumerAnswer),
+        (status = 400, description = "malformed", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "not an operator", body = keyledger_ledger::Answer), (status = 404, description = "unknown consumer", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn redeliver(
     State(app): State<App>,
     Path(name): Path<String>,

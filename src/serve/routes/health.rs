@@ -11,6 +11,15 @@ use super::*;
 /// `GET /healthz`: 200 while the writer takes commands and the store answers; 503 with the
 /// reason while it is degraded (a failed commit it has not recovered from yet, or a store
 /// that does not answer reads) or stopped.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    responses(
+        (status = 200, description = "the writer takes commands and the store answers", body = crate::serve::openapi::Health),
+        (status = 503, description = "degraded or stopped, with the reason", body = crate::serve::openapi::Health)
+    )
+)]
 pub(super) async fn healthz(State(app): State<App>) -> Response {
     use keyledger_ledger::health::Status;
     let seq = app
@@ -39,6 +48,12 @@ pub(super) async fn healthz(State(app): State<App>) -> Response {
     (status, Json(body)).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String))
+)]
 pub(super) async fn metrics(State(app): State<App>) -> Response {
     app.metrics.queue_depth.set(app.writer.queue_depth() as i64);
     app.metrics

@@ -47,6 +47,26 @@ fn paged(next_after: Option<u64>, mut response: Response) -> Response {
 }
 
 /// `GET /v1/usage?license_id=ID|key_id=N|product=P[&by=day|week|month&from=T&to=T&format=…]`.
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    tag = "reports",
+    description = "Activations, refusals and seats by period, for a license ID, a key or a product.",
+    params(
+        ("license_id" = Option<String>, Query, description = "one of license_id, key_id, product"),
+        ("key_id" = Option<u64>, Query),
+        ("product" = Option<String>, Query),
+        ("by" = Option<String>, Query, description = "day (default), week or month"),
+        ("from" = Option<String>, Query, description = "RFC 3339"),
+        ("to" = Option<String>, Query, description = "RFC 3339"),
+        ("format" = Option<String>, Query, description = "json (default), tsv or table")
+    ),
+    responses(
+        (status = 200, description = "the usage", content((keyledger_projections::usage::UsageReport = "application/json"), (String = "text/tab-separated-values"), (String = "text/plain"))),
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn usage(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
@@ -120,6 +140,23 @@ fn scope_of(q: &Params) -> Result<UsageScope, Response> {
 }
 
 /// `GET /v1/summary?org=ORG[&by=product|license_id&as_of=T&format=…]`.
+#[utoipa::path(
+    get,
+    path = "/v1/summary",
+    tag = "reports",
+    description = "An org's ownership structure summed up by product or by license ID.",
+    params(
+        ("org" = String, Query),
+        ("by" = Option<String>, Query, description = "product (default) or license_id"),
+        ("as_of" = Option<String>, Query, description = "RFC 3339"),
+        ("format" = Option<String>, Query, description = "json (default), tsv or table")
+    ),
+    responses(
+        (status = 200, description = "the summary", content((keyledger_projections::summary::Summary = "application/json"), (String = "text/tab-separated-values"), (String = "text/plain"))),
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn summary(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
@@ -161,6 +198,22 @@ pub(super) async fn summary(
 
 /// `GET /v1/alerts[?license_id=ID&as_of=T&format=..]`: the alerts of the license IDs the
 /// caller may read (operators: all), evaluated now or at `as_of`, with the default rules.
+#[utoipa::path(
+    get,
+    path = "/v1/alerts",
+    tag = "reports",
+    description = "The alerts of the license IDs the caller may read, evaluated now or as of a moment (derived, never in the log).",
+    params(
+        ("license_id" = Option<String>, Query),
+        ("as_of" = Option<String>, Query, description = "RFC 3339"),
+        ("format" = Option<String>, Query, description = "json (default), tsv or table")
+    ),
+    responses(
+        (status = 200, description = "the alerts", content((crate::serve::openapi::Alerts = "application/json"), (String = "text/tab-separated-values"), (String = "text/plain"))),
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn alerts(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
@@ -239,6 +292,23 @@ fn storage_error(err: &anyhow::Error) -> Response {
 
 /// `GET /v1/machines/{name}[?after=SEQ&limit=N&format=…]`: the rows of license IDs the
 /// reader may read (refusals of unknown keys: operators only).
+#[utoipa::path(
+    get,
+    path = "/v1/machines/{name}",
+    tag = "reports",
+    description = "A machine's history: every activation and refusal naming it, of license IDs the caller may read. Paged: `Keyledger-Next-After`.",
+    params(
+        ("name" = String, Path, description = "the machine's name"),
+        ("after" = Option<u64>, Query, description = "the seq the last page ended at"),
+        ("limit" = Option<u64>, Query),
+        ("format" = Option<String>, Query, description = "json (default), tsv or table")
+    ),
+    responses(
+        (status = 200, description = "the history", content((keyledger_projections::machine::MachineHistory = "application/json"), (String = "text/tab-separated-values"), (String = "text/plain"))),
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn machine(
     State(app): State<App>,
     axum::extract::Path(name): axum::extract::Path<String>,
@@ -279,6 +349,24 @@ pub(super) async fn machine(
 }
 
 /// `GET /v1/keys/{id}/machines[?org=&method=&from=&to=&after=&limit=&format=…]`.
+#[utoipa::path(
+    get,
+    path = "/v1/keys/{id}/machines",
+    tag = "reports",
+    description = "The machines active on a key. Paged: `Keyledger-Next-After`.",
+    params(
+        ("id" = u64, Path, description = "the key id"),
+        ("org" = Option<String>, Query), ("method" = Option<String>, Query),
+        ("from" = Option<String>, Query), ("to" = Option<String>, Query),
+        ("after" = Option<u64>, Query), ("limit" = Option<u64>, Query),
+        ("format" = Option<String>, Query, description = "json (default), tsv or table")
+    ),
+    responses(
+        (status = 200, description = "the machines", content((keyledger_projections::machine::KeyMachines = "application/json"), (String = "text/tab-separated-values"), (String = "text/plain"))),
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 404, description = "unknown key (operators)", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn key_machines(
     State(app): State<App>,
     axum::extract::Path(id): axum::extract::Path<String>,

@@ -17,6 +17,22 @@ use keyledger_projections::history::Of;
 const LOG_PAGE_MAX: usize = 10_000;
 
 /// `GET /v1/log?from=SEQ&license_id=..&limit=N`: a page of events and where the next starts.
+#[utoipa::path(
+    get,
+    path = "/v1/log",
+    tag = "log",
+    description = "A page of the log (operators: all of it; others: a license ID they hold a role on).",
+    params(
+        ("from" = Option<u64>, Query, description = "the first seq (default 1)"),
+        ("license_id" = Option<String>, Query),
+        ("limit" = Option<u64>, Query, description = "at most this many events (default 1000)")
+    ),
+    responses(
+        (status = 200, description = "the page", body = crate::serve::openapi::LogPage),
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 500, description = "the log cannot be read", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn log(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
@@ -115,6 +131,17 @@ fn read_page(
 
 /// `GET /v1/verify` (operators): the whole chain, decoded and rehashed. It reads the
 /// whole log, so it is no cost any token may impose at will (F14).
+#[utoipa::path(
+    get,
+    path = "/v1/verify",
+    tag = "log",
+    description = "The whole chain decoded and rehashed (operators).",
+    responses(
+        (status = 200, description = "the chain verifies", body = crate::serve::openapi::Verified),
+        (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "not an operator", body = keyledger_ledger::Answer), (status = 500, description = "corrupt, naming the seq", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn verify(State(app): State<App>, Caller(principal): Caller) -> Response {
     if !app.is_operator(&principal) {
         return forbidden(

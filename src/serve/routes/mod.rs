@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use keyledger_core::command::DiscloseKeys;
 use keyledger_core::{Command, CommandBody, Digest, DisclosureChannel, LicenseId, Principal};
@@ -42,45 +42,66 @@ mod reports;
 mod stream;
 mod writes;
 
-use health::{healthz, metrics};
-use insight::{alerts, key_machines, machine, summary, usage};
-use log::{log, verify};
-use proofs::{checkpoint, consistency_proof, inclusion_proof};
-use reports::{keys, report};
-use stream::events_stream;
-use writes::{activations, commands};
+/// The API's routes and their OpenAPI document, from one list: each handler's
+/// `#[utoipa::path]` names its method and path (src/serve/openapi.rs).
+pub fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    OpenApiRouter::with_openapi(super::openapi::ApiDoc::openapi())
+        .routes(routes!(writes::activations))
+        .routes(routes!(writes::commands))
+        .routes(routes!(reports::report))
+        .routes(routes!(reports::keys))
+        .routes(routes!(insight::usage))
+        .routes(routes!(insight::machine))
+        .routes(routes!(insight::key_machines))
+        .routes(routes!(insight::summary))
+        .routes(routes!(insight::alerts))
+        .routes(routes!(consumers::list, consumers::create))
+        .routes(routes!(consumers::show))
+        .routes(routes!(consumers::events))
+        .routes(routes!(consumers::ack))
+        .routes(routes!(consumers::reset))
+        .routes(routes!(consumers::redeliver))
+        .routes(routes!(log::log))
+        .routes(routes!(stream::events_stream))
+        .routes(routes!(log::verify))
+        .routes(routes!(proofs::checkpoint))
+        .routes(routes!(proofs::inclusion_proof))
+        .routes(routes!(proofs::consistency_proof))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi_json))
+        .split_for_parts()
+}
+
+/// The OpenAPI document, as generated at start.
+static DOCUMENT: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "service",
+    description = "This document (OpenAPI 3.1); public.",
+    responses((status = 200, description = "the document", content_type = "application/json", body = Object))
+)]
+async fn openapi_json() -> Response {
+    let body = DOCUMENT.get().cloned().unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The document as served and as kept in docs/openapi.json (pretty, a newline at the end).
+pub fn openapi_text() -> String {
+    let (_, doc) = api();
+    doc.to_pretty_json().expect("the document serializes") + "\n"
+}
 
 /// The API's routes and `pages` beside them (the console), under the service's limits.
 pub fn router(app: App, pages: Router<App>) -> Router {
-    Router::new()
-        .route("/v1/activations", post(activations))
-        .route("/v1/commands", post(commands))
-        .route("/v1/license-ids/{id}/report", get(report))
-        .route("/v1/keys", get(keys))
-        .route("/v1/usage", get(usage))
-        .route("/v1/machines/{name}", get(machine))
-        .route("/v1/keys/{id}/machines", get(key_machines))
-        .route("/v1/summary", get(summary))
-        .route("/v1/alerts", get(alerts))
-        .route(
-            "/v1/consumers",
-            get(consumers::list).post(consumers::create),
-        )
-        .route("/v1/consumers/{name}", get(consumers::show))
-        .route("/v1/consumers/{name}/events", get(consumers::events))
-        .route("/v1/consumers/{name}/ack", post(consumers::ack))
-        .route("/v1/consumers/{name}/reset", post(consumers::reset))
-        .route("/v1/consumers/{name}/redeliver", post(consumers::redeliver))
-        .route("/v1/log", get(log))
-        .route("/v1/events/stream", get(events_stream))
-        .route("/v1/verify", get(verify))
-        .route("/v1/checkpoint", get(checkpoint))
-        .route("/v1/proofs/inclusion", get(inclusion_proof))
-        .route("/v1/proofs/consistency", get(consistency_proof))
-        .route("/healthz", get(healthz))
-        // A person who opens the server's address finds the console.
-        .route("/", get(|| async { axum::response::Redirect::to("/ui") }))
-        .route("/metrics", get(metrics))
+    let (api, _) = api();
+    DOCUMENT.get_or_init(|| Bytes::from(openapi_text()));
+    api.route("/", get(|| async { axum::response::Redirect::to("/ui") }))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(from_fn(middleware::guard))
         // Pages for people (the console): their forms are not JSON, so they sit beside the

@@ -55,6 +55,17 @@ async fn proof_response(app: &App, q: &Params, bounds: [&str; 2], prove: Prove) 
 }
 
 /// `GET /v1/checkpoint[?size=N]`: a signed checkpoint (text/plain), public.
+#[utoipa::path(
+    get,
+    path = "/v1/checkpoint",
+    tag = "proofs",
+    description = "A signed checkpoint (C2SP signed-note text) of the log's Merkle tree; public.",
+    params(("size" = Option<u64>, Query, description = "the tree size (default: the head)")),
+    responses(
+        (status = 200, description = "the checkpoint", content_type = "text/plain", body = String),
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    )
+)]
 pub(super) async fn checkpoint(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
@@ -82,6 +93,18 @@ fn proof_bounds(app: &App, q: &Params, [first, second]: [&str; 2]) -> Result<(u6
 
 /// `GET /v1/proofs/inclusion?seq=N[&size=M]`: the proof carries the record, so the caller
 /// must be allowed to read that event, as in `/v1/log`.
+#[utoipa::path(
+    get,
+    path = "/v1/proofs/inclusion",
+    tag = "proofs",
+    description = "That record `seq` is in the tree a signed checkpoint names (the record is in it: the read rule of /v1/log applies).",
+    params(("seq" = u64, Query), ("size" = Option<u64>, Query)),
+    responses(
+        (status = 200, description = "the proof", body = keyledger_ledger::proof::ProofFile),
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn inclusion_proof(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
@@ -108,6 +131,18 @@ pub(super) async fn inclusion_proof(
 }
 
 /// `GET /v1/proofs/consistency?from=M[&to=N]`: token required.
+#[utoipa::path(
+    get,
+    path = "/v1/proofs/consistency",
+    tag = "proofs",
+    description = "That the tree of `from` leaves is a prefix of the signed one of `to`.",
+    params(("from" = u64, Query), ("to" = Option<u64>, Query)),
+    responses(
+        (status = 200, description = "the proof", body = keyledger_ledger::proof::ProofFile),
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn consistency_proof(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,

@@ -11,6 +11,22 @@ use serde_json::json;
 use super::*;
 
 /// `GET /v1/license-ids/{id}/report[?as_of=T&format=json|tsv|table]`.
+#[utoipa::path(
+    get,
+    path = "/v1/license-ids/{id}/report",
+    tag = "reports",
+    description = "A license ID's report: keys, counts, KMS hosts, requests, ESU orders, roles, rights, disclosures, alerts; now or as of a past moment.",
+    params(
+        ("id" = String, Path, description = "the license ID"),
+        ("as_of" = Option<String>, Query, description = "RFC 3339: the report as of then"),
+        ("format" = Option<String>, Query, description = "json (default), tsv or table")
+    ),
+    responses(
+        (status = 200, description = "the report", content((keyledger_projections::report::LicenseReport = "application/json"), (String = "text/tab-separated-values"), (String = "text/plain"))),
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 404, description = "unknown license ID (operators)", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn report(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -66,6 +82,21 @@ pub(super) fn content_type(format: Format) -> &'static str {
 }
 
 /// `GET /v1/keys?license_id=..&format=tsv|json`: R1/R2, the disclosure recorded first.
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = "reports",
+    description = "The text of a license ID's keys (R1: key administrators of it); the disclosure is committed to the log first (R2).",
+    params(
+        ("license_id" = String, Query, description = "the license ID"),
+        ("format" = Option<String>, Query, description = "tsv (default) or json")
+    ),
+    responses(
+        (status = 200, description = "the keys", content((String = "text/tab-separated-values"), (crate::serve::openapi::KeysExport = "application/json"))),
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn keys(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,

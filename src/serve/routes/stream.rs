@@ -43,6 +43,21 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// `GET /v1/events/stream?from=SEQ[&license_id=ID]` (token): the read rule of `/v1/log` —
 /// operators the whole log; others must name a license ID they hold a role on and get the
 /// events of its history.
+#[utoipa::path(
+    get,
+    path = "/v1/events/stream",
+    tag = "log",
+    description = "The log as Server-Sent Events (`id` = seq, `data` = the event as in /v1/log), then each new event; resumes after `Last-Event-ID`.",
+    params(
+        ("from" = Option<u64>, Query), ("license_id" = Option<String>, Query),
+        ("Last-Event-ID" = Option<u64>, Header)
+    ),
+    responses(
+        (status = 200, description = "the stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 429, description = "as many streams are open as allowed", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn events_stream(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,

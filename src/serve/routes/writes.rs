@@ -16,6 +16,17 @@ use crate::serve::throttle::key_tag;
 /// `POST /v1/activations`: authorised by the key text presented; `at` is the server's. An
 /// address or key whose refusals came too fast is answered 429 before the writer sees it
 /// (`throttle`).
+#[utoipa::path(
+    post,
+    path = "/v1/activations",
+    tag = "writes",
+    description = "Activates machines on the key whose text the body presents (R9–R16); the key text is the credential. Answers 429 with Retry-After to an address or key whose refusals came too fast.",
+    request_body(content = Object, description = "`product_key`, `org`, `method`, `machines` (and for KMS and OSA keys their fields): docs/api.md, Activations"),
+    responses(
+        (status = 200, description = "activated, already active or pending the KMS threshold", body = keyledger_ledger::Answer),
+        (status = 400, description = "malformed", body = keyledger_ledger::Answer), (status = 404, description = "unknown key", body = keyledger_ledger::Answer), (status = 409, description = "command_id reused", body = keyledger_ledger::Answer), (status = 422, description = "refused by a rule (insufficient_activations, …)", body = keyledger_ledger::Answer), (status = 429, description = "throttled", body = keyledger_ledger::Answer), (status = 503, description = "not committed", body = keyledger_ledger::Answer)
+    )
+)]
 pub(super) async fn activations(
     State(app): State<App>,
     axum::Extension(Peer(peer)): axum::Extension<Peer>,
@@ -64,6 +75,19 @@ fn presented_key(command: &keyledger_core::Command) -> Option<&keyledger_core::P
 }
 
 /// `POST /v1/commands[?atomic=true]`: one command or an array; the token's principal acts.
+#[utoipa::path(
+    post,
+    path = "/v1/commands",
+    tag = "writes",
+    description = "One command, or an array of them (`?atomic=true`: all or none); the token's principal is the actor.",
+    params(("atomic" = Option<bool>, Query, description = "apply an array all or none")),
+    request_body(content = crate::serve::openapi::CommandJson, description = "a command, or an array of commands"),
+    responses(
+        (status = 200, description = "the answer, or one answer a command of an array", body = Vec<keyledger_ledger::Answer>),
+        (status = 400, description = "malformed", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "forbidden by a rule", body = keyledger_ledger::Answer), (status = 404, description = "unknown id", body = keyledger_ledger::Answer), (status = 409, description = "conflict", body = keyledger_ledger::Answer), (status = 422, description = "refused by a rule", body = keyledger_ledger::Answer), (status = 503, description = "not committed", body = keyledger_ledger::Answer)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn commands(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
