@@ -208,6 +208,21 @@ pub enum Command {
         /// A checkpoint kept earlier: a consistency proof must start from it.
         #[arg(long)]
         old_checkpoint: Option<PathBuf>,
+        /// A witness's verifier key (`name+keyid+base64`, repeatable): the proof's
+        /// checkpoint must carry its cosignature, up to `--quorum`.
+        #[arg(long = "witness", value_name = "KEY")]
+        witnesses: Vec<String>,
+        /// How many of the witnesses must have cosigned (default: all given).
+        #[arg(long, requires = "witnesses")]
+        quorum: Option<usize>,
+    },
+    /// A witness (C2SP tlog-witness): cosigns a ledger's checkpoints only if each is
+    /// consistent with the last it cosigned, so that a ledger cannot show two histories.
+    ///
+    /// Example: keyledger witness serve --key w1.key --state w1.json --log "ORIGIN=KEY"
+    Witness {
+        #[command(subcommand)]
+        action: WitnessAction,
     },
     /// Serve the HTTP API (docs/api.md) on this machine.
     ///
@@ -452,6 +467,33 @@ pub enum TokenAction {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum WitnessAction {
+    /// A new witness key in FILE (refused if FILE exists); prints its verifier key.
+    Init {
+        /// The witness's name: a schema-less URL that identifies it (witness.example/w1).
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// Serve POST /add-checkpoint (C2SP tlog-witness) on this address.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: String,
+        /// The key file `witness init` made.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Where the witness keeps the latest checkpoint it cosigned per log (made if absent).
+        #[arg(long, value_name = "FILE")]
+        state: PathBuf,
+        /// A ledger to witness: its origin line and its verifier key (`keyledger pubkey`),
+        /// as ORIGIN=KEY (repeatable).
+        #[arg(long = "log", value_name = "ORIGIN=KEY", required = true)]
+        logs: Vec<String>,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
 pub enum ConsumerAction {
     /// A new consumer at position 0: it receives the log from seq 1.
     Create {
@@ -718,6 +760,14 @@ pub struct ServeArgs {
     /// Seconds one webhook attempt may take, connecting included.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub webhook_timeout: u64,
+    /// A witness to submit every new checkpoint to (C2SP tlog-witness), as URL=KEY: its
+    /// address (the prefix of /add-checkpoint) and its verifier key (repeatable). Their
+    /// cosignatures are kept on the checkpoint (`GET /v1/checkpoint/cosigned`).
+    #[arg(long = "witness", value_name = "URL=KEY")]
+    pub witnesses: Vec<String>,
+    /// Seconds between submissions to the witnesses (when the log grew).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub witness_every: u64,
     /// Milliseconds between evaluations of an alert feed when no event comes (business time
     /// passes: coverage comes near, requests wait longer).
     #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]

@@ -19,6 +19,7 @@ mod resources;
 mod serve;
 mod tls_client;
 mod view;
+mod witness;
 mod workload;
 
 use std::process::ExitCode;

@@ -20,3 +20,4 @@ mod readme;
 mod stream;
 mod tls;
 mod webhooks;
+mod witnesses;

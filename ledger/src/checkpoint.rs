@@ -141,6 +141,11 @@ fn parse_verifier_key(
     Ok((name.to_owned(), hash, verifying))
 }
 
+/// Checks the form of a verifier key (name, key hash, Ed25519 key), without a note.
+pub fn check_verifier_key(text: &str) -> Result<(), CheckpointError> {
+    parse_verifier_key(text).map(|_| ())
+}
+
 /// Verifies a signed note with `verifier_key` and parses the checkpoint it carries.
 pub fn verify(note: &str, verifier_key: &str) -> Result<Checkpoint, CheckpointError> {
     let (name, hash, key) = parse_verifier_key(verifier_key)?;

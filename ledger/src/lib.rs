@@ -36,6 +36,7 @@ pub mod resume;
 pub mod saved_filter;
 pub mod walk;
 pub mod wire;
+pub mod witness;
 pub mod writer;
 
 // The storage layer's modules, under the paths the engine and its users name them by.

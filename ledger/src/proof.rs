@@ -116,6 +116,12 @@ pub fn prove_inclusion(
     })
 }
 
+/// The consistency path between the trees of `from` and `to` records (RFC 6962 §2.1.2),
+/// as a witness takes it.
+pub fn consistency_hashes(store: &Store, from: u64, to: u64) -> Result<Vec<Hash>> {
+    merkle::consistency_path(&LedgerTree::new(store, to), from, to).map_err(source_error)
+}
+
 pub fn prove_consistency(
     store: &Store,
     key: &LedgerKey,
@@ -168,6 +174,15 @@ fn hashes(hex_list: &[String]) -> std::result::Result<Vec<Hash>, ProofFileError>
 
 /// Verifies a proof file with the ledger's verifier key; `old_checkpoint` (a note the
 /// auditor kept) pins the `from` side of a consistency proof.
+/// The signed checkpoint a proof file carries (with any cosignatures on it).
+pub fn checkpoint_of(text: &str) -> Option<String> {
+    match serde_json::from_str::<ProofFile>(text).ok()? {
+        ProofFile::Inclusion { checkpoint, .. } | ProofFile::Consistency { checkpoint, .. } => {
+            Some(checkpoint)
+        }
+    }
+}
+
 pub fn verify_proof(
     text: &str,
     verifier_key: &str,

@@ -72,7 +72,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             file,
             pubkey,
             old_checkpoint,
-        } => proofs::verify_proof(&file, &pubkey, old_checkpoint.as_deref()),
+            witnesses,
+            quorum,
+        } => proofs::verify_proof(
+            &file,
+            &pubkey,
+            old_checkpoint.as_deref(),
+            &witnesses,
+            quorum,
+        ),
+        Command::Witness { action } => crate::witness::run(&action),
         Command::Serve(args) => {
             crate::serve::run(data, &args, crate::console::router(args.tls_cert.is_some()))
         }

@@ -78,20 +78,56 @@ pub fn prove(data: &keyledger_ledger::Location, kind: ProveKind) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn verify_proof(file: &Path, pubkey: &str, old_checkpoint: Option<&Path>) -> Result<ExitCode> {
+pub fn verify_proof(
+    file: &Path,
+    pubkey: &str,
+    old_checkpoint: Option<&Path>,
+    witnesses: &[String],
+    quorum: Option<usize>,
+) -> Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let witnesses = witnesses
+        .iter()
+        .map(|w| keyledger_ledger::witness::WitnessVerifier::parse(w))
+        .collect::<Result<Vec<_>, _>>()?;
+    let quorum = quorum.unwrap_or(witnesses.len());
+    if quorum > witnesses.len() {
+        return Err(anyhow::anyhow!(
+            "--quorum {quorum}: only {} witness keys were given",
+            witnesses.len()
+        ));
+    }
     let old = old_checkpoint
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
         .transpose()?;
     match proof::verify_proof(&text, pubkey, old.as_deref()) {
         Ok(verified) => {
+            let note = proof::checkpoint_of(&text).unwrap_or_default();
+            let witnessed = match witnesses.is_empty() {
+                true => None,
+                false => match keyledger_ledger::witness::check_quorum(&note, &witnesses, quorum) {
+                    Ok(names) => Some(names),
+                    Err(why) => {
+                        eprintln!("FAILED: {}: {why}", file.display());
+                        return Ok(ExitCode::from(1));
+                    }
+                },
+            };
             outln!("proof ok: {}", verified.statement);
             outln!(
                 "checkpoint: {} size {}",
                 verified.checkpoint.origin,
                 verified.checkpoint.size
             );
+            if let Some(names) = witnessed {
+                outln!(
+                    "cosigned by {} of {} witnesses: {}",
+                    names.len(),
+                    witnesses.len(),
+                    names.join(", ")
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {

@@ -78,6 +78,8 @@ pub struct Shared {
     pub liveness: Arc<liveness::Liveness>,
     /// The OpenID Connect provider, with `serve --oidc-issuer`.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// The latest checkpoint the witnesses cosigned (`serve --witness`).
+    pub witnessed: super::cosigned::Witnessed,
 }
 
 impl Shared {

@@ -9,6 +9,7 @@ mod activation;
 pub mod app;
 pub mod auth;
 pub mod connections;
+mod cosigned;
 pub(crate) mod feed;
 mod liveness;
 mod metrics;
@@ -21,6 +22,7 @@ mod targets;
 pub mod throttle;
 pub mod tls;
 pub(crate) mod webhooks;
+mod witnesses;
 
 pub use app::{App, Shared};
 
@@ -56,6 +58,7 @@ pub fn run(
         _ => None,
     };
     let oidc = crate::oidc::Oidc::from_args(args)?.map(Arc::new);
+    let witnesses = witnesses::parse(&args.witnesses)?;
     let store = claimed_store(data, args)?;
     // The read models first: the writer resumes from their books (one decode of the
     // snapshot, not two).
@@ -93,20 +96,35 @@ pub fn run(
         )),
         liveness: liveness::Liveness::spawn(store.clone())?,
         oidc,
+        witnessed: Arc::default(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let policy = Arc::new(webhooks::Policy::from(args));
+    if !witnesses.is_empty() {
+        let every = std::time::Duration::from_secs(args.witness_every);
+        runtime.spawn(witnesses::run(app.clone(), witnesses, every));
+    }
     runtime.block_on(serve(app, addr, limits, policy, pages, tls))?;
     drop(runtime);
-    // Every handler's clone of the writer handle is gone with the runtime: the writer drains.
+    stop(writer, follower, &folded, &store)
+}
+
+/// After the last request: the writer drains (every handler's clone of its handle went
+/// with the runtime), the follower folds what it committed, a snapshot is written.
+fn stop(
+    writer: Writer,
+    follower: std::thread::JoinHandle<()>,
+    folded: &RwLock<Projections>,
+    store: &Store,
+) -> Result<ExitCode> {
     let stopped = writer.stop().err();
     follower
         .join()
         .expect("the projection follower does not panic");
     let folded = folded.read().expect("no handler panicked holding the lock");
-    write_snapshot(&store, &folded)?;
+    write_snapshot(store, &folded)?;
     if let Some(err) = stopped {
         tracing::error!("keyledger: stopped at seq {}: {err}", folded.last_seq);
         return Ok(ExitCode::FAILURE);

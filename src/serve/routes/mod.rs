@@ -68,6 +68,7 @@ pub fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(stream::events_stream))
         .routes(routes!(log::verify))
         .routes(routes!(proofs::checkpoint))
+        .routes(routes!(proofs::cosigned_checkpoint))
         .routes(routes!(proofs::inclusion_proof))
         .routes(routes!(proofs::consistency_proof))
         .routes(routes!(health::healthz))

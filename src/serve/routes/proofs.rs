@@ -30,7 +30,15 @@ type Prove = fn(
 /// A proof endpoint (its caller authenticated): the two bounds named `bounds` (the first
 /// required, the second the head's seq when absent), then the proof, built on a blocking
 /// thread since it reads blocks and subtree hashes.
-async fn proof_response(app: &App, q: &Params, bounds: [&str; 2], prove: Prove) -> Response {
+/// With `cosigned`, the proof's checkpoint is that note (of the same tree, with the
+/// witnesses' cosignatures) instead of one signed now.
+async fn proof_response(
+    app: &App,
+    q: &Params,
+    bounds: [&str; 2],
+    prove: Prove,
+    cosigned: Option<String>,
+) -> Response {
     let (first, second) = match proof_bounds(app, q, bounds) {
         Ok(pair) => pair,
         Err(response) => return response,
@@ -40,7 +48,15 @@ async fn proof_response(app: &App, q: &Params, bounds: [&str; 2], prove: Prove) 
         tokio::task::spawn_blocking(move || prove(&store, &key, first, second, wall_clock()));
     match made.await {
         // Through a `Value`, as before this helper existed: the same bytes on the wire.
-        Ok(Ok(proof)) => {
+        Ok(Ok(mut proof)) => {
+            if let (
+                Some(note),
+                keyledger_ledger::proof::ProofFile::Inclusion { checkpoint, .. }
+                | keyledger_ledger::proof::ProofFile::Consistency { checkpoint, .. },
+            ) = (cosigned, &mut proof)
+            {
+                *checkpoint = note;
+            }
             Json(serde_json::to_value(proof).expect("proofs serialize")).into_response()
         }
         Ok(Err(err)) => reply(
@@ -84,6 +100,33 @@ pub(super) async fn checkpoint(
     }
 }
 
+/// `GET /v1/checkpoint/cosigned`: the latest checkpoint the witnesses cosigned, with their
+/// cosignature lines (text/plain), public.
+#[utoipa::path(
+    get,
+    path = "/v1/checkpoint/cosigned",
+    tag = "proofs",
+    description = "The latest checkpoint that the witnesses of `serve --witness` cosigned, with their cosignature lines (C2SP tlog-cosignature); public.",
+    responses(
+        (status = 200, description = "the cosigned checkpoint", content_type = "text/plain", body = String),
+        (status = 404, description = "none yet", body = keyledger_ledger::Answer)
+    )
+)]
+pub(super) async fn cosigned_checkpoint(State(app): State<App>) -> Response {
+    match app.witnessed.latest() {
+        Some((_, note)) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
+        }
+        None => reply(
+            StatusCode::NOT_FOUND,
+            Answer::error(
+                "not_found",
+                "no checkpoint has been cosigned yet (serve --witness)",
+            ),
+        ),
+    }
+}
+
 /// The two numbers a proof is about: the first required, the second the head's seq when
 /// absent.
 fn proof_bounds(app: &App, q: &Params, [first, second]: [&str; 2]) -> Result<(u64, u64), Response> {
@@ -98,10 +141,13 @@ fn proof_bounds(app: &App, q: &Params, [first, second]: [&str; 2]) -> Result<(u6
     path = "/v1/proofs/inclusion",
     tag = "proofs",
     description = "That record `seq` is in the tree a signed checkpoint names (the record is in it: the read rule of /v1/log applies).",
-    params(("seq" = u64, Query), ("size" = Option<u64>, Query)),
+    params(
+        ("seq" = u64, Query), ("size" = Option<u64>, Query),
+        ("cosigned" = Option<bool>, Query, description = "against the latest checkpoint the witnesses cosigned (its size; its note with their cosignatures)")
+    ),
     responses(
         (status = 200, description = "the proof", body = keyledger_ledger::proof::ProofFile),
-        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 404, description = "`cosigned=true` and no checkpoint cosigned yet", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read now", body = keyledger_ledger::Answer)
     ),
     security(("bearer" = []))
 )]
@@ -127,7 +173,27 @@ pub(super) async fn inclusion_proof(
         }
     }
     let prove: Prove = keyledger_ledger::proof::prove_inclusion;
-    proof_response(&app, &q, ["seq", "size"], prove).await
+    let mut q = q;
+    let cosigned = match q.get("cosigned") {
+        None | Some("false") => None,
+        Some("true") => match app.witnessed.latest() {
+            Some((size, note)) => {
+                q.0.insert("size".to_owned(), size.to_string());
+                Some(note)
+            }
+            None => {
+                return reply(
+                    StatusCode::NOT_FOUND,
+                    Answer::error(
+                        "not_found",
+                        "no checkpoint has been cosigned yet (serve --witness)",
+                    ),
+                )
+            }
+        },
+        Some(_) => return malformed(&input_error(Some("cosigned"), "expected true or false")),
+    };
+    proof_response(&app, &q, ["seq", "size"], prove, cosigned).await
 }
 
 /// `GET /v1/proofs/consistency?from=M[&to=N]`: token required.
@@ -149,5 +215,5 @@ pub(super) async fn consistency_proof(
     _caller: Caller,
 ) -> Response {
     let prove: Prove = keyledger_ledger::proof::prove_consistency;
-    proof_response(&app, &Params(q), ["from", "to"], prove).await
+    proof_response(&app, &Params(q), ["from", "to"], prove, None).await
 }

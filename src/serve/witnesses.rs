@@ -1,0 +1,187 @@
+//! `serve --witness URL=KEY`: every `--witness-every` seconds, when the log grew, the
+//! checkpoint of the head is signed and submitted to each witness (C2SP tlog-witness
+//! `add-checkpoint`, with a consistency proof from the size that witness last cosigned);
+//! the cosignatures that verify are kept on it, served at `GET /v1/checkpoint/cosigned`,
+//! and inclusion proofs can be asked against it (`?cosigned=true`).
+//!
+//! What a witness last cosigned is learnt from the witness itself: the first submission
+//! says old size 0, and a witness that knows the log answers 409 with its size, which the
+//! next attempt starts from. So nothing needs to be stored here: after a restart the
+//! checkpoint of the head is submitted again (a witness cosigns the same tree again).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use keyledger_ledger::witness::WitnessVerifier;
+
+use super::App;
+
+/// One witness as `--witness URL=KEY` names it, and the size it last cosigned.
+struct Submission {
+    url: String,
+    verifier: WitnessVerifier,
+    cosigned: u64,
+}
+
+/// Parses `--witness URL=KEY` (the key's form checked now).
+pub fn parse(witnesses: &[String]) -> anyhow::Result<Vec<(String, WitnessVerifier)>> {
+    witnesses
+        .iter()
+        .map(|pair| {
+            let (url, key) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--witness {pair:?}: expected URL=KEY"))?;
+            let verifier =
+                WitnessVerifier::parse(key).map_err(|e| anyhow::anyhow!("--witness {url}: {e}"))?;
+            Ok((url.trim_end_matches('/').to_owned(), verifier))
+        })
+        .collect()
+}
+
+/// Submits the head's checkpoint to the witnesses whenever the log grew, until shutdown.
+pub async fn run(app: App, witnesses: Vec<(String, WitnessVerifier)>, every: Duration) {
+    let mut witnesses: Vec<Submission> = witnesses
+        .into_iter()
+        .map(|(url, verifier)| Submission {
+            url,
+            verifier,
+            cosigned: 0,
+        })
+        .collect();
+    let mut closing = app.closing.subscribe();
+    let mut done = 0;
+    loop {
+        let head = *app.head.borrow();
+        if head > done {
+            match round(&app, &mut witnesses, head).await {
+                Ok(()) => done = head,
+                Err(why) => {
+                    tracing::warn!(event = "witness_round_failed", why = %why, "keyledger: witnesses: {why}")
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = closing.changed() => return,
+        }
+    }
+}
+
+/// The checkpoint of `size`, submitted to every witness; what came back kept on it.
+async fn round(app: &App, witnesses: &mut [Submission], size: u64) -> Result<(), String> {
+    let (store, key) = (app.store.clone(), app.key.clone());
+    let now = crate::view::wall_clock();
+    let note = tokio::task::spawn_blocking(move || {
+        keyledger_ledger::proof::checkpoint(&store, &key, size, now)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let mut lines = String::new();
+    for witness in witnesses.iter_mut() {
+        match submit(app, witness, &note, size).await {
+            Ok(line) => {
+                witness.cosigned = size;
+                lines.push_str(&line);
+            }
+            Err(why) => tracing::warn!(
+                event = "witness_refused",
+                witness = witness.verifier.name(),
+                why = %why,
+                "keyledger: witness {} did not cosign size {size}: {why}",
+                witness.verifier.name()
+            ),
+        }
+    }
+    if lines.is_empty() {
+        return Err(format!("no witness cosigned size {size}"));
+    }
+    app.witnessed.set(size, format!("{note}{lines}"));
+    Ok(())
+}
+
+/// One witness's cosignature line of `note`: once from the size it last cosigned, and
+/// again from the size it says it holds if that was not it (409).
+async fn submit(
+    app: &App,
+    witness: &mut Submission,
+    note: &str,
+    size: u64,
+) -> Result<String, String> {
+    for _ in 0..2 {
+        let old = witness.cosigned.min(size);
+        let store = app.store.clone();
+        let proof = match old {
+            0 => Vec::new(),
+            old if old == size => Vec::new(),
+            old => tokio::task::spawn_blocking(move || {
+                keyledger_ledger::proof::consistency_hashes(&store, old, size)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?,
+        };
+        let mut body = format!("old {old}\n");
+        for hash in &proof {
+            body.push_str(&base64::engine::general_purpose::STANDARD.encode(hash));
+            body.push('\n');
+        }
+        body.push('\n');
+        body.push_str(note);
+        let url = format!("{}/add-checkpoint", witness.url);
+        let answered = tokio::task::spawn_blocking(move || post(&url, body))
+            .await
+            .map_err(|e| e.to_string())??;
+        match answered {
+            (200, text) => {
+                let cosigned = format!("{note}{text}");
+                if witness.verifier.cosigned_at(&cosigned).is_none() {
+                    return Err("its answer holds no cosignature of its key".to_owned());
+                }
+                // Only this witness's own valid line is kept.
+                return Ok(text
+                    .lines()
+                    .filter(|l| {
+                        witness
+                            .verifier
+                            .cosigned_at(&format!("{note}{l}\n"))
+                            .is_some()
+                    })
+                    .map(|l| format!("{l}\n"))
+                    .collect());
+            }
+            (409, text) if text.trim().parse::<u64>().is_ok() => {
+                let held: u64 = text.trim().parse().unwrap_or(0);
+                if held > size {
+                    return Err(format!(
+                        "it holds size {held}, larger than this log's {size}"
+                    ));
+                }
+                witness.cosigned = held;
+            }
+            (status, text) => return Err(format!("{status}: {}", text.trim())),
+        }
+    }
+    Err("it answered 409 twice".to_owned())
+}
+
+fn post(url: &str, body: String) -> Result<(u16, String), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut response = agent
+        .post(url)
+        .send(body)
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .map_err(|e| format!("{url}: {e}"))?;
+    Ok((status, text))
+}
