@@ -114,7 +114,7 @@ fn serve(listen: &str, key: &Path, state: &Path, logs: &[String]) -> Result<Exit
             .with_context(|| format!("cannot listen on {addr}"))?;
         outln!("listening on http://{}", listener.local_addr()?);
         std::io::stdout().flush()?;
-        eprintln!("keyledger witness: verifier key {verifier}");
+        tracing::info!(event = "witness_started", "keyledger witness: verifier key {verifier}");
         let app = axum::Router::new()
             .route("/add-checkpoint", post(add_checkpoint))
             .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX))
@@ -155,7 +155,10 @@ async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: String) -> Re
             .into_response(),
         Ok(Err(refusal)) => {
             let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            eprintln!(
+            tracing::warn!(
+                event = "witness_refused",
+                status = status.as_u16(),
+                why = %refusal,
                 "keyledger witness: refused ({}): {refusal}",
                 status.as_u16()
             );
