@@ -163,6 +163,13 @@ pub enum Command {
         /// The ledger's verifier key (`keyledger pubkey`), to check the checkpoint's signature.
         #[arg(long, requires = "checkpoint")]
         pubkey: Option<String>,
+        /// A witness's verifier key (repeatable): the checkpoint must carry its cosignature
+        /// (`GET /v1/checkpoint/cosigned`), up to `--quorum`.
+        #[arg(long = "witness", value_name = "KEY", requires = "checkpoint")]
+        witnesses: Vec<String>,
+        /// How many of the witnesses must have cosigned (default: all given).
+        #[arg(long, requires = "witnesses")]
+        quorum: Option<usize>,
     },
     /// Load keys from an admin-center style key export (the R2 columns).
     ///

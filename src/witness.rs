@@ -114,7 +114,10 @@ fn serve(listen: &str, key: &Path, state: &Path, logs: &[String]) -> Result<Exit
             .with_context(|| format!("cannot listen on {addr}"))?;
         outln!("listening on http://{}", listener.local_addr()?);
         std::io::stdout().flush()?;
-        tracing::info!(event = "witness_started", "keyledger witness: verifier key {verifier}");
+        tracing::info!(
+            event = "witness_started",
+            "keyledger witness: verifier key {verifier}"
+        );
         let app = axum::Router::new()
             .route("/add-checkpoint", post(add_checkpoint))
             .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX))

@@ -298,6 +298,46 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
     assert!(ok);
     let _ = serve.kill();
     let _ = serve.wait();
+    // An export proves itself against the cosigned checkpoint, witnesses and all.
+    let (export, cosigned_file) = (
+        dir.path().join("export.jsonl"),
+        dir.path().join("cosigned.txt"),
+    );
+    std::fs::write(&cosigned_file, &note).unwrap();
+    support::keyledger(&data, &["export", "--out", export.to_str().unwrap()]);
+    let out = Command::new(bin())
+        .arg("verify-export")
+        .arg(&export)
+        .arg("--checkpoint")
+        .arg(&cosigned_file)
+        .args([
+            "--pubkey",
+            &pubkey,
+            "--witness",
+            &w1.key,
+            "--witness",
+            &w2.key,
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("cosigned by 2 of 2 witnesses"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin())
+        .arg("verify-export")
+        .arg(&export)
+        .arg("--checkpoint")
+        .arg(&cosigned_file)
+        .args(["--pubkey", &pubkey, "--witness", &w3])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a quorum of a witness that did not cosign"
+    );
 
     // The fork: the same origin and key, another event at the same seq. A witness that
     // restarted since still refuses it.

@@ -137,14 +137,31 @@ pub fn export(data: &keyledger_ledger::Location, out: &Path) -> Result<ExitCode>
     }
 }
 
-pub fn verify_export(file: &Path, checkpoint: Option<(&Path, &str)>) -> Result<ExitCode> {
+/// `witnesses`: the checkpoint must carry cosignatures of `quorum` of them (docs/proofs.md).
+pub fn verify_export(
+    file: &Path,
+    checkpoint: Option<(&Path, &str)>,
+    witnesses: &[String],
+    quorum: Option<usize>,
+) -> Result<ExitCode> {
+    let (witnesses, quorum) = super::proofs::witness_quorum(witnesses, quorum)?;
     let input = File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
     let input = BufReader::new(input);
+    let mut witnessed = None;
     let checked = match checkpoint {
         None => log_export::verify_export(input).map(|head| (head, None)),
         Some((note, pubkey)) => {
             let note = std::fs::read_to_string(note)
                 .with_context(|| format!("cannot read {}", note.display()))?;
+            if !witnesses.is_empty() {
+                match keyledger_ledger::witness::check_quorum(&note, &witnesses, quorum) {
+                    Ok(names) => witnessed = Some(names),
+                    Err(why) => {
+                        eprintln!("FAILED: {}: {why}", file.display());
+                        return Ok(ExitCode::from(1));
+                    }
+                }
+            }
             log_export::verify_export_against(input, &note, pubkey)
                 .map(|checked| (checked.head, Some(checked.checkpoint)))
         }
@@ -162,6 +179,14 @@ pub fn verify_export(file: &Path, checkpoint: Option<(&Path, &str)>) -> Result<E
                     cp.size,
                     cp.origin,
                     cp.time
+                );
+            }
+            if let Some(names) = witnessed {
+                outln!(
+                    "cosigned by {} of {} witnesses: {}",
+                    names.len(),
+                    witnesses.len(),
+                    names.join(", ")
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -59,7 +59,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             file,
             checkpoint,
             pubkey,
-        } => audit::verify_export(&file, checkpoint.as_deref().zip(pubkey.as_deref())),
+            witnesses,
+            quorum,
+        } => audit::verify_export(
+            &file,
+            checkpoint.as_deref().zip(pubkey.as_deref()),
+            &witnesses,
+            quorum,
+        ),
         Command::ImportKeys {
             file,
             operator,

@@ -78,15 +78,11 @@ pub fn prove(data: &keyledger_ledger::Location, kind: ProveKind) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn verify_proof(
-    file: &Path,
-    pubkey: &str,
-    old_checkpoint: Option<&Path>,
+/// `--witness KEY…` parsed and `--quorum` (default: all of them) checked against them.
+pub(super) fn witness_quorum(
     witnesses: &[String],
     quorum: Option<usize>,
-) -> Result<ExitCode> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+) -> Result<(Vec<keyledger_ledger::witness::WitnessVerifier>, usize)> {
     let witnesses = witnesses
         .iter()
         .map(|w| keyledger_ledger::witness::WitnessVerifier::parse(w))
@@ -98,6 +94,19 @@ pub fn verify_proof(
             witnesses.len()
         ));
     }
+    Ok((witnesses, quorum))
+}
+
+pub fn verify_proof(
+    file: &Path,
+    pubkey: &str,
+    old_checkpoint: Option<&Path>,
+    witnesses: &[String],
+    quorum: Option<usize>,
+) -> Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let (witnesses, quorum) = witness_quorum(witnesses, quorum)?;
     let old = old_checkpoint
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
         .transpose()?;
