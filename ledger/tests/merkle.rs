@@ -268,3 +268,80 @@ fn the_root_accumulator_matches_the_rfc_for_every_size_up_to_300() {
         assert_eq!(acc.root(), naive_mth(&d[..n]), "size {n}");
     }
 }
+
+/// A multi-proof of any subset of leaves verifies, is no longer than the separate paths
+/// together, and fails for a changed leaf, index, path hash, root, or a path with a hash
+/// too many or too few.
+#[test]
+fn multi_proofs_of_any_subset_verify_and_every_change_fails() {
+    use keyledger_ledger::merkle::{multi_inclusion_path, verify_multi_inclusion};
+    use proptest::prelude::*;
+    let mut runner = proptest::test_runner::TestRunner::default();
+    let cases = (1usize..80)
+        .prop_flat_map(|n| (Just(n), proptest::collection::btree_set(0..n as u64, 1..=n)));
+    runner
+        .run(&cases, |(n, chosen)| {
+            let d = records(n);
+            let source = tree(&d);
+            let size = n as u64;
+            let root = keyledger_ledger::merkle::root(&source, size).unwrap();
+            let indices: Vec<u64> = chosen.into_iter().collect();
+            let leaves: Vec<Hash> = indices.iter().map(|&i| leaf_hash(&d[i as usize])).collect();
+            let path = multi_inclusion_path(&source, &indices, size).unwrap();
+            prop_assert!(verify_multi_inclusion(
+                &indices, &leaves, size, &path, &root
+            ));
+            let separate: usize = indices
+                .iter()
+                .map(|&i| inclusion_path(&source, i, size).unwrap().len())
+                .sum();
+            prop_assert!(path.len() <= separate.max(1));
+            let mut bad = leaves.clone();
+            bad[0] = flip(&bad[0], 3);
+            prop_assert!(!verify_multi_inclusion(&indices, &bad, size, &path, &root));
+            prop_assert!(!verify_multi_inclusion(
+                &indices,
+                &leaves,
+                size,
+                &path,
+                &flip(&root, 0)
+            ));
+            if let Some(first) = path.first() {
+                let mut changed = path.clone();
+                changed[0] = flip(first, 7);
+                prop_assert!(!verify_multi_inclusion(
+                    &indices, &leaves, size, &changed, &root
+                ));
+                prop_assert!(!verify_multi_inclusion(
+                    &indices,
+                    &leaves,
+                    size,
+                    &path[1..],
+                    &root
+                ));
+            }
+            let mut longer = path.clone();
+            longer.push(root);
+            prop_assert!(!verify_multi_inclusion(
+                &indices, &leaves, size, &longer, &root
+            ));
+            // Another leaf's index for the same hash.
+            if let Some(other) = (0..size).find(|i| !indices.contains(i)) {
+                let mut moved = indices.clone();
+                moved[0] = other;
+                moved.sort_unstable();
+                let differs = moved != indices;
+                prop_assert!(
+                    !differs || !verify_multi_inclusion(&moved, &leaves, size, &path, &root)
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    // Indices out of order or out of the tree are refused, never a panic.
+    let source = tree(&records(5));
+    assert!(multi_inclusion_path(&source, &[3, 1], 5).is_err());
+    assert!(multi_inclusion_path(&source, &[1, 1], 5).is_err());
+    assert!(multi_inclusion_path(&source, &[5], 5).is_err());
+    assert!(!verify_multi_inclusion(&[], &[], 5, &[], &[0; 32]));
+}

@@ -238,6 +238,93 @@ pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, path: &[Hash], root:
     s == 0 && r == *root
 }
 
+/// A proof that several leaves are in the tree of `size` leaves at once (a statement's
+/// events): the hashes of the subtrees that hold none of `indices`, in the order a
+/// left-to-right walk of the tree meets them. Shared siblings are given once, so it is
+/// never longer than the separate paths together, and much shorter for neighbours.
+/// `indices` must be strictly increasing and below `size`.
+pub fn multi_inclusion_path(
+    source: &impl RangeHash,
+    indices: &[u64],
+    size: u64,
+) -> Result<Vec<Hash>, ProofError> {
+    if let Some(bad) = indices
+        .iter()
+        .zip(indices.iter().skip(1))
+        .find(|(a, b)| a >= b)
+        .map(|(_, b)| *b)
+        .or(indices.last().copied().filter(|&last| last >= size))
+    {
+        return Err(ProofError::NoSuchLeaf { index: bad, size });
+    }
+    let mut path = Vec::new();
+    if !indices.is_empty() {
+        multi_walk(source, 0, size, indices, &mut path)?;
+    }
+    Ok(path)
+}
+
+/// The subtree `[start, end)`: its hash when none of `wanted` is in it, else its halves.
+fn multi_walk(
+    source: &impl RangeHash,
+    start: u64,
+    end: u64,
+    wanted: &[u64],
+    path: &mut Vec<Hash>,
+) -> Result<(), ProofError> {
+    if wanted.is_empty() {
+        path.push(source.range_hash(start, end)?);
+        return Ok(());
+    }
+    if end - start == 1 {
+        return Ok(());
+    }
+    let middle = start + split(end - start);
+    let cut = wanted.partition_point(|&i| i < middle);
+    multi_walk(source, start, middle, &wanted[..cut], path)?;
+    multi_walk(source, middle, end, &wanted[cut..], path)
+}
+
+/// Does `path` prove that `leaves` are the leaves at `indices` (strictly increasing) of the
+/// tree of `size` leaves whose root is `root`? Every hash of the path must be used.
+pub fn verify_multi_inclusion(
+    indices: &[u64],
+    leaves: &[Hash],
+    size: u64,
+    path: &[Hash],
+    root: &Hash,
+) -> bool {
+    let increasing = indices.windows(2).all(|w| w[0] < w[1]);
+    if indices.is_empty()
+        || indices.len() != leaves.len()
+        || !increasing
+        || indices.last().is_some_and(|&i| i >= size)
+    {
+        return false;
+    }
+    let mut given = (leaves.iter(), path.iter());
+    let computed = multi_root(0, size, indices, &mut given);
+    computed.as_ref() == Some(root) && given.0.next().is_none() && given.1.next().is_none()
+}
+
+type Given<'a> = (std::slice::Iter<'a, Hash>, std::slice::Iter<'a, Hash>);
+
+/// The hash of the subtree `[start, end)` from the given leaves and path hashes, taken in
+/// the order `multi_walk` wrote them.
+fn multi_root(start: u64, end: u64, wanted: &[u64], given: &mut Given<'_>) -> Option<Hash> {
+    if wanted.is_empty() {
+        return given.1.next().copied();
+    }
+    if end - start == 1 {
+        return given.0.next().copied();
+    }
+    let middle = start + split(end - start);
+    let cut = wanted.partition_point(|&i| i < middle);
+    let left = multi_root(start, middle, &wanted[..cut], given)?;
+    let right = multi_root(middle, end, &wanted[cut..], given)?;
+    Some(node_hash(&left, &right))
+}
+
 /// RFC 9162 §2.1.4.2: does `path` prove the tree of `from` leaves (root `from_root`) a
 /// prefix of the tree of `to` leaves (root `to_root`)?
 pub fn verify_consistency(
