@@ -300,3 +300,55 @@ pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oidc(claim: Option<&str>, issuer: &str) -> anyhow::Result<Oidc> {
+        Oidc::new(OidcSettings {
+            issuer: issuer.to_owned(),
+            client_id: "keyledger".to_owned(),
+            client_secret: None,
+            principal_claim: claim.map(str::to_owned),
+            audience: "keyledger".to_owned(),
+            redirect_url: None,
+            cacert: None,
+        })
+    }
+
+    fn claims(value: serde_json::Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn the_principal_is_the_chosen_claim_else_preferred_username_else_sub() {
+        let default = oidc(None, "https://login.example.com/t").unwrap();
+        let both = claims(serde_json::json!({"sub": "0f3a", "preferred_username": "rita"}));
+        assert_eq!(default.principal_of(&both).unwrap().as_str(), "rita");
+        let sub_only = claims(serde_json::json!({"sub": "0f3a"}));
+        assert_eq!(default.principal_of(&sub_only).unwrap().as_str(), "0f3a");
+        let email = oidc(Some("email"), "https://login.example.com/t").unwrap();
+        let with_email = claims(serde_json::json!({"sub": "0f3a", "email": "rita@example.com"}));
+        assert_eq!(
+            email.principal_of(&with_email).unwrap().as_str(),
+            "rita@example.com"
+        );
+        let err = email.principal_of(&both).unwrap_err().to_string();
+        assert_eq!(err, "the token has no email claim to name a principal by");
+        let bad = claims(serde_json::json!({"preferred_username": "ri\nta"}));
+        assert!(default.principal_of(&bad).is_err(), "a control character");
+    }
+
+    #[test]
+    fn an_issuer_is_https_or_loopback_http() {
+        assert!(oidc(None, "https://login.example.com/t").is_ok());
+        assert!(oidc(None, "http://127.0.0.1:9000").is_ok());
+        assert!(oidc(None, "http://localhost:9000").is_ok());
+        let err = oidc(None, "http://login.example.com")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be https://"), "{err}");
+        assert!(oidc(None, "not a url").is_err());
+    }
+}
