@@ -28,6 +28,11 @@ struct WitnessProcess {
 
 impl WitnessProcess {
     fn start(dir: &Path, name: &str, log: &str) -> WitnessProcess {
+        WitnessProcess::start_on(dir, name, log, "127.0.0.1:0")
+    }
+
+    /// The same on `listen` (a witness restarted where the ledger expects it).
+    fn start_on(dir: &Path, name: &str, log: &str, listen: &str) -> WitnessProcess {
         let key_file = dir.join(format!("{name}.key"));
         if !key_file.exists() {
             let out = Command::new(bin())
@@ -48,7 +53,7 @@ impl WitnessProcess {
             );
         }
         let mut child = Command::new(bin())
-            .args(["witness", "serve", "--listen", "127.0.0.1:0", "--key"])
+            .args(["witness", "serve", "--listen", listen, "--key"])
             .arg(&key_file)
             .arg("--state")
             .arg(dir.join(format!("{name}.json")))
@@ -266,6 +271,34 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
         "{note}"
     );
 
+    // A witness that was down cosigns the head once it is back, without the log growing:
+    // its cosignature joins the other's on the same note.
+    let w2_listen = w2.url.trim_start_matches("http://").to_owned();
+    let mut w2 = w2;
+    w2.stop();
+    let command = json!({"type": "register_org", "at": "2026-11-02T00:00:00Z", "actor": "olga", "org": "witnessed-2", "name": "Witnessed Two"});
+    let mut response = agent()
+        .post(&format!("{url}/v1/commands"))
+        .header("Authorization", &format!("Bearer {olga}"))
+        .header("Content-Type", "application/json")
+        .send(command.to_string())
+        .unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{}",
+        response.body_mut().read_to_string().unwrap()
+    );
+    let alone = cosigned(&url, head + 2, &["w1"]);
+    assert!(!alone.contains("\u{2014} witness.test/w2 "), "{alone}");
+    let w2 = WitnessProcess::start_on(dir.path(), "w2", &log, &w2_listen);
+    let note = cosigned(&url, head + 2, &["w1", "w2"]);
+    assert_eq!(
+        note.lines().take(5).collect::<Vec<_>>(),
+        alone.lines().take(5).collect::<Vec<_>>(),
+        "the same note"
+    );
+
     // An inclusion proof against the cosigned checkpoint verifies with both witnesses.
     let (status, proof) = get(
         &format!("{url}/v1/proofs/inclusion?seq=7&cosigned=true"),
@@ -349,8 +382,9 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
     w1.stop();
     let w1 = WitnessProcess::start(dir.path(), "w1", &log);
     let forked = json!({"type": "register_org", "at": "2026-11-02T00:00:00Z", "actor": "olga", "org": "forked", "name": "Forked Ltd"});
+    let forked_too = json!({"type": "register_org", "at": "2026-11-02T00:00:00Z", "actor": "olga", "org": "forked-2", "name": "Forked Two"});
     let commands = dir.path().join("fork.jsonl");
-    std::fs::write(&commands, format!("{forked}\n")).unwrap();
+    std::fs::write(&commands, format!("{forked}\n{forked_too}\n")).unwrap();
     support::keyledger(&fork, &["apply", commands.to_str().unwrap()]);
     let fork_args = [
         "--witness",
@@ -363,7 +397,7 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
     assert!(
         refused.contains(&format!(
             "a fork: size {} was cosigned with another root",
-            head + 1
+            head + 2
         )),
         "{refused}"
     );

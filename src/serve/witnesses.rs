@@ -8,6 +8,11 @@
 //! says old size 0, and a witness that knows the log answers 409 with its size, which the
 //! next attempt starts from. So nothing needs to be stored here: after a restart the
 //! checkpoint of the head is submitted again (a witness cosigns the same tree again).
+//!
+//! A witness that did not cosign the head (down, or refusing) is asked again without
+//! waiting for the log to grow, with the same note, so that its cosignature joins the
+//! others on it; after each failure in a row it waits twice as long, up to
+//! [`RETRY_CAP`].
 
 use std::time::Duration;
 
@@ -16,11 +21,32 @@ use keyledger_ledger::witness::WitnessVerifier;
 
 use super::App;
 
-/// One witness as `--witness URL=KEY` names it, and the size it last cosigned.
+/// The longest wait before asking a failing witness again.
+const RETRY_CAP: Duration = Duration::from_secs(600);
+
+/// One witness as `--witness URL=KEY` names it, the size it last cosigned, and when to ask
+/// it again after failures.
 struct Submission {
     url: String,
     verifier: WitnessVerifier,
     cosigned: u64,
+    failures: u32,
+    retry_at: std::time::Instant,
+}
+
+impl Submission {
+    /// Whether it should be asked to cosign `size` now.
+    fn due(&self, size: u64) -> bool {
+        self.cosigned < size && std::time::Instant::now() >= self.retry_at
+    }
+
+    fn failed(&mut self, every: Duration) {
+        self.failures = self.failures.saturating_add(1);
+        let wait = every
+            .saturating_mul(1 << self.failures.min(16))
+            .min(RETRY_CAP);
+        self.retry_at = std::time::Instant::now() + wait;
+    }
 }
 
 /// Parses `--witness URL=KEY` (the key's form checked now).
@@ -46,18 +72,16 @@ pub async fn run(app: App, witnesses: Vec<(String, WitnessVerifier)>, every: Dur
             url,
             verifier,
             cosigned: 0,
+            failures: 0,
+            retry_at: std::time::Instant::now(),
         })
         .collect();
     let mut closing = app.closing.subscribe();
-    let mut done = 0;
     loop {
         let head = *app.head.borrow();
-        if head > done {
-            match round(&app, &mut witnesses, head).await {
-                Ok(()) => done = head,
-                Err(why) => {
-                    tracing::warn!(event = "witness_round_failed", why = %why, "keyledger: witnesses: {why}")
-                }
+        if witnesses.iter().any(|w| w.due(head)) {
+            if let Err(why) = round(&app, &mut witnesses, head, every).await {
+                tracing::warn!(event = "witness_round_failed", why = %why, "keyledger: witnesses: {why}")
             }
         }
         tokio::select! {
@@ -67,30 +91,50 @@ pub async fn run(app: App, witnesses: Vec<(String, WitnessVerifier)>, every: Dur
     }
 }
 
-/// The checkpoint of `size`, submitted to every witness; what came back kept on it.
-async fn round(app: &App, witnesses: &mut [Submission], size: u64) -> Result<(), String> {
-    let (store, key) = (app.store.clone(), app.key.clone());
-    let now = crate::view::wall_clock();
-    let note = tokio::task::spawn_blocking(move || {
-        keyledger_ledger::proof::checkpoint(&store, &key, size, now)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+/// The checkpoint of `size` (the note kept for it already, with the cosignatures it has,
+/// or a new one), submitted to every witness that is due; what came back kept on it.
+async fn round(
+    app: &App,
+    witnesses: &mut [Submission],
+    size: u64,
+    every: Duration,
+) -> Result<(), String> {
+    let kept = app
+        .witnessed
+        .latest()
+        .filter(|(s, _)| *s == size)
+        .map(|(_, note)| note);
+    let note = match kept {
+        Some(note) => note,
+        None => {
+            let (store, key) = (app.store.clone(), app.key.clone());
+            let now = crate::view::wall_clock();
+            tokio::task::spawn_blocking(move || {
+                keyledger_ledger::proof::checkpoint(&store, &key, size, now)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+        }
+    };
     let mut lines = String::new();
-    for witness in witnesses.iter_mut() {
+    for witness in witnesses.iter_mut().filter(|w| w.due(size)) {
         match submit(app, witness, &note, size).await {
             Ok(line) => {
                 witness.cosigned = size;
+                witness.failures = 0;
                 lines.push_str(&line);
             }
-            Err(why) => tracing::warn!(
-                event = "witness_refused",
-                witness = witness.verifier.name(),
-                why = %why,
-                "keyledger: witness {} did not cosign size {size}: {why}",
-                witness.verifier.name()
-            ),
+            Err(why) => {
+                witness.failed(every);
+                tracing::warn!(
+                    event = "witness_refused",
+                    witness = witness.verifier.name(),
+                    why = %why,
+                    "keyledger: witness {} did not cosign size {size}: {why}",
+                    witness.verifier.name()
+                );
+            }
         }
     }
     if lines.is_empty() {
