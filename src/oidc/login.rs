@@ -16,7 +16,9 @@ use openidconnect::{
 use serde_json::{Map, Value};
 
 use super::pending::PendingSignIn;
-use super::provider::{error_chain, Discovered, Oidc, OidcError};
+use keyledger_ledger::store::error::with_causes;
+
+use super::provider::{Discovered, Oidc, OidcError};
 
 /// A client made from the provider's metadata (its authorization endpoint known, its token
 /// endpoint maybe).
@@ -90,7 +92,7 @@ impl Oidc {
             .map_err(|e| {
                 OidcError::Refused(format!(
                     "the provider refused the code: {}",
-                    error_chain(&e)
+                    with_causes(&e)
                 ))
             })?;
         let id_token = tokens

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keyledger_core::Principal;
+use keyledger_ledger::store::error::with_causes;
 use openidconnect::core::{CoreJsonWebKeySet, CoreProviderMetadata};
 use openidconnect::IssuerUrl;
 use serde_json::{Map, Value};
@@ -200,7 +201,7 @@ impl Oidc {
         }
         let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &self.fetcher)
             .await
-            .map_err(|e| OidcError::Unreachable(error_chain(&e)))?;
+            .map_err(|e| OidcError::Unreachable(with_causes(&e)))?;
         let keys = metadata.jwks().clone();
         let found = Arc::new(discovered(metadata, keys)?);
         *slot = Some(found.clone());
@@ -231,7 +232,7 @@ impl Oidc {
         }
         let keys = CoreJsonWebKeySet::fetch_async(current.metadata.jwks_uri(), &self.fetcher)
             .await
-            .map_err(|e| OidcError::Unreachable(error_chain(&e)))?;
+            .map_err(|e| OidcError::Unreachable(with_causes(&e)))?;
         let found = Arc::new(discovered(current.metadata.clone(), keys)?);
         tracing::info!(
             event = "oidc_keys_fetched",
@@ -285,20 +286,6 @@ fn discovered(
         api_keys,
         fetched: Instant::now(),
     })
-}
-
-/// An error and its causes, as one line.
-pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(next) = cause {
-        let said = next.to_string();
-        if !text.contains(&said) {
-            text = format!("{text}: {said}");
-        }
-        cause = next.source();
-    }
-    text
 }
 
 #[cfg(test)]

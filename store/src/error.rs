@@ -113,6 +113,23 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+/// An error and what caused it, as one line: many libraries' own text leaves the cause out
+/// (tokio-postgres's "error performing TLS handshake", an HTTP client's "request failed"),
+/// and the cause is what an operator must read ("invalid peer certificate:
+/// NotValidForName", "server does not support TLS").
+pub fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        let said = next.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        cause = next.source();
+    }
+    text
+}
+
 impl Error {
     pub(crate) fn storage(err: impl std::fmt::Display) -> Error {
         Error::Storage(err.to_string())

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
-use crate::error::{Error, Result};
+use crate::error::{with_causes, Error, Result};
 use crate::location::PgUrl;
 
 use super::tls::connector;
@@ -28,22 +28,6 @@ pub(super) fn pg_error(context: &str, err: tokio_postgres::Error) -> Error {
             with_causes(&err)
         )),
     }
-}
-
-/// An error and what caused it, as one line: tokio-postgres's own text leaves the cause out
-/// ("error performing TLS handshake"), and the cause is what the operator must read
-/// ("invalid peer certificate: NotValidForName", "server does not support TLS").
-pub(super) fn with_causes(err: &tokio_postgres::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = std::error::Error::source(err);
-    while let Some(next) = cause {
-        let said = next.to_string();
-        if !text.contains(&said) {
-            text = format!("{text}: {said}");
-        }
-        cause = next.source();
-    }
-    text
 }
 
 pub(super) fn pool_error(err: deadpool_postgres::PoolError) -> Error {
