@@ -61,10 +61,10 @@ pub struct EventJson;
 
 impl PartialSchema for EventJson {
     fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-        let tagged =
-            serde_json::to_value(keyledger_core::EventBody::schema()).expect("schemas serialize");
-        let variants = tagged["oneOf"].as_array().cloned().unwrap_or_default();
-        let flat: Vec<Value> = variants.iter().flat_map(flat_event).collect();
+        let flat: Vec<Value> = variants::<keyledger_core::EventBody>()
+            .iter()
+            .flat_map(flat_event)
+            .collect();
         serde_json::from_value(json!({ "oneOf": flat })).expect("a schema")
     }
 }
@@ -80,26 +80,35 @@ impl ToSchema for EventJson {
     }
 }
 
+/// The variants of an externally tagged enum's derived schema (its `oneOf`).
+fn variants<T: PartialSchema>() -> Vec<Value> {
+    let tagged = serde_json::to_value(T::schema()).expect("schemas serialize");
+    tagged["oneOf"].as_array().cloned().unwrap_or_default()
+}
+
+/// The fields every event and command has on the wire: `type` (this variant's name), `at`
+/// and `actor`; their properties and the names required.
+fn common_fields(name: &str) -> (Map<String, Value>, Vec<Value>) {
+    let mut properties = Map::new();
+    properties.insert("type".into(), json!({ "type": "string", "enum": [name] }));
+    properties.insert(
+        "at".into(),
+        json!({ "type": "string", "format": "date-time", "description": "business time" }),
+    );
+    properties.insert("actor".into(), json!({ "type": "string" }));
+    (properties, vec![json!("type"), json!("at"), json!("actor")])
+}
+
 /// One variant of the externally tagged `EventBody` schema as flat objects: a struct
 /// variant `{name: {fields}}` becomes `{type: name, at, actor, fields}`; unit variants (an
 /// enum of names) become one object each.
 fn flat_event(variant: &Value) -> Vec<Value> {
-    let common = |name: &str| -> (Map<String, Value>, Vec<Value>) {
-        let mut properties = Map::new();
-        properties.insert("type".into(), json!({ "type": "string", "enum": [name] }));
-        properties.insert(
-            "at".into(),
-            json!({ "type": "string", "format": "date-time", "description": "business time" }),
-        );
-        properties.insert("actor".into(), json!({ "type": "string" }));
-        (properties, vec![json!("type"), json!("at"), json!("actor")])
-    };
     if let Some(names) = variant["enum"].as_array() {
         return names
             .iter()
             .filter_map(Value::as_str)
             .map(|name| {
-                let (properties, required) = common(name);
+                let (properties, required) = common_fields(name);
                 json!({ "type": "object", "properties": properties, "required": required })
             })
             .collect();
@@ -110,7 +119,7 @@ fn flat_event(variant: &Value) -> Vec<Value> {
     else {
         return vec![variant.clone()];
     };
-    let (mut properties, mut required) = common(name);
+    let (mut properties, mut required) = common_fields(name);
     if let Some(own) = fields["properties"].as_object() {
         properties.extend(own.clone());
     }
@@ -129,23 +138,17 @@ pub struct CommandJson;
 
 impl PartialSchema for CommandJson {
     fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-        let tagged =
-            serde_json::to_value(keyledger_core::CommandBody::schema()).expect("schemas serialize");
-        let variants = tagged["oneOf"].as_array().cloned().unwrap_or_default();
-        let flat: Vec<Value> = variants
+        let flat: Vec<Value> = variants::<keyledger_core::CommandBody>()
             .iter()
             .filter_map(|variant| {
                 let (name, fields) = variant["properties"].as_object()?.iter().next()?;
-                let common = json!({
-                    "type": "object",
-                    "properties": {
-                        "type": { "type": "string", "enum": [name] },
-                        "at": { "type": "string", "format": "date-time", "description": "business time" },
-                        "actor": { "type": "string" },
-                        "command_id": { "type": "string", "description": "makes the command safe to resend" }
-                    },
-                    "required": ["type", "at", "actor"]
-                });
+                let (mut properties, required) = common_fields(name);
+                properties.insert(
+                    "command_id".into(),
+                    json!({ "type": "string", "description": "makes the command safe to resend" }),
+                );
+                let common =
+                    json!({ "type": "object", "properties": properties, "required": required });
                 Some(json!({ "allOf": [common, fields] }))
             })
             .collect();
