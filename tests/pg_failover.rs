@@ -327,7 +327,7 @@ fn one_writer_a_second_serve_refuses_or_waits_and_a_stale_primary_acknowledges_n
         "the standby writer waits"
     );
     first.stop();
-    let second_url = read_listening(&mut second);
+    let second_url = support::read_listening(&mut second);
     let answer = post(&agent(), &second_url, &activation_with_id("a-2")).1;
     assert_eq!(answer["ok"], true, "{answer}");
     let epoch = cluster
@@ -395,7 +395,7 @@ fn one_writer_a_second_serve_refuses_or_waits_and_a_stale_primary_acknowledges_n
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    read_listening(&mut alone);
+    support::read_listening(&mut alone);
     let _ = alone.kill();
     let said = String::from_utf8_lossy(&alone.wait_with_output().unwrap().stderr).into_owned();
     assert!(
@@ -426,18 +426,6 @@ fn said_lines(child: &mut std::process::Child) -> Vec<String> {
         }
     }
     said
-}
-
-fn read_listening(child: &mut std::process::Child) -> String {
-    use std::io::BufRead;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    line.trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("serve printed {line:?}"))
-        .to_owned()
 }
 
 /// PostgreSQL's "canceling wait for synchronous replication" warning: the row is committed

@@ -62,15 +62,7 @@ impl WitnessProcess {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("its address")
-            .to_owned();
+        let url = support::read_listening(&mut child);
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut first = String::new();
         stderr.read_line(&mut first).unwrap();
@@ -145,6 +137,23 @@ fn get(url: &str, token: Option<&str>) -> (u16, String) {
         response.status().as_u16(),
         response.body_mut().read_to_string().unwrap(),
     )
+}
+
+/// An operator's `register_org` through the API: the log grows by one event.
+fn register_org(url: &str, token: &str, command: serde_json::Value) {
+    let mut response = agent()
+        .post(&format!("{url}/v1/commands"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(command.to_string())
+        .unwrap();
+    let status = response.status().as_u16();
+    assert_eq!(
+        status,
+        200,
+        "{}",
+        response.body_mut().read_to_string().unwrap()
+    );
 }
 
 /// Waits for the service's cosigned checkpoint of at least `size` leaves, cosigned by
@@ -252,18 +261,10 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
     cosigned(&url, head, &["w1", "w2"]);
 
     // The log grows; the witnesses cosign the new head from the size they hold.
-    let command = json!({"type": "register_org", "at": "2026-11-02T00:00:00Z", "actor": "olga", "org": "witnessed", "name": "Witnessed Ltd"});
-    let mut response = agent()
-        .post(&format!("{url}/v1/commands"))
-        .header("Authorization", &format!("Bearer {olga}"))
-        .header("Content-Type", "application/json")
-        .send(command.to_string())
-        .unwrap();
-    assert_eq!(
-        response.status().as_u16(),
-        200,
-        "{}",
-        response.body_mut().read_to_string().unwrap()
+    register_org(
+        &url,
+        &olga,
+        json!({"type": "register_org", "at": "2026-11-02T00:00:00Z", "actor": "olga", "org": "witnessed", "name": "Witnessed Ltd"}),
     );
     let note = cosigned(&url, head + 1, &["w1", "w2"]);
     assert!(
@@ -276,18 +277,10 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
     let w2_listen = w2.url.trim_start_matches("http://").to_owned();
     let mut w2 = w2;
     w2.stop();
-    let command = json!({"type": "register_org", "at": "2026-11-02T00:00:00Z", "actor": "olga", "org": "witnessed-2", "name": "Witnessed Two"});
-    let mut response = agent()
-        .post(&format!("{url}/v1/commands"))
-        .header("Authorization", &format!("Bearer {olga}"))
-        .header("Content-Type", "application/json")
-        .send(command.to_string())
-        .unwrap();
-    assert_eq!(
-        response.status().as_u16(),
-        200,
-        "{}",
-        response.body_mut().read_to_string().unwrap()
+    register_org(
+        &url,
+        &olga,
+        json!({"type": "register_org", "at": "2026-11-02T00:00:00Z", "actor": "olga", "org": "witnessed-2", "name": "Witnessed Two"}),
     );
     let alone = cosigned(&url, head + 2, &["w1"]);
     assert!(!alone.contains("\u{2014} witness.test/w2 "), "{alone}");

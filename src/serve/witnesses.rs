@@ -28,6 +28,9 @@ const RETRY_CAP: Duration = Duration::from_secs(600);
 /// it again after failures.
 struct Submission {
     url: String,
+    /// The HTTP client (shared by every witness: one pool of keep-alive connections, as
+    /// the protocol asks).
+    agent: ureq::Agent,
     verifier: WitnessVerifier,
     cosigned: u64,
     failures: u32,
@@ -66,10 +69,17 @@ pub fn parse(witnesses: &[String]) -> anyhow::Result<Vec<(String, WitnessVerifie
 
 /// Submits the head's checkpoint to the witnesses whenever the log grew, until shutdown.
 pub async fn run(app: App, witnesses: Vec<(String, WitnessVerifier)>, every: Duration) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
     let mut witnesses: Vec<Submission> = witnesses
         .into_iter()
         .map(|(url, verifier)| Submission {
             url,
+            agent: agent.clone(),
             verifier,
             cosigned: 0,
             failures: 0,
@@ -173,7 +183,8 @@ async fn submit(
         body.push('\n');
         body.push_str(note);
         let url = format!("{}/add-checkpoint", witness.url);
-        let answered = tokio::task::spawn_blocking(move || post(&url, body))
+        let agent = witness.agent.clone();
+        let answered = tokio::task::spawn_blocking(move || post(&agent, &url, body))
             .await
             .map_err(|e| e.to_string())??;
         match answered {
@@ -209,13 +220,7 @@ async fn submit(
     Err("it answered 409 twice".to_owned())
 }
 
-fn post(url: &str, body: String) -> Result<(u16, String), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+fn post(agent: &ureq::Agent, url: &str, body: String) -> Result<(u16, String), String> {
     let mut response = agent
         .post(url)
         .send(body)

@@ -353,6 +353,19 @@ impl Drop for Server {
 
 pub type StderrReader = Option<std::thread::JoinHandle<String>>;
 
+/// The URL a `serve` or `witness serve` child prints first (`listening on URL`), from its
+/// piped stdout.
+pub fn read_listening(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("the server printed {line:?}, not its address"))
+        .to_owned()
+}
+
 /// `keyledger serve` on an ephemeral loopback port: the child, its URL, its stderr's reader.
 pub fn spawn_serve(data: &Path, serve_args: &[&str]) -> (Child, String, StderrReader) {
     let mut child = keyledger_command(data)
@@ -362,15 +375,7 @@ pub fn spawn_serve(data: &Path, serve_args: &[&str]) -> (Child, String, StderrRe
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("the server prints its address")
-        .to_owned();
+    let url = read_listening(&mut child);
     let mut pipe = child.stderr.take().unwrap();
     let stderr = Some(std::thread::spawn(move || {
         let mut text = String::new();
