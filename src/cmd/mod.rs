@@ -23,13 +23,9 @@ use keyledger_core::Principal;
 use crate::cli::{Cli, Command};
 use crate::view::{parse_time, wall_clock};
 
-#[expect(clippy::too_many_lines, reason = "one arm a subcommand")]
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let data = &cli.data;
-    crate::logs::init(match &cli.command {
-        Command::Serve(args) => args.log_format,
-        _ => crate::logs::LogFormat::default(),
-    });
+    crate::logs::init(log_format(&cli.command));
     match cli.command {
         Command::Init { operator, at } => init(data, &operator, at.as_deref()),
         Command::Apply { file, atomic } => apply::apply(data, &file, atomic),
@@ -51,44 +47,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             format,
         } => read::log(data, license_id.as_deref(), key, from, &format),
         Command::Tail(args) => tail::tail(&args),
-        Command::Verify => audit::verify(data),
-        Command::Export { out } => audit::export(data, &out),
-        Command::Copy { from, to } => copy::copy(&from, &to),
-        Command::Compact => compact::compact(data),
-        Command::VerifyExport {
-            file,
-            checkpoint,
-            pubkey,
-            witnesses,
-            quorum,
-        } => audit::verify_export(
-            &file,
-            checkpoint.as_deref().zip(pubkey.as_deref()),
-            &witnesses,
-            quorum,
-        ),
         Command::ImportKeys {
             file,
             operator,
             atomic,
         } => import::import_keys(data, &file, &operator, atomic),
-        Command::Pubkey => proofs::pubkey(data),
-        Command::Checkpoint { size, out } => proofs::checkpoint(data, size, out.as_deref()),
-        Command::Prove { proof } => proofs::prove(data, proof),
-        Command::VerifyProof {
-            file,
-            pubkey,
-            old_checkpoint,
-            witnesses,
-            quorum,
-        } => proofs::verify_proof(
-            &file,
-            &pubkey,
-            old_checkpoint.as_deref(),
-            &witnesses,
-            quorum,
-        ),
-        Command::Witness { action } => crate::witness::run(&action),
+        command @ (Command::Verify
+        | Command::Export { .. }
+        | Command::Copy { .. }
+        | Command::Compact
+        | Command::VerifyExport { .. }
+        | Command::Pubkey
+        | Command::Checkpoint { .. }
+        | Command::Prove { .. }
+        | Command::VerifyProof { .. }
+        | Command::Witness { .. }) => audit_command(data, command),
         Command::Serve(args) => {
             crate::serve::run(data, &args, crate::console::router(args.tls_cert.is_some()))
         }
@@ -118,6 +91,54 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             moment,
             format,
         } => insight::summary(data, &org, &by, &moment, &format),
+    }
+}
+
+/// `serve --log-format`; every other command writes text.
+fn log_format(command: &Command) -> crate::logs::LogFormat {
+    match command {
+        Command::Serve(args) => args.log_format,
+        _ => crate::logs::LogFormat::default(),
+    }
+}
+
+/// The auditor's commands: verification, exports, copies, checkpoints, proofs, witnesses.
+fn audit_command(data: &keyledger_ledger::Location, command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Verify => audit::verify(data),
+        Command::Export { out } => audit::export(data, &out),
+        Command::Copy { from, to } => copy::copy(&from, &to),
+        Command::Compact => compact::compact(data),
+        Command::VerifyExport {
+            file,
+            checkpoint,
+            pubkey,
+            witnesses,
+            quorum,
+        } => audit::verify_export(
+            &file,
+            checkpoint.as_deref().zip(pubkey.as_deref()),
+            &witnesses,
+            quorum,
+        ),
+        Command::Pubkey => proofs::pubkey(data),
+        Command::Checkpoint { size, out } => proofs::checkpoint(data, size, out.as_deref()),
+        Command::Prove { proof } => proofs::prove(data, proof),
+        Command::VerifyProof {
+            file,
+            pubkey,
+            old_checkpoint,
+            witnesses,
+            quorum,
+        } => proofs::verify_proof(
+            &file,
+            &pubkey,
+            old_checkpoint.as_deref(),
+            &witnesses,
+            quorum,
+        ),
+        Command::Witness { action } => crate::witness::run(&action),
+        _ => unreachable!("run passes only the auditor's commands here"),
     }
 }
 
