@@ -189,21 +189,19 @@ async fn submit(
             .map_err(|e| e.to_string())??;
         match answered {
             (200, text) => {
-                let cosigned = format!("{note}{text}");
-                if witness.verifier.cosigned_at(&cosigned).is_none() {
-                    return Err("its answer holds no cosignature of its key".to_owned());
-                }
-                // Only this witness's own valid line is kept.
-                return Ok(text
+                // Only this witness's own valid line is kept, each checked once.
+                let valid: String = text
                     .lines()
                     .filter(|l| {
-                        witness
-                            .verifier
-                            .cosigned_at(&format!("{note}{l}\n"))
-                            .is_some()
+                        let alone = format!("{note}{l}\n");
+                        witness.verifier.cosigned_at(&alone).is_some()
                     })
                     .map(|l| format!("{l}\n"))
-                    .collect());
+                    .collect();
+                if valid.is_empty() {
+                    return Err("its answer holds no cosignature of its key".to_owned());
+                }
+                return Ok(valid);
             }
             (409, text) if text.trim().parse::<u64>().is_ok() => {
                 let held: u64 = text.trim().parse().unwrap_or(0);

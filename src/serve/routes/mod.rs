@@ -92,16 +92,12 @@ async fn openapi_json() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// The document as served and as kept in docs/openapi.json (pretty, a newline at the end).
-pub fn openapi_text() -> String {
-    let (_, doc) = api();
-    doc.to_pretty_json().expect("the document serializes") + "\n"
-}
-
 /// The API's routes and `pages` beside them (the console), under the service's limits.
 pub fn router(app: App, pages: Router<App>) -> Router {
-    let (api, _) = api();
-    DOCUMENT.get_or_init(|| Bytes::from(openapi_text()));
+    let (api, doc) = api();
+    // As served and as kept in docs/openapi.json: pretty, a newline at the end.
+    DOCUMENT
+        .get_or_init(|| Bytes::from(doc.to_pretty_json().expect("the document serializes") + "\n"));
     api.route("/", get(|| async { axum::response::Redirect::to("/ui") }))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(from_fn(middleware::guard))
