@@ -96,6 +96,7 @@ fn context(command: &keyledger_core::Command) -> keyledger_core::Context {
             .presented_key()
             .map(keyledger_ledger::secrets::fingerprint),
         new_key: None,
+        ..Default::default()
     }
 }
 

@@ -223,6 +223,46 @@ pub enum Command {
         #[arg(long, requires = "witnesses")]
         quorum: Option<usize>,
     },
+    /// Commit the ledger to its streams: append a `streams_committed` event recording the
+    /// root of every stream's entry (`serve` does it every --streams-every seconds).
+    ///
+    /// Example: keyledger commit-streams
+    CommitStreams,
+    /// Write one license ID's complete history, proven, for an auditor (docs/proofs.md,
+    /// "Statements"): as of the latest streams commitment, or of the one a checkpoint
+    /// (say, a cosigned one) sits at.
+    ///
+    /// Example: keyledger statement --license-id V1000001 --out statement.json
+    Statement {
+        #[arg(long)]
+        license_id: String,
+        /// A signed checkpoint (`keyledger checkpoint`, or a cosigned one from `serve`)
+        /// whose size is a streams commitment's seq.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a statement with the verifier key alone and print the license ID's report as
+    /// of its checkpoint; no database needed.
+    ///
+    /// Example: keyledger verify-statement statement.json --pubkey "keyledger+…+…"
+    VerifyStatement {
+        file: PathBuf,
+        /// The verifier key printed by `keyledger pubkey`.
+        #[arg(long)]
+        pubkey: String,
+        /// table, tsv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// A witness's verifier key (`name+keyid+base64`, repeatable): the statement's
+        /// checkpoint must carry its cosignature, up to `--quorum`.
+        #[arg(long = "witness", value_name = "KEY")]
+        witnesses: Vec<String>,
+        /// How many of the witnesses must have cosigned (default: all given).
+        #[arg(long, requires = "witnesses")]
+        quorum: Option<usize>,
+    },
     /// A witness (C2SP tlog-witness): cosigns a ledger's checkpoints only if each is
     /// consistent with the last it cosigned, so that a ledger cannot show two histories.
     ///

@@ -117,6 +117,7 @@ pub fn activation_events(n: usize) -> Vec<Event> {
         let ctx = keyledger_core::Context {
             presented: key,
             new_key: None,
+            ..Default::default()
         };
         let decided = keyledger_core::decide(&state, command, &ctx).unwrap();
         for event in decided {

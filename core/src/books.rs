@@ -206,14 +206,33 @@ impl KeyRecord for KeyTerms {
 }
 
 /// Keys by id. Key ids are dense from 1 in issue order, so a vector indexed by `id - 1`
-/// replaces a search tree: one O(1), cache-friendly touch per activation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(transparent)]
-pub struct KeyTable<K>(Vec<K>);
+/// replaces a search tree: one O(1), cache-friendly touch per activation. A statement's fold
+/// holds only some keys: the others are gaps, and such a table is never saved.
+#[derive(Clone, Debug, PartialEq, Eq, utoipa::ToSchema)]
+pub struct KeyTable<K>(Vec<Option<K>>);
 
 impl<K> Default for KeyTable<K> {
     fn default() -> KeyTable<K> {
         KeyTable(Vec::new())
+    }
+}
+
+/// Saved as the list of every key (the snapshot format): a table with gaps cannot be.
+impl<K: Serialize> Serialize for KeyTable<K> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0.iter().any(Option::is_none) {
+            return Err(serde::ser::Error::custom(
+                "a key table with gaps (a statement's fold) is never saved",
+            ));
+        }
+        serializer.collect_seq(self.0.iter().flatten())
+    }
+}
+
+impl<'de, K: Deserialize<'de>> Deserialize<'de> for KeyTable<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let keys: Vec<K> = Vec::deserialize(deserializer)?;
+        Ok(KeyTable(keys.into_iter().map(Some).collect()))
     }
 }
 
@@ -224,16 +243,16 @@ impl<K> KeyTable<K> {
 
     /// The key with this id, if issued.
     pub fn get(&self, id: KeyId) -> Option<&K> {
-        self.0.get(Self::index(id)?)
+        self.0.get(Self::index(id)?)?.as_ref()
     }
 
     /// The key with this id, to change, if issued.
     pub fn get_mut(&mut self, id: KeyId) -> Option<&mut K> {
         let index = Self::index(id)?;
-        self.0.get_mut(index)
+        self.0.get_mut(index)?.as_mut()
     }
 
-    /// Keys issued.
+    /// The highest key id issued (the number of keys, but in a statement's fold).
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -253,16 +272,20 @@ impl<K> KeyTable<K> {
         self.0
             .iter()
             .enumerate()
-            .map(|(i, k)| (KeyId(i as u64 + 1), k))
+            .filter_map(|(i, k)| Some((KeyId(i as u64 + 1), k.as_ref()?)))
     }
 
-    /// Every key, in issuance order (the id of the one at index `i` is `i + 1`).
-    pub fn as_slice(&self) -> &[K] {
-        &self.0
+    /// Every key, in issuance order.
+    pub fn values(&self) -> impl Iterator<Item = &K> {
+        self.0.iter().flatten()
     }
 
-    fn push(&mut self, key: K) {
-        self.0.push(key);
+    /// Keeps `key` under `id`, past every id kept so far.
+    fn insert(&mut self, id: KeyId, key: K) {
+        let index = Self::index(id).expect("key ids start at 1");
+        assert!(index >= self.0.len(), "key ids increase");
+        self.0.resize_with(index, || None);
+        self.0.push(Some(key));
     }
 }
 
@@ -509,7 +532,7 @@ impl<K> Books<K> {
             licenses: self.licenses.clone(),
             products: self.products.clone(),
             purchases: self.purchases.clone(),
-            keys: KeyTable(self.keys.0.iter().map(keep).collect()),
+            keys: KeyTable(self.keys.0.iter().map(|k| k.as_ref().map(&keep)).collect()),
             kms_hosts: self.kms_hosts.clone(),
             requests: self.requests.clone(),
             esu_orders: self.esu_orders.clone(),
@@ -641,6 +664,8 @@ impl<K: KeyRecord> Books<K> {
             EventBody::ExternalCountRecorded { .. } => {}
             // R9: machines named again consume nothing; `machines_activated` counted them.
             EventBody::MachinesAlreadyActive { .. } => {}
+            // The ledger's commitment to its streams is about the log, not the licenses.
+            EventBody::StreamsCommitted { .. } => {}
         }
     }
 
@@ -724,7 +749,9 @@ impl<K: KeyRecord> Books<K> {
         else {
             unreachable!("apply_key_issued takes KeyIssued only")
         };
-        assert_eq!(*key_id, self.keys.next_id(), "key ids are dense");
+        // Dense in the log (decide issues `next_id`); a statement's fold skips the keys of
+        // other license IDs.
+        assert!(*key_id >= self.keys.next_id(), "key ids increase");
         let owner = &self.licenses[license_id].org;
         let owner_root = self.orgs[owner].root.clone();
         let kms = (*kind == KeyKind::KmsHost).then(|| KmsAllowance {
@@ -750,7 +777,7 @@ impl<K: KeyRecord> Books<K> {
             kms,
             redeemed_into: None,
         };
-        self.keys.push(K::from(terms));
+        self.keys.insert(*key_id, K::from(terms));
     }
 
     fn apply_kms_host_activated(&mut self, key_id: KeyId, host: &HostId, activation: u32) {

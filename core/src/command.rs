@@ -78,6 +78,8 @@ pub enum CommandBody {
     RetireKeyText(RetireKeyText),
     /// See [`RecordExternalCount`].
     RecordExternalCount(RecordExternalCount),
+    /// See [`CommitStreams`].
+    CommitStreams(CommitStreams),
 }
 
 impl CommandBody {
@@ -105,6 +107,7 @@ impl CommandBody {
             CommandBody::DiscloseKeys(_) => "disclose_keys",
             CommandBody::RetireKeyText(_) => "retire_key_text",
             CommandBody::RecordExternalCount(_) => "record_external_count",
+            CommandBody::CommitStreams(_) => "commit_streams",
         }
     }
 
@@ -282,6 +285,19 @@ pub struct RetireKeyText {
     pub key_id: KeyId,
     /// Why (e.g. "posted publicly"), 1..=500 characters; recorded in the log.
     pub reason: String,
+}
+
+/// The ledger commits to its streams (docs/format.md, "Streams"). Only the ledger itself
+/// (actor `keyledger`) commits, at the seq right after `size`; the wire refuses the type.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommitStreams {
+    /// The events the commitment covers: seqs `1..=size`.
+    pub size: u64,
+    /// How many streams the tree holds.
+    pub streams: u64,
+    /// The root of the streams tree, as computed outside `core`.
+    pub root: Digest,
 }
 
 /// Records what an outside activation service (e.g. VAMT's "refresh remaining count")

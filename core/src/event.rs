@@ -84,6 +84,7 @@ event_kinds! {
     KeyTextRetired = "key_text_retired",
     ExternalCountRecorded = "external_count_recorded",
     MachinesAlreadyActive = "machines_already_active",
+    StreamsCommitted = "streams_committed",
 }
 
 /// One fact, with when it happened (business time) and who caused it.
@@ -445,6 +446,17 @@ pub enum EventBody {
         /// The machines named again while active (nothing consumed, R9).
         machines: Vec<MachineId>,
     },
+    /// The ledger committed to its streams (docs/format.md, "Streams"): the root of the
+    /// tree over every stream's entry after the first `size` events. Appended by the ledger
+    /// itself at seq `size + 1`, so a checkpoint at its seq vouches for it.
+    StreamsCommitted {
+        /// The events the commitment covers: seqs `1..=size`.
+        size: u64,
+        /// How many streams the tree holds.
+        streams: u64,
+        /// The root of the streams tree.
+        root: Digest,
+    },
 }
 
 impl EventBody {
@@ -502,7 +514,95 @@ impl EventBody {
                 keys.dedup();
                 keys.into_iter().map(Named::Disclosure).collect()
             }
-            OperatorAdded { .. } | OrgRegistered { .. } | ProductRegistered { .. } => Vec::new(),
+            OperatorAdded { .. }
+            | OrgRegistered { .. }
+            | ProductRegistered { .. }
+            | StreamsCommitted { .. } => Vec::new(),
+        }
+    }
+
+    /// The streams the event belongs to (docs/format.md, "Streams"): the histories it is
+    /// named in ([`EventBody::named`], a disclosure in each key's stream) and the org,
+    /// product or operator list it defines. A statement proves a stream complete.
+    pub fn streams(&self) -> Vec<Stream> {
+        use EventBody::*;
+        match self {
+            OperatorAdded { .. } => vec![Stream::Operators],
+            // A host's stream starts at its activation, so it is never empty.
+            KmsHostActivated { key_id, host, .. } => {
+                vec![Stream::Key(*key_id), Stream::KmsHost(host.clone())]
+            }
+            OrgRegistered { org, .. } => vec![Stream::Org(org.clone())],
+            ProductRegistered { .. } => vec![Stream::Catalog],
+            _ => self
+                .named()
+                .into_iter()
+                .map(|named| match named {
+                    Named::License(id) => Stream::License(id.clone()),
+                    Named::Key(id) | Named::Disclosure(id) => Stream::Key(id),
+                    Named::Request(id) => Stream::Request(id.clone()),
+                    Named::KmsHost(id) => Stream::KmsHost(id.clone()),
+                })
+                .collect(),
+        }
+    }
+
+    /// The streams a statement holding this event must hold too: those whose events folding
+    /// it needs (the books assert on a broken reference) — the org a license ID or an
+    /// activation belongs to, an org's parent, a key's license ID, a request's key, a host's
+    /// key, the catalog for anything naming a product — and the histories it starts (a key issued, a request
+    /// made, a host activated). A statement holds the streams its license ID's stream
+    /// reaches this way (docs/proofs.md).
+    pub fn depends_on(&self) -> Vec<Stream> {
+        use EventBody::*;
+        match self {
+            LicenseIdRegistered { org, .. }
+            | MachinesActivated { org, .. }
+            | MachinesAlreadyActive { org, .. } => vec![Stream::Org(org.clone())],
+            OrgRegistered { parent, .. } => parent.iter().cloned().map(Stream::Org).collect(),
+            KeyIssued {
+                key_id, license_id, ..
+            } => vec![
+                Stream::License(license_id.clone()),
+                Stream::Catalog,
+                Stream::Key(*key_id),
+            ],
+            PurchaseRecorded { .. } | EsuOrdered { .. } => vec![Stream::Catalog],
+            MakIncreaseRequested {
+                request_id, key_id, ..
+            } => vec![
+                Stream::Request(request_id.clone()),
+                Stream::Catalog,
+                Stream::Key(*key_id),
+            ],
+            KmsRequested {
+                request_id, key_id, ..
+            } => {
+                let mut needs = vec![Stream::Request(request_id.clone()), Stream::Catalog];
+                needs.extend(key_id.map(Stream::Key));
+                needs
+            }
+            KmsHostActivated {
+                key_id, host, org, ..
+            } => vec![
+                Stream::Key(*key_id),
+                Stream::KmsHost(host.clone()),
+                Stream::Org(org.clone()),
+            ],
+            OperatorAdded { .. }
+            | ProductRegistered { .. }
+            | KeyBlocked { .. }
+            | KmsClientContacted { .. }
+            | OsaRedeemed { .. }
+            | ActivationRefused { .. }
+            | RequestGranted { .. }
+            | RequestDenied { .. }
+            | RoleAssigned { .. }
+            | RoleRevoked { .. }
+            | KeysDisclosed { .. }
+            | KeyTextRetired { .. }
+            | ExternalCountRecorded { .. }
+            | StreamsCommitted { .. } => Vec::new(),
         }
     }
 
@@ -564,5 +664,42 @@ impl Named<'_> {
             Named::KmsHost(id) => (b'h', id.as_str().as_bytes()),
         };
         [&[0xff, kind][..], id].concat()
+    }
+}
+
+/// A stream: the events of one entity, in log order (docs/format.md, "Streams").
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stream {
+    /// The operators (`operator_added`).
+    Operators,
+    /// An org's registration.
+    Org(OrgId),
+    /// The product catalog: every product's registration (a report's downgrade rights read
+    /// the whole of it, R21).
+    Catalog,
+    /// A license ID's own events: registration, purchases, orders, roles, keys issued,
+    /// requests made.
+    License(LicenseId),
+    /// A key's events after its issuance: activations, refusals, blocks, disclosures.
+    Key(KeyId),
+    /// A request's events: made, granted or denied.
+    Request(RequestId),
+    /// The client contacts a KMS host answered.
+    KmsHost(HostId),
+}
+
+impl Stream {
+    /// The stream's id as statements write it and the streams tree sorts it:
+    /// `operators`, `org:ID`, `catalog`, `license:ID`, `key:N`, `request:ID`, `kms_host:ID`.
+    pub fn id(&self) -> String {
+        match self {
+            Stream::Operators => "operators".to_owned(),
+            Stream::Org(id) => format!("org:{id}"),
+            Stream::Catalog => "catalog".to_owned(),
+            Stream::License(id) => format!("license:{id}"),
+            Stream::Key(id) => format!("key:{}", id.0),
+            Stream::Request(id) => format!("request:{id}"),
+            Stream::KmsHost(id) => format!("kms_host:{id}"),
+        }
     }
 }

@@ -36,7 +36,7 @@ pub use catalog::{
 };
 pub use command::{Command, CommandBody};
 pub use decide::{decide, handle, Context, NewKeyMaterial, Outcome};
-pub use event::{Event, EventBody, EventKind, Named};
+pub use event::{Event, EventBody, EventKind, Named, Stream};
 pub use ids::{
     ClientId, CommandId, HostId, IdError, KeyId, LicenseId, MachineId, OrderId, OrgId, Principal,
     ProductId, RequestId, TenantId,

@@ -123,8 +123,8 @@ impl State {
     }
 
     /// Every key, in issuance order.
-    pub fn keys(&self) -> &[Key] {
-        self.books.keys.as_slice()
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.books.keys.values()
     }
 
     /// R9: whether `machine` is active on `key` (see [`MachineFacts::active`]).
@@ -278,7 +278,8 @@ impl State {
             | EventBody::KeysDisclosed { .. }
             | EventBody::KeyTextRetired { .. }
             | EventBody::ExternalCountRecorded { .. }
-            | EventBody::MachinesAlreadyActive { .. } => {}
+            | EventBody::MachinesAlreadyActive { .. }
+            | EventBody::StreamsCommitted { .. } => {}
         }
     }
 }

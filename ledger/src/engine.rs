@@ -722,7 +722,7 @@ impl Engine {
         let mut answers = Vec::with_capacity(commands.len());
         let mut keys = Vec::with_capacity(commands.len());
         for (i, command) in commands.iter().enumerate() {
-            let ctx = self.context(&command.body);
+            let ctx = self.context(&command.body, pending.last_seq + 1);
             let key = IdempotencyKey::of(command, ctx.decide.presented.as_ref());
             let first = match &key {
                 Some(key) => crate::idempotency::repeated_in(&keys, &answers, key).or_else(|| {
@@ -813,7 +813,7 @@ impl Engine {
     }
 
     fn run_command(&mut self, state: &mut State, c: &Command, p: &mut Pending) -> Answer {
-        let ctx = self.context(&c.body);
+        let ctx = self.context(&c.body, p.last_seq + 1);
         let key = IdempotencyKey::of(c, ctx.decide.presented.as_ref());
         if let Some(key) = &key {
             match self.first_answer(key, state, p) {
@@ -855,9 +855,10 @@ impl Engine {
         crate::idempotency::stored_first_answer(&self.store, key, state)
     }
 
-    /// What deciding a command needs from outside `core`: the presented key's fingerprint
-    /// and, for commands that may issue a key, freshly generated key text.
-    fn context(&mut self, body: &CommandBody) -> CommandContext {
+    /// What deciding a command needs from outside `core`: the presented key's fingerprint,
+    /// for commands that may issue a key freshly generated key text, and the seq its first
+    /// event would take.
+    fn context(&mut self, body: &CommandBody, next_seq: u64) -> CommandContext {
         let presented = body
             .presented_key()
             .map(|text| self.fingerprints.fingerprint(text));
@@ -867,7 +868,11 @@ impl Engine {
             last5: text.last5(),
         });
         CommandContext {
-            decide: Context { presented, new_key },
+            decide: Context {
+                presented,
+                new_key,
+                next_seq,
+            },
             generated,
         }
     }

@@ -34,6 +34,8 @@ pub mod prefetch;
 pub mod proof;
 pub mod resume;
 pub mod saved_filter;
+pub mod statement;
+pub mod streams;
 pub mod walk;
 pub mod wire;
 pub mod witness;

@@ -147,6 +147,8 @@ fn check_head(stored: Head, reached: Head) -> Result<()> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VerifyReport {
     pub events: u64,
+    /// The `streams_committed` events checked against the streams of the events before them.
+    pub commitments: u64,
     pub blocks: u64,
     pub head: Head,
     /// Stored key texts checked against their `key_issued` fingerprints.
@@ -160,8 +162,20 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
     let mut events = 0u64;
     // Key id -> what its `key_issued` recorded: key ids are dense from 1.
     let mut issued: Vec<Issued> = Vec::new();
+    // Every stream folded as the log goes: each commitment must record the tree of the
+    // events before it (docs/format.md, "Streams").
+    let mut streams = crate::streams::StreamTable::default();
+    let mut commitments = 0u64;
     let head = walk(store, 1, |record| {
         events += 1;
+        if matches!(
+            record.event.body,
+            keyledger_core::EventBody::StreamsCommitted { .. }
+        ) {
+            streams.check_commitment(record.seq, &record.event.body)?;
+            commitments += 1;
+        }
+        streams.absorb(record.seq, record.bytes, &record.event);
         match &record.event.body {
             keyledger_core::EventBody::KeyIssued {
                 fingerprint, last5, ..
@@ -189,6 +203,7 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
         secrets,
         retired: issued.iter().filter(|k| k.retired_at.is_some()).count() as u64,
         events,
+        commitments,
         blocks: store.block_keys()?.len() as u64,
         head,
     })

@@ -158,6 +158,12 @@ pub fn command_from_value(value: Value) -> Result<Command, InputError> {
         }
         None => return Err(InputError::new(Some("type"), "missing field")),
     };
+    if type_name == "commit_streams" {
+        return Err(InputError::new(
+            Some("type"),
+            "commit_streams is appended by the ledger itself, never sent",
+        ));
+    }
     let at: Timestamp = take(&mut fields, "at")?;
     let actor: Principal = take(&mut fields, "actor")?;
     let command_id: Option<CommandId> = match fields.get("command_id") {

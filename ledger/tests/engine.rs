@@ -573,6 +573,7 @@ mod machine_facts {
         let ctx = Context {
             presented: Some(keyledger_ledger::secrets::fingerprint(&text)),
             new_key: None,
+            ..Context::default()
         };
         match handle(reference, command, &ctx) {
             Outcome::Accepted(events) => {

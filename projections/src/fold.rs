@@ -9,6 +9,14 @@ use keyledger_core::{Event, EventBody, KeyId, LicenseId};
 use crate::model::*;
 
 impl Projections {
+    /// Folds one event of a chosen subset of the log (a statement's events): seqs increase
+    /// but skip the events left out.
+    pub fn apply_selected(&mut self, seq: u64, event: &Event) {
+        assert!(seq > self.last_seq, "events are folded in seq order");
+        self.last_seq = seq - 1;
+        self.apply(seq, event);
+    }
+
     /// Folds the event at `seq`; seqs arrive in order.
     pub fn apply(&mut self, seq: u64, event: &Event) {
         assert_eq!(seq, self.last_seq + 1, "events are folded in seq order");
@@ -85,6 +93,8 @@ impl Projections {
             KeysDisclosed { .. } => self.disclosures.extend(disclosure(seq, event)),
             KmsHostActivated { key_id, host, .. } => self.note_kms_served(seq, *key_id, host),
             OperatorAdded { .. }
+            // About the log, not the licenses.
+            | StreamsCommitted { .. }
             // Daily consumption: `KeyView::machines_activated`, called by the books' fold.
             | MachinesActivated { .. }
             | OrgRegistered { .. }

@@ -269,11 +269,7 @@ fn osa_status(key: &Key) -> &'static str {
 
 /// Every number the report of `license` shows, against the decision state.
 fn agree(state: &State, report: &LicenseReport, license: &LicenseId, at: Timestamp) {
-    let keys: Vec<&Key> = state
-        .keys()
-        .iter()
-        .filter(|k| k.license_id == *license)
-        .collect();
+    let keys: Vec<&Key> = state.keys().filter(|k| k.license_id == *license).collect();
     assert_eq!(report.keys.len(), keys.len(), "{license}: keys");
     for (row, key) in report.keys.iter().zip(&keys) {
         let what = format!("{license} key {}", key.id);

@@ -71,7 +71,7 @@ pub(crate) fn every_step(engine: &Engine, reference: &Engine) -> Result<(), Stri
 /// is asked: a lookup in the engine's store would sync its pair view as a side effect and
 /// hide the bugs that leave the view stale (see docs/testing.md).
 fn filter_admits_active_pairs(engine: &Engine, reference: &Engine) -> Result<(), String> {
-    let keys: Vec<_> = reference.state().keys().iter().map(|k| k.id).collect();
+    let keys: Vec<_> = reference.state().keys().map(|k| k.id).collect();
     for machine in crate::clients::machine_pool() {
         for &key in &keys {
             let active = reference.machine_active(key, &machine);

@@ -34,6 +34,12 @@ pub fn verify(data: &keyledger_ledger::Location) -> Result<ExitCode> {
         report.head.seq,
         hex::encode(report.head.hash)
     );
+    if report.commitments > 0 {
+        outln!(
+            "streams ok: {} commitments record the streams of the events before them",
+            report.commitments
+        );
+    }
     if report.retired == 0 {
         outln!(
             "secrets ok: {} key texts match their issued fingerprints",

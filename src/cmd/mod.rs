@@ -12,6 +12,7 @@ mod insight;
 mod keys;
 mod proofs;
 mod read;
+mod statements;
 mod tail;
 
 use crate::output::outln;
@@ -61,6 +62,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Checkpoint { .. }
         | Command::Prove { .. }
         | Command::VerifyProof { .. }
+        | Command::CommitStreams
+        | Command::Statement { .. }
+        | Command::VerifyStatement { .. }
         | Command::Witness { .. }) => audit_command(data, command),
         Command::Serve(args) => {
             crate::serve::run(data, &args, crate::console::router(args.tls_cert.is_some()))
@@ -124,6 +128,19 @@ fn audit_command(data: &keyledger_ledger::Location, command: Command) -> Result<
         Command::Pubkey => proofs::pubkey(data),
         Command::Checkpoint { size, out } => proofs::checkpoint(data, size, out.as_deref()),
         Command::Prove { proof } => proofs::prove(data, proof),
+        Command::CommitStreams => statements::commit(data),
+        Command::Statement {
+            license_id,
+            checkpoint,
+            out,
+        } => statements::statement(data, &license_id, checkpoint.as_deref(), out.as_deref()),
+        Command::VerifyStatement {
+            file,
+            pubkey,
+            format,
+            witnesses,
+            quorum,
+        } => statements::verify(&file, &pubkey, &format, &witnesses, quorum),
         Command::VerifyProof {
             file,
             pubkey,

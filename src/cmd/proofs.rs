@@ -10,7 +10,9 @@ use keyledger_ledger::proof::{self, signing_key};
 use crate::cli::ProveKind;
 use crate::view::{open_store, wall_clock};
 
-fn key(data: &keyledger_ledger::Location) -> Result<keyledger_ledger::checkpoint::LedgerKey> {
+pub(super) fn key(
+    data: &keyledger_ledger::Location,
+) -> Result<keyledger_ledger::checkpoint::LedgerKey> {
     let (key, created) = signing_key(data, true)?;
     if created {
         eprintln!(
@@ -21,7 +23,7 @@ fn key(data: &keyledger_ledger::Location) -> Result<keyledger_ledger::checkpoint
     Ok(key)
 }
 
-fn emit(text: &str, out: Option<&Path>) -> Result<()> {
+pub(super) fn emit(text: &str, out: Option<&Path>) -> Result<()> {
     match out {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))

@@ -29,6 +29,10 @@ pub enum Corruption {
     /// is missing, or belongs to no issued key (`seq` 0).
     #[error("key {key_id}: {why}")]
     Secret { key_id: u64, seq: u64, why: String },
+    /// A `streams_committed` event (at `seq`) does not commit to the streams of the events
+    /// before it (docs/format.md, "Streams").
+    #[error("the streams commitment at seq {seq}: {why}")]
+    Streams { seq: u64, why: String },
 }
 
 impl Corruption {
@@ -42,6 +46,7 @@ impl Corruption {
             Corruption::MissingBlock { blocks_end, .. } => blocks_end + 1,
             Corruption::HeadMismatch { seq } => *seq,
             Corruption::Secret { seq, .. } => *seq,
+            Corruption::Streams { seq, .. } => *seq,
         }
     }
 }

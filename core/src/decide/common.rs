@@ -26,6 +26,10 @@ pub use crate::refusal::COUNT_MAX;
 /// read like a principal's action in the log.
 pub const ACTIVATION_ACTOR: &str = "activation-client";
 
+/// The actor of the events the ledger appends of itself (`streams_committed`): no principal
+/// may be called so.
+pub const LEDGER_ACTOR: &str = "keyledger";
+
 /// Whether `principal` is an activation actor's name, reserved for tokenless activations.
 pub fn is_activation_actor(principal: &Principal) -> bool {
     let name = principal.as_str();
@@ -41,6 +45,11 @@ pub(super) fn principal_name(principal: &Principal) -> Result<(), Refusal> {
         return Err(Refusal::Invalid(format!(
             "principal {principal}: names `{ACTIVATION_ACTOR}` and `{ACTIVATION_ACTOR}/…` are \
              kept for tokenless activations"
+        )));
+    }
+    if principal.as_str() == LEDGER_ACTOR {
+        return Err(Refusal::Invalid(format!(
+            "principal {principal}: the name is kept for what the ledger appends of itself"
         )));
     }
     Ok(())
@@ -67,6 +76,8 @@ pub struct Context {
     pub presented: Option<Fingerprint>,
     /// Material for a key the command may issue without given text.
     pub new_key: Option<NewKeyMaterial>,
+    /// The seq the command's first event would take.
+    pub next_seq: u64,
 }
 
 pub(super) fn require_operator(

@@ -8,6 +8,7 @@ mod common;
 mod keys;
 mod kms;
 mod requests;
+mod streams;
 
 use crate::command::{Command, CommandBody};
 use crate::event::{ActivationAttempt, Event, EventBody};
@@ -16,7 +17,7 @@ use crate::state::State;
 
 pub use common::{
     is_activation_actor, Context, NewKeyMaterial, ACTIVATION_ACTOR, COUNT_MAX, DISCLOSED_KEYS_MAX,
-    KMS_ACTIVATIONS_PER_HOST_DEFAULT, KMS_HOSTS_DEFAULT, PROXY_MACHINES_MAX,
+    KMS_ACTIVATIONS_PER_HOST_DEFAULT, KMS_HOSTS_DEFAULT, LEDGER_ACTOR, PROXY_MACHINES_MAX,
     REFUSAL_MACHINES_NAMED_MAX, TEXT_BYTES_MAX,
 };
 
@@ -71,6 +72,7 @@ pub fn decide(state: &State, command: &Command, ctx: &Context) -> Result<Vec<Eve
         CommandBody::RequestKms(c) => requests::request_kms(state, actor, c)?,
         CommandBody::GrantRequest(c) => requests::grant(state, actor, c, ctx)?,
         CommandBody::DenyRequest(c) => requests::deny(state, actor, c)?,
+        CommandBody::CommitStreams(c) => streams::commit_streams(actor, c, ctx)?,
     };
     debug_assert!(
         !bodies.is_empty(),

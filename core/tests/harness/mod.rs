@@ -125,7 +125,11 @@ impl Harness {
                 last5: text.last5(),
             }
         });
-        Context { presented, new_key }
+        Context {
+            presented,
+            new_key,
+            ..Context::default()
+        }
     }
 
     /// Runs a command the way the writer does; returns the new events, or the refusal.
