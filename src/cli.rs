@@ -812,6 +812,10 @@ pub struct ServeArgs {
     /// cosignatures are kept on the checkpoint (`GET /v1/checkpoint/cosigned`).
     #[arg(long = "witness", value_name = "URL=KEY")]
     pub witnesses: Vec<String>,
+    /// Seconds between streams commitments (when the log grew): what statements are made
+    /// against; each witness round commits too.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub streams_every: u64,
     /// Seconds between submissions to the witnesses (when the log grew).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub witness_every: u64,

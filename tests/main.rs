@@ -17,6 +17,7 @@ mod pg_failover;
 mod pg_history;
 mod proofs;
 mod readme;
+mod statements;
 mod stream;
 mod tls;
 mod webhooks;

@@ -10,17 +10,17 @@ use std::process::Output;
 
 use support::pg;
 
-struct Ledger {
+pub(crate) struct Ledger {
     dir: tempfile::TempDir,
     database: Option<pg::Database>,
 }
 
 impl Ledger {
-    fn demo() -> Ledger {
+    pub(crate) fn demo() -> Ledger {
         Ledger::demo_seeded("1")
     }
 
-    fn demo_seeded(seed: &str) -> Ledger {
+    pub(crate) fn demo_seeded(seed: &str) -> Ledger {
         let ledger = Ledger {
             dir: tempfile::tempdir().unwrap(),
             database: pg::on_postgres().then(pg::Database::create),
@@ -29,19 +29,19 @@ impl Ledger {
         ledger
     }
 
-    fn file(&self, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// The `--data` value: the redb file's path, or the database's URL.
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         match &self.database {
             Some(database) => PathBuf::from(database.url()),
             None => self.file("ledger.redb"),
         }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         support::keyledger_command(&self.data())
             .args(args)
             .current_dir(self.dir.path())
@@ -49,7 +49,7 @@ impl Ledger {
             .unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),

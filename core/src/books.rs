@@ -225,7 +225,13 @@ impl<K: Serialize> Serialize for KeyTable<K> {
                 "a key table with gaps (a statement's fold) is never saved",
             ));
         }
-        serializer.collect_seq(self.0.iter().flatten())
+        use serde::ser::SerializeSeq;
+        // The length up front: bincode writes it before the elements.
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for key in self.0.iter().flatten() {
+            seq.serialize_element(key)?;
+        }
+        seq.end()
     }
 }
 

@@ -84,6 +84,11 @@ impl StreamTable {
         self.streams.len() as u64
     }
 
+    /// The seq of the last `streams_committed` the table covers.
+    pub fn last_commitment(&self) -> Option<u64> {
+        self.last_commitment
+    }
+
     /// Whether it holds no stream.
     pub fn is_empty(&self) -> bool {
         self.streams.is_empty()

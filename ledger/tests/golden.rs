@@ -170,6 +170,11 @@ fn samples() -> Vec<Event> {
             method: ActivationMethod::Proxy,
             machines: vec![id("pc-1"), id("pc-2")],
         },
+        EventBody::StreamsCommitted {
+            size: 23,
+            streams: 9,
+            root: keyledger_core::Digest([0x5a; 32]),
+        },
     ];
     bodies
         .into_iter()

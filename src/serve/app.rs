@@ -80,6 +80,8 @@ pub struct Shared {
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// The latest checkpoint the witnesses cosigned (`serve --witness`).
     pub witnessed: super::cosigned::Witnessed,
+    /// The streams table of the latest commitment (`streams.rs`).
+    pub streams: super::streams::Streams,
 }
 
 impl Shared {

@@ -18,6 +18,7 @@ pub mod openapi;
 pub(crate) mod recent;
 mod routes;
 pub mod status;
+mod streams;
 mod targets;
 pub mod throttle;
 pub mod tls;
@@ -97,11 +98,14 @@ pub fn run(
         liveness: liveness::Liveness::spawn(store.clone())?,
         oidc,
         witnessed: Arc::default(),
+        streams: Arc::default(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let policy = Arc::new(webhooks::Policy::from(args));
+    let streams_every = std::time::Duration::from_secs(args.streams_every);
+    runtime.spawn(streams::run(app.clone(), streams_every));
     if !witnesses.is_empty() {
         let every = std::time::Duration::from_secs(args.witness_every);
         runtime.spawn(witnesses::run(app.clone(), witnesses, every));

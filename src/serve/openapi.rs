@@ -184,6 +184,56 @@ pub struct LogPage {
     next_from: Option<u64>,
 }
 
+/// A statement (`keyledger_ledger::statement::Statement`, docs/proofs.md "Statements").
+#[derive(ToSchema)]
+#[schema(as = Statement)]
+#[expect(dead_code, reason = "a schema: it describes JSON written elsewhere")]
+pub struct StatementDoc {
+    /// `keyledger-statement/1`.
+    format: String,
+    license_id: String,
+    /// The signed checkpoint (with any cosignature lines), of `commitment.seq` records.
+    checkpoint: String,
+    commitment: StatementRecordDoc,
+    streams: Vec<StreamEntryDoc>,
+    streams_proof: MultiProofDoc,
+    events: Vec<StatementRecordDoc>,
+    /// Hex hashes proving the events and the commitment in the checkpoint's tree.
+    events_proof: Vec<String>,
+}
+
+/// One record of a statement.
+#[derive(ToSchema)]
+#[schema(as = StatementRecord)]
+#[expect(dead_code, reason = "a schema: it describes JSON written elsewhere")]
+pub struct StatementRecordDoc {
+    seq: u64,
+    /// base64 of the exact record bytes.
+    record: String,
+    event: keyledger_core::Event,
+}
+
+/// A stream's entry in the streams tree.
+#[derive(ToSchema)]
+#[schema(as = StreamEntry)]
+#[expect(dead_code, reason = "a schema: it describes JSON written elsewhere")]
+pub struct StreamEntryDoc {
+    stream: String,
+    count: u64,
+    last_seq: u64,
+    /// The running hash, hex.
+    hash: String,
+}
+
+/// Leaves at `indices`, proven together by `path` (hex).
+#[derive(ToSchema)]
+#[schema(as = MultiProof)]
+#[expect(dead_code, reason = "a schema: it describes JSON written elsewhere")]
+pub struct MultiProofDoc {
+    indices: Vec<u64>,
+    path: Vec<String>,
+}
+
 /// `GET /v1/consumers/{name}/events`: the events after the consumer's position that its
 /// filter takes; `through` is the last seq looked at (acknowledge it to move on).
 #[derive(ToSchema)]

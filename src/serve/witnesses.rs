@@ -1,5 +1,6 @@
 //! `serve --witness URL=KEY`: every `--witness-every` seconds, when the log grew, the
-//! checkpoint of the head is signed and submitted to each witness (C2SP tlog-witness
+//! streams are committed (`streams.rs`) and the checkpoint at the commitment is signed and
+//! submitted to each witness (C2SP tlog-witness
 //! `add-checkpoint`, with a consistency proof from the size that witness last cosigned);
 //! the cosignatures that verify are kept on it, served at `GET /v1/checkpoint/cosigned`,
 //! and inclusion proofs can be asked against it (`?cosigned=true`).
@@ -90,7 +91,15 @@ pub async fn run(app: App, witnesses: Vec<(String, WitnessVerifier)>, every: Dur
     loop {
         let head = *app.head.borrow();
         if witnesses.iter().any(|w| w.due(head)) {
-            if let Err(why) = round(&app, &mut witnesses, head, every).await {
+            // The checkpoint witnesses cosign sits at a streams commitment, so that
+            // statements can be made against it.
+            let committed = super::streams::commit(&app).await;
+            let outcome = match committed {
+                Ok(Some(size)) => round(&app, &mut witnesses, size, every).await,
+                Ok(None) => Ok(()),
+                Err(why) => Err(format!("no streams commitment: {why}")),
+            };
+            if let Err(why) = outcome {
                 tracing::warn!(event = "witness_round_failed", why = %why, "keyledger: witnesses: {why}")
             }
         }

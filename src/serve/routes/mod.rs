@@ -39,6 +39,7 @@ mod insight;
 mod log;
 mod proofs;
 mod reports;
+mod statements;
 mod stream;
 mod writes;
 
@@ -71,6 +72,7 @@ pub fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(proofs::cosigned_checkpoint))
         .routes(routes!(proofs::inclusion_proof))
         .routes(routes!(proofs::consistency_proof))
+        .routes(routes!(statements::statement))
         .routes(routes!(health::healthz))
         .routes(routes!(health::metrics))
         .routes(routes!(openapi_json))

@@ -1,0 +1,44 @@
+//! The service's streams commitments (docs/format.md, "Streams"): every `--streams-every`
+//! seconds, and before each witness round, a `streams_committed` event when the log grew,
+//! so that every checkpoint the witnesses cosign sits at one and statements can be made
+//! against it. The table is folded from the log once at the first commitment, then only
+//! the events since the last.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keyledger_ledger::streams::StreamTable;
+
+use super::App;
+
+/// Shared by the committing task, the witness rounds and the statement handler.
+pub type Streams = Arc<Mutex<StreamTable>>;
+
+/// Commits the streams if the log grew since the last commitment; answers the seq of the
+/// latest commitment (`None`: the log is empty).
+pub async fn commit(app: &App) -> Result<Option<u64>, String> {
+    let (writer, store, streams) = (app.writer.clone(), app.store.clone(), app.streams.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut table = streams.lock().unwrap_or_else(|e| e.into_inner());
+        let now = crate::view::wall_clock();
+        let committed = keyledger_ledger::streams::commit(&writer, &store, &mut table, now)
+            .map_err(|e| e.to_string())?;
+        Ok(committed.or(table.last_commitment()))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Commits every `every` until shutdown.
+pub async fn run(app: App, every: Duration) {
+    let mut closing = app.closing.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = closing.changed() => return,
+        }
+        if let Err(why) = commit(&app).await {
+            tracing::warn!(event = "streams_commit_failed", why = %why, "keyledger: streams: {why}");
+        }
+    }
+}
