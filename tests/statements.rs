@@ -202,3 +202,28 @@ fn each_way_of_cheating_a_statement_fails_and_names_it() {
         "checkpoint:",
     );
 }
+
+#[test]
+fn the_service_serves_statements_under_the_read_rule() {
+    let server = crate::support::Server::start(5);
+    let (status, text) = server.get("/v1/statements/V100", Some("vic"));
+    assert_eq!(status, 200, "{text}");
+    let statement: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(statement["license_id"], "V100");
+    assert!(!text.contains(crate::support::MAK), "no key text");
+    let file = server.dir.path().join("statement.json");
+    std::fs::write(&file, &text).unwrap();
+    let pubkey = crate::support::keyledger(&server.data, &["pubkey"]);
+    let out = crate::support::keyledger_command(&server.data)
+        .args(["verify-statement", file.to_str().unwrap(), "--pubkey", pubkey.trim()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("License ID V100"), "{report}");
+    let (status, text) = server.get("/v1/statements/V100", Some("nobody"));
+    let code = serde_json::from_str::<Value>(&text).unwrap()["code"].clone();
+    assert_eq!((status, code), (403, Value::from("forbidden")), "{text}");
+    let (status, _) = server.get("/v1/statements/V100", None);
+    assert_eq!(status, 401);
+}

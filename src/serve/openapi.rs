@@ -210,7 +210,8 @@ pub struct StatementRecordDoc {
     seq: u64,
     /// base64 of the exact record bytes.
     record: String,
-    event: keyledger_core::Event,
+    /// The decoded record, as the log's pages write events.
+    event: serde_json::Value,
 }
 
 /// A stream's entry in the streams tree.
