@@ -215,10 +215,19 @@ fn the_service_serves_statements_under_the_read_rule() {
     std::fs::write(&file, &text).unwrap();
     let pubkey = crate::support::keyledger(&server.data, &["pubkey"]);
     let out = crate::support::keyledger_command(&server.data)
-        .args(["verify-statement", file.to_str().unwrap(), "--pubkey", pubkey.trim()])
+        .args([
+            "verify-statement",
+            file.to_str().unwrap(),
+            "--pubkey",
+            pubkey.trim(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("License ID V100"), "{report}");
     let (status, text) = server.get("/v1/statements/V100", Some("nobody"));

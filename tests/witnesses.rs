@@ -258,7 +258,8 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
         "1",
     ];
     let (mut serve, url, _) = support::spawn_serve(&data, &witness_args);
-    cosigned(&url, head, &["w1", "w2"]);
+    // Each round commits the streams first: the cosigned checkpoint sits at the commitment.
+    cosigned(&url, head + 1, &["w1", "w2"]);
 
     // The log grows; the witnesses cosign the new head from the size they hold.
     register_org(
@@ -266,9 +267,9 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
         &olga,
         json!({"type": "register_org", "at": "2026-11-02T00:00:00Z", "actor": "olga", "org": "witnessed", "name": "Witnessed Ltd"}),
     );
-    let note = cosigned(&url, head + 1, &["w1", "w2"]);
+    let note = cosigned(&url, head + 3, &["w1", "w2"]);
     assert!(
-        note.starts_with(&format!("{origin}\n{}\n", head + 1)),
+        note.starts_with(&format!("{origin}\n{}\n", head + 3)),
         "{note}"
     );
 
@@ -282,10 +283,10 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
         &olga,
         json!({"type": "register_org", "at": "2026-11-02T00:00:00Z", "actor": "olga", "org": "witnessed-2", "name": "Witnessed Two"}),
     );
-    let alone = cosigned(&url, head + 2, &["w1"]);
+    let alone = cosigned(&url, head + 5, &["w1"]);
     assert!(!alone.contains("\u{2014} witness.test/w2 "), "{alone}");
     let w2 = WitnessProcess::start_on(dir.path(), "w2", &log, &w2_listen);
-    let note = cosigned(&url, head + 2, &["w1", "w2"]);
+    let note = cosigned(&url, head + 5, &["w1", "w2"]);
     assert_eq!(
         note.lines().take(5).collect::<Vec<_>>(),
         alone.lines().take(5).collect::<Vec<_>>(),
@@ -376,8 +377,15 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
     let w1 = WitnessProcess::start(dir.path(), "w1", &log);
     let forked = json!({"type": "register_org", "at": "2026-11-02T00:00:00Z", "actor": "olga", "org": "forked", "name": "Forked Ltd"});
     let forked_too = json!({"type": "register_org", "at": "2026-11-02T00:00:00Z", "actor": "olga", "org": "forked-2", "name": "Forked Two"});
+    let forked_three = json!({"type": "register_org", "at": "2026-11-02T00:00:00Z", "actor": "olga", "org": "forked-3", "name": "Forked Three"});
+    let forked_four = json!({"type": "register_org", "at": "2026-11-02T00:00:00Z", "actor": "olga", "org": "forked-4", "name": "Forked Four"});
     let commands = dir.path().join("fork.jsonl");
-    std::fs::write(&commands, format!("{forked}\n{forked_too}\n")).unwrap();
+    // Four events and the fork's commitment: the size the witness cosigned, another root.
+    std::fs::write(
+        &commands,
+        format!("{forked}\n{forked_too}\n{forked_three}\n{forked_four}\n"),
+    )
+    .unwrap();
     support::keyledger(&fork, &["apply", commands.to_str().unwrap()]);
     let fork_args = [
         "--witness",
@@ -390,7 +398,7 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
     assert!(
         refused.contains(&format!(
             "a fork: size {} was cosigned with another root",
-            head + 2
+            head + 5
         )),
         "{refused}"
     );

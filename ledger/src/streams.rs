@@ -252,8 +252,7 @@ impl StreamTable {
 const COMMIT_TRIES: usize = 20;
 
 /// Appends a `streams_committed` for the whole log through `writer`, the table folded up
-/// to the head first; `now` is the wall clock (the commitment's business time is the later
-/// of it and the newest event's). Answers the commitment's seq, or `None` when the log has
+/// to the head first, at the newest event's business time (`now` only for an empty table). Answers the commitment's seq, or `None` when the log has
 /// not grown since the last commitment.
 pub fn commit(
     writer: &crate::writer::WriterHandle,
@@ -267,7 +266,9 @@ pub fn commit(
         if head == 0 || table.last_commitment == Some(head) {
             return Ok(None);
         }
-        let at = table.newest_at.map_or(now, |newest| newest.max(now));
+        // Business time is the commands': a commitment takes the newest event's, so that it
+        // never moves the ledger's clock past what its users record.
+        let at = table.newest_at.unwrap_or(now);
         let mut answers = writer.submit_blocking(vec![table.commit_command(at)], false)?;
         let answer = answers.pop().expect("one answer a command");
         if answer.ok {
