@@ -111,16 +111,7 @@ pub fn build(
             )
         })?,
     };
-    let commitment_record = record_at(store, commitment)?;
-    let Ok(Event {
-        body: EventBody::StreamsCommitted { size, .. },
-        ..
-    }) = decode_record(&commitment_record)
-    else {
-        return Err(Error::Storage(format!(
-            "seq {commitment} is not a streams commitment"
-        )));
-    };
+    let (commitment_record, commitment_event, size) = commitment_at(store, commitment)?;
     // Pass 1: the streams table and which streams each stream's events need.
     let mut table = StreamTable::default();
     let mut needs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -164,8 +155,6 @@ pub fn build(
         Some(note) => note,
         None => crate::proof::checkpoint(store, key, commitment, time)?,
     };
-    let commitment_event = decode_record(&commitment_record)
-        .map_err(|e| Error::Storage(format!("seq {commitment}: {e}")))?;
     Ok(Statement {
         format: FORMAT.to_owned(),
         license_id: license.to_string(),
@@ -179,6 +168,20 @@ pub fn build(
         events,
         events_proof: events_path.iter().map(hex::encode).collect(),
     })
+}
+
+/// The record at `seq`, which must be a `streams_committed`, and the size it covers.
+fn commitment_at(store: &Store, seq: u64) -> Result<(Vec<u8>, Event, u64)> {
+    let record = record_at(store, seq)?;
+    match decode_record(&record) {
+        Ok(event) => match event.body {
+            EventBody::StreamsCommitted { size, .. } => Ok((record, event, size)),
+            _ => Err(Error::Storage(format!(
+                "seq {seq} is not a streams commitment"
+            ))),
+        },
+        Err(e) => Err(Error::Storage(format!("seq {seq}: {e}"))),
+    }
 }
 
 fn statement_record(seq: u64, bytes: &[u8], event: &Event) -> StatementRecord {

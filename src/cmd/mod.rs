@@ -53,19 +53,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             operator,
             atomic,
         } => import::import_keys(data, &file, &operator, atomic),
-        command @ (Command::Verify
-        | Command::Export { .. }
-        | Command::Copy { .. }
-        | Command::Compact
-        | Command::VerifyExport { .. }
-        | Command::Pubkey
-        | Command::Checkpoint { .. }
-        | Command::Prove { .. }
-        | Command::VerifyProof { .. }
-        | Command::CommitStreams
-        | Command::Statement { .. }
-        | Command::VerifyStatement { .. }
-        | Command::Witness { .. }) => audit_command(data, command),
         Command::Serve(args) => {
             crate::serve::run(data, &args, crate::console::router(args.tls_cert.is_some()))
         }
@@ -95,6 +82,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             moment,
             format,
         } => insight::summary(data, &org, &by, &moment, &format),
+        // Verify, export, copy, compact, checkpoints, proofs, statements, witnesses.
+        auditor => audit_command(data, auditor),
     }
 }
 
@@ -106,7 +95,8 @@ fn log_format(command: &Command) -> crate::logs::LogFormat {
     }
 }
 
-/// The auditor's commands: verification, exports, copies, checkpoints, proofs, witnesses.
+/// The auditor's commands: verification, exports, copies, checkpoints, proofs, statements,
+/// witnesses.
 fn audit_command(data: &keyledger_ledger::Location, command: Command) -> Result<ExitCode> {
     match command {
         Command::Verify => audit::verify(data),
