@@ -17,6 +17,7 @@ mod pg_failover;
 mod pg_history;
 mod proofs;
 mod readme;
+mod statement_histories;
 mod statements;
 mod stream;
 mod tls;

@@ -22,6 +22,7 @@
 pub mod activated;
 pub mod answer;
 pub mod checkpoint;
+pub mod commitments;
 pub mod engine;
 pub mod export;
 pub mod fingerprints;

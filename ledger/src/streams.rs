@@ -6,17 +6,16 @@
 //! that cosigns it — vouches for every stream's entry.
 //!
 //! Nothing here is on the writer's path: the table is folded from committed records by
-//! whoever commits (`serve`, `keyledger commit-streams`) and by `verify`.
+//! whoever commits (`crate::commitments`: `serve`, `keyledger commit-streams`) and by
+//! `verify`.
 
 use std::collections::BTreeMap;
-use std::ops::ControlFlow;
 
 use keyledger_core::{Command, CommandBody, EventBody, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Corruption, Error, Result};
 use crate::merkle::{self, Hash, MemoryTree};
-use crate::store::Store;
 
 /// A stream's running hash before its first event.
 pub const START: Hash = [0; 32];
@@ -84,6 +83,11 @@ impl StreamTable {
         self.streams.len() as u64
     }
 
+    /// The newest business time of the events covered.
+    pub fn newest_at(&self) -> Option<Timestamp> {
+        self.newest_at
+    }
+
     /// The seq of the last `streams_committed` the table covers.
     pub fn last_commitment(&self) -> Option<u64> {
         self.last_commitment
@@ -112,34 +116,6 @@ impl StreamTable {
             let standing = self.streams.entry(stream.id()).or_insert((0, 0, START));
             *standing = (standing.0 + 1, seq, next_hash(&standing.2, &leaf));
         }
-    }
-
-    /// Folds the records after the table's size up to `size` from the log.
-    pub fn catch_up(&mut self, store: &Store, size: u64) -> Result<()> {
-        if size <= self.size {
-            return Ok(());
-        }
-        crate::walk::walk(store, self.size + 1, |record| {
-            if record.seq > size {
-                return Ok(ControlFlow::Break(()));
-            }
-            self.absorb(record.seq, record.bytes, &record.event);
-            Ok(ControlFlow::Continue(()))
-        })?;
-        if self.size != size {
-            return Err(Error::Storage(format!(
-                "the log ends at seq {} before seq {size}",
-                self.size
-            )));
-        }
-        Ok(())
-    }
-
-    /// The table of the first `size` events of the log.
-    pub fn through(store: &Store, size: u64) -> Result<StreamTable> {
-        let mut table = StreamTable::default();
-        table.catch_up(store, size)?;
-        Ok(table)
     }
 
     /// The entry of `stream`, if it has events.
@@ -245,50 +221,6 @@ impl StreamTable {
             None => Ok(()),
         }
     }
-}
-
-/// How many times [`commit`] tries before it gives up: each try folds the events that
-/// landed meanwhile, so it fails only under a write load that never pauses for a batch.
-const COMMIT_TRIES: usize = 20;
-
-/// Appends a `streams_committed` for the whole log through `writer`, the table folded up
-/// to the head first, at the newest event's business time (`now` only for an empty table). Answers the commitment's seq, or `None` when the log has
-/// not grown since the last commitment.
-pub fn commit(
-    writer: &crate::writer::WriterHandle,
-    store: &Store,
-    table: &mut StreamTable,
-    now: Timestamp,
-) -> Result<Option<u64>> {
-    for _ in 0..COMMIT_TRIES {
-        let head = store.head()?.seq;
-        table.catch_up(store, head)?;
-        if head == 0 || table.last_commitment == Some(head) {
-            return Ok(None);
-        }
-        // Business time is the commands': a commitment takes the newest event's, so that it
-        // never moves the ledger's clock past what its users record.
-        let at = table.newest_at.unwrap_or(now);
-        let mut answers = writer.submit_blocking(vec![table.commit_command(at)], false)?;
-        let answer = answers.pop().expect("one answer a command");
-        if answer.ok {
-            return Ok(answer.seq);
-        }
-        let code = answer.text.as_ref().and_then(|t| t.code.clone());
-        if !matches!(code.as_deref(), Some("invalid" | "time_regression")) {
-            return Err(Error::Storage(format!(
-                "the streams commitment was refused: {}",
-                answer
-                    .text
-                    .and_then(|t| t.message)
-                    .unwrap_or_else(|| "no reason given".to_owned())
-            )));
-        }
-        // Events landed between the fold and the decision: fold them and try again.
-    }
-    Err(Error::Storage(format!(
-        "the log kept growing: no streams commitment after {COMMIT_TRIES} tries"
-    )))
 }
 
 mod hex_hash {

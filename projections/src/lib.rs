@@ -21,6 +21,7 @@ pub mod model;
 pub mod report;
 mod report_text;
 pub mod snapshot;
+pub mod subset;
 pub mod summary;
 mod table;
 pub mod usage;

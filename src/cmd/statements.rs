@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use keyledger_core::LicenseId;
-use keyledger_ledger::statement::{self, Statement, VerifiedStatement};
-use keyledger_ledger::streams::{self, StreamTable};
+use keyledger_ledger::commitments;
+use keyledger_ledger::statement::{self, Statement};
+use keyledger_ledger::streams::StreamTable;
 use keyledger_ledger::Writer;
-use keyledger_projections::report::LicenseReport;
-use keyledger_projections::{license_report, Projections};
+use keyledger_projections::subset::subset_report;
 
 use crate::output::outln;
 use crate::view::{open_store, wall_clock};
@@ -20,7 +20,7 @@ pub fn commit(data: &keyledger_ledger::Location) -> Result<ExitCode> {
     let store = engine.store().clone();
     let writer = Writer::spawn(engine);
     let mut table = StreamTable::default();
-    let committed = streams::commit(&writer.handle(), &store, &mut table, wall_clock());
+    let committed = commitments::commit(&writer.handle(), &store, &mut table, wall_clock());
     writer.stop()?;
     match committed? {
         Some(seq) => outln!(
@@ -94,9 +94,9 @@ pub fn verify(
             return failed(why.to_string());
         }
     }
-    let report = match replay(&verified) {
+    let report = match subset_report(&verified.events, &verified.license_id) {
         Ok(report) => report,
-        Err(why) => return failed(why),
+        Err(why) => return failed(why.to_string()),
     };
     eprintln!(
         "statement ok: {} events in {} streams of license ID {}, complete through seq {}; \
@@ -110,28 +110,4 @@ pub fn verify(
     );
     crate::output::text(&report.render(format))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The license ID's report from the statement's events alone, as of its checkpoint: the
-/// events are the signed log's, but a signer could have signed events no decision made, so
-/// a fold that trips an invariant is a failure to report, not a crash.
-pub fn replay(verified: &VerifiedStatement) -> Result<LicenseReport, String> {
-    let folded = std::panic::catch_unwind(|| {
-        let mut p = Projections::default();
-        for (seq, event) in &verified.events {
-            p.apply_selected(*seq, event);
-        }
-        let at = p.last_at.unwrap_or_default();
-        license_report(&p, &verified.license_id, at)
-    });
-    match folded {
-        Ok(Some(report)) => Ok(report),
-        Ok(None) => Err(format!(
-            "the events never register license ID {}",
-            verified.license_id
-        )),
-        Err(_) => {
-            Err("the statement's events do not fold: they break a rule of the books".to_owned())
-        }
-    }
 }

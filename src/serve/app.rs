@@ -80,8 +80,9 @@ pub struct Shared {
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// The latest checkpoint the witnesses cosigned (`serve --witness`).
     pub witnessed: super::cosigned::Witnessed,
-    /// The streams table of the latest commitment (`streams.rs`).
-    pub streams: super::streams::Streams,
+    /// The streams table of the latest commitment (`streams.rs`), shared by the committing
+    /// task, the witness rounds and the statement handler.
+    pub streams: std::sync::Arc<std::sync::Mutex<keyledger_ledger::streams::StreamTable>>,
 }
 
 impl Shared {

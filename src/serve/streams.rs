@@ -4,15 +4,9 @@
 //! against it. The table is folded from the log once at the first commitment, then only
 //! the events since the last.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keyledger_ledger::streams::StreamTable;
-
 use super::App;
-
-/// Shared by the committing task, the witness rounds and the statement handler.
-pub type Streams = Arc<Mutex<StreamTable>>;
 
 /// Commits the streams if the log grew since the last commitment; answers the seq of the
 /// latest commitment (`None`: the log is empty).
@@ -21,7 +15,7 @@ pub async fn commit(app: &App) -> Result<Option<u64>, String> {
     tokio::task::spawn_blocking(move || {
         let mut table = streams.lock().unwrap_or_else(|e| e.into_inner());
         let now = crate::view::wall_clock();
-        let committed = keyledger_ledger::streams::commit(&writer, &store, &mut table, now)
+        let committed = keyledger_ledger::commitments::commit(&writer, &store, &mut table, now)
             .map_err(|e| e.to_string())?;
         Ok(committed.or(table.last_commitment()))
     })
