@@ -878,6 +878,7 @@ fn every_read_surface_asks_the_same_read_rule() {
             format!("/v1/proofs/inclusion?seq={seq}"),
             format!("/v1/usage?license_id={license}&format=json"),
             format!("/v1/keys/{key_id}/machines?format=json"),
+            format!("/v1/statements/{license}"),
         ];
         for path in &api_surfaces {
             let (status, body) = console.api(path, who);
@@ -903,10 +904,20 @@ fn every_read_surface_asks_the_same_read_rule() {
             format!("/ui/license-ids/{license}"),
             format!("/ui/audit?license_id={license}"),
             format!("/ui/audit/proofs/{seq}"),
+            format!("/ui/license-ids/{license}/statement"),
         ];
         for path in &pages {
             let page = console.get(path, Some(&session.cookie));
             assert_eq!(page.status, expected, "{who} GET {path}: {}", page.body);
+        }
+        if may_read {
+            // The details page offers the statement, and it is this license ID's.
+            let details = console.get(&pages[0], Some(&session.cookie));
+            let link = details.attrs("#statement", "href");
+            assert_eq!(link, [pages[3].clone()], "{who}");
+            let download = console.get(&pages[3], Some(&session.cookie));
+            let statement: Value = serde_json::from_str(&download.body).unwrap();
+            assert_eq!(statement["license_id"], license, "{who}");
         }
         // The console's audit log without a filter: the whole log to an operator; anyone
         // else sees the first license ID they may read (the API's rule on that filter), or

@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::page::{error_page, forbidden_page, render, Chrome};
 use super::pages::{parse_as_of, readable_license_ids};
 use super::session::Viewer;
+use crate::serve::streams::StatementFailure;
 use crate::serve::App;
 use crate::view::wall_clock;
 
@@ -355,6 +356,57 @@ fn in_words(value: &Value) -> String {
         return words;
     }
     words.chars().take(VALUE_CHARS).collect::<String>() + "…"
+}
+
+/// `GET /ui/license-ids/{id}/statement`: the license ID's statement (docs/proofs.md,
+/// "Statements") as a download, made as `GET /v1/statements/{id}` makes it; readable as the
+/// license ID's report is.
+pub async fn statement(State(app): State<App>, Path(id): Path<String>, viewer: Viewer) -> Response {
+    let Ok(license) = LicenseId::new(id.as_str()) else {
+        let why = format!("{id:?} is not a license ID.");
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            Some(&viewer.chrome),
+            "Not found",
+            &why,
+        );
+    };
+    let readable = app
+        .projections
+        .read()
+        .expect("no writer panics holding the lock")
+        .may_read_license(&viewer.principal, &license);
+    if let Err(refused) = readable {
+        let why = format!("{} ({}).", refused.message, refused.rule);
+        return forbidden_page(&viewer.chrome, &why);
+    }
+    let filename = format!("statement-{license}.json");
+    match crate::serve::streams::statement(&app, license, false).await {
+        Ok(statement) => {
+            let body = serde_json::to_string_pretty(&statement).expect("statements serialize");
+            let disposition = format!("attachment; filename=\"{filename}\"");
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json".to_owned()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Err(StatementFailure::NotFound(why)) => error_page(
+            StatusCode::NOT_FOUND,
+            Some(&viewer.chrome),
+            "No statement",
+            &why,
+        ),
+        Err(StatementFailure::Unavailable(why)) => error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(&viewer.chrome),
+            "No statement",
+            &why,
+        ),
+    }
 }
 
 /// `GET /ui/audit/proofs/{seq}`: the inclusion proof file of one event (docs/proofs.md),

@@ -55,6 +55,7 @@ pub fn router(secure: bool) -> Router<App> {
         .route("/ui/contracts", get(pages::contracts))
         .route("/ui/products", get(pages::products))
         .route("/ui/license-ids/{id}", get(pages::details))
+        .route("/ui/license-ids/{id}/statement", get(audit::statement))
         .route("/ui/forecast", get(pages::forecast))
         .route("/ui/forecast.svg", get(pages::forecast_svg))
         .route("/ui/usage.svg", get(pages::usage_svg))

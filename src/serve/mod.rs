@@ -18,7 +18,7 @@ pub mod openapi;
 pub(crate) mod recent;
 mod routes;
 pub mod status;
-mod streams;
+pub(crate) mod streams;
 mod targets;
 pub mod throttle;
 pub mod tls;

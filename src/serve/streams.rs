@@ -36,3 +36,45 @@ pub async fn run(app: App, every: Duration) {
         }
     }
 }
+
+/// Why no statement was made.
+pub enum StatementFailure {
+    /// Nothing to make one of: the license ID, a commitment, a cosigned checkpoint (404).
+    NotFound(String),
+    /// The store or the writer did not answer (503).
+    Unavailable(String),
+}
+
+/// The statement of `license` (the caller checked the read rule): against the latest
+/// cosigned checkpoint, or against a commitment made now (when the log grew) and the
+/// checkpoint at it signed now. The API and the console both ask here.
+pub async fn statement(
+    app: &App,
+    license: keyledger_core::LicenseId,
+    cosigned: bool,
+) -> Result<keyledger_ledger::statement::Statement, StatementFailure> {
+    use StatementFailure::{NotFound, Unavailable};
+    let (at, note) = if cosigned {
+        let (size, note) = app.witnessed.latest().ok_or_else(|| {
+            NotFound("no checkpoint has been cosigned yet (serve --witness)".to_owned())
+        })?;
+        (size, Some(note))
+    } else {
+        match commit(app).await {
+            Ok(Some(seq)) => (seq, None),
+            Ok(None) => return Err(NotFound("the ledger is empty".to_owned())),
+            Err(why) => return Err(Unavailable(why)),
+        }
+    };
+    let (store, key) = (app.store.clone(), std::sync::Arc::clone(&app.key));
+    let built = tokio::task::spawn_blocking(move || {
+        let now = crate::view::wall_clock();
+        keyledger_ledger::statement::build(&store, &key, &license, Some(at), note, now)
+    })
+    .await;
+    match built {
+        Ok(Ok(statement)) => Ok(statement),
+        Ok(Err(err)) => Err(NotFound(err.to_string())),
+        Err(_) => Err(Unavailable("the statement task failed".to_owned())),
+    }
+}

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::*;
+use crate::serve::streams::StatementFailure;
 
 #[utoipa::path(
     get,
@@ -37,35 +38,19 @@ pub(super) async fn statement(
     if let Err(refused) = may_read(&app, &principal, &license) {
         return refused;
     }
-    let not_found = |why: String| reply(StatusCode::NOT_FOUND, Answer::error("not_found", why));
-    let unavailable = |why: String| {
-        reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Answer::error("storage", why),
-        )
-    };
-    let (at, note) = match Params(q).get("cosigned") {
-        None | Some("false") => match crate::serve::streams::commit(&app).await {
-            Ok(Some(seq)) => (seq, None),
-            Ok(None) => return not_found("the ledger is empty".to_owned()),
-            Err(why) => return unavailable(why),
-        },
-        Some("true") => match app.witnessed.latest() {
-            Some((size, note)) => (size, Some(note)),
-            None => {
-                return not_found("no checkpoint has been cosigned yet (serve --witness)".into())
-            }
-        },
+    let cosigned = match Params(q).get("cosigned") {
+        None | Some("false") => false,
+        Some("true") => true,
         Some(_) => return malformed(&input_error(Some("cosigned"), "expected true or false")),
     };
-    let (store, key) = (app.store.clone(), Arc::clone(&app.key));
-    let built = tokio::task::spawn_blocking(move || {
-        keyledger_ledger::statement::build(&store, &key, &license, Some(at), note, wall_clock())
-    })
-    .await;
-    match built {
-        Ok(Ok(statement)) => Json(statement).into_response(),
-        Ok(Err(err)) => not_found(err.to_string()),
-        Err(_) => unavailable("the statement task failed".to_owned()),
+    match crate::serve::streams::statement(&app, license, cosigned).await {
+        Ok(statement) => Json(statement).into_response(),
+        Err(StatementFailure::NotFound(why)) => {
+            reply(StatusCode::NOT_FOUND, Answer::error("not_found", why))
+        }
+        Err(StatementFailure::Unavailable(why)) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Answer::error("storage", why),
+        ),
     }
 }
