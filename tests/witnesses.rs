@@ -293,6 +293,36 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
         "the same note"
     );
 
+    // A statement against the cosigned checkpoint verifies with both witnesses, and not
+    // with a quorum of one that never cosigned.
+    let (status, statement) = get(
+        &format!("{url}/v1/statements/V1000001?cosigned=true"),
+        Some(&olga),
+    );
+    assert_eq!(status, 200, "{statement}");
+    let statement_file = dir.path().join("statement.json");
+    std::fs::write(&statement_file, &statement).unwrap();
+    let verify_statement = |witnesses: &[&str]| {
+        let mut command = Command::new(bin());
+        command
+            .arg("verify-statement")
+            .arg(&statement_file)
+            .args(["--pubkey", &pubkey]);
+        for w in witnesses {
+            command.args(["--witness", w]);
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, said) = verify_statement(&[&w1.key, &w2.key]);
+    assert!(
+        ok && said.contains("cosigned by 2 of 2 witnesses: witness.test/w1, witness.test/w2"),
+        "{said}"
+    );
+
     // An inclusion proof against the cosigned checkpoint verifies with both witnesses.
     let (status, proof) = get(
         &format!("{url}/v1/proofs/inclusion?seq=7&cosigned=true"),

@@ -87,13 +87,15 @@ pub fn verify(
         Ok(verified) => verified,
         Err(why) => return failed(why.to_string()),
     };
-    if !witnesses.is_empty() {
-        if let Err(why) =
-            keyledger_ledger::witness::check_quorum(&parsed.checkpoint, &witnesses, quorum)
-        {
-            return failed(why.to_string());
+    let witnessed = match witnesses.is_empty() {
+        true => None,
+        false => {
+            match keyledger_ledger::witness::check_quorum(&parsed.checkpoint, &witnesses, quorum) {
+                Ok(names) => Some(names),
+                Err(why) => return failed(why.to_string()),
+            }
         }
-    }
+    };
     let report = match subset_report(&verified.events, &verified.license_id) {
         Ok(report) => report,
         Err(why) => return failed(why.to_string()),
@@ -108,6 +110,14 @@ pub fn verify(
         verified.checkpoint.origin,
         verified.checkpoint.size
     );
+    if let Some(names) = witnessed {
+        eprintln!(
+            "cosigned by {} of {} witnesses: {}",
+            names.len(),
+            witnesses.len(),
+            names.join(", ")
+        );
+    }
     crate::output::text(&report.render(format))?;
     Ok(ExitCode::SUCCESS)
 }
