@@ -24,6 +24,9 @@
 //! machine_pair_run_list as machine_run_list, for the pair index
 //! ```
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::error::{Error, Result};
@@ -479,19 +482,24 @@ pub(super) fn write_merge(
     }
     let mut out = RunWriter::new(db, index, id);
     let mut last = None;
-    // At most 16 inputs: the smallest head is found by looking at each.
-    while let Some((i, entry)) = cursors
+    // The inputs' heads in a min-heap: log2(16) = 4 comparisons an entry instead of 16 for
+    // a look at every head (the merge thread's largest cost under a bulk load). Ties go to
+    // the lower input, as before; equal entries come out together and are written once.
+    let mut heads: BinaryHeap<Reverse<(Entry, usize)>> = cursors
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| c.head().map(|e| (i, e)))
-        .min_by_key(|(_, e)| *e)
-    {
+        .filter_map(|(i, c)| c.head().map(|e| Reverse((e, i))))
+        .collect();
+    while let Some(Reverse((entry, i))) = heads.pop() {
         if last != Some(entry) {
             each(entry);
             out.push(entry)?;
             last = Some(entry);
         }
         cursors[i].advance(index, &chunks)?;
+        if let Some(next) = cursors[i].head() {
+            heads.push(Reverse((next, i)));
+        }
     }
     out.finish(merge.level.saturating_add(1))
 }
