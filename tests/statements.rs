@@ -235,4 +235,30 @@ fn the_service_serves_statements_under_the_read_rule() {
     assert_eq!((status, code), (403, Value::from("forbidden")), "{text}");
     let (status, _) = server.get("/v1/statements/V100", None);
     assert_eq!(status, 401);
+    // Statements are made one at a time: asked for at once, each is made or is a 429 with
+    // when to ask again, never a failure.
+    let answers: Vec<(u16, Option<String>, String)> = std::thread::scope(|scope| {
+        let asks: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(|| {
+                    server.get_with_header("/v1/statements/V100", Some("vic"), "retry-after")
+                })
+            })
+            .collect();
+        asks.into_iter().map(|ask| ask.join().unwrap()).collect()
+    });
+    assert!(answers.iter().any(|(status, ..)| *status == 200));
+    for (status, retry_after, body) in &answers {
+        match status {
+            200 => assert!(body.contains("\"license_id\":\"V100\"")),
+            429 => {
+                let code = serde_json::from_str::<Value>(body).unwrap()["code"].clone();
+                assert_eq!(
+                    (code, retry_after.as_deref()),
+                    (Value::from("throttled"), Some("1"))
+                );
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
 }

@@ -400,6 +400,12 @@ pub async fn statement(State(app): State<App>, Path(id): Path<String>, viewer: V
             "No statement",
             &why,
         ),
+        Err(StatementFailure::Busy) => error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&viewer.chrome),
+            "No statement",
+            "Another statement is being made; try again in a moment.",
+        ),
         Err(StatementFailure::Unavailable(why)) => error_page(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(&viewer.chrome),

@@ -83,6 +83,9 @@ pub struct Shared {
     /// The streams table of the latest commitment (`streams.rs`), shared by the committing
     /// task, the witness rounds and the statement handler.
     pub streams: std::sync::Arc<std::sync::Mutex<keyledger_ledger::streams::StreamTable>>,
+    /// One statement is made at a time: each walks the whole log twice, so a reader asking
+    /// for many at once gets 429 instead of the server's cores.
+    pub statement_slot: tokio::sync::Semaphore,
 }
 
 impl Shared {

@@ -99,6 +99,7 @@ pub fn run(
         oidc,
         witnessed: Arc::default(),
         streams: Arc::default(),
+        statement_slot: tokio::sync::Semaphore::new(1),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -43,6 +43,8 @@ pub enum StatementFailure {
     NotFound(String),
     /// The store or the writer did not answer (503).
     Unavailable(String),
+    /// Another statement is being made (429 `throttled`, `Retry-After`).
+    Busy,
 }
 
 /// The statement of `license` (the caller checked the read rule): against the latest
@@ -53,7 +55,11 @@ pub async fn statement(
     license: keyledger_core::LicenseId,
     cosigned: bool,
 ) -> Result<keyledger_ledger::statement::Statement, StatementFailure> {
-    use StatementFailure::{NotFound, Unavailable};
+    use StatementFailure::{Busy, NotFound, Unavailable};
+    let Ok(_slot) = app.statement_slot.try_acquire() else {
+        app.metrics.throttled("statement");
+        return Err(Busy);
+    };
     let (at, note) = if cosigned {
         let (size, note) = app.witnessed.latest().ok_or_else(|| {
             NotFound("no checkpoint has been cosigned yet (serve --witness)".to_owned())

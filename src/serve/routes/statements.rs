@@ -22,7 +22,7 @@ use crate::serve::streams::StatementFailure;
     ),
     responses(
         (status = 200, description = "the statement", body = crate::serve::openapi::StatementDoc),
-        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 404, description = "no such license ID at the commitment, or `cosigned=true` and nothing cosigned yet", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read or the streams cannot be committed now", body = keyledger_ledger::Answer)
+        (status = 400, description = "a malformed parameter", body = keyledger_ledger::Answer), (status = 401, description = "no, bad or revoked token", body = keyledger_ledger::Answer), (status = 403, description = "the read rule (R1): the caller may not read it", body = keyledger_ledger::Answer), (status = 404, description = "no such license ID at the commitment, or `cosigned=true` and nothing cosigned yet", body = keyledger_ledger::Answer), (status = 429, description = "another statement is being made (one at a time); `Retry-After`", body = keyledger_ledger::Answer), (status = 503, description = "the store cannot be read or the streams cannot be committed now", body = keyledger_ledger::Answer)
     ),
     security(("bearer" = []))
 )]
@@ -52,5 +52,15 @@ pub(super) async fn statement(
             StatusCode::SERVICE_UNAVAILABLE,
             Answer::error("storage", why),
         ),
+        Err(StatementFailure::Busy) => {
+            let throttled = crate::serve::throttle::Throttled {
+                by: "statement",
+                retry_after: std::time::Duration::from_secs(1),
+            };
+            too_many(
+                &throttled,
+                "another statement is being made; ask again".to_owned(),
+            )
+        }
     }
 }
