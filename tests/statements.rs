@@ -50,6 +50,46 @@ fn a_statement_replays_the_license_ids_report_at_its_checkpoint() {
         let pubkey = ledger.ok(&["pubkey"]).trim().to_owned();
         let ids = license_ids(&ledger);
         assert!(ids.len() >= 3, "{ids:?}");
+        // A checkpoint kept earlier names the commitment a statement is made against; one
+        // that does not sit at a commitment is refused, saying so.
+        let at = seq.to_string();
+        ledger.ok(&["checkpoint", "--size", &at, "--out", "at.txt"]);
+        ledger.ok(&[
+            "statement",
+            "--license-id",
+            &ids[0],
+            "--checkpoint",
+            "at.txt",
+            "--out",
+            "kept.json",
+        ]);
+        let kept: Value =
+            serde_json::from_str(&std::fs::read_to_string(ledger.file("kept.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            kept["checkpoint"],
+            std::fs::read_to_string(ledger.file("at.txt")).unwrap()
+        );
+        ledger.ok(&[
+            "checkpoint",
+            "--size",
+            &(seq - 1).to_string(),
+            "--out",
+            "before.txt",
+        ]);
+        let out = ledger.run(&[
+            "statement",
+            "--license-id",
+            &ids[0],
+            "--checkpoint",
+            "before.txt",
+        ]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && said.contains(&format!("seq {} is not a streams commitment", seq - 1)),
+            "{said}"
+        );
         for id in &ids {
             let file = format!("{id}.json");
             ledger.ok(&["statement", "--license-id", id, "--out", &file]);
