@@ -668,10 +668,9 @@ impl<K: KeyRecord> Books<K> {
             EventBody::KeysDisclosed { .. } => {}
             // Evidence of what an outside service counts; the read models keep the last one.
             EventBody::ExternalCountRecorded { .. } => {}
-            // R9: machines named again consume nothing; `machines_activated` counted them.
-            EventBody::MachinesAlreadyActive { .. } => {}
-            // The ledger's commitment to its streams is about the log, not the licenses.
-            EventBody::StreamsCommitted { .. } => {}
+            // R9: machines named again consume nothing (`machines_activated` counted them);
+            // the ledger's commitment to its streams is about the log, not the licenses.
+            EventBody::MachinesAlreadyActive { .. } | EventBody::StreamsCommitted { .. } => {}
         }
     }
 

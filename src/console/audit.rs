@@ -15,7 +15,7 @@ use keyledger_ledger::wire::event_to_json;
 use serde_json::Value;
 
 use super::page::{error_page, forbidden_page, render, Chrome};
-use super::pages::{parse_as_of, readable_license_ids};
+use super::pages::{parse_as_of, readable_license, readable_license_ids};
 use super::session::Viewer;
 use crate::serve::streams::StatementFailure;
 use crate::serve::App;
@@ -362,24 +362,10 @@ fn in_words(value: &Value) -> String {
 /// "Statements") as a download, made as `GET /v1/statements/{id}` makes it; readable as the
 /// license ID's report is.
 pub async fn statement(State(app): State<App>, Path(id): Path<String>, viewer: Viewer) -> Response {
-    let Ok(license) = LicenseId::new(id.as_str()) else {
-        let why = format!("{id:?} is not a license ID.");
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            Some(&viewer.chrome),
-            "Not found",
-            &why,
-        );
+    let license = match readable_license(&app, &viewer, &id) {
+        Ok(license) => license,
+        Err(page) => return page,
     };
-    let readable = app
-        .projections
-        .read()
-        .expect("no writer panics holding the lock")
-        .may_read_license(&viewer.principal, &license);
-    if let Err(refused) = readable {
-        let why = format!("{} ({}).", refused.message, refused.rule);
-        return forbidden_page(&viewer.chrome, &why);
-    }
     let filename = format!("statement-{license}.json");
     match crate::serve::streams::statement(&app, license, false).await {
         Ok(statement) => {

@@ -367,6 +367,25 @@ pub(super) fn parse_as_of(text: &str) -> Result<Timestamp, String> {
         })
 }
 
+/// The license ID a path names, if the viewer may read it: else the page that says why
+/// (400 not a license ID, 403 under the read rule).
+pub fn readable_license(app: &App, viewer: &Viewer, id: &str) -> Result<LicenseId, Response> {
+    let Ok(license) = LicenseId::new(id) else {
+        let why = format!("{id:?} is not a license ID.");
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            Some(&viewer.chrome),
+            "Not found",
+            &why,
+        ));
+    };
+    if let Err(refused) = live(app).may_read_license(&viewer.principal, &license) {
+        let why = format!("{} ({}).", refused.message, refused.rule);
+        return Err(forbidden_page(&viewer.chrome, &why));
+    }
+    Ok(license)
+}
+
 /// `GET /ui/license-ids/{id}[?as_of=T]`: the license ID's report, now or as of `T`.
 pub async fn details(
     State(app): State<App>,
@@ -374,19 +393,10 @@ pub async fn details(
     Query(q): Query<HashMap<String, String>>,
     viewer: Viewer,
 ) -> Response {
-    let Ok(license) = LicenseId::new(id.as_str()) else {
-        let why = format!("{id:?} is not a license ID.");
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            Some(&viewer.chrome),
-            "Not found",
-            &why,
-        );
+    let license = match readable_license(&app, &viewer, &id) {
+        Ok(license) => license,
+        Err(page) => return page,
     };
-    if let Err(refused) = live(&app).may_read_license(&viewer.principal, &license) {
-        let why = format!("{} ({}).", refused.message, refused.rule);
-        return forbidden_page(&viewer.chrome, &why);
-    }
     let as_of = q
         .get("as_of")
         .map(|s| s.trim().to_owned())

@@ -271,6 +271,15 @@ impl Params {
     }
 }
 
+/// The license ID a path names (`{id}`), if the caller may read it: 400 when it is not a
+/// license ID, 403 under the read rule.
+fn readable_license(app: &App, principal: &Principal, id: &str) -> Result<LicenseId, Response> {
+    let license =
+        LicenseId::new(id).map_err(|_| malformed(&input_error(Some("id"), "not a license ID")))?;
+    may_read(app, principal, &license)?;
+    Ok(license)
+}
+
 /// Operators see every license ID; others those they hold a role on (the one read rule,
 /// `Projections::may_read`).
 /// The read rule on one license ID (`Projections::may_read_license`), refused as 403.

@@ -33,12 +33,10 @@ pub(super) async fn report(
     Query(q): Query<HashMap<String, String>>,
     Caller(principal): Caller,
 ) -> Response {
-    let Ok(license) = LicenseId::new(id.as_str()) else {
-        return malformed(&input_error(Some("id"), "not a license ID"));
+    let license = match readable_license(&app, &principal, &id) {
+        Ok(license) => license,
+        Err(response) => return response,
     };
-    if let Err(refused) = may_read(&app, &principal, &license) {
-        return refused;
-    }
     let q = Params(q);
     let format: Format = match q.get("format").unwrap_or("json").parse() {
         Ok(format) => format,
