@@ -4,8 +4,7 @@
 
 use crate::support;
 
-use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::path::Path;
 
 use scraper::{Html, Selector};
 use serde_json::Value;
@@ -13,12 +12,11 @@ use serde_json::Value;
 const KEY_TEXT_CHARS: &str = "BCDFGHJKMPQRTVWXY2346789";
 
 struct Console {
-    child: Child,
+    _child: support::Running,
     /// Reads the server's stderr (to its end, when the server exits).
     _stderr: support::StderrReader,
     url: String,
     agent: ureq::Agent,
-    data: PathBuf,
     _dir: tempfile::TempDir,
     tokens: std::collections::HashMap<&'static str, String>,
     /// `keyledger report --license-id V3000003 --as-of AS_OF --format json`, run before
@@ -79,11 +77,10 @@ impl Console {
             .build()
             .into();
         Console {
-            child,
+            _child: child,
             _stderr: stderr,
             url,
             agent,
-            data,
             _dir: dir,
             tokens,
             report_then,
@@ -181,14 +178,6 @@ impl Console {
         let body: Value =
             serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
         body["seq"].as_u64().unwrap()
-    }
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = &self.data;
     }
 }
 

@@ -12,18 +12,11 @@ use serde_json::{json, Value};
 
 struct Api {
     _dir: tempfile::TempDir,
-    child: std::process::Child,
+    _child: support::Running,
     url: String,
     agent: ureq::Agent,
     olga: String,
     vic: String,
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The demo ledger, a consumer, tokens for an operator and a key viewer of V4000004.
@@ -45,7 +38,7 @@ fn start() -> Api {
         .into();
     Api {
         _dir: dir,
-        child,
+        _child: child,
         url,
         agent,
         olga,

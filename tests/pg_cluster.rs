@@ -177,7 +177,7 @@ fn the_store_speaks_tls_to_postgresql_as_its_url_says() {
     assert!(ok, "{said}");
     let require = std::path::PathBuf::from(require);
     std::fs::copy(&key, support::pg::signing_key_for(&require).unwrap()).unwrap();
-    let (mut serve, _, _) = support::spawn_serve(&require, &[]);
+    let (serve, _, _) = support::spawn_serve(&require, &[]);
     let sessions = psql(
         &full,
         "SELECT count(*) FILTER (WHERE ssl) || ' ' || count(*) FILTER (WHERE NOT ssl) \
@@ -185,8 +185,7 @@ fn the_store_speaks_tls_to_postgresql_as_its_url_says() {
          AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
     )
     .unwrap();
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(serve);
     let (tls, clear) = sessions.split_once(' ').unwrap();
     assert!(
         tls.parse::<u32>().unwrap() >= 1,

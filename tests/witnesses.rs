@@ -257,7 +257,7 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
         "--witness-every",
         "1",
     ];
-    let (mut serve, url, _) = support::spawn_serve(&data, &witness_args);
+    let (serve, url, _) = support::spawn_serve(&data, &witness_args);
     // Each round commits the streams first: the cosigned checkpoint sits at the commitment.
     cosigned(&url, head + 1, &["w1", "w2"]);
 
@@ -353,8 +353,7 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
     assert!(!ok && said.contains("1 of the 2 witnesses given cosigned the checkpoint (witness.test/w1), fewer than the quorum of 2"), "{said}");
     let (ok, _) = verify_proof(&file, &pubkey, &[&w1.key, &w3], Some(1));
     assert!(ok);
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(serve);
     // An export proves itself against the cosigned checkpoint, witnesses and all.
     let (export, cosigned_file) = (
         dir.path().join("export.jsonl"),
@@ -423,7 +422,7 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
         "--witness-every",
         "1",
     ];
-    let (mut forked_serve, fork_url, _) = support::spawn_serve(&fork, &fork_args);
+    let (forked_serve, fork_url, _) = support::spawn_serve(&fork, &fork_args);
     let refused = w1.wait_for("refused (409)");
     assert!(
         refused.contains(&format!(
@@ -434,6 +433,5 @@ fn witnesses_cosign_a_growing_ledger_and_refuse_its_fork() {
     );
     let (status, _) = get(&format!("{fork_url}/v1/checkpoint/cosigned"), None);
     assert_eq!(status, 404, "the fork was cosigned");
-    let _ = forked_serve.kill();
-    let _ = forked_serve.wait();
+    drop(forked_serve);
 }

@@ -48,7 +48,7 @@ pub fn keyledger(data: &Path, args: &[&str]) -> String {
 }
 
 pub struct Server {
-    child: Option<Child>,
+    child: Option<Running>,
     serve_args: Vec<String>,
     pub url: String,
     /// The `--data` value: a file's path, or a PostgreSQL URL.
@@ -267,7 +267,7 @@ impl Server {
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        self.child.as_ref().expect("running").0.id()
     }
 
     pub fn seq(&self) -> u64 {
@@ -322,32 +322,58 @@ impl Server {
         }
     }
 
-    /// SIGTERM, wait for a clean exit, and return what the server wrote to stderr.
+    /// SIGTERM, wait for a clean exit, and return what the server wrote to stderr (after
+    /// checking that it holds no secret).
     pub fn stop(&mut self) -> String {
         let mut child = self.child.take().unwrap();
         Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &child.0.id().to_string()])
             .status()
             .unwrap();
-        let status = child.wait().unwrap();
+        let status = child.0.wait().unwrap();
         assert!(status.success(), "the server exits 0 on SIGTERM");
-        self.stderr.take().unwrap().join().unwrap()
+        let said = self.stderr.take().unwrap().join().unwrap();
+        self.assert_no_secret_in(&said);
+        said
+    }
+
+    /// Every server of the suite logs in JSON, access lines on (see [`spawn_serve`]); none
+    /// may write a token or a key's text, whatever its test did.
+    fn assert_no_secret_in(&self, said: &str) {
+        for (who, token) in &self.tokens {
+            assert!(
+                !said.contains(token.as_str()),
+                "{who}'s token is in the log"
+            );
+        }
+        for key in [MAK, KMS] {
+            assert!(!said.contains(key), "key text {key} is in the log");
+        }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        drop(self.child.take());
         // A failing test shows what the server said (its stderr closes with its exit).
-        if std::thread::panicking() {
-            if let Some(said) = self.stderr.take().and_then(|t| t.join().ok()) {
+        if let Some(said) = self.stderr.take().and_then(|t| t.join().ok()) {
+            if std::thread::panicking() {
                 eprintln!("--- the server's stderr ---\n{said}--- end ---");
+            } else {
+                self.assert_no_secret_in(&said);
             }
         }
         drop(self.database.take());
+    }
+}
+
+/// A child process killed (and reaped) when dropped: a failing test leaves no server running.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -367,9 +393,16 @@ pub fn read_listening(child: &mut Child) -> String {
 }
 
 /// `keyledger serve` on an ephemeral loopback port: the child, its URL, its stderr's reader.
-pub fn spawn_serve(data: &Path, serve_args: &[&str]) -> (Child, String, StderrReader) {
-    let mut child = keyledger_command(data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+/// It logs as a log pipeline would read it (`--log-format json`, a line a request) unless the
+/// test chose a format, so that the suite's checks for secrets see every field.
+pub fn spawn_serve(data: &Path, serve_args: &[&str]) -> (Running, String, StderrReader) {
+    let mut command = keyledger_command(data);
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    if !serve_args.contains(&"--log-format") {
+        command.args(["--log-format", "json"]);
+    }
+    let mut child = command
+        .env_remove("RUST_LOG")
         .args(serve_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -382,7 +415,7 @@ pub fn spawn_serve(data: &Path, serve_args: &[&str]) -> (Child, String, StderrRe
         let _ = pipe.read_to_string(&mut text);
         text
     }));
-    (child, url, stderr)
+    (Running(child), url, stderr)
 }
 
 pub fn activation(machine: &str) -> String {
