@@ -133,6 +133,19 @@ pub struct Engine {
     /// The seq the filter was last saved at (or read from), and the save under way.
     filter_saved_at: u64,
     saving: Option<(crate::saved_filter::Saving, u64)>,
+    /// The last sealed batch's sizes: the next batch's tables start that large (batches of
+    /// a load are alike), not grown and rehashed entry by entry.
+    sizes: BatchSizes,
+}
+
+/// How many entries a batch's growing tables held at its seal.
+#[derive(Clone, Copy, Debug, Default)]
+struct BatchSizes {
+    machine_rows: usize,
+    pair_rows: usize,
+    answers: usize,
+    seen: usize,
+    pairs: usize,
 }
 
 /// The decision state a writer folds from `store`'s log (machine facts on disk, none kept
@@ -257,6 +270,7 @@ impl Engine {
             durable: head,
             filter_saved_at,
             saving: None,
+            sizes: BatchSizes::default(),
         })
     }
 
@@ -508,10 +522,16 @@ impl Engine {
                 hashing: BatchHashing::new(ChainState::new(self.head, self.frontier.clone())),
                 secrets: Vec::new(),
                 retired: Vec::new(),
-                index: Default::default(),
-                answers: Vec::new(),
-                seen: HashMap::new(),
-                pairs: Default::default(),
+                index: crate::machines::IndexRows {
+                    machines: Vec::with_capacity(self.sizes.machine_rows),
+                    pairs: Vec::with_capacity(self.sizes.pair_rows),
+                },
+                answers: Vec::with_capacity(self.sizes.answers),
+                seen: HashMap::with_capacity(self.sizes.seen),
+                pairs: keyledger_core::state::HashSet::with_capacity_and_hasher(
+                    self.sizes.pairs,
+                    Default::default(),
+                ),
             },
             commands: 0,
         }
@@ -539,6 +559,13 @@ impl Engine {
     /// it from now on. `None` when the batch has nothing to write.
     pub fn seal(&mut self, batch: Batch) -> Option<Prepared> {
         let mut p = batch.pending;
+        self.sizes = BatchSizes {
+            machine_rows: p.index.machines.len(),
+            pair_rows: p.index.pairs.len(),
+            answers: p.answers.len(),
+            seen: p.seen.len(),
+            pairs: p.pairs.len(),
+        };
         self.pairs
             .sealed(batch.generation, std::mem::take(&mut p.pairs));
         let chain = match &p.block {
