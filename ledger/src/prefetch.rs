@@ -26,8 +26,7 @@ pub struct Known<'a> {
     /// Pairs of sealed batches not yet durable, and durable ones cached (which a pair found
     /// on disk joins).
     pub before: &'a mut PairFacts,
-    /// Every pair ever activated, as a filter ("surely not" or "maybe"): it holds the pairs
-    /// of `batch` and `before` too.
+    /// Every pair ever activated, as a filter ("surely not" or "maybe").
     pub filter: &'a ActivatedFilter,
 }
 
@@ -55,16 +54,14 @@ pub fn look_up(
             continue;
         }
         let pair = hasher.pair(key, machine);
-        // The filter holds every pair activated (on disk, in sealed batches, in this one), so
-        // its "surely not" settles a new machine before any table is looked at.
-        let active = known.filter.may_contain(pair)
-            && (known.batch.contains(&pair) || known.before.recall(pair) || {
-                let on_disk = store.activated_pair(pair, key, machine)?;
-                if on_disk {
-                    known.before.found_on_disk(pair);
-                }
-                on_disk
-            });
+        let active = known.batch.contains(&pair) || known.before.recall(pair) || {
+            let on_disk =
+                known.filter.may_contain(pair) && store.activated_pair(pair, key, machine)?;
+            if on_disk {
+                known.before.found_on_disk(pair);
+            }
+            on_disk
+        };
         state.machine_facts.looked_up(key, machine.clone(), active);
     }
     Ok(())
