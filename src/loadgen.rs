@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::cli::BenchHttp;
+use keyledger_ledger::store::location::SIGNING_KEY_ENV;
 
 const OWN_KEY: &str = "BCDFG-HJKMP-QRTVW-XY234-6789B";
 const OWN_ORG: &str = "loadgen-org";
@@ -423,22 +424,30 @@ fn own_server(data: &keyledger_ledger::Location) -> Result<(String, OwnServer)> 
         "load generator set-up was refused: {answers:?}"
     );
     drop(engine);
-    let mut child = Process::new(std::env::current_exe()?)
+    let said = dir.path().join("serve.log");
+    let mut serve = Process::new(std::env::current_exe()?);
+    serve
         .arg("--data")
         .arg(&data_arg)
         // A throwaway ledger: its checkpoint key is made here, pinned by nobody.
         .args(["serve", "--listen", "127.0.0.1:0", "--create-signing-key"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+        .stderr(std::fs::File::create(&said)?);
+    // A PostgreSQL ledger keeps its key in a file the variable names: unless the caller
+    // named one, the throwaway key lives with the throwaway server.
+    if data.is_postgres() && std::env::var_os(SIGNING_KEY_ENV).is_none_or(|v| v.is_empty()) {
+        serve.env(SIGNING_KEY_ENV, dir.path().join("checkpoint.ed25519"));
+    }
+    let mut child = serve.spawn()?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut line = String::new();
     std::io::BufReader::new(stdout).read_line(&mut line)?;
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .context("the server did not start")?
-        .to_owned();
+    let Some(url) = line.trim().strip_prefix("listening on ") else {
+        let _ = child.wait();
+        let said = std::fs::read_to_string(&said).unwrap_or_default();
+        bail!("the server did not start: {}", said.trim());
+    };
+    let url = url.to_owned();
     Ok((url, OwnServer { child, _dir: dir }))
 }
 
