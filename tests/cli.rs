@@ -987,6 +987,38 @@ fn bench_http_with_a_peer_reports_keyledger_as_a_ratio_of_it() {
     );
 }
 
+/// On PostgreSQL the checkpoint key is a file the caller names; the load generator's own
+/// throwaway server makes one of its own when none is named (it did not start before).
+#[test]
+fn bench_http_on_postgresql_needs_no_signing_key_of_the_callers() {
+    if !pg::on_postgres() {
+        eprintln!("PostgreSQL only: a redb ledger keeps its key beside its file");
+        return;
+    }
+    let ledger = Ledger::new();
+    let out = ledger
+        .command()
+        .env_remove("KEYLEDGER_SIGNING_KEY")
+        .args([
+            "bench",
+            "http",
+            "--concurrency",
+            "2",
+            "--requests",
+            "40",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["activated"], 40, "{report}");
+}
+
 #[test]
 fn bench_http_loads_its_own_server_and_reports_every_request() {
     let ledger = Ledger::new();
