@@ -347,9 +347,11 @@ pub const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(20
 /// next requests over the moments after it; sealing at the first arrival commits a batch of
 /// one or two and the rest wait for the next (at concurrency 256 a quarter of all batches
 /// held one command, and each paid a whole fdatasync and redb commit). So a batch that
-/// follows one of several commands waits, at most [`GATHER_WAIT`] from its first
-/// submission, until it holds half as many; a batch that follows a single command (one
-/// client, an idle service) is sealed at once, so a lone request never waits.
+/// follows one of several commands waits, at most [`GATHER_WAIT`] from when it begins to
+/// wait (right after its first submission), until it holds half as many; a batch that
+/// follows a single command (one client, an idle service) is sealed at once, so a lone
+/// request never waits. Only batches that commit on the writer thread wait: while a bulk
+/// batch commits on the blocking thread, the next one fills anyway.
 #[derive(Debug, Default)]
 struct Gather {
     /// Half the last sealed batch's commands.
