@@ -341,7 +341,7 @@ async fn pipeline(mut engine: Engine, rx: &mut mpsc::Receiver<Job>) -> Engine {
 }
 
 /// How long a batch that follows a busy one waits for its submissions (see [`Gather`]).
-pub const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(200);
+const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// Group commit's gathering. Under load the clients whose answers a batch carried send their
 /// next requests over the moments after it; sealing at the first arrival commits a batch of
