@@ -77,13 +77,7 @@ impl Ledger {
 
     /// Runs and expects exit code 0; returns stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(args, self.run(args))
     }
 
     /// `keys --license-id V100 --as WHO --out WHO.tsv`; answers the file's bytes.
@@ -101,6 +95,16 @@ impl Ledger {
         let store = keyledger_ledger::Store::open(self.location()).unwrap();
         store.head().unwrap().seq
     }
+}
+
+/// The stdout of a run of `args` that must have succeeded (its stderr says why not).
+fn succeeded(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 fn stderr(out: &Output) -> String {
@@ -996,26 +1000,22 @@ fn bench_http_on_postgresql_needs_no_signing_key_of_the_callers() {
         return;
     }
     let ledger = Ledger::new();
+    let args = [
+        "bench",
+        "http",
+        "--concurrency",
+        "2",
+        "--requests",
+        "40",
+        "--json",
+    ];
     let out = ledger
         .command()
         .env_remove("KEYLEDGER_SIGNING_KEY")
-        .args([
-            "bench",
-            "http",
-            "--concurrency",
-            "2",
-            "--requests",
-            "40",
-            "--json",
-        ])
+        .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = serde_json::from_str(&succeeded(&args, out)).unwrap();
     assert_eq!(report["activated"], 40, "{report}");
 }
 

@@ -280,8 +280,6 @@ fn readable_license(app: &App, principal: &Principal, id: &str) -> Result<Licens
     Ok(license)
 }
 
-/// Operators see every license ID; others those they hold a role on (the one read rule,
-/// `Projections::may_read`).
 /// The read rule on one license ID (`Projections::may_read_license`), refused as 403.
 fn may_read(app: &App, principal: &Principal, license: &LicenseId) -> Result<(), Response> {
     app.projections
